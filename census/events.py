@@ -1,0 +1,73 @@
+"""The access-point event contract (docs/contracts.md, section 2) as Python values.
+
+Producers (the simulator, the sniffer, tests) build ``PresenceEvent`` values and encode them
+with ``encode_events``; the collector's parser turns payloads back into them. Keeping both
+directions beside each other is what keeps the contract single.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+CONTRACT_VERSION = 1
+EVENT_TYPES = ("connect", "disconnect", "snapshot", "probe")
+MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_BATCH_EVENTS = 5000
+MAX_SSID_BYTES = 32
+RSSI_RANGE = (-120, 0)
+AP_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+DEFAULT_SNAPSHOT_INTERVAL_S = 300
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    """One observation of a station by an access point or sniffer."""
+
+    type: str
+    mac: str
+    ts: float
+    rssi: int | None = None
+    ssid: str | None = None
+
+    def to_wire(self) -> dict[str, object]:
+        """The event as the JSON object of the contract."""
+        wire: dict[str, object] = {"v": CONTRACT_VERSION, "type": self.type, "mac": self.mac, "ts": self.ts}
+        if self.rssi is not None:
+            wire["rssi"] = self.rssi
+        if self.ssid is not None:
+            wire["ssid"] = self.ssid
+        return wire
+
+
+def events_topic(prefix: str, ap_id: str) -> str:
+    """The topic an AP publishes its events on."""
+    return f"{prefix}/v1/ap/{ap_id}/events"
+
+
+def events_subscription(prefix: str, share_group: str | None = None) -> str:
+    """The subscription that receives every AP's events, optionally as a shared subscription."""
+    topic = f"{prefix}/v1/ap/+/events"
+    return f"$share/{share_group}/{topic}" if share_group else topic
+
+
+def command_topic(prefix: str, ap_id: str) -> str:
+    """The topic an AP's agent receives signed commands on."""
+    return f"{prefix}/v1/ap/{ap_id}/cmd"
+
+
+def alert_topic(prefix: str, kind: str) -> str:
+    """The topic alerts of one kind are published on."""
+    return f"{prefix}/v1/alerts/{kind}"
+
+
+def encode_events(events: Iterable[PresenceEvent]) -> bytes:
+    """Encode events as one batch payload (a JSON array)."""
+    return json.dumps([event.to_wire() for event in events], separators=(",", ":")).encode("utf-8")
+
+
+def encode_event(event: PresenceEvent) -> bytes:
+    """Encode a single event payload (a JSON object)."""
+    return json.dumps(event.to_wire(), separators=(",", ":")).encode("utf-8")

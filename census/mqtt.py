@@ -1,0 +1,181 @@
+"""The only module that imports paho-mqtt: connection set-up, publishing and subscribing.
+
+Paho's numeric return codes are translated once, here, into ``MqttError`` with a message;
+the rest of the code sees plain Python calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from census.settings import Settings
+
+LOGGER = logging.getLogger(__name__)
+
+# A persistent session survives this long on the broker after the client goes away, so events
+# published while a collector restarts are delivered when it returns.
+DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class MqttError(RuntimeError):
+    """An MQTT operation failed; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """A message as the application sees it."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    retain: bool
+
+
+def _check(code: MQTTErrorCode | int, action: str) -> None:
+    """Raise MqttError unless a paho return code means success."""
+    if code != MQTTErrorCode.MQTT_ERR_SUCCESS:
+        raise MqttError(f"MQTT {action} failed: {paho.error_string(int(code))}")
+
+
+class MqttClient:
+    """A connected MQTT v5 client with blocking connect, publish and subscribe helpers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client_id: str = "",
+        *,
+        persistent_session: bool = False,
+        manual_ack: bool = False,
+        on_message: Callable[[ReceivedMessage], None] | None = None,
+        max_inflight: int = 1000,
+    ) -> None:
+        self._settings = settings
+        self._persistent = persistent_session
+        self._on_message = on_message
+        self._connected = threading.Event()
+        self._connect_error: str | None = None
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv5,
+            manual_ack=manual_ack,
+        )
+        if settings.mqtt_username:
+            self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password or None)
+        self._client.max_inflight_messages_set(max_inflight)
+        # Large batches are queued while the network loop sends them; unlimited here because
+        # the callers bound what they have in flight themselves.
+        self._client.max_queued_messages_set(0)
+        self._client.on_connect = self._handle_connect
+        self._client.on_disconnect = self._handle_disconnect
+        self._client.on_message = self._handle_message
+        self._subscriptions: list[tuple[str, int]] = []
+
+    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        """Record the connect result; re-subscribe after a reconnect."""
+        if reason_code.is_failure:
+            self._connect_error = str(reason_code)
+            LOGGER.error("MQTT connection refused: %s", reason_code)
+        else:
+            self._connect_error = None
+            for topic, qos in self._subscriptions:
+                client.subscribe(topic, qos)
+            LOGGER.info(
+                "connected to MQTT %s:%s (session present: %s)",
+                self._settings.mqtt_host, self._settings.mqtt_port, flags.session_present,
+            )
+        self._connected.set()
+
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        """Log unexpected disconnects; paho's loop reconnects by itself."""
+        self._connected.clear()
+        if reason_code != 0:
+            LOGGER.warning("MQTT disconnected: %s (reconnecting)", reason_code)
+
+    def _handle_message(self, client, userdata, message) -> None:  # type: ignore[no-untyped-def]
+        """Hand a message to the application callback; never let it raise into paho's loop."""
+        if self._on_message is None:
+            return
+        received = ReceivedMessage(
+            topic=message.topic, payload=message.payload, qos=message.qos,
+            mid=message.mid, retain=bool(message.retain),
+        )
+        try:
+            self._on_message(received)
+        except Exception:  # the network loop must survive any handler bug
+            LOGGER.exception("message handler failed for topic %s", message.topic)
+
+    def connect(self, timeout: float = 10.0) -> None:
+        """Connect and start the network loop; raise MqttError if the broker does not accept."""
+        properties = Properties(PacketTypes.CONNECT)
+        if self._persistent:
+            properties.SessionExpiryInterval = DEFAULT_SESSION_EXPIRY_S
+        try:
+            code = self._client.connect(
+                self._settings.mqtt_host, self._settings.mqtt_port, keepalive=30,
+                clean_start=not self._persistent, properties=properties,
+            )
+        except OSError as error:
+            raise MqttError(
+                f"cannot reach MQTT broker {self._settings.mqtt_host}:{self._settings.mqtt_port}: "
+                f"{error}"
+            ) from None
+        _check(code, "connect")
+        self._client.loop_start()
+        if not self._connected.wait(timeout):
+            self._client.loop_stop()
+            raise MqttError(f"no CONNACK from broker within {timeout:.0f} s")
+        if self._connect_error:
+            self._client.loop_stop()
+            raise MqttError(f"broker refused the connection: {self._connect_error}")
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        """Subscribe now and again after every reconnect."""
+        self._subscriptions.append((topic, qos))
+        code, _mid = self._client.subscribe(topic, qos)
+        _check(code, f"subscribe to {topic}")
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False,
+                wait: bool = True, timeout: float = 30.0) -> None:
+        """Publish; with wait, block until the broker has acknowledged (QoS 1/2)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        _check(info.rc, f"publish to {topic}")
+        if wait:
+            info.wait_for_publish(timeout)
+            if not info.is_published():
+                raise MqttError(f"publish to {topic} not acknowledged within {timeout:.0f} s")
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a message received with manual_ack (after it is durably stored)."""
+        if qos > 0:
+            self._client.ack(mid, qos)
+
+    def wait_until_published(self, timeout: float = 60.0) -> None:
+        """Wait until paho's outgoing queue is empty (everything handed to the broker)."""
+        deadline = time.monotonic() + timeout
+        while self._client.want_write() or len(self._client._out_messages) > 0:  # noqa: SLF001
+            if time.monotonic() > deadline:
+                raise MqttError("outgoing messages not acknowledged in time")
+            time.sleep(0.01)
+
+    def set_will(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = True) -> None:
+        """Set the last will (call before connect)."""
+        self._client.will_set(topic, payload, qos=qos, retain=retain)
+
+    def disconnect(self) -> None:
+        """Disconnect cleanly and stop the network loop."""
+        try:
+            self._client.disconnect()
+        finally:
+            self._client.loop_stop()

@@ -1,0 +1,294 @@
+"""The time-series store for presence events: one interface, one InfluxDB adapter.
+
+The adapter speaks the API that InfluxDB 1.x, 2.x (v1-compatibility endpoints with a DBRP
+mapping) and 3.x share: line-protocol ``/write`` and InfluxQL ``/query`` with bound
+parameters. influxdb-client's write and query calls use ``/api/v2`` endpoints that InfluxDB 1.6
+(Debian's, the one tested here) does not have, so the adapter uses HTTP directly; the client
+library is still used where it serves (``ping``).
+
+Failures are split the way the collector needs them: ``TransientStoreError`` (cannot reach the
+server, 5xx, 429: retry or spool) and ``PermanentStoreError`` (the server rejected the data or
+query: retrying will not help).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+import requests
+
+from census.settings import Settings
+
+LOGGER = logging.getLogger(__name__)
+
+MEASUREMENT_PRESENCE = "presence"
+
+
+class StoreError(RuntimeError):
+    """The time-series store failed."""
+
+
+class TransientStoreError(StoreError):
+    """A failure that may pass: the server is unreachable, overloaded or restarting."""
+
+
+class PermanentStoreError(StoreError):
+    """The server rejected the request; sending it again will fail again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One time-series point: measurement, tags, fields and a nanosecond timestamp."""
+
+    measurement: str
+    tags: Mapping[str, str]
+    fields: Mapping[str, str | int | float | bool]
+    time_ns: int
+
+    def to_line(self) -> str:
+        """The point in InfluxDB line protocol."""
+        parts = [_escape_key(self.measurement, measurement=True)]
+        for key in sorted(self.tags):
+            value = self.tags[key]
+            if value == "":
+                continue  # line protocol has no empty tag values: an absent tag means none
+            parts.append(f",{_escape_key(key)}={_escape_key(value)}")
+        field_text = ",".join(
+            f"{_escape_key(key)}={_format_field(value)}" for key, value in self.fields.items()
+        )
+        if not field_text:
+            raise ValueError("a point needs at least one field")
+        return f"{''.join(parts)} {field_text} {self.time_ns}"
+
+
+def _escape_key(text: str, measurement: bool = False) -> str:
+    """Escape a measurement, tag key, tag value or field key for line protocol."""
+    text = text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+    if not measurement:
+        text = text.replace("=", "\\=")
+    return text.replace("\n", "\\n")
+
+
+def _format_field(value: str | int | float | bool) -> str:
+    """Format a field value: integers get the i suffix, strings are quoted and escaped."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value)
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+class PresenceStore(Protocol):
+    """What the rest of the system needs from a time-series store."""
+
+    def ping(self) -> bool:
+        """True when the server answers."""
+        ...
+
+    def ensure_database(self, retention_days: int) -> None:
+        """Create the database and its retention policy if they do not exist."""
+        ...
+
+    def write(self, points: Sequence[Point]) -> None:
+        """Write points; raise TransientStoreError or PermanentStoreError on failure."""
+        ...
+
+    def query(self, influxql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run one InfluxQL SELECT and return its rows (tags and fields as columns)."""
+        ...
+
+    def query_chunks(
+        self, influxql: str, params: Mapping[str, Any] | None = None, chunk_size: int = 50_000
+    ) -> Iterator[pd.DataFrame]:
+        """Run one InfluxQL SELECT, yielding its rows a chunk at a time (bounded memory)."""
+        ...
+
+
+@dataclass
+class InfluxV1Store:
+    """InfluxDB through the v1 HTTP API (1.x natively, 2.x/3.x through v1 compatibility)."""
+
+    url: str
+    database: str
+    username: str = ""
+    password: str = field(default="", repr=False)
+    token: str = field(default="", repr=False)
+    timeout_s: float = 30.0
+    retention_policy: str = ""
+    _session: requests.Session = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Open one HTTP session (keep-alive) for all requests."""
+        self.url = self.url.rstrip("/")
+        self._session = requests.Session()
+        if self.token:
+            self._session.headers["Authorization"] = f"Token {self.token}"
+        elif self.username:
+            self._session.auth = (self.username, self.password)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, database: str | None = None) -> InfluxV1Store:
+        """Build the store the settings describe."""
+        return cls(
+            url=settings.influx_url,
+            database=database or settings.influx_database,
+            username=settings.influx_username,
+            password=settings.influx_password,
+            token=settings.influx_token,
+        )
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._session.close()
+
+    def ping(self) -> bool:
+        """True when the server answers its ping endpoint."""
+        from influxdb_client import InfluxDBClient  # the library's ping works on 1.x and 2.x
+
+        with InfluxDBClient(url=self.url, token=self.token or "none", timeout=5000) as client:
+            try:
+                return bool(client.ping())
+            except Exception:  # ping reports any failure as "not up"
+                return False
+
+    def ensure_database(self, retention_days: int) -> None:
+        """Create the database with a retention policy (1.x); 2.x/3.x map it at set-up."""
+        if self.token:
+            return  # InfluxDB 2.x/3.x: the bucket and its DBRP mapping are made at set-up
+        # Identifiers cannot be bound parameters in InfluxQL; the database name is checked
+        # against a strict pattern instead, so nothing user-controlled reaches the statement.
+        _check_identifier(self.database)
+        self._post_query(f'CREATE DATABASE "{self.database}"')
+        policy = "census_retention"
+        statement = (
+            f'CREATE RETENTION POLICY "{policy}" ON "{self.database}" '
+            f"DURATION {int(retention_days)}d REPLICATION 1 DEFAULT"
+        )
+        try:
+            self._post_query(statement)
+        except PermanentStoreError as error:
+            if "already exists" not in str(error):
+                raise
+            self._post_query(
+                f'ALTER RETENTION POLICY "{policy}" ON "{self.database}" '
+                f"DURATION {int(retention_days)}d DEFAULT"
+            )
+
+    def drop_database(self) -> None:
+        """Drop the database (tests and `services reset` only)."""
+        _check_identifier(self.database)
+        self._post_query(f'DROP DATABASE "{self.database}"')
+
+    def write(self, points: Sequence[Point]) -> None:
+        """Write points as one gzip-compressed line-protocol request."""
+        if not points:
+            return
+        self.write_lines(point.to_line() for point in points)
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        """Write pre-formatted line-protocol lines in one request."""
+        body = gzip.compress("\n".join(lines).encode("utf-8"), compresslevel=1)
+        params = {"db": self.database, "precision": "ns"}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        try:
+            response = self._session.post(
+                f"{self.url}/write", params=params, data=body,
+                headers={"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"},
+                timeout=self.timeout_s,
+            )
+        except requests.RequestException as error:
+            raise TransientStoreError(f"InfluxDB write failed: {error}") from None
+        _raise_for_status(response, "write")
+
+    def query(self, influxql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run one SELECT and return all its rows as one DataFrame."""
+        frames = list(self.query_chunks(influxql, params))
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True)
+
+    def query_chunks(
+        self, influxql: str, params: Mapping[str, Any] | None = None, chunk_size: int = 50_000
+    ) -> Iterator[pd.DataFrame]:
+        """Run one SELECT in chunked mode; yield a DataFrame per chunk, time as UTC."""
+        request_params = {
+            "db": self.database,
+            "q": influxql,
+            "epoch": "ns",
+            "chunked": "true",
+            "chunk_size": str(chunk_size),
+        }
+        if params:
+            request_params["params"] = json.dumps(dict(params))
+        try:
+            response = self._session.post(
+                f"{self.url}/query", data=request_params, stream=True, timeout=self.timeout_s
+            )
+        except requests.RequestException as error:
+            raise TransientStoreError(f"InfluxDB query failed: {error}") from None
+        with response:
+            _raise_for_status(response, "query")
+            # Chunked responses are one JSON document per line.
+            for line in response.iter_lines():
+                if not line:
+                    continue
+                document = json.loads(line)
+                yield from _frames_from_document(document)
+
+    def _post_query(self, statement: str) -> dict[str, Any]:
+        """Run a management statement (CREATE, DROP, ALTER) and check its result."""
+        try:
+            response = self._session.post(
+                f"{self.url}/query", data={"q": statement}, timeout=self.timeout_s
+            )
+        except requests.RequestException as error:
+            raise TransientStoreError(f"InfluxDB statement failed: {error}") from None
+        _raise_for_status(response, "statement")
+        document: dict[str, Any] = response.json()
+        for result in document.get("results", []):
+            if "error" in result:
+                raise PermanentStoreError(f"InfluxDB refused {statement!r}: {result['error']}")
+        return document
+
+
+def _frames_from_document(document: Mapping[str, Any]) -> Iterator[pd.DataFrame]:
+    """Turn one InfluxQL JSON result document into DataFrames, one per series."""
+    if "error" in document:
+        raise PermanentStoreError(f"InfluxDB query error: {document['error']}")
+    for result in document.get("results", []):
+        if "error" in result:
+            raise PermanentStoreError(f"InfluxDB query error: {result['error']}")
+        for series in result.get("series", []):
+            frame = pd.DataFrame(series["values"], columns=series["columns"])
+            for tag, value in (series.get("tags") or {}).items():
+                frame[tag] = value
+            if "time" in frame.columns:
+                frame["time"] = pd.to_datetime(frame["time"], unit="ns", utc=True)
+            yield frame
+
+
+def _raise_for_status(response: requests.Response, action: str) -> None:
+    """Translate an HTTP status into the store's error classes."""
+    if response.status_code < 300:
+        return
+    detail = response.text[:500].strip()
+    message = f"InfluxDB {action} returned HTTP {response.status_code}: {detail}"
+    if response.status_code == 429 or response.status_code >= 500:
+        raise TransientStoreError(message)
+    raise PermanentStoreError(message)
+
+
+def _check_identifier(name: str) -> None:
+    """Allow only plain identifiers where InfluxQL cannot take a bound parameter."""
+    if not name or not all(c.isalnum() or c in "_-" for c in name):
+        raise ValueError(f"not a safe InfluxDB identifier: {name!r}")

@@ -1,0 +1,126 @@
+"""Personal-data primitives: MAC pseudonyms, identity-number encryption and masking.
+
+Everything that turns personal data into something safer to store lives here, so that the
+rules (which key, which algorithm, how much is shown) are written once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+
+from cryptography.fernet import Fernet, InvalidToken
+
+_MAC_PATTERN = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+
+PSEUDONYM_HEX_LENGTH = 16
+
+
+class InvalidMacError(ValueError):
+    """A string is not a MAC address."""
+
+
+def normalize_mac(raw: str) -> str:
+    """Return a MAC as lowercase, colon separated; raise InvalidMacError otherwise."""
+    lowered = raw.strip().lower()
+    if not _MAC_PATTERN.match(lowered):
+        raise InvalidMacError(f"not a MAC address: {raw!r}")
+    digits = lowered.replace(":", "").replace("-", "")
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+def is_locally_administered(mac: str) -> bool:
+    """True for randomized ("private") addresses: bit 1 of the first octet is set."""
+    return bool(int(mac[:2], 16) & 0x02)
+
+
+def pseudonymize_mac(mac: str, key: str) -> str:
+    """The device pseudonym: first 8 bytes of HMAC-SHA256(key, normalised MAC), as hex."""
+    digest = hmac.new(key.encode("utf-8"), normalize_mac(mac).encode("ascii"), hashlib.sha256)
+    return digest.hexdigest()[:PSEUDONYM_HEX_LENGTH]
+
+
+class IdentityCipher:
+    """Encrypts identity numbers at rest and derives a keyed lookup digest (blind index)."""
+
+    def __init__(self, fernet_key: str) -> None:
+        self._fernet = Fernet(fernet_key.encode("ascii"))
+        # The blind index gets its own key derived from the encryption key, so the digest
+        # column alone cannot be reversed by hashing the 10^8-ish space of plausible numbers.
+        self._index_key = hashlib.sha256(b"wifi-census blind index\x00" + fernet_key.encode()).digest()
+
+    def encrypt(self, plaintext: str) -> bytes:
+        """Encrypt a value (authenticated, random IV)."""
+        return self._fernet.encrypt(plaintext.encode("utf-8"))
+
+    def decrypt(self, token: bytes) -> str:
+        """Decrypt a value; raise ValueError if it was not encrypted with this key."""
+        try:
+            return self._fernet.decrypt(token).decode("utf-8")
+        except InvalidToken:
+            raise ValueError("identity value cannot be decrypted with the configured key") from None
+
+    def digest(self, id_type: str, number: str) -> str:
+        """A keyed digest of (type, number) for finding a resident without decrypting."""
+        message = f"{id_type}\x00{normalize_id_number(number)}".encode()
+        return hmac.new(self._index_key, message, hashlib.sha256).hexdigest()
+
+
+def normalize_id_number(number: str) -> str:
+    """Identity numbers are compared without spaces and in upper case (the X check digit)."""
+    return re.sub(r"\s+", "", number).upper()
+
+
+def mask_id_number(number: str) -> str:
+    """Show only the first and last characters of an identity number: 1201**********123X."""
+    cleaned = normalize_id_number(number)
+    if len(cleaned) <= 4:
+        return "*" * len(cleaned)
+    keep_head = 4 if len(cleaned) >= 15 else 1
+    return cleaned[:keep_head] + "*" * (len(cleaned) - keep_head - 4) + cleaned[-4:]
+
+
+def mask_phone(phone: str) -> str:
+    """Show a phone number as 138****1234."""
+    if len(phone) < 7:
+        return "*" * len(phone)
+    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+
+
+def mask_name(name: str) -> str:
+    """Show a name as its first character and stars (张**, J***)."""
+    if not name:
+        return ""
+    return name[0] + "*" * max(1, len(name) - 1)
+
+
+# GB 11643-1999: weights for the first 17 digits and the check characters by sum mod 11.
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
+def resident_id_check_character(first17: str) -> str:
+    """The GB 11643 check character for the first 17 digits of a resident ID number."""
+    total = sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True))
+    return _ID_CHECK[total % 11]
+
+
+def resident_id_problem(number: str) -> str | None:
+    """Why a mainland resident ID number is invalid, or None when it is valid."""
+    cleaned = normalize_id_number(number)
+    if len(cleaned) != 18:
+        return "must be 18 characters"
+    if not cleaned[:17].isdigit() or not (cleaned[17].isdigit() or cleaned[17] == "X"):
+        return "must be 17 digits followed by a digit or X"
+    year, month, day = int(cleaned[6:10]), int(cleaned[10:12]), int(cleaned[12:14])
+    try:
+        born = dt.date(year, month, day)
+    except ValueError:
+        return "contains an impossible birth date"
+    if born.year < 1900 or born > dt.date.today():
+        return "contains an impossible birth date"
+    if resident_id_check_character(cleaned[:17]) != cleaned[17]:
+        return "check digit does not match (GB 11643)"
+    return None

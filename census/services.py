@@ -1,0 +1,445 @@
+"""Start, check and stop the project's own local servers on 127.0.0.1, without Docker.
+
+Each server (Mosquitto, Redis, InfluxDB 1.x, optionally PostgreSQL) runs from Debian's
+package with a configuration this module writes into ``<var_dir>/services/<name>/``, listens
+on loopback only, and is tracked by a PID file there. ``up`` is idempotent (a server that is
+already ours and answering is left alone), ``down`` stops only processes this module started
+(the PID file's process must still be that server's binary), and a port held by some other
+program is reported by name instead of being fought over.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from census.settings import Settings
+
+LOGGER = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+READY_TIMEOUT_S = 60.0
+
+# Popen objects of servers started by this process, kept so they are not garbage-collected
+# while running (Popen warns when a live child's handle is dropped); the servers outlive us.
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+class ServiceError(RuntimeError):
+    """A local server could not be started or stopped; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What `services status` reports for one server."""
+
+    name: str
+    port: int
+    pid: int | None
+    running: bool
+    answering: bool
+    detail: str = ""
+
+
+@dataclass
+class LocalService:
+    """One server: how to prepare its folder, start it, and tell that it answers."""
+
+    name: str
+    binary: str
+    host: str
+    port: int
+    directory: Path
+    command: Callable[[LocalService], list[str]]
+    prepare: Callable[[LocalService], None]
+    ready: Callable[[LocalService], bool]
+    run_as: str | None = None
+    debian_package: str = ""
+
+    @property
+    def pid_file(self) -> Path:
+        """Where the running server's PID is kept."""
+        return self.directory / "server.pid"
+
+    @property
+    def log_file(self) -> Path:
+        """Where the server's output goes."""
+        return self.directory / "server.log"
+
+    def read_pid(self) -> int | None:
+        """The PID recorded for this server, if its process is still this server's binary."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        if not _process_runs_binary(pid, Path(self.binary).name):
+            return None
+        return pid
+
+
+def _process_runs_binary(pid: int, binary_name: str) -> bool:
+    """True when process pid exists and its command line names binary_name (PID reuse guard)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if not cmdline or not cmdline[0]:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if ") Z " in stat:  # a zombie is not running
+        return False
+    # redis-server rewrites its title to "redis-server 127.0.0.1:16379": compare the first word.
+    first_word = cmdline[0].decode(errors="replace").split(" ")[0]
+    return Path(first_word).name == binary_name
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True when nothing listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host if host != "localhost" else "127.0.0.1", port)) != 0
+
+
+def _find_binary(candidates: Sequence[str]) -> str:
+    """The first existing binary among candidates (PATH names or absolute paths)."""
+    for candidate in candidates:
+        found = shutil.which(candidate) if "/" not in candidate else candidate
+        if found and Path(found).exists():
+            return found
+    return candidates[0]
+
+
+# --- Mosquitto -------------------------------------------------------------------------------
+
+def _mosquitto_prepare(service: LocalService) -> None:
+    """Write mosquitto.conf: loopback listener, persistence, generous queues."""
+    data = service.directory / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    user = getpass.getuser()
+    (service.directory / "mosquitto.conf").write_text(
+        "\n".join([
+            "# Written by `wifi-census services up`; edits are overwritten.",
+            f"listener {service.port} {service.host}",
+            "allow_anonymous true",
+            f"user {user}",
+            "persistence true",
+            f"persistence_location {data}/",
+            "autosave_interval 60",
+            # The default of 1000 queued messages per client silently dropped ~70% of a 200k
+            # burst to a slow subscriber here; a collector catching up needs far more.
+            "max_queued_messages 2000000",
+            "max_queued_bytes 0",
+            "max_inflight_messages 1000",
+            "max_packet_size 2097152",
+            "persistent_client_expiration 14d",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "connection_messages false",
+            "",
+        ]),
+        encoding="utf-8",
+    )
+
+
+def _mosquitto_command(service: LocalService) -> list[str]:
+    """Command line for Mosquitto in the foreground."""
+    return [service.binary, "-c", str(service.directory / "mosquitto.conf")]
+
+
+def _mosquitto_ready(service: LocalService) -> bool:
+    """True when an MQTT CONNECT is accepted."""
+    # A bare MQTT 3.1.1 CONNECT packet; a CONNACK with return code 0 means the broker serves.
+    connect = bytes([0x10, 0x10, 0x00, 0x04]) + b"MQTT" + bytes([0x04, 0x02, 0x00, 0x0A, 0x00, 0x04]) + b"ping"
+    try:
+        with socket.create_connection((service.host, service.port), timeout=1.0) as conn:
+            conn.sendall(connect)
+            reply = conn.recv(4)
+            conn.sendall(bytes([0xE0, 0x00]))  # DISCONNECT
+    except OSError:
+        return False
+    return len(reply) == 4 and reply[0] == 0x20 and reply[3] == 0
+
+
+# --- Redis -----------------------------------------------------------------------------------
+
+def _redis_prepare(service: LocalService) -> None:
+    """Make Redis's data folder."""
+    (service.directory / "data").mkdir(parents=True, exist_ok=True)
+
+
+def _redis_command(service: LocalService) -> list[str]:
+    """Command line for redis-server: loopback, no persistence (live state only)."""
+    return [
+        service.binary, "--bind", service.host, "--port", str(service.port),
+        "--dir", str(service.directory / "data"), "--daemonize", "no",
+        "--save", "", "--appendonly", "no", "--protected-mode", "yes",
+        "--loglevel", "warning",
+    ]
+
+
+def _redis_ready(service: LocalService) -> bool:
+    """True when PING answers PONG."""
+    try:
+        with socket.create_connection((service.host, service.port), timeout=1.0) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+# --- InfluxDB 1.x ----------------------------------------------------------------------------
+
+def _influx_prepare(service: LocalService) -> None:
+    """Write influxdb.conf: loopback HTTP and RPC, no reporting, TSI index."""
+    for sub in ("meta", "data", "wal"):
+        (service.directory / sub).mkdir(parents=True, exist_ok=True)
+    rpc_port = service.port + 2  # InfluxDB's backup RPC port must not take the default 8088
+    (service.directory / "influxdb.conf").write_text(
+        "\n".join([
+            "# Written by `wifi-census services up`; edits are overwritten.",
+            "reporting-disabled = true",
+            f'bind-address = "{service.host}:{rpc_port}"',
+            "[meta]",
+            f'  dir = "{service.directory / "meta"}"',
+            "[data]",
+            f'  dir = "{service.directory / "data"}"',
+            f'  wal-dir = "{service.directory / "wal"}"',
+            '  index-version = "tsi1"',
+            "  query-log-enabled = false",
+            "  cache-max-memory-size = 2147483648",
+            "  max-series-per-database = 0",
+            "  max-values-per-tag = 0",
+            "[coordinator]",
+            "  max-select-point = 0",
+            "[retention]",
+            "  enabled = true",
+            '  check-interval = "30m"',
+            "[monitor]",
+            "  store-enabled = false",
+            "[http]",
+            "  enabled = true",
+            f'  bind-address = "{service.host}:{service.port}"',
+            "  log-enabled = false",
+            "  max-body-size = 0",
+            "[subscriber]",
+            "  enabled = false",
+            "[continuous_queries]",
+            "  log-enabled = false",
+            "",
+        ]),
+        encoding="utf-8",
+    )
+
+
+def _influx_command(service: LocalService) -> list[str]:
+    """Command line for influxd with the written configuration."""
+    return [service.binary, "-config", str(service.directory / "influxdb.conf")]
+
+
+def _influx_ready(service: LocalService) -> bool:
+    """True when /ping answers 204."""
+    try:
+        with socket.create_connection((service.host, service.port), timeout=1.0) as conn:
+            conn.sendall(f"GET /ping HTTP/1.0\r\nHost: {service.host}\r\n\r\n".encode())
+            return b" 204 " in conn.recv(64)
+    except OSError:
+        return False
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+POSTGRES_SUPERUSER = "census"
+
+
+def _postgres_bin(name: str) -> str:
+    """Path of a PostgreSQL server binary (Debian keeps them out of PATH)."""
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    return _find_binary([*(str(v / name) for v in versions), name])
+
+
+def _postgres_prepare(service: LocalService) -> None:
+    """initdb the project's cluster once (as the unprivileged postgres user when root)."""
+    data = service.directory / "data"
+    (service.directory / "run").mkdir(parents=True, exist_ok=True)
+    if service.run_as:
+        record = pwd.getpwnam(service.run_as)
+        for path in (service.directory, service.directory / "run"):
+            os.chown(path, record.pw_uid, record.pw_gid)
+    if (data / "PG_VERSION").exists():
+        return
+    result = subprocess.run(
+        [_postgres_bin("initdb"), "-D", str(data), "-U", POSTGRES_SUPERUSER, "--auth=trust",
+         "--encoding=UTF8", "--locale=C.UTF-8"],
+        capture_output=True, text=True, user=service.run_as, check=False,
+    )
+    if result.returncode != 0:
+        raise ServiceError(f"initdb failed: {result.stderr.strip() or result.stdout.strip()}")
+
+
+def _postgres_command(service: LocalService) -> list[str]:
+    """Command line for postgres on loopback with its socket in the project folder."""
+    return [
+        service.binary, "-D", str(service.directory / "data"), "-p", str(service.port),
+        "-c", f"listen_addresses={service.host}",
+        "-c", f"unix_socket_directories={service.directory / 'run'}",
+        "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+    ]
+
+
+def _postgres_ready(service: LocalService) -> bool:
+    """True when a SQL connection succeeds."""
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            host=service.host, port=service.port, user=POSTGRES_SUPERUSER, dbname="postgres",
+            connect_timeout=1,
+        ) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+# --- the set of services ---------------------------------------------------------------------
+
+def _host_port(url: str) -> tuple[str, int]:
+    """Host and port of a URL."""
+    parsed = urlparse(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 0
+
+
+def build_services(settings: Settings, include_postgres: bool = False) -> list[LocalService]:
+    """The local servers the settings point at."""
+    root = settings.var_dir / "services"
+    redis_host, redis_port = _host_port(settings.redis_url)
+    influx_host, influx_port = _host_port(settings.influx_url)
+    services = [
+        LocalService("mosquitto", _find_binary(["mosquitto", "/usr/sbin/mosquitto"]),
+                     settings.mqtt_host, settings.mqtt_port, root / "mosquitto",
+                     _mosquitto_command, _mosquitto_prepare, _mosquitto_ready,
+                     debian_package="mosquitto"),
+        LocalService("redis", _find_binary(["redis-server", "/usr/bin/redis-server"]),
+                     redis_host, redis_port or 6379, root / "redis",
+                     _redis_command, _redis_prepare, _redis_ready,
+                     debian_package="redis-server"),
+        LocalService("influxdb", _find_binary(["influxd", "/usr/bin/influxd"]),
+                     influx_host, influx_port or 8086, root / "influxdb",
+                     _influx_command, _influx_prepare, _influx_ready,
+                     debian_package="influxdb"),
+    ]
+    if include_postgres:
+        run_as = "postgres" if os.geteuid() == 0 else None
+        services.append(
+            LocalService("postgres", _postgres_bin("postgres"), "127.0.0.1",
+                         settings.postgres_port, root / "postgres",
+                         _postgres_command, _postgres_prepare, _postgres_ready,
+                         run_as=run_as, debian_package="postgresql")
+        )
+    return services
+
+
+def start(service: LocalService, timeout_s: float = READY_TIMEOUT_S) -> str:
+    """Start one server unless it already runs; return what happened, in words."""
+    if service.host not in LOOPBACK_HOSTS:
+        return f"{service.name}: points at {service.host}, not loopback; not starting a local one"
+    pid = service.read_pid()
+    if pid is not None and service.ready(service):
+        return f"{service.name}: already running (pid {pid}, port {service.port})"
+    if pid is not None:
+        stop(service)
+    if not port_is_free(service.host, service.port):
+        raise ServiceError(
+            f"{service.name}: port {service.port} on {service.host} is already in use by another "
+            f"program (not the {service.name} this project started from {service.directory}). "
+            "Stop that program or choose another port in the settings."
+        )
+    if not Path(service.binary).exists():
+        raise ServiceError(
+            f"{service.name}: {service.binary} not found; install Debian's "
+            f"'{service.debian_package}' package (scripts/setup.sh does)"
+        )
+    service.directory.mkdir(parents=True, exist_ok=True)
+    service.prepare(service)
+    log = service.log_file.open("ab")
+    process = subprocess.Popen(
+        service.command(service), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        cwd=service.directory, start_new_session=True, user=service.run_as,
+    )
+    log.close()
+    _STARTED.append(process)
+    service.pid_file.write_text(f"{process.pid}\n")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = service.log_file.read_text(errors="replace")[-1500:]
+            raise ServiceError(f"{service.name} exited with code {process.returncode}:\n{tail}")
+        if service.ready(service):
+            return f"{service.name}: started (pid {process.pid}, port {service.port})"
+        time.sleep(0.1)
+    stop(service)
+    raise ServiceError(f"{service.name}: did not answer on port {service.port} within {timeout_s:.0f} s")
+
+
+def stop(service: LocalService, timeout_s: float = 20.0) -> str:
+    """Stop one server this project started; return what happened, in words."""
+    pid = service.read_pid()
+    if pid is None:
+        service.pid_file.unlink(missing_ok=True)
+        return f"{service.name}: not running"
+    # postgres shuts down fastest and cleanly on SIGINT; the others on SIGTERM.
+    os.kill(pid, signal.SIGINT if service.name == "postgres" else signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _process_runs_binary(pid, Path(service.binary).name):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    _reap(pid)
+    service.pid_file.unlink(missing_ok=True)
+    return f"{service.name}: stopped (pid {pid})"
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the server was our child, so it leaves no zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def status(service: LocalService) -> ServiceStatus:
+    """Whether one server runs and answers."""
+    pid = service.read_pid()
+    answering = service.ready(service)
+    detail = ""
+    if pid is None and answering:
+        detail = "answering, but not started by this project"
+    return ServiceStatus(service.name, service.port, pid, pid is not None, answering, detail)
+
+
+def up(settings: Settings, include_postgres: bool = False) -> list[str]:
+    """Start every local server; return a line per server."""
+    return [start(service) for service in build_services(settings, include_postgres)]
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop every local server this project started (PostgreSQL included, if it runs)."""
+    return [stop(service) for service in reversed(build_services(settings, include_postgres=True))]

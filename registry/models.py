@@ -1,0 +1,415 @@
+"""The registry's tables: places, access points, residents, devices, utilities, staff, cases.
+
+SQLAlchemy 2 typed models. The schema is created and changed only through Alembic migrations
+(registry/migrations); ``tests/registry/test_migrations.py`` checks that the migrations and
+these models agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import secrets
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Explicit constraint names, so that migrations are the same on SQLite and PostgreSQL and
+# batch alterations on SQLite can find constraints by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A DateTime column that takes and returns timezone-aware UTC on every database.
+
+    SQLite keeps no time zone, so values come back naive; they were written as UTC, so they are
+    read as UTC. A naive value written by mistake is refused rather than guessed at.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self, timezone: bool = True) -> None:
+        super().__init__(timezone=timezone)
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        """Refuse naive datetimes; store UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        """Return aware UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _enum(enum_class: type[enum.Enum], name: str) -> Enum:
+    """A portable enum column stored as its values (VARCHAR + CHECK, not a native type)."""
+    return Enum(
+        enum_class, name=name, native_enum=False, create_constraint=True, length=32,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Coverage(enum.StrEnum):
+    """What an access point covers."""
+
+    UNIT = "unit"
+    FLOOR = "floor"
+    BUILDING = "building"
+
+
+class IdType(enum.StrEnum):
+    """Kinds of identity document."""
+
+    RESIDENT_ID_CARD = "resident_id_card"
+    PASSPORT = "passport"
+    HK_MACAO_PERMIT = "hk_macao_permit"
+    TAIWAN_PERMIT = "taiwan_permit"
+    FOREIGN_PERMANENT_ID = "foreign_permanent_id"
+    OTHER = "other"
+
+
+class Verification(enum.StrEnum):
+    """How a resident's identity is known."""
+
+    REGISTERED = "registered"  # matched the unit's registry (imported or checked)
+    SELF_DECLARED = "self_declared"  # signed in without a registry match; unverified
+
+
+class UtilityKind(enum.StrEnum):
+    """Metered utilities."""
+
+    WATER = "water"
+    ELECTRICITY = "electricity"
+    GAS = "gas"
+    HEAT = "heat"
+
+
+class Role(enum.StrEnum):
+    """Staff roles."""
+
+    ADMIN = "admin"
+    HAZARD_TEAM = "hazard_team"
+    GRID_WORKER = "grid_worker"
+
+
+class RiskTier(enum.StrEnum):
+    """A unit's risk tier (重点户 / 关注户 / 普通户)."""
+
+    KEY = "key"
+    ATTENTION = "attention"
+    NORMAL = "normal"
+
+
+class CaseStatus(enum.StrEnum):
+    """The closed loop: discover, hand over, handle, feed back, supervise, closed."""
+
+    DISCOVERED = "discovered"
+    HANDED_OVER = "handed_over"
+    HANDLING = "handling"
+    FED_BACK = "fed_back"
+    SUPERVISED = "supervised"
+    CLOSED = "closed"
+
+
+def new_qr_token() -> str:
+    """An unguessable token for a unit's QR code."""
+    return secrets.token_urlsafe(18)
+
+
+class Community(Base):
+    """A residential community (小区)."""
+
+    __tablename__ = "communities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+
+    buildings: Mapped[list[Building]] = relationship(back_populates="community")
+
+
+class Building(Base):
+    """A building in a community."""
+
+    __tablename__ = "buildings"
+    __table_args__ = (UniqueConstraint("community_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200), default="")
+
+    community: Mapped[Community] = relationship(back_populates="buildings")
+    units: Mapped[list[Unit]] = relationship(back_populates="building")
+
+
+class Unit(Base):
+    """A housing unit (户): where people are registered and counted."""
+
+    __tablename__ = "units"
+    __table_args__ = (UniqueConstraint("building_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    building_id: Mapped[int] = mapped_column(ForeignKey("buildings.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str] = mapped_column(String(100), unique=True)  # community/building/unit
+    floor: Mapped[int] = mapped_column(Integer)
+    room: Mapped[str] = mapped_column(String(64), default="")
+    area_m2: Mapped[float] = mapped_column(Float)
+    registered_occupants: Mapped[int] = mapped_column(Integer, default=0)
+    is_rented: Mapped[bool] = mapped_column(Boolean, default=False)
+    meter_group: Mapped[str] = mapped_column(String(64), default="")
+    qr_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_qr_token)
+    risk_tier: Mapped[RiskTier] = mapped_column(_enum(RiskTier, "risk_tier"), default=RiskTier.NORMAL)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    building: Mapped[Building] = relationship(back_populates="units")
+    residents: Mapped[list[Resident]] = relationship(back_populates="unit")
+
+
+class AccessPoint(Base):
+    """An access point (or sniffer) and what it covers."""
+
+    __tablename__ = "access_points"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ap_id: Mapped[str] = mapped_column(String(64), unique=True)
+    building_id: Mapped[int] = mapped_column(ForeignKey("buildings.id", ondelete="CASCADE"), index=True)
+    coverage: Mapped[Coverage] = mapped_column(_enum(Coverage, "coverage"))
+    floor: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"), nullable=True)
+    ssid: Mapped[str] = mapped_column(String(32), default="")
+    # Per-AP command-signing secret, encrypted like identity numbers; empty: the global key.
+    secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+    building: Mapped[Building] = relationship()
+    unit: Mapped[Unit | None] = relationship()
+
+
+class Resident(Base):
+    """A person registered (or self-declared) as living in a unit."""
+
+    __tablename__ = "residents"
+    __table_args__ = (UniqueConstraint("id_digest"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    id_type: Mapped[IdType] = mapped_column(_enum(IdType, "id_type"))
+    id_number_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    id_digest: Mapped[str] = mapped_column(String(64))  # keyed blind index of (type, number)
+    id_last4: Mapped[str] = mapped_column(String(4))  # for masked display without decrypting
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    move_in: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    move_out: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    verification: Mapped[Verification] = mapped_column(
+        _enum(Verification, "verification"), default=Verification.REGISTERED
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    unit: Mapped[Unit] = relationship(back_populates="residents")
+    devices: Mapped[list[Device]] = relationship(back_populates="resident")
+
+
+class Device(Base):
+    """A device address bound to a resident by a portal sign-in."""
+
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("resident_id", "mac_pseudonym"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), index=True)
+    mac_pseudonym: Mapped[str] = mapped_column(String(16), index=True)
+    # The raw MAC is needed to send deauthorize commands to the AP; kept encrypted.
+    mac_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    randomized: Mapped[bool] = mapped_column(Boolean, default=False)
+    label: Mapped[str] = mapped_column(String(64), default="")
+    ap_id: Mapped[str] = mapped_column(String(64), default="")  # where it was last authorized
+    bound_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    resident: Mapped[Resident] = relationship(back_populates="devices")
+
+
+class UtilityReading(Base):
+    """A metered consumption for one unit, one utility, one period."""
+
+    __tablename__ = "utility_readings"
+    __table_args__ = (UniqueConstraint("unit_id", "kind", "period_start"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[UtilityKind] = mapped_column(_enum(UtilityKind, "utility_kind"))
+    period_start: Mapped[dt.date] = mapped_column(Date)
+    period_end: Mapped[dt.date] = mapped_column(Date)
+    amount: Mapped[float] = mapped_column(Float)
+
+
+class StaffUser(Base):
+    """An administrator, hazard-team member or grid worker."""
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    community_id: Mapped[int | None] = mapped_column(
+        ForeignKey("communities.id", ondelete="SET NULL"), nullable=True
+    )  # grid workers and hazard teams may be limited to one community
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Case(Base):
+    """A hazard case (from an analytics flag or an inspection) through the closed loop."""
+
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_unit_kind_open", "unit_id", "kind", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # overcrowding, watchlist, inspection, ...
+    status: Mapped[CaseStatus] = mapped_column(
+        _enum(CaseStatus, "case_status"), default=CaseStatus.DISCOVERED
+    )
+    tier: Mapped[RiskTier] = mapped_column(_enum(RiskTier, "case_tier"), default=RiskTier.ATTENTION)
+    evidence: Mapped[dict] = mapped_column(JSON, default=dict)  # type: ignore[type-arg]
+    assigned_to_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), nullable=True
+    )
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    unit: Mapped[Unit] = relationship()
+    events: Mapped[list[CaseEvent]] = relationship(back_populates="case", order_by="CaseEvent.at")
+
+
+class CaseEvent(Base):
+    """One step of a case: who moved it, from what to what, and why."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))  # staff username, or "analytics"
+    from_status: Mapped[str] = mapped_column(String(32), default="")
+    to_status: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    case: Mapped[Case] = relationship(back_populates="events")
+
+
+class Inspection(Base):
+    """What a grid worker found on site (hazard categories, configurable; the district uses 46)."""
+
+    __tablename__ = "inspections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
+    inspector_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), nullable=True
+    )
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    people_found: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    hazards: Mapped[list] = mapped_column(JSON, default=list)  # type: ignore[type-arg]
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditEntry(Base):
+    """Who looked at or changed whose personal data, and when (PIPL access log)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))  # staff username, "resident", "system"
+    action: Mapped[str] = mapped_column(String(64))  # view_resident, sign_in, import, ...
+    subject: Mapped[str] = mapped_column(String(200), default="")  # e.g. resident:42, unit:ref
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)  # type: ignore[type-arg]
+    client_ip: Mapped[str] = mapped_column(String(64), default="")
+
+
+class WatchlistEntry(Base):
+    """An identity whose sign-in raises an alert to the back office (stored as a digest)."""
+
+    __tablename__ = "watchlist"
+    __table_args__ = (UniqueConstraint("id_digest"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_digest: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Alert(Base):
+    """An alert raised to the back office (watchlist sign-ins, overcrowding flags)."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"), nullable=True)
+    resident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("residents.id", ondelete="SET NULL"), nullable=True
+    )
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)  # type: ignore[type-arg]
+    acknowledged_by: Mapped[str] = mapped_column(String(64), default="")
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class RegistryVersion(Base):
+    """A single row counting registry changes, so caches (collector AP map) know to reload."""
+
+    __tablename__ = "registry_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
