@@ -1,0 +1,1 @@
+"""collector package (being built)."""

@@ -1,0 +1,1 @@
+"""simulator package (being built)."""

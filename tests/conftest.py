@@ -1,0 +1,143 @@
+"""Shared fixtures: the real local services, isolated settings per test, registry databases.
+
+Tests run against the real Mosquitto, Redis, InfluxDB and SQL servers that
+`wifi-census services up` starts on loopback (started here if they are not running). Each
+test gets its own MQTT topic prefix, Redis key prefix, InfluxDB database and SQLite file (or
+PostgreSQL database), so tests never see each other's data and can run while a demo runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from census import services as local_services
+from census.presence_store import InfluxV1Store
+from census.privacy import IdentityCipher
+from census.settings import Settings, generate_keys
+from registry.db import make_engine, make_session_factory, upgrade
+
+
+@pytest.fixture(scope="session")
+def service_settings() -> Settings:
+    """Settings of the shared local servers (the project's var/ folder)."""
+    return Settings.load(environ={})
+
+
+@pytest.fixture(scope="session")
+def running_services(service_settings: Settings) -> Settings:
+    """Mosquitto, Redis and InfluxDB are up (started if needed; left running for reuse)."""
+    local_services.up(service_settings)
+    return service_settings
+
+
+@pytest.fixture(scope="session")
+def running_postgres(service_settings: Settings) -> Settings:
+    """The project's PostgreSQL cluster is up."""
+    local_services.up(service_settings, include_postgres=True)
+    return service_settings
+
+
+@pytest.fixture
+def test_id() -> str:
+    """A short unique id for this test's names."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, test_id: str, running_services: Settings) -> Settings:
+    """Settings isolated to this test, pointing at the shared local servers."""
+    keys = generate_keys()
+    return Settings.load(
+        environ={},
+        environment="test",
+        var_dir=tmp_path / "var",
+        database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}",
+        mqtt_topic_prefix=f"test-{test_id}",
+        redis_key_prefix=f"test-{test_id}:",
+        influx_database=f"test_{test_id}",
+        **keys,
+    )
+
+
+@pytest.fixture
+def cipher(settings: Settings) -> IdentityCipher:
+    """The identity cipher for this test's keys."""
+    return IdentityCipher(settings.identity_key)
+
+
+@pytest.fixture
+def influx(settings: Settings) -> Iterator[InfluxV1Store]:
+    """This test's own InfluxDB database, dropped afterwards."""
+    store = InfluxV1Store.from_settings(settings)
+    store.ensure_database(settings.retention_days)
+    yield store
+    store.drop_database()
+    store.close()
+
+
+@pytest.fixture
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    """A Redis client; this test's keys (by prefix) are deleted afterwards."""
+    client = redis.Redis.from_url(settings.redis_url)
+    yield client
+    for key in client.scan_iter(match=f"{settings.redis_key_prefix}*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+def _postgres_database(service_settings: Settings, name: str) -> str:
+    """Create a fresh PostgreSQL database and return its URL."""
+    with psycopg.connect(host="127.0.0.1", port=service_settings.postgres_port,
+                         user=local_services.POSTGRES_SUPERUSER, dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql://{local_services.POSTGRES_SUPERUSER}@127.0.0.1:{service_settings.postgres_port}/{name}"
+
+
+def _drop_postgres_database(service_settings: Settings, name: str) -> None:
+    """Drop a test database."""
+    with psycopg.connect(host="127.0.0.1", port=service_settings.postgres_port,
+                         user=local_services.POSTGRES_SUPERUSER, dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def registry_engine(request: pytest.FixtureRequest, tmp_path: Path, test_id: str,
+                    service_settings: Settings) -> Iterator[Engine]:
+    """A migrated registry on SQLite and, as a second run, on PostgreSQL."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite3'}")
+        upgrade(engine)
+        yield engine
+        engine.dispose()
+        return
+    request.getfixturevalue("running_postgres")
+    name = f"test_{test_id}"
+    engine = make_engine(_postgres_database(service_settings, name))
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+    _drop_postgres_database(service_settings, name)
+
+
+@pytest.fixture
+def session_factory(registry_engine: Engine) -> sessionmaker[Session]:
+    """Sessions on the parametrized registry."""
+    return make_session_factory(registry_engine)
+
+
+@pytest.fixture
+def sqlite_session_factory(settings: Settings) -> sessionmaker[Session]:
+    """Sessions on this test's migrated SQLite registry (settings.database_url)."""
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return make_session_factory(engine)
