@@ -1,0 +1,94 @@
+"""Local services: start, idempotent start, status, stop, and a taken port explained.
+
+These run a private Redis and Mosquitto on free ports in a temporary folder, so the shared
+servers other tests use are never touched.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from census import services
+from census.settings import Settings
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def private_settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings whose servers live in tmp_path on free ports; stopped afterwards."""
+    settings = Settings.load(environ={}, var_dir=tmp_path, environment="test",
+                             mqtt_port=free_port(),
+                             redis_url=f"redis://127.0.0.1:{free_port()}/0",
+                             influx_url=f"http://127.0.0.1:{free_port()}")
+    yield settings
+    services.down(settings)
+
+
+def by_name(settings: Settings, name: str) -> services.LocalService:
+    """One service of the settings' set."""
+    return next(s for s in services.build_services(settings) if s.name == name)
+
+
+@pytest.mark.parametrize("name", ["redis", "mosquitto"])
+def test_up_is_idempotent_and_down_stops(private_settings: Settings, name: str) -> None:
+    """Start answers; a second start leaves it alone; stop ends it; a second stop is a no-op."""
+    service = by_name(private_settings, name)
+    assert "started" in services.start(service)
+    pid = service.read_pid()
+    assert pid is not None and services.status(service).answering
+    assert services.start(service) == f"{name}: already running (pid {pid}, port {service.port})"
+    assert services.stop(service) == f"{name}: stopped (pid {pid})"
+    state = services.status(service)
+    assert not state.running and not state.answering
+    assert services.stop(service) == f"{name}: not running"
+
+
+def test_influxdb_starts_on_its_configured_loopback_port(private_settings: Settings) -> None:
+    """InfluxDB gets a written config (loopback HTTP and RPC) and answers /ping."""
+    service = by_name(private_settings, "influxdb")
+    services.start(service)
+    config = (service.directory / "influxdb.conf").read_text()
+    assert f'bind-address = "127.0.0.1:{service.port}"' in config
+    assert "reporting-disabled = true" in config
+    assert services.status(service).answering
+    services.stop(service)
+
+
+def test_a_port_taken_by_another_program_is_named(private_settings: Settings) -> None:
+    """If something else listens on the port, `up` says so instead of failing obscurely."""
+    service = by_name(private_settings, "redis")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", service.port))
+        squatter.listen()
+        with pytest.raises(services.ServiceError) as caught:
+            services.start(service)
+    message = str(caught.value)
+    assert f"port {service.port} on 127.0.0.1 is already in use by another program" in message
+    assert service.read_pid() is None
+
+
+def test_a_stale_pid_file_is_not_trusted(private_settings: Settings) -> None:
+    """A PID file naming some other process is ignored (PID reuse), and start proceeds."""
+    service = by_name(private_settings, "redis")
+    service.directory.mkdir(parents=True, exist_ok=True)
+    service.pid_file.write_text("1\n")  # init, not redis
+    assert service.read_pid() is None
+    assert "started" in services.start(service)
+    services.stop(service)
+
+
+def test_remote_hosts_are_not_started(tmp_path: Path) -> None:
+    """A service configured on another host is left to that host."""
+    settings = Settings.load(environ={}, var_dir=tmp_path, environment="test",
+                             redis_url="redis://10.0.0.5:6379/0")
+    assert "not loopback" in services.start(by_name(settings, "redis"))
