@@ -79,6 +79,7 @@ def main() -> None:
 
 # --- services --------------------------------------------------------------------------------
 
+
 @main.group()
 def services() -> None:
     """Start, stop and check the local Mosquitto, Redis, InfluxDB (and PostgreSQL)."""
@@ -116,7 +117,11 @@ def services_status() -> None:
     healthy = True
     for service in local.build_services(settings, include_postgres=True):
         state = local.status(service)
-        word = "up" if state.running and state.answering else ("answering" if state.answering else "down")
+        word = (
+            "up"
+            if state.running and state.answering
+            else ("answering" if state.answering else "down")
+        )
         if service.name != "postgres" and not state.answering:
             healthy = False
         pid = f"pid {state.pid}" if state.pid else "no pid"
@@ -126,6 +131,7 @@ def services_status() -> None:
 
 
 # --- database --------------------------------------------------------------------------------
+
 
 @main.group()
 def db() -> None:
@@ -178,6 +184,7 @@ def _safe_url(url: str) -> str:
 
 # --- import ----------------------------------------------------------------------------------
 
+
 @main.command("import")
 @click.argument("kind", type=click.Choice(["units", "aps", "residents", "utilities"]))
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -196,24 +203,33 @@ def import_command(kind: str, path: Path, as_json: bool, max_errors: int) -> Non
     cipher = IdentityCipher(settings.identity_key)
     total = count_data_lines(path)
     try:
-        with click.progressbar(length=total, label=f"importing {kind}", file=sys.stderr,
-                               show_pos=True) as bar:
+        with click.progressbar(
+            length=total, label=f"importing {kind}", file=sys.stderr, show_pos=True
+        ) as bar:
             report = import_csv(kind, path, factory, cipher, progress=bar.update, actor="cli")
     except HeaderError as error:
         raise click.ClickException(str(error)) from None
     if as_json:
-        click.echo(json.dumps({
-            "kind": report.kind, "rows": report.rows, "created": report.created,
-            "updated": report.updated, "unchanged": report.unchanged,
-            "errors": [{"line": e.line, "reason": e.reason} for e in report.errors],
-        }, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {
+                    "kind": report.kind,
+                    "rows": report.rows,
+                    "created": report.created,
+                    "updated": report.updated,
+                    "unchanged": report.unchanged,
+                    "errors": [{"line": e.line, "reason": e.reason} for e in report.errors],
+                },
+                ensure_ascii=False,
+            )
+        )
     else:
         click.echo(
             f"{kind}: {report.rows} rows, {report.created} created, {report.updated} updated, "
             f"{report.unchanged} unchanged, {len(report.errors)} rejected"
         )
-        for error in report.errors[:max_errors]:
-            click.echo(f"  {path.name}: line {error.line}: {error.reason}", err=True)
+        for rejected in report.errors[:max_errors]:
+            click.echo(f"  {path.name}: line {rejected.line}: {rejected.reason}", err=True)
         if len(report.errors) > max_errors:
             click.echo(f"  ... and {len(report.errors) - max_errors} more", err=True)
     if report.errors:
@@ -221,6 +237,7 @@ def import_command(kind: str, path: Path, as_json: bool, max_errors: int) -> Non
 
 
 # --- configuration ---------------------------------------------------------------------------
+
 
 @main.command("config")
 @click.option("--markdown", is_flag=True, help="Print the README's configuration table.")

@@ -34,7 +34,12 @@ class PresenceEvent:
 
     def to_wire(self) -> dict[str, object]:
         """The event as the JSON object of the contract."""
-        wire: dict[str, object] = {"v": CONTRACT_VERSION, "type": self.type, "mac": self.mac, "ts": self.ts}
+        wire: dict[str, object] = {
+            "v": CONTRACT_VERSION,
+            "type": self.type,
+            "mac": self.mac,
+            "ts": self.ts,
+        }
         if self.rssi is not None:
             wire["rssi"] = self.rssi
         if self.ssid is not None:

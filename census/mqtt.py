@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from census.settings import Settings
 
@@ -82,7 +82,7 @@ class MqttClient:
         self._client.on_message = self._handle_message
         self._subscriptions: list[tuple[str, int]] = []
 
-    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         """Record the connect result; re-subscribe after a reconnect."""
         if reason_code.is_failure:
             self._connect_error = str(reason_code)
@@ -93,23 +93,28 @@ class MqttClient:
                 client.subscribe(topic, qos)
             LOGGER.info(
                 "connected to MQTT %s:%s (session present: %s)",
-                self._settings.mqtt_host, self._settings.mqtt_port, flags.session_present,
+                self._settings.mqtt_host,
+                self._settings.mqtt_port,
+                flags.session_present,
             )
         self._connected.set()
 
-    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         """Log unexpected disconnects; paho's loop reconnects by itself."""
         self._connected.clear()
         if reason_code != 0:
             LOGGER.warning("MQTT disconnected: %s (reconnecting)", reason_code)
 
-    def _handle_message(self, client, userdata, message) -> None:  # type: ignore[no-untyped-def]
+    def _handle_message(self, client, userdata, message) -> None:
         """Hand a message to the application callback; never let it raise into paho's loop."""
         if self._on_message is None:
             return
         received = ReceivedMessage(
-            topic=message.topic, payload=message.payload, qos=message.qos,
-            mid=message.mid, retain=bool(message.retain),
+            topic=message.topic,
+            payload=message.payload,
+            qos=message.qos,
+            mid=message.mid,
+            retain=bool(message.retain),
         )
         try:
             self._on_message(received)
@@ -123,8 +128,11 @@ class MqttClient:
             properties.SessionExpiryInterval = DEFAULT_SESSION_EXPIRY_S
         try:
             code = self._client.connect(
-                self._settings.mqtt_host, self._settings.mqtt_port, keepalive=30,
-                clean_start=not self._persistent, properties=properties,
+                self._settings.mqtt_host,
+                self._settings.mqtt_port,
+                keepalive=30,
+                clean_start=not self._persistent,
+                properties=properties,
             )
         except OSError as error:
             raise MqttError(
@@ -146,8 +154,15 @@ class MqttClient:
         code, _mid = self._client.subscribe(topic, qos)
         _check(code, f"subscribe to {topic}")
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False,
-                wait: bool = True, timeout: float = 30.0) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        qos: int = 1,
+        retain: bool = False,
+        wait: bool = True,
+        timeout: float = 30.0,
+    ) -> None:
         """Publish; with wait, block until the broker has acknowledged (QoS 1/2)."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         _check(info.rc, f"publish to {topic}")

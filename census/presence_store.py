@@ -202,7 +202,9 @@ class InfluxV1Store:
             params["rp"] = self.retention_policy
         try:
             response = self._session.post(
-                f"{self.url}/write", params=params, data=body,
+                f"{self.url}/write",
+                params=params,
+                data=body,
                 headers={"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"},
                 timeout=self.timeout_s,
             )

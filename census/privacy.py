@@ -49,7 +49,9 @@ class IdentityCipher:
         self._fernet = Fernet(fernet_key.encode("ascii"))
         # The blind index gets its own key derived from the encryption key, so the digest
         # column alone cannot be reversed by hashing the 10^8-ish space of plausible numbers.
-        self._index_key = hashlib.sha256(b"wifi-census blind index\x00" + fernet_key.encode()).digest()
+        self._index_key = hashlib.sha256(
+            b"wifi-census blind index\x00" + fernet_key.encode()
+        ).digest()
 
     def encrypt(self, plaintext: str) -> bytes:
         """Encrypt a value (authenticated, random IV)."""

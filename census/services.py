@@ -125,34 +125,37 @@ def _find_binary(candidates: Sequence[str]) -> str:
 
 # --- Mosquitto -------------------------------------------------------------------------------
 
+
 def _mosquitto_prepare(service: LocalService) -> None:
     """Write mosquitto.conf: loopback listener, persistence, generous queues."""
     data = service.directory / "data"
     data.mkdir(parents=True, exist_ok=True)
     user = getpass.getuser()
     (service.directory / "mosquitto.conf").write_text(
-        "\n".join([
-            "# Written by `wifi-census services up`; edits are overwritten.",
-            f"listener {service.port} {service.host}",
-            "allow_anonymous true",
-            f"user {user}",
-            "persistence true",
-            f"persistence_location {data}/",
-            "autosave_interval 60",
-            # The default of 1000 queued messages per client silently dropped ~70% of a 200k
-            # burst to a slow subscriber here; a collector catching up needs far more.
-            "max_queued_messages 2000000",
-            "max_queued_bytes 0",
-            "max_inflight_messages 1000",
-            "max_packet_size 2097152",
-            "persistent_client_expiration 14d",
-            "log_dest stdout",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "connection_messages false",
-            "",
-        ]),
+        "\n".join(
+            [
+                "# Written by `wifi-census services up`; edits are overwritten.",
+                f"listener {service.port} {service.host}",
+                "allow_anonymous true",
+                f"user {user}",
+                "persistence true",
+                f"persistence_location {data}/",
+                "autosave_interval 60",
+                # The default of 1000 queued messages per client silently dropped ~70% of a 200k
+                # burst to a slow subscriber here; a collector catching up needs far more.
+                "max_queued_messages 2000000",
+                "max_queued_bytes 0",
+                "max_inflight_messages 1000",
+                "max_packet_size 2097152",
+                "persistent_client_expiration 14d",
+                "log_dest stdout",
+                "log_type error",
+                "log_type warning",
+                "log_type notice",
+                "connection_messages false",
+                "",
+            ]
+        ),
         encoding="utf-8",
     )
 
@@ -165,7 +168,12 @@ def _mosquitto_command(service: LocalService) -> list[str]:
 def _mosquitto_ready(service: LocalService) -> bool:
     """True when an MQTT CONNECT is accepted."""
     # A bare MQTT 3.1.1 CONNECT packet; a CONNACK with return code 0 means the broker serves.
-    connect = bytes([0x10, 0x10, 0x00, 0x04]) + b"MQTT" + bytes([0x04, 0x02, 0x00, 0x0A, 0x00, 0x04]) + b"ping"
+    connect = (
+        bytes([0x10, 0x10, 0x00, 0x04])
+        + b"MQTT"
+        + bytes([0x04, 0x02, 0x00, 0x0A, 0x00, 0x04])
+        + b"ping"
+    )
     try:
         with socket.create_connection((service.host, service.port), timeout=1.0) as conn:
             conn.sendall(connect)
@@ -178,6 +186,7 @@ def _mosquitto_ready(service: LocalService) -> bool:
 
 # --- Redis -----------------------------------------------------------------------------------
 
+
 def _redis_prepare(service: LocalService) -> None:
     """Make Redis's data folder."""
     (service.directory / "data").mkdir(parents=True, exist_ok=True)
@@ -186,10 +195,23 @@ def _redis_prepare(service: LocalService) -> None:
 def _redis_command(service: LocalService) -> list[str]:
     """Command line for redis-server: loopback, no persistence (live state only)."""
     return [
-        service.binary, "--bind", service.host, "--port", str(service.port),
-        "--dir", str(service.directory / "data"), "--daemonize", "no",
-        "--save", "", "--appendonly", "no", "--protected-mode", "yes",
-        "--loglevel", "warning",
+        service.binary,
+        "--bind",
+        service.host,
+        "--port",
+        str(service.port),
+        "--dir",
+        str(service.directory / "data"),
+        "--daemonize",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "yes",
+        "--loglevel",
+        "warning",
     ]
 
 
@@ -205,44 +227,47 @@ def _redis_ready(service: LocalService) -> bool:
 
 # --- InfluxDB 1.x ----------------------------------------------------------------------------
 
+
 def _influx_prepare(service: LocalService) -> None:
     """Write influxdb.conf: loopback HTTP and RPC, no reporting, TSI index."""
     for sub in ("meta", "data", "wal"):
         (service.directory / sub).mkdir(parents=True, exist_ok=True)
     rpc_port = service.port + 2  # InfluxDB's backup RPC port must not take the default 8088
     (service.directory / "influxdb.conf").write_text(
-        "\n".join([
-            "# Written by `wifi-census services up`; edits are overwritten.",
-            "reporting-disabled = true",
-            f'bind-address = "{service.host}:{rpc_port}"',
-            "[meta]",
-            f'  dir = "{service.directory / "meta"}"',
-            "[data]",
-            f'  dir = "{service.directory / "data"}"',
-            f'  wal-dir = "{service.directory / "wal"}"',
-            '  index-version = "tsi1"',
-            "  query-log-enabled = false",
-            "  cache-max-memory-size = 2147483648",
-            "  max-series-per-database = 0",
-            "  max-values-per-tag = 0",
-            "[coordinator]",
-            "  max-select-point = 0",
-            "[retention]",
-            "  enabled = true",
-            '  check-interval = "30m"',
-            "[monitor]",
-            "  store-enabled = false",
-            "[http]",
-            "  enabled = true",
-            f'  bind-address = "{service.host}:{service.port}"',
-            "  log-enabled = false",
-            "  max-body-size = 0",
-            "[subscriber]",
-            "  enabled = false",
-            "[continuous_queries]",
-            "  log-enabled = false",
-            "",
-        ]),
+        "\n".join(
+            [
+                "# Written by `wifi-census services up`; edits are overwritten.",
+                "reporting-disabled = true",
+                f'bind-address = "{service.host}:{rpc_port}"',
+                "[meta]",
+                f'  dir = "{service.directory / "meta"}"',
+                "[data]",
+                f'  dir = "{service.directory / "data"}"',
+                f'  wal-dir = "{service.directory / "wal"}"',
+                '  index-version = "tsi1"',
+                "  query-log-enabled = false",
+                "  cache-max-memory-size = 2147483648",
+                "  max-series-per-database = 0",
+                "  max-values-per-tag = 0",
+                "[coordinator]",
+                "  max-select-point = 0",
+                "[retention]",
+                "  enabled = true",
+                '  check-interval = "30m"',
+                "[monitor]",
+                "  store-enabled = false",
+                "[http]",
+                "  enabled = true",
+                f'  bind-address = "{service.host}:{service.port}"',
+                "  log-enabled = false",
+                "  max-body-size = 0",
+                "[subscriber]",
+                "  enabled = false",
+                "[continuous_queries]",
+                "  log-enabled = false",
+                "",
+            ]
+        ),
         encoding="utf-8",
     )
 
@@ -284,9 +309,20 @@ def _postgres_prepare(service: LocalService) -> None:
     if (data / "PG_VERSION").exists():
         return
     result = subprocess.run(
-        [_postgres_bin("initdb"), "-D", str(data), "-U", POSTGRES_SUPERUSER, "--auth=trust",
-         "--encoding=UTF8", "--locale=C.UTF-8"],
-        capture_output=True, text=True, user=service.run_as, check=False,
+        [
+            _postgres_bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            POSTGRES_SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        ],
+        capture_output=True,
+        text=True,
+        user=service.run_as,
+        check=False,
     )
     if result.returncode != 0:
         raise ServiceError(f"initdb failed: {result.stderr.strip() or result.stdout.strip()}")
@@ -295,10 +331,21 @@ def _postgres_prepare(service: LocalService) -> None:
 def _postgres_command(service: LocalService) -> list[str]:
     """Command line for postgres on loopback with its socket in the project folder."""
     return [
-        service.binary, "-D", str(service.directory / "data"), "-p", str(service.port),
-        "-c", f"listen_addresses={service.host}",
-        "-c", f"unix_socket_directories={service.directory / 'run'}",
-        "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+        service.binary,
+        "-D",
+        str(service.directory / "data"),
+        "-p",
+        str(service.port),
+        "-c",
+        f"listen_addresses={service.host}",
+        "-c",
+        f"unix_socket_directories={service.directory / 'run'}",
+        "-c",
+        "fsync=off",
+        "-c",
+        "synchronous_commit=off",
+        "-c",
+        "full_page_writes=off",
     ]
 
 
@@ -308,7 +355,10 @@ def _postgres_ready(service: LocalService) -> bool:
 
     try:
         with psycopg.connect(
-            host=service.host, port=service.port, user=POSTGRES_SUPERUSER, dbname="postgres",
+            host=service.host,
+            port=service.port,
+            user=POSTGRES_SUPERUSER,
+            dbname="postgres",
             connect_timeout=1,
         ) as conn:
             conn.execute("SELECT 1")
@@ -318,6 +368,7 @@ def _postgres_ready(service: LocalService) -> bool:
 
 
 # --- the set of services ---------------------------------------------------------------------
+
 
 def _host_port(url: str) -> tuple[str, int]:
     """Host and port of a URL."""
@@ -331,26 +382,55 @@ def build_services(settings: Settings, include_postgres: bool = False) -> list[L
     redis_host, redis_port = _host_port(settings.redis_url)
     influx_host, influx_port = _host_port(settings.influx_url)
     services = [
-        LocalService("mosquitto", _find_binary(["mosquitto", "/usr/sbin/mosquitto"]),
-                     settings.mqtt_host, settings.mqtt_port, root / "mosquitto",
-                     _mosquitto_command, _mosquitto_prepare, _mosquitto_ready,
-                     debian_package="mosquitto"),
-        LocalService("redis", _find_binary(["redis-server", "/usr/bin/redis-server"]),
-                     redis_host, redis_port or 6379, root / "redis",
-                     _redis_command, _redis_prepare, _redis_ready,
-                     debian_package="redis-server"),
-        LocalService("influxdb", _find_binary(["influxd", "/usr/bin/influxd"]),
-                     influx_host, influx_port or 8086, root / "influxdb",
-                     _influx_command, _influx_prepare, _influx_ready,
-                     debian_package="influxdb"),
+        LocalService(
+            "mosquitto",
+            _find_binary(["mosquitto", "/usr/sbin/mosquitto"]),
+            settings.mqtt_host,
+            settings.mqtt_port,
+            root / "mosquitto",
+            _mosquitto_command,
+            _mosquitto_prepare,
+            _mosquitto_ready,
+            debian_package="mosquitto",
+        ),
+        LocalService(
+            "redis",
+            _find_binary(["redis-server", "/usr/bin/redis-server"]),
+            redis_host,
+            redis_port or 6379,
+            root / "redis",
+            _redis_command,
+            _redis_prepare,
+            _redis_ready,
+            debian_package="redis-server",
+        ),
+        LocalService(
+            "influxdb",
+            _find_binary(["influxd", "/usr/bin/influxd"]),
+            influx_host,
+            influx_port or 8086,
+            root / "influxdb",
+            _influx_command,
+            _influx_prepare,
+            _influx_ready,
+            debian_package="influxdb",
+        ),
     ]
     if include_postgres:
         run_as = "postgres" if os.geteuid() == 0 else None
         services.append(
-            LocalService("postgres", _postgres_bin("postgres"), "127.0.0.1",
-                         settings.postgres_port, root / "postgres",
-                         _postgres_command, _postgres_prepare, _postgres_ready,
-                         run_as=run_as, debian_package="postgresql")
+            LocalService(
+                "postgres",
+                _postgres_bin("postgres"),
+                "127.0.0.1",
+                settings.postgres_port,
+                root / "postgres",
+                _postgres_command,
+                _postgres_prepare,
+                _postgres_ready,
+                run_as=run_as,
+                debian_package="postgresql",
+            )
         )
     return services
 
@@ -379,8 +459,13 @@ def start(service: LocalService, timeout_s: float = READY_TIMEOUT_S) -> str:
     service.prepare(service)
     log = service.log_file.open("ab")
     process = subprocess.Popen(
-        service.command(service), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        cwd=service.directory, start_new_session=True, user=service.run_as,
+        service.command(service),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=service.directory,
+        start_new_session=True,
+        user=service.run_as,
     )
     log.close()
     _STARTED.append(process)
@@ -394,7 +479,9 @@ def start(service: LocalService, timeout_s: float = READY_TIMEOUT_S) -> str:
             return f"{service.name}: started (pid {process.pid}, port {service.port})"
         time.sleep(0.1)
     stop(service)
-    raise ServiceError(f"{service.name}: did not answer on port {service.port} within {timeout_s:.0f} s")
+    raise ServiceError(
+        f"{service.name}: did not answer on port {service.port} within {timeout_s:.0f} s"
+    )
 
 
 def stop(service: LocalService, timeout_s: float = 20.0) -> str:

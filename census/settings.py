@@ -70,7 +70,9 @@ def _parse_url(*schemes: str) -> Callable[[str], str]:
         parsed = urlparse(raw)
         scheme = parsed.scheme.split("+")[0]
         if scheme not in schemes:
-            raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+            raise ValueError(
+                f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
+            )
         return raw
 
     return parse
@@ -87,7 +89,12 @@ def _parse_timezone(raw: str) -> str:
 
 def _parse_topic_prefix(raw: str) -> str:
     """Check an MQTT topic prefix: non-empty, no wildcards, no leading/trailing slash."""
-    if not raw or any(c in raw for c in "#+\x00") or raw.startswith(("/", "$")) or raw.endswith("/"):
+    if (
+        not raw
+        or any(c in raw for c in "#+\x00")
+        or raw.startswith(("/", "$"))
+        or raw.endswith("/")
+    ):
         raise ValueError("must be a plain topic level path such as 'census' (no # + $ or edge /)")
     return raw
 
@@ -147,55 +154,188 @@ class Variable:
 GENERATED_KEYS = ("secret_key", "pseudonym_key", "identity_key", "command_key")
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("environment", _parse_choice("development", "production", "test"), "development",
-             "development generates missing keys into var/keys.json; production requires them"),
-    Variable("var_dir", _parse_str, str(PROJECT_ROOT / "var"),
-             "folder for local service data, logs, PID files, spool and generated keys"),
-    Variable("database_url", _parse_url("sqlite", "postgresql"), None,
-             "registry database (SQLAlchemy URL); default sqlite:///<var_dir>/registry.sqlite3"),
+    Variable(
+        "environment",
+        _parse_choice("development", "production", "test"),
+        "development",
+        "development generates missing keys into var/keys.json; production requires them",
+    ),
+    Variable(
+        "var_dir",
+        _parse_str,
+        str(PROJECT_ROOT / "var"),
+        "folder for local service data, logs, PID files, spool and generated keys",
+    ),
+    Variable(
+        "database_url",
+        _parse_url("sqlite", "postgresql"),
+        None,
+        "registry database (SQLAlchemy URL); default sqlite:///<var_dir>/registry.sqlite3",
+    ),
     Variable("mqtt_host", _parse_str, "127.0.0.1", "MQTT broker host"),
     Variable("mqtt_port", _parse_port, "18830", "MQTT broker port"),
     Variable("mqtt_username", _parse_str, "", "MQTT user name (empty: anonymous)"),
     Variable("mqtt_password", _parse_str, "", "MQTT password", secret=True),
-    Variable("mqtt_topic_prefix", _parse_topic_prefix, "census",
-             "first topic level of every topic (see docs/contracts.md)"),
-    Variable("redis_url", _parse_url("redis", "rediss", "unix"), "redis://127.0.0.1:16379/0",
-             "Redis URL for live presence, sessions, one-time codes and rate limits"),
+    Variable(
+        "mqtt_topic_prefix",
+        _parse_topic_prefix,
+        "census",
+        "first topic level of every topic (see docs/contracts.md)",
+    ),
+    Variable(
+        "redis_url",
+        _parse_url("redis", "rediss", "unix"),
+        "redis://127.0.0.1:16379/0",
+        "Redis URL for live presence, sessions, one-time codes and rate limits",
+    ),
     Variable("redis_key_prefix", _parse_str, "census:", "prefix of every Redis key"),
-    Variable("influx_url", _parse_url("http", "https"), "http://127.0.0.1:18086",
-             "InfluxDB base URL (1.x, or 2.x/3.x through the v1-compatible API)"),
-    Variable("influx_database", _parse_str, "census",
-             "InfluxDB database (2.x: the database name mapped to a bucket by DBRP)"),
+    Variable(
+        "influx_url",
+        _parse_url("http", "https"),
+        "http://127.0.0.1:18086",
+        "InfluxDB base URL (1.x, or 2.x/3.x through the v1-compatible API)",
+    ),
+    Variable(
+        "influx_database",
+        _parse_str,
+        "census",
+        "InfluxDB database (2.x: the database name mapped to a bucket by DBRP)",
+    ),
     Variable("influx_username", _parse_str, "", "InfluxDB 1.x user (empty: no auth)"),
     Variable("influx_password", _parse_str, "", "InfluxDB 1.x password", secret=True),
-    Variable("influx_token", _parse_str, "",
-             "InfluxDB 2.x/3.x API token; when set it is sent as 'Authorization: Token ...'",
-             secret=True),
-    Variable("influx_batch_size", _parse_int(1, 100_000), "5000",
-             "points per InfluxDB write request"),
-    Variable("timezone", _parse_timezone, "Asia/Shanghai",
-             "the site's local time zone: nights are local nights"),
-    Variable("retention_days", _parse_int(1, 3650), "90",
-             "days raw presence data and dead letters are kept before they are deleted"),
+    Variable(
+        "influx_token",
+        _parse_str,
+        "",
+        "InfluxDB 2.x/3.x API token; when set it is sent as 'Authorization: Token ...'",
+        secret=True,
+    ),
+    Variable(
+        "influx_batch_size", _parse_int(1, 100_000), "5000", "points per InfluxDB write request"
+    ),
+    Variable(
+        "timezone",
+        _parse_timezone,
+        "Asia/Shanghai",
+        "the site's local time zone: nights are local nights",
+    ),
+    Variable(
+        "retention_days",
+        _parse_int(1, 3650),
+        "90",
+        "days raw presence data and dead letters are kept before they are deleted",
+    ),
     Variable("portal_host", _parse_str, "127.0.0.1", "address the portal listens on"),
     Variable("portal_port", _parse_port, "18080", "port the portal listens on"),
-    Variable("portal_public_url", _parse_url("http", "https"), "http://127.0.0.1:18080",
-             "the portal's URL as residents' phones reach it (used in redirects and QR codes)"),
-    Variable("alert_webhook_url", _parse_str, "",
-             "URL that alerts are POSTed to as JSON (empty: MQTT only)"),
-    Variable("metrics_port", _parse_int(0, 65535), "19100",
-             "collector's Prometheus metrics port (0: off)"),
-    Variable("postgres_port", _parse_port, "15432",
-             "port of the project's own PostgreSQL cluster (`services up --postgres`)"),
+    Variable(
+        "portal_public_url",
+        _parse_url("http", "https"),
+        "http://127.0.0.1:18080",
+        "the portal's URL as residents' phones reach it (used in redirects and QR codes)",
+    ),
+    Variable(
+        "alert_webhook_url",
+        _parse_str,
+        "",
+        "URL that alerts are POSTed to as JSON (empty: MQTT only)",
+    ),
+    Variable(
+        "metrics_port",
+        _parse_int(0, 65535),
+        "19100",
+        "collector's Prometheus metrics port (0: off)",
+    ),
+    Variable(
+        "postgres_port",
+        _parse_port,
+        "15432",
+        "port of the project's own PostgreSQL cluster (`services up --postgres`)",
+    ),
     Variable("secret_key", _parse_key, None, "Flask session and CSRF signing key", secret=True),
-    Variable("pseudonym_key", _parse_key, None,
-             "HMAC key that turns device MAC addresses into pseudonyms", secret=True),
-    Variable("identity_key", _parse_fernet_key, None,
-             "Fernet key that encrypts identity numbers at rest", secret=True),
-    Variable("command_key", _parse_key, None,
-             "default HMAC key for signing AP commands (an AP may have its own)", secret=True),
-    Variable("log_level", _parse_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",
-             "logging level"),
+    Variable(
+        "pseudonym_key",
+        _parse_key,
+        None,
+        "HMAC key that turns device MAC addresses into pseudonyms",
+        secret=True,
+    ),
+    Variable(
+        "identity_key",
+        _parse_fernet_key,
+        None,
+        "Fernet key that encrypts identity numbers at rest",
+        secret=True,
+    ),
+    Variable(
+        "command_key",
+        _parse_key,
+        None,
+        "default HMAC key for signing AP commands (an AP may have its own)",
+        secret=True,
+    ),
+    Variable(
+        "log_level", _parse_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "logging level"
+    ),
+    # --- portal (issue 7); see portal/README.md ---
+    Variable(
+        "portal_session_seconds",
+        _parse_int(60, 30 * 86400),
+        "86400",
+        "how long an authorized device stays online before signing in again",
+    ),
+    Variable(
+        "portal_device_quota",
+        _parse_int(1, 20),
+        "3",
+        "devices a resident may have authorized at once (the oldest is released)",
+    ),
+    Variable(
+        "portal_reverify_days",
+        _parse_int(0, 365),
+        "30",
+        "days a known device may sign in with one tap before a new SMS code is asked",
+    ),
+    Variable(
+        "portal_redirect_max_age",
+        _parse_int(10, 3600),
+        "300",
+        "seconds a signed redirect from an AP stays valid (clock skew included)",
+    ),
+    Variable("portal_otp_ttl", _parse_int(60, 1800), "300", "seconds a one-time code is valid"),
+    Variable("portal_otp_max_tries", _parse_int(1, 10), "5", "wrong entries allowed per code"),
+    Variable(
+        "portal_otp_resend_seconds",
+        _parse_int(10, 600),
+        "60",
+        "cooldown before another code can be sent to the same number",
+    ),
+    Variable(
+        "portal_otp_daily_per_phone",
+        _parse_int(1, 100),
+        "10",
+        "codes sent to one number per local day",
+    ),
+    Variable(
+        "portal_otp_daily_per_ip",
+        _parse_int(1, 10_000),
+        "30",
+        "codes requested from one client IP per local day",
+    ),
+    Variable(
+        "portal_sms_sender",
+        _parse_choice("console", "http"),
+        "console",
+        "console: log codes and keep them in a Redis outbox (development only); "
+        "http: POST to WIFI_CENSUS_PORTAL_SMS_URL",
+    ),
+    Variable("portal_sms_url", _parse_str, "", "SMS gateway endpoint for the http sender"),
+    Variable("portal_sms_token", _parse_str, "", "bearer token for the SMS gateway", secret=True),
+    Variable(
+        "portal_venue_info_url",
+        _parse_str,
+        "",
+        "venue-info-url of the RFC 8908 API (empty: the portal's own about page)",
+    ),
 )
 
 
@@ -232,6 +372,19 @@ class Settings:
     identity_key: str = field(repr=False)
     command_key: str = field(repr=False)
     log_level: str
+    portal_session_seconds: int
+    portal_device_quota: int
+    portal_reverify_days: int
+    portal_redirect_max_age: int
+    portal_otp_ttl: int
+    portal_otp_max_tries: int
+    portal_otp_resend_seconds: int
+    portal_otp_daily_per_phone: int
+    portal_otp_daily_per_ip: int
+    portal_sms_sender: str
+    portal_sms_url: str
+    portal_sms_token: str = field(repr=False)
+    portal_venue_info_url: str
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from census.privacy import (
@@ -81,6 +81,7 @@ class ImportReport:
 
 
 # --- field parsers: each raises RowProblem naming the column -----------------------------------
+
 
 def _code(row: Mapping[str, str], column: str) -> str:
     """A community, building or unit code."""
@@ -155,6 +156,7 @@ def unit_ref(community: str, building: str, unit: str) -> str:
 
 # --- per-kind row parsers: CSV row -> validated values ----------------------------------------
 
+
 def parse_unit_row(row: Mapping[str, str]) -> dict[str, Any]:
     """Validate a units.csv row."""
     community, building, unit = _code(row, "community"), _code(row, "building"), _code(row, "unit")
@@ -221,7 +223,9 @@ def parse_resident_row(row: Mapping[str, str]) -> dict[str, Any]:
         raise RowProblem("name is required (at most 200 characters)")
     phone = re.sub(r"[\s-]", "", row["phone"])
     if phone and not PHONE_PATTERN.match(phone):
-        raise RowProblem(f"phone {row['phone']!r} is not a mainland mobile or +international number")
+        raise RowProblem(
+            f"phone {row['phone']!r} is not a mainland mobile or +international number"
+        )
     move_in = _date(row, "move_in", required=False)
     move_out = _date(row, "move_out", required=False)
     if move_in and move_out and move_out < move_in:
@@ -261,6 +265,7 @@ def parse_utility_row(row: Mapping[str, str]) -> dict[str, Any]:
 
 # --- appliers: validated values -> database, in chunks ----------------------------------------
 
+
 @dataclass
 class _Context:
     """Caches shared by the chunks of one import."""
@@ -282,8 +287,19 @@ def _assign(target: Any, values: Mapping[str, Any]) -> bool:
     return changed
 
 
-def _building(ctx: _Context, community_code: str, building_code: str,
-              community_name: str = "", building_name: str = "", create: bool = True) -> Building | None:
+def _not_imported(thing: str) -> str:
+    """The reason for a row that refers to a place not yet in the registry."""
+    return f"{thing} is not in the registry (import units first)"
+
+
+def _building(
+    ctx: _Context,
+    community_code: str,
+    building_code: str,
+    community_name: str = "",
+    building_name: str = "",
+    create: bool = True,
+) -> Building | None:
     """Find (or create) a building by codes, caching lookups."""
     community = ctx.communities.get(community_code)
     if community is None:
@@ -301,7 +317,9 @@ def _building(ctx: _Context, community_code: str, building_code: str,
     building = ctx.buildings.get(key)
     if building is None:
         building = ctx.session.scalar(
-            select(Building).where(Building.community_id == community.id, Building.code == building_code)
+            select(Building).where(
+                Building.community_id == community.id, Building.code == building_code
+            )
         )
         if building is None:
             if not create:
@@ -326,14 +344,23 @@ def _apply_units(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> No
     """Upsert units."""
     existing = _units_by_ref(ctx.session, {values["key"] for _, values in records})
     for _line, values in records:
-        building = _building(ctx, values["community"], values["building"],
-                             values["community_name"], values["building_name"])
+        building = _building(
+            ctx,
+            values["community"],
+            values["building"],
+            values["community_name"],
+            values["building_name"],
+        )
         assert building is not None
         fields_ = {
-            "building_id": building.id, "code": values["code"], "floor": values["floor"],
-            "room": values["room"], "area_m2": values["area_m2"],
+            "building_id": building.id,
+            "code": values["code"],
+            "floor": values["floor"],
+            "room": values["room"],
+            "area_m2": values["area_m2"],
             "registered_occupants": values["registered_occupants"],
-            "is_rented": values["is_rented"], "meter_group": values["meter_group"],
+            "is_rented": values["is_rented"],
+            "meter_group": values["meter_group"],
         }
         unit = existing.get(values["key"])
         if unit is None:
@@ -348,23 +375,39 @@ def _apply_units(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> No
 def _apply_aps(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> None:
     """Upsert access points; their building and unit must already be imported."""
     keys = {values["key"] for _, values in records}
-    existing = {ap.ap_id: ap for ap in ctx.session.scalars(select(AccessPoint).where(AccessPoint.ap_id.in_(keys)))}
+    existing = {
+        ap.ap_id: ap
+        for ap in ctx.session.scalars(select(AccessPoint).where(AccessPoint.ap_id.in_(keys)))
+    }
     units = _units_by_ref(ctx.session, {v["unit_ref"] for _, v in records if v["unit_ref"]})
     for line, values in records:
         building = _building(ctx, values["community"], values["building"], create=False)
         if building is None:
-            ctx.report.errors.append(RowError(line, f"building {values['community']}/{values['building']} is not in the registry (import units first)"))
+            ctx.report.errors.append(
+                RowError(
+                    line,
+                    _not_imported(f"building {values['community']}/{values['building']}"),
+                )
+            )
             continue
         unit_id = None
         if values["unit_ref"]:
             unit = units.get(values["unit_ref"])
             if unit is None:
-                ctx.report.errors.append(RowError(line, f"unit {values['unit_ref']} is not in the registry (import units first)"))
+                ctx.report.errors.append(
+                    RowError(
+                        line,
+                        _not_imported(f"unit {values['unit_ref']}"),
+                    )
+                )
                 continue
             unit_id = unit.id
         fields_ = {
-            "building_id": building.id, "coverage": values["coverage"], "floor": values["floor"],
-            "unit_id": unit_id, "ssid": values["ssid"],
+            "building_id": building.id,
+            "coverage": values["coverage"],
+            "floor": values["floor"],
+            "unit_id": unit_id,
+            "ssid": values["ssid"],
         }
         ap = existing.get(values["key"])
         if ap is None:
@@ -379,7 +422,9 @@ def _apply_aps(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> None
 def _apply_residents(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> None:
     """Upsert residents by identity digest; numbers are encrypted, never stored in clear."""
     assert ctx.cipher is not None
-    digests = {ctx.cipher.digest(v["id_type"].value, v["id_number"]): (line, v) for line, v in records}
+    digests = {
+        ctx.cipher.digest(v["id_type"].value, v["id_number"]): (line, v) for line, v in records
+    }
     existing = {
         r.id_digest: r
         for r in ctx.session.scalars(select(Resident).where(Resident.id_digest.in_(digests)))
@@ -388,19 +433,31 @@ def _apply_residents(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -
     for digest, (line, values) in digests.items():
         unit = units.get(values["unit_ref"])
         if unit is None:
-            ctx.report.errors.append(RowError(line, f"unit {values['unit_ref']} is not in the registry (import units first)"))
+            ctx.report.errors.append(
+                RowError(
+                    line, _not_imported(f"unit {values['unit_ref']}")
+                )
+            )
             continue
         fields_ = {
-            "unit_id": unit.id, "name": values["name"], "phone": values["phone"],
-            "move_in": values["move_in"], "move_out": values["move_out"],
+            "unit_id": unit.id,
+            "name": values["name"],
+            "phone": values["phone"],
+            "move_in": values["move_in"],
+            "move_out": values["move_out"],
         }
         resident = existing.get(digest)
         if resident is None:
-            ctx.session.add(Resident(
-                id_type=values["id_type"], id_digest=digest,
-                id_number_encrypted=ctx.cipher.encrypt(values["id_number"]),
-                id_last4=values["id_number"][-4:], verification=Verification.REGISTERED, **fields_,
-            ))
+            ctx.session.add(
+                Resident(
+                    id_type=values["id_type"],
+                    id_digest=digest,
+                    id_number_encrypted=ctx.cipher.encrypt(values["id_number"]),
+                    id_last4=values["id_number"][-4:],
+                    verification=Verification.REGISTERED,
+                    **fields_,
+                )
+            )
             ctx.report.created += 1
         elif _assign(resident, fields_):
             ctx.report.updated += 1
@@ -411,24 +468,40 @@ def _apply_residents(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -
 def _apply_utilities(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> None:
     """Upsert utility readings."""
     units = _units_by_ref(ctx.session, {v["unit_ref"] for _, v in records})
-    keys = {(units[v["unit_ref"]].id, v["kind"], v["period_start"]) for _, v in records if v["unit_ref"] in units}
+    keys = {
+        (units[v["unit_ref"]].id, v["kind"], v["period_start"])
+        for _, v in records
+        if v["unit_ref"] in units
+    }
     existing: dict[tuple[int, UtilityKind, dt.date], UtilityReading] = {}
     if keys:
         query = select(UtilityReading).where(
-            tuple_(UtilityReading.unit_id, UtilityReading.kind, UtilityReading.period_start).in_(list(keys))
+            tuple_(UtilityReading.unit_id, UtilityReading.kind, UtilityReading.period_start).in_(
+                list(keys)
+            )
         )
         existing = {(r.unit_id, r.kind, r.period_start): r for r in ctx.session.scalars(query)}
     new_rows: list[dict[str, Any]] = []
     for line, values in records:
         unit = units.get(values["unit_ref"])
         if unit is None:
-            ctx.report.errors.append(RowError(line, f"unit {values['unit_ref']} is not in the registry (import units first)"))
+            ctx.report.errors.append(
+                RowError(
+                    line, _not_imported(f"unit {values['unit_ref']}")
+                )
+            )
             continue
         reading = existing.get((unit.id, values["kind"], values["period_start"]))
         fields_ = {"period_end": values["period_end"], "amount": values["amount"]}
         if reading is None:
-            new_rows.append({"unit_id": unit.id, "kind": values["kind"],
-                             "period_start": values["period_start"], **fields_})
+            new_rows.append(
+                {
+                    "unit_id": unit.id,
+                    "kind": values["kind"],
+                    "period_start": values["period_start"],
+                    **fields_,
+                }
+            )
             ctx.report.created += 1
         elif _assign(reading, fields_):
             ctx.report.updated += 1
@@ -436,7 +509,7 @@ def _apply_utilities(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -
             ctx.report.unchanged += 1
     if new_rows:
         # Readings are the bulk of a district's data: insert them in one executemany.
-        ctx.session.execute(UtilityReading.__table__.insert(), new_rows)
+        ctx.session.execute(insert(UtilityReading), new_rows)
 
 
 @dataclass(frozen=True)
@@ -450,19 +523,47 @@ class ImportKind:
 
 KINDS: dict[str, ImportKind] = {
     "units": ImportKind(
-        ("community", "community_name", "building", "building_name", "unit", "floor", "room",
-         "area_m2", "registered_occupants", "rented", "meter_group"),
-        parse_unit_row, _apply_units),
+        (
+            "community",
+            "community_name",
+            "building",
+            "building_name",
+            "unit",
+            "floor",
+            "room",
+            "area_m2",
+            "registered_occupants",
+            "rented",
+            "meter_group",
+        ),
+        parse_unit_row,
+        _apply_units,
+    ),
     "aps": ImportKind(
         ("ap_id", "community", "building", "floor", "unit", "coverage", "ssid"),
-        parse_ap_row, _apply_aps),
+        parse_ap_row,
+        _apply_aps,
+    ),
     "residents": ImportKind(
-        ("community", "building", "unit", "name", "id_type", "id_number", "phone", "move_in",
-         "move_out"),
-        parse_resident_row, _apply_residents),
+        (
+            "community",
+            "building",
+            "unit",
+            "name",
+            "id_type",
+            "id_number",
+            "phone",
+            "move_in",
+            "move_out",
+        ),
+        parse_resident_row,
+        _apply_residents,
+    ),
     "utilities": ImportKind(
         ("community", "building", "unit", "kind", "period_start", "period_end", "amount"),
-        parse_utility_row, _apply_utilities),
+        parse_utility_row,
+        _apply_utilities,
+    ),
 }
 
 
@@ -548,11 +649,20 @@ def import_csv(
     with session_scope(session_factory) as session:
         if report.changed:
             bump_registry_version(session)
-        session.add(AuditEntry(
-            actor=actor, action=f"import_{kind_name}", subject=str(path.name),
-            detail={"rows": report.rows, "created": report.created, "updated": report.updated,
-                    "unchanged": report.unchanged, "rejected": len(report.errors)},
-        ))
+        session.add(
+            AuditEntry(
+                actor=actor,
+                action=f"import_{kind_name}",
+                subject=str(path.name),
+                detail={
+                    "rows": report.rows,
+                    "created": report.created,
+                    "updated": report.updated,
+                    "unchanged": report.unchanged,
+                    "rejected": len(report.errors),
+                },
+            )
+        )
     return report
 
 

@@ -28,8 +28,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 # Explicit constraint names, so that migrations are the same on SQLite and PostgreSQL and
 # batch alterations on SQLite can find constraints by name.
@@ -68,7 +68,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             raise ValueError("naive datetime given to a UTC column")
         return value.astimezone(dt.UTC)
 
-    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
         """Return aware UTC."""
         if value is None:
             return None
@@ -86,7 +88,11 @@ class Base(DeclarativeBase):
 def _enum(enum_class: type[enum.Enum], name: str) -> Enum:
     """A portable enum column stored as its values (VARCHAR + CHECK, not a native type)."""
     return Enum(
-        enum_class, name=name, native_enum=False, create_constraint=True, length=32,
+        enum_class,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
         values_callable=lambda members: [m.value for m in members],
     )
 
@@ -192,7 +198,9 @@ class Unit(Base):
     __table_args__ = (UniqueConstraint("building_id", "code"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    building_id: Mapped[int] = mapped_column(ForeignKey("buildings.id", ondelete="CASCADE"), index=True)
+    building_id: Mapped[int] = mapped_column(
+        ForeignKey("buildings.id", ondelete="CASCADE"), index=True
+    )
     code: Mapped[str] = mapped_column(String(32))
     ref: Mapped[str] = mapped_column(String(100), unique=True)  # community/building/unit
     floor: Mapped[int] = mapped_column(Integer)
@@ -202,7 +210,9 @@ class Unit(Base):
     is_rented: Mapped[bool] = mapped_column(Boolean, default=False)
     meter_group: Mapped[str] = mapped_column(String(64), default="")
     qr_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_qr_token)
-    risk_tier: Mapped[RiskTier] = mapped_column(_enum(RiskTier, "risk_tier"), default=RiskTier.NORMAL)
+    risk_tier: Mapped[RiskTier] = mapped_column(
+        _enum(RiskTier, "risk_tier"), default=RiskTier.NORMAL
+    )
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     building: Mapped[Building] = relationship(back_populates="units")
@@ -216,10 +226,14 @@ class AccessPoint(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ap_id: Mapped[str] = mapped_column(String(64), unique=True)
-    building_id: Mapped[int] = mapped_column(ForeignKey("buildings.id", ondelete="CASCADE"), index=True)
+    building_id: Mapped[int] = mapped_column(
+        ForeignKey("buildings.id", ondelete="CASCADE"), index=True
+    )
     coverage: Mapped[Coverage] = mapped_column(_enum(Coverage, "coverage"))
     floor: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"), nullable=True)
+    unit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("units.id", ondelete="SET NULL"), nullable=True
+    )
     ssid: Mapped[str] = mapped_column(String(32), default="")
     # Per-AP command-signing secret, encrypted like identity numbers; empty: the global key.
     secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
@@ -260,7 +274,9 @@ class Device(Base):
     __table_args__ = (UniqueConstraint("resident_id", "mac_pseudonym"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), index=True)
+    resident_id: Mapped[int] = mapped_column(
+        ForeignKey("residents.id", ondelete="CASCADE"), index=True
+    )
     mac_pseudonym: Mapped[str] = mapped_column(String(16), index=True)
     # The raw MAC is needed to send deauthorize commands to the AP; kept encrypted.
     mac_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
@@ -318,7 +334,7 @@ class Case(Base):
         _enum(CaseStatus, "case_status"), default=CaseStatus.DISCOVERED
     )
     tier: Mapped[RiskTier] = mapped_column(_enum(RiskTier, "case_tier"), default=RiskTier.ATTENTION)
-    evidence: Mapped[dict] = mapped_column(JSON, default=dict)  # type: ignore[type-arg]
+    evidence: Mapped[dict] = mapped_column(JSON, default=dict)
     assigned_to_id: Mapped[int | None] = mapped_column(
         ForeignKey("staff_users.id", ondelete="SET NULL"), nullable=True
     )
@@ -358,7 +374,7 @@ class Inspection(Base):
     )
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     people_found: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    hazards: Mapped[list] = mapped_column(JSON, default=list)  # type: ignore[type-arg]
+    hazards: Mapped[list] = mapped_column(JSON, default=list)
     note: Mapped[str] = mapped_column(Text, default="")
 
 
@@ -372,7 +388,7 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(64))  # staff username, "resident", "system"
     action: Mapped[str] = mapped_column(String(64))  # view_resident, sign_in, import, ...
     subject: Mapped[str] = mapped_column(String(200), default="")  # e.g. resident:42, unit:ref
-    detail: Mapped[dict] = mapped_column(JSON, default=dict)  # type: ignore[type-arg]
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
     client_ip: Mapped[str] = mapped_column(String(64), default="")
 
 
@@ -396,11 +412,13 @@ class Alert(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
-    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"), nullable=True)
+    unit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("units.id", ondelete="SET NULL"), nullable=True
+    )
     resident_id: Mapped[int | None] = mapped_column(
         ForeignKey("residents.id", ondelete="SET NULL"), nullable=True
     )
-    payload: Mapped[dict] = mapped_column(JSON, default=dict)  # type: ignore[type-arg]
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
     acknowledged_by: Mapped[str] = mapped_column(String(64), default="")
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 

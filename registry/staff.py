@@ -12,8 +12,9 @@ from registry.models import Role, StaffUser
 MIN_PASSWORD_LENGTH = 10
 
 
-def upsert_staff(session: Session, username: str, password: str, role: str,
-                 display_name: str = "") -> bool:
+def upsert_staff(
+    session: Session, username: str, password: str, role: str, display_name: str = ""
+) -> bool:
     """Create or update a staff account; return True when it was created."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValueError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")

@@ -95,24 +95,33 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
 
 def _postgres_database(service_settings: Settings, name: str) -> str:
     """Create a fresh PostgreSQL database and return its URL."""
-    with psycopg.connect(host="127.0.0.1", port=service_settings.postgres_port,
-                         user=local_services.POSTGRES_SUPERUSER, dbname="postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=service_settings.postgres_port,
+        user=local_services.POSTGRES_SUPERUSER,
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"postgresql://{local_services.POSTGRES_SUPERUSER}@127.0.0.1:{service_settings.postgres_port}/{name}"
 
 
 def _drop_postgres_database(service_settings: Settings, name: str) -> None:
     """Drop a test database."""
-    with psycopg.connect(host="127.0.0.1", port=service_settings.postgres_port,
-                         user=local_services.POSTGRES_SUPERUSER, dbname="postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=service_settings.postgres_port,
+        user=local_services.POSTGRES_SUPERUSER,
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def registry_engine(request: pytest.FixtureRequest, tmp_path: Path, test_id: str,
-                    service_settings: Settings) -> Iterator[Engine]:
+def registry_engine(
+    request: pytest.FixtureRequest, tmp_path: Path, test_id: str, service_settings: Settings
+) -> Iterator[Engine]:
     """A migrated registry on SQLite and, as a second run, on PostgreSQL."""
     if request.param == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite3'}")

@@ -21,16 +21,21 @@ from census.settings import generate_keys
 
 @pytest.mark.parametrize(
     ("raw", "normal"),
-    [("A4:83:E7:12:9F:01", "a4:83:e7:12:9f:01"), ("a4-83-e7-12-9f-01", "a4:83:e7:12:9f:01"),
-     ("a483e7129f01", "a4:83:e7:12:9f:01"), (" A4:83:e7:12:9f:01 ", "a4:83:e7:12:9f:01")],
+    [
+        ("A4:83:E7:12:9F:01", "a4:83:e7:12:9f:01"),
+        ("a4-83-e7-12-9f-01", "a4:83:e7:12:9f:01"),
+        ("a483e7129f01", "a4:83:e7:12:9f:01"),
+        (" A4:83:e7:12:9f:01 ", "a4:83:e7:12:9f:01"),
+    ],
 )
 def test_mac_addresses_are_normalised(raw: str, normal: str) -> None:
     """Every accepted spelling becomes lowercase colon form."""
     assert normalize_mac(raw) == normal
 
 
-@pytest.mark.parametrize("raw", ["", "a4:83:e7:12:9f", "a4:83-e7:12:9f:01", "zz:83:e7:12:9f:01",
-                                 "a4:83:e7:12:9f:01:02"])
+@pytest.mark.parametrize(
+    "raw", ["", "a4:83:e7:12:9f", "a4:83-e7:12:9f:01", "zz:83:e7:12:9f:01", "a4:83:e7:12:9f:01:02"]
+)
 def test_malformed_macs_are_refused(raw: str) -> None:
     """Anything that is not six octets is an InvalidMacError."""
     with pytest.raises(InvalidMacError):
@@ -46,10 +51,16 @@ def test_pseudonym_is_keyed_stable_and_spelling_blind() -> None:
     assert first != pseudonymize_mac("a4:83:e7:12:9f:01", other)
 
 
-@pytest.mark.parametrize(("mac", "randomized"),
-                         [("a4:83:e7:12:9f:01", False), ("a6:83:e7:12:9f:01", True),
-                          ("02:00:00:00:00:01", True), ("da:a1:19:00:00:01", True),
-                          ("00:1a:2b:3c:4d:5e", False)])
+@pytest.mark.parametrize(
+    ("mac", "randomized"),
+    [
+        ("a4:83:e7:12:9f:01", False),
+        ("a6:83:e7:12:9f:01", True),
+        ("02:00:00:00:00:01", True),
+        ("da:a1:19:00:00:01", True),
+        ("00:1a:2b:3c:4d:5e", False),
+    ],
+)
 def test_locally_administered_bit(mac: str, randomized: bool) -> None:
     """Bit 1 of the first octet marks randomized addresses."""
     assert is_locally_administered(mac) is randomized
@@ -63,7 +74,8 @@ def test_identity_numbers_round_trip_and_digest_without_decrypting() -> None:
     assert token_a != token_b and b"11010519491231002X" not in token_a
     assert cipher.decrypt(token_a) == "11010519491231002X"
     assert cipher.digest("resident_id_card", "11010519491231002x") == cipher.digest(
-        "resident_id_card", "110105 19491231002X")
+        "resident_id_card", "110105 19491231002X"
+    )
     assert cipher.digest("passport", "E1234567") != cipher.digest("other", "E1234567")
 
 
@@ -91,10 +103,12 @@ def test_gb11643_check_character_from_the_standard_example() -> None:
 
 @pytest.mark.parametrize(
     ("number", "problem"),
-    [("110105194912310021", "check digit does not match"),
-     ("1101051949123100", "must be 18 characters"),
-     ("11010519491331002X", "impossible birth date"),
-     ("1101051949123100AX", "17 digits followed by")],
+    [
+        ("110105194912310021", "check digit does not match"),
+        ("1101051949123100", "must be 18 characters"),
+        ("11010519491331002X", "impossible birth date"),
+        ("1101051949123100AX", "17 digits followed by"),
+    ],
 )
 def test_gb11643_rejections(number: str, problem: str) -> None:
     """Wrong length, characters, dates and check digits are each explained."""

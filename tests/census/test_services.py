@@ -26,10 +26,14 @@ def free_port() -> int:
 @pytest.fixture
 def private_settings(tmp_path: Path) -> Iterator[Settings]:
     """Settings whose servers live in tmp_path on free ports; stopped afterwards."""
-    settings = Settings.load(environ={}, var_dir=tmp_path, environment="test",
-                             mqtt_port=free_port(),
-                             redis_url=f"redis://127.0.0.1:{free_port()}/0",
-                             influx_url=f"http://127.0.0.1:{free_port()}")
+    settings = Settings.load(
+        environ={},
+        var_dir=tmp_path,
+        environment="test",
+        mqtt_port=free_port(),
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        influx_url=f"http://127.0.0.1:{free_port()}",
+    )
     yield settings
     services.down(settings)
 
@@ -89,6 +93,7 @@ def test_a_stale_pid_file_is_not_trusted(private_settings: Settings) -> None:
 
 def test_remote_hosts_are_not_started(tmp_path: Path) -> None:
     """A service configured on another host is left to that host."""
-    settings = Settings.load(environ={}, var_dir=tmp_path, environment="test",
-                             redis_url="redis://10.0.0.5:6379/0")
+    settings = Settings.load(
+        environ={}, var_dir=tmp_path, environment="test", redis_url="redis://10.0.0.5:6379/0"
+    )
     assert "not loopback" in services.start(by_name(settings, "redis"))

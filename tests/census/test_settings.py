@@ -49,8 +49,12 @@ def test_bad_value_names_the_variable_and_the_value(
 def test_secret_values_are_not_echoed_in_errors(tmp_path: Path) -> None:
     """A malformed key is reported by name without printing the secret."""
     with pytest.raises(SettingsError) as caught:
-        Settings.load(environ={"WIFI_CENSUS_VAR_DIR": str(tmp_path),
-                               "WIFI_CENSUS_IDENTITY_KEY": "short-secret-value"})
+        Settings.load(
+            environ={
+                "WIFI_CENSUS_VAR_DIR": str(tmp_path),
+                "WIFI_CENSUS_IDENTITY_KEY": "short-secret-value",
+            }
+        )
     assert "WIFI_CENSUS_IDENTITY_KEY" in str(caught.value)
     assert "short-secret-value" not in str(caught.value)
 
@@ -58,8 +62,9 @@ def test_secret_values_are_not_echoed_in_errors(tmp_path: Path) -> None:
 def test_production_requires_keys(tmp_path: Path) -> None:
     """Production never invents keys: missing ones are named."""
     with pytest.raises(SettingsError) as caught:
-        Settings.load(environ={"WIFI_CENSUS_VAR_DIR": str(tmp_path),
-                               "WIFI_CENSUS_ENVIRONMENT": "production"})
+        Settings.load(
+            environ={"WIFI_CENSUS_VAR_DIR": str(tmp_path), "WIFI_CENSUS_ENVIRONMENT": "production"}
+        )
     assert "WIFI_CENSUS_PSEUDONYM_KEY" in str(caught.value)
     assert "must be set in production" in str(caught.value)
     assert not (tmp_path / "keys.json").exists()
@@ -78,10 +83,14 @@ def test_development_keys_are_generated_once_and_kept(tmp_path: Path) -> None:
 
 def test_environment_overrides_defaults(tmp_path: Path) -> None:
     """Variables override defaults and are parsed to their types."""
-    settings = Settings.load(environ={
-        "WIFI_CENSUS_VAR_DIR": str(tmp_path), "WIFI_CENSUS_MQTT_PORT": "1883",
-        "WIFI_CENSUS_RETENTION_DAYS": "30", "WIFI_CENSUS_MQTT_TOPIC_PREFIX": "site/a",
-    })
+    settings = Settings.load(
+        environ={
+            "WIFI_CENSUS_VAR_DIR": str(tmp_path),
+            "WIFI_CENSUS_MQTT_PORT": "1883",
+            "WIFI_CENSUS_RETENTION_DAYS": "30",
+            "WIFI_CENSUS_MQTT_TOPIC_PREFIX": "site/a",
+        }
+    )
     assert settings.mqtt_port == 1883
     assert settings.retention_days == 30
     assert settings.topic("v1", "alerts") == "site/a/v1/alerts"

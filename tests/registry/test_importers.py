@@ -9,11 +9,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from census.privacy import IdentityCipher
+from registry.db import registry_version
 from registry.importers import HeaderError, import_csv
 from registry.models import AccessPoint, AuditEntry, Coverage, Resident, Unit, UtilityReading
-from registry.db import registry_version
 
-UNITS = """community,community_name,building,building_name,unit,floor,room,area_m2,registered_occupants,rented,meter_group
+UNITS_HEADER = (
+    "community,community_name,building,building_name,unit,floor,room,area_m2,"
+    "registered_occupants,rented,meter_group"
+)
+UNITS = UNITS_HEADER + """
 TEDA-01,泰达一区,B01,一号楼,0101,1,101,62.5,2,0,
 TEDA-01,泰达一区,B01,一号楼,0102,1,102,48,1,1,
 TEDA-01,泰达一区,B01,一号楼,0201,2,201,75,3,yes,M-B01-2
@@ -57,8 +61,13 @@ def test_units_import_creates_places_and_is_idempotent(
         version = registry_version(session)
         unit = session.scalar(select(Unit).where(Unit.ref == "TEDA-01/B01/0201"))
         assert unit is not None
-        assert (unit.floor, unit.area_m2, unit.registered_occupants, unit.is_rented,
-                unit.meter_group) == (2, 75.0, 3, True, "M-B01-2")
+        assert (
+            unit.floor,
+            unit.area_m2,
+            unit.registered_occupants,
+            unit.is_rented,
+            unit.meter_group,
+        ) == (2, 75.0, 3, True, "M-B01-2")
         assert unit.building.community.name == "泰达一区"
         assert len(unit.qr_token) >= 20
         token = unit.qr_token
@@ -71,7 +80,9 @@ def test_units_import_creates_places_and_is_idempotent(
         assert again is not None and again.qr_token == token
 
 
-def test_changed_rows_update_in_place(tmp_path: Path, session_factory: sessionmaker[Session]) -> None:
+def test_changed_rows_update_in_place(
+    tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
     """A changed value updates the existing unit instead of adding one."""
     import_csv("units", write(tmp_path, "units.csv", UNITS), session_factory)
     changed = UNITS.replace("0102,1,102,48,1,1,", "0102,1,102,48,4,1,")
@@ -86,15 +97,21 @@ def test_bad_rows_are_reported_by_line_and_good_rows_kept(
     tmp_path: Path, session_factory: sessionmaker[Session]
 ) -> None:
     """Each bad row is named by its line number and reason; the rows around it land."""
-    text = UNITS + "\n".join([
-        "TEDA-01,泰达一区,B01,一号楼,0301,three,301,60,2,0,",       # line 6: floor
-        "TEDA-01,泰达一区,B01,一号楼,0302,3,302,-5,2,0,",          # line 7: area
-        "TEDA-01,泰达一区,B01,一号楼,0303,3,303,60,2,maybe,",       # line 8: rented
-        "TEDA 01,泰达一区,B01,一号楼,0304,3,304,60,2,0,",           # line 9: code
-        "TEDA-01,泰达一区,B01,一号楼,0101,1,101,62.5,2,0,",         # line 10: duplicate of 2
-        "TEDA-01,泰达一区,B01,一号楼,0305,3,305,60",               # line 11: short row
-        "TEDA-01,泰达一区,B01,一号楼,0306,3,306,58,1,0,",           # line 12: good
-    ]) + "\n"
+    text = (
+        UNITS
+        + "\n".join(
+            [
+                "TEDA-01,泰达一区,B01,一号楼,0301,three,301,60,2,0,",  # line 6: floor
+                "TEDA-01,泰达一区,B01,一号楼,0302,3,302,-5,2,0,",  # line 7: area
+                "TEDA-01,泰达一区,B01,一号楼,0303,3,303,60,2,maybe,",  # line 8: rented
+                "TEDA 01,泰达一区,B01,一号楼,0304,3,304,60,2,0,",  # line 9: code
+                "TEDA-01,泰达一区,B01,一号楼,0101,1,101,62.5,2,0,",  # line 10: duplicate of 2
+                "TEDA-01,泰达一区,B01,一号楼,0305,3,305,60",  # line 11: short row
+                "TEDA-01,泰达一区,B01,一号楼,0306,3,306,58,1,0,",  # line 12: good
+            ]
+        )
+        + "\n"
+    )
     report = import_csv("units", write(tmp_path, "units.csv", text), session_factory)
     assert report.created == 5
     reasons = {error.line: error.reason for error in report.errors}
@@ -107,10 +124,14 @@ def test_bad_rows_are_reported_by_line_and_good_rows_kept(
     assert "has 8 fields, the header has 11" in reasons[11]
 
 
-def test_header_problems_name_the_columns(tmp_path: Path, session_factory: sessionmaker[Session]) -> None:
+def test_header_problems_name_the_columns(
+    tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
     """A wrong header stops the import before any row, naming missing and unknown columns."""
     bad = "community,building,unit,floors\nA,B,C,1\n"
-    with pytest.raises(HeaderError, match=r"line 1: missing columns: .*community_name.*unknown columns: floors"):
+    with pytest.raises(
+        HeaderError, match=r"line 1: missing columns: .*community_name.*unknown columns: floors"
+    ):
         import_csv("units", write(tmp_path, "units.csv", bad), session_factory)
 
 
@@ -119,12 +140,18 @@ def test_access_points_need_known_places_and_consistent_coverage(
 ) -> None:
     """APs land with their coverage; unknown units and inconsistent rows are explained."""
     import_base(tmp_path, session_factory, cipher)
-    bad = APS + "\n".join([
-        "ap-x1,TEDA-01,B01,1,0999,unit,Census-Free",     # line 5: unknown unit
-        "ap-x2,TEDA-01,B01,3,,unit,Census-Free",         # line 6: unit coverage, no unit
-        "ap-x3,TEDA-01,B01,,,floor,Census-Free",          # line 7: floor coverage, no floor
-        "ap-x4,TEDA-09,B01,1,,floor,Census-Free",         # line 8: unknown building
-    ]) + "\n"
+    bad = (
+        APS
+        + "\n".join(
+            [
+                "ap-x1,TEDA-01,B01,1,0999,unit,Census-Free",  # line 5: unknown unit
+                "ap-x2,TEDA-01,B01,3,,unit,Census-Free",  # line 6: unit coverage, no unit
+                "ap-x3,TEDA-01,B01,,,floor,Census-Free",  # line 7: floor coverage, no floor
+                "ap-x4,TEDA-09,B01,1,,floor,Census-Free",  # line 8: unknown building
+            ]
+        )
+        + "\n"
+    )
     report = import_csv("aps", write(tmp_path, "aps2.csv", bad), session_factory)
     assert report.unchanged == 3
     reasons = {error.line: error.reason for error in report.errors}
@@ -158,8 +185,14 @@ def test_residents_are_encrypted_at_rest_and_keyed_by_document(
             assert b"11010519491231002X" not in resident.id_number_encrypted
         assert cipher.decrypt(residents[1].id_number_encrypted) == "11010519491231002X"
         assert residents[1].id_last4 == "002X"
-        assert session.scalar(select(func.count()).select_from(AuditEntry).where(
-            AuditEntry.action == "import_residents")) == 2
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(AuditEntry)
+                .where(AuditEntry.action == "import_residents")
+            )
+            == 2
+        )
 
 
 def test_utilities_import_and_reject_bad_periods(
@@ -167,15 +200,20 @@ def test_utilities_import_and_reject_bad_periods(
 ) -> None:
     """Readings land once per unit, kind and period; bad kinds and periods are explained."""
     import_base(tmp_path, session_factory, cipher)
-    text = "\n".join([
-        "community,building,unit,kind,period_start,period_end,amount",
-        "TEDA-01,B01,0101,water,2026-11-01,2026-11-02,0.31",
-        "TEDA-01,B01,0101,electricity,2026-11-01,2026-11-02,7.5",
-        "TEDA-01,B01,0101,steam,2026-11-01,2026-11-02,1",          # line 4: kind
-        "TEDA-01,B01,0101,water,2026-11-03,2026-11-02,1",          # line 5: period
-        "TEDA-01,B01,0101,water,2026-11-02,2026-11-03,-1",         # line 6: amount
-        "TEDA-01,B01,0101,water,2026-11-01,2026-11-02,0.31",       # line 7: duplicate
-    ]) + "\n"
+    text = (
+        "\n".join(
+            [
+                "community,building,unit,kind,period_start,period_end,amount",
+                "TEDA-01,B01,0101,water,2026-11-01,2026-11-02,0.31",
+                "TEDA-01,B01,0101,electricity,2026-11-01,2026-11-02,7.5",
+                "TEDA-01,B01,0101,steam,2026-11-01,2026-11-02,1",  # line 4: kind
+                "TEDA-01,B01,0101,water,2026-11-03,2026-11-02,1",  # line 5: period
+                "TEDA-01,B01,0101,water,2026-11-02,2026-11-03,-1",  # line 6: amount
+                "TEDA-01,B01,0101,water,2026-11-01,2026-11-02,0.31",  # line 7: duplicate
+            ]
+        )
+        + "\n"
+    )
     path = write(tmp_path, "utilities.csv", text)
     report = import_csv("utilities", path, session_factory)
     assert report.created == 2
