@@ -431,3 +431,44 @@ class RegistryVersion(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
     changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SignIn(Base):
+    """One captive-portal sign-in: the declared identity, the device, the AP and the outcome."""
+
+    __tablename__ = "portal_signins"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    ap_id: Mapped[str] = mapped_column(String(64))
+    handshake: Mapped[str] = mapped_column(String(16))  # signed (this project's) or fas (openNDS)
+    method: Mapped[str] = mapped_column(String(16))  # sms (full sign-in) or one_tap
+    # registered, self_declared, mismatch (identity known, name/phone differ), visitor
+    outcome: Mapped[str] = mapped_column(String(32), index=True)
+    mac_pseudonym: Mapped[str] = mapped_column(String(16), index=True)
+    randomized: Mapped[bool] = mapped_column(Boolean, default=False)
+    resident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("residents.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    device_id: Mapped[int | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL"), nullable=True
+    )
+    unit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("units.id", ondelete="SET NULL"), nullable=True
+    )
+    # The identity as declared on the form (empty for one-tap sign-ins); the number encrypted.
+    name: Mapped[str] = mapped_column(String(200), default="")
+    id_type: Mapped[str] = mapped_column(String(32), default="")
+    id_number_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    id_digest: Mapped[str] = mapped_column(String(64), default="", index=True)
+    id_last4: Mapped[str] = mapped_column(String(4), default="")
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    watchlist_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_version: Mapped[str] = mapped_column(String(32), default="")
+    locale: Mapped[str] = mapped_column(String(8), default="")
+    client_ip: Mapped[str] = mapped_column(String(64), default="")
+    device_label: Mapped[str] = mapped_column(String(64), default="")
+    # A new randomized address that replaced an older one of the same phone (address linking).
+    rebound_from_device_id: Mapped[int | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL"), nullable=True
+    )
