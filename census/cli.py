@@ -170,8 +170,11 @@ def db_create_staff(username: str, role: str, display_name: str, password: str) 
     from registry.staff import upsert_staff
 
     settings = load_settings()
-    with session_scope(make_session_factory(make_engine(settings.database_url))) as session:
-        created = upsert_staff(session, username, password, role, display_name)
+    try:
+        with session_scope(make_session_factory(make_engine(settings.database_url))) as session:
+            created = upsert_staff(session, username, password, role, display_name)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"{'created' if created else 'updated'} {role} {username}")
 
 
