@@ -116,3 +116,23 @@ def test_the_image_contains_every_package() -> None:
     for package in packages:
         assert f"COPY {package} ./{package}" in dockerfile
     assert "RUN pip install ." in dockerfile
+
+
+def test_readme_configuration_table_is_current() -> None:
+    """The README's table is exactly what the settings declare (regenerate it if this fails)."""
+    from census.settings import markdown_table
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- configuration table")
+    start = readme.index("\n", start) + 1
+    end = readme.index("<!-- end of configuration table -->")
+    assert readme[start:end].strip() == markdown_table().strip()
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    """.ci/run calls the README's test command and nothing else."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "./scripts/test.sh" in readme and "./scripts/demo.sh" in readme
+    ci = [line for line in (ROOT / ".ci/run").read_text().splitlines()
+          if line.strip() and not line.startswith("#")]
+    assert ci == ['cd "$(dirname "$0")/.." && exec ./scripts/test.sh']
