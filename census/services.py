@@ -522,11 +522,36 @@ def status(service: LocalService) -> ServiceStatus:
     return ServiceStatus(service.name, service.port, pid, pid is not None, answering, detail)
 
 
+def _http_ready(service: LocalService) -> bool:
+    """True when an HTTP GET / gets any HTTP answer."""
+    try:
+        with socket.create_connection((service.host, service.port), timeout=1.0) as conn:
+            conn.sendall(f"GET / HTTP/1.0\r\nHost: {service.host}\r\n\r\n".encode())
+            return conn.recv(16).startswith(b"HTTP/")
+    except OSError:
+        return False
+
+
+def portal_service(settings: Settings, python: str) -> LocalService:
+    """The portal as a background server (the demo leaves it running; `down` stops it)."""
+    return LocalService(
+        "portal", python, settings.portal_host, settings.portal_port,
+        settings.var_dir / "services" / "portal",
+        lambda service: [service.binary, "-m", "census.cli", "portal", "serve",
+                         "--host", service.host, "--port", str(service.port)],
+        lambda service: None, _http_ready,
+    )
+
+
 def up(settings: Settings, include_postgres: bool = False) -> list[str]:
     """Start every local server; return a line per server."""
     return [start(service) for service in build_services(settings, include_postgres)]
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop every local server this project started (PostgreSQL included, if it runs)."""
-    return [stop(service) for service in reversed(build_services(settings, include_postgres=True))]
+    """Stop every local server this project started (the demo's portal and PostgreSQL too)."""
+    import sys
+
+    servers = [portal_service(settings, sys.executable)]
+    servers += reversed(build_services(settings, include_postgres=True))
+    return [stop(service) for service in servers]
