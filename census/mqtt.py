@@ -59,9 +59,15 @@ class MqttClient:
         manual_ack: bool = False,
         on_message: Callable[[ReceivedMessage], None] | None = None,
         max_inflight: int = 1000,
+        receive_maximum: int | None = None,
     ) -> None:
         self._settings = settings
         self._persistent = persistent_session
+        # MQTT 5 Receive Maximum: how many QoS 1/2 messages the broker may have in flight to us
+        # unacknowledged; with manual_ack it bounds what the application holds.
+        self._receive_maximum = receive_maximum
+        self._subacks: dict[int, list[str]] = {}
+        self._suback_ready = threading.Condition()
         self._on_message = on_message
         self._connected = threading.Event()
         self._connect_error: str | None = None
@@ -80,6 +86,7 @@ class MqttClient:
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
+        self._client.on_subscribe = self._handle_subscribe
         self._subscriptions: list[tuple[str, int]] = []
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -121,11 +128,21 @@ class MqttClient:
         except Exception:  # the network loop must survive any handler bug
             LOGGER.exception("message handler failed for topic %s", message.topic)
 
+    def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        """Record a SUBACK's refusals (empty list: all granted) for subscribe() to check."""
+        with self._suback_ready:
+            if len(self._subacks) > 100:
+                self._subacks.clear()  # SUBACKs of re-subscriptions nobody waits for
+            self._subacks[mid] = [str(code) for code in reason_codes if code.is_failure]
+            self._suback_ready.notify_all()
+
     def connect(self, timeout: float = 10.0) -> None:
         """Connect and start the network loop; raise MqttError if the broker does not accept."""
         properties = Properties(PacketTypes.CONNECT)
         if self._persistent:
             properties.SessionExpiryInterval = DEFAULT_SESSION_EXPIRY_S
+        if self._receive_maximum:
+            properties.ReceiveMaximum = self._receive_maximum
         try:
             code = self._client.connect(
                 self._settings.mqtt_host,
@@ -148,11 +165,19 @@ class MqttClient:
             self._client.loop_stop()
             raise MqttError(f"broker refused the connection: {self._connect_error}")
 
-    def subscribe(self, topic: str, qos: int = 1) -> None:
-        """Subscribe now and again after every reconnect."""
+    def subscribe(self, topic: str, qos: int = 1, wait: bool = True, timeout: float = 10.0) -> None:
+        """Subscribe now and again after every reconnect; with wait, until the broker grants it."""
         self._subscriptions.append((topic, qos))
-        code, _mid = self._client.subscribe(topic, qos)
+        code, mid = self._client.subscribe(topic, qos)
         _check(code, f"subscribe to {topic}")
+        if not wait or mid is None:
+            return
+        with self._suback_ready:
+            if not self._suback_ready.wait_for(lambda: mid in self._subacks, timeout):
+                raise MqttError(f"no SUBACK for {topic} within {timeout:.0f} s")
+            refused = self._subacks.pop(mid)
+        if refused:
+            raise MqttError(f"broker refused the subscription to {topic}: {refused[0]}")
 
     def publish(
         self,

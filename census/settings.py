@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -126,6 +127,20 @@ def _parse_choice(*choices: str) -> Callable[[str], str]:
         return raw
 
     return parse
+
+
+def _parse_client_id(raw: str) -> str:
+    """Check an MQTT client id: 1-64 printable characters without spaces or wildcards."""
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", raw):
+        raise ValueError("must be 1-64 letters, digits, . _ : or -")
+    return raw
+
+
+def _parse_share_group(raw: str) -> str:
+    """Check an MQTT shared-subscription group name (empty: no sharing)."""
+    if raw and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", raw):
+        raise ValueError("must be empty or 1-64 letters, digits, _ or - (no / + #)")
+    return raw
 
 
 def _parse_str(raw: str) -> str:
@@ -336,6 +351,42 @@ VARIABLES: tuple[Variable, ...] = (
         "",
         "venue-info-url of the RFC 8908 API (empty: the portal's own about page)",
     ),
+    Variable(
+        "collector_client_id",
+        _parse_client_id,
+        "wifi-census-collector",
+        "the collector's MQTT client id: its persistent session (give each collector its own)",
+    ),
+    Variable(
+        "collector_share_group",
+        _parse_share_group,
+        "",
+        "MQTT shared-subscription group ($share/NAME/...) for several collectors; empty: none",
+    ),
+    Variable(
+        "collector_spool_dir",
+        _parse_str,
+        "",
+        "folder of the collector's on-disk spool (empty: <var_dir>/spool/collector)",
+    ),
+    Variable(
+        "collector_receive_maximum",
+        _parse_int(10, 65535),
+        "1000",
+        "MQTT messages a collector holds unacknowledged (also its hand-off queue size)",
+    ),
+    Variable(
+        "collector_flush_ms",
+        _parse_int(10, 60_000),
+        "200",
+        "longest a collector holds events before writing them (milliseconds)",
+    ),
+    Variable(
+        "collector_registry_poll_s",
+        _parse_int(1, 3600),
+        "10",
+        "seconds between checks of the registry version (AP map reload)",
+    ),
 )
 
 
@@ -385,6 +436,12 @@ class Settings:
     portal_sms_url: str
     portal_sms_token: str = field(repr=False)
     portal_venue_info_url: str
+    collector_client_id: str
+    collector_share_group: str
+    collector_spool_dir: str
+    collector_receive_maximum: int
+    collector_flush_ms: int
+    collector_registry_poll_s: int
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
