@@ -1,0 +1,275 @@
+"""The pure parser: ``(topic, payload) -> accepted events and rejects`` (contracts, section 2).
+
+Nothing here touches the network, a database or the clock: the caller passes the current
+time, the AP lookup and the pseudonymiser, so every rule of the contract is a unit test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from census.events import (
+    AP_ID_PATTERN,
+    CONTRACT_VERSION,
+    EVENT_TYPES,
+    MAX_BATCH_EVENTS,
+    MAX_PAYLOAD_BYTES,
+    MAX_SSID_BYTES,
+    RSSI_RANGE,
+)
+from census.privacy import InvalidMacError, is_locally_administered, pseudonymize_mac
+from collector.const import (
+    DEADLETTER_PAYLOAD_BYTES,
+    MAX_FUTURE_S,
+    REASON_AP_MISMATCH,
+    REASON_BAD_FIELD,
+    REASON_BAD_JSON,
+    REASON_BAD_TIMESTAMP,
+    REASON_BAD_TOPIC,
+    REASON_BAD_VERSION,
+    REASON_OVERSIZED,
+    REASON_UNKNOWN_AP,
+)
+
+_EVENT_TYPES = frozenset(EVENT_TYPES)
+_RSSI_LOW, _RSSI_HIGH = RSSI_RANGE
+_NEEDS_RSSI = frozenset({"snapshot", "probe"})
+# MAC-shaped text in a dead-letter sample: colon/dash separated, or 12 bare hex digits.
+_MAC_IN_TEXT = re.compile(
+    rb"(?<![0-9A-Fa-f])[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}(?![0-9A-Fa-f])"
+    rb"|(?<![0-9A-Fa-f])[0-9A-Fa-f]{12}(?![0-9A-Fa-f])"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ApLocation:
+    """Where an access point is, from the registry: the tags its points carry."""
+
+    ap_id: str
+    community: str
+    building: str
+    floor: str = ""  # the AP's floor as text, empty when it has none
+    unit: str = ""  # unit reference, only when the AP covers exactly one unit
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEvent:
+    """A valid event with its MAC already pseudonymised (the raw MAC is not kept)."""
+
+    type: str
+    device: str
+    randomized: bool
+    ts: float
+    rssi: int | None
+    ssid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Why something was refused, how many events it held, and a sample for the dead letter."""
+
+    reason: str
+    detail: str
+    sample: Any  # the offending event object, or the raw payload bytes
+    count: int = 1
+
+
+@dataclass(slots=True)
+class ParsedMessage:
+    """What one MQTT message turned into."""
+
+    topic: str
+    ap_id: str | None
+    location: ApLocation | None
+    events: list[ParsedEvent] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        """How many events (or whole messages) were refused."""
+        return sum(reject.count for reject in self.rejects)
+
+    @property
+    def total(self) -> int:
+        """Events accepted plus events refused."""
+        return len(self.events) + self.rejected
+
+
+class Pseudonymizer:
+    """MAC -> (pseudonym, randomized) with a bounded memo: stations repeat in every snapshot."""
+
+    def __init__(self, key: str, max_entries: int = 500_000) -> None:
+        self._key = key
+        self._max_entries = max_entries
+        self._memo: dict[str, tuple[str, bool] | None] = {}
+
+    def lookup(self, raw: str) -> tuple[str, bool] | None:
+        """The pseudonym and randomized flag of a MAC as sent, or None if it is not a MAC."""
+        memo = self._memo
+        found = memo.get(raw, False)
+        if found is not False:
+            return found  # type: ignore[return-value]
+        try:
+            pseudonym = pseudonymize_mac(raw, self._key)
+            value: tuple[str, bool] | None = (pseudonym, is_locally_administered(raw.strip()))
+        except InvalidMacError:
+            value = None
+        if len(memo) >= self._max_entries:
+            memo.clear()  # keeps memory flat; the next snapshots refill it
+        memo[raw] = value
+        return value
+
+    def redact(self, sample: bytes) -> bytes:
+        """Replace MAC-shaped text with ``mac~<pseudonym>`` so dead letters hold no raw MAC."""
+
+        def replace(match: re.Match[bytes]) -> bytes:
+            found = self.lookup(match.group(0).decode("ascii"))
+            return b"mac~" + found[0].encode("ascii") if found else b"mac~?"
+
+        return _MAC_IN_TEXT.sub(replace, sample)
+
+
+def _ssid_fits(ssid: str) -> bool:
+    """True when an SSID is encodable UTF-8 (JSON can smuggle lone surrogates) of <= 32 bytes."""
+    try:
+        return len(ssid.encode("utf-8")) <= MAX_SSID_BYTES
+    except UnicodeEncodeError:
+        return False
+
+
+def sample_bytes(sample: Any) -> bytes:
+    """A dead-letter sample as bytes, at most the contract's 4 KiB."""
+    if isinstance(sample, bytes | bytearray):
+        raw = bytes(sample)
+    else:
+        try:
+            raw = json.dumps(sample, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except (TypeError, ValueError):
+            raw = repr(sample).encode("utf-8", "replace")
+    return raw[:DEADLETTER_PAYLOAD_BYTES]
+
+
+class EventParser:
+    """Turns AP event messages into ParsedMessage values, following the contract exactly."""
+
+    def __init__(
+        self,
+        topic_prefix: str,
+        pseudonymizer: Pseudonymizer,
+        locate: Callable[[str], ApLocation | None],
+        retention_days: int,
+        max_future_s: float = MAX_FUTURE_S,
+    ) -> None:
+        self._head = f"{topic_prefix}/v1/ap/"
+        self._tail = "/events"
+        self._pseudonymizer = pseudonymizer
+        self._locate = locate
+        self._max_age_s = retention_days * 86400.0
+        self._max_future_s = max_future_s
+
+    def ap_from_topic(self, topic: str) -> str | None:
+        """The AP id of an events topic, or None when the topic is not one."""
+        if not (topic.startswith(self._head) and topic.endswith(self._tail)):
+            return None
+        ap_id = topic[len(self._head) : len(topic) - len(self._tail)]
+        return ap_id if AP_ID_PATTERN.match(ap_id) else None
+
+    def parse(self, topic: str, payload: bytes, now: float) -> ParsedMessage:
+        """Parse one message; every problem becomes a Reject, nothing raises."""
+        ap_id = self.ap_from_topic(topic)
+        result = ParsedMessage(topic=topic, ap_id=ap_id, location=None)
+        if ap_id is None:
+            result.rejects.append(Reject(REASON_BAD_TOPIC, f"not an AP events topic: {topic[:200]}",
+                                         payload[:DEADLETTER_PAYLOAD_BYTES]))
+            return result
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            result.rejects.append(Reject(
+                REASON_OVERSIZED, f"payload of {len(payload)} bytes is over {MAX_PAYLOAD_BYTES}",
+                payload[:DEADLETTER_PAYLOAD_BYTES]))
+            return result
+        try:
+            document = json.loads(payload)
+        except (UnicodeDecodeError, ValueError) as error:
+            # json.loads raises UnicodeDecodeError for bytes that are not UTF-8.
+            result.rejects.append(Reject(REASON_BAD_JSON, f"not UTF-8 JSON: {error}"[:200],
+                                         payload[:DEADLETTER_PAYLOAD_BYTES]))
+            return result
+        items: list[Any] = document if isinstance(document, list) else [document]
+        if len(items) > MAX_BATCH_EVENTS:
+            result.rejects.append(Reject(
+                REASON_OVERSIZED, f"batch of {len(items)} events is over {MAX_BATCH_EVENTS}",
+                payload[:DEADLETTER_PAYLOAD_BYTES], count=len(items)))
+            return result
+        if not items:
+            return result  # an AP with nobody associated: alive, nothing to store
+        location = self._locate(ap_id)
+        if location is None:
+            result.rejects.append(Reject(
+                REASON_UNKNOWN_AP, f"AP {ap_id!r} is not in the registry",
+                payload[:DEADLETTER_PAYLOAD_BYTES], count=len(items)))
+            return result
+        result.location = location
+        events = result.events
+        rejects = result.rejects
+        oldest = now - self._max_age_s
+        newest = now + self._max_future_s
+        check = self._check_event
+        for item in items:
+            outcome = check(item, ap_id, oldest, newest)
+            if type(outcome) is ParsedEvent:
+                events.append(outcome)
+            else:
+                rejects.append(outcome)  # type: ignore[arg-type]
+        return result
+
+    def _check_event(
+        self, item: Any, ap_id: str, oldest: float, newest: float
+    ) -> ParsedEvent | Reject:
+        """Validate one event object; return the event or why it is refused."""
+        # `type(x) is int` on purpose: JSON true/false arrive as bool, a subclass of int.
+        if type(item) is not dict:
+            return Reject(REASON_BAD_FIELD, "event is not a JSON object", item)
+        version = item.get("v")
+        if type(version) is not int:
+            return Reject(REASON_BAD_FIELD, "v is missing or not an integer", item)
+        if version != CONTRACT_VERSION:
+            return Reject(REASON_BAD_VERSION, f"unsupported contract version {version}", item)
+        kind = item.get("type")
+        if type(kind) is not str or kind not in _EVENT_TYPES:
+            return Reject(REASON_BAD_FIELD, "type must be connect, disconnect, snapshot or probe",
+                          item)
+        mac = item.get("mac")
+        if type(mac) is not str:
+            return Reject(REASON_BAD_FIELD, "mac is missing or not a string", item)
+        identity = self._pseudonymizer.lookup(mac)
+        if identity is None:
+            return Reject(REASON_BAD_FIELD, "mac is not a MAC address", item)
+        ts = item.get("ts")
+        ts_type = type(ts)
+        if ts_type is not float and ts_type is not int:
+            return Reject(REASON_BAD_FIELD, "ts is missing or not a number", item)
+        if not math.isfinite(ts):  # type: ignore[arg-type]
+            return Reject(REASON_BAD_FIELD, "ts is not finite", item)
+        if ts > newest:  # type: ignore[operator]
+            return Reject(REASON_BAD_TIMESTAMP, "ts is more than 5 minutes in the future", item)
+        if ts < oldest:  # type: ignore[operator]
+            return Reject(REASON_BAD_TIMESTAMP, "ts is older than the retention period", item)
+        rssi = item.get("rssi")
+        if rssi is None:
+            if kind in _NEEDS_RSSI:
+                return Reject(REASON_BAD_FIELD, f"rssi is required for {kind}", item)
+        elif type(rssi) is not int or not _RSSI_LOW <= rssi <= _RSSI_HIGH:
+            return Reject(REASON_BAD_FIELD, "rssi must be an integer from -120 to 0", item)
+        ssid = item.get("ssid")
+        if ssid is not None and (type(ssid) is not str or not _ssid_fits(ssid)):
+            return Reject(REASON_BAD_FIELD, "ssid must be UTF-8 text of at most 32 bytes", item)
+        ap = item.get("ap")
+        if ap is not None and ap != ap_id:
+            return Reject(REASON_AP_MISMATCH, "ap contradicts the topic's AP id", item)
+        return ParsedEvent(kind, identity[0], identity[1], float(ts),  # type: ignore[arg-type]
+                           rssi, ssid)

@@ -1,0 +1,161 @@
+"""The collector's Redis side: live presence sets and the dead-letter stream (contracts, 7).
+
+Presence: ``{r}here:ap:{ap}`` and ``{r}here:unit:{unit}`` are sorted sets of device pseudonyms
+scored by last-seen Unix time. Scores only move forward (ZADD GT), so a late redelivery never
+makes a device look older; a disconnect removes the device unless it was seen again after it.
+Members older than the TTL are trimmed on each write and the key expires when nothing is seen.
+
+Dead letters: ``{r}deadletter`` is a capped stream of samples (reason, detail, topic, payload,
+at). When Redis cannot take them they go to a JSON-lines file instead, so a sample is never
+what stalls the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from collector.const import DEADLETTER_MAX_ENTRIES, PRESENCE_TTL_S
+
+LOGGER = logging.getLogger(__name__)
+
+# Remove members a disconnect applies to: those whose last-seen score is not after it.
+_DISCONNECT_SCRIPT = """
+local removed = 0
+for i = 1, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) <= tonumber(ARGV[i + 1]) then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return removed
+"""
+
+
+@dataclass
+class PresenceUpdate:
+    """Presence changes gathered over one batch: key -> {device: latest ts}."""
+
+    seen: dict[str, dict[str, float]] = field(default_factory=dict)
+    gone: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, key: str, device: str, ts: float, disconnect: bool) -> None:
+        """Record that a device was seen at (or left) a key's place at ts."""
+        members = (self.gone if disconnect else self.seen).setdefault(key, {})
+        if members.get(device, -1.0) < ts:
+            members[device] = ts
+
+    def __bool__(self) -> bool:
+        """True when there is something to write."""
+        return bool(self.seen or self.gone)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead-letter sample (payload already redacted of raw MACs)."""
+
+    reason: str
+    detail: str
+    topic: str
+    payload: bytes
+    at: float
+
+
+class RedisState:
+    """Writes presence updates and dead letters; reports Redis failures instead of raising."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        key_prefix: str,
+        retention_days: int,
+        fallback_file: Path,
+        ttl_s: int = PRESENCE_TTL_S,
+    ) -> None:
+        self._client = client
+        self._prefix = key_prefix
+        self._retention_s = retention_days * 86400
+        self._fallback = fallback_file
+        self._ttl_s = ttl_s
+        self._disconnect = client.register_script(_DISCONNECT_SCRIPT)
+        self._next_trim = 0.0
+        self.deadletter_key = f"{key_prefix}deadletter"
+
+    def ap_key(self, ap_id: str) -> str:
+        """The presence key of an AP."""
+        return f"{self._prefix}here:ap:{ap_id}"
+
+    def unit_key(self, unit_ref: str) -> str:
+        """The presence key of a unit."""
+        return f"{self._prefix}here:unit:{unit_ref}"
+
+    def apply_presence(self, update: PresenceUpdate, now: float | None = None) -> bool:
+        """Write one batch's presence changes in one pipeline; False if Redis failed."""
+        if not update:
+            return True
+        now = time.time() if now is None else now
+        cutoff = now - self._ttl_s
+        pipe = self._client.pipeline(transaction=False)
+        for key, members in update.seen.items():
+            pipe.zadd(key, members, gt=True)
+            pipe.zremrangebyscore(key, "-inf", f"({cutoff}")
+            pipe.expire(key, self._ttl_s)
+        for key, members in update.gone.items():
+            arguments: list[str | float] = []
+            for device, ts in members.items():
+                arguments += [device, ts]
+            self._disconnect(keys=[key], args=arguments, client=pipe)
+        try:
+            pipe.execute()
+        except redis.RedisError as error:
+            LOGGER.error("Redis presence update failed (live state only; data is stored): %s",
+                         error)
+            return False
+        return True
+
+    def write_deadletters(self, letters: Iterable[DeadLetter]) -> bool:
+        """Add samples to the stream (file if Redis fails); False if Redis failed."""
+        letters = list(letters)
+        if not letters:
+            return True
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for letter in letters:
+                pipe.xadd(
+                    self.deadletter_key,
+                    {"reason": letter.reason, "detail": letter.detail, "topic": letter.topic,
+                     "payload": letter.payload, "at": f"{letter.at:.3f}"},
+                    maxlen=DEADLETTER_MAX_ENTRIES, approximate=True,
+                )
+            if time.monotonic() >= self._next_trim:
+                # Entry ids are milliseconds: MINID trims samples older than the retention.
+                self._next_trim = time.monotonic() + 60.0
+                oldest_ms = int((time.time() - self._retention_s) * 1000)
+                pipe.xtrim(self.deadletter_key, minid=str(oldest_ms), approximate=True)
+            pipe.execute()
+            return True
+        except redis.RedisError as error:
+            LOGGER.error("Redis dead-letter write failed, keeping %d samples in %s: %s",
+                         len(letters), self._fallback, error)
+            self._to_file(letters)
+            return False
+
+    def _to_file(self, letters: list[DeadLetter]) -> None:
+        """Append samples as JSON lines (payload as text with undecodable bytes escaped)."""
+        try:
+            self._fallback.parent.mkdir(parents=True, exist_ok=True)
+            with self._fallback.open("a", encoding="utf-8") as handle:
+                for letter in letters:
+                    handle.write(json.dumps({
+                        "reason": letter.reason, "detail": letter.detail, "topic": letter.topic,
+                        "payload": letter.payload.decode("utf-8", "backslashreplace"),
+                        "at": letter.at,
+                    }, ensure_ascii=False) + "\n")
+        except OSError as error:
+            LOGGER.error("dead-letter file %s not writable: %s", self._fallback, error)

@@ -1,0 +1,584 @@
+"""The collector: MQTT events -> validated, pseudonymised points in InfluxDB and Redis.
+
+Three threads, each doing one thing, joined by bounded queues::
+
+    paho network loop --(messages)--> parser --(batches)--> writer --> InfluxDB | spool
+      (census.mqtt)                   (pure parse,         (store, Redis,     acks to broker
+                                       lines, presence)     dead letters)
+
+A message is acknowledged to the broker only after its points are durable: written to
+InfluxDB, or to the on-disk spool while InfluxDB is unreachable. Until then the broker keeps it
+in the collector's persistent session and redelivers it after a crash; redelivered points land
+on the same series and timestamp and overwrite themselves (collector.points). The broker's
+in-flight window (MQTT 5 Receive Maximum) bounds how much the collector holds, so memory stays
+flat whatever the backlog.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+
+from census.events import events_subscription
+from census.mqtt import MqttClient, MqttError, ReceivedMessage
+from census.presence_store import InfluxV1Store, PermanentStoreError, TransientStoreError
+from census.settings import Settings
+from collector.apmap import RegistryApMap
+from collector.const import (
+    DEADLETTER_SAMPLES_PER_BATCH,
+    PRESENCE_TTL_S,
+    REASON_BAD_FIELD,
+    REASON_STORE_REJECTED,
+)
+from collector.metrics import CollectorMetrics
+from collector.parser import ApLocation, EventParser, Pseudonymizer, sample_bytes
+from collector.points import LineBuilder
+from collector.redis_state import DeadLetter, PresenceUpdate, RedisState
+from collector.spool import Spool
+from registry.db import make_engine, make_session_factory
+
+LOGGER = logging.getLogger(__name__)
+
+_STOP = object()  # end-of-stream marker on the queues
+
+
+class LineStore(Protocol):
+    """What the writer needs from the time-series store (InfluxV1Store provides it)."""
+
+    def ensure_database(self, retention_days: int) -> None:
+        """Create the database and its retention policy if they do not exist."""
+        ...
+
+    def write_lines(self, lines: Sequence[str]) -> None:
+        """Write line-protocol lines; raise TransientStoreError or PermanentStoreError."""
+        ...
+
+
+class ApLocator(Protocol):
+    """Where the parser looks APs up (collector.apmap.RegistryApMap provides it)."""
+
+    @property
+    def size(self) -> int:
+        """How many APs are known."""
+        ...
+
+    def get(self, ap_id: str) -> ApLocation | None:
+        """The AP's location, or None when unknown."""
+        ...
+
+    def refresh(self, force_check: bool = False) -> bool:
+        """Reload when the source changed; True if it did."""
+        ...
+
+
+class CollectorError(RuntimeError):
+    """The collector cannot start; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class CollectorOptions:
+    """How one collector process runs (defaults come from the settings)."""
+
+    client_id: str
+    share_group: str
+    spool_dir: Path
+    receive_maximum: int = 1000
+    flush_interval_s: float = 0.2
+    batch_size: int = 5000  # points per InfluxDB write request
+    registry_poll_s: float = 10.0
+    exit_when_idle_s: float | None = None
+    metrics_port: int = 0
+    store_timeout_s: float = 10.0
+    store_retry_s: float = 2.0  # how often InfluxDB is tried again while it is down
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> CollectorOptions:
+        """Options from the settings, with command-line overrides."""
+        values: dict[str, Any] = {
+            "client_id": settings.collector_client_id,
+            "share_group": settings.collector_share_group,
+            "spool_dir": (
+                Path(settings.collector_spool_dir)
+                if settings.collector_spool_dir
+                else settings.var_dir / "spool" / "collector"
+            ),
+            "receive_maximum": settings.collector_receive_maximum,
+            "flush_interval_s": settings.collector_flush_ms / 1000.0,
+            "batch_size": settings.influx_batch_size,
+            "registry_poll_s": float(settings.collector_registry_poll_s),
+            "metrics_port": settings.metrics_port,
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
+
+
+@dataclass
+class CollectorSummary:
+    """What a collector did, for the exit summary and the tests."""
+
+    messages: int = 0
+    events_received: int = 0
+    written: int = 0  # points that reached InfluxDB (directly or from the spool)
+    spooled: int = 0  # points that went to the spool
+    dead_lettered: Counter[str] = field(default_factory=Counter)
+    redis_errors: int = 0
+    spool_depth: int = 0
+    first_message_at: float | None = None  # monotonic
+    last_ack_at: float | None = None  # monotonic
+
+    @property
+    def active_seconds(self) -> float:
+        """From the first message received to the last acknowledgement."""
+        if self.first_message_at is None or self.last_ack_at is None:
+            return 0.0
+        return max(self.last_ack_at - self.first_message_at, 1e-9)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON-ready values."""
+        active = self.active_seconds
+        return {
+            "messages": self.messages,
+            "events_received": self.events_received,
+            "written": self.written,
+            "spooled": self.spooled,
+            "dead_lettered": dict(sorted(self.dead_lettered.items())),
+            "redis_errors": self.redis_errors,
+            "spool_depth": self.spool_depth,
+            "active_seconds": round(active, 3),
+            "events_per_second": round(self.events_received / active, 1) if active else 0.0,
+        }
+
+
+@dataclass
+class _Batch:
+    """Everything one flush writes and acknowledges."""
+
+    started: float  # monotonic arrival of its first message
+    lines: list[str] = field(default_factory=list)
+    acks: list[tuple[int, int]] = field(default_factory=list)  # (mid, qos), arrival order
+    presence: PresenceUpdate = field(default_factory=PresenceUpdate)
+    deadletters: list[DeadLetter] = field(default_factory=list)
+    samples: Counter[str] = field(default_factory=Counter)
+
+
+class _Aborted(Exception):
+    """The collector is being stopped hard while a batch could not be made durable."""
+
+
+class Collector:
+    """One collector: subscribe, parse, write, acknowledge; stop cleanly on request."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: CollectorOptions,
+        *,
+        store: LineStore | None = None,
+        redis_client: redis.Redis | None = None,
+        ap_map: ApLocator | None = None,
+        mqtt_factory: Callable[..., MqttClient] = MqttClient,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.summary = CollectorSummary()
+        self.metrics = CollectorMetrics()
+        self._clock = clock
+        self._store: LineStore = store or InfluxV1Store(
+            url=settings.influx_url, database=settings.influx_database,
+            username=settings.influx_username, password=settings.influx_password,
+            token=settings.influx_token, timeout_s=options.store_timeout_s,
+        )
+        self._redis = redis_client or redis.Redis.from_url(
+            settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
+        )
+        if ap_map is None:
+            engine = make_engine(settings.database_url)
+            ap_map = RegistryApMap(make_session_factory(engine), poll_s=options.registry_poll_s)
+        self._ap_map = ap_map
+        self._pseudonymizer = Pseudonymizer(settings.pseudonym_key)
+        self._parser = EventParser(
+            settings.mqtt_topic_prefix, self._pseudonymizer, ap_map.get, settings.retention_days
+        )
+        self._lines = LineBuilder()
+        self._state = RedisState(
+            self._redis, settings.redis_key_prefix, settings.retention_days,
+            fallback_file=options.spool_dir / "deadletter.jsonl",
+        )
+        self._spool = Spool(options.spool_dir / "batches")
+        self._rejected_dir = options.spool_dir / "rejected"
+        self.metrics.spool_depth.set(self._spool.depth)
+        self._mqtt_factory = mqtt_factory
+        self._mqtt: MqttClient | None = None
+        # +1 so the end-of-stream marker always fits behind a full in-flight window.
+        self._inbox: queue.Queue[Any] = queue.Queue(maxsize=options.receive_maximum + 1)
+        self._outbox: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self.metrics.track_queue(self._inbox.qsize)
+        self._stopping = threading.Event()
+        self._hard_stop = threading.Event()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._enqueued = 0  # messages handed to the parser (paho thread)
+        self._settled = 0  # messages acknowledged (writer thread)
+        self._last_message = time.monotonic()
+        self._store_down_until = 0.0
+        self._database_ready = False
+        self._metrics_server: Any = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def subscription(self) -> str:
+        """The topic filter this collector subscribes to."""
+        return events_subscription(self.settings.mqtt_topic_prefix,
+                                   self.options.share_group or None)
+
+    def start(self) -> None:
+        """Load the AP map, start the threads, connect and subscribe."""
+        self._ap_map.refresh(force_check=True)
+        self.metrics.known_aps.set(self._ap_map.size)
+        if self._ap_map.size == 0:
+            LOGGER.warning("the registry has no access points: every event will be unknown_ap")
+        try:
+            self._ensure_database()
+        except PermanentStoreError as error:
+            raise CollectorError(f"InfluxDB refused to set up the database: {error}") from None
+        if self.options.metrics_port:
+            self._metrics_server = self.metrics.serve(self.options.metrics_port)
+        self._threads = [
+            threading.Thread(target=self._parse_loop, name="collector-parser", daemon=True),
+            threading.Thread(target=self._write_loop, name="collector-writer", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._mqtt = self._mqtt_factory(
+            self.settings, self.options.client_id, persistent_session=True, manual_ack=True,
+            on_message=self._on_message, receive_maximum=self.options.receive_maximum,
+        )
+        try:
+            self._mqtt.connect()
+            self._mqtt.subscribe(self.subscription, qos=1)
+        except MqttError as error:
+            self._stopping.set()
+            self._inbox.put(_STOP)
+            for thread in self._threads:
+                thread.join(timeout=10)
+            raise CollectorError(str(error)) from None
+        self._last_message = time.monotonic()
+        LOGGER.info(
+            "collector %s subscribed to %s (%d APs known, spool %s holds %d points)",
+            self.options.client_id, self.subscription, self._ap_map.size,
+            self._spool.directory, self._spool.depth,
+        )
+
+    def run(self, progress_every_s: float = 10.0) -> CollectorSummary:
+        """Start, work until stopped (or idle, when asked), then shut down cleanly."""
+        self.start()
+        next_progress = time.monotonic() + progress_every_s
+        last_events = 0
+        try:
+            while not self._stopping.wait(0.1):
+                now = time.monotonic()
+                if now >= next_progress:
+                    received = self.summary.events_received
+                    LOGGER.info(
+                        "collector progress: events=%d rate=%.0f/s written=%d spooled=%d "
+                        "spool_depth=%d dead_lettered=%d queue=%d",
+                        received, (received - last_events) / progress_every_s,
+                        self.summary.written, self.summary.spooled, self._spool.depth,
+                        sum(self.summary.dead_lettered.values()), self._inbox.qsize(),
+                    )
+                    last_events = received
+                    next_progress = now + progress_every_s
+                idle = self.options.exit_when_idle_s
+                if idle is not None and self.is_idle() and now - self._last_message >= idle:
+                    LOGGER.info("no message for %.1f s: stopping", idle)
+                    break
+        finally:
+            self.shutdown()
+        return self.summary
+
+    def is_idle(self) -> bool:
+        """True when every message received is acknowledged and the spool is drained.
+
+        While InfluxDB is down the spool cannot drain; that counts as idle too (the exit
+        summary reports the spool depth, and the next run drains it).
+        """
+        if self._enqueued != self._settled:
+            return False
+        return self._spool.depth == 0 or time.monotonic() < self._store_down_until
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stopping.is_set()
+
+    def request_stop(self) -> None:
+        """Ask for a graceful stop (safe from a signal handler)."""
+        self._stopping.set()
+
+    def abort(self) -> None:
+        """Stop without waiting for batches that cannot be stored (they stay unacknowledged)."""
+        self._hard_stop.set()
+        self._stopping.set()
+
+    def shutdown(self) -> None:
+        """Flush and acknowledge what was received, then disconnect."""
+        if self._stopped.is_set():
+            return
+        self._stopping.set()
+        self._put(self._inbox, _STOP)
+        for thread in self._threads:
+            thread.join()
+        if self._mqtt is not None:
+            try:
+                self._mqtt.wait_until_published(timeout=10.0)  # the last acks are on the wire
+            except MqttError:
+                LOGGER.warning("some acknowledgements were not sent; the broker will redeliver")
+            self._mqtt.disconnect()
+        if self._metrics_server is not None:
+            server, _thread = self._metrics_server
+            server.shutdown()
+            server.server_close()
+        self.summary.spool_depth = self._spool.depth
+        self._stopped.set()
+        LOGGER.info("collector stopped: %s", self.summary.as_dict())
+
+    def _put(self, target: queue.Queue[Any], item: Any) -> None:
+        """Put on a bounded queue, giving up only on a hard stop."""
+        while True:
+            try:
+                target.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._hard_stop.is_set():
+                    return
+
+    # --- paho's network thread ----------------------------------------------------------------
+
+    def _on_message(self, message: ReceivedMessage) -> None:
+        """Hand the message to the parser; after a stop request, leave it unacknowledged."""
+        now = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                # The in-flight window makes a full queue rare; blocking then is backpressure.
+                self._inbox.put((message, now), timeout=0.5)
+            except queue.Full:
+                continue
+            self._enqueued += 1
+            self._last_message = now
+            return
+        # Not acknowledged: the broker redelivers it to this session (or the share group).
+
+    # --- parser thread ------------------------------------------------------------------------
+
+    def _parse_loop(self) -> None:
+        """Parse messages into batches; hand a batch to the writer when full or old enough."""
+        options = self.options
+        batch: _Batch | None = None
+        max_messages = max(1, options.receive_maximum // 2)  # let acks flow before the window fills
+        while True:
+            timeout = 0.5
+            if batch is not None:
+                timeout = max(0.0, batch.started + options.flush_interval_s - time.monotonic())
+            try:
+                item = self._inbox.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                if batch is not None:
+                    self._put(self._outbox, batch)
+                self._put(self._outbox, _STOP)
+                return
+            if item is not None:
+                message, arrived = item
+                if batch is None:
+                    batch = _Batch(started=arrived)
+                self._add(batch, message)
+            if batch is not None and (
+                len(batch.lines) >= options.batch_size
+                or len(batch.acks) >= max_messages
+                or time.monotonic() >= batch.started + options.flush_interval_s
+            ):
+                self._put(self._outbox, batch)
+                batch = None
+            if self._ap_map.refresh():
+                self.metrics.known_aps.set(self._ap_map.size)
+                self.metrics.registry_reloads.inc()
+
+    def _add(self, batch: _Batch, message: ReceivedMessage) -> None:
+        """Parse one message into the batch; a bug here dead-letters, never stops the loop."""
+        summary = self.summary
+        if summary.first_message_at is None:
+            summary.first_message_at = time.monotonic()
+        now = self._clock()
+        summary.messages += 1
+        self.metrics.messages_received.inc()
+        batch.acks.append((message.mid, message.qos))
+        try:
+            parsed = self._parser.parse(message.topic, message.payload, now)
+            lines = self._lines.lines(parsed.location, parsed.events) if parsed.location else []
+        except Exception as error:  # a parser bug must not stall the pipeline
+            LOGGER.exception("parser failed on a message from %s", message.topic)
+            summary.events_received += 1
+            self.metrics.events_received.inc()
+            self._reject(batch, REASON_BAD_FIELD, f"parser error: {error}"[:200], message.topic,
+                         message.payload, 1, now)
+            return
+        batch.lines += lines
+        summary.events_received += parsed.total
+        self.metrics.events_received.inc(parsed.total)
+        location = parsed.location
+        if parsed.events and location is not None:
+            presence = batch.presence
+            ap_key = self._state.ap_key(location.ap_id)
+            unit_key = self._state.unit_key(location.unit) if location.unit else None
+            recent = now - PRESENCE_TTL_S
+            for event in parsed.events:
+                if event.ts < recent:
+                    continue  # too old to say anything about who is here now
+                gone = event.type == "disconnect"
+                presence.add(ap_key, event.device, event.ts, gone)
+                if unit_key:
+                    presence.add(unit_key, event.device, event.ts, gone)
+        for reject in parsed.rejects:
+            self._reject(batch, reject.reason, reject.detail, message.topic, reject.sample,
+                         reject.count, now)
+
+    def _reject(self, batch: _Batch, reason: str, detail: str, topic: str, sample: Any,
+                count: int, now: float) -> None:
+        """Count a rejection and keep a (redacted) sample of it."""
+        self.summary.dead_lettered[reason] += count
+        self.metrics.dead_lettered.labels(reason=reason).inc(count)
+        if batch.samples[reason] < DEADLETTER_SAMPLES_PER_BATCH:
+            batch.samples[reason] += 1
+            payload = self._pseudonymizer.redact(sample_bytes(sample))
+            batch.deadletters.append(DeadLetter(reason, detail, topic, payload, now))
+
+    # --- writer thread ------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        """Make batches durable, update Redis, acknowledge; drain the spool when InfluxDB is up."""
+        while True:
+            try:
+                item = self._outbox.get(timeout=0.5)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._drain_spool(max_files=None)
+                return
+            if item is not None:
+                try:
+                    self._commit(item)
+                except _Aborted:
+                    LOGGER.error("stopped before a batch was durable; it stays unacknowledged")
+                    return
+            self._drain_spool(max_files=4)
+
+    def _commit(self, batch: _Batch) -> None:
+        """Store a batch durably, then Redis, then acknowledge its messages in order."""
+        for start in range(0, len(batch.lines), self.options.batch_size):
+            self._persist(batch.lines[start : start + self.options.batch_size])
+        if batch.presence and not self._state.apply_presence(batch.presence):
+            self.summary.redis_errors += 1
+            self.metrics.redis_errors.inc()
+        if batch.deadletters and not self._state.write_deadletters(batch.deadletters):
+            self.summary.redis_errors += 1
+            self.metrics.redis_errors.inc()
+        mqtt = self._mqtt
+        if mqtt is not None:
+            for mid, qos in batch.acks:
+                mqtt.ack(mid, qos)
+        now = time.monotonic()
+        self._settled += len(batch.acks)
+        self.summary.last_ack_at = now
+        self.metrics.batch_latency.observe(now - batch.started)
+
+    def _persist(self, lines: list[str]) -> None:
+        """Write lines to InfluxDB, or spool them while it is down; raise _Aborted only on abort."""
+        if time.monotonic() >= self._store_down_until and self._write(lines):
+            return
+        while True:
+            try:
+                self._spool.append(lines)
+            except OSError as error:
+                # Neither store takes the batch: hold it (unacknowledged) and keep trying.
+                LOGGER.error("spool %s not writable: %s; retrying", self._spool.directory, error)
+                if self._hard_stop.wait(1.0):
+                    raise _Aborted from None
+                if self._write(lines):
+                    return
+                continue
+            self.summary.spooled += len(lines)
+            self.metrics.events_spooled.inc(len(lines))
+            self.metrics.spool_depth.set(self._spool.depth)
+            return
+
+    def _write(self, lines: list[str]) -> bool:
+        """One write attempt; True when InfluxDB has the lines (or refused them for good)."""
+        started = time.monotonic()
+        if not self._database_ready and not self._ensure_database():
+            return False
+        try:
+            self._store.write_lines(lines)
+        except TransientStoreError as error:
+            if time.monotonic() >= self._store_down_until:
+                LOGGER.warning("InfluxDB unavailable, spooling to %s: %s",
+                               self._spool.directory, error)
+            self._store_down_until = time.monotonic() + self.options.store_retry_s
+            return False
+        except PermanentStoreError as error:
+            self._keep_rejected(lines, str(error))
+            return True
+        self.metrics.write_seconds.observe(time.monotonic() - started)
+        self.summary.written += len(lines)
+        self.metrics.events_written.inc(len(lines))
+        return True
+
+    def _ensure_database(self) -> bool:
+        """Create the database and retention policy; False while InfluxDB is unreachable."""
+        try:
+            self._store.ensure_database(self.settings.retention_days)
+        except TransientStoreError as error:
+            LOGGER.warning("InfluxDB unreachable, cannot check the database yet: %s", error)
+            self._store_down_until = time.monotonic() + self.options.store_retry_s
+            return False
+        self._database_ready = True
+        return True
+
+    def _keep_rejected(self, lines: list[str], error: str) -> None:
+        """InfluxDB refused lines the collector built: keep them on disk and count them."""
+        LOGGER.error("InfluxDB refused %d points (kept in %s): %s",
+                     len(lines), self._rejected_dir, error[:500])
+        self.summary.dead_lettered[REASON_STORE_REJECTED] += len(lines)
+        self.metrics.dead_lettered.labels(reason=REASON_STORE_REJECTED).inc(len(lines))
+        try:
+            Spool(self._rejected_dir).append(lines)
+        except OSError as problem:
+            LOGGER.error("cannot keep refused points in %s: %s", self._rejected_dir, problem)
+
+    def _drain_spool(self, max_files: int | None) -> None:
+        """Write spooled batches to InfluxDB, oldest first, while it takes them."""
+        drained = 0
+        while self._spool.depth and (max_files is None or drained < max_files):
+            if time.monotonic() < self._store_down_until:
+                return
+            oldest = self._spool.oldest()
+            if oldest is None:
+                return
+            if not self._write(Spool.read(oldest)):
+                return
+            self._spool.remove(oldest)
+            self.metrics.spool_depth.set(self._spool.depth)
+            drained += 1
+            if not self._spool.depth:
+                LOGGER.info("spool drained")

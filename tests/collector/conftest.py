@@ -1,0 +1,150 @@
+"""Fixtures for the collector tests: a registry with APs, a publisher, a collector in a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from census.events import PresenceEvent, encode_events, events_topic
+from census.mqtt import MqttClient
+from census.presence_store import InfluxV1Store
+from census.settings import Settings
+from collector.service import Collector, CollectorOptions, CollectorSummary
+from registry.db import bump_registry_version, make_engine, make_session_factory, session_scope
+from registry.db import upgrade as upgrade_registry
+from registry.models import AccessPoint, Building, Community, Coverage, Unit
+
+AP_UNIT = "ap-c1-b1-101"  # covers unit C1/B1/101 (floor 1)
+AP_FLOOR = "ap-c1-b1-f3"  # corridor AP on floor 3
+AP_LOBBY = "ap-c1-b2-lobby"  # building B2's lobby: no floor, no unit
+UNIT_REF = "C1/B1/101"
+
+
+def add_aps(settings: Settings) -> None:
+    """A small registry: community C1, buildings B1 and B2, one unit, three APs."""
+    engine = make_engine(settings.database_url)
+    upgrade_registry(engine)
+    with session_scope(make_session_factory(engine)) as session:
+        community = Community(code="C1", name="Community one")
+        b1 = Building(community=community, code="B1")
+        b2 = Building(community=community, code="B2")
+        unit = Unit(building=b1, code="101", ref=UNIT_REF, floor=1, area_m2=60.0,
+                    registered_occupants=2)
+        session.add_all([community, b1, b2, unit])
+        session.flush()
+        session.add_all([
+            AccessPoint(ap_id=AP_UNIT, building=b1, coverage=Coverage.UNIT, unit=unit),
+            AccessPoint(ap_id=AP_FLOOR, building=b1, coverage=Coverage.FLOOR, floor=3),
+            AccessPoint(ap_id=AP_LOBBY, building=b2, coverage=Coverage.BUILDING),
+        ])
+        bump_registry_version(session)
+    engine.dispose()
+
+
+def station(index: int, randomized: bool = False) -> str:
+    """A deterministic station MAC; randomized ones have the locally-administered bit."""
+    first = 0x02 if randomized else 0x00
+    octets = (first, 0x16, 0x3E, (index >> 16) & 0xFF, (index >> 8) & 0xFF, index & 0xFF)
+    return ":".join(f"{octet:02x}" for octet in octets)
+
+
+def snapshot(count: int, ts: float, start: int = 0, rssi: int = -60) -> list[PresenceEvent]:
+    """A station snapshot of count stations, all at ts."""
+    return [PresenceEvent("snapshot", station(start + i), ts, rssi, "Census-Free")
+            for i in range(count)]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll until predicate() is true; fail the test naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def count_points(store: InfluxV1Store, where: str = "") -> int:
+    """How many presence points the database holds."""
+    frame = store.query(f"SELECT count(device) AS n FROM presence {where}")
+    return 0 if frame.empty else int(frame["n"].sum())
+
+
+@pytest.fixture
+def registry_settings(settings: Settings) -> Settings:
+    """This test's settings with the small registry in place."""
+    add_aps(settings)
+    return settings
+
+
+@pytest.fixture
+def publisher(settings: Settings) -> Iterator[Callable[[str, Any], None]]:
+    """publish(ap_id, events or raw bytes) on this test's topic prefix, QoS 1, acknowledged."""
+    client = MqttClient(settings, f"test-pub-{uuid.uuid4().hex[:8]}")
+    client.connect()
+
+    def publish(ap_id: str, payload: Any, topic: str | None = None) -> None:
+        """Publish events (a list of PresenceEvent) or raw bytes."""
+        body = payload if isinstance(payload, bytes) else encode_events(payload)
+        client.publish(topic or events_topic(settings.mqtt_topic_prefix, ap_id), body, wait=True)
+
+    yield publish
+    client.disconnect()
+
+
+def options_for(settings: Settings, tmp_name: str, **overrides: Any) -> CollectorOptions:
+    """Collector options for a test: own client id and spool, short flush interval."""
+    base = CollectorOptions.from_settings(
+        settings, client_id=f"test-col-{tmp_name}-{uuid.uuid4().hex[:6]}",
+        spool_dir=settings.var_dir / "spool" / tmp_name, metrics_port=0,
+    )
+    return replace(base, flush_interval_s=0.05, store_retry_s=0.5, **overrides)
+
+
+@contextmanager
+def running_collector(collector: Collector) -> Iterator[Collector]:
+    """Run a collector in a thread; stop it gracefully (flushing) when the block ends."""
+    result: dict[str, CollectorSummary | BaseException] = {}
+
+    def target() -> None:
+        """Run and keep the outcome."""
+        try:
+            result["summary"] = collector.run()
+        except BaseException as error:  # reported by the main thread below
+            result["error"] = error
+
+    started = threading.Event()
+    original_start = collector.start
+
+    def start_and_signal() -> None:
+        """Start, then let the test go on (the subscription is in place)."""
+        try:
+            original_start()
+        except BaseException as error:
+            result["error"] = error
+            raise
+        finally:
+            started.set()
+
+    collector.start = start_and_signal  # type: ignore[method-assign]
+    thread = threading.Thread(target=target, name="test-collector", daemon=True)
+    thread.start()
+    started.wait(30)
+    if "error" in result:
+        thread.join(10)
+        raise result["error"]  # type: ignore[misc]
+    try:
+        yield collector
+    finally:
+        collector.request_stop()
+        thread.join(60)
+        assert not thread.is_alive(), "collector did not stop within 60 s"
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
