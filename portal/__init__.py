@@ -1,1 +1,103 @@
-"""portal package (being built)."""
+"""The captive portal: residents' real-name sign-in, the Captive Portal API and the back office.
+
+``create_app`` is the application factory (flaskr style): defaults, then the settings, then test
+overrides; one blueprint per concern (``captive``, ``api``, ``admin``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response
+from flask_babel import Babel
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from census.settings import PROJECT_ROOT, Settings
+from portal.const import DEFAULT_LOCALE, STAFF_SESSION_HOURS
+from portal.i18n import select_locale
+from portal.services import PortalServices
+
+LOGGER = logging.getLogger(__name__)
+TEMPLATES = PROJECT_ROOT / "templates"
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+
+babel = Babel()
+csrf = CSRFProtect()
+login_manager = LoginManager()
+
+# No external assets, no scripts: inline styles only. Forms may post to the portal itself and,
+# for openNDS FAS, the browser follows a link to the gateway (http).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None
+               ) -> Flask:
+    """Build the portal application."""
+    settings = settings or Settings.load()
+    app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=None)
+    app.config.from_mapping(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_NAME="census_staff",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.environment == "production",
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=STAFF_SESSION_HOURS),
+        REMEMBER_COOKIE_SECURE=settings.environment == "production",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        WTF_CSRF_TIME_LIMIT=3600,
+        BABEL_DEFAULT_LOCALE=DEFAULT_LOCALE,
+        BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS),
+        MAX_CONTENT_LENGTH=64 * 1024,
+        PORTAL_PROXY_HOPS=0,  # reverse proxies in front whose X-Forwarded-* headers count
+        PORTAL_RATE_LIMITS=None,  # None: portal.const.RATE_LIMITS
+        PORTAL_SMS=None,  # an SmsSender to use instead of the configured one
+    )
+    if test_config:
+        app.config.update(test_config)
+    services = PortalServices.build(settings, sms=app.config["PORTAL_SMS"],
+                                    rate_limits=app.config["PORTAL_RATE_LIMITS"])
+    app.extensions["portal"] = services
+    if app.config["PORTAL_PROXY_HOPS"]:
+        hops = int(app.config["PORTAL_PROXY_HOPS"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+
+    babel.init_app(app, locale_selector=select_locale)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.session_protection = "strong"
+
+    from portal import admin, api, captive
+
+    app.register_blueprint(captive.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(admin.bp)
+    # Residents' forms carry a CSRF token bound to their flow (portal.forms.FlowCSRF), checked
+    # by the forms themselves; the session-based check would fail without cookies.
+    csrf.exempt(captive.bp)
+    admin.init_login(login_manager)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        """Headers every page gets: no caching of personal data, no framing, no sniffing."""
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        return response
+
+    return app
+
+
+def services_of(app: Flask) -> PortalServices:
+    """The app's PortalServices."""
+    services: PortalServices = app.extensions["portal"]
+    return services

@@ -1,0 +1,384 @@
+"""The staff back office: login, resident lookup (masked, audited), sign-ins, alerts, audit log.
+
+A minimal but real base for the full dashboard (a later issue): every page extends
+``admin/base.html`` (navigation block, role-aware), access goes through ``roles_required``, and
+every look at a resident's data leaves an audit entry. Staff limited to one community only see
+that community's residents.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import (
+    LoginManager,
+    UserMixin,
+    current_user,
+    login_required,
+    login_user,
+    logout_user,
+)
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+
+from census.privacy import mask_name, mask_phone, normalize_id_number
+from portal.audit import record
+from portal.forms import ID_TYPE_LABELS, AcknowledgeForm, MoveOutForm, StaffLoginForm
+from portal.services import PortalServices
+from portal.signin import move_out
+from registry.db import session_scope
+from registry.models import (
+    Alert,
+    AuditEntry,
+    Building,
+    Device,
+    IdType,
+    Resident,
+    Role,
+    SignIn,
+    StaffUser,
+    Unit,
+)
+from registry.staff import verify_staff
+
+LOGGER = logging.getLogger(__name__)
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+PAGE_SIZE = 50
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class StaffPrincipal(UserMixin):
+    """The signed-in staff member, detached from the database session."""
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    community_id: int | None
+
+    def get_id(self) -> str:
+        """flask-login's user id."""
+        return str(self.id)
+
+    @classmethod
+    def of(cls, user: StaffUser) -> StaffPrincipal:
+        """From a StaffUser row."""
+        return cls(user.id, user.username, user.display_name, user.role.value, user.community_id)
+
+
+def _services() -> PortalServices:
+    """This app's portal services."""
+    services: PortalServices = current_app.extensions["portal"]
+    return services
+
+
+def _staff() -> StaffPrincipal:
+    """The signed-in staff member."""
+    return cast(StaffPrincipal, current_user._get_current_object())  # noqa: SLF001
+
+
+def init_login(manager: LoginManager) -> None:
+    """Wire flask-login to the staff table."""
+    manager.login_view = "admin.login"
+    manager.login_message = ""
+
+    @manager.user_loader
+    def load_user(user_id: str) -> StaffPrincipal | None:
+        """The active staff member of a session, or None."""
+        if not user_id.isdigit():
+            return None
+        with _services().session_factory() as db:
+            user = db.get(StaffUser, int(user_id))
+            return StaffPrincipal.of(user) if user is not None and user.active else None
+
+
+def roles_required(*roles: str) -> Callable[[F], F]:
+    """Let only signed-in staff with one of these roles through (403 for the others)."""
+
+    def decorate(view: F) -> F:
+        """Wrap a view."""
+
+        @functools.wraps(view)
+        @login_required
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            """Check the role, then run the view."""
+            if _staff().role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return cast(F, wrapped)
+
+    return decorate
+
+
+ALL_STAFF = (Role.ADMIN.value, Role.HAZARD_TEAM.value, Role.GRID_WORKER.value)
+RESIDENT_MANAGERS = (Role.ADMIN.value, Role.GRID_WORKER.value)
+
+
+def _audit(action: str, subject: str = "", detail: dict[str, Any] | None = None) -> None:
+    """An audit entry in its own transaction, for views that change nothing."""
+    with session_scope(_services().session_factory) as db:
+        record(db, _staff().username, action, subject, detail, request.remote_addr or "")
+
+
+def _scoped(query: Select[Any]) -> Select[Any]:
+    """Limit a resident query to the staff member's community, when they have one."""
+    community = _staff().community_id
+    if community is None:
+        return query
+    return query.join(Unit, Resident.unit_id == Unit.id).join(
+        Building, Unit.building_id == Building.id).where(Building.community_id == community)
+
+
+def masked_id(id_type: str, last4: str) -> str:
+    """An identity number shown without decrypting it: stars and the last four characters."""
+    stars = 14 if id_type == IdType.RESIDENT_ID_CARD.value else 4
+    return "*" * stars + last4
+
+
+@bp.app_template_filter("masked_name")
+def _masked_name(name: str) -> str:
+    """Template filter: a masked name."""
+    return mask_name(name)
+
+
+@bp.app_template_filter("masked_phone")
+def _masked_phone(phone: str) -> str:
+    """Template filter: a masked phone number."""
+    return mask_phone(phone) if phone else ""
+
+
+@bp.app_template_filter("local_time")
+def _local_time(moment: dt.datetime | None) -> str:
+    """Template filter: a UTC time shown in the site's time zone (the only place it is local)."""
+    if moment is None:
+        return ""
+    return moment.astimezone(_services().settings.tz).strftime("%Y-%m-%d %H:%M")
+
+
+@bp.app_context_processor
+def _admin_context() -> dict[str, Any]:
+    """Values the staff templates use."""
+    return {"id_type_labels": ID_TYPE_LABELS, "masked_id": masked_id}
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """Staff sign-in, rate limited per address and per user name."""
+    form = StaffLoginForm()
+    if form.validate_on_submit():
+        services = _services()
+        username = (form.username.data or "").strip()
+        remote = request.remote_addr or ""
+        by_address = services.limiter.hit("staff_login", f"ip:{remote}")
+        by_name = services.limiter.hit("staff_login", f"user:{username.lower()[:64]}")
+        if not (by_address.allowed and by_name.allowed):
+            wait = max(by_address.retry_after, by_name.retry_after)
+            flash(_("Too many attempts. Please wait %(minutes)d minutes.",
+                    minutes=max(1, wait // 60)), "error")
+            return render_template("admin/login.html", form=form), 429
+        with session_scope(services.session_factory) as db:
+            user = verify_staff(db, username, form.password.data or "")
+            record(db, username, "staff_login" if user else "staff_login_failed", "", {}, remote)
+            principal = StaffPrincipal.of(user) if user else None
+        if principal is None:
+            # One message for unknown users and wrong passwords: no user enumeration.
+            flash(_("User name or password is not right."), "error")
+            return render_template("admin/login.html", form=form), 200
+        session.clear()
+        session.permanent = True
+        login_user(principal)
+        return redirect(url_for("admin.index"))
+    return render_template("admin/login.html", form=form)
+
+
+@bp.post("/logout")
+@login_required
+def logout() -> Response:
+    """End the staff session."""
+    _audit("staff_logout")
+    logout_user()
+    session.clear()
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/")
+@roles_required(*ALL_STAFF)
+def index() -> str:
+    """Overview: today's sign-ins by outcome and the alerts waiting."""
+    services = _services()
+    start = dt.datetime.now(services.settings.tz).replace(hour=0, minute=0, second=0,
+                                                           microsecond=0)
+    with services.session_factory() as db:
+        by_outcome = dict(db.execute(
+            select(SignIn.outcome, func.count()).where(SignIn.at >= start)
+            .group_by(SignIn.outcome)).all())
+        open_alerts = db.scalar(select(func.count()).select_from(Alert).where(
+            Alert.acknowledged_at.is_(None))) or 0
+    return render_template("admin/index.html", by_outcome=by_outcome, open_alerts=open_alerts)
+
+
+def _search(db: Session, by: str, query: str) -> list[Resident]:
+    """Residents found by name, ID number, phone or unit reference (keyed digests for IDs)."""
+    statement = select(Resident)
+    if by == "id":
+        cipher = _services().cipher
+        number = normalize_id_number(query)
+        digests = [cipher.digest(t.value, number) for t in IdType]
+        statement = statement.where(Resident.id_digest.in_(digests))
+    elif by == "phone":
+        statement = statement.where(Resident.phone == query.replace(" ", ""))
+    elif by == "unit":
+        statement = statement.join(Unit, Resident.unit_id == Unit.id).where(
+            Unit.ref.startswith(query, autoescape=True))
+    else:
+        statement = statement.where(Resident.name.startswith(query, autoescape=True))
+    if by != "unit":
+        statement = _scoped(statement)
+    elif _staff().community_id is not None:
+        statement = statement.join(Building, Unit.building_id == Building.id).where(
+            Building.community_id == _staff().community_id)
+    return list(db.scalars(statement.order_by(Resident.id).limit(PAGE_SIZE)))
+
+
+@bp.get("/residents")
+@roles_required(*ALL_STAFF)
+def residents() -> str:
+    """Find residents; results are masked and the search is audited (not its raw text)."""
+    by = request.args.get("by", "name")
+    query = request.args.get("q", "").strip()[:64]
+    found: list[Resident] = []
+    units: dict[int, str] = {}
+    if query:
+        with _services().session_factory() as db:
+            found = _search(db, by, query)
+            ids = {r.unit_id for r in found}
+            units = dict(db.execute(select(Unit.id, Unit.ref).where(Unit.id.in_(ids))).all())
+        _audit("search_residents", "", {"by": by, "results": len(found)})
+    return render_template("admin/residents.html", residents=found, units=units, by=by,
+                           q=query)
+
+
+@bp.get("/residents/<int:resident_id>")
+@roles_required(*ALL_STAFF)
+def resident(resident_id: int) -> str:
+    """One resident: masked identity, devices, recent sign-ins. Each view is audited."""
+    with _services().session_factory() as db:
+        found = db.scalar(_scoped(select(Resident).where(Resident.id == resident_id)))
+        if found is None:
+            abort(404)
+        unit = db.get(Unit, found.unit_id)
+        devices = list(db.scalars(select(Device).where(Device.resident_id == resident_id)
+                                  .order_by(Device.bound_at.desc())))
+        signins = list(db.scalars(select(SignIn).where(SignIn.resident_id == resident_id)
+                                  .order_by(SignIn.at.desc()).limit(20)))
+    _audit("view_resident", f"resident:{resident_id}")
+    form = MoveOutForm(formdata=None, data={"move_out": dt.date.today()})
+    return render_template("admin/resident.html", resident=found, unit=unit, devices=devices,
+                           signins=signins, form=form,
+                           can_move_out=_staff().role in RESIDENT_MANAGERS)
+
+
+@bp.post("/residents/<int:resident_id>/move-out")
+@roles_required(*RESIDENT_MANAGERS)
+def resident_move_out(resident_id: int) -> Response:
+    """Record a move-out: every device of the resident is revoked on its AP."""
+    form = MoveOutForm()
+    if not form.validate_on_submit() or form.move_out.data is None:
+        flash(_("Please give a valid move-out date."), "error")
+        return redirect(url_for("admin.resident", resident_id=resident_id))
+    with _services().session_factory() as db:
+        if db.scalar(_scoped(select(Resident.id).where(Resident.id == resident_id))) is None:
+            abort(404)
+    sent = move_out(_services(), resident_id, form.move_out.data, _staff().username,
+                    request.remote_addr or "")
+    _services().directory.invalidate()
+    flash(_("Move-out recorded; %(count)d device(s) disconnected.", count=sent), "info")
+    return redirect(url_for("admin.resident", resident_id=resident_id))
+
+
+@bp.get("/signins")
+@roles_required(*ALL_STAFF)
+def signins() -> str:
+    """Recent sign-ins, filterable by outcome (self-declared and mismatches stand out)."""
+    outcome = request.args.get("outcome", "")
+    with _services().session_factory() as db:
+        statement = select(SignIn).order_by(SignIn.at.desc()).limit(PAGE_SIZE)
+        if outcome:
+            statement = statement.where(SignIn.outcome == outcome)
+        if _staff().community_id is not None:
+            statement = statement.join(Unit, SignIn.unit_id == Unit.id).join(
+                Building, Unit.building_id == Building.id).where(
+                Building.community_id == _staff().community_id)
+        rows = list(db.scalars(statement))
+        units = dict(db.execute(select(Unit.id, Unit.ref).where(
+            Unit.id.in_({r.unit_id for r in rows if r.unit_id}))).all())
+    _audit("list_signins", "", {"outcome": outcome, "results": len(rows)})
+    return render_template("admin/signins.html", signins=rows, units=units, outcome=outcome)
+
+
+@bp.get("/alerts")
+@roles_required(*ALL_STAFF)
+def alerts() -> str:
+    """Alerts, newest first: watchlist sign-ins and overcrowding flags."""
+    kind = request.args.get("kind", "")
+    with _services().session_factory() as db:
+        statement = select(Alert).order_by(Alert.at.desc()).limit(PAGE_SIZE)
+        if kind:
+            statement = statement.where(Alert.kind == kind)
+        rows = list(db.scalars(statement))
+        units = dict(db.execute(select(Unit.id, Unit.ref).where(
+            Unit.id.in_({a.unit_id for a in rows if a.unit_id}))).all())
+    _audit("list_alerts", "", {"kind": kind, "results": len(rows)})
+    return render_template("admin/alerts.html", alerts=rows, units=units, kind=kind,
+                           form=AcknowledgeForm())
+
+
+@bp.post("/alerts/<int:alert_id>/ack")
+@roles_required(*ALL_STAFF)
+def acknowledge(alert_id: int) -> Response:
+    """Mark an alert as seen by this staff member."""
+    form = AcknowledgeForm()
+    if form.validate_on_submit():
+        with session_scope(_services().session_factory) as db:
+            alert = db.get(Alert, alert_id)
+            if alert is None:
+                abort(404)
+            if alert.acknowledged_at is None:
+                alert.acknowledged_by = _staff().username
+                alert.acknowledged_at = dt.datetime.now(dt.UTC)
+                record(db, _staff().username, "acknowledge_alert", f"alert:{alert_id}", {},
+                       request.remote_addr or "")
+    return redirect(url_for("admin.alerts"))
+
+
+@bp.get("/audit")
+@roles_required(Role.ADMIN.value)
+def audit() -> str:
+    """The audit log (administrators only)."""
+    actor = request.args.get("actor", "").strip()[:64]
+    with _services().session_factory() as db:
+        statement = select(AuditEntry).order_by(AuditEntry.at.desc()).limit(200)
+        if actor:
+            statement = statement.where(AuditEntry.actor == actor)
+        rows = list(db.scalars(statement))
+    return render_template("admin/audit.html", entries=rows, actor=actor)

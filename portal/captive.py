@@ -1,0 +1,483 @@
+"""The resident's sign-in pages: hand-over from the AP, identity form, SMS code, connected.
+
+Pages are small, carry their state in a signed hidden field (no cookies needed), and every
+mistake is a message on the same page, never an error page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from wtforms.fields.choices import SelectChoice
+
+from census.privacy import mask_name, mask_phone, pseudonymize_mac
+from portal.const import CONSENT_VERSION, HANDSHAKE_SIGNED
+from portal.devices import known_device
+from portal.flow import Flow, FlowError
+from portal.forms import (
+    UNIT_NOT_GIVEN,
+    UNIT_VISITOR,
+    CodeForm,
+    FlowForm,
+    OneTapForm,
+    ResendForm,
+    SignInForm,
+)
+from portal.handshake import (
+    MAX_FUTURE_SKEW_S,
+    Handshake,
+    HandshakeError,
+    is_handshake,
+    parse_fas,
+    verify_signed_redirect,
+)
+from portal.identity import DeclaredIdentity, clean_id_number, clean_name, clean_phone
+from portal.otp import IssueStatus, VerifyStatus
+from portal.services import PortalServices
+from portal.signin import NotAuthorized, SignInResult, complete_one_tap, complete_sign_in
+from portal.sms import SmsError
+
+LOGGER = logging.getLogger(__name__)
+bp = Blueprint("captive", __name__)
+
+PENDING_TTL_FACTOR = 3  # the typed identity waits three code lifetimes (resends included)
+
+
+def _services() -> PortalServices:
+    """This app's portal services."""
+    services: PortalServices = current_app.extensions["portal"]
+    return services
+
+
+def _locale() -> str:
+    """The page's locale as a string (zh_CN or en)."""
+    return str(get_locale() or "zh_CN")
+
+
+def _remote() -> str:
+    """The requesting address (after ProxyFix when configured)."""
+    return request.remote_addr or ""
+
+
+def _client_ident(hs: Handshake | None, fallback: str = "") -> str:
+    """Rate-limit identity: the remote address and, behind an AP's NAT, the client's own IP."""
+    if hs is not None:
+        return f"{_remote()}|{hs.ap_id}|{hs.client_ip}"
+    return f"{_remote()}|{fallback[:64]}"
+
+
+def _message(title: str, text: str, status: int = 200, flow: Flow | None = None,
+             retry_after: int = 0) -> Response:
+    """A short page with one message (bad link, too many attempts, expired...)."""
+    response = Response(render_template(
+        "portal/message.html", title=title, text=text, flow_token=_token(flow) if flow else "",
+        lang=_locale(),
+    ), status=status)
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _token(flow: Flow) -> str:
+    """The signed token of a flow."""
+    return _services().flows.dump(flow)
+
+
+def _limited(name: str, ident: str) -> Response | None:
+    """A 429 page when the client went over a rate limit, else None."""
+    decision = _services().limiter.hit(name, ident)
+    if decision.allowed:
+        return None
+    LOGGER.warning("rate limit %s exceeded by %s (%d/%d)", name, ident, decision.count,
+                   decision.limit)
+    return _message(_("Too many attempts"),
+                    _("Please wait %(seconds)d seconds and try again.",
+                      seconds=decision.retry_after),
+                    status=429, retry_after=decision.retry_after)
+
+
+_REFUSALS = {
+    "replayed": 409,
+    "expired": 400,
+    "bad_signature": 403,
+    "unknown_ap": 403,
+    "missing": 400,
+    "malformed": 400,
+}
+
+
+def _refused(error: HandshakeError) -> Response:
+    """The page for a redirect that was refused: what to do, not what went wrong inside."""
+    LOGGER.warning("AP redirect refused (%s): %s", error.reason, error.detail)
+    if error.reason in ("replayed", "expired"):
+        text = _("This sign-in link has expired or was already used. Close this page and open "
+                 "any web page: the Wi-Fi will show you a fresh sign-in page.")
+    else:
+        text = _("This sign-in link is not valid. Connect to the community Wi-Fi and open any "
+                 "web page to get the sign-in page.")
+    return _message(_("Please start again"), text, status=_REFUSALS.get(error.reason, 400))
+
+
+def _unit_choices(flow: Flow) -> list[SelectChoice]:
+    """Choices for "where do you live": the AP's units, or a visitor."""
+    units = _services().directory.units_for(flow.handshake.ap_id)
+    choices = [SelectChoice(UNIT_NOT_GIVEN, _("Please choose"))] if len(units) != 1 else []
+    choices += [SelectChoice(str(u.id), u.label) for u in units]
+    choices.append(SelectChoice(UNIT_VISITOR, _("I am visiting")))
+    return choices
+
+
+def _one_tap_device(flow: Flow) -> tuple[int, str] | None:
+    """(device id, masked name) when this address is a known device that may skip the code."""
+    services = _services()
+    settings = services.settings
+    if settings.portal_reverify_days <= 0:
+        return None
+    pseudonym = pseudonymize_mac(flow.handshake.mac, settings.pseudonym_key)
+    now = dt.datetime.now(dt.UTC)
+    with services.session_factory() as session:
+        device = known_device(session, pseudonym, now.astimezone(settings.tz).date())
+        fresh = now - dt.timedelta(days=settings.portal_reverify_days)
+        if device is None or device.bound_at < fresh:
+            return None
+        return device.id, mask_name(device.resident.name)
+
+
+def _place(flow: Flow | None) -> str:
+    """The community and building the AP is in, for the page header."""
+    if flow is None:
+        return ""
+    info = _services().directory.get(flow.handshake.ap_id)
+    return info.place if info else ""
+
+
+def _render_form(flow: Flow, form: SignInForm | None = None, status: int = 200,
+                 notice: str = "", full: bool = False) -> Response:
+    """The identity form (or, for a known device, the one-tap page)."""
+    token = _token(flow)
+    if form is None and not full:
+        known = _one_tap_device(flow)
+        if known is not None:
+            tap = OneTapForm(meta={"csrf_context": flow.fid}, formdata=None,
+                             data={"flow": token, "lang": _locale()})
+            return Response(render_template(
+                "portal/one_tap.html", form=tap, greeting=known[1], flow_token=token,
+                place=_place(flow), lang=_locale(),
+            ), status=status)
+    if form is None:
+        form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None,
+                          data={"flow": token, "lang": _locale()})
+        form.unit.choices = _unit_choices(flow)
+        if len(units := form.unit.choices) == 2 and isinstance(units, list):
+            form.unit.data = units[0].value
+    else:
+        form.flow.data = token
+    return Response(render_template(
+        "portal/splash.html", form=form, flow_token=token, place=_place(flow), notice=notice,
+        lang=_locale(),
+    ), status=status)
+
+
+def _render_code(flow: Flow, declared: DeclaredIdentity, form: CodeForm | None = None,
+                 notice: str = "", status: int = 200) -> Response:
+    """The page asking for the SMS code."""
+    token = _token(flow)
+    services = _services()
+    if form is None:
+        form = CodeForm(meta={"csrf_context": flow.fid}, formdata=None,
+                        data={"flow": token, "lang": _locale()})
+    else:
+        form.flow.data = token
+        form.code.data = ""
+    resend = ResendForm(meta={"csrf_context": flow.fid}, formdata=None,
+                        data={"flow": token, "lang": _locale()})
+    return Response(render_template(
+        "portal/code.html", form=form, resend=resend, phone=mask_phone(declared.phone),
+        minutes=services.otp.policy.ttl // 60, wait=services.otp.cooldown_left(declared.phone),
+        notice=notice, place=_place(flow), flow_token=token, lang=_locale(),
+    ), status=status)
+
+
+def _render_done(flow: Flow, result: SignInResult) -> Response:
+    """The page after a successful sign-in (for FAS, it sends the browser to the gateway)."""
+    original = flow.handshake.original_url
+    if urlsplit(original).scheme not in ("http", "https"):
+        original = ""
+    response = Response(render_template(
+        "portal/done.html", result=result, fas_url=result.fas_url, original_url=original,
+        hours=result.session_seconds // 3600, place=_place(flow), lang=_locale(),
+    ))
+    if result.fas_url:
+        # Following the gateway link is what lets the device through: allow it as a target.
+        response.headers["Content-Security-Policy"] = (
+            current_app.config.get("PORTAL_CSP_FAS")
+            or "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http:; "
+               "frame-ancestors 'none'; base-uri 'none'"
+        )
+    return response
+
+
+def _flow_from(token: str | None) -> Flow | Response:
+    """The flow from a posted or linked token, or the page that says to start again."""
+    try:
+        return _services().flows.load(token)
+    except FlowError as error:
+        LOGGER.info("flow token refused: %s", error.reason)
+        return _message(_("Please start again"),
+                        _("This page has expired. Close it and open any web page to sign in "
+                          "again."), status=400)
+
+
+def _landing_url() -> str:
+    """Where openNDS sends the browser after letting it through."""
+    base = _services().settings.portal_public_url.rstrip("/")
+    return f"{base}{url_for('captive.welcome', lang=_locale())}"
+
+
+@bp.get("/")
+def splash() -> Response:
+    """The page the AP redirects to: check the hand-over, then show the sign-in form."""
+    args = {k: v for k, v in request.args.items()}
+    if args.get("status") == "authenticated":
+        return _message(_("You are online"),
+                        _("This device is already signed in. You can use the Internet."))
+    kind = is_handshake(args)
+    if kind is None:
+        return Response(render_template("portal/start.html", lang=_locale()))
+    limited = _limited("page", _client_ident(None, args.get("ip") or args.get("clientip", "")))
+    if limited is not None:
+        return limited
+    services = _services()
+    try:
+        if kind == HANDSHAKE_SIGNED:
+            max_age = services.settings.portal_redirect_max_age
+            hs = verify_signed_redirect(args, services.directory.key_for, max_age)
+            # A nonce stays claimed for as long as its redirect could still be accepted.
+            key = f"{services.settings.redis_key_prefix}portal:nonce:{hs.ap_id}:{hs.nonce}"
+            if not services.redis.set(key, "1", nx=True, ex=max_age + MAX_FUTURE_SKEW_S):
+                raise HandshakeError("replayed", f"nonce {hs.nonce} of AP {hs.ap_id} was used")
+        else:
+            hs = parse_fas(args, lambda ap_id: services.directory.get(ap_id) is not None)
+    except HandshakeError as error:
+        return _refused(error)
+    return _render_form(services.flows.new(hs))
+
+
+@bp.get("/s")
+def resume() -> Response:
+    """The form again for an existing flow (language switch, "not me" on the one-tap page)."""
+    flow = _flow_from(request.args.get("f"))
+    if isinstance(flow, Response):
+        return flow
+    return _render_form(flow, full=request.args.get("full") == "1")
+
+
+def _posted_flow() -> Flow | Response:
+    """The flow of a posted form."""
+    return _flow_from(request.form.get("flow"))
+
+
+def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
+               form: SignInForm | None = None) -> Response:
+    """Issue a code within the limits, send it, and show the code page (or why not)."""
+    services = _services()
+    hs = flow.handshake
+    client = f"{hs.ap_id}:{hs.client_ip}"
+    result = services.otp.issue(flow.fid, declared.phone, client)
+    problem = ""
+    if result.status is IssueStatus.COOLDOWN:
+        problem = _("A code was sent to this number a moment ago. Please wait %(seconds)d "
+                    "seconds before asking for another.", seconds=result.retry_after)
+    elif result.status is IssueStatus.CAP_PHONE:
+        problem = _("This number has received the most codes allowed today. Please try again "
+                    "tomorrow.")
+    elif result.status is IssueStatus.CAP_CLIENT:
+        problem = _("This device has asked for the most codes allowed today. Please try again "
+                    "tomorrow.")
+    else:
+        text = _("[Community Wi-Fi] Your verification code is %(code)s, valid for %(minutes)d "
+                 "minutes. Never share it.", code=result.code,
+                 minutes=services.otp.policy.ttl // 60)
+        try:
+            services.sms.send(declared.phone, text, result.code)
+        except SmsError as error:
+            LOGGER.error("SMS not sent: %s", error)
+            services.otp.release(flow.fid, declared.phone, client)
+            problem = _("The SMS could not be sent just now. Please try again in a minute.")
+    if problem:
+        if resend:
+            return _render_code(flow, declared, notice=problem)
+        if form is None:
+            form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None)
+            form.unit.choices = _unit_choices(flow)
+        return _render_form(flow, form=form, notice=problem)
+    notice = _("A new code is on its way.") if resend else ""
+    return _render_code(flow, declared, notice=notice)
+
+
+@bp.post("/signin")
+def signin() -> Response:
+    """The identity form was sent: check it, keep it pending, send the code."""
+    flow = _posted_flow()
+    if isinstance(flow, Response):
+        return flow
+    limited = _limited("signin", _client_ident(flow.handshake))
+    if limited is not None:
+        return limited
+    form = SignInForm(meta={"csrf_context": flow.fid})
+    form.unit.choices = _unit_choices(flow)
+    if not form.validate():
+        return _render_form(flow, form=form)
+    unit_id = int(form.unit.data) if (form.unit.data or "").isdigit() else None
+    declared = DeclaredIdentity(
+        name=clean_name(form.name.data or ""), id_type=form.id_type.data or "",
+        id_number=clean_id_number(form.id_number.data or ""),
+        phone=clean_phone(form.phone.data or ""), unit_id=unit_id,
+        consent_version=CONSENT_VERSION,
+    )
+    services = _services()
+    services.pending.put(flow.fid, declared, services.otp.policy.ttl * PENDING_TTL_FACTOR)
+    return _send_code(flow, declared, resend=False, form=form)
+
+
+def _pending(flow: Flow) -> DeclaredIdentity | Response:
+    """The identity waiting for this flow's code, or the page that says to start again."""
+    declared = _services().pending.get(flow.fid)
+    if declared is None:
+        return _message(_("Please start again"),
+                        _("Your sign-in took too long and was cancelled. Please fill in the form "
+                          "again."), flow=flow, status=400)
+    return declared
+
+
+@bp.post("/resend")
+def resend() -> Response:
+    """Send a new code (after the cooldown)."""
+    flow = _posted_flow()
+    if isinstance(flow, Response):
+        return flow
+    limited = _limited("signin", _client_ident(flow.handshake))
+    if limited is not None:
+        return limited
+    declared = _pending(flow)
+    if isinstance(declared, Response):
+        return declared
+    form = ResendForm(meta={"csrf_context": flow.fid})
+    if not form.validate():
+        return _render_code(flow, declared, notice=_first_error(form))
+    return _send_code(flow, declared, resend=True)
+
+
+def _first_error(form: FlowForm) -> str:
+    """The first validation message of a form (CSRF included)."""
+    for errors in form.errors.values():
+        if errors:
+            return str(errors[0])
+    return ""
+
+
+@bp.post("/verify")
+def verify() -> Response:
+    """Check the code; on success finish the sign-in and let the device through."""
+    flow = _posted_flow()
+    if isinstance(flow, Response):
+        return flow
+    limited = _limited("verify", _client_ident(flow.handshake))
+    if limited is not None:
+        return limited
+    declared = _pending(flow)
+    if isinstance(declared, Response):
+        return declared
+    form = CodeForm(meta={"csrf_context": flow.fid})
+    if not form.validate():
+        return _render_code(flow, declared, form=form)
+    services = _services()
+    checked = services.otp.verify(flow.fid, form.code.data or "")
+    if checked.status is VerifyStatus.WRONG:
+        form.code.errors = [_("That code is not right. %(left)d tries left.",
+                              left=checked.tries_left)]
+        return _render_code(flow, declared, form=form)
+    if checked.status is VerifyStatus.LOCKED:
+        form.code.errors = [_("Too many wrong codes. Please ask for a new code.")]
+        return _render_code(flow, declared, form=form)
+    if checked.status is VerifyStatus.EXPIRED:
+        form.code.errors = [_("This code has expired. Please ask for a new code.")]
+        return _render_code(flow, declared, form=form)
+    try:
+        result = complete_sign_in(services, flow, declared, request.user_agent.string,
+                                  _remote(), _locale(), _landing_url())
+    except NotAuthorized:
+        return _not_authorized(flow)
+    return _render_done(flow, result)
+
+
+def _not_authorized(flow: Flow) -> Response:
+    """The sign-in is recorded but the AP did not get the command: ask to retry."""
+    return _message(_("Almost there"),
+                    _("You are signed in, but the Wi-Fi access point did not answer. Open any "
+                      "web page in a minute to connect with one tap."), status=503, flow=flow)
+
+
+@bp.post("/one-tap")
+def one_tap() -> Response:
+    """A known device signs in without a new code."""
+    flow = _posted_flow()
+    if isinstance(flow, Response):
+        return flow
+    limited = _limited("signin", _client_ident(flow.handshake))
+    if limited is not None:
+        return limited
+    form = OneTapForm(meta={"csrf_context": flow.fid})
+    if not form.validate():
+        return _message(_("Please start again"), _first_error(form), status=400)
+    known = _one_tap_device(flow)
+    if known is None:
+        return _render_form(flow, full=True)
+    try:
+        result = complete_one_tap(_services(), flow, known[0], request.user_agent.string,
+                                  _remote(), _locale(), _landing_url())
+    except LookupError:
+        return _render_form(flow, full=True)
+    except NotAuthorized:
+        return _not_authorized(flow)
+    return _render_done(flow, result)
+
+
+@bp.get("/welcome")
+def welcome() -> Response:
+    """Where openNDS sends the browser once the device is through."""
+    return _message(_("You are online"), _("Welcome. You can use the Internet now."))
+
+
+@bp.get("/terms")
+def terms() -> str:
+    """Terms of use."""
+    return render_template("portal/terms.html", back=_back_link(), lang=_locale())
+
+
+@bp.get("/privacy")
+def privacy() -> str:
+    """The privacy notice: what is collected, why, how long, and who sees it."""
+    settings = _services().settings
+    return render_template("portal/privacy.html", back=_back_link(), lang=_locale(),
+                           retention_days=settings.retention_days,
+                           session_hours=settings.portal_session_seconds // 3600)
+
+
+@bp.get("/about")
+def about() -> str:
+    """Venue information (the RFC 8908 venue-info-url when none is configured)."""
+    return render_template("portal/about.html", lang=_locale())
+
+
+def _back_link() -> str:
+    """A link back to the form when the page was opened from a flow."""
+    token = request.args.get("f")
+    if not token:
+        return ""
+    return url_for("captive.resume", f=token, lang=_locale())

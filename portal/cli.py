@@ -1,0 +1,205 @@
+"""`wifi-census portal ...`: serve the portal, import the watchlist, manage AP secrets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import click
+
+LOGGER = logging.getLogger(__name__)
+
+
+def _settings() -> Any:
+    """Settings, or a click error naming the bad variable."""
+    from census.cli import configure_logging, load_settings
+
+    settings = load_settings()
+    configure_logging(settings)
+    return settings
+
+
+@click.group()
+def portal() -> None:
+    """The captive portal: serve it, import the watchlist, manage AP secrets."""
+
+
+@portal.command("serve")
+@click.option("--host", default=None, help="Address to listen on (default: settings).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default: settings).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="gunicorn worker processes (default: 2 x CPUs + 1).")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Threads per worker (more than 1 uses gunicorn's gthread worker).")
+@click.option("--proxy-hops", type=click.IntRange(0, 5), default=0, show_default=True,
+              help="Reverse proxies in front whose X-Forwarded-For/Proto/Host are trusted.")
+@click.option("--dev", is_flag=True, help="Werkzeug's development server instead of gunicorn.")
+def serve(host: str | None, port: int | None, workers: int | None, threads: int,
+          proxy_hops: int, dev: bool) -> None:
+    """Serve the portal (gunicorn; --dev for a single-process development server)."""
+    settings = _settings()
+    host = host or settings.portal_host
+    port = port or settings.portal_port
+    test_config = {"PORTAL_PROXY_HOPS": proxy_hops}
+    if dev:
+        from portal import create_app
+
+        app = create_app(settings, test_config)
+        click.echo(f"portal (development server) on http://{host}:{port}/", err=True)
+        app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+        return
+    from gunicorn.app.base import BaseApplication
+
+    class PortalApplication(BaseApplication):
+        """gunicorn running create_app() in each worker (after the fork)."""
+
+        def load_config(self) -> None:
+            """gunicorn settings from the command line."""
+            options = {
+                "bind": f"{host}:{port}",
+                "workers": workers or (2 * (os.cpu_count() or 1) + 1),
+                "threads": threads,
+                "worker_class": "gthread" if threads > 1 else "sync",
+                "accesslog": None,
+                "errorlog": "-",
+                "loglevel": settings.log_level.lower(),
+                "graceful_timeout": 10,
+                "timeout": 30,
+                "keepalive": 5,
+                "backlog": 2048,
+                "proc_name": "wifi-census-portal",
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            """The WSGI app (each worker builds its own connections)."""
+            from portal import create_app
+
+            return create_app(settings, test_config)
+
+    click.echo(f"portal on http://{host}:{port}/ (gunicorn)", err=True)
+    PortalApplication().run()
+
+
+@portal.group("watchlist")
+def watchlist() -> None:
+    """The watchlist of identities whose sign-in alerts the back office."""
+
+
+@watchlist.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def watchlist_import(path: Path) -> None:
+    """Import FILE (CSV: id_type,id_number,reason); identities are kept as keyed digests only."""
+    from census.privacy import IdentityCipher
+    from portal.watchlist import WatchlistFileError, import_watchlist
+    from registry.db import make_engine, make_session_factory, upgrade
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    try:
+        report = import_watchlist(path, make_session_factory(engine),
+                                  IdentityCipher(settings.identity_key))
+    except WatchlistFileError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"watchlist: {report.rows} rows, {report.created} created, {report.updated} "
+               f"updated, {report.unchanged} unchanged, {len(report.errors)} rejected")
+    for line, reason in report.errors[:50]:
+        click.echo(f"  {path.name}: line {line}: {reason}", err=True)
+    if report.errors:
+        sys.exit(2)
+
+
+@portal.command("ap-secret")
+@click.argument("ap_id")
+def ap_secret(ap_id: str) -> None:
+    """Give AP_ID a fresh signing secret and print it once (for its agent and openNDS faskey)."""
+    from sqlalchemy import select
+
+    from census.privacy import IdentityCipher
+    from portal.audit import record
+    from registry.db import bump_registry_version, make_engine, make_session_factory, session_scope
+    from registry.models import AccessPoint
+
+    settings = _settings()
+    secret = secrets.token_hex(32)
+    factory = make_session_factory(make_engine(settings.database_url))
+    with session_scope(factory) as session:
+        ap = session.scalar(select(AccessPoint).where(AccessPoint.ap_id == ap_id))
+        if ap is None:
+            raise click.ClickException(f"AP {ap_id!r} is not in the registry (import aps first)")
+        ap.secret_encrypted = IdentityCipher(settings.identity_key).encrypt(secret)
+        bump_registry_version(session)
+        record(session, "cli", "set_ap_secret", f"ap:{ap_id}")
+    click.echo(secret)
+
+
+@portal.command("sign-redirect")
+@click.option("--ap", "ap_id", required=True, help="AP id (must be in the registry).")
+@click.option("--mac", required=True, help="The client's MAC address.")
+@click.option("--ip", "client_ip", required=True, help="The client's IP address.")
+@click.option("--gw", default="", help="The gateway's host:port as the client reaches it.")
+@click.option("--url", "original_url", default="", help="The page the client asked for.")
+def sign_redirect_command(ap_id: str, mac: str, client_ip: str, gw: str,
+                          original_url: str) -> None:
+    """Print a signed redirect URL as the AP's agent would build it (testing, demo)."""
+    from census.privacy import IdentityCipher
+    from portal.directory import ApDirectory
+    from portal.handshake import sign_redirect
+    from registry.db import make_engine, make_session_factory
+
+    settings = _settings()
+    factory = make_session_factory(make_engine(settings.database_url))
+    key = ApDirectory(factory, IdentityCipher(settings.identity_key),
+                      settings.command_key).key_for(ap_id)
+    if key is None:
+        raise click.ClickException(f"AP {ap_id!r} is not in the registry")
+    query = urlencode(sign_redirect(key, ap_id, mac, client_ip, gw, original_url))
+    click.echo(f"{settings.portal_public_url.rstrip('/')}/?{query}")
+
+
+@portal.command("move-out")
+@click.argument("resident_id", type=int)
+@click.option("--date", "when", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Move-out date (default: today, local).")
+def move_out_command(resident_id: int, when: dt.datetime | None) -> None:
+    """Record RESIDENT_ID's move-out and deauthorize every device of theirs."""
+    from portal.services import PortalServices
+    from portal.signin import move_out
+
+    settings = _settings()
+    services = PortalServices.build(settings)
+    try:
+        day = when.date() if when else dt.datetime.now(settings.tz).date()
+        sent = move_out(services, resident_id, day, "cli")
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        services.close()
+    click.echo(f"resident {resident_id} moved out on {day}; {sent} deauthorize command(s) sent")
+
+
+@portal.command("purge")
+def purge() -> None:
+    """Delete sign-in records older than the retention period (WIFI_CENSUS_RETENTION_DAYS)."""
+    from sqlalchemy import delete
+
+    from portal.audit import record
+    from registry.db import make_engine, make_session_factory, session_scope
+    from registry.models import SignIn
+
+    settings = _settings()
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.retention_days)
+    with session_scope(make_session_factory(make_engine(settings.database_url))) as session:
+        result = session.execute(delete(SignIn).where(SignIn.at < cutoff))
+        count = int(getattr(result, "rowcount", 0) or 0)
+        record(session, "cli", "purge_signins", "", {"before": cutoff.isoformat(),
+                                                     "deleted": count})
+    click.echo(f"deleted {count} sign-in record(s) older than {settings.retention_days} days")

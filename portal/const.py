@@ -1,0 +1,41 @@
+"""Constants of the captive portal: locales, handshake kinds, outcomes, limits, media types."""
+
+from __future__ import annotations
+
+# Locales: zh-CN is the default; English for everyone else who asks for it.
+LOCALES = ("zh_CN", "en")
+DEFAULT_LOCALE = "zh_CN"
+
+# Version of the terms and privacy notice a resident consents to; bump when the text changes
+# so that sign-in records say which text was accepted.
+CONSENT_VERSION = "2026-11"
+
+# How the AP handed the client over.
+HANDSHAKE_SIGNED = "signed"  # this project's HMAC-signed redirect (AP runs the census agent)
+HANDSHAKE_FAS = "fas"  # stock openNDS forwarding authentication, fas_secure_enabled=1 (hid)
+
+METHOD_SMS = "sms"
+METHOD_ONE_TAP = "one_tap"
+
+# Sign-in outcomes (portal_signins.outcome).
+OUTCOME_REGISTERED = "registered"  # matched the registry: identity, name and phone agree
+OUTCOME_SELF_DECLARED = "self_declared"  # not in the registry; recorded as unverified
+OUTCOME_MISMATCH = "mismatch"  # identity known, but name or phone differ: not bound to it
+OUTCOME_VISITOR = "visitor"  # not in the registry and no unit given
+
+# The one media type RFC 8908 defines for the Captive Portal API.
+CAPTIVE_JSON = "application/captive+json"
+
+# openNDS's default virtual authentication directory.
+OPENNDS_AUTHDIR = "opennds_auth"
+
+# Rate limits: (requests, window seconds), applied per client (see portal/ratelimit.py).
+RATE_LIMITS: dict[str, tuple[int, int]] = {
+    "page": (120, 60),  # splash / start pages
+    "signin": (20, 60),  # identity form submissions, code resends
+    "verify": (30, 60),  # code entries (each code also has its own tries)
+    "staff_login": (10, 900),  # staff password attempts per address and per user name
+}
+
+# Staff sessions end after this long without a new login.
+STAFF_SESSION_HOURS = 8

@@ -1,0 +1,98 @@
+"""Sign-in flow state without cookies: a signed token in the page, pending data in Redis.
+
+Captive mini-browsers (iOS's Captive Network Assistant, Android's captive portal login) may
+drop cookies between pages, so each page carries the flow in a hidden field: the checked
+hand-over and a random flow id, signed with the secret key and time-limited. Whatever the
+resident typed waits in Redis under the flow id, encrypted, until the code is verified.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass
+
+import redis
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from census.privacy import IdentityCipher
+from portal.handshake import Handshake
+from portal.identity import DeclaredIdentity
+
+FLOW_MAX_AGE_S = 30 * 60
+
+
+class FlowError(ValueError):
+    """A flow token is missing, forged or too old; ``reason`` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """One resident's way through the sign-in pages."""
+
+    fid: str
+    handshake: Handshake
+    started: float
+
+
+class FlowCodec:
+    """Signs flow state into a URL-safe token and reads it back."""
+
+    def __init__(self, secret_key: str, max_age: int = FLOW_MAX_AGE_S) -> None:
+        self._serializer = URLSafeTimedSerializer(secret_key, salt="census-portal-flow")
+        self._max_age = max_age
+
+    def new(self, handshake: Handshake) -> Flow:
+        """A fresh flow for a checked hand-over."""
+        return Flow(fid=secrets.token_hex(12), handshake=handshake, started=time.time())
+
+    def dump(self, flow: Flow) -> str:
+        """The token for the page."""
+        hs = asdict(flow.handshake)
+        return self._serializer.dumps({"f": flow.fid, "h": hs, "s": int(flow.started)})
+
+    def load(self, token: str | None) -> Flow:
+        """The flow from a token; raise FlowError when missing, forged or expired."""
+        if not token:
+            raise FlowError("missing")
+        try:
+            data = self._serializer.loads(token, max_age=self._max_age)
+        except SignatureExpired:
+            raise FlowError("expired") from None
+        except BadSignature:
+            raise FlowError("forged") from None
+        return Flow(fid=data["f"], handshake=Handshake(**data["h"]), started=float(data["s"]))
+
+
+class PendingStore:
+    """The identity typed in a flow, encrypted in Redis until the code is verified."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str, cipher: IdentityCipher) -> None:
+        self._redis = client
+        self._prefix = key_prefix
+        self._cipher = cipher
+
+    def _key(self, fid: str) -> str:
+        """The Redis key of a flow's pending identity."""
+        return f"{self._prefix}portal:flow:{fid}"
+
+    def put(self, fid: str, declared: DeclaredIdentity, ttl: int) -> None:
+        """Keep the identity for ttl seconds."""
+        blob = self._cipher.encrypt(json.dumps(declared.to_dict(), ensure_ascii=False))
+        self._redis.set(self._key(fid), blob, ex=ttl)
+
+    def get(self, fid: str) -> DeclaredIdentity | None:
+        """The pending identity, or None when it expired."""
+        blob = self._redis.get(self._key(fid))
+        if blob is None:
+            return None
+        return DeclaredIdentity.from_dict(json.loads(self._cipher.decrypt(bytes(blob))))  # type: ignore[arg-type]
+
+    def delete(self, fid: str) -> None:
+        """Forget the identity (after sign-in)."""
+        self._redis.delete(self._key(fid))

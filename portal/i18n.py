@@ -1,0 +1,33 @@
+"""Choosing the page language: an explicit choice, else the browser's, else Chinese."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from flask import request
+
+from portal.const import DEFAULT_LOCALE, LOCALES
+
+# Primary language subtag -> our locale. Any Chinese (zh-CN, zh-Hans-CN, zh-TW, zh-HK) gets the
+# simplified Chinese pages: the only Chinese catalog we have.
+_PRIMARY = {"zh": "zh_CN", "en": "en"}
+
+
+def best_locale(accepted: Iterable[tuple[str, float]]) -> str:
+    """Our locale for an Accept-Language list of (tag, quality), best quality first."""
+    ranked = sorted(accepted, key=lambda item: -item[1])
+    for tag, quality in ranked:
+        if quality <= 0:
+            continue
+        locale = _PRIMARY.get(tag.replace("_", "-").split("-")[0].lower())
+        if locale:
+            return locale
+    return DEFAULT_LOCALE
+
+
+def select_locale() -> str:
+    """Flask-Babel's locale selector: ?lang= or form lang, then Accept-Language."""
+    chosen = request.values.get("lang", "")
+    if chosen in LOCALES:
+        return chosen
+    return best_locale(request.accept_languages)

@@ -1,0 +1,152 @@
+"""Identity documents, names and phone numbers: checking what a resident typed, and matching it.
+
+The checks are pure functions returning a problem code (translated by the form layer) or None.
+Matching against the registry and the watchlist happens only after the phone number has been
+verified, and every outcome looks the same to the resident: the portal never says whether an
+identity is registered, mismatched or on the watchlist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from census.privacy import IdentityCipher, normalize_id_number, resident_id_problem
+from registry.models import IdType, Resident, WatchlistEntry
+
+PHONE_PATTERN = re.compile(r"^(1[3-9]\d{9}|\+\d{6,15})$")
+OTHER_ID_PATTERN = re.compile(r"^[A-Z0-9]{5,20}$")
+# Letters of any script, spaces, the middle dot of minority and transliterated names (·, •),
+# and the punctuation of foreign names.
+NAME_PATTERN = re.compile(r"^[^\W\d_]+(?:[ ·•.'\-][^\W\d_]+)*\.?$")
+MAX_NAME_LENGTH = 60
+
+# resident_id_problem() phrases -> problem codes the form layer translates.
+_ID_CARD_PROBLEMS = {
+    "must be 18 characters": "id_length",
+    "must be 17 digits followed by a digit or X": "id_characters",
+    "contains an impossible birth date": "id_birth_date",
+    "check digit does not match (GB 11643)": "id_checksum",
+}
+
+
+def clean_name(raw: str) -> str:
+    """A name with Unicode normalised (full-width letters folded) and spaces collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", raw).split())
+
+
+def name_problem(raw: str) -> str | None:
+    """Why a name cannot be a person's name, or None."""
+    name = clean_name(raw)
+    if not name:
+        return "name_required"
+    if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.match(name):
+        return "name_invalid"
+    return None
+
+
+def same_name(a: str, b: str) -> bool:
+    """Names compared without case, spacing or middle-dot differences."""
+
+    def key(name: str) -> str:
+        """The comparable form of a name."""
+        return re.sub(r"[\s·•.\-']", "", clean_name(name)).casefold()
+
+    return key(a) == key(b)
+
+
+def clean_phone(raw: str) -> str:
+    """A phone number without spaces or dashes, mainland +86 prefix removed."""
+    phone = re.sub(r"[\s\-()]", "", unicodedata.normalize("NFKC", raw))
+    if phone.startswith("+86") and len(phone) == 14:
+        phone = phone[3:]
+    return phone
+
+
+def phone_problem(raw: str) -> str | None:
+    """Why a phone number cannot receive our SMS, or None."""
+    phone = clean_phone(raw)
+    if not phone:
+        return "phone_required"
+    if not PHONE_PATTERN.match(phone):
+        return "phone_invalid"
+    return None
+
+
+def id_number_problem(id_type: str, raw: str) -> str | None:
+    """Why an identity number is not valid for its document type, or None."""
+    number = normalize_id_number(unicodedata.normalize("NFKC", raw))
+    if not number:
+        return "id_required"
+    if id_type == IdType.RESIDENT_ID_CARD.value:
+        problem = resident_id_problem(number)
+        return _ID_CARD_PROBLEMS.get(problem, "id_invalid") if problem else None
+    if not OTHER_ID_PATTERN.match(number):
+        return "id_other_invalid"
+    return None
+
+
+def clean_id_number(raw: str) -> str:
+    """The stored form of an identity number."""
+    return normalize_id_number(unicodedata.normalize("NFKC", raw))
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredIdentity:
+    """What the resident typed, checked and cleaned."""
+
+    name: str
+    id_type: str
+    id_number: str
+    phone: str
+    unit_id: int | None
+    consent_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a JSON-able dict (kept encrypted in Redis while the code is pending)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeclaredIdentity:
+        """Back from to_dict()."""
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityMatch:
+    """What the registry says about a declared identity."""
+
+    digest: str
+    resident: Resident | None  # the registry's person with this identity, if any
+    name_ok: bool
+    phone_ok: bool
+    moved_out: bool
+    watchlist: WatchlistEntry | None
+
+    @property
+    def registered(self) -> bool:
+        """The identity is a current resident and the name and phone agree."""
+        return (self.resident is not None and self.name_ok and self.phone_ok
+                and not self.moved_out)
+
+
+def match_identity(session: Session, cipher: IdentityCipher, declared: DeclaredIdentity,
+                   today: dt.date) -> IdentityMatch:
+    """Look the identity up in the registry and the watchlist (by keyed digest only)."""
+    digest = cipher.digest(declared.id_type, declared.id_number)
+    resident = session.scalar(select(Resident).where(Resident.id_digest == digest))
+    watch = session.scalar(select(WatchlistEntry).where(WatchlistEntry.id_digest == digest))
+    if resident is None:
+        return IdentityMatch(digest, None, False, False, False, watch)
+    moved_out = resident.move_out is not None and resident.move_out <= today
+    # A registry entry without a phone accepts the verified one; otherwise they must agree,
+    # or anybody who knows a neighbour's ID number could sign in as them.
+    phone_ok = not resident.phone or resident.phone == declared.phone
+    return IdentityMatch(digest, resident, same_name(resident.name, declared.name), phone_ok,
+                         moved_out, watch)

@@ -1,0 +1,188 @@
+"""One-time codes by SMS, kept in Redis: hashed, short-lived, few tries, cooldown and daily caps.
+
+A code belongs to one sign-in flow (``fid``). Only a keyed hash of it is stored. Issuing checks
+and books the resend cooldown and both daily caps (per phone number, per client) in one Lua
+script, so that concurrent requests cannot slip past a limit; when the SMS then cannot be sent
+the booking is given back. Phone numbers appear in keys only as keyed digests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+import redis
+
+CODE_DIGITS = 6
+
+# KEYS: otp hash, cooldown, phone-day counter, client-day counter
+# ARGV: code hash, ttl, cooldown seconds, phone cap, client cap, phone digest
+_ISSUE = """
+local cooldown = redis.call('PTTL', KEYS[2])
+if cooldown > 0 then return {'cooldown', cooldown} end
+local phone_count = tonumber(redis.call('GET', KEYS[3]) or '0')
+if phone_count >= tonumber(ARGV[4]) then return {'cap_phone', 0} end
+local client_count = tonumber(redis.call('GET', KEYS[4]) or '0')
+if client_count >= tonumber(ARGV[5]) then return {'cap_client', 0} end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+redis.call('INCR', KEYS[3])
+redis.call('EXPIRE', KEYS[3], 172800)
+redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], 172800)
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'h', ARGV[1], 'tries', 0, 'phone', ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {'ok', 0}
+"""
+
+# KEYS: otp hash. ARGV: candidate hash, max tries.
+_VERIFY = """
+local h = redis.call('HGET', KEYS[1], 'h')
+if not h then return {'expired', 0} end
+local max = tonumber(ARGV[2])
+local tries = tonumber(redis.call('HGET', KEYS[1], 'tries') or '0')
+if tries >= max then return {'locked', 0} end
+if h == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return {'ok', 0}
+end
+tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
+if tries >= max then return {'locked', 0} end
+return {'wrong', max - tries}
+"""
+
+# Give back a booking whose SMS could not be sent. KEYS as _ISSUE minus nothing.
+_RELEASE = """
+redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
+if tonumber(redis.call('GET', KEYS[4]) or '0') > 0 then redis.call('DECR', KEYS[4]) end
+return 1
+"""
+
+
+class IssueStatus(StrEnum):
+    """Why a code was or was not issued."""
+
+    OK = "ok"
+    COOLDOWN = "cooldown"
+    CAP_PHONE = "cap_phone"
+    CAP_CLIENT = "cap_client"
+
+
+class VerifyStatus(StrEnum):
+    """The result of checking an entered code."""
+
+    OK = "ok"
+    WRONG = "wrong"
+    LOCKED = "locked"  # too many wrong entries: ask for a new code
+    EXPIRED = "expired"  # no live code for this flow
+
+
+@dataclass(frozen=True, slots=True)
+class IssueResult:
+    """An issue attempt: status, the code when issued, seconds to wait on cooldown."""
+
+    status: IssueStatus
+    code: str = ""
+    retry_after: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """A verification: status and the tries left for a wrong code."""
+
+    status: VerifyStatus
+    tries_left: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OtpPolicy:
+    """The limits, from settings."""
+
+    ttl: int
+    max_tries: int
+    resend_seconds: int
+    daily_per_phone: int
+    daily_per_client: int
+
+
+class OtpService:
+    """Issues and checks one-time codes in Redis."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str, secret: str, policy: OtpPolicy,
+                 timezone: str) -> None:
+        self._redis = client
+        self._prefix = key_prefix
+        self._secret = hashlib.sha256(b"wifi-census otp\x00" + secret.encode()).digest()
+        self._policy = policy
+        self._tz = ZoneInfo(timezone)
+        self._issue = client.register_script(_ISSUE)
+        self._verify = client.register_script(_VERIFY)
+        self._release = client.register_script(_RELEASE)
+
+    @property
+    def policy(self) -> OtpPolicy:
+        """The limits in force."""
+        return self._policy
+
+    def phone_digest(self, phone: str) -> str:
+        """A keyed digest of a phone number, for Redis keys."""
+        digest = hmac.new(self._secret, b"phone\x00" + phone.encode(), hashlib.sha256)
+        return digest.hexdigest()[:32]
+
+    def _code_hash(self, fid: str, code: str) -> str:
+        """The stored form of a code: keyed to this flow, so a hash is useless elsewhere."""
+        return hmac.new(self._secret, f"{fid}\x00{code}".encode(), hashlib.sha256).hexdigest()
+
+    def _keys(self, fid: str, phone: str, client: str, now: dt.datetime) -> list[str]:
+        """The Redis keys an issue touches; daily counters follow the site's local day."""
+        day = now.astimezone(self._tz).strftime("%Y%m%d")
+        digest = self.phone_digest(phone)
+        return [
+            f"{self._prefix}portal:otp:{fid}",
+            f"{self._prefix}portal:otp:cool:{digest}",
+            f"{self._prefix}portal:otp:day:phone:{digest}:{day}",
+            f"{self._prefix}portal:otp:day:client:{client}:{day}",
+        ]
+
+    def issue(self, fid: str, phone: str, client: str,
+              now: dt.datetime | None = None) -> IssueResult:
+        """Book limits and make a new code for this flow (replacing an older one)."""
+        moment = now or dt.datetime.now(dt.UTC)
+        code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+        p = self._policy
+        status, extra = self._issue(
+            keys=self._keys(fid, phone, client, moment),
+            args=[self._code_hash(fid, code), p.ttl, p.resend_seconds, p.daily_per_phone,
+                  p.daily_per_client, self.phone_digest(phone)],
+        )
+        word = IssueStatus(status.decode() if isinstance(status, bytes) else status)
+        if word is IssueStatus.OK:
+            return IssueResult(word, code=code)
+        retry = -(-int(extra) // 1000) if word is IssueStatus.COOLDOWN else 0
+        return IssueResult(word, retry_after=retry)
+
+    def release(self, fid: str, phone: str, client: str, now: dt.datetime | None = None) -> None:
+        """Undo an issue whose SMS could not be sent (the resident did not get a code)."""
+        self._release(keys=self._keys(fid, phone, client, now or dt.datetime.now(dt.UTC)))
+
+    def verify(self, fid: str, code: str) -> VerifyResult:
+        """Check an entered code; a correct one is used up."""
+        cleaned = "".join(ch for ch in code if ch.isdigit())
+        status, left = self._verify(
+            keys=[f"{self._prefix}portal:otp:{fid}"],
+            args=[self._code_hash(fid, cleaned), self._policy.max_tries],
+        )
+        word = VerifyStatus(status.decode() if isinstance(status, bytes) else status)
+        return VerifyResult(word, tries_left=int(left))
+
+    def cooldown_left(self, phone: str) -> int:
+        """Seconds before another code may be sent to this number."""
+        ttl = self._redis.pttl(f"{self._prefix}portal:otp:cool:{self.phone_digest(phone)}")
+        return max(0, -(-int(ttl) // 1000)) if isinstance(ttl, int) and ttl > 0 else 0

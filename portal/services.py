@@ -1,0 +1,95 @@
+"""Everything a portal process talks to, built once per app from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from census.privacy import IdentityCipher
+from census.settings import Settings
+from portal.apcontrol import AlertDispatcher, ApControl, Publisher
+from portal.directory import ApDirectory
+from portal.flow import FlowCodec, PendingStore
+from portal.otp import OtpPolicy, OtpService
+from portal.ratelimit import RateLimiter
+from portal.sessions import ClientSessions
+from portal.sms import ConsoleSmsSender, HttpSmsSender, SmsSender
+from registry.db import make_engine, make_session_factory
+
+
+class PortalConfigError(ValueError):
+    """The settings do not allow the portal to start; the message names the variable."""
+
+
+@dataclass
+class PortalServices:
+    """The portal's connections and helpers (one set per app, shared by its threads)."""
+
+    settings: Settings
+    redis: redis.Redis
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    cipher: IdentityCipher
+    directory: ApDirectory
+    publisher: Publisher
+    control: ApControl
+    alerts: AlertDispatcher
+    otp: OtpService
+    limiter: RateLimiter
+    sms: SmsSender
+    flows: FlowCodec
+    pending: PendingStore
+    client_sessions: ClientSessions
+
+    @classmethod
+    def build(cls, settings: Settings, sms: SmsSender | None = None,
+              rate_limits: dict[str, tuple[int, int]] | None = None) -> PortalServices:
+        """Connect to Redis and the registry and wire the helpers together."""
+        if settings.environment == "production" and settings.portal_sms_sender == "console":
+            raise PortalConfigError(
+                "WIFI_CENSUS_PORTAL_SMS_SENDER=console: codes would only be logged; "
+                "use http in production"
+            )
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
+                                      health_check_interval=30)
+        engine = make_engine(settings.database_url)
+        factory = make_session_factory(engine)
+        cipher = IdentityCipher(settings.identity_key)
+        directory = ApDirectory(factory, cipher, settings.command_key)
+        publisher = Publisher(settings)
+        prefix = settings.redis_key_prefix
+        if sms is None:
+            if settings.portal_sms_sender == "http":
+                try:
+                    sms = HttpSmsSender(settings.portal_sms_url, settings.portal_sms_token)
+                except ValueError as error:
+                    raise PortalConfigError(str(error)) from None
+            else:
+                sms = ConsoleSmsSender(client, prefix)
+        policy = OtpPolicy(
+            ttl=settings.portal_otp_ttl, max_tries=settings.portal_otp_max_tries,
+            resend_seconds=settings.portal_otp_resend_seconds,
+            daily_per_phone=settings.portal_otp_daily_per_phone,
+            daily_per_client=settings.portal_otp_daily_per_ip,
+        )
+        return cls(
+            settings=settings, redis=client, engine=engine, session_factory=factory,
+            cipher=cipher, directory=directory, publisher=publisher,
+            control=ApControl(settings, publisher, directory.key_for),
+            alerts=AlertDispatcher(settings, publisher),
+            otp=OtpService(client, prefix, settings.secret_key, policy, settings.timezone),
+            limiter=RateLimiter(client, prefix, rate_limits), sms=sms,
+            flows=FlowCodec(settings.secret_key),
+            pending=PendingStore(client, prefix, cipher),
+            client_sessions=ClientSessions(client, prefix),
+        )
+
+    def close(self) -> None:
+        """Release connections (tests, shutdown)."""
+        self.alerts.flush(timeout=5)
+        self.publisher.close()
+        self.redis.close()
+        self.engine.dispose()

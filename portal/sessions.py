@@ -1,0 +1,40 @@
+"""Which clients are online, for the RFC 8908 Captive Portal API (seconds-remaining)."""
+
+from __future__ import annotations
+
+import redis
+
+
+class ClientSessions:
+    """Online clients by (AP, client IP) and by device pseudonym, expiring with the session."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str) -> None:
+        self._redis = client
+        self._prefix = key_prefix
+
+    def _by_ip(self, ap_id: str, client_ip: str) -> str:
+        """Key of a client's session by AP and IP."""
+        return f"{self._prefix}portal:client:{ap_id}:{client_ip}"
+
+    def _by_device(self, pseudonym: str) -> str:
+        """Key pointing from a device pseudonym to its session key."""
+        return f"{self._prefix}portal:dev:{pseudonym}"
+
+    def start(self, ap_id: str, client_ip: str, pseudonym: str, seconds: int) -> None:
+        """Record a client as online for seconds."""
+        key = self._by_ip(ap_id, client_ip)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(key, pseudonym, ex=seconds)
+        pipe.set(self._by_device(pseudonym), key, ex=seconds)
+        pipe.execute()
+
+    def remaining(self, ap_id: str, client_ip: str) -> int:
+        """Seconds left in a client's session (0: not online)."""
+        ttl = self._redis.ttl(self._by_ip(ap_id, client_ip))
+        return int(ttl) if isinstance(ttl, int) and ttl > 0 else 0
+
+    def end(self, pseudonym: str) -> None:
+        """Forget a device's session (deauthorized)."""
+        key = self._redis.get(self._by_device(pseudonym))
+        if key is not None:
+            self._redis.delete(bytes(key).decode(), self._by_device(pseudonym))  # type: ignore[arg-type]

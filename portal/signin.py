@@ -1,0 +1,277 @@
+"""Finishing a sign-in: match the identity, bind the device, record, alert, authorize.
+
+Called once the phone number is verified (or for a one-tap sign-in of a known device). The
+registry work is one transaction; the AP is told after it commits, so that no device is ever
+let through without its sign-in on record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from census.privacy import is_locally_administered, mask_name, pseudonymize_mac
+from portal.apcontrol import CommandNotSent
+from portal.audit import record
+from portal.const import (
+    HANDSHAKE_SIGNED,
+    METHOD_ONE_TAP,
+    METHOD_SMS,
+    OUTCOME_MISMATCH,
+    OUTCOME_REGISTERED,
+    OUTCOME_SELF_DECLARED,
+    OUTCOME_VISITOR,
+)
+from portal.devices import BindResult, Revocation, bind_device, device_label, revoke_all
+from portal.flow import Flow
+from portal.handshake import fas_auth_url
+from portal.identity import DeclaredIdentity, match_identity
+from portal.services import PortalServices
+from registry.db import bump_registry_version, session_scope
+from registry.models import (
+    Alert,
+    Device,
+    IdType,
+    Resident,
+    SignIn,
+    Unit,
+    Verification,
+    WatchlistEntry,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+
+class NotAuthorized(RuntimeError):
+    """The sign-in is recorded but the AP could not be told to let the device through."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignInResult:
+    """What the resident's last page needs to know."""
+
+    signin_id: int
+    outcome: str
+    greeting: str  # masked name
+    session_seconds: int
+    fas_url: str | None  # for openNDS FAS: where the browser goes to be let through
+    released_devices: int  # devices signed out to stay within the quota
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """What the transaction produced, for the steps after commit."""
+
+    signin_id: int
+    outcome: str
+    greeting: str
+    revoked: list[Revocation]
+    alert: dict[str, Any] | None
+    pseudonym: str
+
+
+def local_today(services: PortalServices, now: dt.datetime) -> dt.date:
+    """The site's local date (move-out dates are local dates)."""
+    return now.astimezone(services.settings.tz).date()
+
+
+def _watchlist_alert(session: Session, entry: WatchlistEntry, signin: SignIn,
+                     resident: Resident | None, unit: Unit | None) -> dict[str, Any]:
+    """Store a watchlist alert and return its MQTT payload (ids only, no personal data)."""
+    payload: dict[str, Any] = {
+        "v": 1, "kind": "watchlist", "signin_id": signin.id, "ap": signin.ap_id,
+        "unit": unit.ref if unit else None, "resident_id": resident.id if resident else None,
+        "outcome": signin.outcome, "method": signin.method, "reason": entry.reason,
+        "generated_at": int(signin.at.timestamp()),
+    }
+    alert = Alert(kind="watchlist", at=signin.at, unit_id=unit.id if unit else None,
+                  resident_id=resident.id if resident else None, payload=payload)
+    session.add(alert)
+    session.flush()
+    payload["alert_id"] = alert.id
+    alert.payload = dict(payload)
+    return payload
+
+
+def _bind(services: PortalServices, session: Session, resident: Resident, flow: Flow,
+          pseudonym: str, label: str, now: dt.datetime) -> BindResult:
+    """Bind the flow's device to a resident within the quota."""
+    hs = flow.handshake
+    return bind_device(session, services.cipher, resident, hs.mac, pseudonym,
+                       is_locally_administered(hs.mac), label, hs.ap_id,
+                       services.settings.portal_device_quota, now)
+
+
+def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentity,
+                 user_agent: str, remote_ip: str, locale: str, now: dt.datetime) -> _Recorded:
+    """The registry transaction of a full (SMS-verified) sign-in."""
+    hs = flow.handshake
+    pseudonym = pseudonymize_mac(hs.mac, services.settings.pseudonym_key)
+    label = device_label(user_agent)
+    allowed_units = {u.id for u in services.directory.units_for(hs.ap_id)}
+    with session_scope(services.session_factory) as session:
+        match = match_identity(session, services.cipher, declared, local_today(services, now))
+        resident: Resident | None = None
+        bind: BindResult | None = None
+        if match.registered:
+            resident, outcome = match.resident, OUTCOME_REGISTERED
+            assert resident is not None
+            if not resident.phone:
+                resident.phone = declared.phone
+        elif match.resident is not None:
+            # Known identity whose name or phone disagree (or who moved out): recorded for
+            # the back office, never bound, and the page looks the same as any other.
+            outcome = OUTCOME_MISMATCH
+        elif declared.unit_id is not None and declared.unit_id in allowed_units:
+            resident = Resident(
+                unit_id=declared.unit_id, name=declared.name, id_type=IdType(declared.id_type),
+                id_number_encrypted=services.cipher.encrypt(declared.id_number),
+                id_digest=match.digest, id_last4=declared.id_number[-4:], phone=declared.phone,
+                move_in=local_today(services, now), verification=Verification.SELF_DECLARED,
+            )
+            session.add(resident)
+            session.flush()
+            bump_registry_version(session)
+            outcome = OUTCOME_SELF_DECLARED
+        else:
+            outcome = OUTCOME_VISITOR
+        if resident is not None:
+            bind = _bind(services, session, resident, flow, pseudonym, label, now)
+        unit_id = resident.unit_id if resident is not None else declared.unit_id
+        if unit_id is not None and unit_id not in allowed_units and resident is None:
+            unit_id = None
+        signin = SignIn(
+            at=now, ap_id=hs.ap_id, handshake=hs.kind, method=METHOD_SMS, outcome=outcome,
+            mac_pseudonym=pseudonym, randomized=is_locally_administered(hs.mac),
+            resident_id=match.resident.id if match.resident is not None else None,
+            device_id=bind.device.id if bind else None, unit_id=unit_id, name=declared.name,
+            id_type=declared.id_type,
+            id_number_encrypted=services.cipher.encrypt(declared.id_number),
+            id_digest=match.digest, id_last4=declared.id_number[-4:], phone=declared.phone,
+            watchlist_hit=match.watchlist is not None, consent_version=declared.consent_version,
+            locale=locale, client_ip=hs.client_ip, device_label=label,
+            rebound_from_device_id=bind.rebound_from.id if bind and bind.rebound_from else None,
+        )
+        session.add(signin)
+        session.flush()
+        alert = None
+        if match.watchlist is not None:
+            unit = session.get(Unit, unit_id) if unit_id is not None else None
+            alert = _watchlist_alert(session, match.watchlist, signin, match.resident, unit)
+        record(session, "resident", "sign_in", f"signin:{signin.id}",
+               {"outcome": outcome, "ap": hs.ap_id, "method": METHOD_SMS,
+                "handshake": hs.kind}, remote_ip)
+        return _Recorded(signin.id, outcome, mask_name(declared.name),
+                         bind.revoked if bind else [], alert, pseudonym)
+
+
+def _record_one_tap(services: PortalServices, flow: Flow, device_id: int, user_agent: str,
+                    remote_ip: str, locale: str, now: dt.datetime) -> _Recorded:
+    """The registry transaction of a one-tap sign-in of a known device."""
+    hs = flow.handshake
+    pseudonym = pseudonymize_mac(hs.mac, services.settings.pseudonym_key)
+    with session_scope(services.session_factory) as session:
+        device = session.get(Device, device_id)
+        if device is None or device.revoked_at is not None or device.mac_pseudonym != pseudonym:
+            raise LookupError("device is no longer bound")
+        resident = device.resident
+        device.last_seen_at = now
+        device.ap_id = hs.ap_id
+        outcome = (OUTCOME_REGISTERED if resident.verification is Verification.REGISTERED
+                   else OUTCOME_SELF_DECLARED)
+        watch = session.scalar(select(WatchlistEntry).where(
+            WatchlistEntry.id_digest == resident.id_digest))
+        signin = SignIn(
+            at=now, ap_id=hs.ap_id, handshake=hs.kind, method=METHOD_ONE_TAP, outcome=outcome,
+            mac_pseudonym=pseudonym, randomized=device.randomized, resident_id=resident.id,
+            device_id=device.id, unit_id=resident.unit_id, watchlist_hit=watch is not None,
+            locale=locale, client_ip=hs.client_ip,
+            device_label=device.label or device_label(user_agent),
+        )
+        session.add(signin)
+        session.flush()
+        alert = None
+        if watch is not None:
+            alert = _watchlist_alert(session, watch, signin, resident, resident.unit)
+        record(session, "resident", "sign_in", f"signin:{signin.id}",
+               {"outcome": outcome, "ap": hs.ap_id, "method": METHOD_ONE_TAP,
+                "handshake": hs.kind}, remote_ip)
+        return _Recorded(signin.id, outcome, mask_name(resident.name), [], alert, pseudonym)
+
+
+def send_revocations(services: PortalServices, revoked: list[Revocation]) -> int:
+    """Deauthorize ended bindings on their APs; return how many commands went out."""
+    sent = 0
+    for item in revoked:
+        services.client_sessions.end(
+            pseudonymize_mac(item.mac, services.settings.pseudonym_key))
+        if not item.ap_id:
+            continue
+        try:
+            services.control.deauthorize(item.ap_id, item.mac)
+            sent += 1
+        except CommandNotSent:
+            LOGGER.error("deauthorize of device %s on %s not sent", item.device_id, item.ap_id)
+    return sent
+
+
+def _finish(services: PortalServices, flow: Flow, recorded: _Recorded,
+            landing_url: str) -> SignInResult:
+    """After commit: revoke, authorize on the AP, note the session, raise the alert."""
+    hs = flow.handshake
+    seconds = services.settings.portal_session_seconds
+    if recorded.alert is not None:
+        services.alerts.dispatch("watchlist", recorded.alert)
+    send_revocations(services, recorded.revoked)
+    fas_url = None
+    if hs.kind == HANDSHAKE_SIGNED:
+        try:
+            services.control.authorize(hs.ap_id, hs.mac, seconds)
+        except CommandNotSent as error:
+            raise NotAuthorized(str(error)) from None
+    else:
+        key = services.directory.key_for(hs.ap_id) or services.settings.command_key
+        fas_url = fas_auth_url(hs, key, landing_url)
+    services.client_sessions.start(hs.ap_id, hs.client_ip, recorded.pseudonym, seconds)
+    return SignInResult(recorded.signin_id, recorded.outcome, recorded.greeting, seconds,
+                        fas_url, sum(1 for r in recorded.revoked if r.reason == "quota"))
+
+
+def complete_sign_in(services: PortalServices, flow: Flow, declared: DeclaredIdentity,
+                     user_agent: str, remote_ip: str, locale: str, landing_url: str,
+                     now: dt.datetime | None = None) -> SignInResult:
+    """Record a verified sign-in and let the device through."""
+    moment = now or dt.datetime.now(dt.UTC)
+    recorded = _record_full(services, flow, declared, user_agent, remote_ip, locale, moment)
+    services.pending.delete(flow.fid)
+    return _finish(services, flow, recorded, landing_url)
+
+
+def complete_one_tap(services: PortalServices, flow: Flow, device_id: int, user_agent: str,
+                     remote_ip: str, locale: str, landing_url: str,
+                     now: dt.datetime | None = None) -> SignInResult:
+    """Record a one-tap sign-in of a known device and let it through."""
+    moment = now or dt.datetime.now(dt.UTC)
+    recorded = _record_one_tap(services, flow, device_id, user_agent, remote_ip, locale, moment)
+    return _finish(services, flow, recorded, landing_url)
+
+
+def move_out(services: PortalServices, resident_id: int, when: dt.date, actor: str,
+             client_ip: str = "") -> int:
+    """Record a resident's move-out and revoke every device; return deauthorize commands sent."""
+    now = dt.datetime.now(dt.UTC)
+    with session_scope(services.session_factory) as session:
+        resident = session.get(Resident, resident_id)
+        if resident is None:
+            raise LookupError(f"no resident {resident_id}")
+        resident.move_out = when
+        revoked = revoke_all(session, services.cipher, resident, "moved_out", now)
+        bump_registry_version(session)
+        record(session, actor, "move_out", f"resident:{resident_id}",
+               {"move_out": when.isoformat(), "devices_revoked": len(revoked)}, client_ip)
+    return send_revocations(services, revoked)
