@@ -143,7 +143,7 @@ def _ssid_fits(ssid: str) -> bool:
 
 
 def sample_bytes(sample: Any) -> bytes:
-    """A dead-letter sample as bytes, at most the contract's 4 KiB."""
+    """A dead-letter sample as bytes, cut to twice the contract's 4 KiB (redaction comes next)."""
     if isinstance(sample, bytes | bytearray):
         raw = bytes(sample)
     else:
@@ -151,7 +151,12 @@ def sample_bytes(sample: Any) -> bytes:
             raw = json.dumps(sample, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         except (TypeError, ValueError):
             raw = repr(sample).encode("utf-8", "replace")
-    return raw[:DEADLETTER_PAYLOAD_BYTES]
+    return raw[: 2 * DEADLETTER_PAYLOAD_BYTES]
+
+
+def dead_letter_payload(pseudonymizer: Pseudonymizer, sample: Any) -> bytes:
+    """The sample as stored: MACs redacted first, then cut to 4 KiB (so no MAC is half cut)."""
+    return pseudonymizer.redact(sample_bytes(sample))[:DEADLETTER_PAYLOAD_BYTES]
 
 
 class EventParser:
@@ -185,25 +190,25 @@ class EventParser:
         result = ParsedMessage(topic=topic, ap_id=ap_id, location=None)
         if ap_id is None:
             result.rejects.append(Reject(REASON_BAD_TOPIC, f"not an AP events topic: {topic[:200]}",
-                                         payload[:DEADLETTER_PAYLOAD_BYTES]))
+                                         payload))
             return result
         if len(payload) > MAX_PAYLOAD_BYTES:
             result.rejects.append(Reject(
                 REASON_OVERSIZED, f"payload of {len(payload)} bytes is over {MAX_PAYLOAD_BYTES}",
-                payload[:DEADLETTER_PAYLOAD_BYTES]))
+                payload))
             return result
         try:
             document = json.loads(payload)
         except (UnicodeDecodeError, ValueError) as error:
             # json.loads raises UnicodeDecodeError for bytes that are not UTF-8.
             result.rejects.append(Reject(REASON_BAD_JSON, f"not UTF-8 JSON: {error}"[:200],
-                                         payload[:DEADLETTER_PAYLOAD_BYTES]))
+                                         payload))
             return result
         items: list[Any] = document if isinstance(document, list) else [document]
         if len(items) > MAX_BATCH_EVENTS:
             result.rejects.append(Reject(
                 REASON_OVERSIZED, f"batch of {len(items)} events is over {MAX_BATCH_EVENTS}",
-                payload[:DEADLETTER_PAYLOAD_BYTES], count=len(items)))
+                payload, count=len(items)))
             return result
         if not items:
             return result  # an AP with nobody associated: alive, nothing to store
@@ -211,7 +216,7 @@ class EventParser:
         if location is None:
             result.rejects.append(Reject(
                 REASON_UNKNOWN_AP, f"AP {ap_id!r} is not in the registry",
-                payload[:DEADLETTER_PAYLOAD_BYTES], count=len(items)))
+                payload, count=len(items)))
             return result
         result.location = location
         events = result.events

@@ -40,7 +40,7 @@ from collector.const import (
     REASON_STORE_REJECTED,
 )
 from collector.metrics import CollectorMetrics
-from collector.parser import ApLocation, EventParser, Pseudonymizer, sample_bytes
+from collector.parser import ApLocation, EventParser, Pseudonymizer, dead_letter_payload
 from collector.points import LineBuilder
 from collector.redis_state import DeadLetter, PresenceUpdate, RedisState
 from collector.spool import Spool
@@ -461,7 +461,7 @@ class Collector:
         self.metrics.dead_lettered.labels(reason=reason).inc(count)
         if batch.samples[reason] < DEADLETTER_SAMPLES_PER_BATCH:
             batch.samples[reason] += 1
-            payload = self._pseudonymizer.redact(sample_bytes(sample))
+            payload = dead_letter_payload(self._pseudonymizer, sample)
             batch.deadletters.append(DeadLetter(reason, detail, topic, payload, now))
 
     # --- writer thread ------------------------------------------------------------------------

@@ -50,6 +50,14 @@ SUBTYPE_DEAUTHENTICATION = 12
 # Linux link type of an interface in monitor mode with radiotap headers (ARPHRD_IEEE80211_RADIOTAP).
 ARPHRD_IEEE80211_RADIOTAP = 803
 
+# First bytes of the files scapy reads: pcap (both byte orders, micro- and nanosecond), pcapng,
+# and gzip-compressed captures.
+_CAPTURE_MAGIC = {
+    bytes.fromhex("d4c3b2a1"), bytes.fromhex("a1b2c3d4"), bytes.fromhex("4d3cb2a1"),
+    bytes.fromhex("a1b23c4d"), bytes.fromhex("0a0d0d0a"),
+}
+_CAPTURE_MAGIC |= {bytes.fromhex("1f8b") + suffix for suffix in (b"\x08\x00", b"\x08\x08")}
+
 DEFAULT_PROBE_INTERVAL_S = 10.0
 DEFAULT_BATCH_EVENTS = 500
 DEFAULT_BATCH_DELAY_S = 1.0
@@ -306,6 +314,15 @@ def read_pcap(path: Path) -> Iterable[Any]:
     from scapy.error import Scapy_Exception
     from scapy.utils import PcapReader
 
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as error:
+        raise SnifferError(f"{path}: cannot read: {error}") from None
+    if magic not in _CAPTURE_MAGIC:
+        # Checked here because scapy's reader leaks its file handle when it refuses a file.
+        shown = magic.hex() or "nothing"
+        raise SnifferError(f"{path}: not a readable pcap file (starts with {shown})")
     try:
         reader = PcapReader(str(path))
     except (Scapy_Exception, OSError) as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -15,7 +16,7 @@ import pytest
 from census.events import PresenceEvent, encode_events, events_topic
 from census.mqtt import MqttClient
 from census.presence_store import InfluxV1Store
-from census.settings import Settings
+from census.settings import PREFIX, VARIABLES, Settings
 from collector.service import Collector, CollectorOptions, CollectorSummary
 from registry.db import bump_registry_version, make_engine, make_session_factory, session_scope
 from registry.db import upgrade as upgrade_registry
@@ -99,6 +100,23 @@ def publisher(settings: Settings) -> Iterator[Callable[[str, Any], None]]:
     client.disconnect()
 
 
+def discard_session(settings: Settings, client_id: str) -> None:
+    """End a test collector's persistent session on the shared broker (clean start, expiry 0)."""
+    client = MqttClient(settings, client_id)
+    client.connect()
+    client.disconnect()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The WIFI_CENSUS_* variables that reproduce these settings in a child process."""
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith(PREFIX)}
+    for variable in VARIABLES:
+        value = getattr(settings, variable.attribute)
+        environment[variable.env_name] = "" if value is None else str(value)
+    return environment
+
+
 def options_for(settings: Settings, tmp_name: str, **overrides: Any) -> CollectorOptions:
     """Collector options for a test: own client id and spool, short flush interval."""
     base = CollectorOptions.from_settings(
@@ -146,5 +164,6 @@ def running_collector(collector: Collector) -> Iterator[Collector]:
         collector.request_stop()
         thread.join(60)
         assert not thread.is_alive(), "collector did not stop within 60 s"
+        discard_session(collector.settings, collector.options.client_id)
     if "error" in result:
         raise result["error"]  # type: ignore[misc]

@@ -1,0 +1,186 @@
+"""Unit tests of the pure parser: every rule of contracts section 2."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from census.events import PresenceEvent, encode_event, encode_events
+from census.privacy import pseudonymize_mac
+from collector.parser import (
+    ApLocation,
+    EventParser,
+    ParsedEvent,
+    Pseudonymizer,
+    dead_letter_payload,
+    sample_bytes,
+)
+
+KEY = "k" * 40
+NOW = 1_764_000_000.0
+TOPIC = "site/v1/ap/ap-1/events"
+LOCATION = ApLocation("ap-1", "C1", "B1", "3", "")
+GOOD: dict[str, Any] = {"v": 1, "type": "snapshot", "mac": "A4-83-E7-12-9F-01", "ts": NOW - 10,
+                        "rssi": -48, "ssid": "Census-Free"}
+
+
+def make_parser() -> EventParser:
+    """A parser for prefix 'site' that knows one AP and keeps 90 days."""
+    return EventParser("site", Pseudonymizer(KEY), {"ap-1": LOCATION}.get, retention_days=90)
+
+
+def parse(payload: Any, topic: str = TOPIC) -> Any:
+    """Parse a JSON-able payload (or raw bytes)."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return make_parser().parse(topic, body, NOW)
+
+
+def test_a_single_event_object_is_accepted_and_pseudonymised() -> None:
+    """One event object becomes one ParsedEvent with the keyed pseudonym, not the MAC."""
+    result = parse(GOOD)
+    assert result.rejects == [] and result.location == LOCATION
+    assert result.events == [ParsedEvent("snapshot", pseudonymize_mac("a4:83:e7:12:9f:01", KEY),
+                                         False, NOW - 10, -48, "Census-Free")]
+
+
+def test_a_batch_keeps_good_events_around_bad_ones() -> None:
+    """One bad event in a batch does not reject its neighbours."""
+    bad = dict(GOOD, rssi="loud")
+    result = parse([GOOD, bad, dict(GOOD, mac="02:00:00:00:00:01")])
+    assert len(result.events) == 2 and result.events[1].randomized is True
+    assert [r.reason for r in result.rejects] == ["bad_field"]
+    assert result.rejects[0].sample == bad and result.total == 3
+
+
+def test_encoded_events_from_census_events_round_trip() -> None:
+    """What producers encode with census.events is exactly what the parser accepts."""
+    events = [PresenceEvent("connect", "00:11:22:33:44:55", NOW, None, "x"),
+              PresenceEvent("probe", "02:11:22:33:44:55", NOW, -90, "")]
+    result = make_parser().parse(TOPIC, encode_events(events), NOW)
+    assert [e.type for e in result.events] == ["connect", "probe"] and not result.rejects
+    single = make_parser().parse(TOPIC, encode_event(events[0]), NOW)
+    assert len(single.events) == 1
+
+
+def test_an_empty_batch_is_an_alive_ap_with_nobody() -> None:
+    """`[]` is valid: no events, no rejects."""
+    result = parse([])
+    assert result.events == [] and result.rejects == [] and result.total == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"v": None}, "bad_field"),
+        ({"v": "1"}, "bad_field"),
+        ({"v": True}, "bad_field"),
+        ({"v": 2}, "bad_version"),
+        ({"type": "roam"}, "bad_field"),
+        ({"type": ["snapshot"]}, "bad_field"),
+        ({"mac": "not-a-mac"}, "bad_field"),
+        ({"mac": 12345}, "bad_field"),
+        ({"mac": None}, "bad_field"),
+        ({"ts": "yesterday"}, "bad_field"),
+        ({"ts": None}, "bad_field"),
+        ({"ts": True}, "bad_field"),
+        ({"ts": NOW + 301}, "bad_timestamp"),
+        ({"ts": NOW - 91 * 86400}, "bad_timestamp"),
+        ({"rssi": None}, "bad_field"),  # required for a snapshot
+        ({"rssi": 5}, "bad_field"),
+        ({"rssi": -48.5}, "bad_field"),
+        ({"rssi": False}, "bad_field"),
+        ({"ssid": "x" * 33}, "bad_field"),
+        ({"ssid": "网" * 11}, "bad_field"),  # 33 bytes in UTF-8
+        ({"ssid": 7}, "bad_field"),
+        ({"ap": "ap-2"}, "ap_mismatch"),
+    ],
+)
+def test_invalid_events_are_rejected_with_their_reason(change: dict[str, Any], reason: str) -> None:
+    """Each malformed field is refused with the contract's reason (None: the field is missing)."""
+    event = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
+    result = parse([event, GOOD])
+    assert [r.reason for r in result.rejects] == [reason]
+    assert len(result.events) == 1
+
+
+def test_rssi_is_optional_for_connect_and_disconnect_and_extra_fields_are_ignored() -> None:
+    """Forward compatible: unknown fields pass; connect needs no RSSI."""
+    event = {"v": 1, "type": "disconnect", "mac": "00:11:22:33:44:55", "ts": NOW, "band": "5g",
+             "ap": "ap-1"}
+    result = parse(event)
+    assert len(result.events) == 1 and result.events[0].rssi is None
+
+
+def test_lone_surrogate_in_ssid_is_rejected_not_crashing() -> None:
+    """JSON can carry an unpaired surrogate that UTF-8 cannot encode: a bad field."""
+    body = json.dumps(GOOD).replace("Census-Free", "\\ud800").encode()
+    assert parse(body).rejects[0].reason == "bad_field"
+
+
+def test_non_finite_timestamps_are_bad_fields() -> None:
+    """NaN and Infinity (Python's json accepts them) are refused."""
+    for literal in (b"NaN", b"Infinity"):
+        body = json.dumps(dict(GOOD, ts=0)).encode().replace(b'"ts": 0', b'"ts": ' + literal)
+        assert parse(body).rejects[0].reason == "bad_field"
+
+
+@pytest.mark.parametrize(
+    ("payload", "topic", "reason", "count"),
+    [
+        (b"{not json", TOPIC, "bad_json", 1),
+        (b"\xff\xfe\x00garbage", TOPIC, "bad_json", 1),
+        (b"", TOPIC, "bad_json", 1),
+        (b"[" + b" " * (1024 * 1024) + b"]", TOPIC, "oversized", 1),
+        (json.dumps([GOOD] * 5001).encode(), TOPIC, "oversized", 5001),
+        (json.dumps([GOOD] * 3).encode(), "site/v1/ap/ap-9/events", "unknown_ap", 3),
+        (json.dumps(GOOD).encode(), "site/v1/ap/bad ap/events", "bad_topic", 1),
+        (json.dumps(GOOD).encode(), "other/v1/ap/ap-1/events", "bad_topic", 1),
+        (b"42", TOPIC, "bad_field", 1),
+        (b"[1, \"x\", null]", TOPIC, "bad_field", 3),
+    ],
+)
+def test_whole_message_problems(payload: bytes, topic: str, reason: str, count: int) -> None:
+    """Message-level problems reject the message, counted as the events it held."""
+    result = make_parser().parse(topic, payload, NOW)
+    assert result.events == []
+    assert {r.reason for r in result.rejects} == {reason}
+    assert result.rejected == count
+
+
+def test_a_full_batch_of_5000_is_accepted() -> None:
+    """The batch limit is inclusive."""
+    assert len(parse([GOOD] * 5000).events) == 5000
+
+
+def test_pseudonymizer_memo_is_bounded_and_consistent() -> None:
+    """The memo never grows past its bound and returns the same answers after clearing."""
+    pseudonymizer = Pseudonymizer(KEY, max_entries=10)
+    first = pseudonymizer.lookup("00:11:22:33:44:55")
+    for index in range(25):
+        pseudonymizer.lookup(f"00:11:22:33:44:{index:02x}")
+    assert len(pseudonymizer._memo) <= 10  # noqa: SLF001
+    assert pseudonymizer.lookup("00:11:22:33:44:55") == first
+    assert pseudonymizer.lookup("zz") is None
+
+
+def test_redaction_replaces_every_mac_shape_with_its_pseudonym() -> None:
+    """Dead-letter samples keep no raw MAC, in any spelling."""
+    pseudonymizer = Pseudonymizer(KEY)
+    sample = b'{"mac":"A4:83:E7:12:9F:01","x":"a4-83-e7-12-9f-01","y":"a483e7129f01"}'
+    redacted = pseudonymizer.redact(sample)
+    expected = b"mac~" + pseudonymize_mac("a4:83:e7:12:9f:01", KEY).encode()
+    assert redacted.count(expected) == 3
+    assert b"83:e7" not in redacted and b"a483e7" not in redacted.lower()
+
+
+def test_samples_are_capped_at_4_kib_after_redaction() -> None:
+    """A dead-letter payload is at most 4 KiB, whatever the sample was, and has no raw MAC."""
+    pseudonymizer = Pseudonymizer(KEY)
+    assert len(dead_letter_payload(pseudonymizer, b"x" * 10_000)) == 4096
+    assert len(dead_letter_payload(pseudonymizer, {"a": "y" * 10_000})) == 4096
+    assert sample_bytes({"a": 1}) == b'{"a":1}'
+    many = b",".join([b"00:11:22:33:44:55"] * 1000)  # redaction makes the text longer
+    stored = dead_letter_payload(pseudonymizer, many)
+    assert len(stored) == 4096 and b"00:11:22" not in stored
