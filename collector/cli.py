@@ -76,12 +76,15 @@ def run_command(client_id: str | None, share_group: str | None, exit_when_idle: 
         else:
             service.request_stop()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    previous = {number: signal.signal(number, on_signal)
+                for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         summary = service.run().as_dict()
     except CollectorError as error:
         raise click.ClickException(f"collector cannot start: {error}") from None
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     if summary_json:
         click.echo(json.dumps(summary))
     else:
@@ -176,13 +179,16 @@ def sniff(iface: str | None, pcap: Path | None, ap_id: str, probe_interval: floa
     settings = load_settings()
     logs.configure(settings.log_level, False)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
-    signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
+    previous = {number: signal.signal(number, lambda _s, _f: stop.set())
+                for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         stats = run_sniffer(settings, ap_id, iface=iface, pcap=pcap,
                             probe_interval_s=probe_interval, batch_events=batch_events, stop=stop)
     except (SnifferError, MqttError) as error:
         raise click.ClickException(str(error)) from None
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     counts = stats.as_dict()
     click.echo(" ".join(f"{name}={value}" for name, value in counts.items()))
     if stats.frames and not stats.events:
