@@ -1,0 +1,134 @@
+"""Send a recorded event stream to the broker, as the access points would.
+
+Each line of ``events.jsonl`` becomes one QoS 1 message on ``{p}/v1/ap/{ap_id}/events``
+(``census.events.events_topic``), through ``census.mqtt.MqttClient``. Lines the simulator wrote
+are sliced, not parsed: the payload bytes go out exactly as recorded. Other well-formed lines
+are parsed and re-encoded compactly; a malformed line is logged with its line number and
+skipped, and the rest of the stream still goes out.
+
+Pacing: by default as fast as the broker acknowledges (accelerated time, timestamps in the
+past); ``rate`` plays the stream at that many simulated seconds per real second; ``live``
+sends each message when the wall clock reaches its timestamp (for a run that starts today).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from census.events import AP_ID_PATTERN, MAX_BATCH_EVENTS, MAX_PAYLOAD_BYTES, events_topic
+from census.mqtt import MqttClient
+from census.settings import Settings
+
+LOGGER = logging.getLogger(__name__)
+
+# The simulator's own lines: sliced without parsing (the common, fast path).
+_LINE = re.compile(rb'^\{"ap":"([A-Za-z0-9._-]{1,64})","payload":(\[.*\])\}\s*$', re.DOTALL)
+_FIRST_TS = re.compile(rb'"ts":(-?[0-9.eE+-]+)')
+# Every this many messages, wait for the broker's acknowledgement: paho's queue is unbounded
+# (census.mqtt), so this is what keeps a multi-gigabyte stream from piling up in memory.
+ACK_WINDOW = 500
+
+
+class StreamLineError(ValueError):
+    """A line of an events file is not a message the publisher can send."""
+
+
+def parse_line(raw: bytes) -> tuple[str, bytes, float | None]:
+    """(AP id, payload bytes, first event time or None) of one events.jsonl line."""
+    match = _LINE.match(raw)
+    if match:
+        ap_id, payload = match.group(1).decode("ascii"), match.group(2)
+    else:
+        try:
+            record = json.loads(raw)
+        except (UnicodeDecodeError, ValueError) as error:
+            raise StreamLineError(f"not JSON: {error}") from None
+        if not isinstance(record, dict) or set(record) != {"ap", "payload"}:
+            raise StreamLineError('must be an object with exactly the keys "ap" and "payload"')
+        ap_id = record["ap"]
+        if not isinstance(ap_id, str) or not AP_ID_PATTERN.match(ap_id):
+            raise StreamLineError(f"ap {ap_id!r} is not an AP id")
+        body = record["payload"]
+        if isinstance(body, list) and len(body) > MAX_BATCH_EVENTS:
+            raise StreamLineError(f"payload has {len(body)} events, over {MAX_BATCH_EVENTS}")
+        if not isinstance(body, list | dict):
+            raise StreamLineError("payload must be an event object or an array of them")
+        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise StreamLineError(f"payload is {len(payload)} bytes, over {MAX_PAYLOAD_BYTES}")
+    found = _FIRST_TS.search(payload)
+    ts = float(found.group(1)) if found else None
+    return ap_id, payload, ts
+
+
+def read_stream(path: Path) -> Iterator[tuple[int, str, bytes, float | None]]:
+    """(line number, AP id, payload, time) of every sendable line; bad lines are logged."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                ap_id, payload, ts = parse_line(raw)
+            except StreamLineError as error:
+                LOGGER.error("%s: line %d skipped: %s", path, number, error)
+                continue
+            yield number, ap_id, payload, ts
+
+
+def count_lines(path: Path) -> int:
+    """Number of lines in a file (for a progress bar)."""
+    count = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count
+
+
+def publish(settings: Settings, events_path: Path, *, rate: float = 0.0, live: bool = False,
+            client_id: str = "", progress: Callable[[int], None] | None = None,
+            clock: Callable[[], float] = time.time,
+            sleep: Callable[[float], None] = time.sleep) -> int:
+    """Publish a recorded stream with QoS 1; returns the number of messages sent."""
+    if rate < 0:
+        raise ValueError(f"rate {rate!r} must be 0 (unpaced) or a positive speed-up")
+    prefix = settings.mqtt_topic_prefix
+    client = MqttClient(settings, client_id or f"census-sim-{uuid.uuid4().hex[:8]}",
+                        max_inflight=ACK_WINDOW)
+    client.connect()
+    topics: dict[str, str] = {}
+    sent = 0
+    first_stream_ts: float | None = None
+    first_wall = clock()
+    last_ts: float | None = None
+    try:
+        for _number, ap_id, payload, ts in read_stream(events_path):
+            # An empty snapshot carries no time: it goes out with the message before it.
+            ts = ts if ts is not None else last_ts
+            last_ts = ts
+            if ts is not None and (live or rate > 0):
+                if first_stream_ts is None:
+                    first_stream_ts = ts
+                due = ts if live else first_wall + (ts - first_stream_ts) / rate
+                wait = due - clock()
+                if wait > 0:
+                    sleep(wait)
+            topic = topics.get(ap_id)
+            if topic is None:
+                topic = topics[ap_id] = events_topic(prefix, ap_id)
+            sent += 1
+            client.publish(topic, payload, qos=1, wait=sent % ACK_WINDOW == 0)
+            if progress and sent % 1000 == 0:
+                progress(1000)
+        client.wait_until_published(timeout=120.0)
+        if progress:
+            progress(sent % 1000)
+    finally:
+        client.disconnect()
+    LOGGER.info("published %d messages from %s", sent, events_path)
+    return sent
