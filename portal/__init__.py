@@ -19,7 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from census.settings import PROJECT_ROOT, Settings
 from portal.const import DEFAULT_LOCALE, STAFF_SESSION_HOURS
-from portal.i18n import select_locale
+from portal.i18n import page_locale, select_locale
 from portal.services import PortalServices
 
 LOGGER = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.session_protection = "strong"
+    app.jinja_env.globals["page_locale"] = page_locale
 
     from portal import admin, api, captive
 

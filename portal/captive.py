@@ -11,7 +11,6 @@ import logging
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, render_template, request, url_for
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from wtforms.fields.choices import SelectChoice
 
@@ -36,6 +35,7 @@ from portal.handshake import (
     parse_fas,
     verify_signed_redirect,
 )
+from portal.i18n import page_locale
 from portal.identity import DeclaredIdentity, clean_id_number, clean_name, clean_phone
 from portal.otp import IssueStatus, VerifyStatus
 from portal.services import PortalServices
@@ -55,8 +55,8 @@ def _services() -> PortalServices:
 
 
 def _locale() -> str:
-    """The page's locale as a string (zh_CN or en)."""
-    return str(get_locale() or "zh_CN")
+    """The page's locale as our code: zh_CN or en (Babel says zh_Hans_CN for zh_CN)."""
+    return page_locale()
 
 
 def _remote() -> str:

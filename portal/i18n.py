@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flask import request
+from flask_babel import get_locale
 
 from portal.const import DEFAULT_LOCALE, LOCALES
 
+# Catalogs live in portal/translations/zh_Hans_CN: Babel parses "zh_CN" as zh_Hans_CN.
 # Primary language subtag -> our locale. Any Chinese (zh-CN, zh-Hans-CN, zh-TW, zh-HK) gets the
 # simplified Chinese pages: the only Chinese catalog we have.
 _PRIMARY = {"zh": "zh_CN", "en": "en"}
@@ -31,3 +33,11 @@ def select_locale() -> str:
     if chosen in LOCALES:
         return chosen
     return best_locale(request.accept_languages)
+
+
+def page_locale() -> str:
+    """The request's locale as one of LOCALES (Babel expands zh_CN to zh_Hans_CN)."""
+    locale = get_locale()
+    if locale is not None and locale.language == "en":
+        return "en"
+    return DEFAULT_LOCALE

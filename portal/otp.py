@@ -21,7 +21,7 @@ import redis
 CODE_DIGITS = 6
 
 # KEYS: otp hash, cooldown, phone-day counter, client-day counter
-# ARGV: code hash, ttl, cooldown seconds, phone cap, client cap, phone digest
+# ARGV: code hash, ttl seconds, cooldown milliseconds, phone cap, client cap, phone digest
 _ISSUE = """
 local cooldown = redis.call('PTTL', KEYS[2])
 if cooldown > 0 then return {'cooldown', cooldown} end
@@ -29,7 +29,7 @@ local phone_count = tonumber(redis.call('GET', KEYS[3]) or '0')
 if phone_count >= tonumber(ARGV[4]) then return {'cap_phone', 0} end
 local client_count = tonumber(redis.call('GET', KEYS[4]) or '0')
 if client_count >= tonumber(ARGV[5]) then return {'cap_client', 0} end
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
 redis.call('INCR', KEYS[3])
 redis.call('EXPIRE', KEYS[3], 172800)
 redis.call('INCR', KEYS[4])
@@ -107,7 +107,7 @@ class OtpPolicy:
 
     ttl: int
     max_tries: int
-    resend_seconds: int
+    resend_seconds: float
     daily_per_phone: int
     daily_per_client: int
 
@@ -159,7 +159,8 @@ class OtpService:
         p = self._policy
         status, extra = self._issue(
             keys=self._keys(fid, phone, client, moment),
-            args=[self._code_hash(fid, code), p.ttl, p.resend_seconds, p.daily_per_phone,
+            args=[self._code_hash(fid, code), p.ttl, max(1, int(p.resend_seconds * 1000)),
+                  p.daily_per_phone,
                   p.daily_per_client, self.phone_digest(phone)],
         )
         word = IssueStatus(status.decode() if isinstance(status, bytes) else status)

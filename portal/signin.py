@@ -90,9 +90,10 @@ def _watchlist_alert(session: Session, entry: WatchlistEntry, signin: SignIn,
         "generated_at": int(signin.at.timestamp()),
     }
     alert = Alert(kind="watchlist", at=signin.at, unit_id=unit.id if unit else None,
-                  resident_id=resident.id if resident else None, payload=payload)
+                  resident_id=resident.id if resident else None, payload=dict(payload))
     session.add(alert)
     session.flush()
+    # A new dict, not the same one mutated: the JSON column only sees a changed value.
     payload["alert_id"] = alert.id
     alert.payload = dict(payload)
     return payload

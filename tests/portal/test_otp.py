@@ -1,0 +1,159 @@
+"""One-time codes and rate limits against the real Redis: tries, expiry, cooldown, daily caps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import pytest
+
+from census.settings import Settings
+from portal.otp import IssueStatus, OtpPolicy, OtpService, VerifyStatus
+from portal.ratelimit import RateLimiter
+
+PHONE = "13800138000"
+
+
+def otp(settings: Settings, redis_client: Any, **policy: Any) -> OtpService:
+    """An OTP service with a policy that keeps the test fast."""
+    values: dict[str, Any] = {"ttl": 60, "max_tries": 3, "resend_seconds": 0.05,
+                              "daily_per_phone": 3, "daily_per_client": 5}
+    values.update(policy)
+    return OtpService(redis_client, settings.redis_key_prefix, settings.secret_key,
+                      OtpPolicy(**values), settings.timezone)
+
+
+def test_a_code_is_six_digits_stored_only_hashed(settings: Settings, redis_client: Any) -> None:
+    """Nothing in Redis contains the code or the phone number."""
+    service = otp(settings, redis_client)
+    issued = service.issue("flow1", PHONE, "ap:10.0.0.2")
+    assert issued.status is IssueStatus.OK and len(issued.code) == 6 and issued.code.isdigit()
+    for key in redis_client.scan_iter(match=f"{settings.redis_key_prefix}*"):
+        assert PHONE.encode() not in key
+        dumped = redis_client.dump(key)
+        assert issued.code.encode() not in dumped and PHONE.encode() not in dumped
+
+
+def test_right_code_works_once(settings: Settings, redis_client: Any) -> None:
+    """A verified code is used up."""
+    service = otp(settings, redis_client)
+    code = service.issue("flow1", PHONE, "c").code
+    assert service.verify("flow1", code).status is VerifyStatus.OK
+    assert service.verify("flow1", code).status is VerifyStatus.EXPIRED
+
+
+def test_a_code_belongs_to_its_flow(settings: Settings, redis_client: Any) -> None:
+    """Another flow cannot use it."""
+    service = otp(settings, redis_client)
+    code = service.issue("flow1", PHONE, "c").code
+    assert service.verify("flow2", code).status is VerifyStatus.EXPIRED
+
+
+def test_wrong_codes_count_down_then_lock_even_the_right_one(settings: Settings,
+                                                             redis_client: Any) -> None:
+    """max_tries wrong entries and the code is dead."""
+    service = otp(settings, redis_client, max_tries=3)
+    code = service.issue("flow1", PHONE, "c").code
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    assert service.verify("flow1", wrong).tries_left == 2
+    assert service.verify("flow1", wrong).tries_left == 1
+    assert service.verify("flow1", wrong).status is VerifyStatus.LOCKED
+    assert service.verify("flow1", code).status is VerifyStatus.LOCKED
+
+
+def test_codes_expire(settings: Settings, redis_client: Any) -> None:
+    """After ttl the code is gone."""
+    service = otp(settings, redis_client, ttl=1)
+    code = service.issue("flow1", PHONE, "c").code
+    time.sleep(1.1)
+    assert service.verify("flow1", code).status is VerifyStatus.EXPIRED
+
+
+def test_resend_cooldown_per_number(settings: Settings, redis_client: Any) -> None:
+    """A second code to the same number waits; another number does not."""
+    service = otp(settings, redis_client, resend_seconds=30)
+    assert service.issue("flow1", PHONE, "c").status is IssueStatus.OK
+    again = service.issue("flow2", PHONE, "c2")
+    assert again.status is IssueStatus.COOLDOWN and 29 <= again.retry_after <= 30
+    assert service.cooldown_left(PHONE) in (29, 30)
+    assert service.issue("flow3", "13900139000", "c").status is IssueStatus.OK
+
+
+def test_daily_cap_per_number(settings: Settings, redis_client: Any) -> None:
+    """The fourth code of the day to one number is refused, whatever the client."""
+    service = otp(settings, redis_client, daily_per_phone=3)
+    for n in range(3):
+        assert service.issue(f"f{n}", PHONE, f"client{n}").status is IssueStatus.OK
+        time.sleep(0.06)
+    assert service.issue("f9", PHONE, "client9").status is IssueStatus.CAP_PHONE
+
+
+def test_daily_cap_per_client(settings: Settings, redis_client: Any) -> None:
+    """One client asking codes for many numbers is stopped."""
+    service = otp(settings, redis_client, daily_per_client=2)
+    assert service.issue("f1", "13800000001", "ap:10.0.0.9").status is IssueStatus.OK
+    assert service.issue("f2", "13800000002", "ap:10.0.0.9").status is IssueStatus.OK
+    assert service.issue("f3", "13800000003", "ap:10.0.0.9").status is IssueStatus.CAP_CLIENT
+    assert service.issue("f4", "13800000003", "ap:10.0.0.10").status is IssueStatus.OK
+
+
+def test_daily_caps_follow_the_local_day(settings: Settings, redis_client: Any) -> None:
+    """17:00 UTC is already the next day in Asia/Shanghai: a fresh count."""
+    service = otp(settings, redis_client, daily_per_phone=1)
+    evening = dt.datetime(2026, 1, 1, 15, 0, tzinfo=dt.UTC)  # 23:00 local
+    assert service.issue("f1", PHONE, "c", now=evening).status is IssueStatus.OK
+    time.sleep(0.06)
+    same_day = dt.datetime(2026, 1, 1, 15, 50, tzinfo=dt.UTC)  # 23:50 local
+    assert service.issue("f2", PHONE, "c", now=same_day).status is IssueStatus.CAP_PHONE
+    next_day = dt.datetime(2026, 1, 1, 16, 10, tzinfo=dt.UTC)  # 00:10 local, next day
+    assert service.issue("f3", PHONE, "c", now=next_day).status is IssueStatus.OK
+
+
+def test_release_gives_back_a_booking_whose_sms_failed(settings: Settings,
+                                                       redis_client: Any) -> None:
+    """No cooldown, no count, no code after a failed send."""
+    service = otp(settings, redis_client, daily_per_phone=1, resend_seconds=60)
+    first = service.issue("f1", PHONE, "c")
+    service.release("f1", PHONE, "c")
+    assert service.verify("f1", first.code).status is VerifyStatus.EXPIRED
+    assert service.issue("f2", PHONE, "c").status is IssueStatus.OK
+
+
+def test_concurrent_issues_cannot_pass_the_cap(settings: Settings, redis_client: Any) -> None:
+    """The Lua script books atomically: 20 parallel requests, cap 5, exactly 5 codes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    service = otp(settings, redis_client, daily_per_client=5)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda n: service.issue(f"f{n}", f"1380000{n:04d}", "same"),
+                                range(20)))
+    assert sum(r.status is IssueStatus.OK for r in results) == 5
+
+
+def test_rate_limiter_window(settings: Settings, redis_client: Any) -> None:
+    """limit hits pass, the next is refused with a wait; other clients are not affected."""
+    limiter = RateLimiter(redis_client, settings.redis_key_prefix, {"x": (3, 60)})
+    now = 1_764_000_000.0
+    assert [limiter.hit("x", "a", now).allowed for _ in range(4)] == [True, True, True, False]
+    refused = limiter.hit("x", "a", now)
+    assert not refused.allowed and refused.retry_after == 61
+    assert limiter.hit("x", "b", now).allowed
+    assert limiter.hit("x", "a", now + 60).allowed  # next window
+    limiter.reset("x", "a", now)
+    assert limiter.hit("x", "a", now).allowed
+
+
+@pytest.mark.parametrize(("header", "locale"), [
+    ("zh-CN,zh;q=0.9", "zh_CN"), ("en-US,en;q=0.9", "en"), ("zh-Hans-CN,en;q=0.5", "zh_CN"),
+    ("en-GB,zh-CN;q=0.8", "en"), ("fr-FR", "zh_CN"), ("fr-FR,en;q=0.5", "en"),
+    ("zh-TW", "zh_CN"), ("", "zh_CN"), ("en;q=0,zh;q=0.1", "zh_CN"),
+])
+def test_locale_from_accept_language(header: str, locale: str) -> None:
+    """Chinese by default; English for browsers that prefer it."""
+    from werkzeug.datastructures import LanguageAccept
+    from werkzeug.http import parse_accept_header
+
+    from portal.i18n import best_locale
+
+    assert best_locale(parse_accept_header(header, LanguageAccept)) == locale
