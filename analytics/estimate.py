@@ -1,0 +1,346 @@
+"""Occupancy per unit: the pure pipeline from the roll-up and registry frames to estimates.
+
+``estimate_occupancy`` runs the steps in order (address linking, device classes and homes,
+placement in units or corridor zones, devices to people, the utility signal, the posterior per
+unit) and returns the frames the flags, tiers, heatmaps and reports are made from. It reads
+nothing itself: the caller loads the frames (``analytics.rollup``, ``analytics.loaders``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analytics.config import AnalyticsConfig, Window
+from analytics.devices import (
+    ap_observed_days,
+    choose_home,
+    daily_features,
+    device_ap_features,
+    packed_masks,
+    place_devices,
+    zones_for_aps,
+)
+from analytics.linking import apply_links, link_addresses
+from analytics.loaders import RegistryFrames, records
+from analytics.people import (
+    Prior,
+    fit_prior,
+    group_people,
+    prior_distribution,
+    summarise,
+    timelines,
+    unit_posterior,
+    weekly_counts,
+    wifi_likelihood,
+    zone_posteriors,
+)
+from analytics.utility import daily_consumption, utility_evidence
+
+LOGGER = logging.getLogger(__name__)
+
+UNIT_RESULT_COLUMNS = [
+    "unit", "community", "building", "floor", "registered", "rented", "coverage",
+    "nights_observed", "resident_devices", "people_detected", "estimated", "mean", "low", "high",
+    "p_plus_one", "p_plus_two", "persistence", "weeks_observed", "utility_ratio",
+    "utility_people", "zone", "zone_units",
+]
+
+
+@dataclass
+class Estimates:
+    """What the estimator found, as frames (all pseudonymous)."""
+
+    units: pd.DataFrame
+    devices: pd.DataFrame
+    links: pd.DataFrame
+    prior: Prior
+    presence: pd.DataFrame = field(repr=False)
+
+
+def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: Window,
+                       config: AnalyticsConfig | None = None,
+                       progress: Callable[[str], None] | None = None) -> Estimates:
+    """Estimate people per unit from the window's roll-up and the registry."""
+    config = config or AnalyticsConfig()
+    step = progress or (lambda _name: None)
+    units = registry.units
+    start_s, end_s = window.start.timestamp(), window.end.timestamp()
+
+    step("linking randomized addresses")
+    links = link_addresses(rollup, registry.bindings, start_s, end_s, config)
+    presence = apply_links(rollup, links).reset_index(drop=True)
+    packed = packed_masks(presence["mask"]) if len(presence) else np.zeros((0, 36), np.uint8)
+
+    step("classifying devices")
+    daily = daily_features(presence, packed, config)
+    features = device_ap_features(presence, daily)
+    observed = ap_observed_days(presence)
+    homes = choose_home(features, registry.aps, observed, config)
+    coverage = zones_for_aps(registry.aps, units)
+    placed = place_devices(homes, coverage, links, registry.bindings)
+    address_count = links.groupby("logical").size()
+    placed["addresses"] = placed["device"].map(address_count).fillna(1).astype("int64")
+
+    step("grouping devices into people")
+    day_index = {d: i for i, d in enumerate(window.days)}
+    placed["person"] = -1
+    placed["person_score"] = np.nan
+    residents = placed.loc[placed["class"] == "resident"]
+    home_key = presence["device"] + "\x00" + presence["ap"]
+    resident_keys = residents["device"] + "\x00" + residents["home_ap"]
+    at_home = home_key.isin(set(resident_keys)).to_numpy()
+    home_rows = presence.loc[at_home]
+    home_packed = packed[at_home]
+    home_stay = daily["stay"].to_numpy()[at_home]
+    person_of: dict[str, int] = {}
+    next_person = 0
+    ap_rows = {ap: idx for ap, idx in home_rows.groupby("ap").indices.items()}
+    for ap, group in residents.groupby("home_ap", sort=True):
+        devices = list(group["device"])
+        idx = ap_rows.get(ap, np.array([], dtype=np.int64))
+        rows = home_rows.iloc[idx]
+        lines = timelines(rows, home_packed[idx], devices, day_index, len(window.days))
+        people, scores = group_people(devices, lines, config)
+        for device, p in zip(devices, people, strict=True):
+            person_of[device] = next_person + p
+        placed.loc[group.index, "person"] = [next_person + p for p in people]
+        placed.loc[group.index, "person_score"] = scores
+        next_person += max(people) + 1 if people else 0
+
+    step("reading the utility signal")
+    consumption = daily_consumption(registry.utilities, window.first_night,
+                                    window.days[-1], config.utility_kinds)
+    util_frame, util_logliks = utility_evidence(units, consumption, config)
+
+    step("estimating people per unit")
+    result = _unit_results(units, registry.aps, coverage, placed, observed, home_rows,
+                           home_stay, person_of, day_index, util_frame, util_logliks,
+                           window, config)
+    prior = result.attrs.pop("prior")
+    return Estimates(units=result, devices=placed, links=links, prior=prior, presence=presence)
+
+
+def _person_unit(placed: pd.DataFrame) -> pd.DataFrame:
+    """Per person-cluster: its home AP, and its unit when placed with certainty."""
+    residents = placed.loc[placed["person"] >= 0]
+    if residents.empty:
+        return pd.DataFrame(columns=["person", "home_ap", "unit", "devices"])
+    grouped = residents.groupby("person")
+    return pd.DataFrame({
+        "home_ap": grouped["home_ap"].first(),
+        "unit": grouped["unit"].agg(lambda u: next((x for x in u if x), "")),
+        "devices": grouped.size(),
+    }).reset_index()
+
+
+def _weeks(n_days: int) -> int:
+    """Whole weeks in the window (at least one)."""
+    return max(1, n_days // 7)
+
+
+def _unit_results(units: pd.DataFrame, aps: pd.DataFrame, coverage: pd.DataFrame,
+                  placed: pd.DataFrame, observed: pd.Series, home_rows: pd.DataFrame,
+                  home_stay: np.ndarray, person_of: dict[str, int],
+                  day_index: Mapping[Any, int], util_frame: pd.DataFrame,
+                  util_logliks: dict[str, np.ndarray], window: Window,
+                  config: AnalyticsConfig) -> pd.DataFrame:
+    """Posterior per unit (own AP, corridor zone, or no coverage) and its summary row."""
+    n_days = len(window.days)
+    persons = _person_unit(placed)
+    unit_aps = aps.loc[(aps["coverage"] == "unit") & (aps["unit"] != "")]
+    own_ap = unit_aps.groupby("unit")["ap"].apply(list).to_dict()
+    corridor = coverage.loc[coverage["ap"].isin(aps.loc[aps["coverage"] == "floor", "ap"])]
+    zone_of = {u: ap for ap, u in zip(corridor["ap"], corridor["unit"], strict=True)
+               if u not in own_ap}
+    zone_units = corridor.loc[~corridor["unit"].isin(own_ap)].groupby("ap")["unit"].apply(list)
+    util = util_frame.set_index("unit") if not util_frame.empty else pd.DataFrame()
+    resident_devices = placed.loc[placed["class"] == "resident"]
+    devices_by_ap = resident_devices.groupby("home_ap").size()
+    devices_by_unit = resident_devices.loc[resident_devices["unit"] != ""].groupby("unit").size()
+
+    # Weekly people per AP (persistence), from each person's stay days at home.
+    rows_person = home_rows.assign(stay=home_stay)
+    weekly_by_ap: dict[str, list[int]] = {}
+    weekly_by_unit: dict[str, list[int]] = {}
+    placed_unit = persons.set_index("person")["unit"] if not persons.empty else pd.Series()
+    for ap, rows in rows_person.groupby("ap"):
+        weekly_by_ap[str(ap)] = weekly_counts(rows, person_of, day_index, n_days,
+                                              rows["stay"].to_numpy())
+        # Persons of a corridor AP that are bound to a unit count for that unit.
+        if not placed_unit.empty:
+            bound = rows.loc[rows["device"].map(person_of).map(placed_unit).fillna("") != ""]
+            for unit, unit_rows in bound.groupby(bound["device"].map(person_of).map(placed_unit)):
+                counts = weekly_counts(unit_rows, person_of, day_index, n_days,
+                                       unit_rows["stay"].to_numpy())
+                previous = weekly_by_unit.get(str(unit), [0] * len(counts))
+                weekly_by_unit[str(unit)] = [a + b for a, b in zip(previous, counts, strict=True)]
+    observed_weeks_by_ap = _observed_weeks(home_rows, day_index, n_days)
+
+    detected_unit = (persons.loc[persons["unit"] != ""].groupby("unit").size()
+                     if not persons.empty else pd.Series(dtype="int64"))
+    unplaced_ap = (persons.loc[persons["unit"] == ""].groupby("home_ap").size()
+                   if not persons.empty else pd.Series(dtype="int64"))
+
+    # Empirical-Bayes prior from units with their own AP and enough nights.
+    unit_records = records(units)
+    fit_r, fit_d = [], []
+    for unit in unit_records:
+        aps_here = own_ap.get(unit["unit"], [])
+        nights = max((int(observed.get(a, 0)) for a in aps_here), default=0)
+        if aps_here and nights >= config.min_nights_observed:
+            fit_r.append(int(unit["registered"]))
+            fit_d.append(int(detected_unit.get(unit["unit"], 0)))
+    prior = fit_prior(fit_r, fit_d, Prior.from_config(config), config)
+    LOGGER.info("fitted prior over %d units: %s", len(fit_r), prior)
+
+    results: dict[str, dict[str, object]] = {}
+    posteriors: dict[str, np.ndarray] = {}
+    registered_of: dict[str, int] = {str(u["unit"]): int(u["registered"]) for u in unit_records}
+    for unit in unit_records:
+        ref, registered = str(unit["unit"]), int(unit["registered"])
+        loglik = util_logliks.get(ref)
+        record: dict[str, object] = {
+            "unit": ref, "community": unit["community"], "building": unit["building"],
+            "floor": int(unit["floor"]), "registered": registered,
+            "rented": bool(unit["rented"]),
+            "utility_ratio": _maybe(util, ref, "ratio"),
+            "utility_people": _maybe(util, ref, "estimated_people"),
+            "zone": "", "zone_units": 1,
+        }
+        if ref in own_ap:
+            aps_here = own_ap[ref]
+            nights = max(int(observed.get(a, 0)) for a in aps_here)
+            detected = int(detected_unit.get(ref, 0))
+            weeks = _sum_weeks([weekly_by_ap.get(a, []) for a in aps_here], n_days)
+            weeks_seen = _max_weeks([observed_weeks_by_ap.get(a, []) for a in aps_here], n_days)
+            record.update(coverage="unit_ap", nights_observed=nights,
+                          resident_devices=int(sum(devices_by_ap.get(a, 0) for a in aps_here)),
+                          people_detected=detected)
+            wifi = detected if nights >= 1 else None
+            post = unit_posterior(registered, wifi, prior, loglik, config)
+            record["persistence"], record["weeks_observed"] = _persistence(
+                weeks, weeks_seen, [registered], prior, [loglik], config)
+            posteriors[ref] = post
+        elif ref in zone_of:
+            continue  # handled per zone below
+        else:
+            record.update(coverage="none", nights_observed=0, resident_devices=0,
+                          people_detected=0, persistence=0.0, weeks_observed=0)
+            posteriors[ref] = unit_posterior(registered, None, prior, loglik, config)
+        results[ref] = record
+
+    unit_info = {str(u["unit"]): u for u in unit_records}
+    for zone_ap, covered in zone_units.items():
+        ap_id = str(zone_ap)
+        members = sorted(str(u) for u in covered)
+        nights = int(observed.get(ap_id, 0))
+        bound_counts = [int(detected_unit.get(u, 0)) for u in members]
+        detected = int(unplaced_ap.get(ap_id, 0)) + sum(bound_counts)
+        regs = [registered_of[u] for u in members]
+        logliks = [util_logliks.get(u) for u in members]
+        if nights >= 1:
+            posts = zone_posteriors(regs, detected, bound_counts, prior, logliks, config)
+        else:
+            posts = [unit_posterior(r, None, prior, ll, config) for r, ll in zip(regs, logliks,
+                                                                                 strict=True)]
+        zone_weeks = weekly_by_ap.get(ap_id, [])
+        weeks_seen = observed_weeks_by_ap.get(ap_id, [])
+        persistence, weeks_observed = _persistence(zone_weeks, weeks_seen, regs, prior,
+                                                   logliks, config)
+        for unit_ref, post, r, b in zip(members, posts, regs, bound_counts, strict=True):
+            row = unit_info[unit_ref]
+            results[unit_ref] = {
+                "unit": unit_ref, "community": row["community"], "building": row["building"],
+                "floor": int(row["floor"]), "registered": r, "rented": bool(row["rented"]),
+                "coverage": "zone", "nights_observed": nights,
+                "resident_devices": int(devices_by_unit.get(unit_ref, 0)),
+                "people_detected": b, "persistence": persistence,
+                "weeks_observed": weeks_observed,
+                "utility_ratio": _maybe(util, unit_ref, "ratio"),
+                "utility_people": _maybe(util, unit_ref, "estimated_people"),
+                "zone": ap_id, "zone_units": len(members),
+            }
+            posteriors[unit_ref] = post
+    for ref, post in posteriors.items():
+        results[ref].update(summarise(post, registered_of[ref]))
+    frame = pd.DataFrame([results[u] for u in units["unit"] if u in results],
+                         columns=UNIT_RESULT_COLUMNS)
+    frame.attrs["prior"] = prior
+    return frame
+
+
+def _maybe(frame: pd.DataFrame, unit: str, column: str) -> float | None:
+    """A value from an optional per-unit frame, or None."""
+    if frame.empty or unit not in frame.index:
+        return None
+    value: Any = frame.at[unit, column]
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _observed_weeks(home_rows: pd.DataFrame, day_index: Mapping[Any, int],
+                    n_days: int) -> dict[str, list[bool]]:
+    """Per AP, whether each week had at least three days with data."""
+    weeks = _weeks(n_days)
+    out: dict[str, list[bool]] = {}
+    if home_rows.empty:
+        return out
+    days = home_rows.drop_duplicates(["ap", "day"])
+    for ap, rows in days.groupby("ap"):
+        week = np.minimum(np.array([day_index[d] for d in rows["day"]]) // 7, weeks - 1)
+        counts = np.bincount(week, minlength=weeks)
+        out[str(ap)] = [bool(c >= 3) for c in counts]
+    return out
+
+
+def _sum_weeks(series: list[list[int]], n_days: int) -> list[int]:
+    """Element-wise sum of weekly counts."""
+    total = [0] * _weeks(n_days)
+    for s in series:
+        for i, v in enumerate(s):
+            total[i] += v
+    return total
+
+
+def _max_weeks(series: list[list[bool]], n_days: int) -> list[bool]:
+    """Element-wise 'any' of observed weeks."""
+    total = [False] * _weeks(n_days)
+    for s in series:
+        for i, v in enumerate(s):
+            total[i] = total[i] or v
+    return total
+
+
+def _persistence(weekly: list[int], observed: list[bool], registered: list[int], prior: Prior,
+                 logliks: list[np.ndarray | None], config: AnalyticsConfig) -> tuple[float, int]:
+    """Share of observed weeks whose own people count makes registered + 2 more likely than not.
+
+    For a corridor zone the check is on the zone's total: the units' priors (with their utility
+    evidence) convolved, against the people the corridor AP saw that week.
+    """
+    weeks = [w for w, seen in zip(weekly, observed, strict=False) if seen]
+    if not weeks:
+        return 0.0, 0
+    m = config.max_people
+    total_prior = np.array([1.0])
+    for r, ll in zip(registered, logliks, strict=True):
+        dist = prior_distribution(r, prior, m)
+        if ll is not None:
+            dist = dist * np.exp(config.utility_weight * (ll - ll.max()))
+            dist = dist / dist.sum()
+        total_prior = np.convolve(total_prior, dist)
+    threshold = sum(registered) + 2
+    k = len(registered)
+    hits = 0
+    for count in weeks:
+        lik = wifi_likelihood(count, len(total_prior) - 1, config.detect_probability,
+                              config.spurious_clusters_mean * k)
+        post = total_prior * lik
+        if post.sum() > 0 and post[threshold:].sum() / post.sum() >= 0.5:
+            hits += 1
+    return hits / len(weeks), len(weeks)

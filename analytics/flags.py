@@ -1,0 +1,143 @@
+"""Flags and risk tiers from the estimates and the grid workers' inspection findings.
+
+A unit is flagged as a **group rental** (tier *key*) when the posterior probability that at
+least ``registered + 2`` people live there reaches ``flag_confidence``, the excess shows in at
+least ``persistence_min_fraction`` of the observed weeks, and the unit's APs reported on at
+least ``min_nights_observed`` nights. One unregistered extra person is an **attention** case:
+``P(people >= registered + 1) >= attention_confidence`` without the group-rental evidence.
+Inspection findings raise the tier by the hazard categories' own tiers (``hazards.json``,
+46 categories in the district's list; configurable).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analytics.config import AnalyticsConfig, ConfigError, Window
+
+TIER_ORDER = {"normal": 0, "attention": 1, "key": 2}
+
+
+@dataclass(frozen=True)
+class HazardCategory:
+    """One hazard category grid workers record, and the tier a finding of it implies."""
+
+    code: str
+    group: str
+    name: str
+    tier: str
+
+
+def load_hazards(path: Path) -> dict[str, HazardCategory]:
+    """Read the hazard catalogue; refuse a malformed one, naming the entry."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"hazards catalogue {path}: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("categories"), list):
+        raise ConfigError(f"hazards catalogue {path}: needs a 'categories' list")
+    catalogue: dict[str, HazardCategory] = {}
+    for index, entry in enumerate(data["categories"]):
+        try:
+            category = HazardCategory(str(entry["code"]), str(entry["group"]), str(entry["name"]),
+                                      str(entry["tier"]))
+        except (KeyError, TypeError):
+            raise ConfigError(f"hazards catalogue {path}: entry {index} needs code, group, "
+                              "name and tier") from None
+        if category.tier not in ("key", "attention"):
+            raise ConfigError(f"hazards catalogue {path}: {category.code}: tier must be key or "
+                              "attention")
+        if category.code in catalogue:
+            raise ConfigError(f"hazards catalogue {path}: duplicate code {category.code}")
+        catalogue[category.code] = category
+    return catalogue
+
+
+def decide_flags(units: pd.DataFrame, config: AnalyticsConfig) -> pd.DataFrame:
+    """Add the flag decision per unit: ``flag`` is 'group_rental', 'attention' or ''."""
+    out = units.copy()
+    enough = out["nights_observed"] >= config.min_nights_observed
+    group = (enough & (out["p_plus_two"] >= config.flag_confidence)
+             & (out["persistence"] >= config.persistence_min_fraction))
+    attention = (enough & ~group & (out["p_plus_one"] >= config.attention_confidence)
+                 & (out["estimated"] >= out["registered"] + 1))
+    out["flag"] = ""
+    out.loc[group, "flag"] = "group_rental"
+    out.loc[attention, "flag"] = "attention"
+    return out
+
+
+def hazard_tiers(inspections: pd.DataFrame, catalogue: dict[str, HazardCategory],
+                 now: dt.datetime, lookback_days: int) -> pd.DataFrame:
+    """Per unit, the highest tier its recent inspection findings imply, and the findings."""
+    columns = ["unit", "hazard_tier", "hazards"]
+    if inspections.empty:
+        return pd.DataFrame(columns=columns)
+    since = now - dt.timedelta(days=lookback_days)
+    rows: dict[str, tuple[str, set[str]]] = {}
+    for unit, at, hazards in zip(inspections["unit"], inspections["at"], inspections["hazards"],
+                                 strict=True):
+        if at is not None and at < since:
+            continue
+        tier, found = rows.get(unit, ("normal", set()))
+        for code in hazards or []:
+            category = catalogue.get(str(code))
+            if category is None:
+                continue  # an unknown code is kept in the inspection, not guessed at here
+            found.add(category.code)
+            if TIER_ORDER[category.tier] > TIER_ORDER[tier]:
+                tier = category.tier
+        rows[unit] = (tier, found)
+    return pd.DataFrame([(u, t, sorted(f)) for u, (t, f) in rows.items()], columns=columns)
+
+
+def assign_tiers(flagged: pd.DataFrame, hazards: pd.DataFrame) -> pd.DataFrame:
+    """Per unit tier: key for group rentals or key hazards; attention for one extra person
+    or attention hazards; normal otherwise."""
+    out = flagged.copy()
+    flag_tier = out["flag"].map({"group_rental": "key", "attention": "attention"}).fillna("normal")
+    hazard = (hazards.set_index("unit") if not hazards.empty
+              else pd.DataFrame(columns=["hazard_tier", "hazards"]))
+    hazard_tier = out["unit"].map(hazard["hazard_tier"]).fillna("normal")
+    out["hazards"] = out["unit"].map(hazard["hazards"]).apply(
+        lambda h: h if isinstance(h, list) else [])
+    out["tier"] = [a if TIER_ORDER[a] >= TIER_ORDER[b] else b
+                   for a, b in zip(flag_tier, hazard_tier, strict=True)]
+    return out
+
+
+def flag_record(row: pd.Series, window: Window, generated_at: dt.datetime,
+                case_id: int | None = None) -> dict[str, Any]:
+    """The flag record of docs/contracts.md section 5."""
+    utility = None
+    if row.get("utility_people") is not None and not pd.isna(row.get("utility_people")):
+        ratio = row.get("utility_ratio")
+        utility = {"ratio": None if ratio is None or pd.isna(ratio) else float(ratio),
+                   "estimated_people": float(row["utility_people"])}
+    return {
+        "v": 1,
+        "kind": "overcrowding",
+        "unit": row["unit"],
+        "registered": int(row["registered"]),
+        "estimated": float(row["estimated"]),
+        "interval": [float(row["low"]), float(row["high"])],
+        "nights_observed": int(row["nights_observed"]),
+        "resident_devices": int(row["resident_devices"]),
+        "utility": utility,
+        "confidence": round(float(row["p_plus_two"]), 4),
+        "confidence_plus_one": round(float(row["p_plus_one"]), 4),
+        "persistence": round(float(row["persistence"]), 3),
+        "coverage": row["coverage"],
+        "flag": row["flag"],
+        "tier": row["tier"],
+        "hazards": list(row.get("hazards", []) or []),
+        "window": window.describe(),
+        "case_id": case_id,
+        "generated_at": int(generated_at.timestamp()),
+    }

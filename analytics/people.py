@@ -1,0 +1,305 @@
+"""Devices to people, and people to an estimate with its uncertainty.
+
+**Grouping.** A person's phone, watch and laptop arrive and leave together. For two devices of
+the same place the co-movement score is the mean of (a) the share of the less active device's
+arrivals and departures that the other device makes within five minutes, and (b) the share of
+the less active device's presence during which the other is present too. Devices are taken
+most-present first; each joins the person whose first device it matches best if the score
+reaches ``same_person_min_score``, else it starts a new person.
+
+**Estimate.** The Wi-Fi sees ``D`` person-clusters. A person living there is seen with
+probability ``q`` (``detect_probability``: children without phones and elderly people without
+smartphones are the rest), and a few clusters are not people (``spurious_clusters_mean``, a
+Poisson rate). With a prior over the true number ``N`` given the registered count ``R``
+(match, empty, fewer, one extra, group rental; weights fitted to the district by empirical
+Bayes, starting from the documented defaults) and the utility evidence as a second, independent
+likelihood, the posterior over ``N`` gives the estimate (its median), a 90% interval and the
+probability that at least ``R + 2`` people live there. Corridor APs that cover several units
+see the people of all of them: the posterior of each unit is then computed jointly with the
+other units of its corridor (see ``zone_posteriors``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analytics.config import BINS_PER_DAY, AnalyticsConfig
+
+CATEGORIES = ("empty", "fewer", "match", "plus_one", "group")
+
+
+# --- grouping devices into people -----------------------------------------------------------
+
+def timelines(rows: pd.DataFrame, packed: np.ndarray, devices: Sequence[str],
+              day_index: Mapping[Any, int], n_days: int) -> np.ndarray:
+    """Presence of each device over the window as one boolean row (days x 288 bins).
+
+    ``rows`` holds one roll-up row per (device, day) at the devices' home AP, aligned with
+    ``packed``.
+    """
+    out = np.zeros((len(devices), n_days, BINS_PER_DAY), dtype=bool)
+    if len(rows):
+        position = {device: i for i, device in enumerate(devices)}
+        pos = np.fromiter((position[d] for d in rows["device"]), dtype=np.int64, count=len(rows))
+        day = np.fromiter((day_index[d] for d in rows["day"]), dtype=np.int64, count=len(rows))
+        out[pos, day] = np.unpackbits(packed, axis=1).astype(bool)
+    return out.reshape(len(devices), n_days * BINS_PER_DAY)
+
+
+def _dilate(x: np.ndarray) -> np.ndarray:
+    """Widen every set bit by one bin each side (five-minute tolerance)."""
+    out = x.copy()
+    out[:, 1:] |= x[:, :-1]
+    out[:, :-1] |= x[:, 1:]
+    return out
+
+
+def comovement_scores(presence: np.ndarray) -> np.ndarray:
+    """Pairwise co-movement scores (symmetric, 0..1) of devices' timelines."""
+    n = presence.shape[0]
+    if n == 0:
+        return np.zeros((0, 0))
+    p = presence.astype(np.int8)
+    step = np.diff(p, axis=1, prepend=0)
+    up = step > 0
+    down = step < 0
+    up_d, down_d = _dilate(up).astype(np.float32), _dilate(down).astype(np.float32)
+    upf, downf = up.astype(np.float32), down.astype(np.float32)
+    matched = upf @ up_d.T + downf @ down_d.T  # [i, j]: i's transitions matched by j
+    transitions = upf.sum(axis=1) + downf.sum(axis=1)
+    pf = presence.astype(np.float32)
+    overlap = pf @ pf.T
+    bins = pf.sum(axis=1)
+    scores = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            # The less active device is the one to explain.
+            small = i if bins[i] <= bins[j] else j
+            other = j if small == i else i
+            if bins[small] == 0 or transitions[small] == 0:
+                continue
+            trans = matched[small, other] / transitions[small]
+            contain = overlap[small, other] / bins[small]
+            scores[i, j] = scores[j, i] = 0.5 * (trans + contain)
+    return scores
+
+
+def group_people(devices: Sequence[str], presence: np.ndarray,
+                 config: AnalyticsConfig) -> tuple[list[int], list[float]]:
+    """Cluster devices into people; return each device's person index and match score."""
+    n = len(devices)
+    if n == 0:
+        return [], []
+    scores = comovement_scores(presence)
+    order = np.argsort(-presence.sum(axis=1), kind="stable")
+    anchors: list[int] = []
+    person = [-1] * n
+    match = [1.0] * n
+    for i in order:
+        best, best_score = -1, 0.0
+        for k, anchor in enumerate(anchors):
+            if scores[i, anchor] > best_score:
+                best, best_score = k, float(scores[i, anchor])
+        if best >= 0 and best_score >= config.same_person_min_score:
+            person[i] = best
+            match[i] = best_score
+        else:
+            person[i] = len(anchors)
+            anchors.append(int(i))
+    return person, match
+
+
+# --- the estimate -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prior:
+    """Prior weights of the five categories of (true - registered)."""
+
+    empty: float
+    fewer: float
+    match: float
+    plus_one: float
+    group: float
+
+    @classmethod
+    def from_config(cls, config: AnalyticsConfig) -> Prior:
+        """The documented default weights."""
+        return cls(config.prior_empty, config.prior_fewer, config.prior_match,
+                   config.prior_plus_one, config.prior_group_rental)
+
+    def weights(self) -> np.ndarray:
+        """Weights in CATEGORIES order, normalised."""
+        w = np.array([self.empty, self.fewer, self.match, self.plus_one, self.group], dtype=float)
+        return w / w.sum()
+
+
+GROUP_SCALE = 6.0  # group rentals: people beyond registered + 2 fall off with this scale
+
+
+def category_shapes(registered: int, max_people: int) -> np.ndarray:
+    """For each category, a distribution over n = 0..max_people (rows: CATEGORIES)."""
+    r = min(registered, max_people - 2)
+    shapes = np.zeros((len(CATEGORIES), max_people + 1))
+    shapes[0, 0] = 1.0
+    if r >= 2:
+        shapes[1, 1:r] = 1.0 / (r - 1)
+    shapes[2, r] = 1.0
+    shapes[3, r + 1] = 1.0
+    tail = np.arange(r + 2, max_people + 1)
+    shapes[4, tail] = np.exp(-(tail - r - 2) / GROUP_SCALE)
+    shapes[4] /= shapes[4].sum()
+    return shapes
+
+
+def prior_distribution(registered: int, prior: Prior, max_people: int) -> np.ndarray:
+    """P(N = n | registered) for n = 0..max_people."""
+    shapes = category_shapes(registered, max_people)
+    weights = prior.weights().copy()
+    if registered <= 1:
+        weights[1] = 0.0  # no "fewer" below one registered person
+    if registered == 0:
+        weights[0] += weights[2]  # empty and match are the same
+        weights[2] = 0.0
+    dist = weights @ shapes
+    return dist / dist.sum()
+
+
+def wifi_likelihood(detected: int, max_people: int, q: float, spurious: float) -> np.ndarray:
+    """P(D = detected | N = n) for n = 0..max_people: Binomial(n, q) seen + Poisson extras."""
+    n = np.arange(max_people + 1)
+    out = np.zeros(max_people + 1)
+    for k in range(0, detected + 1):
+        extra = detected - k
+        poisson = math.exp(-spurious) * spurious ** extra / math.factorial(extra)
+        binom = np.array([math.comb(int(m), k) * q ** k * (1 - q) ** (int(m) - k)
+                          if k <= m else 0.0 for m in n])
+        out += binom * poisson
+    return out
+
+
+def summarise(posterior: np.ndarray, registered: int) -> dict[str, float]:
+    """Median, 90% interval and the flag probabilities of a posterior over N."""
+    cdf = np.cumsum(posterior)
+    median = int(np.searchsorted(cdf, 0.5))
+    low = int(np.searchsorted(cdf, 0.05))
+    high = int(np.searchsorted(cdf, 0.95))
+    mean = float(np.arange(len(posterior)) @ posterior)
+    return {
+        "estimated": float(median), "mean": mean, "low": float(low), "high": float(high),
+        "p_plus_two": float(posterior[registered + 2:].sum()),
+        "p_plus_one": float(posterior[registered + 1:].sum()),
+    }
+
+
+def unit_posterior(registered: int, detected: int | None, prior: Prior,
+                   utility_loglik: np.ndarray | None, config: AnalyticsConfig) -> np.ndarray:
+    """The posterior over N for a unit with its own AP (``detected`` None: no Wi-Fi data)."""
+    m = config.max_people
+    post = prior_distribution(registered, prior, m)
+    if detected is not None:
+        post = post * wifi_likelihood(detected, m, config.detect_probability,
+                                      config.spurious_clusters_mean)
+    if utility_loglik is not None:
+        post = post * np.exp(config.utility_weight * (utility_loglik - utility_loglik.max()))
+    total = post.sum()
+    if total <= 0 or not np.isfinite(total):
+        return prior_distribution(registered, prior, m)
+    return post / total
+
+
+def zone_posteriors(registered: Sequence[int], detected: int, bound: Sequence[int],
+                    prior: Prior, utility_logliks: Sequence[np.ndarray | None],
+                    config: AnalyticsConfig) -> list[np.ndarray]:
+    """Posteriors of the units of one corridor zone, given the people the corridor AP saw.
+
+    Each unit has its own prior times its utility likelihood (and at least as many people as
+    residents bound to it); the Wi-Fi evidence is on the total: D ~ Binomial(sum N, q) plus
+    Poisson extras at the zone's rate. The posterior of one unit sums over the others' totals.
+    """
+    m = config.max_people
+    marginals = []
+    for r, b, loglik in zip(registered, bound, utility_logliks, strict=True):
+        dist = prior_distribution(r, prior, m)
+        if loglik is not None:
+            dist = dist * np.exp(config.utility_weight * (loglik - loglik.max()))
+        if b > 0:
+            dist[:b] = 0.0
+        dist = dist / dist.sum() if dist.sum() > 0 else prior_distribution(r, prior, m)
+        marginals.append(dist)
+    k = len(marginals)
+    total_max = m * k
+    lik = wifi_likelihood(detected, total_max, config.detect_probability,
+                          config.spurious_clusters_mean * k)
+    posteriors = []
+    for i in range(k):
+        rest = np.array([1.0])
+        for j in range(k):
+            if j != i:
+                rest = np.convolve(rest, marginals[j])
+        # P(D | n_i = n) = sum_s rest[s] * lik[n + s]
+        evidence = np.array([float(rest @ lik[n:n + len(rest)]) if n + len(rest) <= len(lik)
+                             else float(rest[: len(lik) - n] @ lik[n:]) for n in range(m + 1)])
+        post = marginals[i] * evidence
+        posteriors.append(post / post.sum() if post.sum() > 0 else marginals[i])
+    return posteriors
+
+
+def fit_prior(registered: Sequence[int], detected: Sequence[int], start: Prior,
+              config: AnalyticsConfig, iterations: int = 15, strength: float = 30.0) -> Prior:
+    """Empirical Bayes: fit the category weights to the district's own units (EM).
+
+    The default weights act as ``strength`` pseudo-units, so a small community cannot move
+    them far; only units with their own AP and enough nights take part.
+    """
+    if len(registered) == 0:
+        return start
+    m = config.max_people
+    base = start.weights()
+    weights = base.copy()
+    liks = {d: wifi_likelihood(d, m, config.detect_probability, config.spurious_clusters_mean)
+            for d in set(detected)}
+    shapes = {r: category_shapes(r, m) for r in set(registered)}
+    for _ in range(iterations):
+        counts = strength * base
+        prior = Prior(*weights)
+        for r, d in zip(registered, detected, strict=True):
+            dist = prior_distribution(r, prior, m)
+            joint = dist * liks[d]
+            if joint.sum() <= 0:
+                continue
+            post = joint / joint.sum()
+            # Split each n's posterior mass among the categories that put weight on it.
+            component = (prior.weights()[:, None] * shapes[r])
+            if r <= 1:
+                component[1] = 0.0
+            if r == 0:
+                component[0] += component[2]
+                component[2] = 0.0
+            share = component / np.maximum(component.sum(axis=0), 1e-300)
+            counts += share @ post
+        weights = counts / counts.sum()
+    return Prior(*weights)
+
+
+def weekly_counts(rows: pd.DataFrame, person_of: dict[str, int], day_index: Mapping[Any, int],
+                  n_days: int, stay: np.ndarray) -> list[int]:
+    """Per 7-night week, people with at least two stay days that week (persistence check)."""
+    weeks = max(1, n_days // 7)
+    counts = [0] * weeks
+    if rows.empty:
+        return counts
+    week = np.minimum(np.array([day_index[d] for d in rows["day"]]) // 7, weeks - 1)
+    people = np.array([person_of.get(dev, -1) for dev in rows["device"]])
+    frame = pd.DataFrame({"week": week, "person": people, "stay": stay})
+    frame = frame.loc[(frame["person"] >= 0) & frame["stay"]]
+    per = frame.groupby(["week", "person"]).size()
+    present = per.loc[per >= 2].reset_index().groupby("week").size()
+    for w, c in zip(present.index.to_numpy(), present.to_numpy(), strict=True):
+        counts[int(w)] = int(c)
+    return counts

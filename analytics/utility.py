@@ -1,0 +1,156 @@
+"""The utility signal: consumption per registered occupant against similar units.
+
+Per unit and utility kind, the average daily consumption over the window (readings prorated
+by the days they overlap it). Peers are the units of the same building with their own meter,
+people registered and an area within ``utility_area_tolerance`` (the whole building when too
+few are that similar, then the community). On the peers a robust line
+``consumption = base + per_person * registered`` is fitted (Theil-Sen: the median of pairwise
+slopes), because most units hold their registered people and the few that do not must not
+bend the line. A unit's utility estimate of its people is ``(consumption - base) / per_person``
+and its likelihood over N is log-normal around that line with the peers' robust spread. Units
+on a shared meter get no utility evidence of their own (the meter measures the group).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analytics.config import AnalyticsConfig
+from analytics.loaders import records
+
+MIN_SPREAD = 0.12  # log-units; below this the peers agree better than people's habits allow
+VACANT_SHARE = 0.05  # an empty unit draws this share of a one-person unit's consumption
+
+
+def daily_consumption(utilities: pd.DataFrame, start: dt.date, end: dt.date,
+                      kinds: tuple[str, ...]) -> pd.DataFrame:
+    """Average daily consumption per unit and kind over [start, end) (columns: kinds)."""
+    if utilities.empty:
+        return pd.DataFrame(columns=list(kinds), dtype=float)
+    frame = utilities.loc[utilities["kind"].isin(kinds)].copy()
+    period_start = pd.to_datetime(frame["period_start"])
+    period_end = pd.to_datetime(frame["period_end"])
+    lo = period_start.where(period_start > pd.Timestamp(start), pd.Timestamp(start))
+    hi = period_end.where(period_end < pd.Timestamp(end), pd.Timestamp(end))
+    overlap = (hi - lo).dt.days.clip(lower=0)
+    length = (period_end - period_start).dt.days.clip(lower=1)
+    frame["share"] = frame["amount"] * overlap / length
+    frame["days"] = overlap
+    frame = frame.loc[frame["days"] > 0]
+    grouped = frame.groupby(["unit", "kind"])
+    per_day = (grouped["share"].sum() / grouped["days"].sum()).unstack("kind")
+    return per_day.reindex(columns=list(kinds))
+
+
+def theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Robust line fit: median pairwise slope, median intercept."""
+    i, j = np.triu_indices(len(x), k=1)
+    dx = x[j] - x[i]
+    keep = dx != 0
+    if not keep.any():
+        return float(np.median(y)), 0.0
+    slope = float(np.median((y[j] - y[i])[keep] / dx[keep]))
+    intercept = float(np.median(y - slope * x))
+    return intercept, slope
+
+
+def utility_evidence(units: pd.DataFrame, consumption: pd.DataFrame,
+                     config: AnalyticsConfig) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Per unit: consumption ratio to peers, utility estimate of people, and a log-likelihood.
+
+    Returns a frame (unit, ratio, estimated_people, kinds) and, per unit with evidence, the
+    log-likelihood over N = 0..max_people summed over the utility kinds.
+    """
+    columns = ["unit", "ratio", "estimated_people", "kinds"]
+    rows: list[dict[str, object]] = []
+    logliks: dict[str, np.ndarray] = {}
+    if consumption.empty or config.utility_weight == 0 or units.empty:
+        return pd.DataFrame(columns=columns), logliks
+    data = units.set_index("unit").join(consumption, how="left").reset_index()
+    kinds = [k for k in config.utility_kinds if k in data.columns]
+    fits: dict[tuple[str, bytes], tuple[float, float, float, float]] = {}
+    n = np.arange(config.max_people + 1, dtype=float)
+    for _community, community_units in data.groupby("community", sort=False):
+        eligible_c = community_units.loc[(community_units["registered"] > 0)
+                                         & (community_units["meter_group"] == "")]
+        for _building, building_units in community_units.groupby("building", sort=False):
+            eligible_b = eligible_c.loc[eligible_c["building"] == _building]
+            areas = eligible_b["area_m2"].to_numpy(dtype=float)
+            for row in records(building_units):
+                if row["meter_group"] != "":
+                    continue
+                similar = eligible_b.loc[np.abs(areas - row["area_m2"])
+                                         <= config.utility_area_tolerance * row["area_m2"]]
+                peers = next((c for c in (similar, eligible_b, eligible_c)
+                              if len(c) >= config.utility_min_peers), None)
+                if peers is None:
+                    continue
+                result = _unit_evidence(row, peers, kinds, fits, n, config)
+                if result is not None:
+                    rows.append(result[0])
+                    logliks[str(row["unit"])] = result[1]
+    return pd.DataFrame(rows, columns=columns), logliks
+
+
+def _fit(peers: pd.DataFrame, kind: str,
+         fits: dict[tuple[str, bytes], tuple[float, float, float, float]],
+         min_peers: int) -> tuple[float, float, float, float] | None:
+    """The robust line (base, per person, spread, median per person) of peers for one kind."""
+    key = (kind, peers.index.to_numpy().tobytes())
+    if key not in fits:
+        values = peers[["registered", kind]].dropna()
+        if len(values) < min_peers:
+            return None
+        x = values["registered"].to_numpy(dtype=float)
+        y = values[kind].to_numpy(dtype=float)
+        base, per_person = theil_sen(x, y)
+        expected = np.maximum(base + per_person * x, 1e-9)
+        resid = np.log(np.maximum(y, 1e-9) / expected)
+        spread = max(MIN_SPREAD, 1.4826 * float(np.median(np.abs(resid - np.median(resid)))))
+        fits[key] = (base, per_person, spread, float(np.median(y / x)))
+    return fits[key]
+
+
+def _unit_evidence(row: dict[str, Any], peers: pd.DataFrame, kinds: list[str],
+                   fits: dict[tuple[str, bytes], tuple[float, float, float, float]],
+                   n: np.ndarray, config: AnalyticsConfig,
+                   ) -> tuple[dict[str, object], np.ndarray] | None:
+    """One unit's utility evidence against its peers."""
+    total = np.zeros_like(n)
+    estimates: list[float] = []
+    ratios: list[float] = []
+    used: list[str] = []
+    registered = int(row["registered"])
+    for kind in kinds:
+        consumed = row.get(kind)
+        if consumed is None or pd.isna(consumed):
+            continue
+        fit = _fit(peers, kind, fits, config.utility_min_peers)
+        if fit is None:
+            continue
+        base, per_person, spread, median_per_person = fit
+        if per_person <= 0:
+            continue
+        one = max(base + per_person, 1e-9)
+        expected = np.maximum(base + per_person * n, 1e-9)
+        expected[0] = VACANT_SHARE * one
+        observed = max(float(consumed), VACANT_SHARE * one)
+        total += -0.5 * ((math.log(observed) - np.log(expected)) / spread) ** 2
+        estimates.append(max(0.0, (float(consumed) - base) / per_person))
+        if registered > 0 and median_per_person > 0:
+            ratios.append(float(consumed) / registered / median_per_person)
+        used.append(kind)
+    if not used:
+        return None
+    record: dict[str, object] = {
+        "unit": str(row["unit"]),
+        "ratio": round(float(np.mean(ratios)), 3) if ratios else None,
+        "estimated_people": round(float(np.mean(estimates)), 2),
+        "kinds": ",".join(used),
+    }
+    return record, total
