@@ -5,7 +5,7 @@
 """
 
 from simulator.config import ConfigError, SimulationConfig
-from simulator.publish import publish
+from simulator.publisher import publish
 from simulator.run import SimulationResult, simulate
 
 __all__ = ["ConfigError", "SimulationConfig", "SimulationResult", "publish", "simulate"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, TextIO
 
 from simulator.config import Period, SimulationConfig
@@ -178,3 +179,32 @@ def write_truth(handle: TextIO, world: World, config: SimulationConfig, period: 
                             "outages": [[_seconds(a), _seconds(b)] for a, b in ap.outages]}
                            for ap in world.aps), last=True)
     handle.write("}\n")
+
+
+# --- reading the truth back (for tests, benchmarks and analytics' accuracy checks) -----------
+
+def load_truth(path: Path) -> dict[str, Any]:
+    """Read truth.json."""
+    with path.open(encoding="utf-8") as handle:
+        truth: dict[str, Any] = json.load(handle)
+    if truth.get("v") != TRUTH_VERSION:
+        raise ValueError(f"{path}: truth version {truth.get('v')!r}, expected {TRUTH_VERSION}")
+    return truth
+
+
+def address_index(truth: dict[str, Any]) -> dict[str, list[tuple[float, float, str]]]:
+    """MAC -> [(valid from, valid to, device id)] over association and probe addresses."""
+    index: dict[str, list[tuple[float, float, str]]] = {}
+    for device in truth["devices"]:
+        for entry in (*device["addresses"], *device["probe_addresses"]):
+            index.setdefault(entry["mac"], []).append((entry["from"], entry["to"], device["id"]))
+    return index
+
+
+def device_at(index: dict[str, list[tuple[float, float, str]]], mac: str,
+              ts: float) -> str | None:
+    """The device that used a MAC at a time, or None."""
+    for start, end, device in index.get(mac, ()):
+        if start <= ts < end:
+            return device
+    return None
