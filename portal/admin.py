@@ -260,22 +260,27 @@ def _search(db: Session, by: str, query: str) -> list[Resident]:
     return list(db.scalars(statement.order_by(Resident.id).limit(PAGE_SIZE)))
 
 
-@bp.get("/residents")
+@bp.route("/residents", methods=["GET", "POST"])
 @roles_required(*ALL_STAFF)
 def residents() -> str:
-    """Find residents; results are masked and the search is audited (not its raw text)."""
-    by = request.args.get("by", "name")
-    query = request.args.get("q", "").strip()[:64]
+    """Find residents; results are masked and the search is audited (not its raw text).
+
+    Searches are POSTed so that identity numbers never land in URLs, logs or history.
+    """
+    by = request.form.get("by", "name")
+    query = request.form.get("q", "").strip()[:64]
     found: list[Resident] = []
     units: dict[int, str] = {}
-    if query:
+    searched = request.method == "POST" and bool(query)
+    if searched:
         with _services().session_factory() as db:
             found = _search(db, by, query)
             ids = {r.unit_id for r in found}
             units = dict(db.execute(select(Unit.id, Unit.ref).where(Unit.id.in_(ids))).all())
         _audit("search_residents", "", {"by": by, "results": len(found)})
+    shown = query if by != "id" else ""  # an ID number is not echoed back into the page
     return render_template("admin/residents.html", residents=found, units=units, by=by,
-                           q=query)
+                           q=shown, searched=searched)
 
 
 @bp.get("/residents/<int:resident_id>")

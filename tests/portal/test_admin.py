@@ -1,0 +1,253 @@
+"""The staff back office: login, roles, masked lookup with audit, alerts, move-out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from census.settings import Settings
+from portal import create_app
+from portal.services import PortalServices
+from registry.db import session_scope
+from registry.models import Alert, AuditEntry, Community, Device, StaffUser
+from registry.staff import upsert_staff
+from tests.portal.conftest import (
+    WATCHED_ID,
+    ZHANG_ID,
+    Place,
+    Subscriber,
+)
+from tests.portal.test_signin_flow import page, sign_in
+
+PASSWORD = "correct horse battery"
+
+
+def staff(factory: sessionmaker[Session], username: str, role: str,
+          community: str | None = None) -> None:
+    """Create a staff account (optionally limited to one community)."""
+    with session_scope(factory) as db:
+        upsert_staff(db, username, PASSWORD, role)
+        if community is not None:
+            user = db.scalars(select(StaffUser).where(StaffUser.username == username)).one()
+            user.community_id = db.scalars(select(Community.id).where(
+                Community.code == community)).one()
+
+
+def csrf(html: str) -> str:
+    """The staff form's CSRF token."""
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no csrf token"
+    return match.group(1)
+
+
+def login(client: FlaskClient, username: str, password: str = PASSWORD) -> Any:
+    """Sign a staff member in."""
+    form = page(client.get("/admin/login"))
+    return client.post("/admin/login", data={"username": username, "password": password,
+                                             "csrf_token": csrf(form)})
+
+
+def search(client: FlaskClient, by: str, q: str) -> str:
+    """POST a resident search and return the page."""
+    form = page(client.get("/admin/residents"))
+    return page(client.post("/admin/residents", data={"by": by, "q": q,
+                                                      "csrf_token": csrf(form)}))
+
+
+def audit_actions(factory: sessionmaker[Session], actor: str) -> list[tuple[str, str]]:
+    """(action, subject) of an actor's audit entries, oldest first."""
+    with factory() as db:
+        return [(e.action, e.subject) for e in db.scalars(
+            select(AuditEntry).where(AuditEntry.actor == actor).order_by(AuditEntry.id))]
+
+
+def test_pages_need_a_login(client: FlaskClient) -> None:
+    """Anonymous visitors are sent to the login page."""
+    response = client.get("/admin/residents")
+    assert response.status_code == 302 and "/admin/login" in response.headers["Location"]
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(
+        client: FlaskClient, sqlite_session_factory: sessionmaker[Session]) -> None:
+    """No user enumeration on the staff login; both attempts are audited."""
+    staff(sqlite_session_factory, "wang", "admin")
+    wrong = page(login(client, "wang", "not the password"))
+    unknown = page(login(client, "nobody", "not the password"))
+    strip = re.compile(r'value="[^"]*"')
+    assert strip.sub("", wrong) == strip.sub("", unknown) and "用户名或密码不正确" in wrong
+    assert audit_actions(sqlite_session_factory, "wang") == [("staff_login_failed", "")]
+
+
+def test_staff_login_is_rate_limited(app: Flask, client: FlaskClient,
+                                     sqlite_session_factory: sessionmaker[Session]) -> None:
+    """Ten wrong passwords for a user name and even the right one waits."""
+    staff(sqlite_session_factory, "wang", "admin")
+    for _ in range(10):
+        login(client, "wang", "guess")
+    response = login(client, "wang")
+    assert response.status_code == 429 and "尝试次数过多" in page(response)
+
+
+def test_session_cookie_is_http_only_and_same_site(
+        client: FlaskClient, sqlite_session_factory: sessionmaker[Session]) -> None:
+    """The staff cookie cannot be read by scripts or sent cross-site."""
+    staff(sqlite_session_factory, "wang", "admin")
+    cookie = login(client, "wang").headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_production_cookies_are_secure(settings: Settings, place: Place,
+                                       redis_client: Any) -> None:
+    """In production the cookies need HTTPS."""
+    app = create_app(Settings.load(environ={}, **{**settings.__dict__,
+                                                  "environment": "production",
+                                                  "portal_sms_sender": "http",
+                                                  "portal_sms_url": "http://127.0.0.1:9/"}))
+    assert app.config["SESSION_COOKIE_SECURE"] and app.config["REMEMBER_COOKIE_SECURE"]
+    app.extensions["portal"].close()
+
+
+def test_console_sms_is_refused_in_production(settings: Settings) -> None:
+    """Logging codes is for development; production must name a gateway."""
+    import pytest
+
+    from portal.services import PortalConfigError
+
+    with pytest.raises(PortalConfigError, match="WIFI_CENSUS_PORTAL_SMS_SENDER"):
+        create_app(Settings.load(environ={}, **{**settings.__dict__,
+                                                "environment": "production"}))
+
+
+def test_lookup_by_id_number_is_masked_and_audited(
+        client: FlaskClient, sqlite_session_factory: sessionmaker[Session], place: Place) -> None:
+    """Found by keyed digest; the page never shows the full number, name or phone."""
+    staff(sqlite_session_factory, "wang", "grid_worker")
+    login(client, "wang")
+    results = search(client, "id", ZHANG_ID)
+    assert "张*" in results and ZHANG_ID not in results and "13800138000" not in results
+    assert "*" * 14 + ZHANG_ID[-4:] in results and "138****8000" in results
+    detail = page(client.get(f"/admin/residents/{place.zhang}"))
+    assert ZHANG_ID not in detail and "张三" not in detail and "TEDA-017/B03/1502" in detail
+    assert audit_actions(sqlite_session_factory, "wang") == [
+        ("staff_login", ""), ("search_residents", ""), ("view_resident", f"resident:{place.zhang}")]
+    with sqlite_session_factory() as db:
+        entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "search_residents")).one()
+        assert ZHANG_ID not in str(entry.detail)  # the query itself is not logged
+
+
+def test_search_by_name_phone_and_unit(client: FlaskClient,
+                                       sqlite_session_factory: sessionmaker[Session]) -> None:
+    """Each way of searching finds the resident."""
+    staff(sqlite_session_factory, "wang", "admin")
+    login(client, "wang")
+    for by, q in (("name", "张"), ("phone", "13800138000"), ("unit", "TEDA-017/B03/1502")):
+        assert "张*" in search(client, by, q), by
+    assert "未找到" in search(client, "name", "钱")
+
+
+def test_staff_of_another_community_see_nobody(
+        client: FlaskClient, sqlite_session_factory: sessionmaker[Session], place: Place) -> None:
+    """A grid worker limited to another community cannot find or open these residents."""
+    with session_scope(sqlite_session_factory) as db:
+        db.add(Community(code="OTHER", name="other"))
+    staff(sqlite_session_factory, "li", "grid_worker", community="OTHER")
+    login(client, "li")
+    assert "未找到" in search(client, "name", "张")
+    assert client.get(f"/admin/residents/{place.zhang}").status_code == 404
+
+
+def test_audit_log_is_for_administrators_only(
+        client: FlaskClient, sqlite_session_factory: sessionmaker[Session]) -> None:
+    """Grid workers get 403; admins see the entries."""
+    staff(sqlite_session_factory, "grid", "grid_worker")
+    staff(sqlite_session_factory, "boss", "admin")
+    login(client, "grid")
+    assert client.get("/admin/audit").status_code == 403
+    client.post("/admin/logout", data={"csrf_token": csrf(page(client.get("/admin/")))})
+    login(client, "boss")
+    assert "staff_login" in page(client.get("/admin/audit"))
+
+
+def test_staff_forms_need_csrf(client: FlaskClient,
+                               sqlite_session_factory: sessionmaker[Session]) -> None:
+    """A POST without the token is refused (Flask-WTF's CSRFProtect)."""
+    staff(sqlite_session_factory, "boss", "admin")
+    login(client, "boss")
+    assert client.post("/admin/alerts/1/ack").status_code == 400
+    assert client.post("/admin/login", data={"username": "boss",
+                                             "password": PASSWORD}).status_code == 400
+
+
+def test_watchlist_alert_is_listed_and_acknowledged(
+        client: FlaskClient, services: PortalServices, place: Place, alerts_topic: Subscriber,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """The alert shows in the back office and can be acknowledged (audited)."""
+    sign_in(client, services, name="赵六", id_number=WATCHED_ID, phone="13500135000",
+            unit=str(place.unit_1502))
+    alerts_topic.get()
+    staff(sqlite_session_factory, "boss", "hazard_team")
+    login(client, "boss")
+    listing = page(client.get("/admin/alerts?kind=watchlist"))
+    assert "test watchlist entry" in listing and "TEDA-017/B03/1502" in listing
+    with sqlite_session_factory() as db:
+        alert_id = db.scalars(select(Alert.id)).one()
+    client.post(f"/admin/alerts/{alert_id}/ack", data={"csrf_token": csrf(listing)})
+    with sqlite_session_factory() as db:
+        alert = db.get(Alert, alert_id)
+        assert alert is not None and alert.acknowledged_by == "boss"
+    assert ("acknowledge_alert", f"alert:{alert_id}") in audit_actions(
+        sqlite_session_factory, "boss")
+    overview = page(client.get("/admin/"))
+    assert "未确认的告警" in overview
+
+
+def test_move_out_from_the_back_office_deauthorizes(
+        client: FlaskClient, services: PortalServices, place: Place, commands: Subscriber,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """The move-out button revokes the devices and sends deauthorize commands."""
+    sign_in(client, services)
+    commands.get()
+    staff(sqlite_session_factory, "grid", "grid_worker")
+    login(client, "grid")
+    detail = page(client.get(f"/admin/residents/{place.zhang}"))
+    response = client.post(f"/admin/residents/{place.zhang}/move-out", data={
+        "csrf_token": csrf(detail), "move_out": dt.date.today().isoformat()})
+    assert response.status_code == 302
+    _topic, payload = commands.get()
+    assert (payload["cmd"], payload["mac"]) == ("deauthorize", "a4:83:e7:12:9f:01")
+    with sqlite_session_factory() as db:
+        assert all(d.revoked_at for d in db.scalars(select(Device)))
+    assert "已断开 1 台设备" in page(client.get(f"/admin/residents/{place.zhang}"))
+
+
+def test_hazard_team_cannot_record_move_outs(
+        client: FlaskClient, sqlite_session_factory: sessionmaker[Session], place: Place) -> None:
+    """Role check on the action, not only on the button."""
+    staff(sqlite_session_factory, "hz", "hazard_team")
+    login(client, "hz")
+    detail = page(client.get(f"/admin/residents/{place.zhang}"))
+    assert "登记迁出并注销设备" not in detail
+    response = client.post(f"/admin/residents/{place.zhang}/move-out", data={
+        "csrf_token": csrf(detail), "move_out": dt.date.today().isoformat()})
+    assert response.status_code == 403
+
+
+def test_signins_list_shows_unverified_sign_ins(
+        client: FlaskClient, services: PortalServices, place: Place,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """Self-declared residents are visible to administrators."""
+    from tests.portal.conftest import WANG_ID
+
+    sign_in(client, services, name="王五", id_number=WANG_ID, phone="13900139000",
+            unit=str(place.unit_1501))
+    staff(sqlite_session_factory, "boss", "admin")
+    login(client, "boss")
+    listing = page(client.get("/admin/signins?outcome=self_declared"))
+    assert "王*" in listing and "self_declared" in listing and WANG_ID not in listing
