@@ -128,7 +128,8 @@ def test_portal_serve_answers_under_gunicorn(settings: Settings, place: Place) -
     env = {**os.environ, **env_of(settings), "WIFI_CENSUS_LOG_LEVEL": "WARNING"}
     command = [str(Path(sys.executable).parent / "wifi-census"), "portal", "serve",
                "--port", str(port), "--workers", "2"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = (Path(settings.var_dir).parent / "portal.log").open("wb")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -136,7 +137,7 @@ def test_portal_serve_answers_under_gunicorn(settings: Settings, place: Place) -
                 response = requests.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
                 break
             except requests.RequestException:
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert process.poll() is None, "portal exited; see portal.log"
                 assert time.monotonic() < deadline, "portal did not answer within 20 s"
                 time.sleep(0.2)
         assert response.status_code == 200 and response.json()["ok"] is True
@@ -145,3 +146,4 @@ def test_portal_serve_answers_under_gunicorn(settings: Settings, place: Place) -
     finally:
         process.terminate()
         process.wait(timeout=15)
+        log.close()
