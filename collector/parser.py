@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from census.events import (
     AP_ID_PATTERN,
@@ -57,9 +57,12 @@ class ApLocation:
     unit: str = ""  # unit reference, only when the AP covers exactly one unit
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedEvent:
-    """A valid event with its MAC already pseudonymised (the raw MAC is not kept)."""
+class ParsedEvent(NamedTuple):
+    """A valid event with its MAC already pseudonymised (the raw MAC is not kept).
+
+    A NamedTuple rather than a frozen dataclass: one is built per event on the hot path, and
+    a tuple is built several times faster.
+    """
 
     type: str
     device: str

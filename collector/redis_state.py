@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,6 +55,52 @@ class PresenceUpdate:
     def __bool__(self) -> bool:
         """True when there is something to write."""
         return bool(self.seen or self.gone)
+
+    def merge(self, other: PresenceUpdate) -> None:
+        """Fold a later update in, keeping the latest time per device (what Redis would keep)."""
+        for mine, theirs in ((self.seen, other.seen), (self.gone, other.gone)):
+            for key, members in theirs.items():
+                target = mine.get(key)
+                if target is None:
+                    mine[key] = members  # different APs: no per-device work
+                    continue
+                for device, ts in members.items():
+                    if target.get(device, -1.0) < ts:
+                        target[device] = ts
+
+
+class PresenceBuffer:
+    """Hands presence updates from the writer to the presence thread, coalescing when behind.
+
+    Presence is "latest time seen" per device and place, so folding several batches' updates
+    into one loses nothing Redis would have kept, and memory stays bounded by the devices
+    present rather than by how far Redis lags.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending = PresenceUpdate()
+        self._ready = threading.Event()
+
+    def put(self, update: PresenceUpdate) -> None:
+        """Queue an update (merged into whatever is already waiting)."""
+        if not update:
+            return
+        with self._lock:
+            if self._pending:
+                self._pending.merge(update)
+            else:
+                self._pending = update
+            self._ready.set()
+
+    def take(self, timeout: float) -> PresenceUpdate | None:
+        """Everything waiting, or None after timeout."""
+        if not self._ready.wait(timeout):
+            return None
+        with self._lock:
+            update, self._pending = self._pending, PresenceUpdate()
+            self._ready.clear()
+        return update or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ from collector.const import (
 from collector.metrics import CollectorMetrics
 from collector.parser import ApLocation, EventParser, Pseudonymizer, dead_letter_payload
 from collector.points import LineBuilder
-from collector.redis_state import DeadLetter, PresenceUpdate, RedisState
+from collector.redis_state import DeadLetter, PresenceBuffer, PresenceUpdate, RedisState
 from collector.spool import Spool
 from registry.db import make_engine, make_session_factory
 
@@ -162,7 +162,8 @@ class CollectorSummary:
 class _Batch:
     """Everything one flush writes and acknowledges."""
 
-    started: float  # monotonic arrival of its first message
+    started: float  # monotonic arrival of its first message (for the latency metric)
+    opened: float  # monotonic time the parser opened it (for the flush deadline)
     lines: list[str] = field(default_factory=list)
     acks: list[tuple[int, int]] = field(default_factory=list)  # (mid, qos), arrival order
     presence: PresenceUpdate = field(default_factory=PresenceUpdate)
@@ -222,6 +223,8 @@ class Collector:
         # +1 so the end-of-stream marker always fits behind a full in-flight window.
         self._inbox: queue.Queue[Any] = queue.Queue(maxsize=options.receive_maximum + 1)
         self._outbox: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._presence = PresenceBuffer()
+        self._writer_done = threading.Event()
         self.metrics.track_queue(self._inbox.qsize)
         self._stopping = threading.Event()
         self._hard_stop = threading.Event()
@@ -257,6 +260,7 @@ class Collector:
         self._threads = [
             threading.Thread(target=self._parse_loop, name="collector-parser", daemon=True),
             threading.Thread(target=self._write_loop, name="collector-writer", daemon=True),
+            threading.Thread(target=self._presence_loop, name="collector-presence", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -382,6 +386,15 @@ class Collector:
     # --- parser thread ------------------------------------------------------------------------
 
     def _parse_loop(self) -> None:
+        """Run the parser; a bug in it stops the collector instead of stalling it silently."""
+        try:
+            self._parse_messages()
+        except Exception:
+            LOGGER.exception("parser failed: stopping (unacknowledged messages are redelivered)")
+            self.abort()
+            self._put(self._outbox, _STOP)
+
+    def _parse_messages(self) -> None:
         """Parse messages into batches; hand a batch to the writer when full or old enough."""
         options = self.options
         batch: _Batch | None = None
@@ -389,7 +402,7 @@ class Collector:
         while True:
             timeout = 0.5
             if batch is not None:
-                timeout = max(0.0, batch.started + options.flush_interval_s - time.monotonic())
+                timeout = max(0.0, batch.opened + options.flush_interval_s - time.monotonic())
             try:
                 item = self._inbox.get(timeout=timeout)
             except queue.Empty:
@@ -402,12 +415,14 @@ class Collector:
             if item is not None:
                 message, arrived = item
                 if batch is None:
-                    batch = _Batch(started=arrived)
+                    # The deadline runs from now, not from arrival: a backlog's messages all
+                    # arrived long ago, and flushing each alone would make one write per message.
+                    batch = _Batch(started=arrived, opened=time.monotonic())
                 self._add(batch, message)
             if batch is not None and (
                 len(batch.lines) >= options.batch_size
                 or len(batch.acks) >= max_messages
-                or time.monotonic() >= batch.started + options.flush_interval_s
+                or time.monotonic() >= batch.opened + options.flush_interval_s
             ):
                 self._put(self._outbox, batch)
                 batch = None
@@ -467,7 +482,17 @@ class Collector:
     # --- writer thread ------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
-        """Make batches durable, update Redis, acknowledge; drain the spool when InfluxDB is up."""
+        """Run the writer; a bug in it stops the collector instead of stalling it silently."""
+        try:
+            self._write_batches()
+        except Exception:
+            LOGGER.exception("writer failed: stopping (unacknowledged messages are redelivered)")
+            self.abort()
+        finally:
+            self._writer_done.set()
+
+    def _write_batches(self) -> None:
+        """Make batches durable, acknowledge them, drain the spool when InfluxDB is up."""
         while True:
             try:
                 item = self._outbox.get(timeout=0.5)
@@ -488,9 +513,7 @@ class Collector:
         """Store a batch durably, then Redis, then acknowledge its messages in order."""
         for start in range(0, len(batch.lines), self.options.batch_size):
             self._persist(batch.lines[start : start + self.options.batch_size])
-        if batch.presence and not self._state.apply_presence(batch.presence):
-            self.summary.redis_errors += 1
-            self.metrics.redis_errors.inc()
+        self._presence.put(batch.presence)
         if batch.deadletters and not self._state.write_deadletters(batch.deadletters):
             self.summary.redis_errors += 1
             self.metrics.redis_errors.inc()
@@ -502,6 +525,21 @@ class Collector:
         self._settled += len(batch.acks)
         self.summary.last_ack_at = now
         self.metrics.batch_latency.observe(now - batch.started)
+
+    # --- presence thread ----------------------------------------------------------------------
+
+    def _presence_loop(self) -> None:
+        """Write live presence to Redis, off the acknowledgement path, until the writer ends."""
+        while True:
+            finished = self._writer_done.is_set()  # read before take: nothing is missed
+            update = self._presence.take(timeout=0.2)
+            if update is not None and not self._state.apply_presence(update):
+                self.summary.redis_errors += 1
+                self.metrics.redis_errors.inc()
+            if finished and update is None:
+                return
+
+    # --- writer thread, storage -----------------------------------------------------------------
 
     def _persist(self, lines: list[str]) -> None:
         """Write lines to InfluxDB, or spool them while it is down; raise _Aborted only on abort."""
