@@ -222,3 +222,174 @@ def baseline_flags(baseline: pd.Series, units: pd.DataFrame) -> pd.Series:
 
 
 ProgressFn = Callable[[str], None]
+
+
+def write_stream_points(store: Any, events_path: Path, locations: dict[str, Any],
+                        pseudonym_key: str, batch_lines: int = 20_000,
+                        progress: ProgressFn | None = None) -> int:
+    """Store a recorded stream in InfluxDB exactly as the collector writes it.
+
+    Uses the collector's own pseudonymiser and line builder (contracts section 6: tags from
+    the registry's AP record, idempotent timestamps), without the broker in between; the
+    end-to-end test covers the broker and the running collector.
+    """
+    from collector.parser import ParsedEvent, Pseudonymizer
+    from collector.points import LineBuilder
+
+    pseudonymizer = Pseudonymizer(pseudonym_key)
+    builder = LineBuilder()
+    lines: list[str] = []
+    written = 0
+    for ap, events in iter_stream(events_path):
+        location = locations.get(ap)
+        if location is None:
+            continue  # the collector dead-letters events of APs the registry does not know
+        parsed = []
+        for event in events:
+            found = pseudonymizer.lookup(event["mac"])
+            if found is None:
+                continue
+            rssi = event.get("rssi")
+            parsed.append(ParsedEvent(event["type"], found[0], found[1], float(event["ts"]),
+                                      None if rssi is None else int(rssi), event.get("ssid")))
+        lines.extend(builder.lines(location, parsed))
+        if len(lines) >= batch_lines:
+            store.write_lines(lines)
+            written += len(lines)
+            lines = []
+            if progress and written % (batch_lines * 50) < batch_lines:
+                progress(f"  {written} points written")
+    if lines:
+        store.write_lines(lines)
+        written += len(lines)
+    return written
+
+
+@dataclass
+class AccuracyOutcome:
+    """One accuracy run: the scores, whether the bounds hold, and where the table is."""
+
+    estimator: Score
+    baseline: Score
+    bounds: dict[str, bool]
+    table: str
+    table_path: Path
+    seed: int
+    units: int
+    nights: int
+    via: str
+    simulation: dict[str, Any]
+    timings: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The outcome as JSON values."""
+        return {"estimator": self.estimator.as_dict(), "baseline": self.baseline.as_dict(),
+                "bounds": self.bounds, "seed": self.seed, "units": self.units,
+                "nights": self.nights, "via": self.via, "simulation": self.simulation,
+                "table_path": str(self.table_path),
+                "timings_s": {k: round(v, 1) for k, v in self.timings.items()}}
+
+    def describe(self) -> str:
+        """One line saying what was measured."""
+        return (f"simulated {self.units} units, {self.nights} nights, seed {self.seed} "
+                f"({self.simulation.get('group_rentals', '?')} group rentals); "
+                f"presence via {self.via}; took {self.timings.get('total', 0):.0f} s")
+
+
+def run_accuracy(settings: Any, folder: Path, *, units: int = 1000, days: int = 28,
+                 seed: int = 2024, group_rental_share: float | None = None,
+                 via: str = "influx", config: AnalyticsConfig | None = None,
+                 progress: ProgressFn | None = None,
+                 now: dt.datetime | None = None) -> AccuracyOutcome:
+    """Simulate, import, store presence, analyse as a deployment would, and score."""
+    import time
+    import uuid
+
+    from analytics.loaders import load_registry
+    from analytics.pipeline import analyse_frames
+    from analytics.rollup import RollupStore, rollup_events
+    from census.presence_store import InfluxV1Store
+    from census.privacy import IdentityCipher
+    from registry.db import make_engine, make_session_factory, session_scope, upgrade
+    from registry.importers import import_csv
+    from simulator import SimulationConfig, simulate
+
+    config = config or AnalyticsConfig()
+    say = progress or (lambda message: LOGGER.info("%s", message))
+    timings: dict[str, float] = {}
+    began = time.monotonic()
+    folder.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, Any] = {}
+    if group_rental_share is not None:
+        extra["group_rental_share"] = group_rental_share
+    say(f"simulating {units} units for {days} days (seed {seed})")
+    sim = simulate(SimulationConfig(out=folder, units=units, days=days, seed=seed,
+                                    timezone=settings.timezone, **extra), now=now)
+    timings["simulate"] = time.monotonic() - began
+
+    mark = time.monotonic()
+    say("importing the registry CSVs into a fresh registry")
+    database = folder / "registry.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(database) + suffix).unlink(missing_ok=True)
+    engine = make_engine(f"sqlite:///{database}")
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    cipher = IdentityCipher(settings.identity_key)
+    for kind in ("units", "aps", "residents", "utilities"):
+        report = import_csv(kind, folder / f"{kind}.csv", factory, cipher, actor="accuracy")
+        if report.errors:
+            raise RuntimeError(f"{kind}.csv: {len(report.errors)} rows rejected, first: "
+                               f"line {report.errors[0].line}: {report.errors[0].reason}")
+    with session_scope(factory) as session:
+        registry = load_registry(session)
+        locations: dict[str, Any] = {}
+        if via == "influx":
+            from collector.apmap import load_locations
+
+            locations = load_locations(session)
+    engine.dispose()
+    window = window_for_period(sim.period_start, sim.period_end, settings.timezone)
+    timings["import"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    if via == "direct":
+        say("rolling the stream up in memory")
+        events = stream_events(sim.events_path, settings.pseudonym_key, registry.aps)
+        rollup = rollup_events(events, window, config)
+        del events
+    else:
+        store = InfluxV1Store.from_settings(
+            settings, database=f"{settings.influx_database}_accuracy_{uuid.uuid4().hex[:8]}")
+        store.ensure_database(settings.retention_days)
+        try:
+            say(f"writing the stream to InfluxDB database {store.database} as the collector does")
+            points = write_stream_points(store, sim.events_path, locations,
+                                         settings.pseudonym_key, progress=say)
+            say(f"{points} points written; rolling up {len(window.days)} nights")
+            rollups = RollupStore(store, config)
+            rollups.ensure(window, progress=lambda day, n: say(f"  night {day}: {n} points"))
+            rollup = rollups.load(window)
+        finally:
+            store.drop_database()
+            store.close()
+    timings["presence"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    say("estimating")
+    _estimates, tiered = analyse_frames(rollup, registry, window, config)
+    timings["estimate"] = time.monotonic() - mark
+    truth = read_truth(sim.truth_path)
+    indexed = tiered.set_index("unit")
+    estimator = score(indexed["estimated"], indexed["flag"] == "group_rental", truth)
+    naive = naive_baseline(rollup, registry.units, registry.aps, config)
+    baseline = score(naive.round(), baseline_flags(naive, registry.units), truth)
+    table = accuracy_table(estimator, baseline)
+    table_path = folder / "accuracy.md"
+    timings["total"] = time.monotonic() - began
+    outcome = AccuracyOutcome(
+        estimator=estimator, baseline=baseline, bounds=meets_bounds(estimator), table=table,
+        table_path=table_path, seed=seed, units=units, nights=len(window.days), via=via,
+        simulation=dict(sim.counts), timings=timings)
+    table_path.write_text(f"{outcome.describe()}\n\n{table}\n", encoding="utf-8")
+    return outcome

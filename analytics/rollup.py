@@ -72,11 +72,15 @@ def rollup_events(events: pd.DataFrame, window: Window,
     frame = frame.loc[inside]
     if frame.empty:
         return empty_rollup()
-    frame = frame.sort_values(["ap", "device", "ts"], kind="stable")
-    ts = frame["ts"].to_numpy(dtype=np.float64)
+    # Sort on integer codes: sorting ~10^7 rows by two string columns is what made this slow.
     ap_codes, ap_names = pd.factorize(frame["ap"])
     dev_codes, dev_names = pd.factorize(frame["device"])
-    is_disconnect = (frame["event"] == "disconnect").to_numpy()
+    ts = frame["ts"].to_numpy(dtype=np.float64)
+    order = np.lexsort((ts, dev_codes, ap_codes))
+    ts, ap_codes, dev_codes = ts[order], ap_codes[order], dev_codes[order]
+    is_disconnect = (frame["event"] == "disconnect").to_numpy()[order]
+    row_randomized = frame["randomized"].to_numpy(dtype=bool)[order]
+    rssi = frame["rssi"].to_numpy(dtype=np.float64)[order]
 
     # Stays: a new one starts at a new (ap, device), after a gap, or after a disconnect.
     new_stay = np.ones(len(frame), dtype=bool)
@@ -84,7 +88,6 @@ def rollup_events(events: pd.DataFrame, window: Window,
         same = (ap_codes[1:] == ap_codes[:-1]) & (dev_codes[1:] == dev_codes[:-1])
         close = (ts[1:] - ts[:-1]) <= config.max_gap_s
         new_stay[1:] = ~(same & close & ~is_disconnect[:-1])
-    stay_id = np.cumsum(new_stay) - 1
     first_row = np.flatnonzero(new_stay)
     last_row = np.r_[first_row[1:] - 1, len(frame) - 1]
     anchor = starts[0]
@@ -109,23 +112,26 @@ def rollup_events(events: pd.DataFrame, window: Window,
     keys, key_index = np.unique(np.r_[row_key, bin_key], return_inverse=True)
     row_group = key_index[: len(row_key)]
     bin_group = key_index[len(row_key):]
-    del stay_id
 
     masks = np.zeros((len(keys), BINS_PER_DAY), dtype=bool)
     masks[bin_group, bin_in_day] = True
     packed = np.packbits(masks, axis=1)
-    rssi = frame["rssi"].to_numpy(dtype=np.float64)
-    stats = pd.DataFrame({"g": row_group, "rssi": rssi, "ts": ts,
-                          "randomized": frame["randomized"].to_numpy(dtype=bool)})
-    grouped = stats.groupby("g", sort=True)
-    agg = pd.DataFrame({
-        "samples": grouped["ts"].size(),
-        "rssi_mean": grouped["rssi"].mean(),
-        "rssi_max": grouped["rssi"].max(),
-        "first_s": grouped["ts"].min(),
-        "last_s": grouped["ts"].max(),
-        "randomized": grouped["randomized"].max(),
-    }).reindex(np.arange(len(keys)))
+    n_keys = len(keys)
+    samples = np.bincount(row_group, minlength=n_keys)
+    has_rssi = ~np.isnan(rssi)
+    rssi_n = np.bincount(row_group[has_rssi], minlength=n_keys)
+    rssi_sum = np.bincount(row_group[has_rssi], weights=rssi[has_rssi], minlength=n_keys)
+    rssi_max = np.full(n_keys, -np.inf)
+    np.maximum.at(rssi_max, row_group[has_rssi], rssi[has_rssi])
+    first_s = np.full(n_keys, np.inf)
+    np.minimum.at(first_s, row_group, ts)
+    last_s = np.full(n_keys, -np.inf)
+    np.maximum.at(last_s, row_group, ts)
+    randomized = np.zeros(n_keys, dtype=bool)
+    randomized[row_group[row_randomized]] = True
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rssi_mean = np.where(rssi_n > 0, rssi_sum / np.maximum(rssi_n, 1), np.nan)
+    rssi_max = np.where(rssi_n > 0, rssi_max, np.nan)
     day_index = keys // (len(ap_names) * n_dev)
     ap_index = (keys // n_dev) % len(ap_names)
     dev_index = keys % n_dev
@@ -134,14 +140,14 @@ def rollup_events(events: pd.DataFrame, window: Window,
         "day": np.asarray(window.days, dtype=object)[day_index[keep]],
         "ap": np.asarray(ap_names, dtype=object)[ap_index[keep]],
         "device": np.asarray(dev_names, dtype=object)[dev_index[keep]],
-        "randomized": agg["randomized"].fillna(False).to_numpy(dtype=bool)[keep],
+        "randomized": randomized[keep],
         "mask": [row.tobytes().hex() for row in packed[keep]],
         "bins": masks[keep].sum(axis=1).astype(np.int64),
-        "samples": agg["samples"].fillna(0).to_numpy(dtype=np.int64)[keep],
-        "rssi_mean": agg["rssi_mean"].to_numpy(dtype=np.float64)[keep],
-        "rssi_max": agg["rssi_max"].to_numpy(dtype=np.float64)[keep],
-        "first_s": agg["first_s"].fillna(0).to_numpy(dtype=np.float64)[keep].astype(np.int64),
-        "last_s": agg["last_s"].fillna(0).to_numpy(dtype=np.float64)[keep].astype(np.int64),
+        "samples": samples[keep].astype(np.int64),
+        "rssi_mean": rssi_mean[keep],
+        "rssi_max": rssi_max[keep],
+        "first_s": np.where(samples > 0, first_s, 0)[keep].astype(np.int64),
+        "last_s": np.where(samples > 0, last_s, 0)[keep].astype(np.int64),
     })
     # A stay that crosses 06:00 marks bins in a day where it has no sighting of its own.
     no_rows = out["samples"] == 0

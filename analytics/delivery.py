@@ -1,0 +1,216 @@
+"""Delivery of flags: registry cases for the hazard workflow, MQTT alerts and the webhook.
+
+A flag opens a case of kind ``overcrowding`` for its unit, or, when the unit already has an
+open one, updates it (new evidence, tier raised if it rose, a case event saying the flag
+persists): a persisting flag never opens a second case. Every flag is also recorded as a
+registry alert and sent as the flag record (docs/contracts.md section 5) on
+``{p}/v1/alerts/overcrowding`` (QoS 1, not retained) and, when configured, POSTed to the
+webhook. Cases are written first and committed: a broker or webhook that is down loses no
+flag, the run reports the failed sends and the cases still carry the evidence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from analytics.config import AnalyticsConfig, Window
+from analytics.flags import TIER_ORDER, flag_record
+from analytics.loaders import records
+from census.events import alert_topic
+from census.settings import Settings
+from registry.db import session_scope
+from registry.models import Alert, AuditEntry, Case, CaseEvent, CaseStatus, RiskTier, Unit
+
+LOGGER = logging.getLogger(__name__)
+
+CASE_KIND = "overcrowding"
+ACTOR = "analytics"
+
+
+@dataclass
+class DeliveryReport:
+    """What delivery did."""
+
+    cases_opened: int = 0
+    cases_updated: int = 0
+    cases_noted_unflagged: int = 0
+    tiers_changed: int = 0
+    mqtt_published: int = 0
+    mqtt_failed: int = 0
+    webhook_sent: int = 0
+    webhook_failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON values."""
+        return dict(self.__dict__)
+
+
+def _note(record: dict[str, Any]) -> str:
+    """A one-line human summary of a flag for the case history."""
+    low, high = record["interval"]
+    return (f"{record['flag'].replace('_', ' ')}: estimated {record['estimated']:g} people "
+            f"(90% {low:g}-{high:g}) against {record['registered']} registered; "
+            f"P(>= registered + 2) = {record['confidence']:.2f}; "
+            f"{record['nights_observed']} nights observed, window {record['window']['start']}"
+            f"..{record['window']['end']}")
+
+
+def store_cases(factory: sessionmaker[Session], units: pd.DataFrame, window: Window,
+                config: AnalyticsConfig, now: dt.datetime | None = None,
+                ) -> tuple[list[dict[str, Any]], DeliveryReport]:
+    """Open or update cases for flagged units, set every analysed unit's tier, record alerts.
+
+    ``units`` is the tiered estimate frame (``flags.assign_tiers``). Returns the flag records
+    (with their case ids) of the flags to send, and the report so far.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    report = DeliveryReport()
+    deliver = units.loc[(units["flag"] == "group_rental")
+                        | ((units["flag"] == "attention") & config.deliver_attention)]
+    flagged_refs = set(deliver["unit"])
+    out: list[dict[str, Any]] = []
+    with session_scope(factory) as session:
+        by_ref = {u.ref: u for u in _units(session, list(units["unit"]))}
+        open_cases = {c.unit_id: c for c in session.scalars(
+            select(Case).where(Case.kind == CASE_KIND, Case.status != CaseStatus.CLOSED)
+            .order_by(Case.opened_at))}
+        for row in records(units):
+            unit = by_ref.get(row["unit"])
+            if unit is None:
+                continue
+            tier = RiskTier(row["tier"])
+            if unit.risk_tier != tier:
+                unit.risk_tier = tier
+                report.tiers_changed += 1
+        for row in records(deliver):
+            unit = by_ref.get(row["unit"])
+            if unit is None:
+                report.errors.append(f"unit {row['unit']} is no longer in the registry")
+                continue
+            case = open_cases.get(unit.id)
+            record = flag_record(pd.Series(row), window, now)
+            tier = RiskTier(row["tier"])
+            if case is None:
+                case = Case(unit_id=unit.id, kind=CASE_KIND, status=CaseStatus.DISCOVERED,
+                            tier=tier, evidence={}, opened_at=now, updated_at=now)
+                session.add(case)
+                session.flush()
+                record["case_id"] = case.id
+                session.add(CaseEvent(case_id=case.id, at=now, actor=ACTOR, from_status="",
+                                      to_status=CaseStatus.DISCOVERED.value,
+                                      note="opened: " + _note(record)))
+                open_cases[unit.id] = case
+                report.cases_opened += 1
+            else:
+                status = case.status.value
+                if TIER_ORDER[tier.value] > TIER_ORDER[case.tier.value]:
+                    case.tier = tier
+                record["case_id"] = case.id
+                case.updated_at = now
+                session.add(CaseEvent(case_id=case.id, at=now, actor=ACTOR, from_status=status,
+                                      to_status=status, note="flag persists: " + _note(record)))
+                report.cases_updated += 1
+            case.evidence = dict(record)  # a new object, so the JSON column is written
+            session.add(Alert(kind=CASE_KIND, at=now, unit_id=unit.id, payload=dict(record)))
+            session.add(AuditEntry(at=now, actor=ACTOR, action="flag_unit",
+                                   subject=f"unit:{unit.ref}",
+                                   detail={"case_id": case.id, "flag": row["flag"],
+                                           "tier": row["tier"]}))
+            out.append(record)
+        # Open cases whose unit is no longer flagged: say so once per window, change nothing.
+        analysed = {by_ref[r].id for r in units["unit"] if r in by_ref}
+        note = (f"not flagged in window {window.describe()['start']}.."
+                f"{window.describe()['end']}; left open for the hazard team to close")
+        for unit_id, case in open_cases.items():
+            if unit_id in analysed and case.unit.ref not in flagged_refs:
+                last = session.scalar(select(CaseEvent).where(CaseEvent.case_id == case.id)
+                                      .order_by(CaseEvent.at.desc(), CaseEvent.id.desc()))
+                if last is None or last.note != note:
+                    session.add(CaseEvent(case_id=case.id, at=now, actor=ACTOR,
+                                          from_status=case.status.value,
+                                          to_status=case.status.value, note=note))
+                    report.cases_noted_unflagged += 1
+    return out, report
+
+
+def _units(session: Session, refs: list[str], chunk: int = 5000) -> Iterable[Unit]:
+    """Units by reference, fetched in chunks (IN lists stay bounded)."""
+    for i in range(0, len(refs), chunk):
+        yield from session.scalars(select(Unit).where(Unit.ref.in_(refs[i:i + chunk])))
+
+
+def publish_alerts(settings: Settings, flags: list[dict[str, Any]], report: DeliveryReport,
+                   client_factory: Callable[[Settings], Any] | None = None) -> None:
+    """Publish every flag record on the overcrowding alerts topic (QoS 1, not retained)."""
+    if not flags:
+        return
+    topic = alert_topic(settings.mqtt_topic_prefix, CASE_KIND)
+    if client_factory is None:
+        from census.mqtt import MqttClient
+
+        def client_factory(s: Settings) -> Any:
+            """A fresh client with a unique id (analytics holds no session)."""
+            return MqttClient(s, client_id=f"analytics-{uuid.uuid4().hex[:12]}")
+
+    try:
+        client = client_factory(settings)
+        client.connect()
+    except Exception as error:  # broker down: the cases hold the flags; report, do not fail
+        report.mqtt_failed += len(flags)
+        report.errors.append(f"MQTT alerts not sent: {error}")
+        LOGGER.error("cannot publish %d alerts: %s", len(flags), error)
+        return
+    try:
+        for record in flags:
+            try:
+                client.publish(topic, json.dumps(record, ensure_ascii=False), qos=1,
+                               retain=False)
+                report.mqtt_published += 1
+            except Exception as error:  # one refused publish must not stop the others
+                report.mqtt_failed += 1
+                report.errors.append(f"MQTT alert for {record['unit']} not sent: {error}")
+    finally:
+        client.disconnect()
+
+
+def post_webhook(url: str, flags: list[dict[str, Any]], report: DeliveryReport,
+                 config: AnalyticsConfig, session: requests.Session | None = None) -> None:
+    """POST each flag record as JSON; retry transient failures, give up on 4xx."""
+    if not url or not flags:
+        return
+    http = session or requests.Session()
+    for record in flags:
+        delay = 0.5
+        for attempt in range(1, config.webhook_retries + 1):
+            permanent = False
+            try:
+                response = http.post(url, json=record, timeout=config.webhook_timeout_s)
+            except requests.RequestException as error:
+                problem = f"{type(error).__name__}: {error}"
+            else:
+                if response.status_code < 300:
+                    report.webhook_sent += 1
+                    break
+                problem = f"HTTP {response.status_code}"
+                # The receiver refuses this record: sending it again would be refused again.
+                permanent = 400 <= response.status_code < 500 and response.status_code != 429
+            if permanent or attempt >= config.webhook_retries:
+                report.webhook_failed += 1
+                report.errors.append(f"webhook for {record['unit']} failed: {problem}")
+                LOGGER.warning("webhook %s failed for %s: %s", url, record["unit"], problem)
+                break
+            time.sleep(delay)
+            delay *= 2
