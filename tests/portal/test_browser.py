@@ -1,0 +1,130 @@
+"""End to end in headless Chromium at a phone's size: a resident signs in, in both languages.
+
+Debian's chromium, driven by Playwright, against the portal served over real HTTP (Werkzeug in a
+thread), with the real Redis, broker and registry behind it. Screenshots go to
+tests/artifacts/portal/ (git-ignored). Cookies are cleared before every step: the captive
+mini-browsers may not keep them, and the flow must not need them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from portal.services import PortalServices
+from tests.portal.conftest import FLOOR_AP, Place, Subscriber, last_code, signed_query
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(
+    shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists(),
+    reason="Debian's chromium is not installed")]
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "portal"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+IPHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+             "(KHTML, like Gecko) Mobile/15E148")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+            args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def live_portal(app: Flask) -> Iterator[str]:
+    """The portal over real HTTP on a free loopback port."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def shot(page: Any, name: str) -> None:
+    """Save a full-page screenshot."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+CASES = {
+    "zh_CN": {
+        "locale": "zh-CN", "accept": "zh-CN,zh;q=0.9", "title": "登录使用免费 Wi-Fi",
+        "bad_message": "身份证号码校验位不正确", "name": "张三", "id_type": "resident_id_card",
+        "id_number": "120101199003071235", "phone": "13800138000", "unit": None,
+        "code_title": "输入验证码", "done": "连接成功", "mac": "a4:83:e7:12:9f:01",
+    },
+    "en": {
+        "locale": "en-US", "accept": "en-US,en;q=0.9", "title": "Sign in to use the free Wi-Fi",
+        "bad_message": "its last character does not match", "name": "John Smith",
+        "id_type": "passport", "id_number": "E12345678", "phone": "+447911123456",
+        "unit": "1501", "code_title": "Enter the verification code", "done": "You are connected",
+        "mac": "3a:10:4f:00:be:ef",
+    },
+}
+
+
+@pytest.mark.parametrize("lang", ["zh_CN", "en"])
+def test_resident_signs_in_on_a_phone(browser: Any, live_portal: str, services: PortalServices,
+                                      commands: Subscriber, place: Place, lang: str) -> None:
+    """Form, a bad ID number (clear message), the code, connected: at 390x844."""
+    case = CASES[lang]
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+        has_touch=True, user_agent=IPHONE_UA, locale=case["locale"],
+        extra_http_headers={"Accept-Language": case["accept"]})
+    page = context.new_page()
+    page.goto(f"{live_portal}/?{signed_query(mac=case['mac'])}")
+    assert page.locator("h2").inner_text() == case["title"]
+    shot(page, f"{lang}-1-form")
+
+    # A resident ID number with a wrong check digit: a message beside the field, not an error.
+    context.clear_cookies()
+    page.fill("#name", case["name"])
+    page.select_option("#id_type", "resident_id_card")
+    page.fill("#id_number", "110105194912310021")
+    page.fill("#phone", case["phone"])
+    page.check("#consent")
+    page.click("#submit")
+    error = page.locator("p.err")
+    assert case["bad_message"] in error.inner_text()
+    assert page.locator("#name").input_value() == case["name"]
+    shot(page, f"{lang}-2-bad-id")
+
+    context.clear_cookies()
+    page.select_option("#id_type", case["id_type"])
+    page.fill("#id_number", case["id_number"])
+    if case["unit"]:
+        page.select_option("#unit", label=case["unit"])
+    if not page.is_checked("#consent"):
+        page.check("#consent")
+    page.click("#submit")
+    assert page.locator("h2").inner_text() == case["code_title"]
+    shot(page, f"{lang}-3-code")
+
+    context.clear_cookies()
+    page.fill("#code", last_code(services, case["phone"]))
+    page.click("#submit")
+    assert page.locator("h2").inner_text() == case["done"]
+    shot(page, f"{lang}-4-connected")
+
+    _topic, payload = commands.get()
+    assert (payload["cmd"], payload["ap"], payload["mac"]) == ("authorize", FLOOR_AP,
+                                                               case["mac"])
+    assert context.cookies() == []  # the portal never needed one
+    context.close()
