@@ -370,7 +370,9 @@ class DayEngine:
             for rotation in rotations:
                 if parts[-1][0] < rotation < parts[-1][1]:
                     head_start, _, head_flags = parts[-1]
-                    parts[-1] = (head_start, rotation, (head_flags & CONNECT) | DISCONNECT)
+                    # The last thing said under the old address is its disconnect, 1 ms before
+                    # the address it used stops being valid.
+                    parts[-1] = (head_start, rotation - 1, (head_flags & CONNECT) | DISCONNECT)
                     resume = rotation + rng.randint(2, 8) * SECOND
                     if resume < end:
                         parts.append((resume, end, CONNECT | (flags & DISCONNECT)))

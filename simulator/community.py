@@ -96,6 +96,8 @@ class _Builder:
         self.visitors: list[Visitor] = []
         self.devices: list[Device] = []
         self.communities: list[tuple[str, str]] = []
+        self.lobbies = 0
+        self.sniffers = 0
 
     # --- layout --------------------------------------------------------------------------
 
@@ -118,9 +120,13 @@ class _Builder:
         self.communities.append((code, name))
         placed = 0
         building_number = 0
+        walkups = 0
         while placed < size:
             building_number += 1
-            walkup = self.rng.chance(self.config.walkup_share)
+            # Steer towards the requested share so that even a small community gets its
+            # corridor-AP buildings, while which building is which stays random.
+            walkup = self._steered(self.config.walkup_share, walkups, building_number - 1)
+            walkups += walkup
             if walkup:
                 floors, per_floor = self.rng.randint(5, 6), self.rng.randint(2, 3)
             else:
@@ -181,8 +187,14 @@ class _Builder:
                     unit.home_rssi = (-86, -74)
             lobby = self._ap(f"{tag}-lobby", building, 1, "", "building", ssid)
             lobby.units = list(building.units)
-            lobby.sniffer = self.rng.chance(self.config.sniffer_share)
+            lobby.sniffer = self._steered(self.config.sniffer_share, self.sniffers, self.lobbies)
+            self.lobbies += 1
+            self.sniffers += lobby.sniffer
             building.lobby = lobby
+
+    def _steered(self, share: float, hits: int, tries: int) -> bool:
+        """A coin flip nudged towards ``share`` given the hits so far (small runs get some)."""
+        return self.rng.chance(share + (share * tries - hits))
 
     def _ap(self, ap_id: str, building: Building, floor: int | None, unit_code: str,
             coverage: str, ssid: str) -> AccessPoint:
