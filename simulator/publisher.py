@@ -45,7 +45,8 @@ class StreamLineError(ValueError):
 def parse_line(raw: bytes) -> tuple[str, bytes, float | None]:
     """(AP id, payload bytes, first event time or None) of one events.jsonl line."""
     match = _LINE.match(raw)
-    if match:
+    # A line that looks like ours but may hold too many events gets the full check below.
+    if match and match.group(2).count(b"},{") < MAX_BATCH_EVENTS:
         ap_id, payload = match.group(1).decode("ascii"), match.group(2)
     else:
         try:
