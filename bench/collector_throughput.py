@@ -79,26 +79,36 @@ def generate_stream(target_events: int, aps: int, seed: int = 7) -> Stream:
     the work it does live (events older than the presence TTL skip Redis).
     """
     rng = random.Random(seed)
-    stations_per_ap = [max(1, int(rng.lognormvariate(2.8, 0.6))) for _ in range(aps)]
+    # Each AP has its associated stations; between two snapshots about 5% leave and are
+    # replaced by newcomers, so most addresses repeat from one snapshot to the next, as live.
+    next_station = 0
+    associated: list[list[int]] = []
+    for _ in range(aps):
+        count = max(1, int(rng.lognormvariate(2.8, 0.6)))
+        associated.append(list(range(next_station, next_station + count)))
+        next_station += count
     plan: list[tuple[str, list[tuple[str, str, int | None]]]] = []
     events = 0
-    tick = 0
     while events < target_events:
         for ap_index in range(aps):
             if events >= target_events:
                 break
             ap_id = f"ap-bench-{ap_index:05d}"
-            count = min(stations_per_ap[ap_index], target_events - events)
-            base = (ap_index * 4096 + tick * 131) & 0xFFFFFF
-            plan.append((ap_id, [("snapshot", _mac(base + i, i % 3 == 0), -40 - (i % 50))
-                                 for i in range(count)]))
-            events += count
+            stations = associated[ap_index]
+            for slot in range(len(stations)):
+                if rng.random() < 0.05:
+                    stations[slot] = next_station
+                    next_station += 1
+            chosen = stations[: target_events - events]
+            plan.append((ap_id, [("snapshot", _mac(s, s % 3 == 0), -40 - (s % 50))
+                                 for s in chosen]))
+            events += len(chosen)
             if rng.random() < 0.1 and events < target_events:  # a connect or probe in between
                 kind = rng.choice(("connect", "disconnect", "probe"))
-                plan.append((ap_id, [(kind, _mac(base + 5000 + tick, True),
+                plan.append((ap_id, [(kind, _mac(next_station, True),
                                       None if kind == "connect" else -70)]))
+                next_station += 1
                 events += 1
-        tick += 1
     now = time.time()
     step = 295.0 / max(1, len(plan))
     messages = []
@@ -108,7 +118,8 @@ def generate_stream(target_events: int, aps: int, seed: int = 7) -> Stream:
             PresenceEvent(kind, mac, ts, rssi, "Census-Free" if kind != "probe" else "")
             for kind, mac, rssi in batch
         )))
-    return Stream(messages, events, f"generated ({aps} APs, lognormal stations per AP)")
+    return Stream(messages, events,
+                  f"generated ({aps} APs, lognormal stations per AP, 5% churn per snapshot)")
 
 
 def _mac(value: int, randomized: bool) -> str:

@@ -26,6 +26,33 @@ from collector.const import DEADLETTER_MAX_ENTRIES, PRESENCE_TTL_S
 
 LOGGER = logging.getLogger(__name__)
 
+# Add devices seen, scores only moving forward; trim members past the TTL; refresh the expiry.
+# Devices arrive grouped by time as space-separated text (ARGV: ttl, cutoff, then pairs of
+# score and "dev1 dev2 ..."): a station snapshot shares one time, so the client sends one
+# argument per group instead of two per device, which is where the client-side cost was.
+# ZADD is called in chunks because Lua's unpack has a stack limit.
+_SEEN_SCRIPT = """
+local key = KEYS[1]
+local args = {}
+for i = 3, #ARGV, 2 do
+  local score = ARGV[i]
+  for member in string.gmatch(ARGV[i + 1], '%S+') do
+    args[#args + 1] = score
+    args[#args + 1] = member
+    if #args >= 7000 then
+      redis.call('ZADD', key, 'GT', unpack(args))
+      args = {}
+    end
+  end
+end
+if #args > 0 then
+  redis.call('ZADD', key, 'GT', unpack(args))
+end
+redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. ARGV[2])
+redis.call('EXPIRE', key, ARGV[1])
+return 0
+"""
+
 # Remove members a disconnect applies to: those whose last-seen score is not after it.
 _DISCONNECT_SCRIPT = """
 local removed = 0
@@ -131,6 +158,7 @@ class RedisState:
         self._fallback = fallback_file
         self._ttl_s = ttl_s
         self._disconnect = client.register_script(_DISCONNECT_SCRIPT)
+        self._seen = client.register_script(_SEEN_SCRIPT)
         self._next_trim = 0.0
         self.deadletter_key = f"{key_prefix}deadletter"
 
@@ -150,14 +178,22 @@ class RedisState:
         cutoff = now - self._ttl_s
         pipe = self._client.pipeline(transaction=False)
         for key, members in update.seen.items():
-            pipe.zadd(key, members, gt=True)
-            pipe.zremrangebyscore(key, "-inf", f"({cutoff}")
-            pipe.expire(key, self._ttl_s)
-        for key, members in update.gone.items():
-            arguments: list[str | float] = []
+            groups: dict[float, list[str]] = {}
             for device, ts in members.items():
-                arguments += [device, ts]
-            self._disconnect(keys=[key], args=arguments, client=pipe)
+                group = groups.get(ts)
+                if group is None:
+                    groups[ts] = [device]
+                else:
+                    group.append(device)
+            seen: list[str | int] = [self._ttl_s, repr(cutoff)]
+            for ts, devices in groups.items():
+                seen += [repr(ts), " ".join(devices)]
+            self._seen(keys=[key], args=seen, client=pipe)
+        for key, members in update.gone.items():
+            gone: list[str | float] = []
+            for device, ts in members.items():
+                gone += [device, ts]
+            self._disconnect(keys=[key], args=gone, client=pipe)
         try:
             pipe.execute()
         except redis.RedisError as error:
