@@ -256,7 +256,13 @@ class Collector:
         except PermanentStoreError as error:
             raise CollectorError(f"InfluxDB refused to set up the database: {error}") from None
         if self.options.metrics_port:
-            self._metrics_server = self.metrics.serve(self.options.metrics_port)
+            try:
+                self._metrics_server = self.metrics.serve(self.options.metrics_port)
+            except OSError as error:
+                raise CollectorError(
+                    f"cannot serve metrics on 127.0.0.1:{self.options.metrics_port}: {error} "
+                    "(choose another --metrics-port / WIFI_CENSUS_METRICS_PORT; 0 turns it off)"
+                ) from None
         self._threads = [
             threading.Thread(target=self._parse_loop, name="collector-parser", daemon=True),
             threading.Thread(target=self._write_loop, name="collector-writer", daemon=True),

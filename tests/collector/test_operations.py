@@ -158,3 +158,18 @@ def test_run_refuses_a_bad_share_group_and_an_unreachable_broker(settings: Setti
     unreachable = runner.invoke(collector, ["run", "--metrics-port", "0"], env=environment)
     assert unreachable.exit_code == 1
     assert "collector cannot start: cannot reach MQTT broker 127.0.0.1:1" in unreachable.output
+
+
+def test_a_busy_metrics_port_is_a_clear_start_up_error(registry_settings: Settings) -> None:
+    """Another program on the metrics port: one line naming the port and the setting."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        environment = settings_environment(registry_settings)
+        result = CliRunner().invoke(collector, ["run", "--metrics-port", str(port)],
+                                    env=environment)
+    assert result.exit_code == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.output
