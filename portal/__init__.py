@@ -53,6 +53,8 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         REMEMBER_COOKIE_SECURE=settings.environment == "production",
         REMEMBER_COOKIE_HTTPONLY=True,
         WTF_CSRF_TIME_LIMIT=3600,
+        # Every message comes from our own catalogs; WTForms' would be loaded per request.
+        WTF_I18N_ENABLED=False,
         BABEL_DEFAULT_LOCALE=DEFAULT_LOCALE,
         BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS),
         MAX_CONTENT_LENGTH=64 * 1024,

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, render_template, request, url_for
 from flask_babel import gettext as _
+from markupsafe import Markup
 from wtforms.fields.choices import SelectChoice
 
 from census.privacy import mask_name, mask_phone, pseudonymize_mac
@@ -38,6 +39,7 @@ from portal.handshake import (
 from portal.i18n import page_locale
 from portal.identity import DeclaredIdentity, clean_id_number, clean_name, clean_phone
 from portal.otp import IssueStatus, VerifyStatus
+from portal.ratelimit import Decision
 from portal.services import PortalServices
 from portal.signin import NotAuthorized, SignInResult, complete_one_tap, complete_sign_in
 from portal.sms import SmsError
@@ -95,6 +97,11 @@ def _limited(name: str, ident: str) -> Response | None:
         return None
     LOGGER.warning("rate limit %s exceeded by %s (%d/%d)", name, ident, decision.count,
                    decision.limit)
+    return _too_many(decision)
+
+
+def _too_many(decision: Decision) -> Response:
+    """The 429 page."""
     return _message(_("Too many attempts"),
                     _("Please wait %(seconds)d seconds and try again.",
                       seconds=decision.retry_after),
@@ -132,11 +139,40 @@ def _unit_choices(flow: Flow) -> list[SelectChoice]:
     return choices
 
 
-def _one_tap_device(flow: Flow) -> tuple[int, str] | None:
-    """(device id, masked name) when this address is a known device that may skip the code."""
+_OPTIONS: dict[tuple[str, str, int], Markup] = {}
+
+
+def _unit_options(flow: Flow, selected: str) -> Markup:
+    """The unit <option>s, rendered once per AP, language and registry version.
+
+    A building AP lists every unit of the building; rendering those options through
+    WTForms/Jinja on every splash page was most of the page's time.
+    """
+    services = _services()
+    ap_id = flow.handshake.ap_id
+    key = (ap_id, _locale(), services.directory.version)
+    html = _OPTIONS.get(key)
+    if html is None:
+        if len(_OPTIONS) > 10_000:
+            _OPTIONS.clear()
+        html = Markup("").join(
+            Markup('<option value="{}">{}</option>').format(c.value, c.label)
+            for c in _unit_choices(flow))
+        _OPTIONS[key] = html
+    if selected:
+        marker = str(Markup('value="{}"').format(selected))
+        html = Markup(str(html).replace(marker, marker + " selected", 1))
+    return html
+
+
+def _one_tap_device(flow: Flow, known_hint: bool | None = None) -> tuple[int, str] | None:
+    """(device id, masked name) when this address is a known device that may skip the code.
+
+    known_hint False (Redis says the address was never bound) skips the registry query.
+    """
     services = _services()
     settings = services.settings
-    if settings.portal_reverify_days <= 0:
+    if settings.portal_reverify_days <= 0 or known_hint is False:
         return None
     pseudonym = pseudonymize_mac(flow.handshake.mac, settings.pseudonym_key)
     now = dt.datetime.now(dt.UTC)
@@ -157,11 +193,12 @@ def _place(flow: Flow | None) -> str:
 
 
 def _render_form(flow: Flow, form: SignInForm | None = None, status: int = 200,
-                 notice: str = "", full: bool = False) -> Response:
+                 notice: str = "", full: bool = False, known_hint: bool | None = None
+                 ) -> Response:
     """The identity form (or, for a known device, the one-tap page)."""
     token = _token(flow)
     if form is None and not full:
-        known = _one_tap_device(flow)
+        known = _one_tap_device(flow, known_hint)
         if known is not None:
             tap = OneTapForm(meta={"csrf_context": flow.fid}, formdata=None,
                              data={"flow": token, "lang": _locale()})
@@ -172,14 +209,14 @@ def _render_form(flow: Flow, form: SignInForm | None = None, status: int = 200,
     if form is None:
         form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None,
                           data={"flow": token, "lang": _locale()})
-        form.unit.choices = _unit_choices(flow)
-        if len(units := form.unit.choices) == 2 and isinstance(units, list):
-            form.unit.data = units[0].value
+        units = _services().directory.units_for(flow.handshake.ap_id)
+        if len(units) == 1:  # a unit AP: its unit is the likely answer
+            form.unit.data = str(units[0].id)
     else:
         form.flow.data = token
     return Response(render_template(
         "portal/splash.html", form=form, flow_token=token, place=_place(flow), notice=notice,
-        lang=_locale(),
+        lang=_locale(), unit_options=_unit_options(flow, str(form.unit.data or "")),
     ), status=status)
 
 
@@ -249,23 +286,35 @@ def splash() -> Response:
     kind = is_handshake(args)
     if kind is None:
         return Response(render_template("portal/start.html", lang=_locale()))
-    limited = _limited("page", _client_ident(None, args.get("ip") or args.get("clientip", "")))
-    if limited is not None:
-        return limited
     services = _services()
+    ident = _client_ident(None, args.get("ip") or args.get("clientip", ""))
     try:
         if kind == HANDSHAKE_SIGNED:
             max_age = services.settings.portal_redirect_max_age
             hs = verify_signed_redirect(args, services.directory.key_for, max_age)
             # A nonce stays claimed for as long as its redirect could still be accepted.
             key = f"{services.settings.redis_key_prefix}portal:nonce:{hs.ap_id}:{hs.nonce}"
-            if not services.redis.set(key, "1", nx=True, ex=max_age + MAX_FUTURE_SKEW_S):
+            pseudonym = pseudonymize_mac(hs.mac, services.settings.pseudonym_key)
+            decision, fresh, known = services.limiter.hit_and_claim(
+                "page", ident, key, max_age + MAX_FUTURE_SKEW_S,
+                probe_key=services.client_sessions.known_key(pseudonym))
+            if not decision.allowed:
+                return _too_many(decision)
+            if not fresh:
                 raise HandshakeError("replayed", f"nonce {hs.nonce} of AP {hs.ap_id} was used")
         else:
+            limited = _limited("page", ident)
+            if limited is not None:
+                return limited
             hs = parse_fas(args, lambda ap_id: services.directory.get(ap_id) is not None)
+            known = None
     except HandshakeError as error:
+        if error.reason != "replayed":
+            limited = _limited("page", ident)  # forgeries count against the client too
+            if limited is not None:
+                return limited
         return _refused(error)
-    return _render_form(services.flows.new(hs))
+    return _render_form(services.flows.new(hs), known_hint=known)
 
 
 @bp.get("/s")

@@ -79,6 +79,11 @@ class ApDirectory:
                                 len(self._aps), version)
             self._checked = now
 
+    @property
+    def version(self) -> int:
+        """The registry version the cache was loaded at."""
+        return self._version
+
     def invalidate(self) -> None:
         """Force a reload at the next lookup (after this process changed the registry)."""
         with self._lock:

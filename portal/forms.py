@@ -125,10 +125,12 @@ class SignInForm(FlowForm):
     name = StringField(_l("Full name"), validators=[_problem_check(name_problem)])
     id_type = SelectField(_l("ID document"),
                           choices=[SelectChoice(v, label) for v, label in ID_TYPE_LABELS.items()],
-                          default=IdType.RESIDENT_ID_CARD.value)
+                          default=IdType.RESIDENT_ID_CARD.value,
+                          invalid_choice_message=_l("Please choose from the list."))
     id_number = StringField(_l("ID number"), validators=[_validate_id_number])
     phone = StringField(_l("Mobile number"), validators=[_problem_check(phone_problem)])
-    unit = SelectField(_l("Where do you live?"), choices=[], validate_choice=True)
+    unit = SelectField(_l("Where do you live?"), choices=[], validate_choice=True,
+                       invalid_choice_message=_l("Please choose from the list."))
     consent = BooleanField(validators=[DataRequired(
         _l("Please read and accept the terms and the privacy notice."))])
     submit = SubmitField(_l("Get verification code"))

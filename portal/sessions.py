@@ -1,4 +1,9 @@
-"""Which clients are online, for the RFC 8908 Captive Portal API (seconds-remaining)."""
+"""Which clients are online (RFC 8908 seconds-remaining), and which addresses are bound.
+
+The "known device" hint lets the splash page skip the registry query for the many addresses
+that were never bound (checked in the same Redis round trip as the rate limit); the registry
+stays the authority whenever the hint says an address is known.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,18 @@ class ClientSessions:
         """Seconds left in a client's session (0: not online)."""
         ttl = self._redis.ttl(self._by_ip(ap_id, client_ip))
         return int(ttl) if isinstance(ttl, int) and ttl > 0 else 0
+
+    def known_key(self, pseudonym: str) -> str:
+        """Key of the hint that a device pseudonym is bound to a resident."""
+        return f"{self._prefix}portal:known:{pseudonym}"
+
+    def mark_known(self, pseudonym: str, seconds: int) -> None:
+        """Note that an address is bound (for as long as it may sign in with one tap)."""
+        self._redis.set(self.known_key(pseudonym), "1", ex=max(1, seconds))
+
+    def forget_known(self, pseudonym: str) -> None:
+        """The address is no longer bound."""
+        self._redis.delete(self.known_key(pseudonym))
 
     def end(self, pseudonym: str) -> None:
         """Forget a device's session (deauthorized)."""

@@ -73,6 +73,7 @@ class _Recorded:
     revoked: list[Revocation]
     alert: dict[str, Any] | None
     pseudonym: str
+    bound: bool  # the device is bound to a resident (may sign in with one tap next time)
 
 
 def local_today(services: PortalServices, now: dt.datetime) -> dt.date:
@@ -168,7 +169,7 @@ def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentit
                {"outcome": outcome, "ap": hs.ap_id, "method": METHOD_SMS,
                 "handshake": hs.kind}, remote_ip)
         return _Recorded(signin.id, outcome, mask_name(declared.name),
-                         bind.revoked if bind else [], alert, pseudonym)
+                         bind.revoked if bind else [], alert, pseudonym, bind is not None)
 
 
 def _record_one_tap(services: PortalServices, flow: Flow, device_id: int, user_agent: str,
@@ -202,15 +203,17 @@ def _record_one_tap(services: PortalServices, flow: Flow, device_id: int, user_a
         record(session, "resident", "sign_in", f"signin:{signin.id}",
                {"outcome": outcome, "ap": hs.ap_id, "method": METHOD_ONE_TAP,
                 "handshake": hs.kind}, remote_ip)
-        return _Recorded(signin.id, outcome, mask_name(resident.name), [], alert, pseudonym)
+        return _Recorded(signin.id, outcome, mask_name(resident.name), [], alert, pseudonym,
+                         True)
 
 
 def send_revocations(services: PortalServices, revoked: list[Revocation]) -> int:
     """Deauthorize ended bindings on their APs; return how many commands went out."""
     sent = 0
     for item in revoked:
-        services.client_sessions.end(
-            pseudonymize_mac(item.mac, services.settings.pseudonym_key))
+        pseudonym = pseudonymize_mac(item.mac, services.settings.pseudonym_key)
+        services.client_sessions.end(pseudonym)
+        services.client_sessions.forget_known(pseudonym)
         if not item.ap_id:
             continue
         try:
@@ -239,6 +242,9 @@ def _finish(services: PortalServices, flow: Flow, recorded: _Recorded,
         key = services.directory.key_for(hs.ap_id) or services.settings.command_key
         fas_url = fas_auth_url(hs, key, landing_url)
     services.client_sessions.start(hs.ap_id, hs.client_ip, recorded.pseudonym, seconds)
+    if recorded.bound:
+        services.client_sessions.mark_known(
+            recorded.pseudonym, services.settings.portal_reverify_days * 86400)
     return SignInResult(recorded.signin_id, recorded.outcome, recorded.greeting, seconds,
                         fas_url, sum(1 for r in recorded.revoked if r.reason == "quota"))
 

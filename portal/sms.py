@@ -40,6 +40,7 @@ class ConsoleSmsSender:
     def __init__(self, client: redis.Redis, key_prefix: str) -> None:
         self._redis = client
         self.outbox_key = f"{key_prefix}portal:sms:outbox"
+        self.last_key = f"{key_prefix}portal:sms:last"
 
     def send(self, phone: str, text: str, code: str) -> None:
         """Log the message and push it to the outbox list."""
@@ -50,15 +51,15 @@ class ConsoleSmsSender:
         pipe.lpush(self.outbox_key, record)
         pipe.ltrim(self.outbox_key, 0, OUTBOX_LENGTH - 1)
         pipe.expire(self.outbox_key, OUTBOX_TTL_S)
+        # Newest code per number, for `last_code` without scanning the list.
+        pipe.hset(self.last_key, phone, code)
+        pipe.expire(self.last_key, OUTBOX_TTL_S)
         pipe.execute()
 
     def last_code(self, phone: str) -> str | None:
         """The newest code sent to a number, if any (what a developer reads off the console)."""
-        for raw in self._redis.lrange(self.outbox_key, 0, OUTBOX_LENGTH - 1):
-            record = json.loads(raw)
-            if record["phone"] == phone:
-                return str(record["code"])
-        return None
+        code = self._redis.hget(self.last_key, phone)
+        return None if code is None else bytes(code).decode()  # type: ignore[arg-type]
 
 
 class HttpSmsSender:
