@@ -104,6 +104,11 @@ def simulate(units: int, days: int, seed: int, out: Path, end: dt.datetime | Non
         "events": result.events, **result.counts, "seconds": round(result.seconds, 1),
         "peak_rss_mb": round(result.peak_rss_mb, 1),
     }
+    oldest = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.retention_days)
+    if result.period_start < oldest:
+        click.echo(f"warning: the period starts before the {settings.retention_days}-day "
+                   "retention window; the collector will reject those events as too old "
+                   "(use a later --end)", err=True)
     if do_publish or live:
         summary["published"] = _publish(settings, result.events_path, result.messages, rate, live)
     _report(summary, as_json)

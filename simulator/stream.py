@@ -135,8 +135,8 @@ class StreamWriter:
             while position < len(bursts) and bursts[position][0] < hi_rel:
                 at, burst = bursts[position]
                 position += 1
-                if outage is not None and outage[0] <= at < outage[1] or at < lo_rel:
-                    continue
+                if at < lo_rel or (outage is not None and outage[0] <= at < outage[1]):
+                    continue  # the sniffer is down: nobody hears the burst
                 body = ",".join(
                     f'{{"v":1,"type":"probe","mac":"{mac}","ts":{seconds_json(day_ms + when)},'
                     f'"rssi":{level},"ssid":{json.dumps(probe_ssid)}}}'

@@ -34,6 +34,7 @@ def test_simulate_writes_the_files_and_reports(tmp_path: Path, env: dict[str, st
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["units"] == 30 and summary["messages"] > 0
     assert summary["period_end"] == "2025-03-09T06:00:00+08:00"  # naive --end: local time
+    assert "retention window" in result.stderr  # March 2025 is long past 90 days
     assert sorted(p.name for p in out.iterdir()) == [
         "aps.csv", "events.jsonl", "residents.csv", "truth.json", "units.csv", "utilities.csv"]
 
