@@ -221,8 +221,8 @@ def _render_form(flow: Flow, form: SignInForm | None = None, status: int = 200,
 
 
 def _render_code(flow: Flow, declared: DeclaredIdentity, form: CodeForm | None = None,
-                 notice: str = "", status: int = 200) -> Response:
-    """The page asking for the SMS code."""
+                 notice: str = "", status: int = 200, wait: int | None = None) -> Response:
+    """The page asking for the SMS code (wait: cooldown seconds, when already known)."""
     token = _token(flow)
     services = _services()
     if form is None:
@@ -233,9 +233,11 @@ def _render_code(flow: Flow, declared: DeclaredIdentity, form: CodeForm | None =
         form.code.data = ""
     resend = ResendForm(meta={"csrf_context": flow.fid}, formdata=None,
                         data={"flow": token, "lang": _locale()})
+    if wait is None:
+        wait = services.otp.cooldown_left(declared.phone)
     return Response(render_template(
         "portal/code.html", form=form, resend=resend, phone=mask_phone(declared.phone),
-        minutes=services.otp.policy.ttl // 60, wait=services.otp.cooldown_left(declared.phone),
+        minutes=services.otp.policy.ttl // 60, wait=wait,
         notice=notice, place=_place(flow), flow_token=token, lang=_locale(),
     ), status=status)
 
@@ -366,7 +368,9 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
             form.unit.choices = _unit_choices(flow)
         return _render_form(flow, form=form, notice=problem)
     notice = _("A new code is on its way.") if resend else ""
-    return _render_code(flow, declared, notice=notice)
+    # Just sent: the cooldown is the policy's, no need to ask Redis.
+    return _render_code(flow, declared, notice=notice,
+                        wait=int(services.otp.policy.resend_seconds))
 
 
 @bp.post("/signin")

@@ -77,22 +77,22 @@ class PendingStore:
         self._prefix = key_prefix
         self._cipher = cipher
 
-    def _key(self, fid: str) -> str:
+    def key(self, fid: str) -> str:
         """The Redis key of a flow's pending identity."""
         return f"{self._prefix}portal:flow:{fid}"
 
     def put(self, fid: str, declared: DeclaredIdentity, ttl: int) -> None:
         """Keep the identity for ttl seconds."""
         blob = self._cipher.encrypt(json.dumps(declared.to_dict(), ensure_ascii=False))
-        self._redis.set(self._key(fid), blob, ex=ttl)
+        self._redis.set(self.key(fid), blob, ex=ttl)
 
     def get(self, fid: str) -> DeclaredIdentity | None:
         """The pending identity, or None when it expired."""
-        blob = self._redis.get(self._key(fid))
+        blob = self._redis.get(self.key(fid))
         if blob is None:
             return None
         return DeclaredIdentity.from_dict(json.loads(self._cipher.decrypt(bytes(blob))))  # type: ignore[arg-type]
 
     def delete(self, fid: str) -> None:
         """Forget the identity (after sign-in)."""
-        self._redis.delete(self._key(fid))
+        self._redis.delete(self.key(fid))

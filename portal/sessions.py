@@ -25,12 +25,18 @@ class ClientSessions:
         """Key pointing from a device pseudonym to its session key."""
         return f"{self._prefix}portal:dev:{pseudonym}"
 
-    def start(self, ap_id: str, client_ip: str, pseudonym: str, seconds: int) -> None:
-        """Record a client as online for seconds."""
+    def start(self, ap_id: str, client_ip: str, pseudonym: str, seconds: int,
+              known_for: int = 0, forget: tuple[str, ...] = ()) -> None:
+        """Record a client as online for seconds; in the same round trip mark the device as
+        known for known_for seconds (0: leave as is) and delete the keys in forget."""
         key = self._by_ip(ap_id, client_ip)
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(key, pseudonym, ex=seconds)
         pipe.set(self._by_device(pseudonym), key, ex=seconds)
+        if known_for > 0:
+            pipe.set(self.known_key(pseudonym), "1", ex=known_for)
+        if forget:
+            pipe.delete(*forget)
         pipe.execute()
 
     def remaining(self, ap_id: str, client_ip: str) -> int:

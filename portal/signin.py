@@ -241,10 +241,10 @@ def _finish(services: PortalServices, flow: Flow, recorded: _Recorded,
     else:
         key = services.directory.key_for(hs.ap_id) or services.settings.command_key
         fas_url = fas_auth_url(hs, key, landing_url)
-    services.client_sessions.start(hs.ap_id, hs.client_ip, recorded.pseudonym, seconds)
-    if recorded.bound:
-        services.client_sessions.mark_known(
-            recorded.pseudonym, services.settings.portal_reverify_days * 86400)
+    services.client_sessions.start(
+        hs.ap_id, hs.client_ip, recorded.pseudonym, seconds,
+        known_for=services.settings.portal_reverify_days * 86400 if recorded.bound else 0,
+        forget=(services.pending.key(flow.fid),))
     return SignInResult(recorded.signin_id, recorded.outcome, recorded.greeting, seconds,
                         fas_url, sum(1 for r in recorded.revoked if r.reason == "quota"))
 
@@ -255,8 +255,7 @@ def complete_sign_in(services: PortalServices, flow: Flow, declared: DeclaredIde
     """Record a verified sign-in and let the device through."""
     moment = now or dt.datetime.now(dt.UTC)
     recorded = _record_full(services, flow, declared, user_agent, remote_ip, locale, moment)
-    services.pending.delete(flow.fid)
-    return _finish(services, flow, recorded, landing_url)
+    return _finish(services, flow, recorded, landing_url)  # also deletes the pending identity
 
 
 def complete_one_tap(services: PortalServices, flow: Flow, device_id: int, user_agent: str,
