@@ -100,7 +100,8 @@ def start_collector(idle_seconds: int) -> subprocess.Popen[str]:
     if prepared.returncode != 0:
         raise click.ClickException(f"collector session not created:\n{prepared.stderr[-2000:]}")
     return subprocess.Popen(
-        cli_command("collector", "run", "--exit-when-idle", str(idle_seconds), "--summary-json"),
+        cli_command("collector", "run", "--exit-when-idle", str(idle_seconds), "--summary-json",
+                    "--metrics-port", "0"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

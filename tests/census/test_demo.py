@@ -1,0 +1,64 @@
+"""The demo runs the whole system end to end and leaves the portal answering."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from census import services
+from census.settings import Settings
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_demo_flows_to_flags_and_leaves_the_portal_serving(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A small community goes simulator → broker → collector → InfluxDB → analytics → portal."""
+    portal_port = free_port()
+    env = {
+        **os.environ,
+        "WIFI_CENSUS_VAR_DIR": str(settings.var_dir),
+        "WIFI_CENSUS_MQTT_TOPIC_PREFIX": settings.mqtt_topic_prefix,
+        "WIFI_CENSUS_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        "WIFI_CENSUS_INFLUX_DATABASE": settings.influx_database,
+        "WIFI_CENSUS_COLLECTOR_CLIENT_ID": f"demo-{settings.influx_database}",
+        "WIFI_CENSUS_PORTAL_PORT": str(portal_port),
+        "WIFI_CENSUS_PORTAL_PUBLIC_URL": f"http://127.0.0.1:{portal_port}",
+        "WIFI_CENSUS_METRICS_PORT": "0",
+    }
+    demo_settings = Settings.load(environ=env)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "census.cli", "demo", "--units", "60", "--days", "4",
+             "--seed", "11"],
+            env=env, capture_output=True, text=True, timeout=600, check=False,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        out = result.stdout
+        assert "wifi-census demo: summary" in out
+        assert "units       60 analysed" in out
+        assert f"http://127.0.0.1:{portal_port}/" in out
+        for step in range(1, 9):
+            assert f"[{step}/8]" in result.stderr
+        assert " 0 dead-lettered" in result.stderr
+        with urllib.request.urlopen(f"http://127.0.0.1:{portal_port}/api/captive", timeout=5) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("application/captive+json")
+    finally:
+        services.stop(services.portal_service(demo_settings, sys.executable))
+        from census.presence_store import InfluxV1Store
+
+        InfluxV1Store.from_settings(demo_settings).drop_database()
