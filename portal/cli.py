@@ -34,9 +34,9 @@ def portal() -> None:
 @click.option("--host", default=None, help="Address to listen on (default: settings).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default: settings).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="gunicorn worker processes (default: 2 x CPUs + 1).")
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Threads per worker (more than 1 uses gunicorn's gthread worker).")
+              help="gunicorn worker processes (default: one per CPU).")
+@click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Threads per worker (more than 1: gunicorn's gthread worker, keep-alive).")
 @click.option("--proxy-hops", type=click.IntRange(0, 5), default=0, show_default=True,
               help="Reverse proxies in front whose X-Forwarded-For/Proto/Host are trusted.")
 @click.option("--dev", is_flag=True, help="Werkzeug's development server instead of gunicorn.")
@@ -63,7 +63,9 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int,
             """gunicorn settings from the command line."""
             options = {
                 "bind": f"{host}:{port}",
-                "workers": workers or (2 * (os.cpu_count() or 1) + 1),
+                # gthread with keep-alive: twice the sign-ins/s of sync workers here, which
+                # close every connection (bench/portal_load.py, docs/portal.md).
+                "workers": workers or (os.cpu_count() or 1),
                 "threads": threads,
                 "worker_class": "gthread" if threads > 1 else "sync",
                 "accesslog": None,
