@@ -52,7 +52,10 @@ class AnalyticsConfig:
     infra_max_away_days: float = 0.15
     # --- neighbours' bleed and corridor APs ---------------------------------------------------
     bleed_rssi_margin_db: float = 8.0  # weaker than its best AP by this much: bled, not home
-    weak_rssi_dbm: float = -82.0  # a device only ever this weak is a neighbour's
+    # A device inside the flat of its AP is rarely weaker than about -70 dBm; through a wall or
+    # floor it loses 10-20 dB. At a unit AP, a device whose typical signal is this weak lives
+    # next door (e.g. in a flat without its own AP), whatever its rhythm.
+    weak_rssi_dbm: float = -76.0
     # --- randomized address linking -----------------------------------------------------------
     # A new address may appear the moment the old one leaves (rotation while associated) or when
     # the owner comes home, even after a trip: up to three days, if the daily rhythm agrees.

@@ -192,6 +192,16 @@ def post_webhook(url: str, flags: list[dict[str, Any]], report: DeliveryReport,
     if not url or not flags:
         return
     http = session or requests.Session()
+    try:
+        _post_all(http, url, flags, report, config)
+    finally:
+        if session is None:
+            http.close()
+
+
+def _post_all(http: requests.Session, url: str, flags: list[dict[str, Any]],
+              report: DeliveryReport, config: AnalyticsConfig) -> None:
+    """POST each record with retries (see ``post_webhook``)."""
     for record in flags:
         delay = 0.5
         for attempt in range(1, config.webhook_retries + 1):

@@ -101,12 +101,15 @@ def assign_tiers(flagged: pd.DataFrame, hazards: pd.DataFrame) -> pd.DataFrame:
     """Per unit tier: key for group rentals or key hazards; attention for one extra person
     or attention hazards; normal otherwise."""
     out = flagged.copy()
-    flag_tier = out["flag"].map({"group_rental": "key", "attention": "attention"}).fillna("normal")
-    hazard = (hazards.set_index("unit") if not hazards.empty
-              else pd.DataFrame(columns=["hazard_tier", "hazards"]))
-    hazard_tier = out["unit"].map(hazard["hazard_tier"]).fillna("normal")
-    out["hazards"] = out["unit"].map(hazard["hazards"]).apply(
-        lambda h: h if isinstance(h, list) else [])
+    flag_tier = [{"group_rental": "key", "attention": "attention"}.get(f, "normal")
+                 for f in out["flag"]]
+    tier_of: dict[str, str] = {}
+    found_of: dict[str, list[str]] = {}
+    if not hazards.empty:
+        tier_of = dict(zip(hazards["unit"], hazards["hazard_tier"], strict=True))
+        found_of = dict(zip(hazards["unit"], hazards["hazards"], strict=True))
+    hazard_tier = [tier_of.get(u, "normal") for u in out["unit"]]
+    out["hazards"] = [list(found_of.get(u, [])) for u in out["unit"]]
     out["tier"] = [a if TIER_ORDER[a] >= TIER_ORDER[b] else b
                    for a, b in zip(flag_tier, hazard_tier, strict=True)]
     return out

@@ -102,10 +102,16 @@ def binding_links(summary: pd.DataFrame, bindings: pd.DataFrame) -> list[tuple[s
         addresses = [str(d) for d in group["device"] if d in first]
         # Order by when each address was first seen; link a chain of non-overlapping ones.
         addresses.sort(key=lambda d: first[d])
-        for earlier, later in zip(addresses, addresses[1:], strict=False):
-            if not (randomized[earlier] or randomized[later]):
-                continue  # two hardware addresses are two devices
-            if first[later] >= last[earlier] - OVERLAP_SLACK_S:
+        used: set[str] = set()
+        for position, later in enumerate(addresses):
+            # The address this one replaced: the latest-ending earlier one it never overlapped
+            # (a second device of the same resident overlaps, so it is skipped).
+            candidates = [e for e in addresses[:position]
+                          if e not in used and first[later] >= last[e] - OVERLAP_SLACK_S
+                          and (randomized[e] or randomized[later])]
+            if candidates:
+                earlier = max(candidates, key=lambda e: last[e])
+                used.add(earlier)
                 links.append((earlier, later))
     return links
 
@@ -191,9 +197,11 @@ def link_addresses(rollup: pd.DataFrame, bindings: pd.DataFrame, window_start: f
     info = inferred.set_index("later")
     inferred_mask = out["device"].isin(info.index)
     out.loc[inferred_mask, "link"] = "inferred"
-    later = out.loc[inferred_mask, "device"]
-    out.loc[inferred_mask, "link_gap_s"] = info.loc[later, "gap_s"].to_numpy()
-    out.loc[inferred_mask, "link_similarity"] = info.loc[later, "similarity"].to_numpy()
+    if inferred_mask.any():
+        later = out.loc[inferred_mask, "device"]
+        out.loc[inferred_mask, "link_gap_s"] = info.loc[later, "gap_s"].to_numpy(dtype=float)
+        out.loc[inferred_mask, "link_similarity"] = info.loc[
+            later, "similarity"].to_numpy(dtype=float)
     return out[LINK_COLUMNS]
 
 

@@ -1,11 +1,11 @@
 """Devices to people, and people to an estimate with its uncertainty.
 
 **Grouping.** A person's phone, watch and laptop arrive and leave together. For two devices of
-the same place the co-movement score is the mean of (a) the share of the less active device's
-arrivals and departures that the other device makes within five minutes, and (b) the share of
-the less active device's presence during which the other is present too. Devices are taken
-most-present first; each joins the person whose first device it matches best if the score
-reaches ``same_person_min_score``, else it starts a new person.
+the same place the co-movement score is the share of the more present device's departures and
+arrivals (those the other device was around for) that the other device made too, within five
+minutes (``comovement_scores``). Devices are taken most-present first; each joins the person
+whose first device it matches best if the score reaches ``same_person_min_score``, else it
+starts a new person.
 
 **Estimate.** The Wi-Fi sees ``D`` person-clusters. A person living there is seen with
 probability ``q`` (``detect_probability``: children without phones and elderly people without
@@ -60,33 +60,52 @@ def _dilate(x: np.ndarray) -> np.ndarray:
     return out
 
 
+FALLBACK_CONTAINMENT = 0.97  # with too few shared moments, only near-total containment merges
+FALLBACK_SCORE = 0.85
+
+
 def comovement_scores(presence: np.ndarray) -> np.ndarray:
-    """Pairwise co-movement scores (symmetric, 0..1) of devices' timelines."""
+    """Pairwise co-movement scores (symmetric, 0..1) of devices' timelines.
+
+    For a pair, the more present device is the anchor. Its *moments* are its departures while
+    the other device was there, and its arrivals when the other device is there right after.
+    The score is the share of those moments at which the other device left or arrived too,
+    within five minutes: a watch or a carried laptop leaves and comes back with its phone; a
+    flatmate's phone stays when the anchor's owner goes out. With fewer than two moments (the
+    devices are rarely there together) only near-total containment counts as one person.
+    """
     n = presence.shape[0]
     if n == 0:
         return np.zeros((0, 0))
-    p = presence.astype(np.int8)
-    step = np.diff(p, axis=1, prepend=0)
-    up = step > 0
-    down = step < 0
-    up_d, down_d = _dilate(up).astype(np.float32), _dilate(down).astype(np.float32)
-    upf, downf = up.astype(np.float32), down.astype(np.float32)
-    matched = upf @ up_d.T + downf @ down_d.T  # [i, j]: i's transitions matched by j
-    transitions = upf.sum(axis=1) + downf.sum(axis=1)
-    pf = presence.astype(np.float32)
+    p = presence.astype(bool)
+    prev = np.empty_like(p)
+    prev[:, 0] = p[:, 0]  # no transition at the window's start
+    prev[:, 1:] = p[:, :-1]
+    after = p.copy()
+    after[:, :-1] |= p[:, 1:]
+    dep = prev & ~p
+    arr = ~prev & p
+    f = np.float32
+    dep_f, arr_f = dep.astype(f), arr.astype(f)
+    events = dep_f @ prev.astype(f).T + arr_f @ after.astype(f).T  # [anchor, other]
+    agree = (dep_f @ (prev & _dilate(dep)).astype(f).T
+             + arr_f @ (after & _dilate(arr)).astype(f).T)
+    pf = p.astype(f)
     overlap = pf @ pf.T
     bins = pf.sum(axis=1)
     scores = np.zeros((n, n))
     for i in range(n):
         for j in range(i + 1, n):
-            # The less active device is the one to explain.
-            small = i if bins[i] <= bins[j] else j
-            other = j if small == i else i
-            if bins[small] == 0 or transitions[small] == 0:
+            anchor, other = (i, j) if bins[i] >= bins[j] else (j, i)
+            if bins[other] == 0:
                 continue
-            trans = matched[small, other] / transitions[small]
-            contain = overlap[small, other] / bins[small]
-            scores[i, j] = scores[j, i] = 0.5 * (trans + contain)
+            moments = events[anchor, other]
+            if moments >= 2:
+                score = float(agree[anchor, other] / moments)
+            else:
+                contained = overlap[anchor, other] / bins[other]
+                score = FALLBACK_SCORE if contained >= FALLBACK_CONTAINMENT else 0.0
+            scores[i, j] = scores[j, i] = score
     return scores
 
 

@@ -1,0 +1,122 @@
+"""Randomized address linking on tiny roll-up frames."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from analytics.config import AnalyticsConfig, Window
+from analytics.linking import apply_links, link_addresses
+from analytics.rollup import pack_mask, unpack_masks
+
+WINDOW = Window(last_night=dt.date(2026, 11, 10), nights=10, timezone="Asia/Shanghai")
+START = WINDOW.start.timestamp()
+END = WINDOW.end.timestamp()
+DAY = 86400
+
+
+def row(device: str, day: int, ap: str = "ap1", bins: range = range(150, 280),
+        randomized: bool = True, first: float | None = None,
+        last: float | None = None) -> dict[str, object]:
+    """One roll-up row: present in ``bins`` of census day ``day``."""
+    bits = np.zeros(288, dtype=bool)
+    bits[list(bins)] = True
+    day_start = START + day * DAY
+    return {"day": WINDOW.days[day], "ap": ap, "device": device, "randomized": randomized,
+            "mask": pack_mask(bits), "bins": int(bits.sum()), "samples": int(bits.sum()),
+            "rssi_mean": -50.0, "rssi_max": -45.0,
+            "first_s": int(first if first is not None else day_start + bins.start * 300),
+            "last_s": int(last if last is not None else day_start + (bins.stop - 1) * 300),
+            "community": "C1", "building": "B1", "floor": "1", "unit": "C1/B1/0101"}
+
+
+def frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    """Rows as a roll-up frame."""
+    return pd.DataFrame(rows)
+
+
+def no_bindings() -> pd.DataFrame:
+    """An empty bindings frame."""
+    return pd.DataFrame(columns=["device", "unit", "resident_id", "randomized", "bound_at",
+                                 "revoked_at"])
+
+
+def test_a_rotation_while_associated_links_old_and_new_address() -> None:
+    """Address a stops and b appears on the same AP seconds later: one logical device."""
+    rows = [row("a", d) for d in range(4)] + [row("a", 4, bins=range(150, 200))]
+    rows += [row("b", 4, bins=range(200, 280))] + [row("b", d) for d in range(5, 10)]
+    links = link_addresses(frame(rows), no_bindings(), START, END)
+    by = links.set_index("device")
+    assert by.at["a", "logical"] == by.at["b", "logical"] == "a"
+    assert by.at["b", "link"] == "inferred"
+    assert by.at["a", "link"] == "none"
+
+
+def test_a_new_address_after_the_owner_comes_home_links_when_the_rhythm_agrees() -> None:
+    """A gap of hours (rotation while away) links if the daily rhythm is the same."""
+    rows = [row("a", d) for d in range(5)] + [row("b", d) for d in range(5, 10)]
+    links = link_addresses(frame(rows), no_bindings(), START, END).set_index("device")
+    assert links.at["b", "logical"] == "a"
+
+
+def test_addresses_seen_at_the_same_time_are_never_linked() -> None:
+    """Two phones in the same flat are two devices, whatever their rhythm."""
+    rows = [row("a", d) for d in range(10)] + [row("b", d) for d in range(3, 10)]
+    links = link_addresses(frame(rows), no_bindings(), START, END).set_index("device")
+    assert links.at["a", "logical"] != links.at["b", "logical"]
+
+
+def test_addresses_on_different_aps_are_not_linked() -> None:
+    """Linking is per AP: a neighbour's new address is not this phone's."""
+    rows = [row("a", d) for d in range(5)] + [row("b", d, ap="ap2") for d in range(5, 10)]
+    links = link_addresses(frame(rows), no_bindings(), START, END).set_index("device")
+    assert links.at["b", "logical"] == "b"
+
+
+def test_a_different_rhythm_is_not_linked_after_a_long_gap() -> None:
+    """An evening visitor appearing a day after a phone left is not that phone."""
+    rows = [row("a", d) for d in range(4)]
+    rows += [row("v", d, bins=range(130, 150)) for d in range(6, 9)]
+    links = link_addresses(frame(rows), no_bindings(), START, END).set_index("device")
+    assert links.at["v", "logical"] == "v"
+
+
+def test_hardware_addresses_do_not_rotate() -> None:
+    """Only randomized addresses are linked by inference."""
+    rows = [row("a", d, randomized=False) for d in range(5)]
+    rows += [row("b", d, randomized=False) for d in range(5, 10)]
+    links = link_addresses(frame(rows), no_bindings(), START, END).set_index("device")
+    assert links.at["b", "logical"] == "b"
+
+
+def test_a_resident_rebinding_a_new_address_is_a_certain_link() -> None:
+    """Sign-in bindings link addresses of one resident that never overlapped, across APs."""
+    rows = [row("a", d) for d in range(3)] + [row("b", d, ap="ap2") for d in range(6, 10)]
+    rows += [row("c", d) for d in range(10)]  # bound too, but seen with a: another device
+    bindings = pd.DataFrame({
+        "device": ["a", "b", "c"], "unit": ["C1/B1/0101"] * 3, "resident_id": [7, 7, 7],
+        "randomized": [True, True, True],
+        "bound_at": [dt.datetime(2026, 11, 1, tzinfo=dt.UTC), dt.datetime(2026, 11, 6, tzinfo=dt.UTC),
+                     dt.datetime(2026, 11, 1, tzinfo=dt.UTC)],
+        "revoked_at": [None, None, None]})
+    links = link_addresses(frame(rows), bindings, START, END).set_index("device")
+    assert links.at["b", "logical"] == "a"
+    assert links.at["b", "link"] == "certain"
+    assert links.at["c", "logical"] == "c"
+
+
+def test_applying_links_merges_a_mid_day_rotation_into_one_row() -> None:
+    """Two addresses of one device on one day become one row with the union of presence."""
+    rows = [row("a", 0, bins=range(150, 200)), row("b", 0, bins=range(200, 280))]
+    rows += [row("b", d) for d in range(1, 10)]
+    rollup = frame(rows)
+    links = link_addresses(rollup, no_bindings(), START, END, AnalyticsConfig())
+    merged = apply_links(rollup, links)
+    day0 = merged.loc[merged["day"] == WINDOW.days[0]]
+    assert len(day0) == 1
+    assert day0.iloc[0]["device"] == "a"
+    assert day0.iloc[0]["bins"] == 130
+    assert unpack_masks([day0.iloc[0]["mask"]])[0][150:280].all()
+    assert merged["device"].nunique() == 1

@@ -1,0 +1,162 @@
+"""Devices to people, and the posterior over the number of people."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analytics.config import AnalyticsConfig
+from analytics.people import (
+    Prior,
+    comovement_scores,
+    fit_prior,
+    group_people,
+    prior_distribution,
+    summarise,
+    unit_posterior,
+    wifi_likelihood,
+    zone_posteriors,
+)
+
+CONFIG = AnalyticsConfig()
+PRIOR = Prior.from_config(CONFIG)
+DAYS = 14
+
+
+def timeline(spans: list[tuple[int, int]], days: int = DAYS, holes: list[int] | None = None,
+             ) -> np.ndarray:
+    """Presence over ``days`` days: each day present from bin a to bin b (census-day bins)."""
+    out = np.zeros(days * 288, dtype=bool)
+    for d in range(days):
+        a, b = spans[d % len(spans)]
+        out[d * 288 + a: d * 288 + b] = True
+    for h in holes or []:
+        out[h] = False
+    return out
+
+
+def test_a_phone_and_its_watch_are_one_person() -> None:
+    """The watch arrives and leaves with the phone (and is off at night): same person."""
+    phone = timeline([(140, 290), (150, 288), (135, 288)])
+    watch = phone.copy()
+    for d in range(DAYS):
+        watch[d * 288 + 200: d * 288 + 288] = False  # on the charger at night
+    people, scores = group_people(["phone", "watch"], np.vstack([phone, watch]), CONFIG)
+    assert people[0] == people[1]
+    assert scores[1] >= CONFIG.same_person_min_score
+
+
+def test_two_flatmates_with_their_own_rhythms_are_two_people() -> None:
+    """Different departure and return times day after day: two people."""
+    a = timeline([(140, 288), (150, 288), (135, 288), (160, 288)])
+    b = timeline([(170, 288), (120, 288), (180, 288)])
+    people, _ = group_people(["a", "b"], np.vstack([a, b]), CONFIG)
+    assert people[0] != people[1]
+
+
+def test_a_homebody_and_a_worker_are_two_people_though_one_contains_the_other() -> None:
+    """The worker is only home when the homebody is, but the homebody's outings are alone."""
+    homebody = timeline([(0, 288)])
+    for d in range(DAYS):
+        homebody[d * 288 + 30 + d: d * 288 + 50 + d] = False  # a morning errand
+        homebody[d * 288 + 150: d * 288 + 160] = False  # out while the worker is home
+    worker = timeline([(140, 288), (145, 288), (150, 288)])
+    people, _ = group_people(["homebody", "worker"], np.vstack([homebody, worker]), CONFIG)
+    assert people[0] != people[1]
+
+
+def test_comovement_is_symmetric_and_bounded() -> None:
+    """Scores are symmetric, between 0 and 1, zero on the diagonal."""
+    x = np.vstack([timeline([(140, 288)]), timeline([(150, 288)]), timeline([(100, 200)])])
+    s = comovement_scores(x)
+    assert np.allclose(s, s.T)
+    assert (s >= 0).all() and (s <= 1).all()
+    assert (np.diag(s) == 0).all()
+
+
+def test_the_prior_is_a_distribution_centred_on_the_registered_count() -> None:
+    """Most mass on N = registered; group rentals only beyond registered + 2."""
+    dist = prior_distribution(3, PRIOR, CONFIG.max_people)
+    assert dist.sum() == pytest.approx(1.0)
+    assert dist.argmax() == 3
+    assert dist[5:].sum() == pytest.approx(PRIOR.weights()[4])
+    assert prior_distribution(0, PRIOR, CONFIG.max_people)[0] > 0.5
+
+
+def test_the_wifi_likelihood_sums_over_seen_and_spurious_clusters() -> None:
+    """P(D | N) is a distribution over D for each N, and seeing 0 of 0 is likely."""
+    total = sum(wifi_likelihood(d, 10, 0.88, 0.08) for d in range(40))
+    assert np.allclose(total, 1.0, atol=1e-6)
+    assert wifi_likelihood(0, 10, 0.88, 0.08)[0] == pytest.approx(np.exp(-0.08))
+
+
+def test_as_many_people_seen_as_registered_estimates_the_registered_count() -> None:
+    """D = R: the estimate is R with little chance of two extra."""
+    post = unit_posterior(3, 3, PRIOR, None, CONFIG)
+    result = summarise(post, 3)
+    assert result["estimated"] == 3
+    assert result["p_plus_two"] < 0.05
+
+
+def test_a_child_without_a_phone_is_accounted_for_by_the_prior() -> None:
+    """D = R - 1 (a child the Wi-Fi cannot see): still estimated at R."""
+    assert summarise(unit_posterior(3, 2, PRIOR, None, CONFIG), 3)["estimated"] == 3
+
+
+def test_many_more_people_than_registered_is_a_confident_group_rental() -> None:
+    """Nine people seen where one is registered: estimate about nine, certain excess."""
+    result = summarise(unit_posterior(1, 9, PRIOR, None, CONFIG), 1)
+    assert 8 <= result["estimated"] <= 11
+    assert result["p_plus_two"] > 0.99
+    assert result["low"] <= result["estimated"] <= result["high"]
+
+
+def test_one_extra_person_is_not_a_group_rental() -> None:
+    """D = R + 1 gives a likely extra person but a low probability of two."""
+    result = summarise(unit_posterior(2, 3, PRIOR, None, CONFIG), 2)
+    assert result["p_plus_one"] > 0.5
+    assert result["p_plus_two"] < 0.5
+
+
+def test_without_wifi_the_utility_signal_moves_the_estimate() -> None:
+    """No Wi-Fi data: a utility likelihood peaked at 6 people pulls the estimate up."""
+    n = np.arange(CONFIG.max_people + 1)
+    loglik = -0.5 * ((np.log(np.maximum(n, 0.05)) - np.log(6)) / 0.15) ** 2
+    assert summarise(unit_posterior(2, None, PRIOR, None, CONFIG), 2)["estimated"] == 2
+    assert summarise(unit_posterior(2, None, PRIOR, loglik, CONFIG), 2)["estimated"] >= 5
+
+
+def test_a_corridor_excess_goes_to_the_unit_whose_utilities_say_so() -> None:
+    """Three units behind one corridor AP; the AP sees 12 people; the utility picks the unit."""
+    n = np.arange(CONFIG.max_people + 1)
+
+    def util(people: float) -> np.ndarray:
+        """A utility log-likelihood centred on ``people``."""
+        return -0.5 * ((np.log(np.maximum(n, 0.05)) - np.log(people)) / 0.2) ** 2
+
+    posts = zone_posteriors([2, 2, 1], 12, [0, 0, 0], PRIOR, [util(2), util(2), util(8)], CONFIG)
+    estimates = [summarise(p, r)["estimated"] for p, r in zip(posts, [2, 2, 1], strict=True)]
+    assert estimates[0] == 2 and estimates[1] == 2
+    assert estimates[2] >= 6
+    assert summarise(posts[2], 1)["p_plus_two"] > 0.9
+
+
+def test_a_corridor_that_sees_the_registered_total_leaves_every_unit_at_registered() -> None:
+    """No excess on the corridor: each unit keeps its registered count."""
+    posts = zone_posteriors([2, 3], 5, [0, 0], PRIOR, [None, None], CONFIG)
+    assert [summarise(p, r)["estimated"] for p, r in zip(posts, [2, 3], strict=True)] == [2, 3]
+
+
+def test_bound_residents_set_a_floor_under_their_unit() -> None:
+    """Two residents bound to a corridor unit mean at least two people there."""
+    posts = zone_posteriors([0, 2], 4, [2, 0], PRIOR, [None, None], CONFIG)
+    assert posts[0][:2].sum() == 0
+
+
+def test_empirical_bayes_learns_the_districts_mix() -> None:
+    """Many units seen at R + 1 raise the weight of one extra person."""
+    registered = [2] * 200
+    detected = [3] * 80 + [2] * 120
+    fitted = fit_prior(registered, detected, PRIOR, CONFIG)
+    assert fitted.plus_one > PRIOR.plus_one
+    assert sum(fitted.weights()) == pytest.approx(1.0)

@@ -1,0 +1,169 @@
+"""The utility signal, flag decisions, hazard tiers and the flag record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.config import AnalyticsConfig, ConfigError, Window
+from analytics.flags import (
+    assign_tiers,
+    decide_flags,
+    flag_record,
+    hazard_tiers,
+    load_hazards,
+)
+from analytics.utility import daily_consumption, theil_sen, utility_evidence
+
+CONFIG = AnalyticsConfig()
+
+
+def building(registered: list[int], water: list[float], meter: list[str] | None = None,
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Units of one building and their average daily water use."""
+    refs = [f"C1/B1/{i:04d}" for i in range(len(registered))]
+    units = pd.DataFrame({"unit": refs, "community": "C1", "building": "B1", "floor": 1,
+                          "area_m2": 60.0, "registered": registered, "rented": False,
+                          "meter_group": meter or [""] * len(refs)})
+    consumption = pd.DataFrame({"water": water, "electricity": np.nan}, index=refs)
+    return units, consumption
+
+
+def test_readings_are_prorated_to_the_window() -> None:
+    """A 10-day reading half inside the window counts half its amount over its inside days."""
+    readings = pd.DataFrame({
+        "unit": ["u1", "u1"], "kind": ["water", "water"],
+        "period_start": [dt.date(2026, 11, 1), dt.date(2026, 11, 11)],
+        "period_end": [dt.date(2026, 11, 11), dt.date(2026, 11, 21)],
+        "amount": [10.0, 40.0]})
+    per_day = daily_consumption(readings, dt.date(2026, 11, 6), dt.date(2026, 11, 16),
+                                ("water",))
+    assert per_day.at["u1", "water"] == pytest.approx((5.0 + 20.0) / 10)
+
+
+def test_theil_sen_ignores_an_outlier() -> None:
+    """One unit consuming like a dormitory does not bend the line."""
+    x = np.array([1, 1, 2, 2, 3, 3, 4, 1.0])
+    y = 0.1 + 0.15 * x
+    y[-1] = 2.0
+    base, slope = theil_sen(x, y)
+    assert slope == pytest.approx(0.15, abs=0.01)
+    assert base == pytest.approx(0.1, abs=0.02)
+
+
+def test_a_unit_using_water_like_six_people_is_estimated_at_six() -> None:
+    """Peers consume 0.15 m3 per person per day; a unit registered 1 uses 0.9."""
+    registered = [1, 2, 3, 2, 4, 1, 3, 2, 1]
+    water = [0.15 * r for r in registered]
+    water[-1] = 0.9
+    units, consumption = building(registered, water)
+    evidence, logliks = utility_evidence(units, consumption, CONFIG)
+    row = evidence.set_index("unit").loc["C1/B1/0008"]
+    assert row["estimated_people"] == pytest.approx(6.0, abs=0.3)
+    assert row["ratio"] == pytest.approx(6.0, abs=0.3)
+    assert int(np.argmax(logliks["C1/B1/0008"])) == 6
+    assert int(np.argmax(logliks["C1/B1/0001"])) == 2
+
+
+def test_units_on_a_shared_meter_get_no_utility_evidence_of_their_own() -> None:
+    """The meter measures the group, not the unit."""
+    units, consumption = building([1, 2, 3, 2, 4, 1, 3], [0.15, 0.3, 0.45, 0.3, 0.6, 0.15, 0.45],
+                                  meter=["M1", "M1", "", "", "", "", ""])
+    evidence, logliks = utility_evidence(units, consumption, CONFIG)
+    assert "C1/B1/0000" not in set(evidence["unit"])
+    assert "C1/B1/0000" not in logliks
+
+
+def test_too_few_peers_means_no_utility_evidence() -> None:
+    """Fewer similar units than utility_min_peers: no estimate rather than a guess."""
+    units, consumption = building([1, 2, 3], [0.15, 0.3, 0.45])
+    evidence, _ = utility_evidence(units, consumption, CONFIG)
+    assert evidence.empty
+
+
+def estimates(**columns: list[object]) -> pd.DataFrame:
+    """A units-estimate frame with sensible defaults."""
+    n = len(next(iter(columns.values())))
+    base: dict[str, list[object]] = {
+        "unit": [f"C1/B1/{i:04d}" for i in range(n)], "registered": [2] * n,
+        "estimated": [2.0] * n, "low": [1.0] * n, "high": [3.0] * n, "mean": [2.0] * n,
+        "p_plus_one": [0.1] * n, "p_plus_two": [0.01] * n, "persistence": [0.0] * n,
+        "nights_observed": [28] * n, "resident_devices": [2] * n, "coverage": ["unit_ap"] * n,
+        "utility_ratio": [None] * n, "utility_people": [None] * n,
+    }
+    base.update(columns)
+    return pd.DataFrame(base)
+
+
+def test_a_confident_persistent_excess_of_two_is_a_group_rental() -> None:
+    """Confidence and persistence both needed; one extra person is attention."""
+    frame = estimates(
+        estimated=[9.0, 9.0, 3.0, 9.0, 2.0],
+        p_plus_two=[0.99, 0.99, 0.2, 0.99, 0.0], p_plus_one=[1.0, 1.0, 0.95, 1.0, 0.1],
+        persistence=[1.0, 0.25, 0.0, 1.0, 0.0], nights_observed=[28, 28, 28, 3, 28])
+    flags = decide_flags(frame, CONFIG)["flag"].tolist()
+    assert flags == ["group_rental", "attention", "attention", "", ""]
+
+
+def test_the_hazard_catalogue_has_the_districts_46_categories() -> None:
+    """The default catalogue loads, 46 unique codes, each key or attention."""
+    catalogue = load_hazards(Path(CONFIG.hazards_path))
+    assert len(catalogue) == 46
+    assert {c.tier for c in catalogue.values()} == {"key", "attention"}
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("not json", "hazards catalogue"),
+    (json.dumps({"categories": [{"code": "X1"}]}), "entry 0 needs code, group, name and tier"),
+    (json.dumps({"categories": [{"code": "X1", "group": "g", "name": "n", "tier": "red"}]}),
+     "tier must be key or attention"),
+    (json.dumps({"categories": [{"code": "X1", "group": "g", "name": "n", "tier": "key"}] * 2}),
+     "duplicate code X1"),
+])
+def test_a_bad_hazard_catalogue_is_refused_naming_the_problem(
+        tmp_path: Path, content: str, problem: str) -> None:
+    """A malformed catalogue stops the run with the reason."""
+    path = tmp_path / "hazards.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError, match=problem):
+        load_hazards(path)
+
+
+def test_tiers_combine_flags_and_recent_inspection_findings() -> None:
+    """Key from a group rental or a key hazard; attention from either's lighter kind."""
+    catalogue = load_hazards(Path(CONFIG.hazards_path))
+    now = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    inspections = pd.DataFrame({
+        "unit": ["C1/B1/0001", "C1/B1/0002", "C1/B1/0003"],
+        "at": [now - dt.timedelta(days=3), now - dt.timedelta(days=3),
+               now - dt.timedelta(days=400)],
+        "hazards": [["FI02"], ["HY01", "UNKNOWN"], ["FI02"]], "people_found": [None] * 3})
+    hazards = hazard_tiers(inspections, catalogue, now, CONFIG.inspection_lookback_days)
+    frame = decide_flags(estimates(
+        estimated=[9.0, 2.0, 2.0, 2.0, 3.0], p_plus_two=[0.99, 0, 0, 0, 0.1],
+        p_plus_one=[1.0, 0, 0, 0, 0.9], persistence=[1.0, 0, 0, 0, 0]), CONFIG)
+    tiers = assign_tiers(frame, hazards).set_index("unit")
+    assert tiers["tier"].tolist() == ["key", "key", "attention", "normal", "attention"]
+    assert tiers.at["C1/B1/0001", "hazards"] == ["FI02"]
+
+
+def test_the_flag_record_has_the_contracts_fields() -> None:
+    """Every field of docs/contracts.md section 5, with JSON-ready values."""
+    window = Window(last_night=dt.date(2026, 11, 19), nights=28, timezone="Asia/Shanghai")
+    row = assign_tiers(decide_flags(estimates(
+        estimated=[9.0], p_plus_two=[0.99], p_plus_one=[1.0], persistence=[1.0],
+        utility_ratio=[3.1], utility_people=[6.2]), CONFIG), pd.DataFrame()).iloc[0]
+    record = flag_record(row, window, dt.datetime(2026, 11, 20, tzinfo=dt.UTC), case_id=5)
+    assert {"v", "kind", "unit", "registered", "estimated", "interval", "nights_observed",
+            "resident_devices", "utility", "confidence", "tier", "window", "case_id",
+            "generated_at"} <= set(record)
+    assert record["kind"] == "overcrowding" and record["tier"] == "key"
+    assert record["utility"] == {"ratio": 3.1, "estimated_people": 6.2}
+    assert record["window"] == {"start": "2026-10-23", "end": "2026-11-20", "nights": 28,
+                                "timezone": "Asia/Shanghai"}
+    json.dumps(record)
