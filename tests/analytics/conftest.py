@@ -26,8 +26,9 @@ from registry.importers import import_csv
 TZ = "Asia/Shanghai"
 LAST_NIGHT = dt.date(2026, 11, 10)  # replaced by a recent date where InfluxDB retention matters
 
-UNITS_CSV = """community,community_name,building,building_name,unit,floor,room,area_m2,registered_occupants,rented,meter_group
-C1,,B1,,0101,1,101,60,2,0,
+UNITS_HEADER = ("community,community_name,building,building_name,unit,floor,room,area_m2,"
+                "registered_occupants,rented,meter_group\n")
+UNITS_CSV = UNITS_HEADER + """C1,,B1,,0101,1,101,60,2,0,
 C1,,B1,,0102,1,102,60,1,1,
 C1,,B1,,0103,1,103,60,2,0,
 C1,,B1,,0104,1,104,60,1,1,

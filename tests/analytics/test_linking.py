@@ -98,8 +98,7 @@ def test_a_resident_rebinding_a_new_address_is_a_certain_link() -> None:
     bindings = pd.DataFrame({
         "device": ["a", "b", "c"], "unit": ["C1/B1/0101"] * 3, "resident_id": [7, 7, 7],
         "randomized": [True, True, True],
-        "bound_at": [dt.datetime(2026, 11, 1, tzinfo=dt.UTC), dt.datetime(2026, 11, 6, tzinfo=dt.UTC),
-                     dt.datetime(2026, 11, 1, tzinfo=dt.UTC)],
+        "bound_at": [dt.datetime(2026, 11, d, tzinfo=dt.UTC) for d in (1, 6, 1)],
         "revoked_at": [None, None, None]})
     links = link_addresses(frame(rows), bindings, START, END).set_index("device")
     assert links.at["b", "logical"] == "a"

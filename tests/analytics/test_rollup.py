@@ -83,8 +83,9 @@ def test_devices_and_aps_get_their_own_rows_and_days_split_at_six() -> None:
             (100, "ap1", "snapshot", "d2", -60)]
     frame = rollup_events(events(rows), WINDOW)
     keyed = {(r.day, r.ap, r.device): r for r in frame.itertuples(index=False)}
-    assert set(keyed) == {(dt.date(2026, 10, 31), "ap1", "d1"), (dt.date(2026, 11, 1), "ap1", "d1"),
-                          (dt.date(2026, 10, 31), "ap2", "d1"), (dt.date(2026, 10, 31), "ap1", "d2")}
+    first, second = dt.date(2026, 10, 31), dt.date(2026, 11, 1)
+    assert set(keyed) == {(first, "ap1", "d1"), (second, "ap1", "d1"), (first, "ap2", "d1"),
+                          (first, "ap1", "d2")}
     assert keyed[(dt.date(2026, 10, 31), "ap1", "d1")].bins == 2  # bins 286 and 287
     assert keyed[(dt.date(2026, 11, 1), "ap1", "d1")].bins == 1
 
