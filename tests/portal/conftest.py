@@ -70,7 +70,12 @@ class Place:
 def place(settings: Settings, sqlite_session_factory: sessionmaker[Session],
           cipher: IdentityCipher) -> Place:
     """The test registry: community, building, two units, two APs, residents, a watchlist."""
-    with session_scope(sqlite_session_factory) as session:
+    return fill_registry(sqlite_session_factory, cipher)
+
+
+def fill_registry(factory: sessionmaker[Session], cipher: IdentityCipher) -> Place:
+    """Write the test registry into a migrated database."""
+    with session_scope(factory) as session:
         community = Community(code="TEDA-017", name="泰达第十七社区")
         building = Building(community=community, code="B03", name="3号楼")
         session.add_all([community, building])
