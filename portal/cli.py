@@ -43,10 +43,16 @@ def portal() -> None:
 def serve(host: str | None, port: int | None, workers: int | None, threads: int,
           proxy_hops: int, dev: bool) -> None:
     """Serve the portal (gunicorn; --dev for a single-process development server)."""
+    from registry.db import make_engine, upgrade
+
     settings = _settings()
     host = host or settings.portal_host
     port = port or settings.portal_port
     test_config = {"PORTAL_PROXY_HOPS": proxy_hops}
+    # Once, before any worker starts: a fresh checkout (or the demo) serves a migrated registry.
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
     if dev:
         from portal import create_app
 
