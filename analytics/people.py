@@ -21,6 +21,7 @@ other units of its corridor (see ``zone_posteriors``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -178,6 +179,15 @@ def category_shapes(registered: int, max_people: int) -> np.ndarray:
 
 def prior_distribution(registered: int, prior: Prior, max_people: int) -> np.ndarray:
     """P(N = n | registered) for n = 0..max_people."""
+    weights = tuple(float(w) for w in prior.weights())
+    return _prior_distribution(int(registered), weights, int(max_people))
+
+
+@functools.lru_cache(maxsize=4096)
+def _prior_distribution(registered: int, prior_weights: tuple[float, ...],
+                        max_people: int) -> np.ndarray:
+    """Cached body of ``prior_distribution``."""
+    prior = Prior(*prior_weights)
     shapes = category_shapes(registered, max_people)
     weights = prior.weights().copy()
     if registered <= 1:
@@ -186,11 +196,14 @@ def prior_distribution(registered: int, prior: Prior, max_people: int) -> np.nda
         weights[0] += weights[2]  # empty and match are the same
         weights[2] = 0.0
     dist = weights @ shapes
-    return dist / dist.sum()
+    dist = dist / dist.sum()
+    dist.setflags(write=False)
+    return dist
 
 
-def wifi_likelihood(detected: int, max_people: int, q: float, spurious: float) -> np.ndarray:
-    """P(D = detected | N = n) for n = 0..max_people: Binomial(n, q) seen + Poisson extras."""
+@functools.lru_cache(maxsize=4096)
+def _wifi_likelihood(detected: int, max_people: int, q: float, spurious: float) -> np.ndarray:
+    """Cached body of ``wifi_likelihood`` (a district has few distinct arguments)."""
     n = np.arange(max_people + 1)
     out = np.zeros(max_people + 1)
     for k in range(0, detected + 1):
@@ -199,7 +212,13 @@ def wifi_likelihood(detected: int, max_people: int, q: float, spurious: float) -
         binom = np.array([math.comb(int(m), k) * q ** k * (1 - q) ** (int(m) - k)
                           if k <= m else 0.0 for m in n])
         out += binom * poisson
+    out.setflags(write=False)
     return out
+
+
+def wifi_likelihood(detected: int, max_people: int, q: float, spurious: float) -> np.ndarray:
+    """P(D = detected | N = n) for n = 0..max_people: Binomial(n, q) seen + Poisson extras."""
+    return _wifi_likelihood(int(detected), int(max_people), float(q), float(spurious))
 
 
 def summarise(posterior: np.ndarray, registered: int) -> dict[str, float]:
@@ -244,7 +263,7 @@ def zone_posteriors(registered: Sequence[int], detected: int, bound: Sequence[in
     m = config.max_people
     marginals = []
     for r, b, loglik in zip(registered, bound, utility_logliks, strict=True):
-        dist = prior_distribution(r, prior, m)
+        dist = prior_distribution(r, prior, m).copy()
         if loglik is not None:
             dist = dist * np.exp(config.utility_weight * (loglik - loglik.max()))
         if b > 0:
@@ -281,15 +300,18 @@ def fit_prior(registered: Sequence[int], detected: Sequence[int], start: Prior,
     m = config.max_people
     base = start.weights()
     weights = base.copy()
-    liks = {d: wifi_likelihood(d, m, config.detect_probability, config.spurious_clusters_mean)
-            for d in set(detected)}
-    shapes = {r: category_shapes(r, m) for r in set(registered)}
+    # Units with the same (registered, detected) have the same posterior: count them once.
+    pairs: dict[tuple[int, int], int] = {}
+    for r, d in zip(registered, detected, strict=True):
+        pairs[(int(r), int(d))] = pairs.get((int(r), int(d)), 0) + 1
+    shapes = {r: category_shapes(r, m) for r, _ in pairs}
     for _ in range(iterations):
         counts = strength * base
         prior = Prior(*weights)
-        for r, d in zip(registered, detected, strict=True):
+        for (r, d), times in pairs.items():
             dist = prior_distribution(r, prior, m)
-            joint = dist * liks[d]
+            joint = dist * wifi_likelihood(d, m, config.detect_probability,
+                                           config.spurious_clusters_mean)
             if joint.sum() <= 0:
                 continue
             post = joint / joint.sum()
@@ -301,7 +323,7 @@ def fit_prior(registered: Sequence[int], detected: Sequence[int], start: Prior,
                 component[0] += component[2]
                 component[2] = 0.0
             share = component / np.maximum(component.sum(axis=0), 1e-300)
-            counts += share @ post
+            counts += times * (share @ post)
         weights = counts / counts.sum()
     return Prior(*weights)
 
