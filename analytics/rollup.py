@@ -19,6 +19,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -248,13 +249,30 @@ class RollupStore:
             query += " AND community = $community"
             params["community"] = community
         query += " GROUP BY *"
-        frames = []
-        for chunk in self.store.query_chunks(query, params, chunk_size=self.chunk_size):
-            frames.append(_raw_chunk(chunk))
-        if not frames:
-            return pd.DataFrame(columns=["ts", "ap", "event", "device", "rssi", "randomized",
-                                         *LOCATION_TAGS])
-        return pd.concat(frames, ignore_index=True)
+        columns = self._collect(query, params, ["device", "rssi", "randomized"],
+                                ("ap", "event", *LOCATION_TAGS))
+        return pd.DataFrame({
+            "ts": np.asarray(columns["time"], dtype=np.int64) / 1e9,
+            "ap": columns["ap"], "event": columns["event"], "device": columns["device"],
+            "rssi": np.asarray(columns["rssi"], dtype=np.float64),
+            "randomized": np.asarray([v is True for v in columns["randomized"]], dtype=bool),
+            **{tag: columns[tag] for tag in LOCATION_TAGS},
+        })
+
+    def _collect(self, query: str, params: dict[str, object], fields: list[str],
+                 tags: tuple[str, ...]) -> dict[str, list[Any]]:
+        """Run a GROUP BY * query and gather its rows column by column (no frame per series)."""
+        out: dict[str, list[Any]] = {name: [] for name in ("time", *fields, *tags)}
+        for names, series_tags, rows in self.store.query_series(query, params,
+                                                                chunk_size=self.chunk_size):
+            position = {name: i for i, name in enumerate(names)}
+            for name in ("time", *fields):
+                i = position.get(name)
+                out[name].extend([row[i] for row in rows] if i is not None
+                                 else [None] * len(rows))
+            for tag in tags:
+                out[tag].extend([series_tags.get(tag, "")] * len(rows))
+        return out
 
     def state(self, window: Window, scope: str) -> dict[dt.date, int]:
         """Days of the window already rolled up for ``scope``, with their raw point counts."""
@@ -347,43 +365,26 @@ class RollupStore:
             query += " AND community = $community"
             params["community"] = community
         query += " GROUP BY *"
-        starts = day_starts_utc(window.days, window)
-        days = np.asarray(window.days, dtype=object)
-        frames = []
-        for chunk in self.store.query_chunks(query, params, chunk_size=self.chunk_size):
-            seconds = chunk["time"].to_numpy(dtype="datetime64[s]").astype(np.int64)
-            chunk["day"] = days[np.searchsorted(starts, seconds, side="right") - 1]
-            frames.append(chunk)
-        if not frames:
+        fields = ["device", "randomized", "mask", "bins", "samples", "rssi_mean", "rssi_max",
+                  "first_s", "last_s"]
+        columns = self._collect(query, params, fields, ("ap", *LOCATION_TAGS))
+        if not columns["time"]:
             return empty_rollup()
-        out = pd.concat(frames, ignore_index=True)
-        for tag in LOCATION_TAGS:
-            if tag not in out.columns:
-                out[tag] = ""
-            out[tag] = out[tag].fillna("").astype(str)
-        out["randomized"] = out["randomized"].fillna(False).astype(bool)
-        for column in ("rssi_mean", "rssi_max"):
-            out[column] = out[column].astype("float64")
-        for column in ("bins", "samples", "first_s", "last_s"):
-            out[column] = out[column].fillna(0).astype("int64")
+        starts = day_starts_utc(window.days, window)
+        seconds = np.asarray(columns["time"], dtype=np.int64) // 1_000_000_000
+        days = np.asarray(window.days, dtype=object)
+        out = pd.DataFrame({
+            "day": days[np.searchsorted(starts, seconds, side="right") - 1],
+            "ap": columns["ap"], "device": columns["device"],
+            "randomized": np.asarray([v is True for v in columns["randomized"]], dtype=bool),
+            "mask": columns["mask"],
+            **{name: np.asarray([0 if v is None else v for v in columns[name]], dtype=np.int64)
+               for name in ("bins", "samples", "first_s", "last_s")},
+            **{name: np.asarray(columns[name], dtype=np.float64)
+               for name in ("rssi_mean", "rssi_max")},
+            **{tag: columns[tag] for tag in LOCATION_TAGS},
+        })
         return out[ROLLUP_COLUMNS]
-
-
-def _raw_chunk(chunk: pd.DataFrame) -> pd.DataFrame:
-    """A raw query chunk -> events frame columns."""
-    out = pd.DataFrame({
-        "ts": chunk["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9,
-        "ap": chunk["ap"].astype(str),
-        "event": chunk["event"].astype(str),
-        "device": chunk["device"].astype(str),
-        "rssi": pd.to_numeric(chunk["rssi"], errors="coerce").astype("float64")
-        if "rssi" in chunk else np.nan,
-        "randomized": chunk["randomized"].fillna(False).astype(bool)
-        if "randomized" in chunk else False,
-    })
-    for tag in LOCATION_TAGS:
-        out[tag] = chunk[tag].fillna("").astype(str) if tag in chunk else ""
-    return out
 
 
 def _ns(moment: dt.datetime) -> int:

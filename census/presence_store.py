@@ -247,6 +247,41 @@ class InfluxV1Store:
                 document = json.loads(line)
                 yield from _frames_from_document(document)
 
+    def query_series(
+        self, influxql: str, params: Mapping[str, Any] | None = None, chunk_size: int = 50_000
+    ) -> Iterator[tuple[list[str], dict[str, str], list[list[Any]]]]:
+        """Run one SELECT in chunked mode; yield (columns, tags, rows) per series chunk, raw.
+
+        For large reads: building a DataFrame per series (``query_chunks``) costs ~10 ms each,
+        which dominates a query returning thousands of series; callers that build one frame
+        from all rows use this instead. Times are integer nanoseconds.
+        """
+        request_params = {
+            "db": self.database, "q": influxql, "epoch": "ns", "chunked": "true",
+            "chunk_size": str(chunk_size),
+        }
+        if params:
+            request_params["params"] = json.dumps(dict(params))
+        try:
+            response = self._session.post(
+                f"{self.url}/query", data=request_params, stream=True, timeout=self.timeout_s
+            )
+        except requests.RequestException as error:
+            raise TransientStoreError(f"InfluxDB query failed: {error}") from None
+        with response:
+            _raise_for_status(response, "query")
+            for line in response.iter_lines():
+                if not line:
+                    continue
+                document = json.loads(line)
+                if "error" in document:
+                    raise PermanentStoreError(f"InfluxDB query error: {document['error']}")
+                for result in document.get("results", []):
+                    if "error" in result:
+                        raise PermanentStoreError(f"InfluxDB query error: {result['error']}")
+                    for series in result.get("series", []):
+                        yield series["columns"], series.get("tags") or {}, series["values"]
+
     def _post_query(self, statement: str) -> dict[str, Any]:
         """Run a management statement (CREATE, DROP, ALTER) and check its result."""
         try:
