@@ -36,7 +36,6 @@ from analytics.people import (
     summarise,
     timelines,
     unit_posterior,
-    weekly_counts,
     wifi_likelihood,
     zone_posteriors,
 )
@@ -89,8 +88,6 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
 
     step("grouping devices into people")
     day_index = {d: i for i, d in enumerate(window.days)}
-    placed["person"] = -1
-    placed["person_score"] = np.nan
     residents = placed.loc[placed["class"] == "resident"]
     home_key = presence["device"] + "\x00" + presence["ap"]
     resident_keys = residents["device"] + "\x00" + residents["home_ap"]
@@ -99,19 +96,23 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     home_packed = packed[at_home]
     home_stay = daily["stay"].to_numpy()[at_home]
     person_of: dict[str, int] = {}
+    person_score: dict[str, float] = {}
     next_person = 0
-    ap_rows = {ap: idx for ap, idx in home_rows.groupby("ap").indices.items()}
-    for ap, group in residents.groupby("home_ap", sort=True):
-        devices = list(group["device"])
+    ap_rows = home_rows.groupby("ap").indices
+    home_devices = home_rows["device"].to_numpy()
+    home_days = home_rows["day"].to_numpy()
+    for ap, devices_here in residents.groupby("home_ap", sort=True)["device"]:
+        devices = list(devices_here)
         idx = ap_rows.get(ap, np.array([], dtype=np.int64))
-        rows = home_rows.iloc[idx]
+        rows = pd.DataFrame({"device": home_devices[idx], "day": home_days[idx]})
         lines = timelines(rows, home_packed[idx], devices, day_index, len(window.days))
         people, scores = group_people(devices, lines, config)
-        for device, p in zip(devices, people, strict=True):
+        for device, p, score in zip(devices, people, scores, strict=True):
             person_of[device] = next_person + p
-        placed.loc[group.index, "person"] = [next_person + p for p in people]
-        placed.loc[group.index, "person_score"] = scores
+            person_score[device] = score
         next_person += max(people) + 1 if people else 0
+    placed["person"] = placed["device"].map(person_of).fillna(-1).astype("int64")
+    placed["person_score"] = placed["device"].map(person_score).astype("float64")
 
     step("reading the utility signal")
     consumption = daily_consumption(registry.utilities, window.first_night,
@@ -164,22 +165,20 @@ def _unit_results(units: pd.DataFrame, aps: pd.DataFrame, coverage: pd.DataFrame
     devices_by_ap = resident_devices.groupby("home_ap").size()
     devices_by_unit = resident_devices.loc[resident_devices["unit"] != ""].groupby("unit").size()
 
-    # Weekly people per AP (persistence), from each person's stay days at home.
-    rows_person = home_rows.assign(stay=home_stay)
+    # Weekly people per AP (persistence): people with two or more stay days at home that week.
+    weeks = _weeks(n_days)
+    week_of_row = np.minimum(
+        np.fromiter((day_index[d] for d in home_rows["day"]), dtype=np.int64,
+                    count=len(home_rows)) // 7, weeks - 1)
+    stays = pd.DataFrame({"ap": home_rows["ap"].to_numpy(), "week": week_of_row,
+                          "person": home_rows["device"].map(person_of).to_numpy(),
+                          "stay": home_stay})
+    stays = stays.loc[stays["stay"] & (stays["person"] >= 0)]
+    per_person = stays.groupby(["ap", "week", "person"]).size()
+    weekly = per_person.loc[per_person >= 2].groupby(level=["ap", "week"]).size()
     weekly_by_ap: dict[str, list[int]] = {}
-    weekly_by_unit: dict[str, list[int]] = {}
-    placed_unit = persons.set_index("person")["unit"] if not persons.empty else pd.Series()
-    for ap, rows in rows_person.groupby("ap"):
-        weekly_by_ap[str(ap)] = weekly_counts(rows, person_of, day_index, n_days,
-                                              rows["stay"].to_numpy())
-        # Persons of a corridor AP that are bound to a unit count for that unit.
-        if not placed_unit.empty:
-            bound = rows.loc[rows["device"].map(person_of).map(placed_unit).fillna("") != ""]
-            for unit, unit_rows in bound.groupby(bound["device"].map(person_of).map(placed_unit)):
-                counts = weekly_counts(unit_rows, person_of, day_index, n_days,
-                                       unit_rows["stay"].to_numpy())
-                previous = weekly_by_unit.get(str(unit), [0] * len(counts))
-                weekly_by_unit[str(unit)] = [a + b for a, b in zip(previous, counts, strict=True)]
+    for (ap, week), count in zip(weekly.index, weekly.to_numpy(), strict=True):
+        weekly_by_ap.setdefault(str(ap), [0] * weeks)[int(week)] = int(count)
     observed_weeks_by_ap = _observed_weeks(home_rows, day_index, n_days)
 
     detected_unit = (persons.loc[persons["unit"] != ""].groupby("unit").size()
@@ -217,7 +216,7 @@ def _unit_results(units: pd.DataFrame, aps: pd.DataFrame, coverage: pd.DataFrame
             aps_here = own_ap[ref]
             nights = max(int(observed.get(a, 0)) for a in aps_here)
             detected = int(detected_unit.get(ref, 0))
-            weeks = _sum_weeks([weekly_by_ap.get(a, []) for a in aps_here], n_days)
+            unit_weeks = _sum_weeks([weekly_by_ap.get(a, []) for a in aps_here], n_days)
             weeks_seen = _max_weeks([observed_weeks_by_ap.get(a, []) for a in aps_here], n_days)
             record.update(coverage="unit_ap", nights_observed=nights,
                           resident_devices=int(sum(devices_by_ap.get(a, 0) for a in aps_here)),
@@ -225,7 +224,7 @@ def _unit_results(units: pd.DataFrame, aps: pd.DataFrame, coverage: pd.DataFrame
             wifi = detected if nights >= 1 else None
             post = unit_posterior(registered, wifi, prior, loglik, config)
             record["persistence"], record["weeks_observed"] = _persistence(
-                weeks, weeks_seen, [registered], prior, [loglik], config)
+                unit_weeks, weeks_seen, [registered], prior, [loglik], config)
             posteriors[ref] = post
         elif ref in zone_of:
             continue  # handled per zone below
@@ -287,14 +286,16 @@ def _observed_weeks(home_rows: pd.DataFrame, day_index: Mapping[Any, int],
                     n_days: int) -> dict[str, list[bool]]:
     """Per AP, whether each week had at least three days with data."""
     weeks = _weeks(n_days)
-    out: dict[str, list[bool]] = {}
     if home_rows.empty:
-        return out
+        return {}
     days = home_rows.drop_duplicates(["ap", "day"])
-    for ap, rows in days.groupby("ap"):
-        week = np.minimum(np.array([day_index[d] for d in rows["day"]]) // 7, weeks - 1)
-        counts = np.bincount(week, minlength=weeks)
-        out[str(ap)] = [bool(c >= 3) for c in counts]
+    week = np.minimum(np.fromiter((day_index[d] for d in days["day"]), dtype=np.int64,
+                                  count=len(days)) // 7, weeks - 1)
+    counts = pd.DataFrame({"ap": days["ap"].to_numpy(), "week": week}).groupby(
+        ["ap", "week"]).size()
+    out: dict[str, list[bool]] = {}
+    for (ap, w), c in zip(counts.index, counts.to_numpy(), strict=True):
+        out.setdefault(str(ap), [False] * weeks)[int(w)] = bool(c >= 3)
     return out
 
 

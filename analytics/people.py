@@ -326,21 +326,3 @@ def fit_prior(registered: Sequence[int], detected: Sequence[int], start: Prior,
             counts += times * (share @ post)
         weights = counts / counts.sum()
     return Prior(*weights)
-
-
-def weekly_counts(rows: pd.DataFrame, person_of: dict[str, int], day_index: Mapping[Any, int],
-                  n_days: int, stay: np.ndarray) -> list[int]:
-    """Per 7-night week, people with at least two stay days that week (persistence check)."""
-    weeks = max(1, n_days // 7)
-    counts = [0] * weeks
-    if rows.empty:
-        return counts
-    week = np.minimum(np.array([day_index[d] for d in rows["day"]]) // 7, weeks - 1)
-    people = np.array([person_of.get(dev, -1) for dev in rows["device"]])
-    frame = pd.DataFrame({"week": week, "person": people, "stay": stay})
-    frame = frame.loc[(frame["person"] >= 0) & frame["stay"]]
-    per = frame.groupby(["week", "person"]).size()
-    present = per.loc[per >= 2].reset_index().groupby("week").size()
-    for w, c in zip(present.index.to_numpy(), present.to_numpy(), strict=True):
-        counts[int(w)] = int(c)
-    return counts
