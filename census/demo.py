@@ -161,7 +161,8 @@ def demo(units: int, days: int, seed: int, keep: bool) -> None:
     done(started, f"registry {settings.database_url}, InfluxDB database {settings.influx_database}")
 
     started = step(2, f"simulating {units} units for {days} days (seed {seed})")
-    result = simulate(SimulationConfig(units=units, days=days, seed=seed, out=out))
+    result = simulate(SimulationConfig(units=units, days=days, seed=seed, out=out,
+                                       timezone=settings.timezone))
     done(started, f"community and event stream written to {out}")
 
     started = step(3, "importing the registry")
