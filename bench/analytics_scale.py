@@ -227,6 +227,18 @@ def prepare(size: int, base: dict[str, Any]) -> dict[str, Any]:
             "prepare_s": time.monotonic() - started}
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM).
+
+    Not ``ru_maxrss``: Linux carries it across fork and exec, so a child would report the
+    parent's peak (the parent that built the base community holds several GiB).
+    """
+    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure_one(size: int, last_night: str, nights: int) -> dict[str, Any]:
     """Run one analysis (in this process) and report time and peak memory."""
     from analytics.pipeline import run_analysis
@@ -240,7 +252,7 @@ def measure_one(size: int, last_night: str, nights: int) -> dict[str, Any]:
                           progress=lambda message: print(f"    {message}", file=sys.stderr))
     seconds = time.monotonic() - started
     return {"seconds": seconds, "timings": result.timings,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_rss_mb(),
             "units": len(result.units), "flags": len(result.flags),
             "key": sum(1 for f in result.flags if f["tier"] == "key")}
 
