@@ -42,6 +42,9 @@ class AnalyticsConfig:
     # Two sightings further apart than this start a new stay (2.5 snapshot intervals: one lost
     # snapshot does not split a stay, a real absence of 15 minutes does).
     max_gap_s: int = 750
+    # A night rolled up this soon after it ended is checked again at the next run: a collector
+    # draining its spool after an InfluxDB outage may still have been writing it.
+    rollup_settle_hours: int = 6
     # --- resident / visitor / infrastructure --------------------------------------------------
     min_night_bins: int = 24  # 2 h inside the night window makes a "night present"
     min_stay_bins: int = 60  # 5 h in a day makes a "stay day" (covers night-shift sleepers)

@@ -274,33 +274,51 @@ class RollupStore:
                 out[tag].extend([series_tags.get(tag, "")] * len(rows))
         return out
 
-    def state(self, window: Window, scope: str) -> dict[dt.date, int]:
-        """Days of the window already rolled up for ``scope``, with their raw point counts."""
-        query = (f'SELECT raw_points FROM "{MEASUREMENT_DAILY_STATE}" '
+    def state(self, window: Window, scope: str) -> dict[dt.date, tuple[int, int]]:
+        """Days of the window already rolled up for ``scope``: (raw points, computed at)."""
+        query = (f'SELECT raw_points, computed_at FROM "{MEASUREMENT_DAILY_STATE}" '
                  "WHERE time >= $start AND time < $end AND scope = $scope GROUP BY *")
         frame = self.store.query(query, {"start": _ns(window.start), "end": _ns(window.end),
                                          "scope": scope})
         if frame.empty:
             return {}
         starts = {int(window.day_start(d).timestamp()): d for d in window.days}
-        result: dict[dt.date, int] = {}
-        for time, raw in zip(frame["time"], frame["raw_points"], strict=True):
+        result: dict[dt.date, tuple[int, int]] = {}
+        for time, raw, computed in zip(frame["time"], frame["raw_points"], frame["computed_at"],
+                                       strict=True):
             day = starts.get(int(time.timestamp()))
             if day is not None:
-                result[day] = int(raw)
+                result[day] = (int(raw), int(computed))
         return result
+
+    def count_raw(self, day_window: Window, community: str | None = None) -> int:
+        """Raw association events stored for a day (an aggregate: cheap next to reading them)."""
+        query = (f'SELECT count(device) FROM "{MEASUREMENT_PRESENCE}" '
+                 "WHERE time >= $start AND time < $end AND event != 'probe'")
+        params: dict[str, object] = {"start": _ns(day_window.start), "end": _ns(day_window.end)}
+        if community:
+            query += " AND community = $community"
+            params["community"] = community
+        frame = self.store.query(query, params)
+        return int(frame["count"].sum()) if not frame.empty else 0
 
     def ensure(self, window: Window, community: str | None = None, *,
                now: dt.datetime | None = None, recompute: bool = False,
                progress: Callable[[dt.date, int], None] | None = None) -> RollupReport:
-        """Roll up every complete day of the window not rolled up yet (or all, recompute)."""
+        """Roll up every complete day of the window not rolled up yet (or all, recompute).
+
+        A day rolled up within ``rollup_settle_hours`` of its end may still have been
+        receiving data (a collector's spool draining after an InfluxDB outage): its raw count
+        is checked again, and the day rolled up again if it changed.
+        """
         now = now or dt.datetime.now(dt.UTC)
         scope = community or ALL_SCOPE
         done = {} if recompute else self.state(window, scope)
         if not recompute and community:
             # A district-wide roll-up of a day covers every community.
-            for day, raw in self.state(window, ALL_SCOPE).items():
-                done.setdefault(day, raw)
+            for day, known in self.state(window, ALL_SCOPE).items():
+                done.setdefault(day, known)
+        settle_s = self.config.rollup_settle_hours * 3600
         report = RollupReport()
         for day in window.days:
             day_window = Window(last_night=day, nights=1, timezone=window.timezone)
@@ -308,10 +326,19 @@ class RollupStore:
                 LOGGER.info("night %s is not over yet; not rolled up", day)
                 continue
             if day in done:
-                report.days_current += 1
-                if progress:
-                    progress(day, 0)
-                continue
+                raw, computed_at = done[day]
+                if computed_at >= day_window.end.timestamp() + settle_s:
+                    report.days_current += 1
+                    if progress:
+                        progress(day, 0)
+                    continue
+                if self.count_raw(day_window, community) == raw:
+                    self._record_state(day_window, scope, raw, None)
+                    report.days_current += 1
+                    if progress:
+                        progress(day, 0)
+                    continue
+                LOGGER.info("night %s received data after its roll-up: rolling it up again", day)
             events = self.load_raw(day_window.start, day_window.end, community)
             rolled = rollup_events(events, day_window, self.config)
             self._replace_day(day_window, rolled, community)
@@ -348,13 +375,20 @@ class RollupStore:
         list(self.store.query_chunks(statement, params))
         self.write_rollup(rolled, day_window)
 
-    def _record_state(self, day_window: Window, scope: str, raw_points: int, rows: int) -> None:
-        """Remember that a day is rolled up, and from how many raw points."""
-        point = Point(MEASUREMENT_DAILY_STATE, {"scope": scope},
-                      {"raw_points": int(raw_points), "rows": int(rows),
-                       "computed_at": int(dt.datetime.now(dt.UTC).timestamp())},
-                      _ns(day_window.start))
-        self.store.write([point])
+    def _record_state(self, day_window: Window, scope: str, raw_points: int,
+                      rows: int | None) -> None:
+        """Remember that a day is rolled up, and from how many raw points.
+
+        Without ``rows`` only the count and the time are written: InfluxDB merges the fields
+        of a point written again at the same series and time, so the row count stays.
+        """
+        fields: dict[str, str | int | float | bool] = {
+            "raw_points": int(raw_points),
+            "computed_at": int(dt.datetime.now(dt.UTC).timestamp())}
+        if rows is not None:
+            fields["rows"] = int(rows)
+        self.store.write([Point(MEASUREMENT_DAILY_STATE, {"scope": scope}, fields,
+                                _ns(day_window.start))])
 
     def load(self, window: Window, community: str | None = None) -> pd.DataFrame:
         """The roll-up rows of the window (optionally one community)."""

@@ -151,3 +151,20 @@ def test_a_night_that_is_not_over_is_not_rolled_up(influx: InfluxV1Store) -> Non
     window = Window(last_night=recent_last_night(), nights=1, timezone="Asia/Shanghai")
     report = RollupStore(influx).ensure(window, now=window.end - dt.timedelta(hours=1))
     assert (report.days_rolled, report.days_current) == (0, 0)
+
+
+def test_a_night_that_receives_late_data_is_rolled_up_again(influx: InfluxV1Store) -> None:
+    """Rolled up right after it ended, then a spool drains into it: the next run redoes it."""
+    window = Window(last_night=recent_last_night(), nights=1, timezone="Asia/Shanghai")
+    aps = pd.DataFrame({"ap": ["ap-0101"], "coverage": ["unit"], "community": ["C1"],
+                        "building": ["B1"], "floor": [1], "unit": ["C1/B1/0101"]})
+    write_raw(influx, make_events([Routine("early", "ap-0101")], window), aps)
+    rollups = RollupStore(influx, AnalyticsConfig(rollup_settle_hours=24 * 365))
+    assert rollups.ensure(window).days_rolled == 1
+    assert rollups.ensure(window).days_rolled == 0  # nothing new: checked, left alone
+    write_raw(influx, make_events([Routine("late", "ap-0101", home=20.0)], window), aps)
+    again = rollups.ensure(window)
+    assert again.days_rolled == 1
+    assert rollups.load(window)["device"].nunique() == 2
+    settled = RollupStore(influx, AnalyticsConfig(rollup_settle_hours=0))
+    assert settled.ensure(window).days_current == 1
