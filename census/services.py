@@ -31,9 +31,6 @@ LOGGER = logging.getLogger(__name__)
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 READY_TIMEOUT_S = 60.0
 
-# Popen objects of servers started by this process, kept so they are not garbage-collected
-# while running (Popen warns when a live child's handle is dropped); the servers outlive us.
-_STARTED: list[subprocess.Popen[bytes]] = []
 
 
 class ServiceError(RuntimeError):
@@ -86,6 +83,31 @@ class LocalService:
         if not _process_runs_binary(pid, Path(self.binary).name):
             return None
         return pid
+
+
+def _launch_detached(service: LocalService) -> int:
+    """Start the server in its own session, not as our child, and return its PID.
+
+    The servers outlive the command that starts them; launched through a shell that exits at
+    once, they are adopted by init, which reaps them, and no Python handle is left dangling.
+    """
+    script = 'log="$1"; shift; exec "$@" >>"$log" 2>&1 </dev/null & echo $!'
+    launcher = subprocess.run(
+        ["/bin/sh", "-c", script, "sh", str(service.log_file), *service.command(service)],
+        capture_output=True, text=True, cwd=service.directory, start_new_session=True,
+        user=service.run_as, check=False,
+    )
+    if launcher.returncode != 0 or not launcher.stdout.strip().isdigit():
+        raise ServiceError(f"{service.name}: could not be launched: {launcher.stderr.strip()}")
+    return int(launcher.stdout.strip())
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (it may not have exec'd yet)."""
+    try:
+        return ") Z " not in Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
 
 
 def _process_runs_binary(pid: int, binary_name: str) -> bool:
@@ -457,26 +479,16 @@ def start(service: LocalService, timeout_s: float = READY_TIMEOUT_S) -> str:
         )
     service.directory.mkdir(parents=True, exist_ok=True)
     service.prepare(service)
-    log = service.log_file.open("ab")
-    process = subprocess.Popen(
-        service.command(service),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        cwd=service.directory,
-        start_new_session=True,
-        user=service.run_as,
-    )
-    log.close()
-    _STARTED.append(process)
-    service.pid_file.write_text(f"{process.pid}\n")
+    pid = _launch_detached(service)
+    service.pid_file.write_text(f"{pid}\n")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if not _alive(pid):
             tail = service.log_file.read_text(errors="replace")[-1500:]
-            raise ServiceError(f"{service.name} exited with code {process.returncode}:\n{tail}")
+            service.pid_file.unlink(missing_ok=True)
+            raise ServiceError(f"{service.name} exited during start-up:\n{tail}")
         if service.ready(service):
-            return f"{service.name}: started (pid {process.pid}, port {service.port})"
+            return f"{service.name}: started (pid {pid}, port {service.port})"
         time.sleep(0.1)
     stop(service)
     raise ServiceError(
