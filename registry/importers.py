@@ -287,6 +287,18 @@ def _assign(target: Any, values: Mapping[str, Any]) -> bool:
     return changed
 
 
+def _upsert(ctx: _Context, existing: Any, model: type[Any], fields: Mapping[str, Any],
+            **identity: Any) -> None:
+    """Add a new row (identity + fields), update a changed one, or count it unchanged."""
+    if existing is None:
+        ctx.session.add(model(**identity, **fields))
+        ctx.report.created += 1
+    elif _assign(existing, fields):
+        ctx.report.updated += 1
+    else:
+        ctx.report.unchanged += 1
+
+
 def _not_imported(thing: str) -> str:
     """The reason for a row that refers to a place not yet in the registry."""
     return f"{thing} is not in the registry (import units first)"
@@ -362,14 +374,7 @@ def _apply_units(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> No
             "is_rented": values["is_rented"],
             "meter_group": values["meter_group"],
         }
-        unit = existing.get(values["key"])
-        if unit is None:
-            ctx.session.add(Unit(ref=values["key"], **fields_))
-            ctx.report.created += 1
-        elif _assign(unit, fields_):
-            ctx.report.updated += 1
-        else:
-            ctx.report.unchanged += 1
+        _upsert(ctx, existing.get(values["key"]), Unit, fields_, ref=values["key"])
 
 
 def _apply_aps(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> None:
@@ -383,23 +388,15 @@ def _apply_aps(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> None
     for line, values in records:
         building = _building(ctx, values["community"], values["building"], create=False)
         if building is None:
-            ctx.report.errors.append(
-                RowError(
-                    line,
-                    _not_imported(f"building {values['community']}/{values['building']}"),
-                )
-            )
+            where = f"building {values['community']}/{values['building']}"
+            ctx.report.errors.append(RowError(line, _not_imported(where)))
             continue
         unit_id = None
         if values["unit_ref"]:
             unit = units.get(values["unit_ref"])
             if unit is None:
-                ctx.report.errors.append(
-                    RowError(
-                        line,
-                        _not_imported(f"unit {values['unit_ref']}"),
-                    )
-                )
+                missing = _not_imported(f"unit {values['unit_ref']}")
+                ctx.report.errors.append(RowError(line, missing))
                 continue
             unit_id = unit.id
         fields_ = {
@@ -409,14 +406,7 @@ def _apply_aps(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> None
             "unit_id": unit_id,
             "ssid": values["ssid"],
         }
-        ap = existing.get(values["key"])
-        if ap is None:
-            ctx.session.add(AccessPoint(ap_id=values["key"], **fields_))
-            ctx.report.created += 1
-        elif _assign(ap, fields_):
-            ctx.report.updated += 1
-        else:
-            ctx.report.unchanged += 1
+        _upsert(ctx, existing.get(values["key"]), AccessPoint, fields_, ap_id=values["key"])
 
 
 def _apply_residents(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> None:
@@ -433,11 +423,7 @@ def _apply_residents(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -
     for digest, (line, values) in digests.items():
         unit = units.get(values["unit_ref"])
         if unit is None:
-            ctx.report.errors.append(
-                RowError(
-                    line, _not_imported(f"unit {values['unit_ref']}")
-                )
-            )
+            ctx.report.errors.append(RowError(line, _not_imported(f"unit {values['unit_ref']}")))
             continue
         fields_ = {
             "unit_id": unit.id,
@@ -446,23 +432,14 @@ def _apply_residents(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -
             "move_in": values["move_in"],
             "move_out": values["move_out"],
         }
-        resident = existing.get(digest)
-        if resident is None:
-            ctx.session.add(
-                Resident(
-                    id_type=values["id_type"],
-                    id_digest=digest,
-                    id_number_encrypted=ctx.cipher.encrypt(values["id_number"]),
-                    id_last4=values["id_number"][-4:],
-                    verification=Verification.REGISTERED,
-                    **fields_,
-                )
-            )
-            ctx.report.created += 1
-        elif _assign(resident, fields_):
-            ctx.report.updated += 1
-        else:
-            ctx.report.unchanged += 1
+        identity = {}
+        if digest not in existing:  # encrypt only what is new: the number never changes a row
+            identity = {
+                "id_type": values["id_type"], "id_digest": digest,
+                "id_number_encrypted": ctx.cipher.encrypt(values["id_number"]),
+                "id_last4": values["id_number"][-4:], "verification": Verification.REGISTERED,
+            }
+        _upsert(ctx, existing.get(digest), Resident, fields_, **identity)
 
 
 def _apply_utilities(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> None:
@@ -485,11 +462,7 @@ def _apply_utilities(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -
     for line, values in records:
         unit = units.get(values["unit_ref"])
         if unit is None:
-            ctx.report.errors.append(
-                RowError(
-                    line, _not_imported(f"unit {values['unit_ref']}")
-                )
-            )
+            ctx.report.errors.append(RowError(line, _not_imported(f"unit {values['unit_ref']}")))
             continue
         reading = existing.get((unit.id, values["kind"], values["period_start"]))
         fields_ = {"period_end": values["period_end"], "amount": values["amount"]}
