@@ -58,12 +58,6 @@ def hour_profiles(rollup: pd.DataFrame, devices: pd.Index) -> pd.DataFrame:
     return frame.groupby(level=0).sum().div(days, axis=0)
 
 
-def _similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two hour profiles (0 when either is empty)."""
-    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(a @ b) / norm if norm else 0.0
-
-
 class _UnionFind:
     """Disjoint sets of addresses; the root is the earliest-seen address."""
 
@@ -147,12 +141,11 @@ def inferred_links(rollup: pd.DataFrame, summary: pd.DataFrame, window_start: fl
         return pd.DataFrame(columns=columns)
     involved = pd.Index(pd.unique(pd.concat([pairs["device_end"], pairs["device_start"]])))
     profiles = hour_profiles(rollup, involved)
-    sims = [
-        _similarity(profiles.loc[a].to_numpy(), profiles.loc[b].to_numpy())
-        if a in profiles.index and b in profiles.index else 0.0
-        for a, b in zip(pairs["device_end"], pairs["device_start"], strict=True)
-    ]
-    pairs["similarity"] = sims
+    a = profiles.reindex(pairs["device_end"]).fillna(0.0).to_numpy(dtype=float)
+    b = profiles.reindex(pairs["device_start"]).fillna(0.0).to_numpy(dtype=float)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pairs["similarity"] = np.where(norms > 0, (a * b).sum(axis=1) / norms, 0.0)
     # A re-association within a couple of snapshots is a rotation whatever the rhythm says.
     quick = pairs["gap_s"] <= config.max_gap_s
     pairs = pairs.loc[quick | (pairs["similarity"] >= config.link_min_similarity)]
@@ -219,25 +212,31 @@ def apply_links(rollup: pd.DataFrame, links: pd.DataFrame) -> pd.DataFrame:
     single = frame.loc[~duplicated].assign(addresses=1)
     if not duplicated.any():
         return single.reset_index(drop=True)
-    multi = frame.loc[duplicated]
-    merged_rows = []
-    for (day, ap, device), group in multi.groupby(["day", "ap", "device"], sort=False):
-        bits = unpack_masks(group["mask"]).any(axis=0)
-        first = group.iloc[0]
-        weights = group["samples"].to_numpy(dtype=float)
-        rssi = group["rssi_mean"].to_numpy(dtype=float)
-        valid = ~np.isnan(rssi)
-        merged_rows.append({
-            **{tag: first[tag] for tag in ("community", "building", "floor", "unit")},
-            "day": day, "ap": ap, "device": device,
-            "randomized": bool(group["randomized"].any()),
-            "mask": np.packbits(bits).tobytes().hex(), "bins": int(bits.sum()),
-            "samples": int(weights.sum()),
-            "rssi_mean": float(np.average(rssi[valid], weights=np.maximum(weights[valid], 1)))
-            if valid.any() else np.nan,
-            "rssi_max": float(np.nanmax(group["rssi_max"])) if valid.any() else np.nan,
-            "first_s": int(group["first_s"].min()), "last_s": int(group["last_s"].max()),
-            "addresses": len(group),
-        })
-    merged = pd.DataFrame(merged_rows)
+    # Merge the duplicated rows group by group, vectorised: OR of masks, sums, min/max.
+    multi = frame.loc[duplicated].sort_values(["day", "ap", "device"], kind="stable")
+    group = multi.groupby(["day", "ap", "device"], sort=False).ngroup().to_numpy()
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    bits = np.maximum.reduceat(unpack_masks(multi["mask"]).astype(np.uint8), starts, axis=0)
+    weights = np.maximum(multi["samples"].to_numpy(dtype=float), 1.0)
+    rssi = multi["rssi_mean"].to_numpy(dtype=float)
+    valid = ~np.isnan(rssi)
+    weighted = np.add.reduceat(np.where(valid, rssi * weights, 0.0), starts)
+    weight_sum = np.add.reduceat(np.where(valid, weights, 0.0), starts)
+    firsts = multi.iloc[starts]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rssi_mean = np.where(weight_sum > 0, weighted / weight_sum, np.nan)
+    rssi_max = np.fmax.reduceat(multi["rssi_max"].to_numpy(dtype=float), starts)
+    merged = pd.DataFrame({
+        **{tag: firsts[tag].to_numpy() for tag in ("community", "building", "floor", "unit")},
+        "day": firsts["day"].to_numpy(), "ap": firsts["ap"].to_numpy(),
+        "device": firsts["device"].to_numpy(),
+        "randomized": np.maximum.reduceat(multi["randomized"].to_numpy(dtype=bool), starts),
+        "mask": [np.packbits(row).tobytes().hex() for row in bits.astype(bool)],
+        "bins": bits.sum(axis=1).astype(np.int64),
+        "samples": np.add.reduceat(multi["samples"].to_numpy(dtype=np.int64), starts),
+        "rssi_mean": rssi_mean, "rssi_max": rssi_max,
+        "first_s": np.minimum.reduceat(multi["first_s"].to_numpy(dtype=np.int64), starts),
+        "last_s": np.maximum.reduceat(multi["last_s"].to_numpy(dtype=np.int64), starts),
+        "addresses": np.diff(np.r_[starts, len(multi)]),
+    })
     return pd.concat([single, merged[single.columns]], ignore_index=True)

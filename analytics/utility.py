@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analytics.config import AnalyticsConfig
-from analytics.loaders import records
 
 MIN_SPREAD = 0.12  # log-units; below this the peers agree better than people's habits allow
 VACANT_SHARE = 0.05  # an empty unit draws this share of a one-person unit's consumption
@@ -73,41 +71,50 @@ def utility_evidence(units: pd.DataFrame, consumption: pd.DataFrame,
         return pd.DataFrame(columns=columns), logliks
     data = units.set_index("unit").join(consumption, how="left").reset_index()
     kinds = [k for k in config.utility_kinds if k in data.columns]
-    fits: dict[tuple[str, bytes], tuple[float, float, float, float]] = {}
     n = np.arange(config.max_people + 1, dtype=float)
-    for _community, community_units in data.groupby("community", sort=False):
-        eligible_c = community_units.loc[(community_units["registered"] > 0)
-                                         & (community_units["meter_group"] == "")]
-        for _building, building_units in community_units.groupby("building", sort=False):
-            eligible_b = eligible_c.loc[eligible_c["building"] == _building]
-            areas = eligible_b["area_m2"].to_numpy(dtype=float)
-            for row in records(building_units):
-                if row["meter_group"] != "":
+    fits: dict[tuple[str, bytes], tuple[float, float, float, float] | None] = {}
+    for _community, frame in data.groupby("community", sort=False):
+        refs = frame["unit"].to_numpy()
+        registered = frame["registered"].to_numpy(dtype=float)
+        areas = frame["area_m2"].to_numpy(dtype=float)
+        own_meter = (frame["meter_group"] == "").to_numpy()
+        values = {kind: frame[kind].to_numpy(dtype=float) for kind in kinds}
+        eligible_c: np.ndarray = np.flatnonzero((registered > 0) & own_meter)
+        for indices in frame.groupby("building", sort=False).indices.values():
+            positions = np.asarray(indices, dtype=np.int64)
+            eligible_b: np.ndarray = positions[(registered[positions] > 0) & own_meter[positions]]
+            for position in positions:
+                if not own_meter[position]:
                     continue
-                similar = eligible_b.loc[np.abs(areas - row["area_m2"])
-                                         <= config.utility_area_tolerance * row["area_m2"]]
-                peers = next((c for c in (similar, eligible_b, eligible_c)
-                              if len(c) >= config.utility_min_peers), None)
+                area = areas[position]
+                similar: np.ndarray = eligible_b[np.abs(areas[eligible_b] - area)
+                                                 <= config.utility_area_tolerance * area]
+                candidates: list[np.ndarray] = [similar, eligible_b, eligible_c]
+                peers = next((c for c in candidates if len(c) >= config.utility_min_peers),
+                             None)
                 if peers is None:
                     continue
-                result = _unit_evidence(row, peers, kinds, fits, n, config)
+                result = _unit_evidence(str(refs[position]), int(registered[position]),
+                                        {k: values[k][position] for k in kinds},
+                                        peers, registered, values, fits, n, config)
                 if result is not None:
                     rows.append(result[0])
-                    logliks[str(row["unit"])] = result[1]
+                    logliks[str(refs[position])] = result[1]
     return pd.DataFrame(rows, columns=columns), logliks
 
 
-def _fit(peers: pd.DataFrame, kind: str,
-         fits: dict[tuple[str, bytes], tuple[float, float, float, float]],
+def _fit(peers: np.ndarray, kind: str, registered: np.ndarray, values: np.ndarray,
+         fits: dict[tuple[str, bytes], tuple[float, float, float, float] | None],
          min_peers: int) -> tuple[float, float, float, float] | None:
     """The robust line (base, per person, spread, median per person) of peers for one kind."""
-    key = (kind, peers.index.to_numpy().tobytes())
+    key = (kind, peers.tobytes())
     if key not in fits:
-        values = peers[["registered", kind]].dropna()
-        if len(values) < min_peers:
+        x, y = registered[peers], values[peers]
+        keep = ~np.isnan(y)
+        x, y = x[keep], y[keep]
+        if len(x) < min_peers:
+            fits[key] = None
             return None
-        x = values["registered"].to_numpy(dtype=float)
-        y = values[kind].to_numpy(dtype=float)
         base, per_person = theil_sen(x, y)
         expected = np.maximum(base + per_person * x, 1e-9)
         resid = np.log(np.maximum(y, 1e-9) / expected)
@@ -116,8 +123,9 @@ def _fit(peers: pd.DataFrame, kind: str,
     return fits[key]
 
 
-def _unit_evidence(row: dict[str, Any], peers: pd.DataFrame, kinds: list[str],
-                   fits: dict[tuple[str, bytes], tuple[float, float, float, float]],
+def _unit_evidence(ref: str, registered: int, consumed: dict[str, float], peers: np.ndarray,
+                   peer_registered: np.ndarray, values: dict[str, np.ndarray],
+                   fits: dict[tuple[str, bytes], tuple[float, float, float, float] | None],
                    n: np.ndarray, config: AnalyticsConfig,
                    ) -> tuple[dict[str, object], np.ndarray] | None:
     """One unit's utility evidence against its peers."""
@@ -125,12 +133,10 @@ def _unit_evidence(row: dict[str, Any], peers: pd.DataFrame, kinds: list[str],
     estimates: list[float] = []
     ratios: list[float] = []
     used: list[str] = []
-    registered = int(row["registered"])
-    for kind in kinds:
-        consumed = row.get(kind)
-        if consumed is None or pd.isna(consumed):
+    for kind, amount in consumed.items():
+        if np.isnan(amount):
             continue
-        fit = _fit(peers, kind, fits, config.utility_min_peers)
+        fit = _fit(peers, kind, peer_registered, values[kind], fits, config.utility_min_peers)
         if fit is None:
             continue
         base, per_person, spread, median_per_person = fit
@@ -139,16 +145,16 @@ def _unit_evidence(row: dict[str, Any], peers: pd.DataFrame, kinds: list[str],
         one = max(base + per_person, 1e-9)
         expected = np.maximum(base + per_person * n, 1e-9)
         expected[0] = VACANT_SHARE * one
-        observed = max(float(consumed), VACANT_SHARE * one)
+        observed = max(float(amount), VACANT_SHARE * one)
         total += -0.5 * ((math.log(observed) - np.log(expected)) / spread) ** 2
-        estimates.append(max(0.0, (float(consumed) - base) / per_person))
+        estimates.append(max(0.0, (float(amount) - base) / per_person))
         if registered > 0 and median_per_person > 0:
-            ratios.append(float(consumed) / registered / median_per_person)
+            ratios.append(float(amount) / registered / median_per_person)
         used.append(kind)
     if not used:
         return None
     record: dict[str, object] = {
-        "unit": str(row["unit"]),
+        "unit": ref,
         "ratio": round(float(np.mean(ratios)), 3) if ratios else None,
         "estimated_people": round(float(np.mean(estimates)), 2),
         "kinds": ",".join(used),
