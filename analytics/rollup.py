@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,10 +192,14 @@ def _offset_ns(device: str) -> int:
     return int(hashlib.blake2b(device.encode(), digest_size=8).hexdigest(), 16) % 3_600_000_000_000
 
 
-def rollup_points(rollup: pd.DataFrame, window: Window) -> list[Point]:
-    """Roll-up rows as ``presence_daily`` points (time: day start + device offset)."""
-    points: list[Point] = []
-    used: set[tuple[str, int]] = set()
+def rollup_points(rollup: pd.DataFrame, window: Window,
+                  used: set[tuple[str, int]] | None = None) -> Iterator[Point]:
+    """Roll-up rows as ``presence_daily`` points (time: day start + device offset).
+
+    A generator, so a large roll-up is written batch by batch without holding every point;
+    ``used`` carries the (AP, time) slots taken across calls.
+    """
+    used = set() if used is None else used
     day_ns = {d: int(window.day_start(d).timestamp()) * 1_000_000_000 for d in window.days}
     for row in records(rollup):
         ap, device = str(row["ap"]), str(row["device"])
@@ -212,8 +216,7 @@ def rollup_points(rollup: pd.DataFrame, window: Window) -> list[Point]:
             fields["rssi_mean"] = float(row["rssi_mean"])
             fields["rssi_max"] = float(row["rssi_max"])
         tags = {"ap": ap, **{tag: str(row[tag]) for tag in LOCATION_TAGS}}
-        points.append(Point(MEASUREMENT_DAILY, tags, fields, time_ns))
-    return points
+        yield Point(MEASUREMENT_DAILY, tags, fields, time_ns)
 
 
 @dataclass
@@ -353,11 +356,21 @@ class RollupStore:
         return report
 
     def write_rollup(self, rollup: pd.DataFrame, window: Window, batch: int = 5000) -> int:
-        """Write roll-up rows (used by ``ensure`` and by benchmarks that synthesise them)."""
-        points = rollup_points(rollup, window)
-        for i in range(0, len(points), batch):
-            self.store.write(points[i:i + batch])
-        return len(points)
+        """Write roll-up rows in batches (used by ``ensure`` and by the benchmark)."""
+        written = 0
+        lines: list[str] = []
+        used: set[tuple[str, int]] = set()
+        for start in range(0, len(rollup), 50_000):
+            for point in rollup_points(rollup.iloc[start:start + 50_000], window, used):
+                lines.append(point.to_line())
+                if len(lines) >= batch:
+                    self.store.write_lines(lines)
+                    written += len(lines)
+                    lines = []
+        if lines:
+            self.store.write_lines(lines)
+            written += len(lines)
+        return written
 
     def mark_rolled(self, window: Window, scope: str = ALL_SCOPE) -> None:
         """Record every day of the window as rolled up (benchmarks writing roll-ups directly)."""

@@ -35,6 +35,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +106,14 @@ def _rename(value: str, copy: int) -> str:
     return f"X{copy:03d}{value}" if copy else value
 
 
-def tile(base: dict[str, Any], size: int) -> dict[str, pd.DataFrame]:
-    """Copies of the base community, building by building, until ``size`` units."""
+def tile(base: dict[str, Any], size: int) -> Iterator[dict[str, pd.DataFrame]]:
+    """Copies of the base community, one copy at a time, building by building, to ``size``."""
     units: pd.DataFrame = base["units"]
     buildings = list(units.groupby(["community", "building"], sort=True).groups)
-    parts_units, parts_aps, parts_util, parts_roll = [], [], [], []
     total, copy = 0, 0
     while total < size:
+        parts: dict[str, list[pd.DataFrame]] = {"units": [], "aps": [], "utilities": [],
+                                                "rollup": []}
         for community, building in buildings:
             if total >= size:
                 break
@@ -123,16 +125,16 @@ def tile(base: dict[str, Any], size: int) -> dict[str, pd.DataFrame]:
             aps = aps.loc[(aps["unit"] == "") | aps["unit"].isin(keep)]
             util = base["utilities"].loc[base["utilities"]["unit"].isin(keep)]
             roll = base["rollup"].loc[base["rollup"]["ap"].isin(set(aps["ap"]))]
-            parts_units.append(here.assign(
+            parts["units"].append(here.assign(
                 unit=[_rename(u, copy) for u in here["unit"]],
                 community=_rename(community, copy)))
-            parts_aps.append(aps.assign(
+            parts["aps"].append(aps.assign(
                 ap=[_rename(a, copy) for a in aps["ap"]],
                 community=_rename(community, copy),
                 unit=[_rename(u, copy) if u else "" for u in aps["unit"]]))
-            parts_util.append(util.assign(unit=[_rename(u, copy) for u in util["unit"]]))
+            parts["utilities"].append(util.assign(unit=[_rename(u, copy) for u in util["unit"]]))
             salt = f"copy{copy}".encode()
-            parts_roll.append(roll.assign(
+            parts["rollup"].append(roll.assign(
                 ap=[_rename(a, copy) for a in roll["ap"]],
                 community=[_rename(c, copy) for c in roll["community"]],
                 unit=[_rename(u, copy) if u else "" for u in roll["unit"]],
@@ -140,78 +142,89 @@ def tile(base: dict[str, Any], size: int) -> dict[str, pd.DataFrame]:
                         for d in roll["device"]]))
             total += len(here)
         copy += 1
-    return {"units": pd.concat(parts_units, ignore_index=True),
-            "aps": pd.concat(parts_aps, ignore_index=True),
-            "utilities": pd.concat(parts_util, ignore_index=True),
-            "rollup": pd.concat(parts_roll, ignore_index=True)}
+        yield {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
 
 
-def load_registry_tables(settings: Settings, district: dict[str, pd.DataFrame]) -> None:
-    """Bulk-insert the district's communities, buildings, units, APs and utility readings."""
-    from sqlalchemy import insert
+class RegistryWriter:
+    """Bulk-inserts the district's registry copy by copy (ids assigned here)."""
 
-    from registry.db import make_engine, make_session_factory, session_scope, upgrade
-    from registry.models import (
-        AccessPoint,
-        Building,
-        Community,
-        Coverage,
-        Unit,
-        UtilityKind,
-        UtilityReading,
-    )
+    def __init__(self, settings: Settings) -> None:
+        from registry.db import make_engine, make_session_factory, upgrade
 
-    path = Path(settings.database_url.removeprefix("sqlite:///"))
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    units, aps = district["units"], district["aps"]
-    with session_scope(make_session_factory(engine)) as session:
-        communities = sorted(set(units["community"]))
-        session.execute(insert(Community), [{"id": i + 1, "code": c, "name": c}
-                                            for i, c in enumerate(communities)])
-        community_id = {c: i + 1 for i, c in enumerate(communities)}
-        pairs = sorted(set(zip(units["community"], units["building"], strict=True)))
-        session.execute(insert(Building), [{"id": i + 1, "community_id": community_id[c],
-                                            "code": b, "name": b}
-                                           for i, (c, b) in enumerate(pairs)])
-        building_id = {p: i + 1 for i, p in enumerate(pairs)}
-        unit_rows = [{"id": i + 1, "building_id": building_id[(r.community, r.building)],
-                      "code": r.unit.rsplit("/", 1)[1], "ref": r.unit, "floor": int(r.floor),
-                      "room": "", "area_m2": float(r.area_m2),
-                      "registered_occupants": int(r.registered), "is_rented": bool(r.rented),
-                      "meter_group": r.meter_group, "qr_token": secrets.token_urlsafe(18)}
-                     for i, r in enumerate(units.itertuples(index=False))]
-        session.execute(insert(Unit), unit_rows)
-        unit_id = {row["ref"]: row["id"] for row in unit_rows}
-        session.execute(insert(AccessPoint), [
-            {"ap_id": r.ap, "building_id": building_id[(r.community, r.building)],
-             "coverage": Coverage(r.coverage),
-             "floor": None if pd.isna(r.floor) else int(r.floor),
-             "unit_id": unit_id.get(r.unit), "ssid": "Census-Free"}
-            for r in aps.itertuples(index=False)])
-        util = district["utilities"]
-        for start in range(0, len(util), 200_000):
-            part = util.iloc[start:start + 200_000]
+        path = Path(settings.database_url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        self.engine = make_engine(settings.database_url)
+        upgrade(self.engine)
+        self.factory = make_session_factory(self.engine)
+        self.next_ids = {"community": 1, "building": 1, "unit": 1}
+
+    def add(self, part: dict[str, pd.DataFrame]) -> None:
+        """Insert one copy's communities, buildings, units, APs and utility readings."""
+        from sqlalchemy import insert
+
+        from registry.db import session_scope
+        from registry.models import (
+            AccessPoint,
+            Building,
+            Community,
+            Coverage,
+            Unit,
+            UtilityKind,
+            UtilityReading,
+        )
+
+        units, aps, util = part["units"], part["aps"], part["utilities"]
+        ids = self.next_ids
+        with session_scope(self.factory) as session:
+            communities = sorted(set(units["community"]))
+            community_id = {c: ids["community"] + i for i, c in enumerate(communities)}
+            session.execute(insert(Community), [{"id": i, "code": c, "name": c}
+                                                for c, i in community_id.items()])
+            pairs = sorted(set(zip(units["community"], units["building"], strict=True)))
+            building_id = {p: ids["building"] + i for i, p in enumerate(pairs)}
+            session.execute(insert(Building), [
+                {"id": i, "community_id": community_id[c], "code": b, "name": b}
+                for (c, b), i in building_id.items()])
+            unit_rows = [{"id": ids["unit"] + i,
+                          "building_id": building_id[(r.community, r.building)],
+                          "code": r.unit.rsplit("/", 1)[1], "ref": r.unit,
+                          "floor": int(r.floor), "room": "", "area_m2": float(r.area_m2),
+                          "registered_occupants": int(r.registered),
+                          "is_rented": bool(r.rented), "meter_group": r.meter_group,
+                          "qr_token": secrets.token_urlsafe(18)}
+                         for i, r in enumerate(units.itertuples(index=False))]
+            session.execute(insert(Unit), unit_rows)
+            unit_id = {row["ref"]: row["id"] for row in unit_rows}
+            session.execute(insert(AccessPoint), [
+                {"ap_id": r.ap, "building_id": building_id[(r.community, r.building)],
+                 "coverage": Coverage(r.coverage),
+                 "floor": None if pd.isna(r.floor) else int(r.floor),
+                 "unit_id": unit_id.get(r.unit), "ssid": "Census-Free"}
+                for r in aps.itertuples(index=False)])
             session.execute(insert(UtilityReading), [
                 {"unit_id": unit_id[r.unit], "kind": UtilityKind(r.kind),
                  "period_start": r.period_start, "period_end": r.period_end,
-                 "amount": float(r.amount)} for r in part.itertuples(index=False)])
-    engine.dispose()
+                 "amount": float(r.amount)} for r in util.itertuples(index=False)])
+        ids["community"] += len(community_id)
+        ids["building"] += len(building_id)
+        ids["unit"] += len(unit_rows)
+
+    def close(self) -> None:
+        """Release the database."""
+        self.engine.dispose()
 
 
 def prepare(size: int, base: dict[str, Any]) -> dict[str, Any]:
-    """Registry and roll-up of one district size in its own database."""
+    """Registry and roll-up of one district size in its own database, a copy at a time."""
     from analytics.rollup import RollupStore
     from census.presence_store import InfluxV1Store
 
     settings = bench_settings(size)
     started = time.monotonic()
-    district = tile(base, size)
     window = Window(last_night=base["last_night"], nights=base["nights"],
                     timezone=settings.timezone)
-    load_registry_tables(settings, district)
+    registry = RegistryWriter(settings)
     store = InfluxV1Store.from_settings(settings)
     try:
         store.drop_database()
@@ -219,12 +232,28 @@ def prepare(size: int, base: dict[str, Any]) -> dict[str, Any]:
         pass
     store.ensure_database(settings.retention_days)
     rollups = RollupStore(store, AnalyticsConfig())
-    rows = rollups.write_rollup(district["rollup"], window)
+    counts = {"units": 0, "aps": 0, "rollup_rows": 0, "utility_rows": 0}
+    for part in tile(base, size):
+        registry.add(part)
+        counts["rollup_rows"] += rollups.write_rollup(part["rollup"], window)
+        counts["units"] += len(part["units"])
+        counts["aps"] += len(part["aps"])
+        counts["utility_rows"] += len(part["utilities"])
     rollups.mark_rolled(window)
+    registry.close()
     store.close()
-    return {"size": size, "units": len(district["units"]), "aps": len(district["aps"]),
-            "rollup_rows": rows, "utility_rows": len(district["utilities"]),
-            "prepare_s": time.monotonic() - started}
+    return {"size": size, **counts, "prepare_s": time.monotonic() - started}
+
+
+def cleanup(size: int) -> None:
+    """Drop a size's InfluxDB database (the machine's InfluxDB is shared)."""
+    from census.presence_store import InfluxV1Store
+
+    store = InfluxV1Store.from_settings(bench_settings(size))
+    try:
+        store.drop_database()
+    finally:
+        store.close()
 
 
 def peak_rss_mb() -> float:
@@ -297,6 +326,8 @@ def main() -> None:
     parser.add_argument("--measure-one", nargs=3, metavar=("SIZE", "LAST_NIGHT", "NIGHTS"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--skip-rollup-rate", action="store_true")
+    parser.add_argument("--keep", action="store_true",
+                        help="Keep each size's InfluxDB database and registry afterwards.")
     args = parser.parse_args()
     if args.measure_one:
         size, last_night, nights = args.measure_one
@@ -320,6 +351,8 @@ def main() -> None:
             raise SystemExit(f"size {size} failed:\n{child.stderr[-3000:]}")
         measured = json.loads(child.stdout.strip().splitlines()[-1])
         rows.append({**prepared, **measured, "load": (load_before, os.getloadavg()[0])})
+        if not args.keep:
+            cleanup(size)
         print(f"  {measured['seconds']:.1f} s, peak {measured['peak_rss_mb']:.0f} MiB, "
               f"{measured['key']} key flags", flush=True)
     first = rows[0]
