@@ -403,19 +403,35 @@ class RollupStore:
         self.store.write([Point(MEASUREMENT_DAILY_STATE, {"scope": scope}, fields,
                                 _ns(day_window.start))])
 
+    def communities(self) -> list[str]:
+        """Community codes present in the roll-up (the tag's values)."""
+        frame = self.store.query(
+            f'SHOW TAG VALUES FROM "{MEASUREMENT_DAILY}" WITH KEY = "community"')
+        return sorted(str(v) for v in frame["value"]) if not frame.empty else []
+
     def load(self, window: Window, community: str | None = None) -> pd.DataFrame:
-        """The roll-up rows of the window (optionally one community)."""
+        """The roll-up rows of the window (optionally one community).
+
+        The district is read one community at a time: one query over every series of a
+        TEDA-sized district made InfluxDB 1.6 think for longer than the read timeout before its
+        first chunk, while per-community queries start at once and stay bounded (analytics
+        partitions by community, as the design says).
+        """
         query = (f'SELECT device, randomized, mask, bins, samples, rssi_mean, rssi_max, first_s, '
-                 f'last_s FROM "{MEASUREMENT_DAILY}" WHERE time >= $start AND time < $end')
-        params: dict[str, object] = {"start": _ns(window.start), "end": _ns(window.end)}
-        if community:
-            query += " AND community = $community"
-            params["community"] = community
-        query += " GROUP BY *"
+                 f'last_s FROM "{MEASUREMENT_DAILY}" WHERE time >= $start AND time < $end '
+                 "AND community = $community GROUP BY *")
         fields = ["device", "randomized", "mask", "bins", "samples", "rssi_mean", "rssi_max",
                   "first_s", "last_s"]
-        columns = self._collect(query, params, fields, ("ap", *LOCATION_TAGS))
-        if not columns["time"]:
+        # '' matches series without the tag, so nothing is missed when a point has none.
+        codes = [community] if community else [*self.communities(), ""]
+        columns: dict[str, list[Any]] = {}
+        for code in codes:
+            params: dict[str, object] = {"start": _ns(window.start), "end": _ns(window.end),
+                                         "community": code}
+            part = self._collect(query, params, fields, ("ap", *LOCATION_TAGS))
+            for name, values in part.items():
+                columns.setdefault(name, []).extend(values)
+        if not columns.get("time"):
             return empty_rollup()
         starts = day_starts_utc(window.days, window)
         seconds = np.asarray(columns["time"], dtype=np.int64) // 1_000_000_000
