@@ -223,29 +223,13 @@ class InfluxV1Store:
         self, influxql: str, params: Mapping[str, Any] | None = None, chunk_size: int = 50_000
     ) -> Iterator[pd.DataFrame]:
         """Run one SELECT in chunked mode; yield a DataFrame per chunk, time as UTC."""
-        request_params = {
-            "db": self.database,
-            "q": influxql,
-            "epoch": "ns",
-            "chunked": "true",
-            "chunk_size": str(chunk_size),
-        }
-        if params:
-            request_params["params"] = json.dumps(dict(params))
-        try:
-            response = self._session.post(
-                f"{self.url}/query", data=request_params, stream=True, timeout=self.timeout_s
-            )
-        except requests.RequestException as error:
-            raise TransientStoreError(f"InfluxDB query failed: {error}") from None
-        with response:
-            _raise_for_status(response, "query")
-            # Chunked responses are one JSON document per line.
-            for line in response.iter_lines():
-                if not line:
-                    continue
-                document = json.loads(line)
-                yield from _frames_from_document(document)
+        for columns, tags, rows in self.query_series(influxql, params, chunk_size):
+            frame = pd.DataFrame(rows, columns=columns)
+            for tag, value in tags.items():
+                frame[tag] = value
+            if "time" in frame.columns:
+                frame["time"] = pd.to_datetime(frame["time"], unit="ns", utc=True)
+            yield frame
 
     def query_series(
         self, influxql: str, params: Mapping[str, Any] | None = None, chunk_size: int = 50_000
@@ -256,6 +240,17 @@ class InfluxV1Store:
         which dominates a query returning thousands of series; callers that build one frame
         from all rows use this instead. Times are integer nanoseconds.
         """
+        for document in self._query_documents(influxql, params, chunk_size):
+            for result in document.get("results", []):
+                if "error" in result:
+                    raise PermanentStoreError(f"InfluxDB query error: {result['error']}")
+                for series in result.get("series", []):
+                    yield series["columns"], series.get("tags") or {}, series["values"]
+
+    def _query_documents(
+        self, influxql: str, params: Mapping[str, Any] | None, chunk_size: int
+    ) -> Iterator[dict[str, Any]]:
+        """POST one chunked InfluxQL query; yield its JSON documents (one per chunk)."""
         request_params = {
             "db": self.database, "q": influxql, "epoch": "ns", "chunked": "true",
             "chunk_size": str(chunk_size),
@@ -275,14 +270,10 @@ class InfluxV1Store:
             for line in response.iter_lines(chunk_size=1 << 20):
                 if not line:
                     continue
-                document = json.loads(line)
+                document: dict[str, Any] = json.loads(line)
                 if "error" in document:
                     raise PermanentStoreError(f"InfluxDB query error: {document['error']}")
-                for result in document.get("results", []):
-                    if "error" in result:
-                        raise PermanentStoreError(f"InfluxDB query error: {result['error']}")
-                    for series in result.get("series", []):
-                        yield series["columns"], series.get("tags") or {}, series["values"]
+                yield document
 
     def _post_query(self, statement: str) -> dict[str, Any]:
         """Run a management statement (CREATE, DROP, ALTER) and check its result."""
@@ -298,22 +289,6 @@ class InfluxV1Store:
             if "error" in result:
                 raise PermanentStoreError(f"InfluxDB refused {statement!r}: {result['error']}")
         return document
-
-
-def _frames_from_document(document: Mapping[str, Any]) -> Iterator[pd.DataFrame]:
-    """Turn one InfluxQL JSON result document into DataFrames, one per series."""
-    if "error" in document:
-        raise PermanentStoreError(f"InfluxDB query error: {document['error']}")
-    for result in document.get("results", []):
-        if "error" in result:
-            raise PermanentStoreError(f"InfluxDB query error: {result['error']}")
-        for series in result.get("series", []):
-            frame = pd.DataFrame(series["values"], columns=series["columns"])
-            for tag, value in (series.get("tags") or {}).items():
-                frame[tag] = value
-            if "time" in frame.columns:
-                frame["time"] = pd.to_datetime(frame["time"], unit="ns", utc=True)
-            yield frame
 
 
 def _raise_for_status(response: requests.Response, action: str) -> None:
