@@ -91,12 +91,18 @@ def _launch_detached(service: LocalService) -> int:
     The servers outlive the command that starts them; launched through a shell that exits at
     once, they are adopted by init, which reaps them, and no Python handle is left dangling.
     """
-    script = 'log="$1"; shift; exec "$@" >>"$log" 2>&1 </dev/null & echo $!'
-    launcher = subprocess.run(
-        ["/bin/sh", "-c", script, "sh", str(service.log_file), *service.command(service)],
-        capture_output=True, text=True, cwd=service.directory, start_new_session=True,
-        user=service.run_as, check=False,
-    )
+    # The log is opened here, not by the shell: the shell may run as another user (postgres)
+    # who cannot open a log file an earlier run created.
+    # The log arrives as the launcher's standard input (dash redirects only fds 0-9) and is
+    # copied to fd 3 first: sh points a background command's stdin at /dev/null before its own
+    # redirections run. It becomes the server's stdout and stderr; its stdin is /dev/null.
+    script = 'exec 3<&0; exec "$@" >&3 2>&1 3>&- </dev/null & echo $!'
+    with service.log_file.open("ab") as log:
+        launcher = subprocess.run(
+            ["/bin/sh", "-c", script, "sh", *service.command(service)],
+            stdin=log, capture_output=True, text=True, cwd=service.directory,
+            start_new_session=True, user=service.run_as, check=False,
+        )
     if launcher.returncode != 0 or not launcher.stdout.strip().isdigit():
         raise ServiceError(f"{service.name}: could not be launched: {launcher.stderr.strip()}")
     return int(launcher.stdout.strip())

@@ -93,8 +93,8 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     client.close()
 
 
-def _postgres_database(service_settings: Settings, name: str) -> str:
-    """Create a fresh PostgreSQL database and return its URL."""
+def _postgres_admin(service_settings: Settings, statement: str) -> None:
+    """Run one statement on the cluster's maintenance database (CREATE/DROP DATABASE)."""
     with psycopg.connect(
         host="127.0.0.1",
         port=service_settings.postgres_port,
@@ -102,20 +102,19 @@ def _postgres_database(service_settings: Settings, name: str) -> str:
         dbname="postgres",
         autocommit=True,
     ) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql://{local_services.POSTGRES_SUPERUSER}@127.0.0.1:{service_settings.postgres_port}/{name}"
+        conn.execute(statement)
+
+
+def _postgres_database(service_settings: Settings, name: str) -> str:
+    """Create a fresh PostgreSQL database and return its URL."""
+    _postgres_admin(service_settings, f'CREATE DATABASE "{name}"')
+    user, port = local_services.POSTGRES_SUPERUSER, service_settings.postgres_port
+    return f"postgresql://{user}@127.0.0.1:{port}/{name}"
 
 
 def _drop_postgres_database(service_settings: Settings, name: str) -> None:
     """Drop a test database."""
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=service_settings.postgres_port,
-        user=local_services.POSTGRES_SUPERUSER,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _postgres_admin(service_settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

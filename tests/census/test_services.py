@@ -68,6 +68,23 @@ def test_influxdb_starts_on_its_configured_loopback_port(private_settings: Setti
     services.stop(service)
 
 
+def test_server_output_goes_to_its_log_even_if_an_earlier_run_made_the_file(
+    private_settings: Settings,
+) -> None:
+    """The detached server writes to server.log (appending), with stdin from /dev/null."""
+    service = by_name(private_settings, "mosquitto")
+    service.directory.mkdir(parents=True, exist_ok=True)
+    service.log_file.write_text("earlier run\n")
+    services.start(service)
+    pid = service.read_pid()
+    assert pid is not None
+    assert Path(f"/proc/{pid}/fd/1").resolve() == service.log_file.resolve()
+    assert Path(f"/proc/{pid}/fd/0").resolve() == Path("/dev/null")
+    text = service.log_file.read_text()
+    assert text.startswith("earlier run\n") and "Mosquitto" in text.removeprefix("earlier run\n")
+    services.stop(service)
+
+
 def test_a_port_taken_by_another_program_is_named(private_settings: Settings) -> None:
     """If something else listens on the port, `up` says so instead of failing obscurely."""
     service = by_name(private_settings, "redis")
