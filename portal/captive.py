@@ -376,12 +376,9 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
 @bp.post("/signin")
 def signin() -> Response:
     """The identity form was sent: check it, keep it pending, send the code."""
-    flow = _posted_flow()
+    flow = _posted_step("signin")
     if isinstance(flow, Response):
         return flow
-    limited = _limited("signin", _client_ident(flow.handshake))
-    if limited is not None:
-        return limited
     form = SignInForm(meta={"csrf_context": flow.fid})
     form.unit.choices = _unit_choices(flow)
     if not form.validate():
@@ -408,18 +405,33 @@ def _pending(flow: Flow) -> DeclaredIdentity | Response:
     return declared
 
 
-@bp.post("/resend")
-def resend() -> Response:
-    """Send a new code (after the cooldown)."""
+def _posted_step(limit: str) -> Flow | Response:
+    """The posted flow, once it has passed the client's rate limit for this step."""
     flow = _posted_flow()
     if isinstance(flow, Response):
         return flow
-    limited = _limited("signin", _client_ident(flow.handshake))
-    if limited is not None:
-        return limited
+    limited = _limited(limit, _client_ident(flow.handshake))
+    return flow if limited is None else limited
+
+
+def _posted_pending_step(limit: str) -> tuple[Flow, DeclaredIdentity] | Response:
+    """The posted, rate-limited flow and the identity waiting for its code."""
+    flow = _posted_step(limit)
+    if isinstance(flow, Response):
+        return flow
     declared = _pending(flow)
     if isinstance(declared, Response):
         return declared
+    return flow, declared
+
+
+@bp.post("/resend")
+def resend() -> Response:
+    """Send a new code (after the cooldown)."""
+    step = _posted_pending_step("signin")
+    if isinstance(step, Response):
+        return step
+    flow, declared = step
     form = ResendForm(meta={"csrf_context": flow.fid})
     if not form.validate():
         return _render_code(flow, declared, notice=_first_error(form))
@@ -437,15 +449,10 @@ def _first_error(form: FlowForm) -> str:
 @bp.post("/verify")
 def verify() -> Response:
     """Check the code; on success finish the sign-in and let the device through."""
-    flow = _posted_flow()
-    if isinstance(flow, Response):
-        return flow
-    limited = _limited("verify", _client_ident(flow.handshake))
-    if limited is not None:
-        return limited
-    declared = _pending(flow)
-    if isinstance(declared, Response):
-        return declared
+    step = _posted_pending_step("verify")
+    if isinstance(step, Response):
+        return step
+    flow, declared = step
     form = CodeForm(meta={"csrf_context": flow.fid})
     if not form.validate():
         return _render_code(flow, declared, form=form)
@@ -479,12 +486,9 @@ def _not_authorized(flow: Flow) -> Response:
 @bp.post("/one-tap")
 def one_tap() -> Response:
     """A known device signs in without a new code."""
-    flow = _posted_flow()
+    flow = _posted_step("signin")
     if isinstance(flow, Response):
         return flow
-    limited = _limited("signin", _client_ident(flow.handshake))
-    if limited is not None:
-        return limited
     form = OneTapForm(meta={"csrf_context": flow.fid})
     if not form.validate():
         return _message(_("Please start again"), _first_error(form), status=400)
