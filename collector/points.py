@@ -60,9 +60,13 @@ def series_prefix(location: ApLocation, event_type: str) -> str:
 class LineBuilder:
     """Builds the lines of one message's events; caches series prefixes per AP location."""
 
-    def __init__(self, max_cached_locations: int = 100_000) -> None:
+    def __init__(self, max_cached_locations: int = 100_000,
+                 max_cached_devices: int = 500_000) -> None:
         self._prefixes: dict[ApLocation, dict[str, str]] = {}
         self._max_cached = max_cached_locations
+        # device -> (its time offset, its first fields): stations repeat in every snapshot.
+        self._devices: dict[str, tuple[int, str]] = {}
+        self._max_devices = max_cached_devices
 
     def prefixes(self, location: ApLocation) -> dict[str, str]:
         """The series prefix of each event type at this location."""
@@ -83,11 +87,19 @@ class LineBuilder:
         taken: dict[tuple[str, int], str] = {}  # (event type, time) -> device holding it
         out: list[str] = []
         append = out.append
+        devices = self._devices
         for event in events:
             kind = event.type
             device = event.device
-            base = base_time_ns(event.ts)
-            offset = device_offset(device)
+            known = devices.get(device)
+            if known is None:
+                if len(devices) >= self._max_devices:
+                    devices.clear()  # memory stays flat; the next snapshots refill it
+                randomized = "true" if event.randomized else "false"
+                known = devices[device] = (device_offset(device),
+                                           f'device="{device}",randomized={randomized}')
+            offset, fields = known
+            base = int(event.ts * 1000.0 + 0.0005) * NS_PER_MS  # base_time_ns, inlined
             time_ns = base + offset
             holder = taken.get((kind, time_ns))
             while holder is not None and holder != device:
@@ -96,7 +108,6 @@ class LineBuilder:
                 time_ns = base + offset
                 holder = taken.get((kind, time_ns))
             taken[(kind, time_ns)] = device
-            fields = f'device="{device}",randomized={"true" if event.randomized else "false"}'
             if event.rssi is not None:
                 fields += f",rssi={event.rssi}i"
             if kind == "probe" and event.ssid is not None:

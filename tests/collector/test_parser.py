@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from census.events import PresenceEvent, encode_event, encode_events
 from census.privacy import pseudonymize_mac
@@ -184,3 +186,107 @@ def test_samples_are_capped_at_4_kib_after_redaction() -> None:
     many = b",".join([b"00:11:22:33:44:55"] * 1000)  # redaction makes the text longer
     stored = dead_letter_payload(pseudonymizer, many)
     assert len(stored) == 4096 and b"00:11:22" not in stored
+
+
+# --- the fast path and the per-event path agree ---------------------------------------------
+
+_VALID_FIELDS: dict[str, Any] = {
+    "v": st.just(1),
+    "type": st.sampled_from(["snapshot", "probe", "connect", "disconnect"]),
+    "mac": st.sampled_from(["a4:83:e7:12:9f:01", "A4-83-E7-12-9F-02", "a483e7129f03",
+                            "02:11:22:33:44:55"]),
+    "ts": st.one_of(st.floats(NOW - 90 * 86400, NOW + 300), st.just(int(NOW))),
+    "rssi": st.integers(-120, 0),
+    "ssid": st.one_of(st.text(max_size=8), st.just("Census-Free"), st.just("网" * 10)),
+    "ap": st.just("ap-1"),
+}
+_MISSING = object()
+_WRONG_FIELDS: dict[str, list[Any]] = {
+    "v": [2, 0, True, "1", 1.0, None],
+    "type": ["roam", "", 3, None],
+    "mac": ["a4:83:e7:12:9f", "zz:zz:zz:zz:zz:zz", "", 7, None],
+    "ts": [NOW + 301, NOW - 91 * 86400, 10**30, -1, "1764000000", True, None],
+    "rssi": [-121, 1, -40.0, True, "x", None],
+    "ssid": ["x" * 33, "网" * 11, 5, ["a"]],
+    "ap": ["ap-2", 1, ""],
+}
+
+
+def assert_both_paths_agree(body: bytes, topic: str = TOPIC) -> None:
+    """``parse`` (C-decoded fast path) and ``parse_checked`` (event by event) give one result."""
+    fast = make_parser().parse(topic, body, NOW)
+    checked = make_parser().parse_checked(topic, body, NOW)
+    assert fast.events == checked.events, body
+    assert fast.location == checked.location, body
+    assert [(r.reason, r.detail, r.count) for r in fast.rejects] == \
+           [(r.reason, r.detail, r.count) for r in checked.rejects], body
+
+
+@st.composite
+def _wire_event(draw: st.DrawFn, wrong: bool) -> Any:
+    """A valid event, or with one field wrong or missing, or now and then not an object."""
+    event = {name: draw(values) for name, values in _VALID_FIELDS.items()
+             if name not in ("ssid", "ap", "rssi") or draw(st.booleans())}
+    if event["type"] in ("snapshot", "probe"):
+        event.setdefault("rssi", -50)
+    if draw(st.integers(0, 1)):
+        event["band"] = draw(st.sampled_from([1, "5g", [1, {"y": 2}], None]))
+    if wrong:
+        if not draw(st.integers(0, 20)):
+            return draw(st.sampled_from([1, "x", None, []]))
+        name = draw(st.sampled_from(sorted(_WRONG_FIELDS)))
+        if draw(st.integers(0, 4)) == 0:
+            event.pop(name, None)
+        else:
+            event[name] = draw(st.sampled_from(_WRONG_FIELDS[name]))
+    return event
+
+
+@st.composite
+def _wire_batch(draw: st.DrawFn) -> list[Any]:
+    """Valid events with at most one defective among them: the cases that tell paths apart."""
+    events = draw(st.lists(_wire_event(wrong=False), max_size=3))
+    if draw(st.integers(0, 3)):
+        position = draw(st.integers(0, len(events)))
+        events.insert(position, draw(_wire_event(wrong=True)))
+    return events
+
+
+@settings(max_examples=500, deadline=None)
+@given(events=_wire_batch(), single=st.booleans(),
+       ap_id=st.sampled_from(["ap-1", "ap-1", "ap-9"]), spacing=st.sampled_from(["", " ", "\n"]))
+def test_the_fast_path_and_the_checked_path_give_the_same_result(
+    events: list[Any], single: bool, ap_id: str, spacing: str
+) -> None:
+    """Random mixes of good events and one defective one, as a batch or a single object."""
+    document: Any = events[0] if single and events else events
+    body = (spacing + json.dumps(document, separators=("," + spacing, ":"))).encode()
+    assert_both_paths_agree(body, f"site/v1/ap/{ap_id}/events")
+
+
+@pytest.mark.parametrize("body", [
+    b'{"v":1,"type":"probe","mac":"02:11:22:33:44:55","ts":1764000000,"rssi":-40,"v":2}',
+    b'{"v":2,"type":"probe","mac":"02:11:22:33:44:55","ts":1764000000,"rssi":-40,"v":1}',
+    b'\xef\xbb\xbf[{"v":1,"type":"connect","mac":"02:11:22:33:44:55","ts":1764000000}]',
+    b'{"v":1,"type":"probe","mac":"02:11:22:33:44:55","ts":1e999,"rssi":-40}',
+    b'{"v":1,"type":"probe","mac":"02:11:22:33:44:55","ts":1764000000,"rssi":-40,"ssid":"\\ud83d"}',
+    b'{"v":1,"type":"probe","mac":"02:11:22:33:44:55","ts":1764000000,"rssi":-40,"ssid":"\\ud83d\\ude00"}',
+])
+def test_the_two_paths_agree_on_json_corner_cases(body: bytes) -> None:
+    """Duplicate keys (last wins), a UTF-8 BOM, overflowing numbers, surrogate escapes."""
+    assert_both_paths_agree(body)
+
+
+@pytest.mark.parametrize("kind", ["snapshot", "probe", "connect", "disconnect"])
+def test_the_two_paths_agree_on_every_single_wrong_field(kind: str) -> None:
+    """Each wrong value (and each missing field) of each event type, alone among good events."""
+    wrong_values = [(name, value) for name, values in _WRONG_FIELDS.items()
+                    for value in values]
+    wrong_values += [(name, _MISSING) for name in GOOD]
+    for name, value in wrong_values:
+        event = dict(GOOD, type=kind)
+        if value is _MISSING:
+            event.pop(name)
+        else:
+            event[name] = value
+        assert_both_paths_agree(json.dumps([GOOD, event, GOOD]).encode())
