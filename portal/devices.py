@@ -13,7 +13,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from census.privacy import IdentityCipher
@@ -68,7 +68,11 @@ def bind_device(session: Session, cipher: IdentityCipher, resident: Resident, ma
                 pseudonym: str, randomized: bool, label: str, ap_id: str, quota: int,
                 now: dt.datetime) -> BindResult:
     """Bind a verified address to a resident, re-binding and enforcing the quota."""
-    devices = list(session.scalars(select(Device).where(Device.resident_id == resident.id)))
+    # One query for the resident's devices and any other active binding of this address.
+    found = list(session.scalars(select(Device).where(or_(
+        Device.resident_id == resident.id,
+        and_(Device.mac_pseudonym == pseudonym, Device.revoked_at.is_(None))))))
+    devices = [d for d in found if d.resident_id == resident.id]
     result: BindResult
     existing = next((d for d in devices if d.mac_pseudonym == pseudonym), None)
     revoked: list[Revocation] = []
@@ -100,10 +104,9 @@ def bind_device(session: Session, cipher: IdentityCipher, resident: Resident, ma
         oldest = active.pop(0)
         revoked.append(_revoke(oldest, cipher, "quota", now))
     # One address belongs to one person at a time (a phone passed on, a shared tablet).
-    for other in session.scalars(select(Device).where(
-            Device.mac_pseudonym == pseudonym, Device.resident_id != resident.id,
-            Device.revoked_at.is_(None))):
-        other.revoked_at = now  # the address itself stays authorized, for its new owner
+    for other in found:
+        if other.resident_id != resident.id:
+            other.revoked_at = now  # the address itself stays authorized, for its new owner
     result = BindResult(device=device, created=created, rebound_from=rebound_from,
                         revoked=revoked)
     return result

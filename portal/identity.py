@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from census.privacy import IdentityCipher, normalize_id_number, resident_id_problem
@@ -140,8 +140,14 @@ def match_identity(session: Session, cipher: IdentityCipher, declared: DeclaredI
                    today: dt.date) -> IdentityMatch:
     """Look the identity up in the registry and the watchlist (by keyed digest only)."""
     digest = cipher.digest(declared.id_type, declared.id_number)
-    resident = session.scalar(select(Resident).where(Resident.id_digest == digest))
-    watch = session.scalar(select(WatchlistEntry).where(WatchlistEntry.id_digest == digest))
+    # One statement for both lookups (each digest column is unique, so at most one row each):
+    # a one-row query of the digest, outer-joined to the residents and to the watchlist.
+    wanted = select(literal(digest).label("digest")).subquery()
+    resident, watch = session.execute(
+        select(Resident, WatchlistEntry).select_from(wanted)
+        .outerjoin(Resident, Resident.id_digest == wanted.c.digest)
+        .outerjoin(WatchlistEntry, WatchlistEntry.id_digest == wanted.c.digest)
+    ).one()
     if resident is None:
         return IdentityMatch(digest, None, False, False, False, watch)
     moved_out = resident.move_out is not None and resident.move_out <= today
