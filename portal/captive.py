@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, render_template, request, url_for
@@ -27,6 +29,7 @@ from portal.forms import (
     OneTapForm,
     ResendForm,
     SignInForm,
+    flow_csrf_token,
 )
 from portal.handshake import (
     MAX_FUTURE_SKEW_S,
@@ -39,6 +42,7 @@ from portal.handshake import (
 from portal.i18n import page_locale
 from portal.identity import DeclaredIdentity, clean_id_number, clean_name, clean_phone
 from portal.otp import IssueStatus, VerifyStatus
+from portal.pages import PageCache
 from portal.ratelimit import Decision
 from portal.services import PortalServices
 from portal.signin import NotAuthorized, SignInResult, complete_one_tap, complete_sign_in
@@ -130,13 +134,25 @@ def _refused(error: HandshakeError) -> Response:
     return _message(_("Please start again"), text, status=_REFUSALS.get(error.reason, 400))
 
 
+_CHOICES: dict[tuple[str, str, int], tuple[SelectChoice, ...]] = {}
+
+
 def _unit_choices(flow: Flow) -> list[SelectChoice]:
-    """Choices for "where do you live": the AP's units, or a visitor."""
-    units = _services().directory.units_for(flow.handshake.ap_id)
-    choices = [SelectChoice(UNIT_NOT_GIVEN, _("Please choose"))] if len(units) != 1 else []
-    choices += [SelectChoice(str(u.id), u.label) for u in units]
-    choices.append(SelectChoice(UNIT_VISITOR, _("I am visiting")))
-    return choices
+    """Choices for "where do you live": the AP's units, or a visitor (kept per AP, language and
+    registry version: a building AP has a hundred units, checked on every form post)."""
+    services = _services()
+    ap_id = flow.handshake.ap_id
+    units = services.directory.units_for(ap_id)
+    key = (ap_id, _locale(), services.directory.version)
+    cached = _CHOICES.get(key)
+    if cached is None:
+        if len(_CHOICES) > 10_000:
+            _CHOICES.clear()
+        choices = [SelectChoice(UNIT_NOT_GIVEN, _("Please choose"))] if len(units) != 1 else []
+        choices += [SelectChoice(str(u.id), u.label) for u in units]
+        choices.append(SelectChoice(UNIT_VISITOR, _("I am visiting")))
+        cached = _CHOICES[key] = tuple(choices)
+    return list(cached)
 
 
 _OPTIONS: dict[tuple[str, str, int], Markup] = {}
@@ -207,11 +223,20 @@ def _render_form(flow: Flow, form: SignInForm | None = None, status: int = 200,
                 place=_place(flow), lang=_locale(),
             ), status=status)
     if form is None:
+        units = _services().directory.units_for(flow.handshake.ap_id)
+        # A unit AP: its unit is the likely answer.
+        selected = str(units[0].id) if len(units) == 1 else ""
+        if not notice:
+            html = _PAGES.fill(
+                ("splash", flow.handshake.ap_id, _locale(), _services().directory.version,
+                 selected),
+                lambda markers: _splash_html(flow, markers["flow"], markers["csrf"], selected),
+                text={}, url_safe={"flow": token, "csrf": flow_csrf_token(flow.fid)})
+            if html is not None:
+                return Response(html, status=status)
         form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None,
                           data={"flow": token, "lang": _locale()})
-        units = _services().directory.units_for(flow.handshake.ap_id)
-        if len(units) == 1:  # a unit AP: its unit is the likely answer
-            form.unit.data = str(units[0].id)
+        form.unit.data = selected or None
     else:
         form.flow.data = token
     return Response(render_template(
@@ -220,11 +245,49 @@ def _render_form(flow: Flow, form: SignInForm | None = None, status: int = 200,
     ), status=status)
 
 
+_PAGES = PageCache()
+
+
+def _splash_html(flow: Flow, token: str, csrf_token: str, selected: str) -> str:
+    """The empty identity form with the given tokens (markers, for the page cache)."""
+    form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None,
+                      data={"flow": token, "lang": _locale()})
+    form.csrf_token.current_token = csrf_token
+    form.unit.data = selected or None
+    return render_template(
+        "portal/splash.html", form=form, flow_token=token, place=_place(flow), notice="",
+        lang=_locale(), unit_options=_unit_options(flow, selected),
+    )
+
+
+def _code_html(flow: Flow, token: str, csrf_token: str, phone: str, wait: int) -> str:
+    """The code page without a notice or error (markers, for the page cache)."""
+    data = {"flow": token, "lang": _locale()}
+    form = CodeForm(meta={"csrf_context": flow.fid}, formdata=None, data=data)
+    resend = ResendForm(meta={"csrf_context": flow.fid}, formdata=None, data=data)
+    form.csrf_token.current_token = resend.csrf_token.current_token = csrf_token
+    return render_template(
+        "portal/code.html", form=form, resend=resend, phone=phone,
+        minutes=_services().otp.policy.ttl // 60, wait=wait, notice="", place=_place(flow),
+        flow_token=token, lang=_locale(),
+    )
+
+
 def _render_code(flow: Flow, declared: DeclaredIdentity, form: CodeForm | None = None,
                  notice: str = "", status: int = 200, wait: int | None = None) -> Response:
     """The page asking for the SMS code (wait: cooldown seconds, when already known)."""
     token = _token(flow)
     services = _services()
+    if form is None and not notice:
+        left = services.otp.cooldown_left(declared.phone) if wait is None else wait
+        html = _PAGES.fill(
+            ("code", flow.handshake.ap_id, _locale(), services.directory.version,
+             services.otp.policy.ttl, left),  # a number in the text (%d): part of the key
+            lambda m: _code_html(flow, m["flow"], m["csrf"], m["phone"], left),
+            text={"phone": mask_phone(declared.phone)},
+            url_safe={"flow": token, "csrf": flow_csrf_token(flow.fid)})
+        if html is not None:
+            return Response(html, status=status)
     if form is None:
         form = CodeForm(meta={"csrf_context": flow.fid}, formdata=None,
                         data={"flow": token, "lang": _locale()})
@@ -247,10 +310,23 @@ def _render_done(flow: Flow, result: SignInResult) -> Response:
     original = flow.handshake.original_url
     if urlsplit(original).scheme not in ("http", "https"):
         original = ""
-    response = Response(render_template(
-        "portal/done.html", result=result, fas_url=result.fas_url, original_url=original,
-        hours=result.session_seconds // 3600, place=_place(flow), lang=_locale(),
-    ))
+    hours = result.session_seconds // 3600
+
+    def done_html(markers: Mapping[str, str]) -> str:
+        """The page with markers for the greeting and the link (for the page cache)."""
+        shown = replace(result, greeting=markers["greeting"])
+        return render_template(
+            "portal/done.html", result=shown, fas_url=markers["link"] if result.fas_url else None,
+            original_url=markers["link"] if original else "", hours=hours, place=_place(flow),
+            lang=_locale(),
+        )
+
+    html = _PAGES.fill(
+        ("done", flow.handshake.ap_id, _locale(), _services().directory.version, hours,
+         bool(result.fas_url), bool(original), result.released_devices > 0),
+        done_html, text={"greeting": result.greeting, "link": result.fas_url or original})
+    assert html is not None  # no URL-safe values: always filled
+    response = Response(html)
     if result.fas_url:
         # Following the gateway link is what lets the device through: allow it as a target.
         response.headers["Content-Security-Policy"] = (

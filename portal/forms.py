@@ -13,6 +13,7 @@ import hmac
 import time
 from typing import Any
 
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -60,6 +61,19 @@ UNIT_NOT_GIVEN = ""
 UNIT_VISITOR = "visitor"
 
 
+def _flow_mac(secret: Any, fid: str, stamp: str) -> str:
+    """HMAC of flow id and timestamp under the CSRF secret."""
+    message = f"{fid}.{stamp}".encode()
+    return hmac.new(str(secret).encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def flow_csrf_token(fid: str) -> str:
+    """A flow's CSRF token as FlowCSRF makes it, for a page rendered without its form."""
+    secret = current_app.config.get("WTF_CSRF_SECRET_KEY", current_app.secret_key)
+    stamp = str(int(time.time()))
+    return f"{stamp}.{_flow_mac(secret, fid, stamp)}"
+
+
 class FlowCSRF(CSRF):
     """A CSRF token bound to the sign-in flow id instead of a cookie session."""
 
@@ -70,9 +84,7 @@ class FlowCSRF(CSRF):
 
     def _mac(self, stamp: str) -> str:
         """HMAC of flow id and timestamp under the CSRF secret."""
-        secret = str(self.form_meta.csrf_secret).encode("utf-8")
-        message = f"{self.form_meta.csrf_context}.{stamp}".encode()
-        return hmac.new(secret, message, hashlib.sha256).hexdigest()
+        return _flow_mac(self.form_meta.csrf_secret, str(self.form_meta.csrf_context), stamp)
 
     def generate_csrf_token(self, csrf_token_field: Any) -> str:
         """A fresh token for this flow."""
