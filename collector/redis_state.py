@@ -23,6 +23,7 @@ from pathlib import Path
 import redis
 
 from collector.const import DEADLETTER_MAX_ENTRIES, PRESENCE_TTL_S
+from collector.parser import ParsedEvent
 
 LOGGER = logging.getLogger(__name__)
 
@@ -78,6 +79,41 @@ class PresenceUpdate:
         members = (self.gone if disconnect else self.seen).setdefault(key, {})
         if members.get(device, -1.0) < ts:
             members[device] = ts
+
+    def add_events(self, keys: tuple[str, ...], events: Iterable[ParsedEvent],
+                   not_before: float) -> None:
+        """Record one message's events at each of its places, skipping those before not_before.
+
+        The same as ``add`` per event and key, in one call: this runs for every event.
+        """
+        seen: dict[str, float] | None = None
+        gone: dict[str, float] | None = None
+        for event in events:
+            ts = event.ts
+            if ts < not_before:
+                continue  # too old to say anything about who is here now
+            if event.type == "disconnect":
+                if gone is None:
+                    gone = {}
+                members = gone
+            else:
+                if seen is None:
+                    seen = {}
+                members = seen
+            device = event.device
+            if members.get(device, -1.0) < ts:
+                members[device] = ts
+        for found, target in ((seen, self.seen), (gone, self.gone)):
+            if not found:
+                continue
+            for key in keys:
+                held = target.get(key)
+                if held is None:
+                    target[key] = dict(found)
+                    continue
+                for device, ts in found.items():
+                    if held.get(device, -1.0) < ts:
+                        held[device] = ts
 
     def __bool__(self) -> bool:
         """True when there is something to write."""

@@ -211,6 +211,7 @@ class Collector:
             settings.mqtt_topic_prefix, self._pseudonymizer, ap_map.get, settings.retention_days
         )
         self._lines = LineBuilder()
+        self._presence_keys: dict[ApLocation, tuple[str, ...]] = {}  # Redis keys per AP place
         self._state = RedisState(
             self._redis, settings.redis_key_prefix, settings.retention_days,
             fallback_file=options.spool_dir / "deadletter.jsonl",
@@ -460,17 +461,14 @@ class Collector:
         self.metrics.events_received.inc(parsed.total)
         location = parsed.location
         if parsed.events and location is not None:
-            presence = batch.presence
-            ap_key = self._state.ap_key(location.ap_id)
-            unit_key = self._state.unit_key(location.unit) if location.unit else None
-            recent = now - PRESENCE_TTL_S
-            for event in parsed.events:
-                if event.ts < recent:
-                    continue  # too old to say anything about who is here now
-                gone = event.type == "disconnect"
-                presence.add(ap_key, event.device, event.ts, gone)
-                if unit_key:
-                    presence.add(unit_key, event.device, event.ts, gone)
+            keys = self._presence_keys.get(location)
+            if keys is None:
+                ap_key = self._state.ap_key(location.ap_id)
+                keys = (ap_key, self._state.unit_key(location.unit)) if location.unit else (ap_key,)
+                if len(self._presence_keys) >= 100_000:
+                    self._presence_keys.clear()
+                self._presence_keys[location] = keys
+            batch.presence.add_events(keys, parsed.events, now - PRESENCE_TTL_S)
         for reject in parsed.rejects:
             self._reject(batch, reject.reason, reject.detail, message.topic, reject.sample,
                          reject.count, now)
