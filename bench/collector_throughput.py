@@ -247,6 +247,24 @@ def ceiling_influx(settings: Settings, lines: list[str], batch: int) -> float:
         store.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids() -> dict[str, int]:
+    """PIDs of the local servers the run uses (mosquitto, redis, influxdb), where known."""
+    from census import services as local_services
+
+    pids = {}
+    for service in local_services.build_services(Settings.load()):
+        pid = service.read_pid()
+        if pid is not None:
+            pids[service.name] = pid
+    return pids
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of a process, KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -275,6 +293,8 @@ def run_collectors(settings: Settings, stream: Stream, count: int) -> dict[str, 
             prepare += ["--share-group", group]
         subprocess.run(prepare, env=environment, check=True, capture_output=True, timeout=60)
     publish_backlog(settings, stream)
+    servers = server_pids()
+    servers_before = {name: cpu_seconds(pid) for name, pid in servers.items()}
     started = time.perf_counter()
     processes = [
         subprocess.Popen(collector_command(client_id, group, 3.0), env=environment,
@@ -296,6 +316,8 @@ def run_collectors(settings: Settings, stream: Stream, count: int) -> dict[str, 
         if process.returncode != 0:
             raise SystemExit(f"collector failed:\n{stderr[-3000:]}")
         summaries.append(json.loads(stdout.strip().splitlines()[-1]))
+    cpu = {name: cpu_seconds(pid) - servers_before[name] for name, pid in servers.items()}
+    cpu["collector"] = sum(s["active_cpu_seconds"] for s in summaries)
     for client_id in ids:  # end the sessions
         client = MqttClient(settings, client_id)
         client.connect()
@@ -305,6 +327,7 @@ def run_collectors(settings: Settings, stream: Stream, count: int) -> dict[str, 
     active = max(s["active_seconds"] for s in summaries)
     return {"events": events, "active_s": active, "rate": events / active, "wall_s": wall,
             "written": sum(s["written"] for s in summaries), "summaries": summaries,
+            "cpu_s": cpu,
             "peak_rss_mib": peak_rss / 1024}
 
 
@@ -358,6 +381,22 @@ def soak(settings: Settings, stream: Stream, seconds: float, rate: float) -> dic
     return {"published": published[0], "summary": summary, "samples": samples,
             "rss_first_mib": warm[0] / 1024, "rss_last_mib": warm[-1] / 1024,
             "rss_max_mib": max(warm) / 1024}
+
+
+def print_cpu_budget(result: dict[str, Any]) -> None:
+    """CPU per event of each process during the collector run, and the rate it caps.
+
+    Everything shares the machine's cores, so the sum of the CPU each event costs across the
+    processes bounds the rate: cores / (seconds per event), even with perfect parallelism.
+    """
+    events = result["events"]
+    per_event = {name: seconds / events * 1e6 for name, seconds in result["cpu_s"].items()}
+    total = sum(per_event.values())
+    parts = ", ".join(f"{name} {micros:.1f}" for name, micros in sorted(per_event.items()))
+    cores = os.cpu_count() or 1
+    print(f"CPU per event during that run (us): {parts}; total {total:.1f}")
+    print(f"  -> {cores} cores fully used by these processes alone cap the rate at "
+          f"{cores / total * 1e6:,.0f} events/s")
 
 
 def cleanup_redis(settings: Settings) -> None:
@@ -421,6 +460,7 @@ def main() -> None:
         print(f"stored points: {stored} for {stream.events} events "
               f"({'exactly once' if stored == stream.events else 'MISMATCH'}); "
               f"peak collector RSS {result['peak_rss_mib']:.0f} MiB")
+        print_cpu_budget(result)
         if arguments.soak:
             print(f"soak: {arguments.soak:.0f} s at {arguments.soak_rate:,.0f} events/s")
             outcome = soak(settings, stream, arguments.soak, arguments.soak_rate)

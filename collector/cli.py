@@ -32,7 +32,7 @@ def _summary_lines(summary: dict[str, Any]) -> list[str]:
         f"({summary['spooled']} went through the spool; {summary['spool_depth']} still spooled)",
         f"dead-lettered: {total_rejected} ({reasons})",
         f"rate: {summary['events_per_second']:.0f} events/s over {summary['active_seconds']} s "
-        "of activity",
+        f"of activity, using {summary['active_cpu_seconds']} s of CPU",
     ]
 
 

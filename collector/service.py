@@ -134,6 +134,8 @@ class CollectorSummary:
     spool_depth: int = 0
     first_message_at: float | None = None  # monotonic
     last_ack_at: float | None = None  # monotonic
+    cpu_at_first_message: float = 0.0  # process CPU seconds (time.process_time)
+    cpu_at_last_ack: float = 0.0
 
     @property
     def active_seconds(self) -> float:
@@ -155,6 +157,9 @@ class CollectorSummary:
             "spool_depth": self.spool_depth,
             "active_seconds": round(active, 3),
             "events_per_second": round(self.events_received / active, 1) if active else 0.0,
+            # CPU of the whole process (all threads) from first message to last ack.
+            "active_cpu_seconds": round(max(self.cpu_at_last_ack - self.cpu_at_first_message,
+                                            0.0), 3),
         }
 
 
@@ -442,6 +447,7 @@ class Collector:
         summary = self.summary
         if summary.first_message_at is None:
             summary.first_message_at = time.monotonic()
+            summary.cpu_at_first_message = time.process_time()
         now = self._clock()
         summary.messages += 1
         self.metrics.messages_received.inc()
@@ -528,6 +534,7 @@ class Collector:
         now = time.monotonic()
         self._settled += len(batch.acks)
         self.summary.last_ack_at = now
+        self.summary.cpu_at_last_ack = time.process_time()
         self.metrics.batch_latency.observe(now - batch.started)
 
     # --- presence thread ----------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -94,6 +95,7 @@ def test_killed_collector_restarts_losing_nothing_and_duplicating_nothing(
     assert second.returncode == 0, second.stderr[-2000:]
     summary = json.loads(second.stdout.strip().splitlines()[-1])
     assert summary["messages"] > 0 and summary["dead_lettered"] == {}
+    assert 0 < summary["active_cpu_seconds"] <= summary["active_seconds"] * (os.cpu_count() or 1)
     # Exactly every event, once: duplicates would be extra points, losses missing ones.
     assert count_points(influx) == messages * per_message
 
