@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from census.privacy import IdentityCipher
@@ -34,9 +35,9 @@ class Revocation:
 class BindResult:
     """The device now bound, and the bindings this ended."""
 
-    device: Device
+    device_id: int
     created: bool
-    rebound_from: Device | None = None
+    rebound_from_id: int | None = None
     revoked: list[Revocation] = field(default_factory=list)
 
 
@@ -64,52 +65,82 @@ def _revoke(device: Device, cipher: IdentityCipher, reason: str, now: dt.datetim
     return Revocation(device.id, device.ap_id, cipher.decrypt(device.mac_encrypted), reason)
 
 
-def bind_device(session: Session, cipher: IdentityCipher, resident: Resident, mac: str,
+# The sign-in's statements, built once (Core: a sign-in binds one device, and the ORM's unit of
+# work cost more CPU than the statements themselves).
+_DEVICES = Device.metadata.tables[Device.__tablename__]
+_FIND = select(
+    _DEVICES.c.id, _DEVICES.c.resident_id, _DEVICES.c.mac_pseudonym, _DEVICES.c.mac_encrypted,
+    _DEVICES.c.randomized, _DEVICES.c.label, _DEVICES.c.ap_id, _DEVICES.c.bound_at,
+    _DEVICES.c.last_seen_at, _DEVICES.c.revoked_at,
+).where(or_(
+    _DEVICES.c.resident_id == bindparam("resident"),
+    and_(_DEVICES.c.mac_pseudonym == bindparam("pseudonym"), _DEVICES.c.revoked_at.is_(None)),
+))
+_INSERT = insert(_DEVICES).returning(_DEVICES.c.id)
+_REBIND = update(_DEVICES).where(_DEVICES.c.id == bindparam("device")).values(
+    revoked_at=None, ap_id=bindparam("ap"), label=bindparam("kind"), bound_at=bindparam("at"),
+    last_seen_at=bindparam("at"))
+_END = update(_DEVICES).where(_DEVICES.c.id == bindparam("device")).values(
+    revoked_at=bindparam("at"))
+
+
+def _last_used(device: dict[str, Any]) -> dt.datetime:
+    """When a binding was last used (bound, if never seen since)."""
+    return device["last_seen_at"] or device["bound_at"]
+
+
+def _ended(device: dict[str, Any], cipher: IdentityCipher, reason: str,
+           now: dt.datetime) -> Revocation:
+    """Mark a found binding as ended and say which AP to tell."""
+    device["revoked_at"] = now
+    return Revocation(device["id"], device["ap_id"], cipher.decrypt(device["mac_encrypted"]),
+                      reason)
+
+
+def bind_device(connection: Connection, cipher: IdentityCipher, resident_id: int, mac: str,
                 pseudonym: str, randomized: bool, label: str, ap_id: str, quota: int,
                 now: dt.datetime) -> BindResult:
     """Bind a verified address to a resident, re-binding and enforcing the quota."""
     # One query for the resident's devices and any other active binding of this address.
-    found = list(session.scalars(select(Device).where(or_(
-        Device.resident_id == resident.id,
-        and_(Device.mac_pseudonym == pseudonym, Device.revoked_at.is_(None))))))
-    devices = [d for d in found if d.resident_id == resident.id]
-    result: BindResult
-    existing = next((d for d in devices if d.mac_pseudonym == pseudonym), None)
+    found = [dict(row._mapping) for row in connection.execute(
+        _FIND, {"resident": resident_id, "pseudonym": pseudonym})]
+    devices = [d for d in found if d["resident_id"] == resident_id]
+    existing = next((d for d in devices if d["mac_pseudonym"] == pseudonym), None)
     revoked: list[Revocation] = []
     rebound_from = None
     if existing is not None:
-        existing.revoked_at = None
-        existing.ap_id = ap_id
-        existing.label = label or existing.label
-        existing.bound_at = now
-        existing.last_seen_at = now
-        device, created = existing, False
+        label = label or existing["label"]
+        connection.execute(_REBIND, {"device": existing["id"], "ap": ap_id, "kind": label,
+                                     "at": now})
+        existing.update(revoked_at=None, bound_at=now, last_seen_at=now)
+        device_id, created = existing["id"], False
     else:
         if randomized and label:
-            same_kind = [d for d in devices if d.revoked_at is None and d.randomized
-                         and d.label == label]
+            same_kind = [d for d in devices if d["revoked_at"] is None and d["randomized"]
+                         and d["label"] == label]
             if same_kind:
-                rebound_from = max(same_kind, key=lambda d: d.last_seen_at or d.bound_at)
-                revoked.append(_revoke(rebound_from, cipher, "rebound", now))
-        device = Device(resident_id=resident.id, mac_pseudonym=pseudonym,
-                        mac_encrypted=cipher.encrypt(mac), randomized=randomized, label=label,
-                        ap_id=ap_id, bound_at=now, last_seen_at=now)
-        session.add(device)
-        session.flush()
-        devices.append(device)
+                old = max(same_kind, key=_last_used)
+                rebound_from = old["id"]
+                revoked.append(_ended(old, cipher, "rebound", now))
+        device_id = connection.execute(_INSERT, {
+            "resident_id": resident_id, "mac_pseudonym": pseudonym,
+            "mac_encrypted": cipher.encrypt(mac), "randomized": randomized, "label": label,
+            "ap_id": ap_id, "bound_at": now, "last_seen_at": now,
+        }).scalar_one()
+        devices.append({"id": device_id, "revoked_at": None, "bound_at": now,
+                        "last_seen_at": now})
         created = True
-    active = sorted((d for d in devices if d.revoked_at is None),
-                    key=lambda d: d.last_seen_at or d.bound_at)
+    active = sorted((d for d in devices if d["revoked_at"] is None), key=_last_used)
     while len(active) > quota:
-        oldest = active.pop(0)
-        revoked.append(_revoke(oldest, cipher, "quota", now))
-    # One address belongs to one person at a time (a phone passed on, a shared tablet).
-    for other in found:
-        if other.resident_id != resident.id:
-            other.revoked_at = now  # the address itself stays authorized, for its new owner
-    result = BindResult(device=device, created=created, rebound_from=rebound_from,
-                        revoked=revoked)
-    return result
+        revoked.append(_ended(active.pop(0), cipher, "quota", now))
+    # One address belongs to one person at a time (a phone passed on, a shared tablet): other
+    # bindings end, while the address itself stays authorized, for its new owner.
+    ended = [r.device_id for r in revoked]
+    ended += [d["id"] for d in found if d["resident_id"] != resident_id]
+    if ended:
+        connection.execute(_END, [{"device": device, "at": now} for device in ended])
+    return BindResult(device_id=device_id, created=created, rebound_from_id=rebound_from,
+                      revoked=revoked)
 
 
 def revoke_all(session: Session, cipher: IdentityCipher, resident: Resident, reason: str,

@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import literal, select
+from sqlalchemy import String, bindparam, select
 from sqlalchemy.orm import Session
 
 from census.privacy import IdentityCipher, normalize_id_number, resident_id_problem
@@ -119,15 +119,34 @@ class DeclaredIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistryPerson:
+    """The registry's resident holding a declared identity: what a sign-in needs of them."""
+
+    id: int
+    unit_id: int
+    name: str
+    phone: str
+    move_out: dt.date | None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchHit:
+    """The watchlist entry of a declared identity."""
+
+    id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class IdentityMatch:
     """What the registry says about a declared identity."""
 
     digest: str
-    resident: Resident | None  # the registry's person with this identity, if any
+    resident: RegistryPerson | None  # the registry's person with this identity, if any
     name_ok: bool
     phone_ok: bool
     moved_out: bool
-    watchlist: WatchlistEntry | None
+    watchlist: WatchHit | None
 
     @property
     def registered(self) -> bool:
@@ -136,20 +155,29 @@ class IdentityMatch:
                 and not self.moved_out)
 
 
+_RESIDENTS = Resident.metadata.tables[Resident.__tablename__]
+_WATCHLIST = WatchlistEntry.metadata.tables[WatchlistEntry.__tablename__]
+# Both lookups in one statement, built once: a one-row query of the digest, outer-joined to
+# the residents and to the watchlist (each digest column is unique: at most one row each).
+_WANTED = select(bindparam("digest", type_=String).label("digest")).subquery()
+_MATCH = (
+    select(_RESIDENTS.c.id, _RESIDENTS.c.unit_id, _RESIDENTS.c.name, _RESIDENTS.c.phone,
+           _RESIDENTS.c.move_out, _WATCHLIST.c.id.label("watch_id"), _WATCHLIST.c.reason)
+    .select_from(_WANTED
+                 .outerjoin(_RESIDENTS, _RESIDENTS.c.id_digest == _WANTED.c.digest)
+                 .outerjoin(_WATCHLIST, _WATCHLIST.c.id_digest == _WANTED.c.digest))
+)
+
+
 def match_identity(session: Session, cipher: IdentityCipher, declared: DeclaredIdentity,
                    today: dt.date) -> IdentityMatch:
     """Look the identity up in the registry and the watchlist (by keyed digest only)."""
     digest = cipher.digest(declared.id_type, declared.id_number)
-    # One statement for both lookups (each digest column is unique, so at most one row each):
-    # a one-row query of the digest, outer-joined to the residents and to the watchlist.
-    wanted = select(literal(digest).label("digest")).subquery()
-    resident, watch = session.execute(
-        select(Resident, WatchlistEntry).select_from(wanted)
-        .outerjoin(Resident, Resident.id_digest == wanted.c.digest)
-        .outerjoin(WatchlistEntry, WatchlistEntry.id_digest == wanted.c.digest)
-    ).one()
-    if resident is None:
+    row = session.connection().execute(_MATCH, {"digest": digest}).one()
+    watch = WatchHit(row.watch_id, row.reason) if row.watch_id is not None else None
+    if row.id is None:
         return IdentityMatch(digest, None, False, False, False, watch)
+    resident = RegistryPerson(row.id, row.unit_id, row.name, row.phone or "", row.move_out)
     moved_out = resident.move_out is not None and resident.move_out <= today
     # A registry entry without a phone accepts the verified one; otherwise they must agree,
     # or anybody who knows a neighbour's ID number could sign in as them.

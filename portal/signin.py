@@ -12,12 +12,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from census.privacy import is_locally_administered, mask_name, pseudonymize_mac
+from portal import audit
 from portal.apcontrol import CommandNotSent
-from portal.audit import record
 from portal.const import (
     HANDSHAKE_SIGNED,
     METHOD_ONE_TAP,
@@ -81,17 +81,18 @@ def local_today(services: PortalServices, now: dt.datetime) -> dt.date:
     return now.astimezone(services.settings.tz).date()
 
 
-def _watchlist_alert(session: Session, entry: WatchlistEntry, signin: SignIn,
-                     resident: Resident | None, unit: Unit | None) -> dict[str, Any]:
+def _watchlist_alert(session: Session, reason: str, signin_id: int, ap_id: str,
+                     at: dt.datetime, outcome: str, method: str, resident_id: int | None,
+                     unit: Unit | None) -> dict[str, Any]:
     """Store a watchlist alert and return its MQTT payload (ids only, no personal data)."""
     payload: dict[str, Any] = {
-        "v": 1, "kind": "watchlist", "signin_id": signin.id, "ap": signin.ap_id,
-        "unit": unit.ref if unit else None, "resident_id": resident.id if resident else None,
-        "outcome": signin.outcome, "method": signin.method, "reason": entry.reason,
-        "generated_at": int(signin.at.timestamp()),
+        "v": 1, "kind": "watchlist", "signin_id": signin_id, "ap": ap_id,
+        "unit": unit.ref if unit else None, "resident_id": resident_id,
+        "outcome": outcome, "method": method, "reason": reason,
+        "generated_at": int(at.timestamp()),
     }
-    alert = Alert(kind="watchlist", at=signin.at, unit_id=unit.id if unit else None,
-                  resident_id=resident.id if resident else None, payload=dict(payload))
+    alert = Alert(kind="watchlist", at=at, unit_id=unit.id if unit else None,
+                  resident_id=resident_id, payload=dict(payload))
     session.add(alert)
     session.flush()
     # A new dict, not the same one mutated: the JSON column only sees a changed value.
@@ -100,31 +101,39 @@ def _watchlist_alert(session: Session, entry: WatchlistEntry, signin: SignIn,
     return payload
 
 
-def _bind(services: PortalServices, session: Session, resident: Resident, flow: Flow,
-          pseudonym: str, label: str, now: dt.datetime) -> BindResult:
-    """Bind the flow's device to a resident within the quota."""
-    hs = flow.handshake
-    return bind_device(session, services.cipher, resident, hs.mac, pseudonym,
-                       is_locally_administered(hs.mac), label, hs.ap_id,
-                       services.settings.portal_device_quota, now)
+_SIGNINS = SignIn.metadata.tables[SignIn.__tablename__]
+_INSERT_SIGNIN = insert(_SIGNINS).returning(_SIGNINS.c.id)
+_RESIDENTS = Resident.metadata.tables[Resident.__tablename__]
+_SET_PHONE = update(_RESIDENTS).where(_RESIDENTS.c.id == bindparam("resident")).values(
+    phone=bindparam("number"))
 
 
 def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentity,
                  user_agent: str, remote_ip: str, locale: str, now: dt.datetime) -> _Recorded:
-    """The registry transaction of a full (SMS-verified) sign-in."""
+    """The registry transaction of a full (SMS-verified) sign-in.
+
+    The common path is five statements built once and run through Core (identity and
+    watchlist, the resident's devices, the device, the sign-in, the audit entry); the ORM is
+    used only for the rare rows (a self-declared resident, an alert).
+    """
     hs = flow.handshake
+    cipher = services.cipher
     pseudonym = pseudonymize_mac(hs.mac, services.settings.pseudonym_key)
     label = device_label(user_agent)
     allowed_units = {u.id for u in services.directory.units_for(hs.ap_id)}
     with session_scope(services.session_factory) as session:
-        match = match_identity(session, services.cipher, declared, local_today(services, now))
-        resident: Resident | None = None
+        connection = session.connection()
+        match = match_identity(session, cipher, declared, local_today(services, now))
+        resident_id: int | None = None
+        unit_id = declared.unit_id
         bind: BindResult | None = None
         if match.registered:
-            resident, outcome = match.resident, OUTCOME_REGISTERED
-            assert resident is not None
-            if not resident.phone:
-                resident.phone = declared.phone
+            assert match.resident is not None
+            resident_id, unit_id, outcome = (match.resident.id, match.resident.unit_id,
+                                             OUTCOME_REGISTERED)
+            if not match.resident.phone:
+                connection.execute(_SET_PHONE, {"resident": resident_id,
+                                                "number": declared.phone})
         elif match.resident is not None:
             # Known identity whose name or phone disagree (or who moved out): recorded for
             # the back office, never bound, and the page looks the same as any other.
@@ -132,43 +141,45 @@ def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentit
         elif declared.unit_id is not None and declared.unit_id in allowed_units:
             resident = Resident(
                 unit_id=declared.unit_id, name=declared.name, id_type=IdType(declared.id_type),
-                id_number_encrypted=services.cipher.encrypt(declared.id_number),
+                id_number_encrypted=cipher.encrypt(declared.id_number),
                 id_digest=match.digest, id_last4=declared.id_number[-4:], phone=declared.phone,
                 move_in=local_today(services, now), verification=Verification.SELF_DECLARED,
             )
             session.add(resident)
-            session.flush()
             bump_registry_version(session)
-            outcome = OUTCOME_SELF_DECLARED
+            session.flush()
+            resident_id, outcome = resident.id, OUTCOME_SELF_DECLARED
         else:
             outcome = OUTCOME_VISITOR
-        if resident is not None:
-            bind = _bind(services, session, resident, flow, pseudonym, label, now)
-        unit_id = resident.unit_id if resident is not None else declared.unit_id
-        if unit_id is not None and unit_id not in allowed_units and resident is None:
+        if resident_id is not None:
+            bind = bind_device(connection, cipher, resident_id, hs.mac, pseudonym,
+                               is_locally_administered(hs.mac), label, hs.ap_id,
+                               services.settings.portal_device_quota, now)
+        elif unit_id is not None and unit_id not in allowed_units:
             unit_id = None
-        signin = SignIn(
-            at=now, ap_id=hs.ap_id, handshake=hs.kind, method=METHOD_SMS, outcome=outcome,
-            mac_pseudonym=pseudonym, randomized=is_locally_administered(hs.mac),
-            resident_id=match.resident.id if match.resident is not None else None,
-            device_id=bind.device.id if bind else None, unit_id=unit_id, name=declared.name,
-            id_type=declared.id_type,
-            id_number_encrypted=services.cipher.encrypt(declared.id_number),
-            id_digest=match.digest, id_last4=declared.id_number[-4:], phone=declared.phone,
-            watchlist_hit=match.watchlist is not None, consent_version=declared.consent_version,
-            locale=locale, client_ip=hs.client_ip, device_label=label,
-            rebound_from_device_id=bind.rebound_from.id if bind and bind.rebound_from else None,
-        )
-        session.add(signin)
-        session.flush()
+        matched_id = match.resident.id if match.resident is not None else None
+        signin_id = connection.execute(_INSERT_SIGNIN, {
+            "at": now, "ap_id": hs.ap_id, "handshake": hs.kind, "method": METHOD_SMS,
+            "outcome": outcome, "mac_pseudonym": pseudonym,
+            "randomized": is_locally_administered(hs.mac), "resident_id": matched_id,
+            "device_id": bind.device_id if bind else None, "unit_id": unit_id,
+            "name": declared.name, "id_type": declared.id_type,
+            "id_number_encrypted": cipher.encrypt(declared.id_number),
+            "id_digest": match.digest, "id_last4": declared.id_number[-4:],
+            "phone": declared.phone, "watchlist_hit": match.watchlist is not None,
+            "consent_version": declared.consent_version, "locale": locale,
+            "client_ip": hs.client_ip, "device_label": label,
+            "rebound_from_device_id": bind.rebound_from_id if bind else None,
+        }).scalar_one()
         alert = None
         if match.watchlist is not None:
             unit = session.get(Unit, unit_id) if unit_id is not None else None
-            alert = _watchlist_alert(session, match.watchlist, signin, match.resident, unit)
-        record(session, "resident", "sign_in", f"signin:{signin.id}",
-               {"outcome": outcome, "ap": hs.ap_id, "method": METHOD_SMS,
-                "handshake": hs.kind}, remote_ip)
-        return _Recorded(signin.id, outcome, mask_name(declared.name),
+            alert = _watchlist_alert(session, match.watchlist.reason, signin_id, hs.ap_id, now,
+                                     outcome, METHOD_SMS, matched_id, unit)
+        audit.write(connection, "resident", "sign_in", f"signin:{signin_id}",
+                    {"outcome": outcome, "ap": hs.ap_id, "method": METHOD_SMS,
+                     "handshake": hs.kind}, remote_ip)
+        return _Recorded(signin_id, outcome, mask_name(declared.name),
                          bind.revoked if bind else [], alert, pseudonym, bind is not None)
 
 
@@ -199,8 +210,9 @@ def _record_one_tap(services: PortalServices, flow: Flow, device_id: int, user_a
         session.flush()
         alert = None
         if watch is not None:
-            alert = _watchlist_alert(session, watch, signin, resident, resident.unit)
-        record(session, "resident", "sign_in", f"signin:{signin.id}",
+            alert = _watchlist_alert(session, watch.reason, signin.id, signin.ap_id, signin.at,
+                                     signin.outcome, signin.method, resident.id, resident.unit)
+        audit.record(session, "resident", "sign_in", f"signin:{signin.id}",
                {"outcome": outcome, "ap": hs.ap_id, "method": METHOD_ONE_TAP,
                 "handshake": hs.kind}, remote_ip)
         return _Recorded(signin.id, outcome, mask_name(resident.name), [], alert, pseudonym,
@@ -278,6 +290,6 @@ def move_out(services: PortalServices, resident_id: int, when: dt.date, actor: s
         resident.move_out = when
         revoked = revoke_all(session, services.cipher, resident, "moved_out", now)
         bump_registry_version(session)
-        record(session, actor, "move_out", f"resident:{resident_id}",
+        audit.record(session, actor, "move_out", f"resident:{resident_id}",
                {"move_out": when.isoformat(), "devices_revoked": len(revoked)}, client_ip)
     return send_revocations(services, revoked)

@@ -353,6 +353,21 @@ def test_a_new_private_address_of_the_same_phone_is_rebound(
         assert last.rebound_from_device_id == devices[pseudonymize_mac(old, key)].id
 
 
+def test_an_address_passed_on_to_another_resident_is_bound_to_them_only(
+        client: FlaskClient, services: PortalServices, commands: Subscriber, place: Place,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """The same MAC signed in by a second resident ends the first one's binding, without a
+    deauthorize (the address stays online, for its new owner)."""
+    mac = "a4:83:e7:12:9f:01"
+    sign_in(client, services, signed_query(mac=mac))
+    sign_in(client, services, signed_query(mac=mac), name="李四", id_number=LI_ID,
+            phone="13700137000")
+    assert [commands.get()[1]["cmd"] for _ in range(2)] == ["authorize", "authorize"]
+    with sqlite_session_factory() as db:
+        bound = {d.resident_id: d.revoked_at for d in db.scalars(select(Device))}
+        assert bound[place.li] is None and bound[place.zhang] is not None
+
+
 def test_the_device_quota_releases_the_least_recently_used(
         settings: Settings, place: Place, redis_client: Any, commands: Subscriber,
         sqlite_session_factory: sessionmaker[Session]) -> None:
