@@ -7,16 +7,19 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from analytics.config import AnalyticsConfig, ConfigError, Window, parse_window
 
+if TYPE_CHECKING:
+    from census.settings import Settings
+
 LOGGER = logging.getLogger(__name__)
 
 
-def _settings() -> Any:
+def _settings() -> Settings:
     """Settings, or a click error naming the bad variable."""
     from census.cli import configure_logging, load_settings
 
@@ -25,14 +28,24 @@ def _settings() -> Any:
     return settings
 
 
-def _config(path: Path | None, window: str | None) -> AnalyticsConfig:
-    """Analytics parameters from an optional JSON file and the --window option."""
+def _config(settings: Settings, path: Path | None, window: str | None) -> AnalyticsConfig:
+    """Analytics parameters: --config, else WIFI_CENSUS_ANALYTICS_CONFIG, else the defaults.
+
+    The --window option overrides the file's window.
+    """
     try:
         overrides: dict[str, Any] = {}
         if window:
             overrides["window_nights"] = parse_window(window)
         if path is not None:
             return AnalyticsConfig.from_file(path, **overrides)
+        if settings.analytics_config:
+            configured = Path(settings.analytics_config)
+            if not configured.is_file():
+                raise click.UsageError(
+                    f"WIFI_CENSUS_ANALYTICS_CONFIG names {configured}, which is not a file"
+                )
+            return AnalyticsConfig.from_file(configured, **overrides)
         return AnalyticsConfig.from_mapping(overrides)
     except ConfigError as error:
         raise click.BadParameter(str(error)) from None
@@ -84,7 +97,7 @@ def run_command(window_text: str | None, community: str | None, end: dt.datetime
     from census.presence_store import StoreError
 
     settings = _settings()
-    config = _config(config_path, window_text)
+    config = _config(settings, config_path, window_text)
     window = _window(config, end, settings.timezone)
     try:
         result = run_analysis(settings, config, window=window, community=community,
@@ -158,7 +171,7 @@ def rollup_command(window_text: str | None, community: str | None, end: dt.datet
     from census.presence_store import InfluxV1Store, StoreError
 
     settings = _settings()
-    config = _config(None, window_text)
+    config = _config(settings, None, window_text)
     window = _window(config, end, settings.timezone)
     store = InfluxV1Store.from_settings(settings)
     try:
@@ -197,7 +210,7 @@ def accuracy_command(units: int, days: int, seed: int, group_rental_share: float
     from analytics.evaluation import run_accuracy
 
     settings = _settings()
-    config = _config(config_path, None)
+    config = _config(settings, config_path, None)
     folder = out_dir or settings.var_dir / "accuracy" / f"seed-{seed}"
     outcome = run_accuracy(settings, folder, units=units, days=days, seed=seed,
                            group_rental_share=group_rental_share, via=via, config=config,

@@ -387,6 +387,13 @@ VARIABLES: tuple[Variable, ...] = (
         "10",
         "seconds between checks of the registry version (AP map reload)",
     ),
+    Variable(
+        "analytics_config",
+        _parse_str,
+        "",
+        "JSON file of analytics parameters (docs/analytics.md); empty: the built-in defaults; "
+        "`analytics --config` overrides it",
+    ),
 )
 
 
@@ -442,6 +449,7 @@ class Settings:
     collector_receive_maximum: int
     collector_flush_ms: int
     collector_registry_poll_s: int
+    analytics_config: str
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

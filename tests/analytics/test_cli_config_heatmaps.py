@@ -158,3 +158,22 @@ def test_masks_are_unchanged_by_packing_many_rows() -> None:
     bits = rng.random((7, 288)) > 0.5
     masks = pd.Series([np.packbits(b).tobytes().hex() for b in bits])
     assert (np.unpackbits(packed_masks(masks, chunk=3), axis=1).astype(bool) == bits).all()
+
+
+def test_the_parameters_file_can_come_from_the_settings(
+        settings: Settings, influx: InfluxV1Store, tmp_path: Path) -> None:
+    """WIFI_CENSUS_ANALYTICS_CONFIG is read when --config is not given; a wrong one is named."""
+    parameters = tmp_path / "analytics.json"
+    parameters.write_text(json.dumps({"window_nights": 3}))
+    env = environment(settings)
+    env["WIFI_CENSUS_ANALYTICS_CONFIG"] = str(parameters)
+    args = ["analytics", "run", "--json", "--no-deliver", "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["window"]["nights"] == 3
+    parameters.write_text(json.dumps({"flag_confidense": 0.9}))
+    refused = CliRunner().invoke(main, args, env=env)
+    assert refused.exit_code == 2 and "flag_confidense" in refused.output
+    env["WIFI_CENSUS_ANALYTICS_CONFIG"] = str(tmp_path / "missing.json")
+    missing = CliRunner().invoke(main, args, env=env)
+    assert missing.exit_code == 2 and "WIFI_CENSUS_ANALYTICS_CONFIG" in missing.output
