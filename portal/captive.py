@@ -99,6 +99,11 @@ def _limited(name: str, ident: str) -> Response | None:
     decision = _services().limiter.hit(name, ident)
     if decision.allowed:
         return None
+    return _limit_refused(name, ident, decision)
+
+
+def _limit_refused(name: str, ident: str, decision: Decision) -> Response:
+    """Log a refused hit and answer with the 429 page."""
     LOGGER.warning("rate limit %s exceeded by %s (%d/%d)", name, ident, decision.count,
                    decision.limit)
     return _too_many(decision)
@@ -410,12 +415,20 @@ def _posted_flow() -> Flow | Response:
 
 
 def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
-               form: SignInForm | None = None) -> Response:
-    """Issue a code within the limits, send it, and show the code page (or why not)."""
+               form: SignInForm | None = None, keep: bool = False) -> Response:
+    """Issue a code within the limits, send it, and show the code page (or why not).
+
+    keep: also store the identity as the flow's pending one, in the issue's round trip.
+    """
     services = _services()
     hs = flow.handshake
     client = f"{hs.ap_id}:{hs.client_ip}"
-    result = services.otp.issue(flow.fid, declared.phone, client)
+    stash = None
+    if keep:
+        # Kept whatever the issue's answer (a resend may follow the cooldown).
+        stash = (services.pending.key(flow.fid), services.pending.encode(declared),
+                 services.otp.policy.ttl * PENDING_TTL_FACTOR)
+    result = services.otp.issue(flow.fid, declared.phone, client, stash=stash)
     problem = ""
     if result.status is IssueStatus.COOLDOWN:
         problem = _("A code was sent to this number a moment ago. Please wait %(seconds)d "
@@ -466,14 +479,11 @@ def signin() -> Response:
         phone=clean_phone(form.phone.data or ""), unit_id=unit_id,
         consent_version=CONSENT_VERSION,
     )
-    services = _services()
-    services.pending.put(flow.fid, declared, services.otp.policy.ttl * PENDING_TTL_FACTOR)
-    return _send_code(flow, declared, resend=False, form=form)
+    return _send_code(flow, declared, resend=False, form=form, keep=True)
 
 
-def _pending(flow: Flow) -> DeclaredIdentity | Response:
+def _pending(flow: Flow, declared: DeclaredIdentity | None) -> DeclaredIdentity | Response:
     """The identity waiting for this flow's code, or the page that says to start again."""
-    declared = _services().pending.get(flow.fid)
     if declared is None:
         return _message(_("Please start again"),
                         _("Your sign-in took too long and was cancelled. Please fill in the form "
@@ -491,11 +501,17 @@ def _posted_step(limit: str) -> Flow | Response:
 
 
 def _posted_pending_step(limit: str) -> tuple[Flow, DeclaredIdentity] | Response:
-    """The posted, rate-limited flow and the identity waiting for its code."""
-    flow = _posted_step(limit)
+    """The posted, rate-limited flow and the identity waiting for its code (the count and
+    the pending identity in one Redis round trip)."""
+    flow = _posted_flow()
     if isinstance(flow, Response):
         return flow
-    declared = _pending(flow)
+    services = _services()
+    decision, blob = services.limiter.hit_and_get(limit, _client_ident(flow.handshake),
+                                                  services.pending.key(flow.fid))
+    if not decision.allowed:
+        return _limit_refused(limit, _client_ident(flow.handshake), decision)
+    declared = _pending(flow, services.pending.decode(blob))
     if isinstance(declared, Response):
         return declared
     return flow, declared

@@ -83,15 +83,21 @@ class PendingStore:
 
     def put(self, fid: str, declared: DeclaredIdentity, ttl: int) -> None:
         """Keep the identity for ttl seconds."""
-        blob = self._cipher.encrypt(json.dumps(declared.to_dict(), ensure_ascii=False))
-        self._redis.set(self.key(fid), blob, ex=ttl)
+        self._redis.set(self.key(fid), self.encode(declared), ex=ttl)
+
+    def encode(self, declared: DeclaredIdentity) -> bytes:
+        """The stored (encrypted) form of an identity."""
+        return self._cipher.encrypt(json.dumps(declared.to_dict(), ensure_ascii=False))
 
     def get(self, fid: str) -> DeclaredIdentity | None:
         """The pending identity, or None when it expired."""
-        blob = self._redis.get(self.key(fid))
+        return self.decode(self._redis.get(self.key(fid)))  # type: ignore[arg-type]
+
+    def decode(self, blob: bytes | None) -> DeclaredIdentity | None:
+        """A pending identity read from its key (None stays None)."""
         if blob is None:
             return None
-        return DeclaredIdentity.from_dict(json.loads(self._cipher.decrypt(bytes(blob))))  # type: ignore[arg-type]
+        return DeclaredIdentity.from_dict(json.loads(self._cipher.decrypt(bytes(blob))))
 
     def delete(self, fid: str) -> None:
         """Forget the identity (after sign-in)."""

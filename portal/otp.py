@@ -20,9 +20,12 @@ import redis
 
 CODE_DIGITS = 6
 
-# KEYS: otp hash, cooldown, phone-day counter, client-day counter
+# KEYS: otp hash, cooldown, phone-day counter, client-day counter[, stash key]
 # ARGV: code hash, ttl seconds, cooldown milliseconds, phone cap, client cap, phone digest
+#       [, stash value, stash ttl seconds]
+# The stash (the flow's pending identity) is stored whatever the answer, in the same call.
 _ISSUE = """
+if KEYS[5] then redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[8]) end
 local cooldown = redis.call('PTTL', KEYS[2])
 if cooldown > 0 then return {'cooldown', cooldown} end
 local phone_count = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -151,18 +154,24 @@ class OtpService:
             f"{self._prefix}portal:otp:day:client:{client}:{day}",
         ]
 
-    def issue(self, fid: str, phone: str, client: str,
-              now: dt.datetime | None = None) -> IssueResult:
-        """Book limits and make a new code for this flow (replacing an older one)."""
+    def issue(self, fid: str, phone: str, client: str, now: dt.datetime | None = None,
+              stash: tuple[str, bytes, int] | None = None) -> IssueResult:
+        """Book limits and make a new code for this flow (replacing an older one).
+
+        stash: (key, value, ttl seconds) stored in the same round trip whatever the answer
+        (the sign-in form's pending identity).
+        """
         moment = now or dt.datetime.now(dt.UTC)
         code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
         p = self._policy
-        status, extra = self._issue(
-            keys=self._keys(fid, phone, client, moment),
-            args=[self._code_hash(fid, code), p.ttl, max(1, int(p.resend_seconds * 1000)),
-                  p.daily_per_phone,
-                  p.daily_per_client, self.phone_digest(phone)],
-        )
+        keys = self._keys(fid, phone, client, moment)
+        args: list[str | bytes | int] = [
+            self._code_hash(fid, code), p.ttl, max(1, int(p.resend_seconds * 1000)),
+            p.daily_per_phone, p.daily_per_client, self.phone_digest(phone)]
+        if stash is not None:
+            keys.append(stash[0])
+            args += [stash[1], stash[2]]
+        status, extra = self._issue(keys=keys, args=args)
         word = IssueStatus(status.decode() if isinstance(status, bytes) else status)
         if word is IssueStatus.OK:
             return IssueResult(word, code=code)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -42,24 +44,43 @@ class RateLimiter:
         The splash page needs all three (its rate limit, the redirect's nonce, the known-device
         hint); one round trip to Redis instead of three is a good part of the page's time.
         """
-        limit, window = self._limits[name]
-        moment = time.time() if now is None else now
-        slot = int(moment // window)
-        key = f"{self._prefix}portal:rl:{name}:{ident}:{slot}"
         pipe = self._redis.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, window + 1)
+        decide = self._queue_hit(pipe, name, ident, now)
         if claim_key is not None:
             pipe.set(claim_key, "1", nx=True, ex=claim_ttl)
         if probe_key is not None:
             pipe.exists(probe_key)
         results = pipe.execute()
-        count = int(results[0])
         claimed = bool(results[2]) if claim_key is not None else False
         exists = bool(results[-1]) if probe_key is not None else False
-        retry = int(window - moment % window) + 1
-        decision = Decision(count <= limit, count, limit, 0 if count <= limit else retry)
-        return decision, claimed, exists
+        return decide(results[0]), claimed, exists
+
+    def hit_and_get(self, name: str, ident: str, key: str, now: float | None = None
+                    ) -> tuple[Decision, bytes | None]:
+        """Count a hit and, in the same round trip, read a key (the pending identity of a
+        posted step; read-only, so reading it for a refused request changes nothing)."""
+        pipe = self._redis.pipeline(transaction=False)
+        decide = self._queue_hit(pipe, name, ident, now)
+        pipe.get(key)
+        results = pipe.execute()
+        return decide(results[0]), results[2]
+
+    def _queue_hit(self, pipe: Any, name: str, ident: str, now: float | None
+                   ) -> Callable[[Any], Decision]:
+        """Queue the hit's commands; return what turns the count into a Decision."""
+        limit, window = self._limits[name]
+        moment = time.time() if now is None else now
+        key = f"{self._prefix}portal:rl:{name}:{ident}:{int(moment // window)}"
+        pipe.incr(key)
+        pipe.expire(key, window + 1)
+
+        def decide(count: Any) -> Decision:
+            """Allowed up to the limit; after it, wait for the next window."""
+            hits = int(count)
+            retry = int(window - moment % window) + 1
+            return Decision(hits <= limit, hits, limit, 0 if hits <= limit else retry)
+
+        return decide
 
     def reset(self, name: str, ident: str, now: float | None = None) -> None:
         """Forget a client's hits in the current window (after a successful staff login)."""

@@ -144,6 +144,30 @@ def test_rate_limiter_window(settings: Settings, redis_client: Any) -> None:
     assert limiter.hit("x", "a", now).allowed
 
 
+def test_issue_stores_its_stash_even_when_refused(settings: Settings,
+                                                 redis_client: Any) -> None:
+    """The pending identity goes to Redis in the issue's call, whatever the answer."""
+    service = otp(settings, redis_client, resend_seconds=60)
+    key = f"{settings.redis_key_prefix}stash"
+    assert service.issue("f1", PHONE, "c", stash=(key, b"one", 30)).status is IssueStatus.OK
+    refused = service.issue("f2", PHONE, "c", stash=(key, b"two", 30))
+    assert refused.status is IssueStatus.COOLDOWN
+    assert redis_client.get(key) == b"two" and 0 < redis_client.ttl(key) <= 30
+
+
+def test_rate_limiter_hit_and_get(settings: Settings, redis_client: Any) -> None:
+    """A counted hit and a key's value in one round trip; the key is only read."""
+    limiter = RateLimiter(redis_client, settings.redis_key_prefix, {"x": (1, 60)})
+    key = f"{settings.redis_key_prefix}pending"
+    redis_client.set(key, b"blob")
+    now = 1_764_000_000.0
+    first, value = limiter.hit_and_get("x", "a", key, now)
+    second, again = limiter.hit_and_get("x", "a", key, now)
+    assert (first.allowed, value) == (True, b"blob")
+    assert (second.allowed, second.retry_after, again) == (False, 61, b"blob")
+    assert limiter.hit_and_get("x", "b", f"{key}:none", now)[1] is None
+
+
 @pytest.mark.parametrize(("header", "locale"), [
     ("zh-CN,zh;q=0.9", "zh_CN"), ("en-US,en;q=0.9", "en"), ("zh-Hans-CN,en;q=0.5", "zh_CN"),
     ("en-GB,zh-CN;q=0.8", "en"), ("fr-FR", "zh_CN"), ("fr-FR,en;q=0.5", "en"),
