@@ -66,6 +66,7 @@ LAZY_COMMANDS = {
     "sniff": "collector.cli:sniff",
     "analytics": "analytics.cli:analytics",
     "portal": "portal.cli:portal",
+    "ap-commands": "portal.command_log:ap_commands",
     "simulate": "simulator.cli:simulate",
     "demo": "census.demo:demo",
 }

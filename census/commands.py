@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 from census.events import command_topic
 from census.privacy import InvalidMacError, normalize_mac
 
-__all__ = ["ApCommand", "CommandError", "NonceCache", "ack_topic", "build_command", "command_topic",
-           "encode_ack", "parse_command", "signature", "verify_command"]
+__all__ = ["ApCommand", "CommandAck", "CommandError", "NonceCache", "ack_topic", "build_command",
+           "command_topic", "encode_ack", "parse_ack", "parse_command", "signature",
+           "verify_command"]
 
 COMMAND_VERSION = 1
 COMMANDS = ("authorize", "deauthorize")
@@ -30,6 +31,7 @@ MAX_SESSION_SECONDS = 30 * 86400
 _NONCE = re.compile(r"^[0-9a-f]{16}$")
 _SIG = re.compile(r"^[0-9a-f]{64}$")
 _AP_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_ERROR_WORD = re.compile(r"^[a-z_]{0,32}$")
 
 
 class CommandError(ValueError):
@@ -177,3 +179,34 @@ def encode_ack(nonce: str, ok: bool, error: str = "") -> bytes:
     """An agent's acknowledgement payload."""
     return json.dumps({"v": COMMAND_VERSION, "nonce": nonce, "ok": ok, "error": error},
                       separators=(",", ":")).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandAck:
+    """An agent's answer to one command: done, or refused with a reason word."""
+
+    nonce: str
+    ok: bool
+    error: str = ""
+
+
+def parse_ack(payload: bytes | str) -> CommandAck:
+    """Parse an acknowledgement; raise CommandError (bad_json, bad_version, bad_field)."""
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CommandError("bad_json", str(error)) from None
+    if not isinstance(data, dict):
+        raise CommandError("bad_json", "payload must be a JSON object")
+    if data.get("v") != COMMAND_VERSION:
+        raise CommandError("bad_version", f"v must be {COMMAND_VERSION}, got {data.get('v')!r}")
+    nonce, ok, reason = data.get("nonce"), data.get("ok"), data.get("error", "")
+    if not isinstance(nonce, str) or not _NONCE.match(nonce):
+        raise CommandError("bad_field", "nonce must be 16 lowercase hex characters")
+    if not isinstance(ok, bool):
+        raise CommandError("bad_field", "ok must be true or false")
+    if not isinstance(reason, str) or not _ERROR_WORD.match(reason):
+        raise CommandError("bad_field", "error must be a word of at most 32 letters and _")
+    if ok and reason:
+        raise CommandError("bad_field", "an ok ack carries no error")
+    return CommandAck(nonce=nonce, ok=ok, error=reason)

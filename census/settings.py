@@ -388,6 +388,12 @@ VARIABLES: tuple[Variable, ...] = (
         "seconds between checks of the registry version (AP map reload)",
     ),
     Variable(
+        "command_log_client_id",
+        _parse_client_id,
+        "wifi-census-command-log",
+        "MQTT client id (persistent session) of the AP command log (`ap-commands run`)",
+    ),
+    Variable(
         "analytics_config",
         _parse_str,
         "",
@@ -449,6 +455,7 @@ class Settings:
     collector_receive_maximum: int
     collector_flush_ms: int
     collector_registry_poll_s: int
+    command_log_client_id: str
     analytics_config: str
 
     @classmethod

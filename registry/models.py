@@ -423,6 +423,29 @@ class Alert(Base):
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class ApCommandRecord(Base):
+    """A signed command sent to an AP's agent and what became of it (the command log).
+
+    Written by the command log service (``wifi-census ap-commands run``), which watches the
+    command and acknowledgement topics: the portal's request path does not pay for it.
+    """
+
+    __tablename__ = "ap_commands"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(16), unique=True)
+    ap_id: Mapped[str] = mapped_column(String(64), index=True)
+    cmd: Mapped[str] = mapped_column(String(16), default="")  # empty until the command is seen
+    mac_pseudonym: Mapped[str] = mapped_column(String(16), default="", index=True)
+    issued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # sent (no answer yet), done (the agent applied it), refused (error says why),
+    # no_ack (nothing heard by expiry plus a grace period: agent offline or the message lost)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    error: Mapped[str] = mapped_column(String(32), default="")
+    settled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
 class RegistryVersion(Base):
     """A single row counting registry changes, so caches (collector AP map) know to reload."""
 
