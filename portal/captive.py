@@ -139,25 +139,32 @@ def _refused(error: HandshakeError) -> Response:
     return _message(_("Please start again"), text, status=_REFUSALS.get(error.reason, 400))
 
 
-_CHOICES: dict[tuple[str, str, int], tuple[SelectChoice, ...]] = {}
+_CHOICES: dict[tuple[str, str, int], tuple[tuple[SelectChoice, ...], frozenset[str]]] = {}
 
 
-def _unit_choices(flow: Flow) -> list[SelectChoice]:
-    """Choices for "where do you live": the AP's units, or a visitor (kept per AP, language and
-    registry version: a building AP has a hundred units, checked on every form post)."""
+def _unit_choices(flow: Flow) -> tuple[tuple[SelectChoice, ...], frozenset[str]]:
+    """Choices for "where do you live" (the AP's units, or a visitor) and their values, kept
+    per AP, language and registry version: a building AP has a hundred units."""
     services = _services()
     ap_id = flow.handshake.ap_id
-    units = services.directory.units_for(ap_id)
     key = (ap_id, _locale(), services.directory.version)
     cached = _CHOICES.get(key)
     if cached is None:
+        units = services.directory.units_for(ap_id)
         if len(_CHOICES) > 10_000:
             _CHOICES.clear()
         choices = [SelectChoice(UNIT_NOT_GIVEN, _("Please choose"))] if len(units) != 1 else []
         choices += [SelectChoice(str(u.id), u.label) for u in units]
         choices.append(SelectChoice(UNIT_VISITOR, _("I am visiting")))
-        cached = _CHOICES[key] = tuple(choices)
-    return list(cached)
+        cached = _CHOICES[key] = (tuple(choices), frozenset(c.value for c in choices))
+    return cached
+
+
+def _set_unit_choices(form: SignInForm, flow: Flow) -> None:
+    """Give a posted identity form the AP's unit choices."""
+    choices, values = _unit_choices(flow)
+    form.unit.choices = list(choices)
+    form.unit.allowed = values
 
 
 _OPTIONS: dict[tuple[str, str, int], Markup] = {}
@@ -178,7 +185,7 @@ def _unit_options(flow: Flow, selected: str) -> Markup:
             _OPTIONS.clear()
         html = Markup("").join(
             Markup('<option value="{}">{}</option>').format(c.value, c.label)
-            for c in _unit_choices(flow))
+            for c in _unit_choices(flow)[0])
         _OPTIONS[key] = html
     if selected:
         marker = str(Markup('value="{}"').format(selected))
@@ -454,7 +461,7 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
             return _render_code(flow, declared, notice=problem)
         if form is None:
             form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None)
-            form.unit.choices = _unit_choices(flow)
+            _set_unit_choices(form, flow)
         return _render_form(flow, form=form, notice=problem)
     notice = _("A new code is on its way.") if resend else ""
     # Just sent: the cooldown is the policy's, no need to ask Redis.
@@ -469,7 +476,7 @@ def signin() -> Response:
     if isinstance(flow, Response):
         return flow
     form = SignInForm(meta={"csrf_context": flow.fid})
-    form.unit.choices = _unit_choices(flow)
+    _set_unit_choices(form, flow)
     if not form.validate():
         return _render_form(flow, form=form)
     unit_id = int(form.unit.data) if (form.unit.data or "").isdigit() else None

@@ -131,6 +131,21 @@ def _validate_id_number(form: Any, field: Any) -> None:
         raise ValidationError(PROBLEM_MESSAGES[problem])
 
 
+class ChoiceSetField(SelectField):
+    """A SelectField checked against a set of allowed values when one is given: WTForms
+    normalises every choice on every check, and a building AP lists a hundred units."""
+
+    allowed: frozenset[str] | None = None
+
+    def pre_validate(self, form: Any) -> None:
+        """The posted value must be one of the allowed ones (as SelectField checks it)."""
+        if self.allowed is None or self.process_errors or not self.validate_choice:
+            super().pre_validate(form)
+        elif self.data not in self.allowed:
+            raise ValidationError(
+                self.invalid_choice_message or self.gettext("Not a valid choice."))
+
+
 class SignInForm(FlowForm):
     """Name, identity document, mobile number, where one lives, consent."""
 
@@ -141,7 +156,7 @@ class SignInForm(FlowForm):
                           invalid_choice_message=_l("Please choose from the list."))
     id_number = StringField(_l("ID number"), validators=[_validate_id_number])
     phone = StringField(_l("Mobile number"), validators=[_problem_check(phone_problem)])
-    unit = SelectField(_l("Where do you live?"), choices=[], validate_choice=True,
+    unit = ChoiceSetField(_l("Where do you live?"), choices=[], validate_choice=True,
                        invalid_choice_message=_l("Please choose from the list."))
     consent = BooleanField(validators=[DataRequired(
         _l("Please read and accept the terms and the privacy notice."))])

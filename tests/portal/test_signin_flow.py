@@ -143,6 +143,18 @@ def test_a_bad_id_number_is_a_clear_message_on_the_same_form(
     assert services.sms.last_code("13800138000") is None  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("unit", ["999999", "not-a-unit"])
+def test_a_unit_not_offered_by_the_ap_is_refused(client: FlaskClient, place: Place,
+                                                 unit: str) -> None:
+    """Only the AP's own units (or visiting) may be chosen; the form says so."""
+    splash = client.get("/?" + signed_query())
+    sent = client.post("/signin", data=identity_form(page(splash), unit=unit))
+    assert sent.status_code == 200 and "请从列表中选择" in page(sent)
+    offered = identity_form(page(client.get("/?" + signed_query())), unit=str(place.unit_1501),
+                            phone="13700137001")
+    assert 'name="code"' in page(client.post("/signin", data=offered))
+
+
 def test_missing_consent_is_refused(client: FlaskClient) -> None:
     """The terms and privacy notice must be accepted."""
     splash = page(client.get("/?" + signed_query()))
