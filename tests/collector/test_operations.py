@@ -58,6 +58,12 @@ def test_sigterm_flushes_the_open_batch_and_prints_the_summary(
     environment["WIFI_CENSUS_COLLECTOR_FLUSH_MS"] = "60000"
     port = next(p for p in range(19300, 19400) if port_is_free("127.0.0.1", p))
     client_id = f"test-term-{settings.mqtt_topic_prefix}"
+    # The session and its subscription exist before the collector starts, so the messages
+    # below are queued for it even if they beat its subscribe (a busy machine makes that race).
+    prepared = subprocess.run([str(BIN / "wifi-census"), "collector", "prepare",
+                               "--client-id", client_id], env=environment, capture_output=True,
+                              text=True, timeout=60, check=False)
+    assert prepared.returncode == 0, prepared.stderr
     process = subprocess.Popen(
         [str(BIN / "wifi-census"), "collector", "run", "--client-id", client_id,
          "--metrics-port", str(port), "--log-format", "json"],
