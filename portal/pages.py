@@ -4,7 +4,9 @@ The sign-in pages differ between residents only in a few values (the flow and CS
 masked phone number or name, a link). Rendering them through Jinja, Flask-Babel and WTForms on
 every request was a good part of each request's CPU; instead a page is rendered once with a
 marker in place of each such value, kept as its literal pieces, and joined with the values.
-A change of the registry (``directory.version``) or of the language is a different key.
+A change of the registry (``directory.version``) or of the language is a different key. At
+most ``limit`` pages are kept per process (a splash page with a hundred units is ~10 kB); past
+that the cache starts again empty.
 
 Values are escaped here for HTML text and attributes. A value that is also put into a URL
 (the flow token in the language link) must be URL-safe as it is: ``fill`` refuses anything
@@ -27,7 +29,7 @@ URL_SAFE = re.compile(r"^[A-Za-z0-9_.\-]*$")
 class PageCache:
     """Pages split at their per-request values, by key."""
 
-    def __init__(self, limit: int = 5000) -> None:
+    def __init__(self, limit: int = 2000) -> None:
         self._pages: dict[Hashable, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._limit = limit
         self._lock = threading.Lock()
