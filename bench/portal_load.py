@@ -291,7 +291,8 @@ async def client_loop(kind: str, port: int, deadline: float, first: int, stride:
                     out["errors"].append(1.0)
                     n += stride
                     continue
-                body = urlencode({**form_fields(html), "code": code.decode()}).encode()
+                text = code.decode() if isinstance(code, bytes) else code
+                body = urlencode({**form_fields(html), "code": text}).encode()
                 start = time.perf_counter()
                 status, html = await http.request("POST", "/verify", body)
                 out["verify"].append(time.perf_counter() - start)
@@ -382,6 +383,39 @@ def run_phase(kind: str, port: int, clients: int, duration: float, procs: int,
     return merged
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) of a process and all its living descendants."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, stack = 0.0, [root]
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, 0.0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def process_groups(portal_pid: int, base: Settings, database: str) -> dict[str, int]:
+    """Root PIDs of what serves a sign-in: the portal (gunicorn) and the local servers."""
+    groups = {"portal": portal_pid}
+    for service in local_services.build_services(base, include_postgres=database == "postgresql"):
+        pid = service.read_pid()
+        if pid is not None:
+            groups[service.name] = pid
+    return groups
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile in milliseconds."""
     if not values:
@@ -444,11 +478,17 @@ def main() -> None:
     try:
         load_before = os.getloadavg()
         results: dict[str, dict[str, list[float]]] = {}
+        groups = process_groups(portal.pid, base, args.database)
+        signin_cpu: dict[str, float] = {}
         for kind in ("ping", "splash", "signin"):
             print(f"phase {kind}: {args.clients} clients for {args.duration:.0f} s ...",
                   file=sys.stderr)
+            before = {name: tree_cpu_seconds(pid) for name, pid in groups.items()}
             results[kind] = run_phase(kind, port, args.clients, args.duration, args.procs,
                                       settings, args.residents)
+            if kind == "signin":
+                signin_cpu = {name: tree_cpu_seconds(pid) - before[name]
+                              for name, pid in groups.items()}
         for rate in args.splash_rates:
             print(f"phase splash at {rate:g}/s from {args.clients} clients ...", file=sys.stderr)
             results[f"open{rate:g}"] = run_phase("open", port, args.clients, args.duration,
@@ -498,7 +538,28 @@ def main() -> None:
           + " (target < 50 ms)")
     print(f"errors: {errors}; generator CPU (cores busy): "
           + ", ".join(f"{k} {v:.2f}" for k, v in generator_cpu.items()))
+    print_signin_budget(signin_cpu, sum(results["signin"]["cpu"]),
+                        len(results["signin"]["done"]))
     cleanup(settings, args.database, run_id, base)
+
+
+def print_signin_budget(cpu: dict[str, float], generator_cpu: float, signins: int) -> None:
+    """CPU per completed sign-in of each process during the sign-in phase, and the rate it caps.
+
+    The phase runs from the generators' start (a few seconds of import before it) to their end,
+    so the portal's and servers' CPU includes a little idle time: the figures are upper bounds.
+    """
+    if not signins or not cpu:
+        return
+    per = {name: seconds / signins * 1000 for name, seconds in cpu.items()}
+    per["load generator"] = generator_cpu / signins * 1000
+    total = sum(per.values())
+    cores = os.cpu_count() or 1
+    print("CPU per sign-in during the sign-in phase (ms): "
+          + ", ".join(f"{name} {ms:.2f}" for name, ms in sorted(per.items()))
+          + f"; total {total:.2f}")
+    print(f"  -> {cores} cores fully used by these processes alone cap sign-ins at "
+          f"{cores / total * 1000:,.0f}/s")
 
 
 def cleanup(settings: Settings, database: str, run_id: str, base: Settings) -> None:
