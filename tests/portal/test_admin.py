@@ -208,6 +208,26 @@ def test_watchlist_alert_is_listed_and_acknowledged(
     assert "未确认的告警" in overview
 
 
+def test_an_ap_refusing_commands_is_shown_with_its_reason(
+        client: FlaskClient, sqlite_session_factory: sessionmaker[Session]) -> None:
+    """The command log's alert reads as the AP, how many commands and why, in Chinese."""
+    from census.commands import CommandAck, build_command
+    from portal.command_log import CommandLog, SeenAck, SeenCommand
+
+    log = CommandLog(sqlite_session_factory, "p" * 40)
+    now = dt.datetime.now(dt.UTC)
+    for index in range(3):
+        command = build_command("k" * 32, "authorize", "ap-7", "a4:83:e7:12:9f:01", 60,
+                                nonce=f"{index:016x}")
+        log.record([SeenCommand("ap-7", command),
+                    SeenAck("ap-7", CommandAck(command.nonce, False, "bad_signature"), now)])
+    staff(sqlite_session_factory, "boss", "admin")
+    login(client, "boss")
+    listing = page(client.get("/admin/alerts?kind=ap_command_refused"))
+    assert "接入点 ap-7 已拒绝 3 条指令：bad_signature" in listing
+    assert "接入点拒绝指令" in listing  # the filter's option
+
+
 def test_move_out_from_the_back_office_deauthorizes(
         client: FlaskClient, services: PortalServices, place: Place, commands: Subscriber,
         sqlite_session_factory: sessionmaker[Session]) -> None:
