@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from census.events import command_topic
 from census.privacy import InvalidMacError, normalize_mac
@@ -103,8 +104,8 @@ def build_command(key: str, cmd: str, ap: str, mac: str, session_seconds: int = 
     return ApCommand(**{**asdict(unsigned), "sig": signature(key, unsigned)})
 
 
-def parse_command(payload: bytes | str) -> ApCommand:
-    """Parse a command payload and check every field's type and form (not the signature)."""
+def _versioned_object(payload: bytes | str) -> dict[str, Any]:
+    """A command or ack payload as a JSON object of this contract version, or CommandError."""
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -113,6 +114,12 @@ def parse_command(payload: bytes | str) -> ApCommand:
         raise CommandError("bad_json", "payload must be a JSON object")
     if data.get("v") != COMMAND_VERSION:
         raise CommandError("bad_version", f"v must be {COMMAND_VERSION}, got {data.get('v')!r}")
+    return data
+
+
+def parse_command(payload: bytes | str) -> ApCommand:
+    """Parse a command payload and check every field's type and form (not the signature)."""
+    data = _versioned_object(payload)
     for name in ("cmd", "ap", "mac", "nonce", "sig"):
         if not isinstance(data.get(name), str):
             raise CommandError("bad_field", f"{name} must be a string")
@@ -192,14 +199,7 @@ class CommandAck:
 
 def parse_ack(payload: bytes | str) -> CommandAck:
     """Parse an acknowledgement; raise CommandError (bad_json, bad_version, bad_field)."""
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CommandError("bad_json", str(error)) from None
-    if not isinstance(data, dict):
-        raise CommandError("bad_json", "payload must be a JSON object")
-    if data.get("v") != COMMAND_VERSION:
-        raise CommandError("bad_version", f"v must be {COMMAND_VERSION}, got {data.get('v')!r}")
+    data = _versioned_object(payload)
     nonce, ok, reason = data.get("nonce"), data.get("ok"), data.get("error", "")
     if not isinstance(nonce, str) or not _NONCE.match(nonce):
         raise CommandError("bad_field", "nonce must be 16 lowercase hex characters")
