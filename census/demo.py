@@ -3,7 +3,9 @@
 Each step uses the real part through its public interface: the simulator writes a community and
 its event stream, the registry imports the CSVs, the collector subscribes to the real broker
 and drains the published stream into InfluxDB and Redis, analytics turns presence into flags,
-cases and alerts, and the portal is left serving on 127.0.0.1.
+cases and alerts, and the portal starts on 127.0.0.1. Last, residents sign in on it over HTTP
+while stand-ins for the APs' agents apply the authorize commands and the AP command log records
+their answers; the portal is left serving.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import click
 from census.cli import configure_logging, load_settings
 from census.settings import Settings
 
-STEPS = 8
+STEPS = 9
+DEMO_SIGNINS = 20
 
 
 def step(number: int, text: str) -> float:
@@ -197,7 +200,63 @@ def demo(units: int, days: int, seed: int, keep: bool) -> None:
     username, password = create_admin(settings)
     done(started, start_portal(settings))
 
+    started = step(9, f"{DEMO_SIGNINS} residents sign in on the portal from their own units")
+    signins = run_signins(settings, out, DEMO_SIGNINS, seed)
+    done(started, signins)
+
     print_summary(settings, report, username, password, time.monotonic() - overall)
+
+
+def run_signins(settings: Settings, community_dir: Path, count: int, seed: int) -> str:
+    """Residents sign in over HTTP; stand-in AP agents apply the authorize commands; the AP
+    command log records each answer. Returns the step's one-line result."""
+    import threading
+
+    import redis
+
+    from census.mqtt import MqttClient
+    from census.privacy import IdentityCipher
+    from portal.command_log import CommandLogService
+    from portal.directory import ApDirectory
+    from portal.sms import ConsoleSmsSender
+    from registry.db import make_engine, make_session_factory
+    from simulator.agents import SimulatedAgents
+    from simulator.signins import pick_visitors, sign_in
+
+    factory = make_session_factory(make_engine(settings.database_url))
+    directory = ApDirectory(factory, IdentityCipher(settings.identity_key), settings.command_key)
+    log_id = f"{settings.command_log_client_id}-demo"
+    log = CommandLogService(settings, log_id, session_factory=factory, flush_interval_s=0.2)
+    log_thread = threading.Thread(target=log.run, name="demo-command-log", daemon=True)
+    log_thread.start()
+    agents = SimulatedAgents(settings, directory.key_for)
+    agents.start()
+    outbox = ConsoleSmsSender(redis.Redis.from_url(settings.redis_url), settings.redis_key_prefix)
+    try:
+        if not log.subscribed.wait(10):
+            raise click.ClickException("the AP command log did not subscribe in 10 s")
+        visitors = pick_visitors(community_dir, count, seed)
+        outcomes = [sign_in(settings.portal_public_url, visitor,
+                            directory.key_for(visitor.ap_id) or settings.command_key,
+                            outbox.last_code) for visitor in visitors]
+        signed_in = sum(outcome.ok for outcome in outcomes)
+        agents.wait_for_answers(signed_in, timeout=30)
+        time.sleep(1.0)  # the answers' way through the broker to the log
+    finally:
+        agents.stop()
+        log.request_stop()
+        log_thread.join(30)
+        ending = MqttClient(settings, log_id)  # a clean start ends the demo log's session
+        ending.connect()
+        ending.disconnect()
+    failed = [f"{o.visitor.ap_id} at {o.step}: {o.detail}" for o in outcomes if not o.ok]
+    if failed:
+        click.echo("      sign-ins that failed: " + "; ".join(failed), err=True)
+    totals = log.totals
+    authorized = sum(len(clients) for clients in agents.authorized.values())
+    return (f"{signed_in} of {len(outcomes)} signed in; the APs' agents authorized {authorized} "
+            f"phones; command log: {totals.commands} commands, {totals.acks} answered "
+            f"(see `wifi-census ap-commands summary`)")
 
 
 def print_summary(settings: Settings, report: dict[str, Any], username: str, password: str,

@@ -266,6 +266,7 @@ class CommandLogService:
         self._stopping = threading.Event()
         self._mqtt: MqttClient | None = None
         self._last_message = time.monotonic()
+        self.subscribed = threading.Event()  # set once both subscriptions are in place
 
     def request_stop(self) -> None:
         """Ask for a clean stop (safe from a signal handler)."""
@@ -289,6 +290,7 @@ class CommandLogService:
         self._mqtt.connect()
         for topic in self.reader.subscriptions():
             self._mqtt.subscribe(topic, qos=1)
+        self.subscribed.set()
         LOGGER.info("command log %s watching %s", self.client_id,
                     ", ".join(self.reader.subscriptions()))
         next_sweep = 0.0

@@ -26,7 +26,8 @@ def free_port() -> int:
 def test_demo_flows_to_flags_and_leaves_the_portal_serving(
     settings: Settings, tmp_path: Path
 ) -> None:
-    """A small community goes simulator → broker → collector → InfluxDB → analytics → portal."""
+    """A small community goes simulator → broker → collector → InfluxDB → analytics → portal,
+    and residents sign in on that portal."""
     portal_port = free_port()
     env = {
         **os.environ,
@@ -35,6 +36,7 @@ def test_demo_flows_to_flags_and_leaves_the_portal_serving(
         "WIFI_CENSUS_REDIS_KEY_PREFIX": settings.redis_key_prefix,
         "WIFI_CENSUS_INFLUX_DATABASE": settings.influx_database,
         "WIFI_CENSUS_COLLECTOR_CLIENT_ID": f"demo-{settings.influx_database}",
+        "WIFI_CENSUS_COMMAND_LOG_CLIENT_ID": f"demo-log-{settings.influx_database}",
         "WIFI_CENSUS_PORTAL_PORT": str(portal_port),
         "WIFI_CENSUS_PORTAL_PUBLIC_URL": f"http://127.0.0.1:{portal_port}",
         "WIFI_CENSUS_METRICS_PORT": "0",
@@ -51,9 +53,13 @@ def test_demo_flows_to_flags_and_leaves_the_portal_serving(
         assert "wifi-census demo: summary" in out
         assert "units       60 analysed" in out
         assert f"http://127.0.0.1:{portal_port}/" in out
-        for step in range(1, 9):
-            assert f"[{step}/8]" in result.stderr
+        for step in range(1, 10):
+            assert f"[{step}/9]" in result.stderr
         assert " 0 dead-lettered" in result.stderr
+        # Real sign-ins over HTTP, each authorize command applied and answered by an AP agent
+        # stand-in and recorded by the AP command log.
+        assert ("20 of 20 signed in; the APs' agents authorized 20 phones; command log: "
+                "20 commands, 20 answered") in result.stderr
         with urllib.request.urlopen(f"http://127.0.0.1:{portal_port}/api/captive", timeout=5) as r:
             assert r.status == 200
             assert r.headers["Content-Type"].startswith("application/captive+json")

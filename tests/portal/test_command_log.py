@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 import uuid
 
 import pytest
@@ -14,13 +12,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from census.commands import (
     CommandAck,
     CommandError,
-    NonceCache,
     ack_topic,
     build_command,
     command_topic,
     encode_ack,
     parse_ack,
-    verify_command,
 )
 from census.mqtt import MqttClient
 from census.privacy import pseudonymize_mac
@@ -33,6 +29,7 @@ from portal.command_log import (
     TopicReader,
 )
 from registry.models import Alert, ApCommandRecord
+from simulator.agents import SimulatedAgents
 
 KEY = "agent-key-" + "0" * 30
 PSEUDONYM_KEY = "p" * 40
@@ -168,31 +165,6 @@ def test_topics_are_told_apart_and_a_command_on_another_aps_topic_is_refused() -
         reader.read("site/v1/ap/ap-1/status", b"{}", NOW)
 
 
-def _agent(settings: Settings, ap_id: str, key: str, ready: threading.Event,
-           stop: threading.Event, answered: list[str]) -> None:
-    """A stand-in for the AP's agent: verify each command with its key, answer on cmd/ack."""
-    nonces = NonceCache()
-    prefix = settings.mqtt_topic_prefix
-
-    def on_message(message: object) -> None:
-        try:
-            command = verify_command(message.payload, key, ap_id, nonces)  # type: ignore[attr-defined]
-            answer_payload = encode_ack(command.nonce, True)
-        except CommandError as error:
-            nonce = message.payload.split(b'"nonce":"')[1][:16].decode()  # type: ignore[attr-defined]
-            answer_payload = encode_ack(nonce, False, error.reason)
-        client.publish(ack_topic(prefix, ap_id), answer_payload, wait=False)
-        answered.append(ap_id)
-
-    client = MqttClient(settings, on_message=on_message)
-    client.connect()
-    client.subscribe(command_topic(prefix, ap_id), qos=1)
-    ready.set()
-    stop.wait(30)
-    client.wait_until_published(timeout=10)
-    client.disconnect()
-
-
 def test_the_service_records_what_was_sent_while_it_was_down(
         settings: Settings, sqlite_session_factory: sessionmaker[Session]) -> None:
     """Real broker: commands answered by an agent (one with the wrong key) while the log is
@@ -201,16 +173,9 @@ def test_the_service_records_what_was_sent_while_it_was_down(
     service = CommandLogService(settings, client_id, session_factory=sqlite_session_factory,
                                 flush_interval_s=0.1)
     service.run(exit_when_idle_s=0.3)  # opens the session and subscribes, then stops
-    ready = [threading.Event(), threading.Event()]
-    stop = threading.Event()
-    answered: list[str] = []
-    agents = [threading.Thread(target=_agent, args=(settings, "ap-good", KEY, ready[0], stop,
-                                                    answered)),
-              threading.Thread(target=_agent, args=(settings, "ap-miskeyed", "other-key-" * 4,
-                                                    ready[1], stop, answered))]
-    for agent in agents:
-        agent.start()
-    assert all(event.wait(10) for event in ready)
+    # The agents: ap-good holds the key the commands are signed with, ap-miskeyed another.
+    agents = SimulatedAgents(settings, {"ap-good": KEY, "ap-miskeyed": "other-key-" * 4}.get)
+    agents.start()
     publisher = MqttClient(settings)
     publisher.connect()
     prefix = settings.mqtt_topic_prefix
@@ -221,12 +186,10 @@ def test_the_service_records_what_was_sent_while_it_was_down(
             publisher.publish(command_topic(prefix, ap_id), command.to_json())
     publisher.publish(ack_topic(prefix, "ap-good"), b"not json")
     publisher.disconnect()
-    deadline = time.monotonic() + 20
-    while len(answered) < 10 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stop.set()
-    for agent in agents:
-        agent.join(30)
+    assert agents.wait_for_answers(10, timeout=20)
+    agents.stop()
+    assert agents.answers == {"ok": 5, "bad_signature": 5}
+    assert set(agents.authorized) == {"ap-good"} and MAC in agents.authorized["ap-good"]
     try:
         totals = CommandLogService(settings, client_id, session_factory=sqlite_session_factory,
                                    flush_interval_s=0.1).run(exit_when_idle_s=1.0)
