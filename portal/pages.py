@@ -6,7 +6,8 @@ every request was a good part of each request's CPU; instead a page is rendered 
 marker in place of each such value, kept as its literal pieces, and joined with the values.
 A change of the registry (``directory.version``) or of the language is a different key. At
 most ``limit`` pages are kept per process (a splash page with a hundred units is ~10 kB); past
-that the cache starts again empty.
+that the least recently used page goes, so a district's busy APs keep theirs while its quiet
+ones are rendered in full when someone comes.
 
 Values are escaped here for HTML text and attributes. A value that is also put into a URL
 (the flow token in the language link) must be URL-safe as it is: ``fill`` refuses anything
@@ -18,6 +19,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 
 from markupsafe import escape
@@ -30,7 +32,8 @@ class PageCache:
     """Pages split at their per-request values, by key."""
 
     def __init__(self, limit: int = 2000) -> None:
-        self._pages: dict[Hashable, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._pages: OrderedDict[Hashable, tuple[tuple[str, ...], tuple[str, ...]]] = (
+            OrderedDict())
         self._limit = limit
         self._lock = threading.Lock()
         # Markers: letters and digits only, so that no escaping or URL quoting changes them.
@@ -46,13 +49,16 @@ class PageCache:
         safe = url_safe or {}
         if any(not URL_SAFE.match(value) for value in safe.values()):
             return None
-        page = self._pages.get(key)
+        with self._lock:
+            page = self._pages.get(key)
+            if page is not None:
+                self._pages.move_to_end(key)
         if page is None:
             page = self._split(render, [*text, *safe])
             with self._lock:
-                if len(self._pages) >= self._limit:
-                    self._pages.clear()
                 self._pages[key] = page
+                while len(self._pages) > self._limit:
+                    self._pages.popitem(last=False)
         pieces, names = page
         values = {name: str(escape(value)) for name, value in text.items()}
         values.update(safe)

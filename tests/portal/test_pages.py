@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -55,10 +57,27 @@ def test_values_are_escaped_and_unsafe_url_values_refused() -> None:
     """Text values are HTML-escaped; a URL value that is not URL-safe means a full render."""
     cache = PageCache()
 
-    def render(markers: dict[str, str]) -> str:
+    def render(markers: Mapping[str, str]) -> str:
         """A page with a text value and a link value."""
         return f'<p>{markers["name"]}</p><a href="/s?f={markers["token"]}">x</a>'
 
     assert cache.fill("k", render, {"name": '<b>"&'}, {"token": "abc.DEF_-1"}) == (
         '<p>&lt;b&gt;&#34;&amp;</p><a href="/s?f=abc.DEF_-1">x</a>')
     assert cache.fill("k", render, {"name": "a"}, {"token": "a&b"}) is None
+
+
+def test_a_full_cache_lets_the_least_recently_used_page_go() -> None:
+    """Past the limit the page used longest ago is rendered again; a busy one is not."""
+    renders: list[str] = []
+
+    def render_for(key: str) -> Callable[[Mapping[str, str]], str]:
+        def render(markers: Mapping[str, str]) -> str:
+            renders.append(key)
+            return f"<p>{key}: {markers['name']}</p>"
+        return render
+
+    cache = PageCache(limit=2)
+    for key in ("busy", "quiet", "busy", "new", "busy", "quiet"):
+        assert cache.fill(key, render_for(key), text={"name": "张*"}) == f"<p>{key}: 张*</p>"
+    # "quiet" made way for "new" (busy had been used since); it came back rendered again.
+    assert renders == ["busy", "quiet", "new", "quiet"]
