@@ -67,6 +67,7 @@ LAZY_COMMANDS = {
     "analytics": "analytics.cli:analytics",
     "portal": "portal.cli:portal",
     "ap-commands": "portal.command_log:ap_commands",
+    "ap-agents": "simulator.cli:ap_agents",
     "simulate": "simulator.cli:simulate",
     "demo": "census.demo:demo",
 }

@@ -3,9 +3,10 @@
 Each step uses the real part through its public interface: the simulator writes a community and
 its event stream, the registry imports the CSVs, the collector subscribes to the real broker
 and drains the published stream into InfluxDB and Redis, analytics turns presence into flags,
-cases and alerts, and the portal starts on 127.0.0.1. Last, residents sign in on it over HTTP
-while stand-ins for the APs' agents apply the authorize commands and the AP command log records
-their answers; the portal is left serving.
+cases and alerts, and the portal starts on 127.0.0.1. Last, the AP command log and stand-ins for
+the APs' agents start in the background and residents sign in over HTTP: the agents apply the
+authorize commands and the log records their answers. Portal, log and agents are left running
+(`wifi-census services down` stops them with the servers).
 """
 
 from __future__ import annotations
@@ -208,55 +209,49 @@ def demo(units: int, days: int, seed: int, keep: bool) -> None:
 
 
 def run_signins(settings: Settings, community_dir: Path, count: int, seed: int) -> str:
-    """Residents sign in over HTTP; stand-in AP agents apply the authorize commands; the AP
-    command log records each answer. Returns the step's one-line result."""
-    import threading
-
+    """Start the AP command log and stand-in AP agents in the background (they stay, like the
+    portal), sign residents in over HTTP, and read back what the command log recorded.
+    Returns the step's one-line result."""
     import redis
+    from sqlalchemy import func, select
 
-    from census.mqtt import MqttClient
+    from census import services
     from census.privacy import IdentityCipher
-    from portal.command_log import CommandLogService
     from portal.directory import ApDirectory
     from portal.sms import ConsoleSmsSender
     from registry.db import make_engine, make_session_factory
-    from simulator.agents import SimulatedAgents
+    from registry.models import ApCommandRecord
     from simulator.signins import pick_visitors, sign_in
 
+    for service in services.demo_services(settings, sys.executable)[1:]:
+        services.stop(service)  # one from an earlier demo knows an older registry
+        services.start(service)
     factory = make_session_factory(make_engine(settings.database_url))
     directory = ApDirectory(factory, IdentityCipher(settings.identity_key), settings.command_key)
-    log_id = f"{settings.command_log_client_id}-demo"
-    log = CommandLogService(settings, log_id, session_factory=factory, flush_interval_s=0.2)
-    log_thread = threading.Thread(target=log.run, name="demo-command-log", daemon=True)
-    log_thread.start()
-    agents = SimulatedAgents(settings, directory.key_for)
-    agents.start()
     outbox = ConsoleSmsSender(redis.Redis.from_url(settings.redis_url), settings.redis_key_prefix)
-    try:
-        if not log.subscribed.wait(10):
-            raise click.ClickException("the AP command log did not subscribe in 10 s")
-        visitors = pick_visitors(community_dir, count, seed)
-        outcomes = [sign_in(settings.portal_public_url, visitor,
-                            directory.key_for(visitor.ap_id) or settings.command_key,
-                            outbox.last_code) for visitor in visitors]
-        signed_in = sum(outcome.ok for outcome in outcomes)
-        agents.wait_for_answers(signed_in, timeout=30)
-        time.sleep(1.0)  # the answers' way through the broker to the log
-    finally:
-        agents.stop()
-        log.request_stop()
-        log_thread.join(30)
-        ending = MqttClient(settings, log_id)  # a clean start ends the demo log's session
-        ending.connect()
-        ending.disconnect()
+    visitors = pick_visitors(community_dir, count, seed)
+    outcomes = [sign_in(settings.portal_public_url, visitor,
+                        directory.key_for(visitor.ap_id) or settings.command_key,
+                        outbox.last_code) for visitor in visitors]
+    signed_in = sum(outcome.ok for outcome in outcomes)
     failed = [f"{o.visitor.ap_id} at {o.step}: {o.detail}" for o in outcomes if not o.ok]
     if failed:
         click.echo("      sign-ins that failed: " + "; ".join(failed), err=True)
-    totals = log.totals
-    authorized = sum(len(clients) for clients in agents.authorized.values())
-    return (f"{signed_in} of {len(outcomes)} signed in; the APs' agents authorized {authorized} "
-            f"phones; command log: {totals.commands} commands, {totals.acks} answered "
-            f"(see `wifi-census ap-commands summary`)")
+
+    def recorded() -> dict[str, int]:
+        with factory() as session:
+            return dict(session.execute(
+                select(ApCommandRecord.state, func.count()).group_by(ApCommandRecord.state)
+            ).all())
+
+    deadline = time.monotonic() + 30
+    states = recorded()
+    while states.get("done", 0) < signed_in and time.monotonic() < deadline:
+        time.sleep(0.2)  # the answers' way: broker -> agents -> broker -> command log
+        states = recorded()
+    logged = ", ".join(f"{state} {n}" for state, n in sorted(states.items())) or "nothing"
+    return (f"{signed_in} of {len(outcomes)} signed in; AP command log: {logged} "
+            "(agents and command log left running)")
 
 
 def print_summary(settings: Settings, report: dict[str, Any], username: str, password: str,
@@ -270,5 +265,8 @@ def print_summary(settings: Settings, report: dict[str, Any], username: str, pas
     click.echo(f"portal      {settings.portal_public_url}/  (captive sign-in)")
     click.echo(f"back office {settings.portal_public_url}/admin/login  staff {username} / "
                f"{password} (also in {settings.var_dir / 'demo' / 'admin.txt'})")
-    click.echo(f"took        {seconds:.0f} s; stop the servers and the portal with "
-               "`wifi-census services down`")
+    click.echo("AP agents   stand-ins answer every AP's commands; `wifi-census ap-commands "
+               "summary` lists what each AP did, `wifi-census portal sign-redirect` makes a "
+               "sign-in link")
+    click.echo(f"took        {seconds:.0f} s; stop the servers, the portal, the command log and "
+               "the agents with `wifi-census services down`")

@@ -561,15 +561,59 @@ def portal_service(settings: Settings, python: str) -> LocalService:
     )
 
 
+def _log_says(marker: str) -> Callable[[LocalService], bool]:
+    """Readiness of a client (no port of its own): its fresh log has the line it writes once
+    connected and subscribed."""
+
+    def ready(service: LocalService) -> bool:
+        try:
+            return marker in service.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return False
+
+    return ready
+
+
+def _fresh_log(service: LocalService) -> None:
+    """Start the log empty, so that readiness is read from this run's lines only."""
+    service.log_file.write_bytes(b"")
+
+
+def command_log_service(settings: Settings, python: str) -> LocalService:
+    """The AP command log as a background client (the demo leaves it running)."""
+    return LocalService(
+        "ap-commands", python, "127.0.0.1", 0, settings.var_dir / "services" / "ap-commands",
+        lambda service: [service.binary, "-m", "census.cli", "ap-commands", "run",
+                         "--client-id", f"{settings.command_log_client_id}-demo"],
+        _fresh_log, _log_says("watching"),
+    )
+
+
+def agents_service(settings: Settings, python: str) -> LocalService:
+    """Stand-in agents for the registry's APs as a background client (the demo's)."""
+    return LocalService(
+        "ap-agents", python, "127.0.0.1", 0, settings.var_dir / "services" / "ap-agents",
+        lambda service: [service.binary, "-m", "census.cli", "ap-agents"],
+        _fresh_log, _log_says("AP agents answering"),
+    )
+
+
+def demo_services(settings: Settings, python: str) -> list[LocalService]:
+    """What the demo leaves running besides the servers: portal, command log, AP agents."""
+    return [portal_service(settings, python), command_log_service(settings, python),
+            agents_service(settings, python)]
+
+
 def up(settings: Settings, include_postgres: bool = False) -> list[str]:
     """Start every local server; return a line per server."""
     return [start(service) for service in build_services(settings, include_postgres)]
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop every local server this project started (the demo's portal and PostgreSQL too)."""
+    """Stop every local server this project started (the demo's portal, command log and AP
+    agents, and PostgreSQL too)."""
     import sys
 
-    servers = [portal_service(settings, sys.executable)]
+    servers = demo_services(settings, sys.executable)
     servers += reversed(build_services(settings, include_postgres=True))
     return [stop(service) for service in servers]

@@ -136,3 +136,41 @@ def _report(summary: dict[str, Any], as_json: bool) -> None:
         return
     for key, value in summary.items():
         click.echo(f"{key}: {value}")
+
+
+@click.command("ap-agents")
+def ap_agents() -> None:
+    """Stand-in command agents for every AP in the registry (a simulated community's APs):
+    verify each signed command with the AP's key, apply it, answer on cmd/ack; until stopped."""
+    import signal
+    import threading
+
+    from census.cli import configure_logging, load_settings
+    from census.mqtt import MqttError
+    from census.privacy import IdentityCipher
+    from portal.directory import ApDirectory
+    from registry.db import make_engine, make_session_factory
+    from simulator.agents import SimulatedAgents
+
+    settings = load_settings()
+    configure_logging(settings)
+    directory = ApDirectory(make_session_factory(make_engine(settings.database_url)),
+                            IdentityCipher(settings.identity_key), settings.command_key)
+    agents = SimulatedAgents(settings, directory.key_for)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    try:
+        agents.start()
+    except MqttError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"AP agents answering commands on {settings.mqtt_topic_prefix}/v1/ap/+/cmd",
+               err=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        agents.stop()
+    answers = ", ".join(f"{word} {count}" for word, count in sorted(agents.answers.items()))
+    click.echo(f"answered: {answers or 'nothing'}")
