@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import threading
+import time
 import uuid
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from census.commands import (
@@ -28,6 +32,7 @@ from portal.command_log import (
     SeenCommand,
     TopicReader,
 )
+from registry.db import make_session_factory, upgrade
 from registry.models import Alert, ApCommandRecord
 from simulator.agents import SimulatedAgents
 
@@ -202,3 +207,46 @@ def test_the_service_records_what_was_sent_while_it_was_down(
     assert states == {("ap-good", "done", ""), ("ap-miskeyed", "refused", "bad_signature")}
     assert [(a.payload["ap"], a.payload["count"]) for a in alerts(sqlite_session_factory)] == [
         ("ap-miskeyed", 5)]
+
+
+def test_nothing_is_acknowledged_while_the_database_refuses_writes(
+        settings: Settings, tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Real broker, real SQLite held under an exclusive lock by another connection: the log
+    retries without acknowledging; stopped meanwhile, its next run gets the command again."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'locked.sqlite3'}",
+                           connect_args={"timeout": 0.3})
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    client_id = f"test-cmdlog-{uuid.uuid4().hex[:8]}"
+    first = CommandLogService(settings, client_id, session_factory=factory,
+                              flush_interval_s=0.1)
+    worker = threading.Thread(target=first.run, daemon=True)
+    worker.start()
+    assert first.subscribed.wait(10)
+    lock = sqlite3.connect(tmp_path / "locked.sqlite3", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        publisher = MqttClient(settings)
+        publisher.connect()
+        command = build_command(KEY, "authorize", "ap-1", MAC, 60, nonce="00000000000000e1")
+        publisher.publish(command_topic(settings.mqtt_topic_prefix, "ap-1"), command.to_json())
+        publisher.disconnect()
+        deadline = time.monotonic() + 10
+        while "registry database unavailable" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "registry database unavailable" in caplog.text
+        first.request_stop()
+        worker.join(20)
+        assert not worker.is_alive() and first.totals.commands == 0
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    try:
+        second = CommandLogService(settings, client_id, session_factory=factory,
+                                   flush_interval_s=0.1).run(exit_when_idle_s=1.0)
+    finally:
+        ending = MqttClient(settings, client_id)
+        ending.connect()
+        ending.disconnect()
+    assert second.commands == 1
+    assert rows(factory)["00000000000000e1"].state == "sent"
