@@ -45,6 +45,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cpu_budget import draw_cpu_budget  # noqa: E402  (bench/ is the script's folder)
+
 from census.events import PresenceEvent, encode_events, events_topic  # noqa: E402
 from census.mqtt import MqttClient  # noqa: E402
 from census.presence_store import InfluxV1Store  # noqa: E402
@@ -383,8 +385,9 @@ def soak(settings: Settings, stream: Stream, seconds: float, rate: float) -> dic
             "rss_max_mib": max(warm) / 1024}
 
 
-def print_cpu_budget(result: dict[str, Any]) -> None:
-    """CPU per event of each process during the collector run, and the rate it caps.
+def print_cpu_budget(result: dict[str, Any], target_rate: float, picture: Path) -> None:
+    """CPU per event of each process during the collector run, and the rate it caps; the same
+    as a picture against the allowance at the target rate.
 
     Everything shares the machine's cores, so the sum of the CPU each event costs across the
     processes bounds the rate: cores / (seconds per event), even with perfect parallelism.
@@ -397,6 +400,9 @@ def print_cpu_budget(result: dict[str, Any]) -> None:
     print(f"CPU per event during that run (us): {parts}; total {total:.1f}")
     print(f"  -> {cores} cores fully used by these processes alone cap the rate at "
           f"{cores / total * 1e6:,.0f} events/s")
+    drawn = draw_cpu_budget(picture, "Collector pipeline, CPU per event", "µs", per_event,
+                            result["rate"], target_rate, "events/s", "0.7 of the ceiling")
+    print(f"  picture: {drawn}")
 
 
 def cleanup_redis(settings: Settings) -> None:
@@ -460,7 +466,8 @@ def main() -> None:
         print(f"stored points: {stored} for {stream.events} events "
               f"({'exactly once' if stored == stream.events else 'MISMATCH'}); "
               f"peak collector RSS {result['peak_rss_mib']:.0f} MiB")
-        print_cpu_budget(result)
+        print_cpu_budget(result, 0.7 * lower,
+                         ROOT / "bench" / "out" / f"collector_cpu_x{arguments.collectors}.png")
         if arguments.soak:
             print(f"soak: {arguments.soak:.0f} s at {arguments.soak_rate:,.0f} events/s")
             outcome = soak(settings, stream, arguments.soak, arguments.soak_rate)

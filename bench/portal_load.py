@@ -43,6 +43,7 @@ import psycopg  # noqa: E402
 import redis  # noqa: E402
 import redis.asyncio  # noqa: E402
 import requests  # noqa: E402
+from cpu_budget import draw_cpu_budget  # noqa: E402  (bench/ is the script's folder)
 
 from census import services as local_services  # noqa: E402
 from census.mqtt import MqttClient, ReceivedMessage  # noqa: E402
@@ -539,11 +540,12 @@ def main() -> None:
     print(f"errors: {errors}; generator CPU (cores busy): "
           + ", ".join(f"{k} {v:.2f}" for k, v in generator_cpu.items()))
     print_signin_budget(signin_cpu, sum(results["signin"]["cpu"]),
-                        len(results["signin"]["done"]))
+                        len(results["signin"]["done"]), d)
     cleanup(settings, args.database, run_id, base)
 
 
-def print_signin_budget(cpu: dict[str, float], generator_cpu: float, signins: int) -> None:
+def print_signin_budget(cpu: dict[str, float], generator_cpu: float, signins: int,
+                        duration: float) -> None:
     """CPU per completed sign-in of each process during the sign-in phase, and the rate it caps.
 
     The phase runs from the generators' start (a few seconds of import before it) to their end,
@@ -560,6 +562,10 @@ def print_signin_budget(cpu: dict[str, float], generator_cpu: float, signins: in
           + f"; total {total:.2f}")
     print(f"  -> {cores} cores fully used by these processes alone cap sign-ins at "
           f"{cores / total * 1000:,.0f}/s")
+    drawn = draw_cpu_budget(ROOT / "bench" / "out" / "portal_cpu_per_signin.png",
+                            "Captive portal, CPU per completed sign-in", "ms", per,
+                            signins / duration, 500.0, "sign-ins/s", "the target")
+    print(f"  picture: {drawn}")
 
 
 def cleanup(settings: Settings, database: str, run_id: str, base: Settings) -> None:
