@@ -45,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cpu_budget import draw_cpu_budget  # noqa: E402  (bench/ is the script's folder)
+from cpu_budget import cpu_seconds, draw_cpu_budget, server_pids  # noqa: E402  (bench/ is the script's folder)
 
 from census.events import PresenceEvent, encode_events, events_topic  # noqa: E402
 from census.mqtt import MqttClient  # noqa: E402
@@ -249,24 +249,6 @@ def ceiling_influx(settings: Settings, lines: list[str], batch: int) -> float:
         store.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def server_pids() -> dict[str, int]:
-    """PIDs of the local servers the run uses (mosquitto, redis, influxdb), where known."""
-    from census import services as local_services
-
-    pids = {}
-    for service in local_services.build_services(Settings.load()):
-        pid = service.read_pid()
-        if pid is not None:
-            pids[service.name] = pid
-    return pids
-
-
 def rss_kib(pid: int) -> int:
     """Resident memory of a process, KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -295,7 +277,7 @@ def run_collectors(settings: Settings, stream: Stream, count: int) -> dict[str, 
             prepare += ["--share-group", group]
         subprocess.run(prepare, env=environment, check=True, capture_output=True, timeout=60)
     publish_backlog(settings, stream)
-    servers = server_pids()
+    servers = server_pids(Settings.load())
     servers_before = {name: cpu_seconds(pid) for name, pid in servers.items()}
     started = time.perf_counter()
     processes = [

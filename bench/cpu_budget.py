@@ -1,5 +1,5 @@
-"""The CPU budget as a picture: what each process spends per unit of work, against what a target
-rate allows on this machine's cores.
+"""The CPU budget: what each process spends per unit of work (measured from /proc), and as a
+picture against what a target rate allows on this machine's cores.
 
 Both load benchmarks (collector, portal) measure the CPU every process on the machine spends per
 event or per sign-in. Two fully busy cores give ``cores / rate`` of CPU per unit at a given
@@ -11,6 +11,60 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from census.settings import Settings
+
+
+def _proc_stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state is [0], ppid [1])."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _cpu_of(fields: list[str]) -> float:
+    """User plus system CPU seconds from a stat line's fields."""
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds a process has used so far."""
+    return _cpu_of(_proc_stat(pid))
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of a process and all its living descendants (gunicorn's workers, the
+    PostgreSQL backends)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = _proc_stat(entry.name)
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        times[pid] = _cpu_of(fields)
+    total, stack = 0.0, [root]
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, 0.0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def server_pids(settings: Settings, include_postgres: bool = False) -> dict[str, int]:
+    """PIDs of the local servers (mosquitto, redis, influxdb, postgres) that run, by name."""
+    from census import services as local_services
+
+    pids = {}
+    for service in local_services.build_services(settings, include_postgres=include_postgres):
+        pid = service.read_pid()
+        if pid is not None:
+            pids[service.name] = pid
+    return pids
 
 
 def draw_cpu_budget(path: Path, title: str, unit: str, per_unit: dict[str, float],

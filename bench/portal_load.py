@@ -43,7 +43,7 @@ import psycopg  # noqa: E402
 import redis  # noqa: E402
 import redis.asyncio  # noqa: E402
 import requests  # noqa: E402
-from cpu_budget import draw_cpu_budget  # noqa: E402  (bench/ is the script's folder)
+from cpu_budget import draw_cpu_budget, server_pids, tree_cpu_seconds  # noqa: E402  (bench/ is the script's folder)
 
 from census import services as local_services  # noqa: E402
 from census.mqtt import MqttClient, ReceivedMessage  # noqa: E402
@@ -149,6 +149,15 @@ def populate(settings: Settings, residents: int) -> None:
         with session_scope(factory) as session:
             session.add_all(batch)
     engine.dispose()
+
+
+def prepare_run(database: str) -> tuple[str, Settings, Settings]:
+    """A run id, the machine's settings (its servers started) and the run's isolated settings."""
+    run_id = uuid.uuid4().hex[:8]
+    (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
+    base = Settings.load(environ={})
+    local_services.up(base, include_postgres=database == "postgresql")
+    return run_id, base, bench_settings(run_id, database, base)
 
 
 def env_for(settings: Settings) -> dict[str, str]:
@@ -384,39 +393,6 @@ def run_phase(kind: str, port: int, clients: int, duration: float, procs: int,
     return merged
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds (user + system) of a process and all its living descendants."""
-    children: dict[int, list[int]] = {}
-    times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        pid = int(entry.name)
-        children.setdefault(int(fields[1]), []).append(pid)
-        times[pid] = (int(fields[11]) + int(fields[12])) / tick
-    total, stack = 0.0, [root]
-    while stack:
-        pid = stack.pop()
-        total += times.get(pid, 0.0)
-        stack.extend(children.get(pid, []))
-    return total
-
-
-def process_groups(portal_pid: int, base: Settings, database: str) -> dict[str, int]:
-    """Root PIDs of what serves a sign-in: the portal (gunicorn) and the local servers."""
-    groups = {"portal": portal_pid}
-    for service in local_services.build_services(base, include_postgres=database == "postgresql"):
-        pid = service.read_pid()
-        if pid is not None:
-            groups[service.name] = pid
-    return groups
-
-
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile in milliseconds."""
     if not values:
@@ -463,11 +439,7 @@ def main() -> None:
                         help="registered residents (one per sign-in, never reused)")
     args = parser.parse_args()
 
-    run_id = uuid.uuid4().hex[:8]
-    (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
-    base = Settings.load(environ={})
-    local_services.up(base, include_postgres=args.database == "postgresql")
-    settings = bench_settings(run_id, args.database, base)
+    run_id, base, settings = prepare_run(args.database)
     started = time.time()
     populate(settings, args.residents)
     print(f"registry: {args.residents} residents in {time.time() - started:.1f} s "
@@ -479,7 +451,8 @@ def main() -> None:
     try:
         load_before = os.getloadavg()
         results: dict[str, dict[str, list[float]]] = {}
-        groups = process_groups(portal.pid, base, args.database)
+        groups = {"portal": portal.pid,
+                  **server_pids(base, include_postgres=args.database == "postgresql")}
         signin_cpu: dict[str, float] = {}
         for kind in ("ping", "splash", "signin"):
             print(f"phase {kind}: {args.clients} clients for {args.duration:.0f} s ...",

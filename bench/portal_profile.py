@@ -31,7 +31,6 @@ import pstats
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -45,17 +44,15 @@ from sqlalchemy import event  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from bench.portal_load import (  # noqa: E402
-    bench_settings,
     cleanup,
     form_fields,
     name,
     phone,
     populate,
+    prepare_run,
     resident_id,
     signed_path,
 )
-from census import services as local_services  # noqa: E402
-from census.settings import Settings  # noqa: E402
 from portal import create_app  # noqa: E402
 
 HEADERS = {
@@ -80,7 +77,7 @@ class Runner:
     def call(self, step: str, method: str, path: str, form: dict[str, str] | None = None,
              record: bool = True) -> tuple[int, bytes]:
         """One request; its CPU and wall time are added to step's figures when record."""
-        builder = EnvironBuilder(path=path, method=method, headers=HEADERS,
+        builder = EnvironBuilder(path=path, method=method, headers=list(HEADERS.items()),
                                  data=urlencode(form) if form is not None else None,
                                  content_type=("application/x-www-form-urlencoded"
                                                if form is not None else None),
@@ -127,7 +124,7 @@ def sign_in(runner: Runner, codes: redis.Redis, last_key: str, n: int, record: b
     code = codes.hget(last_key, phone(n))
     if status != 200 or code is None:
         raise SystemExit(f"/signin answered {status}: {html[:300]!r}")
-    body = {**form_fields(html), "code": bytes(code).decode()}
+    body = {**form_fields(html), "code": code.decode() if isinstance(code, bytes) else code}
     status, html = runner.call("verify", "POST", "/verify", body, record=record)
     if status != 200 or "连接成功".encode() not in html:
         raise SystemExit(f"/verify answered {status}: {html[:300]!r}")
@@ -174,11 +171,7 @@ def main() -> None:
                         help="pstats sort keys to list, comma separated")
     args = parser.parse_args()
 
-    run_id = uuid.uuid4().hex[:8]
-    (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
-    base = Settings.load(environ={})
-    local_services.up(base, include_postgres=args.database == "postgresql")
-    settings = bench_settings(run_id, args.database, base)
+    run_id, base, settings = prepare_run(args.database)
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     total = args.warmup + args.signins

@@ -99,7 +99,7 @@ class LineBuilder:
                 known = devices[device] = (device_offset(device),
                                            f'device="{device}",randomized={randomized}')
             offset, fields = known
-            base = int(event.ts * 1000.0 + 0.0005) * NS_PER_MS  # base_time_ns, inlined
+            base = base_time_ns(event.ts)
             time_ns = base + offset
             holder = taken.get((kind, time_ns))
             while holder is not None and holder != device:

@@ -86,34 +86,19 @@ class PresenceUpdate:
 
         The same as ``add`` per event and key, in one call: this runs for every event.
         """
-        seen: dict[str, float] | None = None
-        gone: dict[str, float] | None = None
+        seen: dict[str, float] = {}
+        gone: dict[str, float] = {}
         for event in events:
             ts = event.ts
             if ts < not_before:
                 continue  # too old to say anything about who is here now
-            if event.type == "disconnect":
-                if gone is None:
-                    gone = {}
-                members = gone
-            else:
-                if seen is None:
-                    seen = {}
-                members = seen
-            device = event.device
-            if members.get(device, -1.0) < ts:
-                members[device] = ts
-        for found, target in ((seen, self.seen), (gone, self.gone)):
-            if not found:
-                continue
-            for key in keys:
-                held = target.get(key)
-                if held is None:
-                    target[key] = dict(found)
-                    continue
-                for device, ts in found.items():
-                    if held.get(device, -1.0) < ts:
-                        held[device] = ts
+            members = gone if event.type == "disconnect" else seen
+            if members.get(event.device, -1.0) < ts:
+                members[event.device] = ts
+        for found, places in ((seen, self.seen), (gone, self.gone)):
+            if found:
+                for key in keys:
+                    _fold(places, key, found, share=False)
 
     def __bool__(self) -> bool:
         """True when there is something to write."""
@@ -123,13 +108,20 @@ class PresenceUpdate:
         """Fold a later update in, keeping the latest time per device (what Redis would keep)."""
         for mine, theirs in ((self.seen, other.seen), (self.gone, other.gone)):
             for key, members in theirs.items():
-                target = mine.get(key)
-                if target is None:
-                    mine[key] = members  # different APs: no per-device work
-                    continue
-                for device, ts in members.items():
-                    if target.get(device, -1.0) < ts:
-                        target[device] = ts
+                _fold(mine, key, members, share=True)
+
+
+def _fold(places: dict[str, dict[str, float]], key: str, members: dict[str, float],
+          share: bool) -> None:
+    """Fold members into places[key], keeping each device's latest time. A place not there
+    yet takes members as they are when share (no per-device work), else a copy of them."""
+    held = places.get(key)
+    if held is None:
+        places[key] = members if share else dict(members)
+        return
+    for device, ts in members.items():
+        if held.get(device, -1.0) < ts:
+            held[device] = ts
 
 
 class PresenceBuffer:

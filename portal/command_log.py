@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -189,29 +189,29 @@ class CommandLog:
 
     def per_ap(self, since: dt.datetime) -> list[dict[str, Any]]:
         """Commands issued since a time, counted per AP and state, worst first."""
+        record = ApCommandRecord
         with self._sessions() as session:
-            rows = session.execute(
-                select(ApCommandRecord.ap_id, ApCommandRecord.state, ApCommandRecord.error)
-                .where(ApCommandRecord.issued_at >= since)
+            groups = session.execute(
+                select(record.ap_id, record.state, record.error, func.count())
+                .where(record.issued_at >= since)
+                .group_by(record.ap_id, record.state, record.error)
             ).all()
-        counts: dict[str, Counter[str]] = {}
-        for ap_id, state, error in rows:
-            counter = counts.setdefault(ap_id, Counter())
-            counter[state] += 1
+        states: dict[str, Counter[str]] = {}
+        errors: dict[str, Counter[str]] = {}
+        for ap_id, state, error, count in groups:
+            states.setdefault(ap_id, Counter())[state] += count
             if error:
-                counter[f"error:{error}"] += 1
+                errors.setdefault(ap_id, Counter())[error] += count
         report: list[dict[str, Any]] = []
-        for ap_id, counter in counts.items():
-            total = sum(counter[state] for state in
-                        (STATE_SENT, STATE_DONE, STATE_REFUSED, STATE_NO_ACK))
+        for ap_id, counter in states.items():
+            total = counter.total()
             failed = counter[STATE_REFUSED] + counter[STATE_NO_ACK]
             report.append({
                 "ap": ap_id, "commands": total, "done": counter[STATE_DONE],
                 "refused": counter[STATE_REFUSED], "no_ack": counter[STATE_NO_ACK],
                 "waiting": counter[STATE_SENT],
-                "errors": {key[6:]: n for key, n in sorted(counter.items())
-                           if key.startswith("error:")},
-                "failed_share": round(failed / total, 3) if total else 0.0,
+                "errors": dict(sorted(errors.get(ap_id, Counter()).items())),
+                "failed_share": round(failed / total, 3),
             })
         report.sort(key=lambda entry: (-float(entry["failed_share"]), -int(entry["commands"]),
                                        str(entry["ap"])))
