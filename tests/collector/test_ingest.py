@@ -178,8 +178,15 @@ def test_metrics_endpoint_reports_received_written_and_dead_letters(
         publisher(AP_UNIT, b"{not json")
         wait_for(lambda: count_points(influx) == 5, what="points stored")
         wait_for(lambda: collector.summary.dead_lettered["bad_json"] == 1, what="bad_json")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                return str(answer.read().decode())
+
+        # The points are in InfluxDB a moment before the writer counts them: scrape until then.
+        wait_for(lambda: "census_collector_events_written_total 5.0" in scrape(),
+                 what="written counted")
+        text = scrape()
     assert "census_collector_messages_received_total 2.0" in text
     assert "census_collector_events_written_total 5.0" in text
     assert 'census_collector_events_dead_lettered_total{reason="bad_json"} 1.0' in text
