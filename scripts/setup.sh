@@ -24,17 +24,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 PYTHON="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  echo "setup: creating .venv with $($PYTHON --version)"
-  "$PYTHON" -m venv .venv
+# uv installs the locked dependencies (uv.lock: exact versions and hashes for every platform and
+# Python we support), so every set-up from one commit gets the same packages on any day. uv
+# itself comes pinned with hashes (scripts/uv-requirements.txt) into a small venv of its own,
+# apart from .venv, which `uv sync` keeps exactly equal to the lock.
+if [ ! -x .tools/bin/uv ] || [ "$(.tools/bin/uv --version | cut -d' ' -f2)" != \
+     "$(sed -n 's/^uv==\([0-9.]*\).*/\1/p' scripts/uv-requirements.txt)" ]; then
+  echo "setup: installing uv (pinned, hash-checked) into .tools"
+  "$PYTHON" -m venv .tools
+  .tools/bin/python -m pip install -q --disable-pip-version-check --require-hashes \
+    -r scripts/uv-requirements.txt
 fi
-# Reinstall only when the dependency list changed (the stamp holds pyproject.toml's hash).
-stamp=.venv/.wifi-census-installed
-wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
-  echo "setup: installing the Python package and its test tools into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
-  echo "$wanted" > "$stamp"
-fi
+echo "setup: installing the locked Python dependencies and the package into .venv"
+# --locked: stop if uv.lock no longer matches pyproject.toml (refresh with ./scripts/lock.sh).
+UV_PYTHON_DOWNLOADS=never .tools/bin/uv sync --locked --extra test --python "$PYTHON" --quiet
 echo "setup: done"
