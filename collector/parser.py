@@ -287,7 +287,8 @@ class EventParser:
             document = _WIRE_DECODER.decode(payload)
         except msgspec.DecodeError:
             return None
-        items = document if type(document) is list else [document]
+        # isinstance, not `type(...) is list`: mypy 2 no longer narrows a union by type() identity.
+        items: list[_WireEvent] = document if isinstance(document, list) else [document]
         if not items:
             return None, []
         if len(items) > MAX_BATCH_EVENTS:
