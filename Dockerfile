@@ -17,7 +17,6 @@ COPY collector ./collector
 COPY analytics ./analytics
 COPY portal ./portal
 COPY simulator ./simulator
-COPY templates ./templates
 RUN pip install .
 
 RUN useradd --system --home /var/lib/wifi-census census \

@@ -17,13 +17,12 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from census.settings import PROJECT_ROOT, Settings
+from census.settings import Settings
 from portal.const import DEFAULT_LOCALE, STAFF_SESSION_HOURS
 from portal.i18n import page_locale, select_locale
 from portal.services import PortalServices
 
 LOGGER = logging.getLogger(__name__)
-TEMPLATES = PROJECT_ROOT / "templates"
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 
 babel = Babel()
@@ -42,7 +41,8 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
                ) -> Flask:
     """Build the portal application."""
     settings = settings or Settings.load()
-    app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=None)
+    # Templates ship inside the package (portal/templates), found the way flaskr finds its own.
+    app = Flask(__name__, template_folder="templates", static_folder=None)
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_NAME="census_staff",
