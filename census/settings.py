@@ -24,6 +24,18 @@ PREFIX = "WIFI_CENSUS_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def default_var_dir() -> Path:
+    """`<checkout>/var` when running from a checkout, else the user's state folder.
+
+    An installed package lives in site-packages, where `var/` beside it would be wrong (and often
+    read-only); production sets WIFI_CENSUS_VAR_DIR explicitly.
+    """
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT / "var"
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "wifi-census"
+
+
 class SettingsError(ValueError):
     """A configuration variable holds a value the program cannot use."""
 
@@ -178,8 +190,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "var_dir",
         _parse_str,
-        str(PROJECT_ROOT / "var"),
-        "folder for local service data, logs, PID files, spool and generated keys",
+        str(default_var_dir()),
+        "folder for local service data, logs, PID files, spool and generated keys "
+        "(installed without a checkout: $XDG_STATE_HOME/wifi-census)",
     ),
     Variable(
         "database_url",

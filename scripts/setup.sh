@@ -37,5 +37,5 @@ if [ ! -x .tools/bin/uv ] || [ "$(.tools/bin/uv --version | cut -d' ' -f2)" != \
 fi
 echo "setup: installing the locked Python dependencies and the package into .venv"
 # --locked: stop if uv.lock no longer matches pyproject.toml (refresh with ./scripts/lock.sh).
-UV_PYTHON_DOWNLOADS=never .tools/bin/uv sync --locked --extra test --python "$PYTHON" --quiet
+UV_PYTHON_DOWNLOADS=never .tools/bin/uv sync --locked --extra test --group build --python "$PYTHON" --quiet
 echo "setup: done"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,52 @@ def command_of(spec: dict[str, Any]) -> list[str]:
 
 def test_the_stores_and_broker_are_the_production_versions() -> None:
     """mosquitto 2, influxdb 2.7, redis 7, postgres 16, as the deployment promises."""
-    assert SERVICES["mosquitto"]["image"] == "eclipse-mosquitto:2"
-    assert SERVICES["influxdb"]["image"] == "influxdb:2.7"
-    assert SERVICES["redis"]["image"] == "redis:7"
-    assert SERVICES["postgres"]["image"] == "postgres:16"
+    assert SERVICES["mosquitto"]["image"].startswith("eclipse-mosquitto:2.")
+    assert SERVICES["influxdb"]["image"].startswith("influxdb:2.7.")
+    assert SERVICES["redis"]["image"].startswith("redis:7.")
+    assert SERVICES["postgres"]["image"].startswith("postgres:16.")
     assert set(OUR_SERVICES) == {"migrate", "portal", "collector", "ap-commands", "analytics",
                                  "maintenance"}
+
+
+# A release tag, optionally with a -variant and a digest; never a floating tag like `2`, `7`,
+# `latest` or `2.7` that moves under a deployment. PostgreSQL numbers its releases major.minor
+# (16.9); the others major.minor.patch.
+PINNED_IMAGE = re.compile(
+    r"^(?:postgres:\d+\.\d+|[a-z0-9./-]+:\d+\.\d+\.\d+)(-[a-z0-9.-]+)?(@sha256:[0-9a-f]{64})?$"
+)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_compose_image_is_pinned_to_a_release(service: str) -> None:
+    """Each service's image names an exact release, so two deployments run the same bits."""
+    image = SERVICES[service]["image"]
+    assert PINNED_IMAGE.match(image), f"{service}: image {image!r} floats"
+
+
+def test_our_image_is_tagged_with_the_project_version() -> None:
+    """The image built from the Dockerfile carries pyproject.toml's version, not `latest`."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for name in OUR_SERVICES:
+        assert SERVICES[name]["image"] == f"wifi-census:{version}"
+
+
+def test_the_dockerfile_base_image_is_pinned() -> None:
+    """Every FROM (directly or through its ARG default) names an exact release."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    defaults = dict(re.findall(r"^ARG (\w+)=(\S+)$", dockerfile, re.M))
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.M)
+    assert bases
+    for base in bases:
+        image = re.sub(r"\$\{(\w+)\}", lambda match: defaults[match.group(1)], base)
+        assert PINNED_IMAGE.match(image), f"FROM {base} ({image}) floats"
+
+
+def test_floating_tags_are_refused() -> None:
+    """The pin check itself refuses the tags this deployment used to float on."""
+    for floating in ("eclipse-mosquitto:2", "influxdb:2.7", "redis:7", "python:3.11-slim",
+                     "wifi-census:latest", "postgres"):
+        assert not PINNED_IMAGE.match(floating)
 
 
 def test_influxdb_is_initialised_with_org_bucket_token_and_dbrp_mapping() -> None:
@@ -111,12 +152,22 @@ def test_the_broker_config_keeps_a_collector_backlog() -> None:
 
 
 def test_the_image_contains_every_package() -> None:
-    """The Dockerfile copies each top-level package (templates ship inside portal) to install."""
+    """The Dockerfile copies each top-level package (templates ship inside portal) to build."""
     dockerfile = (ROOT / "Dockerfile").read_text()
     packages = ("census", "registry", "collector", "analytics", "portal", "simulator")
     for package in packages:
         assert f"COPY {package} ./{package}" in dockerfile
-    assert "RUN pip install ." in dockerfile
+
+
+def test_the_image_installs_from_the_lock_with_hashes() -> None:
+    """Every pip install in the image checks hashes from uv.lock; nothing resolves afresh."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    installs = re.findall(r"pip install ([^\n&]+)", dockerfile)
+    assert installs
+    for arguments in installs:
+        assert "--require-hashes" in arguments or "--no-deps" in arguments, arguments
+    assert "uv export --frozen" in dockerfile
+    assert "COPY pyproject.toml uv.lock" in dockerfile
 
 
 def test_readme_configuration_table_is_current() -> None:
