@@ -30,7 +30,7 @@ def uv_binary() -> str:
 
 
 def test_the_lock_matches_pyproject() -> None:
-    """`uv lock --check` passes: pyproject.toml's ranges and uv.lock agree (else ./scripts/lock.sh)."""
+    """`uv lock --check` passes: pyproject.toml and uv.lock agree (else ./scripts/lock.sh)."""
     result = subprocess.run(
         [uv_binary(), "lock", "--check", "--offline"],
         cwd=ROOT, capture_output=True, text=True, check=False,
