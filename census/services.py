@@ -11,12 +11,15 @@ program is reported by name instead of being fought over.
 from __future__ import annotations
 
 import getpass
+import grp
+import hashlib
 import logging
 import os
 import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -326,6 +329,43 @@ def _postgres_bin(name: str) -> str:
     return _find_binary([*(str(v / name) for v in versions), name])
 
 
+def _can_traverse(user: str, directory: Path) -> bool:
+    """True when `user` may enter `directory` and each folder above it.
+
+    Folders not made yet count as reachable: they are made with mode 0755 (umask 022).
+    """
+    record = pwd.getpwnam(user)
+    groups = {record.pw_gid, *(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)}
+    for folder in (directory, *directory.parents):
+        try:
+            info = folder.stat()
+        except FileNotFoundError:
+            continue
+        if info.st_uid == record.pw_uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid in groups:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return False
+    return True
+
+
+def postgres_directory(var_dir: Path, run_as: str | None) -> Path:
+    """Where the project's PostgreSQL cluster lives: var/services/postgres when the server's
+    user can reach it, else a folder of that user's own, one per var dir.
+
+    Run as root, the server runs as `postgres`, which cannot enter a checkout in /root or in a
+    0700 temporary folder; its cluster then lives under the postgres user's home.
+    """
+    own = var_dir / "services" / "postgres"
+    if run_as is None or _can_traverse(run_as, own):
+        return own
+    digest = hashlib.sha256(str(var_dir.resolve()).encode()).hexdigest()[:16]
+    return Path(pwd.getpwnam(run_as).pw_dir) / "wifi-census" / digest
+
+
 def _postgres_prepare(service: LocalService) -> None:
     """initdb the project's cluster once (as the unprivileged postgres user when root)."""
     data = service.directory / "data"
@@ -334,6 +374,8 @@ def _postgres_prepare(service: LocalService) -> None:
         record = pwd.getpwnam(service.run_as)
         for path in (service.directory, service.directory / "run"):
             os.chown(path, record.pw_uid, record.pw_gid)
+        if service.directory.parent.name == "wifi-census":
+            os.chown(service.directory.parent, record.pw_uid, record.pw_gid)
     if (data / "PG_VERSION").exists():
         return
     result = subprocess.run(
@@ -350,6 +392,7 @@ def _postgres_prepare(service: LocalService) -> None:
         capture_output=True,
         text=True,
         user=service.run_as,
+        cwd=service.directory,  # initdb returns to its working folder, which must be reachable
         check=False,
     )
     if result.returncode != 0:
@@ -452,7 +495,7 @@ def build_services(settings: Settings, include_postgres: bool = False) -> list[L
                 _postgres_bin("postgres"),
                 "127.0.0.1",
                 settings.postgres_port,
-                root / "postgres",
+                postgres_directory(settings.var_dir, run_as),
                 _postgres_command,
                 _postgres_prepare,
                 _postgres_ready,

@@ -6,7 +6,10 @@ servers other tests use are never touched.
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,3 +117,37 @@ def test_remote_hosts_are_not_started(tmp_path: Path) -> None:
         environ={}, var_dir=tmp_path, environment="test", redis_url="redis://10.0.0.5:6379/0"
     )
     assert "not loopback" in services.start(by_name(settings, "redis"))
+
+
+@pytest.mark.postgres
+def test_postgres_starts_from_a_folder_its_user_cannot_enter(tmp_path: Path) -> None:
+    """As root, from a 0700 folder (a checkout in /root, a mktemp -d), the cluster starts."""
+    if os.geteuid() != 0:
+        pytest.skip("as another user the server runs as that user, who can enter its folders")
+    private = tmp_path / "checkout"
+    private.mkdir(mode=0o700)
+    settings = Settings.load(environ={}, var_dir=private / "var", environment="test",
+                             postgres_port=free_port())
+    service = next(s for s in services.build_services(settings, include_postgres=True)
+                   if s.name == "postgres")
+    assert not service.directory.is_relative_to(private)
+    try:
+        assert "started" in services.start(service)
+        assert services.status(service).answering
+    finally:
+        services.stop(service)
+        shutil.rmtree(service.directory, ignore_errors=True)
+
+
+def test_the_cluster_stays_in_var_when_its_user_can_reach_it() -> None:
+    """A var dir every user may enter keeps the cluster in var/services/postgres."""
+    reachable = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        reachable.chmod(0o755)
+        assert services.postgres_directory(reachable, "postgres") == (
+            reachable / "services" / "postgres")
+        assert services.postgres_directory(reachable, None) == reachable / "services" / "postgres"
+        reachable.chmod(0o700)
+        assert not services.postgres_directory(reachable, "postgres").is_relative_to(reachable)
+    finally:
+        shutil.rmtree(reachable)
