@@ -17,6 +17,8 @@ COPY collector ./collector
 COPY analytics ./analytics
 COPY portal ./portal
 COPY simulator ./simulator
+# The AP templates `wifi-census firmware render` fills (WIFI_CENSUS_FIRMWARE_TEMPLATES).
+COPY firmware_configs ./firmware_configs
 RUN pip install .
 
 RUN useradd --system --home /var/lib/wifi-census census \

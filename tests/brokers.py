@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
+import os
+import pwd
 import socket
 import subprocess
 import time
@@ -122,13 +124,20 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path,
     raise RuntimeError(f"mosquitto did not listen on {port} in {timeout} s:\n{log.read_text()}")
 
 
+def run_as_me() -> str:
+    """A `user` line keeping Mosquitto as this user (as root it would switch to `mosquitto`,
+    which cannot read the test's private folder)."""
+    return f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
+
+
 @contextlib.contextmanager
-def mosquitto(config: Path, ports: list[int]) -> Iterator[subprocess.Popen[bytes]]:
-    """Run Mosquitto with a configuration file until the block ends; wait for every port."""
+def mosquitto(config: Path, ports: list[int], command: list[str] | None = None,
+              env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run Mosquitto (or a command that execs it) until the block ends; wait for every port."""
     log = config.with_suffix(".log")
     with log.open("wb") as out:
-        process = subprocess.Popen([MOSQUITTO, "-c", str(config)], stdout=out,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command or [MOSQUITTO, "-c", str(config)], stdout=out,
+                                   stderr=subprocess.STDOUT, env=env)
     try:
         for port in ports:
             wait_for_port(port, process, log)
@@ -140,3 +149,21 @@ def mosquitto(config: Path, ports: list[int]) -> Iterator[subprocess.Popen[bytes
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+def registry_with_aps(database_url: str, ap_ids: list[str], building: str = "T-1/B1") -> None:
+    """A migrated registry holding these APs in one building (community/building)."""
+    from registry.db import make_engine, make_session_factory, session_scope, upgrade
+    from registry.models import AccessPoint, Building, Community, Coverage
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    community_code, building_code = building.split("/")
+    with session_scope(make_session_factory(engine)) as session:
+        community = Community(code=community_code, name="")
+        place = Building(community=community, code=building_code, name="")
+        session.add_all([community, place])
+        for ap_id in ap_ids:
+            session.add(AccessPoint(ap_id=ap_id, building=place, coverage=Coverage.BUILDING,
+                                    ssid="Census-Free"))
+    engine.dispose()

@@ -1,0 +1,325 @@
+"""The production broker's security, attacked: a real Mosquitto started by deploy/mosquitto's
+entrypoint.sh with its mosquitto.conf (ports moved to free ones, paths into a temporary folder),
+the ACLs it renders, TLS, and AP users issued by `wifi-census firmware ap-cred`.
+
+Every defence is checked by performing the attack: anonymous and wrong credentials, an AP
+publishing as another AP or as analytics, reading another AP's commands, and taking over a
+service's or another AP's session by its client id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from census.cli import main
+from census.firmware import issue_credentials, revoke_credentials
+from census.mqtt import MqttClient, MqttError, ReceivedMessage
+from census.settings import Settings, generate_keys
+from tests.brokers import free_port, make_pki, mosquitto, registry_with_aps, run_as_me
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy" / "mosquitto"
+PREFIX = "census"
+SERVICE_PASSWORDS = {"MQTT_COLLECTOR_PASSWORD": "collector-secret",
+                     "MQTT_COMMAND_LOG_PASSWORD": "command-log-secret",
+                     "MQTT_PORTAL_PASSWORD": "portal-secret",
+                     "MQTT_ANALYTICS_PASSWORD": "analytics-secret"}
+# A test-only observer that reads everything on the services' listener: it sees whatever an
+# attack managed to get through (production has no such user).
+WATCHER = ("watcher", "watcher-secret")
+
+
+@dataclass
+class Broker:
+    """The running production broker: its ports, CA, and the AP passwords issued."""
+
+    settings: Settings  # provisioning settings (registry, AP password file)
+    ap_port: int
+    services_port: int
+    portal_port: int
+    ca: Path
+    passwords: dict[str, str]
+    process_id: int
+
+    def client(self, user: str, password: str, *, listener: str = "ap",
+               client_id: str = "", persistent: bool = False,
+               inbox: queue.Queue[ReceivedMessage] | None = None) -> MqttClient:
+        """A connected client on one listener (TLS on the AP one)."""
+        port = {"ap": self.ap_port, "services": self.services_port,
+                "portal": self.portal_port}[listener]
+        settings = dataclasses.replace(
+            self.settings, mqtt_host="127.0.0.1", mqtt_port=port, mqtt_username=user,
+            mqtt_password=password, mqtt_tls_ca=str(self.ca) if listener == "ap" else "")
+        client = MqttClient(settings, client_id, persistent_session=persistent,
+                            on_message=inbox.put if inbox else None)
+        client.connect(timeout=5)
+        return client
+
+    def ap(self, ap_id: str, **kwargs: object) -> MqttClient:
+        """An AP connected with its own issued credentials."""
+        return self.client(ap_id, self.passwords[ap_id], **kwargs)  # type: ignore[arg-type]
+
+    def service(self, user: str, **kwargs: object) -> MqttClient:
+        """A service connected with its own credentials on its listener."""
+        passwords = {"collector-1": "collector-secret", "command-log": "command-log-secret",
+                     "analytics": "analytics-secret", "portal": "portal-secret",
+                     WATCHER[0]: WATCHER[1]}
+        listener = "portal" if user == "portal" else "services"
+        return self.client(user, passwords[user], listener=listener,  # type: ignore[arg-type]
+                           **kwargs)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """deploy/mosquitto's broker with ap-1 and ap-2 issued, on free loopback ports."""
+    base = tmp_path_factory.mktemp("broker")
+    pki = make_pki(base / "pki")
+    for folder in ("config", "data", "aps", "certs"):
+        (base / folder).mkdir()
+    shutil.copy(pki.server_cert, base / "certs/server.crt")
+    shutil.copy(pki.server_key, base / "certs/server.key")
+    shutil.copy(DEPLOY / "aps.acl.in", base / "config")
+    (base / "config/services.acl.in").write_text(
+        (DEPLOY / "services.acl.in").read_text()
+        + f"\nuser {WATCHER[0]}\ntopic read #\n")
+    ports = {"8883": free_port(), "1883": free_port(), "1884": free_port()}
+    config = (DEPLOY / "mosquitto.conf").read_text().replace("/mosquitto/", f"{base}/")
+    for production, port in ports.items():
+        config = config.replace(f"listener {production}\n", f"listener {port} 127.0.0.1\n")
+    assert all(f"listener {port} 127.0.0.1" in config for port in ports.values())
+    (base / "config/mosquitto.conf").write_text(run_as_me() + config)
+
+    settings = Settings.load(environ={}, environment="test", var_dir=base / "var",
+                             database_url=f"sqlite:///{base / 'registry.sqlite3'}",
+                             mqtt_topic_prefix=PREFIX,
+                             firmware_password_file=str(base / "aps/passwd"), **generate_keys())
+    registry_with_aps(settings.database_url, ["ap-1", "ap-2", "ap-3"])
+    passwords = {ap: issue_credentials(settings, ap) for ap in ("ap-1", "ap-2", "ap-3")}
+
+    env = {**os.environ, **SERVICE_PASSWORDS, "TOPIC_PREFIX": PREFIX,
+           "CONFIG_DIR": str(base / "config"), "DATA_DIR": str(base / "data"),
+           "APS_DIR": str(base / "aps")}
+    with mosquitto(base / "config/mosquitto.conf", list(ports.values()),
+                   command=["sh", str(DEPLOY / "entrypoint.sh")], env=env) as process:
+        _add_watcher(base, process.pid)
+        yield Broker(settings, ports["8883"], ports["1883"], ports["1884"], pki.ca, passwords,
+                     process.pid)
+
+
+def _add_watcher(base: Path, pid: int) -> None:
+    """Add the test's observer the way an operator adds a user (mosquitto_passwd, SIGHUP)."""
+    subprocess.run(["mosquitto_passwd", "-b", str(base / "data/services.passwd"), *WATCHER],
+                   check=True)
+    os.kill(pid, signal.SIGHUP)
+    time.sleep(0.3)
+
+
+def drain(inbox: queue.Queue[ReceivedMessage], until_topic: str,
+          timeout: float = 5.0) -> list[tuple[str, bytes]]:
+    """Messages received up to and including the first on until_topic (the sentinel)."""
+    seen: list[tuple[str, bytes]] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"sentinel on {until_topic} never came; saw {seen}")
+        message = inbox.get(timeout=remaining)
+        seen.append((message.topic, message.payload))
+        if message.topic == until_topic:
+            return seen
+
+
+def topic(ap_id: str, kind: str) -> str:
+    """An AP topic under the test prefix."""
+    return f"{PREFIX}/v1/ap/{ap_id}/{kind}"
+
+
+@pytest.mark.parametrize("listener", ["ap", "services", "portal"])
+def test_anonymous_clients_are_refused(broker: Broker, listener: str) -> None:
+    """No user name: no connection, on every listener."""
+    with pytest.raises(MqttError, match="refused|Not authorized|not authorised"):
+        broker.client("", "", listener=listener)
+
+
+@pytest.mark.parametrize(("user", "password", "listener"), [
+    ("ap-1", "wrong", "ap"),
+    ("ap-1", None, "services"),  # an AP's real password, on the services' listener
+    ("ap-1", None, "portal"),
+    ("collector-1", "collector-secret", "ap"),  # a service's, on the APs' listener
+    ("collector-1", "collector-secret", "portal"),
+    ("portal", "portal-secret", "services"),
+])
+def test_credentials_work_only_on_their_own_listener(broker: Broker, user: str,
+                                                     password: str | None, listener: str) -> None:
+    """Wrong passwords fail, and each listener accepts only its own users."""
+    with pytest.raises(MqttError):
+        broker.client(user, password or broker.passwords[user], listener=listener)
+
+
+def test_an_ap_publishes_only_its_own_events_status_and_answers(broker: Broker) -> None:
+    """ap-1 forges ap-2's events, status and answer, a command, and analytics' and the portal's
+    alerts: none reaches anyone; its own event, status and answer do."""
+    inbox: queue.Queue[ReceivedMessage] = queue.Queue()
+    watcher = broker.service(WATCHER[0], inbox=inbox)
+    watcher.subscribe(f"{PREFIX}/#", qos=1)
+    attacker = broker.ap("ap-1")
+    try:
+        forged = [topic("ap-2", "events"), topic("ap-2", "status"), topic("ap-2", "cmd/ack"),
+                  topic("ap-2", "cmd"), topic("ap-1", "cmd"), f"{PREFIX}/v1/alerts/overcrowding",
+                  f"{PREFIX}/v1/alerts/watchlist", f"{PREFIX}/v1/ap/ap-2/events/x"]
+        for name in forged:
+            attacker.publish(name, b'{"forged":true}', qos=1)
+        own = [topic("ap-1", "events"), topic("ap-1", "status"), topic("ap-1", "cmd/ack")]
+        for name in own:
+            attacker.publish(name, b"own", qos=1)
+        seen = drain(inbox, own[-1])
+    finally:
+        attacker.disconnect()
+        watcher.disconnect()
+    assert seen == [(name, b"own") for name in own]
+
+
+def test_an_ap_cannot_read_another_aps_commands(broker: Broker) -> None:
+    """ap-1 subscribes to ap-2's commands (and to everything): it gets only its own."""
+    inbox: queue.Queue[ReceivedMessage] = queue.Queue()
+    spy = broker.ap("ap-1", inbox=inbox)
+    portal = broker.service("portal")
+    try:
+        for pattern in (topic("ap-2", "cmd"), f"{PREFIX}/v1/ap/+/cmd", "#"):
+            spy.subscribe(pattern, qos=1)
+        portal.publish(topic("ap-2", "cmd"), b"for ap-2", qos=1)
+        portal.publish(topic("ap-1", "cmd"), b"for ap-1", qos=1)
+        seen = drain(inbox, topic("ap-1", "cmd"))
+        time.sleep(0.3)  # anything else (a second copy through '#') would be here by now
+    finally:
+        spy.disconnect()
+        portal.disconnect()
+    assert {payload for _, payload in seen} | {m.payload for m in inbox.queue} == {b"for ap-1"}
+
+
+def test_an_ap_cannot_take_over_the_collectors_session(broker: Broker) -> None:
+    """The incident: a client connects with the collector's client id (clean start off) while
+    events wait for it. Here an AP does it on its listener: it gets a session of its own (the
+    client id is its user name), nothing of the collector's; the collector then gets them all,
+    and a collector online is not disconnected by the attempt."""
+    collector = broker.service("collector-1", client_id="collector-1", persistent=True)
+    collector.subscribe(f"{PREFIX}/v1/ap/+/events", qos=1)
+    collector.disconnect()
+    publisher = broker.ap("ap-3")
+    for index in range(3):
+        publisher.publish(topic("ap-3", "events"), f"queued {index}".encode(), qos=1)
+    stolen: queue.Queue[ReceivedMessage] = queue.Queue()
+    thief = broker.ap("ap-2", client_id="collector-1", persistent=True, inbox=stolen)
+    time.sleep(0.5)
+    thief.disconnect()
+    assert stolen.empty()
+    inbox: queue.Queue[ReceivedMessage] = queue.Queue()
+    collector = broker.service("collector-1", client_id="collector-1", persistent=True,
+                               inbox=inbox)
+    try:
+        # online now: a second attempt must not disconnect it
+        thief = broker.ap("ap-2", client_id="collector-1", persistent=True)
+        publisher.publish(topic("ap-3", "events"), b"after the attempt", qos=1)
+        seen = [inbox.get(timeout=5).payload for _ in range(4)]
+        thief.disconnect()
+    finally:
+        publisher.disconnect()
+        collector.disconnect()
+        ending = broker.service("collector-1")  # a clean start ends the test's session
+        ending.disconnect()
+    assert seen == [b"queued 0", b"queued 1", b"queued 2", b"after the attempt"]
+
+
+def test_an_ap_cannot_take_over_another_aps_session(broker: Broker) -> None:
+    """ap-2 connecting with ap-1's client id gets none of ap-1's queued commands."""
+    agent = broker.ap("ap-1", client_id="ap-1", persistent=True)
+    agent.subscribe(topic("ap-1", "cmd"), qos=1)
+    agent.disconnect()
+    portal = broker.service("portal")
+    portal.publish(topic("ap-1", "cmd"), b"queued for ap-1", qos=1)
+    stolen: queue.Queue[ReceivedMessage] = queue.Queue()
+    thief = broker.ap("ap-2", client_id="ap-1", persistent=True, inbox=stolen)
+    time.sleep(0.5)
+    thief.disconnect()
+    inbox: queue.Queue[ReceivedMessage] = queue.Queue()
+    agent = broker.ap("ap-1", client_id="ap-1", persistent=True, inbox=inbox)
+    try:
+        assert inbox.get(timeout=5).payload == b"queued for ap-1"
+    finally:
+        agent.disconnect()
+        portal.disconnect()
+        broker.ap("ap-1").disconnect()  # clean start: the session ends
+    assert stolen.empty()
+
+
+@pytest.mark.parametrize(("user", "allowed", "refused"), [
+    ("collector-1", None, topic("ap-2", "cmd")),
+    ("command-log", None, topic("ap-2", "cmd/ack")),
+    ("analytics", f"{PREFIX}/v1/alerts/overcrowding", topic("ap-2", "cmd")),
+    ("portal", topic("ap-2", "cmd"), f"{PREFIX}/v1/alerts/overcrowding"),
+])
+def test_each_service_publishes_only_what_it_needs(broker: Broker, user: str,
+                                                   allowed: str | None, refused: str) -> None:
+    """The collector and command log publish nothing; analytics only its alerts; the portal
+    commands and watchlist alerts, not overcrowding alerts."""
+    inbox: queue.Queue[ReceivedMessage] = queue.Queue()
+    watcher = broker.service(WATCHER[0], inbox=inbox)
+    watcher.subscribe(f"{PREFIX}/#", qos=1)
+    service = broker.service(user)
+    sentinel = broker.ap("ap-2")
+    try:
+        service.publish(refused, b"refused", qos=1)
+        if allowed:
+            service.publish(allowed, b"allowed", qos=1)
+            assert inbox.get(timeout=5).topic == allowed
+        sentinel.publish(topic("ap-2", "events"), b"sentinel", qos=1)
+        seen = drain(inbox, topic("ap-2", "events"))
+    finally:
+        for client in (service, sentinel, watcher):
+            client.disconnect()
+    assert seen == [(topic("ap-2", "events"), b"sentinel")]
+
+
+def test_a_revoked_ap_is_refused_after_a_reload(broker: Broker) -> None:
+    """ap-cred revoke removes the AP's line; after SIGHUP the broker refuses the AP, and drops
+    its open connection; issuing again lets it back in with the new password only."""
+    connected = broker.ap("ap-3")
+    assert revoke_credentials(broker.settings, "ap-3")
+    os.kill(broker.process_id, signal.SIGHUP)
+    time.sleep(0.5)
+    with pytest.raises(MqttError):
+        broker.ap("ap-3")
+    with pytest.raises(MqttError):
+        connected.publish(topic("ap-3", "events"), b"after revoke", qos=1, timeout=2)
+    connected.disconnect()
+    old = broker.passwords["ap-3"]
+    result = CliRunner().invoke(main, ["firmware", "ap-cred", "issue", "--ap", "ap-3"],
+                                env=_cli_env(broker.settings))
+    assert result.exit_code == 0, result.output
+    fresh = result.stdout.splitlines()[0]
+    os.kill(broker.process_id, signal.SIGHUP)
+    time.sleep(0.5)
+    broker.client("ap-3", fresh).disconnect()
+    with pytest.raises(MqttError):
+        broker.client("ap-3", old)
+    broker.passwords["ap-3"] = fresh
+
+
+def _cli_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes the CLI load these settings."""
+    names = {"environment", "var_dir", "database_url", "mqtt_topic_prefix",
+             "firmware_password_file", "secret_key", "pseudonym_key", "identity_key",
+             "command_key"}
+    return {f"WIFI_CENSUS_{name.upper()}": str(getattr(settings, name)) for name in names}
