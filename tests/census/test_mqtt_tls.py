@@ -10,7 +10,7 @@ import pytest
 
 from census.mqtt import MqttClient, MqttError, ReceivedMessage
 from census.settings import Settings, SettingsError, generate_keys
-from tests.brokers import Pki, free_port, make_pki, mosquitto
+from tests.brokers import Pki, free_port, make_pki, mosquitto, run_as_me
 
 
 @pytest.fixture
@@ -24,8 +24,7 @@ def tls_broker(tmp_path: Path, pki: Pki) -> Iterator[tuple[int, int]]:
     """A broker with a server-authenticated TLS port and a client-certificate TLS port."""
     plain_tls, mutual_tls = free_port(), free_port()
     config = tmp_path / "mosquitto.conf"
-    config.write_text(f"""per_listener_settings true
-user root
+    config.write_text(run_as_me() + f"""per_listener_settings true
 log_dest stdout
 listener {plain_tls} 127.0.0.1
 certfile {pki.server_cert}
