@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import click
 
@@ -245,7 +246,8 @@ class Renderer:
             "BUILDING": ap.building,
             "COMMAND_KEY": ap.command_key,
             "PORTAL_URL": portal,
-            "CAPPORT_API_URL": f"{portal}/api/captive-portal",
+            # RFC 8908 API (portal/api.py), told which AP the client is behind.
+            "CAPPORT_API_URL": f"{portal}/api/captive?ap={quote(ap.ap_id)}",
             "CENTRAL_BROKER_HOST": self.central_host,
             "CENTRAL_BROKER_PORT": str(self.settings.firmware_broker_port),
         }

@@ -7,10 +7,14 @@ a free loopback port in its temporary folder (the shared broker on 18830 stays a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import ipaddress
 import os
 import pwd
+import queue
+import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -23,7 +27,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from census.firmware import issue_credentials
+from census.mqtt import MqttClient, ReceivedMessage
+from census.settings import Settings, generate_keys
+
 MOSQUITTO = "/usr/sbin/mosquitto"
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy" / "mosquitto"
+SERVICE_PASSWORDS = {"MQTT_COLLECTOR_PASSWORD": "collector-secret",
+                     "MQTT_COMMAND_LOG_PASSWORD": "command-log-secret",
+                     "MQTT_PORTAL_PASSWORD": "portal-secret",
+                     "MQTT_ANALYTICS_PASSWORD": "analytics-secret"}
+# A test-only observer that reads everything on the services' listener: it sees whatever an
+# attack managed to get through (production has no such user).
+WATCHER = ("watcher", "watcher-secret")
 
 
 @dataclass(frozen=True)
@@ -167,3 +184,86 @@ def registry_with_aps(database_url: str, ap_ids: list[str], building: str = "T-1
             session.add(AccessPoint(ap_id=ap_id, building=place, coverage=Coverage.BUILDING,
                                     ssid="Census-Free"))
     engine.dispose()
+
+
+@dataclass
+class Broker:
+    """The running production broker: its ports, CA, and the AP passwords issued."""
+
+    settings: Settings  # provisioning settings (registry, AP password file, topic prefix)
+    ap_port: int
+    services_port: int
+    portal_port: int
+    ca: Path
+    passwords: dict[str, str]
+    process_id: int
+
+    def client(self, user: str, password: str, *, listener: str = "ap",
+               client_id: str = "", persistent: bool = False,
+               inbox: queue.Queue[ReceivedMessage] | None = None) -> MqttClient:
+        """A connected client on one listener (TLS on the AP one)."""
+        port = {"ap": self.ap_port, "services": self.services_port,
+                "portal": self.portal_port}[listener]
+        settings = dataclasses.replace(
+            self.settings, mqtt_host="127.0.0.1", mqtt_port=port, mqtt_username=user,
+            mqtt_password=password, mqtt_tls_ca=str(self.ca) if listener == "ap" else "")
+        client = MqttClient(settings, client_id, persistent_session=persistent,
+                            on_message=inbox.put if inbox else None)
+        client.connect(timeout=5)
+        return client
+
+    def ap(self, ap_id: str, *, client_id: str = "", persistent: bool = False,
+           inbox: queue.Queue[ReceivedMessage] | None = None) -> MqttClient:
+        """An AP connected with its own issued credentials."""
+        return self.client(ap_id, self.passwords[ap_id], client_id=client_id,
+                           persistent=persistent, inbox=inbox)
+
+    def service(self, user: str, *, client_id: str = "", persistent: bool = False,
+                inbox: queue.Queue[ReceivedMessage] | None = None) -> MqttClient:
+        """A service connected with its own credentials on its listener."""
+        passwords = {"collector-1": "collector-secret", "command-log": "command-log-secret",
+                     "analytics": "analytics-secret", "portal": "portal-secret",
+                     WATCHER[0]: WATCHER[1]}
+        listener = "portal" if user == "portal" else "services"
+        return self.client(user, passwords[user], listener=listener, client_id=client_id,
+                           persistent=persistent, inbox=inbox)
+
+
+@contextlib.contextmanager
+def production_broker(base: Path, prefix: str, ap_ids: list[str]) -> Iterator[Broker]:
+    """deploy/mosquitto's broker, run by its entrypoint.sh with its mosquitto.conf (ports moved
+    to free loopback ones, paths into base), with these APs in a registry and issued."""
+    pki = make_pki(base / "pki")
+    for folder in ("config", "data", "aps", "certs"):
+        (base / folder).mkdir()
+    shutil.copy(pki.server_cert, base / "certs/server.crt")
+    shutil.copy(pki.server_key, base / "certs/server.key")
+    shutil.copy(DEPLOY / "aps.acl.in", base / "config")
+    (base / "config/services.acl.in").write_text(
+        (DEPLOY / "services.acl.in").read_text() + f"\nuser {WATCHER[0]}\ntopic read #\n")
+    ports = {"8883": free_port(), "1883": free_port(), "1884": free_port()}
+    config = (DEPLOY / "mosquitto.conf").read_text().replace("/mosquitto/", f"{base}/")
+    for production, port in ports.items():
+        config = config.replace(f"listener {production}\n", f"listener {port} 127.0.0.1\n")
+    assert all(f"listener {port} 127.0.0.1" in config for port in ports.values())
+    (base / "config/mosquitto.conf").write_text(run_as_me() + config)
+
+    settings = Settings.load(environ={}, environment="test", var_dir=base / "var",
+                             database_url=f"sqlite:///{base / 'registry.sqlite3'}",
+                             mqtt_topic_prefix=prefix,
+                             firmware_password_file=str(base / "aps/passwd"), **generate_keys())
+    registry_with_aps(settings.database_url, ap_ids)
+    passwords = {ap: issue_credentials(settings, ap) for ap in ap_ids}
+
+    env = {**os.environ, **SERVICE_PASSWORDS, "TOPIC_PREFIX": prefix,
+           "CONFIG_DIR": str(base / "config"), "DATA_DIR": str(base / "data"),
+           "APS_DIR": str(base / "aps")}
+    with mosquitto(base / "config/mosquitto.conf", list(ports.values()),
+                   command=["sh", str(DEPLOY / "entrypoint.sh")], env=env) as process:
+        # The observer is added the way an operator adds a user: mosquitto_passwd, SIGHUP.
+        subprocess.run(["mosquitto_passwd", "-b", str(base / "data/services.passwd"), *WATCHER],
+                       check=True)
+        os.kill(process.pid, signal.SIGHUP)
+        time.sleep(0.3)
+        yield Broker(settings, ports["8883"], ports["1883"], ports["1884"], pki.ca, passwords,
+                     process.pid)
