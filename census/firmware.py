@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import click
 
@@ -240,12 +240,17 @@ class Renderer:
     def template_values(self, ap: ApMaterial) -> dict[str, str]:
         """What @KEY@ placeholders of the AP templates may use."""
         portal = self.settings.portal_public_url.rstrip("/")
+        parsed = urlsplit(portal)
         return {
             **self.ap_conf(ap),
             "SSID": ap.ssid,
             "BUILDING": ap.building,
             "COMMAND_KEY": ap.command_key,
             "PORTAL_URL": portal,
+            # openNDS FAS: fasremotefqdn, fasport, faspath (and the walled garden's host).
+            "PORTAL_HOST": parsed.hostname or "",
+            "PORTAL_PORT": str(parsed.port or (443 if parsed.scheme == "https" else 80)),
+            "PORTAL_PATH": (parsed.path or "") + "/",
             # RFC 8908 API (portal/api.py), told which AP the client is behind.
             "CAPPORT_API_URL": f"{portal}/api/captive?ap={quote(ap.ap_id)}",
             "CENTRAL_BROKER_HOST": self.central_host,

@@ -188,6 +188,8 @@ def test_render_writes_every_file_an_ap_needs(provisioning: Settings, tmp_path: 
     sample = (out / "etc/config/census-sample").read_text()
     assert "option ap_id 'ap-1'" in sample and f"option faskey '{AP_SECRET}'" in sample
     assert "'https://portal.example.org/api/captive?ap=ap-1'" in sample
+    assert ("fasremotefqdn 'portal.example.org'" in sample and "fasport '443'" in sample
+            and "faspath '/'" in sample)
     assert "user@example.org" in sample and "@" not in sample.replace("user@example.org", "")
     assert os.access(out / "etc/init.d/census-sample", os.X_OK)
 
