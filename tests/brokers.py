@@ -259,7 +259,9 @@ def production_broker(base: Path, prefix: str, ap_ids: list[str]) -> Iterator[Br
            "CONFIG_DIR": str(base / "config"), "DATA_DIR": str(base / "data"),
            "APS_DIR": str(base / "aps")}
     with mosquitto(base / "config/mosquitto.conf", list(ports.values()),
-                   command=["sh", str(DEPLOY / "entrypoint.sh")], env=env) as process:
+                   # BusyBox ash: the shell of the eclipse-mosquitto image (Alpine).
+                   command=["busybox", "ash", str(DEPLOY / "entrypoint.sh")],
+                   env=env) as process:
         # The observer is added the way an operator adds a user: mosquitto_passwd, SIGHUP.
         subprocess.run(["mosquitto_passwd", "-b", str(base / "data/services.passwd"), *WATCHER],
                        check=True)

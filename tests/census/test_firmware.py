@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
+import re
 import shutil
 import stat
 import subprocess
@@ -237,46 +238,95 @@ def central(tmp_path: Path) -> Iterator[Broker]:
         yield running
 
 
+def bridged_settings(central: Broker, templates: Path) -> Settings:
+    """Provisioning settings pointing the bridges at the central test broker's TLS port."""
+    return dataclasses.replace(
+        central.settings, firmware_broker_host="127.0.0.1",
+        firmware_broker_port=central.ap_port, firmware_broker_ca=str(central.ca),
+        firmware_templates=str(templates))
+
+
+def local_broker_config(root: Path, data: Path) -> tuple[Path, int]:
+    """A rendered local broker's mosquitto.conf, moved to root's files and a free port."""
+    port = free_port()
+    config = (root / "etc/mosquitto/mosquitto.conf").read_text()
+    listen = re.search(r"^listener 1883 (\S+)$", config, re.M)
+    assert listen, config
+    config = (config.replace("/etc/", f"{root}/etc/")
+              .replace("/var/lib/mosquitto/", f"{data}/")
+              .replace(listen.group(0), f"listener {port} 127.0.0.1")
+              .replace("log_dest syslog", "log_dest stdout"))
+    data.mkdir()
+    path = data.parent / f"{data.name}.conf"
+    path.write_text(run_as_me() + config)
+    return path, port
+
+
+def connect_as_ap(settings: Settings, ap_root: Path, port: int,
+                  inbox: queue.Queue[ReceivedMessage] | None = None) -> MqttClient:
+    """An AP's script connecting to its local broker with the rendered ap.conf and password."""
+    conf = source(ap_root / "etc/wifi-census/ap.conf")
+    password = (ap_root / "etc/wifi-census/broker.password").read_text().strip()
+    client = MqttClient(dataclasses.replace(
+        settings, mqtt_host="127.0.0.1", mqtt_port=port, mqtt_username=conf["BROKER_USER"],
+        mqtt_password=password), on_message=inbox.put if inbox else None)
+    client.connect(timeout=5)
+    return client
+
+
+def test_an_ap_of_its_own_bridges_to_the_central_broker(central: Broker, tmp_path: Path,
+                                                        templates: Path) -> None:
+    """render --ap: the AP's own Mosquitto (on 127.0.0.1) carries its event up over TLS under
+    its user and its command down; its scripts connect as ap.conf says."""
+    settings = bridged_settings(central, templates)
+    out = tmp_path / "out"
+    result = cli(settings, "firmware", "render", "--ap", "ap-1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert source(out / "etc/wifi-census/ap.conf")["BROKER_HOST"] == "127.0.0.1"
+    config, port = local_broker_config(out, tmp_path / "ap-broker")
+    events: queue.Queue[ReceivedMessage] = queue.Queue()
+    collector = central.service("collector-1", inbox=events)
+    collector.subscribe("census/v1/ap/+/events", qos=1)
+    with mosquitto(config, [port]):
+        commands: queue.Queue[ReceivedMessage] = queue.Queue()
+        agent = connect_as_ap(settings, out, port, commands)
+        agent.subscribe("census/v1/ap/ap-1/cmd", qos=1)
+        publisher = connect_as_ap(settings, out, port)
+        portal = central.service("portal")
+        try:
+            publisher.publish("census/v1/ap/ap-1/events", b"[]", qos=1)
+            assert events.get(timeout=20).topic == "census/v1/ap/ap-1/events"
+            portal.publish("census/v1/ap/ap-1/cmd", b"authorize", qos=1)
+            assert commands.get(timeout=20).payload == b"authorize"
+        finally:
+            for client in (agent, publisher, portal, collector):
+                client.disconnect()
+
+
 def test_a_building_gateway_relays_its_aps_over_tls(central: Broker, tmp_path: Path,
                                                     templates: Path) -> None:
     """render --building --gateway-host: the gateway's Mosquitto (the rendered files, real)
     bridges to the central broker over TLS under each AP's own user. An AP's event reaches the
     collector; the portal's command reaches the AP's agent; an AP cannot use the gateway to
     publish as its neighbour."""
-    settings = dataclasses.replace(
-        central.settings, firmware_broker_host="127.0.0.1",
-        firmware_broker_port=central.ap_port, firmware_broker_ca=str(central.ca),
-        firmware_templates=str(templates))
+    settings = bridged_settings(central, templates)
     out = tmp_path / "out"
     result = cli(settings, "firmware", "render", "--building", "T-1/B1", "--out", str(out),
                  "--gateway-host", "gw.b1.lan")
     assert result.exit_code == 0, result.output
     ap_conf = source(out / "ap-1/etc/wifi-census/ap.conf")
     assert (ap_conf["BROKER_HOST"], ap_conf["BROKER_USER"]) == ("gw.b1.lan", "ap-1")
-    gateway = out / "gateway"
-    port = free_port()
-    config = (gateway / "etc/mosquitto/mosquitto.conf").read_text()
-    config = (config.replace("/etc/", f"{gateway}/etc/")
-              .replace("/var/lib/mosquitto/", f"{tmp_path}/gateway-data/")
-              .replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
-              .replace("log_dest syslog", "log_dest stdout"))
-    (tmp_path / "gateway-data").mkdir()
-    (tmp_path / "gateway.conf").write_text(run_as_me() + config)
+    assert not (out / "ap-1/etc/mosquitto").exists()  # the gateway's broker serves it
+    config, port = local_broker_config(out / "gateway", tmp_path / "gateway-data")
 
     def at_gateway(ap_id: str, inbox: queue.Queue[ReceivedMessage] | None = None) -> MqttClient:
-        """An AP's script connecting to the gateway with the rendered ap.conf and password."""
-        conf = source(out / ap_id / "etc/wifi-census/ap.conf")
-        password = (out / ap_id / "etc/wifi-census/broker.password").read_text().strip()
-        client = MqttClient(dataclasses.replace(
-            settings, mqtt_host="127.0.0.1", mqtt_port=port, mqtt_username=conf["BROKER_USER"],
-            mqtt_password=password), on_message=inbox.put if inbox else None)
-        client.connect(timeout=5)
-        return client
+        """An AP's script connecting to the gateway."""
+        return connect_as_ap(settings, out / ap_id, port, inbox)
 
     events: queue.Queue[ReceivedMessage] = queue.Queue()
     collector = central.service("collector-1", inbox=events)
     collector.subscribe("census/v1/ap/+/events", qos=1)
-    with mosquitto(tmp_path / "gateway.conf", [port]):
+    with mosquitto(config, [port]):
         commands: queue.Queue[ReceivedMessage] = queue.Queue()
         agent = at_gateway("ap-1", commands)
         agent.subscribe("census/v1/ap/ap-1/cmd", qos=1)
