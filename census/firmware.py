@@ -261,8 +261,12 @@ class Renderer:
         """Write one rendered file (secrets readable by the owner only)."""
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        path.chmod(0o600 if secret else 0o644)
+        mode = 0o600 if secret else 0o644
+        # Created with its mode, so a secret is never readable by others, not even briefly.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        path.chmod(mode)  # an existing file keeps its old mode through os.open
         return path
 
     def _broker_template(self, name: str) -> str:
@@ -304,8 +308,11 @@ class Renderer:
                       name: str) -> list[Path]:
         """Write the local broker's three files (and the CA its bridge checks) under out."""
         conf, passwd, acl = self.bridge(aps, listen_address, name)
+        # Mosquitto 2 reads its configuration as root, but the password file and ACL only
+        # after dropping to its own user: those must be readable by it (the password file holds
+        # only PBKDF2 hashes of 32-character random passwords).
         written = [self._write(out, BRIDGE_CONF, conf, secret=True),
-                   self._write(out, BRIDGE_PASSWD, passwd, secret=True),
+                   self._write(out, BRIDGE_PASSWD, passwd),
                    self._write(out, BRIDGE_ACL, acl)]
         if self.ca:
             written.append(self._write(out, CA_FILE, Path(self.ca).read_text(encoding="utf-8")))
