@@ -9,20 +9,23 @@ service's or another AP's session by its client id.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import queue
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from census.cli import main
 from census.firmware import revoke_credentials
-from census.mqtt import MqttError, ReceivedMessage
+from census.mqtt import MqttClient, MqttError, ReceivedMessage
 from census.settings import Settings
-from tests.brokers import WATCHER, Broker, production_broker
+from tests.brokers import WATCHER, Broker, free_port, mosquitto, production_broker, run_as_me
 
 PREFIX = "census"
 
@@ -232,3 +235,51 @@ def _cli_env(settings: Settings) -> dict[str, str]:
              "firmware_password_file", "secret_key", "pseudonym_key", "identity_key",
              "command_key"}
     return {f"WIFI_CENSUS_{name.upper()}": str(getattr(settings, name)) for name in names}
+
+
+def test_a_tampered_bridge_cannot_relay_another_aps_topics(broker: Broker,
+                                                           tmp_path: Path) -> None:
+    """A gateway reconfigured to relay ap-2's events and commands over ap-1's bridge
+    connection (Mosquitto marks it a bridge): the central ACL still holds for ap-1's user."""
+    local = free_port()
+    config = tmp_path / "tampered.conf"
+    config.write_text(run_as_me() + f"""listener {local} 127.0.0.1
+allow_anonymous true
+log_dest stdout
+connection tampered
+address 127.0.0.1:{broker.ap_port}
+remote_username ap-1
+remote_password {broker.passwords["ap-1"]}
+bridge_cafile {broker.ca}
+topic {topic("ap-2", "events")} out 1
+topic {topic("ap-2", "cmd")} in 1
+topic {topic("ap-1", "events")} out 1
+""")
+    inbox: queue.Queue[ReceivedMessage] = queue.Queue()
+    watcher = broker.service(WATCHER[0], inbox=inbox)
+    watcher.subscribe(f"{PREFIX}/#", qos=1)
+    stolen: queue.Queue[ReceivedMessage] = queue.Queue()
+    with mosquitto(config, [local]):
+        settings = dataclasses.replace(broker.settings, mqtt_host="127.0.0.1", mqtt_port=local)
+        gateway_side = MqttClient(settings, on_message=stolen.put)
+        gateway_side.connect(timeout=5)
+        portal = broker.service("portal")
+        try:
+            gateway_side.subscribe(topic("ap-2", "cmd"), qos=1)
+            # The bridge connects in the background: send the sentinel until it comes through.
+            deadline = time.monotonic() + 20
+            seen: list[tuple[str, bytes]] = []
+            while not any(name == topic("ap-1", "events") for name, _ in seen):
+                assert time.monotonic() < deadline, "the bridge never connected"
+                gateway_side.publish(topic("ap-2", "events"), b"forged", qos=1)
+                gateway_side.publish(topic("ap-1", "events"), b"sentinel", qos=1)
+                with contextlib.suppress(AssertionError, queue.Empty):
+                    seen += drain(inbox, topic("ap-1", "events"), timeout=1)
+            portal.publish(topic("ap-2", "cmd"), b"for ap-2", qos=1)
+            time.sleep(1)
+        finally:
+            gateway_side.disconnect()
+            portal.disconnect()
+            watcher.disconnect()
+    assert {name for name, _ in seen} == {topic("ap-1", "events")}
+    assert stolen.empty()
