@@ -41,6 +41,9 @@ COPY --from=build /dist /tmp/dist
 RUN pip install --require-hashes -r /tmp/runtime.txt \
  && pip install --no-deps /tmp/dist/*.whl \
  && rm -rf /tmp/runtime.txt /tmp/dist
+# The AP templates `wifi-census firmware render` fills (WIFI_CENSUS_FIRMWARE_TEMPLATES): files for
+# network engineers, shipped beside the package rather than inside it.
+COPY firmware_configs /usr/share/wifi-census/firmware_configs
 
 RUN useradd --system --home /var/lib/wifi-census census \
  && mkdir -p /var/lib/wifi-census && chown census /var/lib/wifi-census

@@ -70,6 +70,7 @@ LAZY_COMMANDS = {
     "ap-agents": "simulator.cli:ap_agents",
     "simulate": "simulator.cli:simulate",
     "demo": "census.demo:demo",
+    "firmware": "census.firmware:firmware",
 }
 
 

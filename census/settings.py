@@ -205,6 +205,21 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("mqtt_username", _parse_str, "", "MQTT user name (empty: anonymous)"),
     Variable("mqtt_password", _parse_str, "", "MQTT password", secret=True),
     Variable(
+        "mqtt_tls_ca",
+        _parse_str,
+        "",
+        "CA certificate file (PEM) that signed the broker's; set: connect over TLS (empty: plain)",
+    ),
+    Variable(
+        "mqtt_tls_certfile",
+        _parse_str,
+        "",
+        "client certificate file (PEM) for brokers that want one (needs the CA and the key)",
+    ),
+    Variable(
+        "mqtt_tls_keyfile", _parse_str, "", "private key file (PEM) of the client certificate"
+    ),
+    Variable(
         "mqtt_topic_prefix",
         _parse_topic_prefix,
         "census",
@@ -406,6 +421,39 @@ VARIABLES: tuple[Variable, ...] = (
         "wifi-census-command-log",
         "MQTT client id (persistent session) of the AP command log (`ap-commands run`)",
     ),
+    # --- access-point provisioning (issue 14); see firmware_configs/README.md ---
+    Variable(
+        "firmware_broker_host",
+        _parse_str,
+        "",
+        "the broker's address as APs and building gateways reach it (empty: WIFI_CENSUS_MQTT_HOST)",
+    ),
+    Variable(
+        "firmware_broker_port",
+        _parse_port,
+        "8883",
+        "the broker's TLS port for APs and building gateways",
+    ),
+    Variable(
+        "firmware_broker_ca",
+        _parse_str,
+        "",
+        "CA certificate (PEM) shipped to APs to check the broker (empty: WIFI_CENSUS_MQTT_TLS_CA; "
+        "both empty: APs bridge without TLS)",
+    ),
+    Variable(
+        "firmware_password_file",
+        _parse_str,
+        "",
+        "the broker's password file of AP users, kept by `firmware ap-cred` "
+        "(empty: <var_dir>/broker/aps.passwd)",
+    ),
+    Variable(
+        "firmware_templates",
+        _parse_str,
+        str(PROJECT_ROOT / "firmware_configs"),
+        "folder of the AP templates (openwrt/**/*.in, broker/*.in) that `firmware render` fills",
+    ),
     Variable(
         "analytics_config",
         _parse_str,
@@ -427,6 +475,9 @@ class Settings:
     mqtt_port: int
     mqtt_username: str
     mqtt_password: str = field(repr=False)
+    mqtt_tls_ca: str
+    mqtt_tls_certfile: str
+    mqtt_tls_keyfile: str
     mqtt_topic_prefix: str
     redis_url: str
     redis_key_prefix: str
@@ -469,6 +520,11 @@ class Settings:
     collector_flush_ms: int
     collector_registry_poll_s: int
     command_log_client_id: str
+    firmware_broker_host: str
+    firmware_broker_port: int
+    firmware_broker_ca: str
+    firmware_password_file: str
+    firmware_templates: str
     analytics_config: str
 
     @classmethod
@@ -492,6 +548,7 @@ class Settings:
                 shown = "***" if variable.secret else raw
                 raise SettingsError(variable.env_name, shown, str(error)) from None
         values["var_dir"] = Path(values["var_dir"]).resolve()
+        _check_tls(values)
         if values["database_url"] is None:
             values["database_url"] = f"sqlite:///{values['var_dir'] / 'registry.sqlite3'}"
         missing = [name for name in GENERATED_KEYS if values[name] is None]
@@ -525,6 +582,18 @@ class Settings:
                 value = "***"
             shown[PREFIX + f.name.upper()] = str(value)
         return shown
+
+
+def _check_tls(values: Mapping[str, Any]) -> None:
+    """A client certificate needs its key and the CA (TLS is on only with a CA)."""
+    certfile, keyfile = values["mqtt_tls_certfile"], values["mqtt_tls_keyfile"]
+    if bool(certfile) != bool(keyfile):
+        name = "MQTT_TLS_KEYFILE" if certfile else "MQTT_TLS_CERTFILE"
+        raise SettingsError(PREFIX + name, "", "a client certificate needs both the certificate "
+                            "and its key file")
+    if certfile and not values["mqtt_tls_ca"]:
+        raise SettingsError(PREFIX + "MQTT_TLS_CA", "", "a client certificate needs the CA "
+                            "(TLS is on only when WIFI_CENSUS_MQTT_TLS_CA is set)")
 
 
 def generate_keys() -> dict[str, str]:
@@ -562,6 +631,8 @@ def markdown_table() -> str:
         default = variable.default
         if variable.attribute == "var_dir":
             default = "`<checkout>/var`"
+        elif variable.attribute == "firmware_templates":
+            default = "`<checkout>/firmware_configs`"
         elif default is None:
             default = "generated in development" if variable.secret else "see meaning"
         else:

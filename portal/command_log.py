@@ -51,6 +51,8 @@ STATE_NO_ACK = "no_ack"
 ALERT_REASONS = frozenset({"bad_signature", "wrong_ap", "not_yet_valid", "replayed",
                            "bad_version", "bad_field", "bad_json"})
 ALERT_KIND = "ap_command_refused"
+# Alert reason for an AP answering another AP's command.
+FOREIGN_ACK = "foreign_ack"
 NO_ACK_GRACE_S = 60
 
 
@@ -79,6 +81,7 @@ class LogSummary:
     acks: int = 0
     late_acks: int = 0  # answers to commands already marked no_ack
     unmatched_acks: int = 0  # answers whose command was not (yet) seen
+    foreign_acks: int = 0  # answers on another AP's ack topic than the command's: ignored
     no_ack: int = 0
     purged: int = 0
     alerts: int = 0
@@ -105,14 +108,14 @@ class CommandLog:
                 select(ApCommandRecord).where(ApCommandRecord.nonce.in_(nonces)))}
             for item in items:
                 if isinstance(item, SeenCommand):
-                    self._record_command(session, rows, item)
+                    self._record_command(session, rows, item, summary)
                     summary.commands += 1
                 else:
                     self._record_ack(session, rows, item, summary)
         return summary
 
     def _record_command(self, session: Session, rows: dict[str, ApCommandRecord],
-                        item: SeenCommand) -> None:
+                        item: SeenCommand, summary: LogSummary) -> None:
         """A command: a new row in state sent, or the details of a row its answer opened."""
         command = item.command
         row = rows.get(command.nonce)
@@ -120,11 +123,20 @@ class CommandLog:
             row = ApCommandRecord(nonce=command.nonce, ap_id=item.ap_id, state=STATE_SENT)
             session.add(row)
             rows[command.nonce] = row
+        foreign = row.ap_id if row.ap_id != item.ap_id else None
         row.cmd = command.cmd
         # The command carries the raw MAC (the AP needs it); the log keeps only the pseudonym.
         row.mac_pseudonym = pseudonymize_mac(command.mac, self._pseudonym_key)
         row.issued_at = dt.datetime.fromtimestamp(command.issued, dt.UTC)
         row.expires_at = dt.datetime.fromtimestamp(command.expires, dt.UTC)
+        if foreign is not None:
+            # The row was opened by an answer from another AP, seen before the command: that
+            # answer was not from the command's AP, so it settles nothing.
+            LOGGER.warning("ignored an answer to %s's command %s from AP %s", item.ap_id,
+                           command.nonce, foreign)
+            summary.foreign_acks += 1
+            summary.alerts += self._alert(session, foreign, FOREIGN_ACK, row)
+            row.ap_id, row.state, row.error, row.settled_at = item.ap_id, STATE_SENT, "", None
 
     def _record_ack(self, session: Session, rows: dict[str, ApCommandRecord], item: SeenAck,
                     summary: LogSummary) -> None:
@@ -136,8 +148,16 @@ class CommandLog:
             row = ApCommandRecord(nonce=ack.nonce, ap_id=item.ap_id, state=STATE_SENT)
             session.add(row)
             rows[ack.nonce] = row
+        elif row.ap_id != item.ap_id:
+            # Only the AP the command was for may answer it (the broker's ACL should already
+            # stop this: an AP publishing on another AP's ack topic is misconfigured or hostile).
+            LOGGER.warning("ignored an answer to %s's command %s from AP %s", row.ap_id,
+                           ack.nonce, item.ap_id)
+            summary.foreign_acks += 1
+            summary.alerts += self._alert(session, item.ap_id, FOREIGN_ACK, row)
+            return
         elif row.state in (STATE_DONE, STATE_REFUSED):
-            return  # a redelivered answer
+            return  # the first answer stands: a redelivered or second one changes nothing
         elif row.state == STATE_NO_ACK:
             summary.late_acks += 1
         summary.acks += 1
@@ -378,8 +398,8 @@ class CommandLogService:
     def _add(self, summary: LogSummary) -> None:
         """Fold a batch's figures into the totals."""
         totals = self.totals
-        for name in ("commands", "acks", "late_acks", "unmatched_acks", "no_ack", "purged",
-                     "alerts"):
+        for name in ("commands", "acks", "late_acks", "unmatched_acks", "foreign_acks", "no_ack",
+                     "purged", "alerts"):
             setattr(totals, name, getattr(totals, name) + getattr(summary, name))
         totals.malformed.update(summary.malformed)
 
@@ -415,7 +435,8 @@ def run_command(client_id: str | None, exit_when_idle: float | None) -> None:
         totals = service.totals
     malformed = ", ".join(f"{k} {v}" for k, v in sorted(totals.malformed.items())) or "none"
     click.echo(f"commands {totals.commands}, answers {totals.acks} (late {totals.late_acks}, "
-               f"before their command {totals.unmatched_acks}), no answer {totals.no_ack}, "
+               f"before their command {totals.unmatched_acks}, from another AP, ignored "
+               f"{totals.foreign_acks}), no answer {totals.no_ack}, "
                f"alerts {totals.alerts}, purged {totals.purged}, malformed: {malformed}")
 
 

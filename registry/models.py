@@ -237,6 +237,12 @@ class AccessPoint(Base):
     ssid: Mapped[str] = mapped_column(String(32), default="")
     # Per-AP command-signing secret, encrypted like identity numbers; empty: the global key.
     secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The AP's MQTT password (user name = AP id), encrypted the same way: the broker keeps only
+    # its hash, and `firmware render` needs the clear text for the AP. Empty: none issued.
+    broker_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    broker_secret_issued_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True
+    )
 
     building: Mapped[Building] = relationship()
     unit: Mapped[Unit | None] = relationship()

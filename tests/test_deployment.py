@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ def test_the_stores_and_broker_are_the_production_versions() -> None:
     assert SERVICES["redis"]["image"].startswith("redis:7.")
     assert SERVICES["postgres"]["image"].startswith("postgres:16.")
     assert set(OUR_SERVICES) == {"migrate", "portal", "collector", "ap-commands", "analytics",
-                                 "maintenance"}
+                                 "maintenance", "firmware"}
 
 
 # A release tag, optionally with a -variant and a digest; never a floating tag like `2`, `7`,
@@ -108,9 +109,10 @@ def test_every_service_command_exists_with_its_options(service: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_environment_uses_only_known_settings_and_loads_in_production() -> None:
-    """Every WIFI_CENSUS_* variable is a real setting, and together they load cleanly."""
-    environment = COMPOSE["x-census-environment"]
+@pytest.mark.parametrize("service", OUR_SERVICES)
+def test_environment_uses_only_known_settings_and_loads_in_production(service: str) -> None:
+    """Every WIFI_CENSUS_* variable a service gets is a real setting, and they load cleanly."""
+    environment = SERVICES[service]["environment"]
     known = {variable.env_name for variable in VARIABLES}
     assert set(environment) <= known, set(environment) - known
     keys = generate_keys()
@@ -149,6 +151,69 @@ def test_the_broker_config_keeps_a_collector_backlog() -> None:
     text = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
     assert re.search(r"^max_queued_messages\s+\d{6,}", text, re.M)
     assert "allow_anonymous false" in text
+
+
+def broker_listeners() -> dict[str, dict[str, str]]:
+    """mosquitto.conf's listeners: port -> their options (per_listener_settings)."""
+    listeners: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in (ROOT / "deploy/mosquitto/mosquitto.conf").read_text().splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "listener":
+            current = listeners.setdefault(words[1], {})
+        elif current is not None:
+            current[words[0]] = " ".join(words[1:])
+    return listeners
+
+
+def test_every_broker_listener_authenticates_and_only_tls_is_published() -> None:
+    """No anonymous listener; each has its own password file and ACL; client ids are bound to
+    users everywhere but the portal's own listener; only the TLS port leaves the host."""
+    text = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
+    assert re.search(r"^per_listener_settings true$", text, re.M)
+    listeners = broker_listeners()
+    assert set(listeners) == {"8883", "1883", "1884"}
+    for port, options in listeners.items():
+        assert options["allow_anonymous"] == "false", port
+        assert options["password_file"] and options["acl_file"], port
+        assert options.get("use_username_as_clientid") == ("false" if port == "1884" else "true")
+    assert {"certfile", "keyfile"} <= set(listeners["8883"])
+    assert len({options["password_file"] for options in listeners.values()}) == 3
+    assert SERVICES["mosquitto"]["ports"] == ["8883:8883"]
+
+
+def test_each_service_has_its_own_broker_user_on_its_listener() -> None:
+    """Every MQTT-speaking service logs in as the user the ACL gives its rights to."""
+    acl = (ROOT / "deploy/mosquitto/services.acl.in").read_text()
+    broker_env = SERVICES["mosquitto"]["environment"]
+    acl_users = set(re.findall(r"^user (\S+)$", acl.replace("@COLLECTOR_USER@",
+                                                           broker_env["MQTT_COLLECTOR_USER"]),
+                               re.M))
+    expected = {"collector": ("collector-1", "1883"), "ap-commands": ("command-log", "1883"),
+                "analytics": ("analytics", "1883"), "portal": ("portal", "1884")}
+    users = set()
+    for service, (user, port) in expected.items():
+        environment = SERVICES[service]["environment"]
+        assert environment["WIFI_CENSUS_MQTT_USERNAME"] == user
+        assert environment.get("WIFI_CENSUS_MQTT_PORT", "1883") == port
+        password = re.match(r"\$\{(\w+):", environment["WIFI_CENSUS_MQTT_PASSWORD"])
+        assert password and password.group(1) in broker_env
+        users.add(user)
+    assert users == acl_users
+    # The persistent sessions' client ids are their users (the broker would force it anyway).
+    assert SERVICES["collector"]["environment"]["WIFI_CENSUS_COLLECTOR_CLIENT_ID"] == "collector-1"
+    assert SERVICES["ap-commands"]["environment"][
+        "WIFI_CENSUS_COMMAND_LOG_CLIENT_ID"] == "command-log"
+
+
+def test_the_broker_entrypoint_is_posix_sh() -> None:
+    """entrypoint.sh runs under the image's BusyBox sh: shellcheck -s sh finds nothing."""
+    script = ROOT / "deploy/mosquitto/entrypoint.sh"
+    result = subprocess.run(["shellcheck", "-s", "sh", str(script)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout
 
 
 def test_the_image_contains_every_package() -> None:

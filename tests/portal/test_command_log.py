@@ -123,6 +123,41 @@ def test_an_answer_before_its_command_is_kept_and_completed(
     assert (row.state, row.cmd, row.issued_at) == ("done", "authorize", NOW)
 
 
+def test_an_answer_from_another_aps_topic_settles_nothing(
+        session_factory: sessionmaker[Session]) -> None:
+    """The attack: ap-evil answers ap-1's command on its own ack topic, claiming it failed
+    (bad_signature), before and after the command is seen. Neither settles the command; the
+    real answer does; each forged answer opens (or counts into) an alert against ap-evil."""
+    log = CommandLog(session_factory, PSEUDONYM_KEY)
+    log.record([sent(nonce="00000000000000c1")])
+    forged = log.record([answer("00000000000000c1", False, "bad_signature", ap="ap-evil")])
+    assert (forged.acks, forged.foreign_acks) == (0, 1)
+    assert rows(session_factory)["00000000000000c1"].state == "sent"
+    assert log.record([answer("00000000000000c1")]).acks == 1
+    # Before its command: the forged answer opens the row, the command takes it back.
+    log.record([answer("00000000000000c2", ap="ap-evil")])
+    assert log.record([sent(nonce="00000000000000c2")]).foreign_acks == 1
+    row = rows(session_factory)["00000000000000c2"]
+    assert (row.ap_id, row.state, row.settled_at) == ("ap-1", "sent", None)
+    assert rows(session_factory)["00000000000000c1"].state == "done"
+    assert [(a.payload["ap"], a.payload["reason"], a.payload["count"])
+            for a in alerts(session_factory)] == [("ap-evil", "foreign_ack", 2)]
+
+
+def test_only_the_first_answer_counts(session_factory: sessionmaker[Session]) -> None:
+    """A second answer (a replayed 'ok' after a refusal, or the other way) changes nothing."""
+    log = CommandLog(session_factory, PSEUDONYM_KEY)
+    log.record([sent(nonce="00000000000000d1"), sent(nonce="00000000000000d2")])
+    log.record([answer("00000000000000d1", False, "expired"), answer("00000000000000d2")])
+    second = log.record([answer("00000000000000d1"),
+                         answer("00000000000000d2", False, "ndsctl_failed")])
+    assert second.acks == 0
+    settled = rows(session_factory)
+    assert (settled["00000000000000d1"].state, settled["00000000000000d1"].error) == (
+        "refused", "expired")
+    assert (settled["00000000000000d2"].state, settled["00000000000000d2"].error) == ("done", "")
+
+
 def test_rows_past_retention_are_purged_and_the_summary_ranks_failing_aps(
         session_factory: sessionmaker[Session]) -> None:
     """Old rows go; per AP: counts by state and reason, the most failing AP first."""
