@@ -15,6 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from registry.models import RegistryVersion, utcnow
 
 LOGGER = logging.getLogger(__name__)
+# Alembic 1.16+ logs each of its autogenerate plugins at INFO on every upgrade: noise in every
+# command's output, nothing an operator acts on. Migrations themselves still log at INFO.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
