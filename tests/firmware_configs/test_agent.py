@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -63,10 +64,9 @@ class Agent:
         return command.nonce, command.to_json()
 
 
-@pytest.fixture(scope="module")
-def agent(openwrt_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
-    """One agent for the module, with its persistent session made before it starts."""
-    folder = tmp_path_factory.mktemp("agent")
+@contextmanager
+def running_agent(folder: Path, path: str, **environment: str) -> Iterator[Agent]:
+    """An agent with its own AP id, key and prefix; its persistent session made before it runs."""
     prefix = f"test-agent-{uuid.uuid4().hex[:8]}"
     ap_id = f"ap-{uuid.uuid4().hex[:8]}"
     key = f"secret-{uuid.uuid4().hex}"
@@ -79,7 +79,7 @@ def agent(openwrt_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     client_id = f"{ap_id}-agent"
     command_topic = f"{prefix}/v1/ap/{ap_id}/cmd"
     # The agent's persistent session exists before it runs: commands sent while it is away
-    # are queued for it (contract section 4), so none of the tests races its start.
+    # are queued for it (contract section 4), so no test races its start.
     subprocess.run(["mosquitto_sub", "-p", str(BROKER_PORT), "-c", "-i", client_id, "-q", "1",
                     "-t", command_topic, "-E"], check=True, timeout=10)
     acks = folder / "acks.jsonl"
@@ -87,8 +87,9 @@ def agent(openwrt_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         listener = subprocess.Popen(["mosquitto_sub", "-p", str(BROKER_PORT), "-q", "1",
                                      "-t", f"{command_topic}/ack"], stdout=sink)
     time.sleep(0.3)  # the listener's SUBACK before any answer
-    script = start_script(AGENT, openwrt_bin, folder / "agent.log", CENSUS_CONF=str(conf),
-                          CENSUS_STATE_DIR=str(folder / "state"), NDSCTL_STANDIN_DIR=str(ndsctl))
+    script = start_script(AGENT, path, folder / "agent.log", CENSUS_CONF=str(conf),
+                          CENSUS_STATE_DIR=str(folder / "state"), NDSCTL_STANDIN_DIR=str(ndsctl),
+                          **environment)
     try:
         yield Agent(script, ap_id, key, prefix, acks, ndsctl)
     finally:
@@ -100,6 +101,13 @@ def agent(openwrt_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                         "-t", command_topic, "-E"], timeout=10)
         subprocess.run(["mosquitto_pub", "-p", str(BROKER_PORT), "-r", "-n",
                         "-t", f"{prefix}/v1/ap/{ap_id}/status"], timeout=10)
+
+
+@pytest.fixture(scope="module")
+def agent(openwrt_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
+    """One agent for the module's tests."""
+    with running_agent(tmp_path_factory.mktemp("agent"), openwrt_bin) as running:
+        yield running
 
 
 @pytest.fixture
@@ -262,3 +270,17 @@ def test_the_agent_keeps_the_ap_status_retained(agent: Agent) -> None:
     message = json.loads(status)
     assert message["v"] == 1 and message["online"] is True
     assert abs(message["ts"] - time.time()) < 600
+
+
+def test_the_nonce_store_is_bounded(openwrt_bin: str, tmp_path: Path) -> None:
+    """Nonces are kept until their command expires, but never more than CENSUS_NONCE_MAX."""
+    with running_agent(tmp_path, openwrt_bin, CENSUS_NONCE_MAX="3") as small:
+        nonces = []
+        for index in range(5):
+            nonce, payload = small.command(mac=f"02:00:00:00:01:{index:02x}")
+            small.send(payload)
+            nonces.append(nonce)
+        assert small.ack_for(nonces[-1])[0]["ok"] is True
+        stored = (tmp_path / "state" / "nonces").read_text().split()[::2]
+        assert stored == nonces[-3:]
+        assert len(small.calls()) == 5
