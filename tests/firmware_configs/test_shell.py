@@ -30,10 +30,12 @@ def test_the_ap_ships_its_shell_scripts() -> None:
     assert names == {
         "openwrt/files/etc/init.d/census-agent",
         "openwrt/files/etc/init.d/census-publisher",
+        "openwrt/files/etc/wifi-census/ap.conf.example",
         "openwrt/files/usr/lib/wifi-census/common.sh",
         "openwrt/files/usr/sbin/census-agent",
         "openwrt/files/usr/sbin/census-publisher",
         "openwrt/templates/etc/uci-defaults/95-census-captive-api",
+        "openwrt/templates/etc/wifi-census/ap.conf",
     }
 
 
