@@ -36,6 +36,14 @@ class Agent:
     prefix: str
     acks: Path
     ndsctl: Path
+    path: str
+    folder: Path
+    environment: dict[str, str]
+
+    def start(self) -> None:
+        """Start (or start again) the agent script."""
+        self.script = start_script(AGENT, self.path, self.folder / "agent.log",
+                                   **self.environment)
 
     def send(self, payload: bytes | str) -> None:
         """Publish a command payload on this AP's command topic (QoS 1)."""
@@ -44,7 +52,7 @@ class Agent:
                         "-t", f"{self.prefix}/v1/ap/{self.ap_id}/cmd", "-m", body],
                        check=True, timeout=10)
 
-    def ack_for(self, nonce: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, object]]:
+    def ack_for(self, nonce: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, object]]:
         """The agent's answers to a nonce, once there are count of them."""
         def answers() -> list[dict[str, object]]:
             found = [json.loads(line) for line in self.acks.read_text().splitlines()]
@@ -87,13 +95,14 @@ def running_agent(folder: Path, path: str, **environment: str) -> Iterator[Agent
         listener = subprocess.Popen(["mosquitto_sub", "-p", str(BROKER_PORT), "-q", "1",
                                      "-t", f"{command_topic}/ack"], stdout=sink)
     time.sleep(0.3)  # the listener's SUBACK before any answer
-    script = start_script(AGENT, path, folder / "agent.log", CENSUS_CONF=str(conf),
-                          CENSUS_STATE_DIR=str(folder / "state"), NDSCTL_STANDIN_DIR=str(ndsctl),
-                          **environment)
+    running = Agent(None, ap_id, key, prefix, acks, ndsctl, path, folder,  # type: ignore[arg-type]
+                    {"CENSUS_CONF": str(conf), "CENSUS_STATE_DIR": str(folder / "state"),
+                     "NDSCTL_STANDIN_DIR": str(ndsctl), **environment})
+    running.start()
     try:
-        yield Agent(script, ap_id, key, prefix, acks, ndsctl)
+        yield running
     finally:
-        script.stop()
+        running.script.stop()
         listener.terminate()
         listener.wait(5)
         # Leave nothing on the shared broker: the session, and the retained status.
@@ -233,7 +242,7 @@ def test_a_payload_without_a_nonce_is_refused_and_logged(agent: Agent) -> None:
     """Nothing to answer to: refused and logged, ndsctl untouched."""
     before = len(agent.calls())
     agent.send('["authorize","a4:83:e7:12:9f:01"]')
-    wait_until(lambda: "refused command: bad_json" in agent.script.output(), 10, "the log line")
+    wait_until(lambda: "refused command: bad_json" in agent.script.output(), 20, "the log line")
     assert agent.calls()[before:] == []
 
 
@@ -284,3 +293,24 @@ def test_the_nonce_store_is_bounded(openwrt_bin: str, tmp_path: Path) -> None:
         stored = (tmp_path / "state" / "nonces").read_text().split()[::2]
         assert stored == nonces[-3:]
         assert len(small.calls()) == 5
+
+
+def test_commands_sent_while_the_agent_is_away_arrive_and_replays_stay_refused(
+    openwrt_bin: str, tmp_path: Path,
+) -> None:
+    """Persistent session: a command sent while the agent restarts is applied when it is back;
+    the nonces it had seen survive the restart (kept in /tmp), so a replay is still refused."""
+    with running_agent(tmp_path, openwrt_bin) as restarting:
+        first, first_payload = restarting.command(mac="02:00:00:00:02:01")
+        restarting.send(first_payload)
+        assert restarting.ack_for(first)[0]["ok"] is True
+        log = restarting.script.stop()
+        assert "answering commands" in log
+        later, later_payload = restarting.command(mac="02:00:00:00:02:02")
+        restarting.send(later_payload)  # nobody is listening now
+        restarting.send(first_payload)  # and a replay of the first
+        restarting.start()
+        assert restarting.ack_for(later)[0]["ok"] is True
+        answers = restarting.ack_for(first, count=2)
+        assert [(a["ok"], a["error"]) for a in answers] == [(True, ""), (False, "replayed")]
+        assert restarting.calls() == ["auth 02:00:00:00:02:01 60", "auth 02:00:00:00:02:02 60"]
