@@ -263,3 +263,23 @@ def test_an_ssid_with_quotes_and_backslashes_stays_valid_json(
         log = script.stop()
     batch = json.loads(spooled(spool)[0])
     assert [event["ssid"] for event in batch] == [ssid, ssid], log
+
+
+def test_a_killed_publisher_leaves_no_process_behind(
+    openwrt_bin: str, ubus_state: Path, tmp_path: Path,
+) -> None:
+    """SIGKILL (procd, when SIGTERM took too long): watcher and sender notice and end the rest."""
+    script = run_publisher(tmp_path, openwrt_bin, ubus_state, "spooltest", "ap-kill", free_port())
+    wait_until(lambda: bool(subscriptions(ubus_state)), 20, "the subscription")
+    script.process.kill()
+    script.process.wait(5)
+
+    def survivors() -> list[str]:
+        listing = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(script.process.pid)],
+                                 capture_output=True, text=True).stdout.splitlines()
+        return [line for line in listing if " Z" not in line and "defunct" not in line]
+
+    try:
+        wait_until(lambda: survivors() == [], 20, "the publisher's processes to end")
+    finally:
+        script.stop()
