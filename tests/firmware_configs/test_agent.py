@@ -314,3 +314,22 @@ def test_commands_sent_while_the_agent_is_away_arrive_and_replays_stay_refused(
         answers = restarting.ack_for(first, count=2)
         assert [(a["ok"], a["error"]) for a in answers] == [(True, ""), (False, "replayed")]
         assert restarting.calls() == ["auth 02:00:00:00:02:01 60", "auth 02:00:00:00:02:02 60"]
+
+
+def test_a_restart_after_sigkill_ends_the_old_subscription(openwrt_bin: str,
+                                                           tmp_path: Path) -> None:
+    """procd's SIGKILL leaves mosquitto_sub behind; the next agent ends it and takes over."""
+    with running_agent(tmp_path, openwrt_bin) as killed:
+        wait_until(lambda: (tmp_path / "state" / "sub.pid").exists(), 20, "the subscription")
+        old = int((tmp_path / "state" / "sub.pid").read_text())
+        killed.script.process.kill()
+        killed.script.process.wait(5)
+        assert Path(f"/proc/{old}").exists()  # orphaned, still connected
+        killed.start()
+        wait_until(lambda: not Path(f"/proc/{old}").exists()
+                   or "Z" in Path(f"/proc/{old}/stat").read_text().split()[2], 20,
+                   "the old mosquitto_sub to end")
+        nonce, payload = killed.command(mac="02:00:00:00:03:01")
+        killed.send(payload)
+        assert killed.ack_for(nonce)[0]["ok"] is True
+        assert "a killed agent left behind" in killed.script.output()
