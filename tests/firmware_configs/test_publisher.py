@@ -283,3 +283,66 @@ def test_a_killed_publisher_leaves_no_process_behind(
         wait_until(lambda: survivors() == [], 20, "the publisher's processes to end")
     finally:
         script.stop()
+
+
+def make_certificates(folder: Path) -> None:
+    """A test CA, a server certificate for 127.0.0.1, and client certificates ap-tls, reader."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True,
+                       timeout=30)
+
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+            "-subj", "/CN=census test CA")
+    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name in ("server", "ap-tls", "reader"):
+        openssl("req", *curve, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN={'127.0.0.1' if name == 'server' else name}")
+        extra = ["-extfile", "server.ext"] if name == "server" else []
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", *extra)
+
+
+def test_the_publisher_speaks_tls_with_a_client_certificate(
+    openwrt_bin: str, ubus_state: Path, tmp_path: Path,
+) -> None:
+    """BROKER_CAFILE / CERTFILE / KEYFILE: events reach a broker that requires a certificate."""
+    make_certificates(tmp_path)
+    port = free_port()
+    conf = tmp_path / "tls.conf"
+    run_as = "user root\n" if os.geteuid() == 0 else ""
+    conf.write_text(f"listener {port} 127.0.0.1\ncafile {tmp_path}/ca.crt\n"
+                    f"certfile {tmp_path}/server.crt\nkeyfile {tmp_path}/server.key\n"
+                    "require_certificate true\nuse_identity_as_username true\n"
+                    f"allow_anonymous false\n{run_as}")
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    received = tmp_path / "received.jsonl"
+    script = None
+    listener = None
+    try:
+        def listening() -> bool:
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(listening, 20, "the TLS broker")
+        with open(received, "w") as sink:
+            listener = subprocess.Popen(
+                ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
+                 "--cafile", str(tmp_path / "ca.crt"), "--cert", str(tmp_path / "reader.crt"),
+                 "--key", str(tmp_path / "reader.key"), "-t", "tlstest/#"], stdout=sink)
+        time.sleep(0.5)
+        script = run_publisher(tmp_path, openwrt_bin, ubus_state, "tlstest", "ap-tls", port,
+                               BROKER_CAFILE=tmp_path / "ca.crt",
+                               BROKER_CERTFILE=tmp_path / "ap-tls.crt",
+                               BROKER_KEYFILE=tmp_path / "ap-tls.key")
+        wait_until(lambda: "snapshot" in received.read_text(), 20, "the snapshot over TLS")
+    finally:
+        log = script.stop() if script else ""
+        if listener:
+            listener.terminate()
+            listener.wait(5)
+        broker.terminate()
+        broker.wait(10)
+    batch = json.loads(received.read_text().splitlines()[0])
+    assert [event["mac"] for event in batch] == ["ba:1c:3d:77:02:9e", "00:16:3e:00:00:07"], log
