@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from census.commands import CommandError, NonceCache, build_command, signature, verify_command
+from census.commands import (
+    CommandError,
+    NonceCache,
+    build_command,
+    parse_ack,
+    signature,
+    verify_command,
+)
 from tests.firmware_configs.apside import AGENT, Script, start_script, wait_until, write_conf
 
 BROKER_PORT = 18830
@@ -55,7 +62,10 @@ class Agent:
     def ack_for(self, nonce: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, object]]:
         """The agent's answers to a nonce, once there are count of them."""
         def answers() -> list[dict[str, object]]:
-            found = [json.loads(line) for line in self.acks.read_text().splitlines()]
+            lines = self.acks.read_text().splitlines()
+            for line in lines:
+                parse_ack(line)  # every answer is a contract ack (census.commands)
+            found = [json.loads(line) for line in lines]
             return [ack for ack in found if ack.get("nonce") == nonce]
         wait_until(lambda: len(answers()) >= count, timeout, f"an ack for {nonce}")
         return answers()
