@@ -5,8 +5,8 @@ AP id) in the broker's password file of AP users and keeps the password, encrypt
 numbers, in the registry; `wifi-census firmware render --ap AP | --building B --out DIR` writes
 what the AP needs, laid out as on the AP's file system: ``etc/wifi-census/ap.conf`` (the
 shell-sourceable per-AP contract), the secrets beside it, the AP's Mosquitto bridge to the
-central broker, and every ``*.in`` template under ``firmware_configs/openwrt/`` with its
-``@KEY@`` placeholders filled in. Nobody edits these files by hand.
+central broker, and every template under ``firmware_configs/openwrt/templates/`` (and any other
+``*.in`` under ``firmware_configs/openwrt/``) with its ``@KEY@`` placeholders filled in. Nobody edits these files by hand.
 
 Why a bridge: the central broker binds each client id to its user (``use_username_as_clientid``)
 so no credential can take over another's session; that allows one connection per user, while the
@@ -249,6 +249,8 @@ class Renderer:
             "PORTAL_URL": portal,
             # openNDS FAS: fasremotefqdn, fasport, faspath (and the walled garden's host).
             "PORTAL_HOST": parsed.hostname or "",
+            "PORTAL_FQDN": parsed.hostname or "",  # the AP templates' name for it
+            "FAS_KEY": ap.command_key,  # openNDS faskey: the AP's own secret
             "PORTAL_PORT": str(parsed.port or (443 if parsed.scheme == "https" else 80)),
             "PORTAL_PATH": (parsed.path or "") + "/",
             # RFC 8908 API (portal/api.py), told which AP the client is behind.
@@ -332,9 +334,7 @@ class Renderer:
         else:
             written += self._write_bridge(out, [ap], "127.0.0.1", ap.ap_id)
         values = self.template_values(ap)
-        openwrt = self.templates / "openwrt"
-        for template in sorted(openwrt.rglob("*.in")) if openwrt.is_dir() else []:
-            relative = template.relative_to(openwrt).with_suffix("")
+        for template, relative in self._ap_templates():
             text = fill(template.read_text(encoding="utf-8"), values,
                         str(template.relative_to(self.templates)))
             secret = ap.command_key in text or ap.broker_password in text
@@ -343,6 +343,24 @@ class Renderer:
                 path.chmod(path.stat().st_mode | 0o111)  # init scripts stay executable
             written.append(path)
         return written
+
+    def _ap_templates(self) -> list[tuple[Path, Path]]:
+        """Each AP template and where it lands on the AP: every file under
+        openwrt/templates/ (its path below that folder), and any other openwrt/**/*.in."""
+        openwrt = self.templates / "openwrt"
+        if not openwrt.is_dir():
+            return []
+        tree = openwrt / "templates"
+        found: list[tuple[Path, Path]] = []
+        for template in sorted(tree.rglob("*")) if tree.is_dir() else []:
+            if template.is_file():
+                relative = template.relative_to(tree)
+                found.append((template, relative.with_suffix("") if template.suffix == ".in"
+                              else relative))
+        for template in sorted(openwrt.rglob("*.in")):
+            if not template.is_relative_to(tree):
+                found.append((template, template.relative_to(openwrt).with_suffix("")))
+        return found
 
     def render_gateway(self, aps: list[ApMaterial], out: Path, name: str) -> list[Path]:
         """The building gateway's broker relaying every AP of the building."""

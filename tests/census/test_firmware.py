@@ -15,6 +15,7 @@ import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner, Result
@@ -227,6 +228,16 @@ def test_the_projects_own_openwrt_templates_render(provisioning: Settings,
                                    firmware_templates=str(ROOT / "firmware_configs"))
     result = cli(settings, "firmware", "render", "--ap", "ap-1", "--out", str(tmp_path / "o"))
     assert result.exit_code == 0, result.output
+    out = tmp_path / "o"
+    templates = ROOT / "firmware_configs" / "openwrt" / "templates"
+    rendered = [out / t.relative_to(templates) for t in templates.rglob("*") if t.is_file()]
+    assert rendered
+    for path in rendered:
+        text = path.read_text()
+        assert not re.search(r"@[A-Z_]+@", text), path
+    opennds = (out / "etc/config/opennds").read_text()
+    assert "ap-1" in opennds
+    assert urlsplit(settings.portal_public_url).hostname in opennds
 
 
 @pytest.fixture
