@@ -425,17 +425,18 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
                form: SignInForm | None = None, keep: bool = False) -> Response:
     """Issue a code within the limits, send it, and show the code page (or why not).
 
-    keep: also store the identity as the flow's pending one, in the issue's round trip.
+    keep: also store the identity as the flow's pending one, in the issue's round trip (only
+    when the code goes out: a refused send leaves the flow's pending identity as it was).
     """
     services = _services()
     hs = flow.handshake
     client = f"{hs.ap_id}:{hs.client_ip}"
     stash = None
     if keep:
-        # Kept whatever the issue's answer (a resend may follow the cooldown).
         stash = (services.pending.key(flow.fid), services.pending.encode(declared),
                  services.otp.policy.ttl * PENDING_TTL_FACTOR)
-    result = services.otp.issue(flow.fid, declared.phone, client, stash=stash)
+    binding = services.otp.binding(*declared.binding_parts())
+    result = services.otp.issue(flow.fid, declared.phone, client, binding=binding, stash=stash)
     problem = ""
     if result.status is IssueStatus.COOLDOWN:
         problem = _("A code was sent to this number a moment ago. Please wait %(seconds)d "
@@ -556,7 +557,9 @@ def verify() -> Response:
     if not form.validate():
         return _render_code(flow, declared, form=form)
     services = _services()
-    checked = services.otp.verify(flow.fid, form.code.data or "")
+    # The code vouches only for what it was sent for: the identity signed in must be that one.
+    checked = services.otp.verify(flow.fid, form.code.data or "",
+                                  binding=services.otp.binding(*declared.binding_parts()))
     if checked.status is VerifyStatus.WRONG:
         form.code.errors = [_("That code is not right. %(left)d tries left.",
                               left=checked.tries_left)]
@@ -564,7 +567,7 @@ def verify() -> Response:
     if checked.status is VerifyStatus.LOCKED:
         form.code.errors = [_("Too many wrong codes. Please ask for a new code.")]
         return _render_code(flow, declared, form=form)
-    if checked.status is VerifyStatus.EXPIRED:
+    if checked.status in (VerifyStatus.EXPIRED, VerifyStatus.UNBOUND):
         form.code.errors = [_("This code has expired. Please ask for a new code.")]
         return _render_code(flow, declared, form=form)
     try:

@@ -112,6 +112,11 @@ class DeclaredIdentity:
         """As a JSON-able dict (kept encrypted in Redis while the code is pending)."""
         return asdict(self)
 
+    def binding_parts(self) -> tuple[str, ...]:
+        """Every field, as text in a fixed order: what a one-time code is bound to."""
+        return (self.name, self.id_type, self.id_number, self.phone,
+                "" if self.unit_id is None else str(self.unit_id), self.consent_version)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeclaredIdentity:
         """Back from to_dict()."""

@@ -16,7 +16,6 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.test import TestResponse
 
 from census.commands import NonceCache, verify_command
 from census.privacy import pseudonymize_mac
@@ -37,9 +36,12 @@ from tests.portal.conftest import (
     ZHANG_ID,
     Place,
     Subscriber,
+    code_form,
     hidden,
     identity_form,
     last_code,
+    page,
+    sign_in,
     signed_query,
 )
 
@@ -47,28 +49,6 @@ IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/60
           "(KHTML, like Gecko) Mobile/15E148")
 PIXEL = ("Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/AP2A.240805.005) AppleWebKit/537.36 "
          "(KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36")
-
-
-def page(response: TestResponse) -> str:
-    """A response's HTML."""
-    return response.get_data(as_text=True)
-
-
-def code_form(html: str, code: str) -> dict[str, str]:
-    """The code page's form, filled in."""
-    return {"flow": hidden(html, "flow"), "lang": hidden(html, "lang"),
-            "csrf_token": hidden(html, "csrf_token"), "code": code}
-
-
-def sign_in(client: FlaskClient, services: PortalServices, query: str | None = None,
-            **fields: str) -> TestResponse:
-    """Redirect, identity form, code: the whole way, returning the last response."""
-    splash = client.get("/?" + (query or signed_query()))
-    assert splash.status_code == 200, page(splash)
-    sent = client.post("/signin", data=identity_form(page(splash), **fields))
-    assert sent.status_code == 200 and 'name="code"' in page(sent), page(sent)
-    phone = fields.get("phone", "13800138000")
-    return client.post("/verify", data=code_form(page(sent), last_code(services, phone)))
 
 
 def test_registered_resident_signs_in_and_the_ap_gets_a_signed_authorize(
