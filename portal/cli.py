@@ -194,6 +194,28 @@ def move_out_command(resident_id: int, when: dt.datetime | None) -> None:
     click.echo(f"resident {resident_id} moved out on {day}; {sent} deauthorize command(s) sent")
 
 
+@portal.command("confirm-phone")
+@click.argument("signin_id", type=int)
+@click.option("--staff", required=True, help="Who saw the person and their document (audited).")
+def confirm_phone_command(signin_id: int, staff: str) -> None:
+    """Make SIGNIN_ID's verified phone its resident's, after seeing them in person.
+
+    Only for an `unconfirmed` sign-in (a registered resident with no phone on file).
+    """
+    from portal.signin import confirm_phone
+    from registry.db import make_engine, make_session_factory
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        resident_id = confirm_phone(make_session_factory(engine), signin_id, f"cli:{staff}")
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"resident {resident_id}: the phone of sign-in {signin_id} is now on file")
+
+
 @portal.command("purge")
 def purge() -> None:
     """Delete sign-in records older than the retention period (WIFI_CENSUS_RETENTION_DAYS)."""

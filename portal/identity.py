@@ -159,6 +159,12 @@ class IdentityMatch:
         return (self.resident is not None and self.name_ok and self.phone_ok
                 and not self.moved_out)
 
+    @property
+    def unconfirmed(self) -> bool:
+        """A current resident whose name agrees but who has no phone on file to check against."""
+        return (self.resident is not None and self.name_ok and not self.resident.phone
+                and not self.moved_out)
+
 
 _RESIDENTS = Resident.metadata.tables[Resident.__tablename__]
 _WATCHLIST = WatchlistEntry.metadata.tables[WatchlistEntry.__tablename__]
@@ -184,8 +190,9 @@ def match_identity(session: Session, cipher: IdentityCipher, declared: DeclaredI
         return IdentityMatch(digest, None, False, False, False, watch)
     resident = RegistryPerson(row.id, row.unit_id, row.name, row.phone or "", row.move_out)
     moved_out = resident.move_out is not None and resident.move_out <= today
-    # A registry entry without a phone accepts the verified one; otherwise they must agree,
-    # or anybody who knows a neighbour's ID number could sign in as them.
-    phone_ok = not resident.phone or resident.phone == declared.phone
+    # The verified phone must be the one on file, or anybody who knows a neighbour's name and
+    # ID number could sign in as them. No phone on file proves nothing: the number becomes the
+    # resident's only by staff confirmation or the registry import (issue #11 defect 3).
+    phone_ok = bool(resident.phone) and resident.phone == declared.phone
     return IdentityMatch(digest, resident, same_name(resident.name, declared.name), phone_ok,
                          moved_out, watch)

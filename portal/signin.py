@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from census.privacy import is_locally_administered, mask_name, pseudonymize_mac
 from portal import audit
@@ -25,6 +25,7 @@ from portal.const import (
     OUTCOME_MISMATCH,
     OUTCOME_REGISTERED,
     OUTCOME_SELF_DECLARED,
+    OUTCOME_UNCONFIRMED,
     OUTCOME_VISITOR,
 )
 from portal.devices import BindResult, Revocation, bind_device, device_label, revoke_all
@@ -103,9 +104,6 @@ def _watchlist_alert(session: Session, reason: str, signin_id: int, ap_id: str,
 
 _SIGNINS = SignIn.metadata.tables[SignIn.__tablename__]
 _INSERT_SIGNIN = insert(_SIGNINS).returning(_SIGNINS.c.id)
-_RESIDENTS = Resident.metadata.tables[Resident.__tablename__]
-_SET_PHONE = update(_RESIDENTS).where(_RESIDENTS.c.id == bindparam("resident")).values(
-    phone=bindparam("number"))
 
 
 def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentity,
@@ -131,9 +129,11 @@ def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentit
             assert match.resident is not None
             resident_id, unit_id, outcome = (match.resident.id, match.resident.unit_id,
                                              OUTCOME_REGISTERED)
-            if not match.resident.phone:
-                connection.execute(_SET_PHONE, {"resident": resident_id,
-                                                "number": declared.phone})
+        elif match.unconfirmed:
+            # A resident with no phone on file: the verified number proves only that the
+            # claimant holds *a* phone. Recorded against the resident for staff to confirm,
+            # never bound, and the registry's phone stays empty.
+            outcome = OUTCOME_UNCONFIRMED
         elif match.resident is not None:
             # Known identity whose name or phone disagree (or who moved out): recorded for
             # the back office, never bound, and the page looks the same as any other.
@@ -293,3 +293,23 @@ def move_out(services: PortalServices, resident_id: int, when: dt.date, actor: s
         audit.record(session, actor, "move_out", f"resident:{resident_id}",
                {"move_out": when.isoformat(), "devices_revoked": len(revoked)}, client_ip)
     return send_revocations(services, revoked)
+
+
+def confirm_phone(session_factory: sessionmaker[Session], signin_id: int, actor: str,
+                  client_ip: str = "") -> int:
+    """Make an unconfirmed sign-in's verified phone its resident's (staff saw the person and
+    their document); return the resident id. Refused unless the resident still has none."""
+    with session_scope(session_factory) as session:
+        signin = session.get(SignIn, signin_id)
+        if signin is None or signin.outcome != OUTCOME_UNCONFIRMED or not signin.phone:
+            raise LookupError(f"sign-in {signin_id} is not an unconfirmed sign-in with a phone")
+        resident = session.get(Resident, signin.resident_id) if signin.resident_id else None
+        if resident is None:
+            raise LookupError(f"sign-in {signin_id} has no resident any more")
+        if resident.phone:
+            raise LookupError(f"resident {resident.id} already has a phone on file")
+        resident.phone = signin.phone
+        bump_registry_version(session)
+        audit.record(session, actor, "confirm_phone", f"resident:{resident.id}",
+                     {"signin": signin_id}, client_ip)
+        return resident.id
