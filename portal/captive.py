@@ -122,6 +122,7 @@ _REFUSALS = {
     "expired": 400,
     "bad_signature": 403,
     "unknown_ap": 403,
+    "bad_gateway": 403,
     "missing": 400,
     "malformed": 400,
 }
@@ -196,11 +197,13 @@ def _unit_options(flow: Flow, selected: str) -> Markup:
 def _one_tap_device(flow: Flow, known_hint: bool | None = None) -> tuple[int, str] | None:
     """(device id, masked name) when this address is a known device that may skip the code.
 
-    known_hint False (Redis says the address was never bound) skips the registry query.
+    known_hint False (Redis says the address was never bound) skips the registry query. Only an
+    address the AP signed counts: a FAS hand-over's MAC is anyone's claim.
     """
     services = _services()
     settings = services.settings
-    if settings.portal_reverify_days <= 0 or known_hint is False:
+    if (settings.portal_reverify_days <= 0 or known_hint is False
+            or flow.handshake.kind != HANDSHAKE_SIGNED):
         return None
     pseudonym = pseudonymize_mac(flow.handshake.mac, settings.pseudonym_key)
     now = dt.datetime.now(dt.UTC)
@@ -396,7 +399,7 @@ def splash() -> Response:
             limited = _limited("page", ident)
             if limited is not None:
                 return limited
-            hs = parse_fas(args, lambda ap_id: services.directory.get(ap_id) is not None)
+            hs = parse_fas(args, services.directory.fas_gateway_for)
             known = None
     except HandshakeError as error:
         if error.reason != "replayed":

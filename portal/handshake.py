@@ -19,7 +19,10 @@ Two forms are accepted (docs/portal.md explains both, with the AP side):
   ``hid`` is sha256 of the client's secret token; after sign-in the portal sends the client to
   ``http://{gatewayaddress}/{authdir}/?tok=sha256(hid + faskey)``, which only the real gateway,
   knowing the token, accepts. Level 1 carries no signature: the portal cannot tell a forged
-  ``clientmac`` from a real one, so it never sends an MQTT authorize command for a FAS hand-over.
+  ``clientmac`` from a real one (levels 2 and 3 encrypt with AES-CBC but do not authenticate),
+  so a FAS hand-over is accepted only from an AP where an administrator enabled it, only with
+  that AP's own gateway address (the one that receives ``tok``), and its MAC is never trusted:
+  no MQTT authorize command, no one-tap sign-in, no device binding (issue #11 defect 2).
 """
 
 from __future__ import annotations
@@ -97,6 +100,11 @@ def sign_redirect(key: str, ap: str, mac: str, ip: str, gw: str = "", url: str =
     }
     values["sig"] = redirect_signature(key, values)
     return values
+
+
+def valid_gateway(value: str) -> bool:
+    """Whether a text can be a gateway's host[:port] (the AP setting and the hand-over)."""
+    return bool(_GATEWAY.match(value))
 
 
 def _check_ip(raw: str, name: str) -> str:
@@ -182,8 +190,13 @@ def encode_fas_parameter(fields: Mapping[str, str]) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
-def parse_fas(args: Mapping[str, str], known_ap: Callable[[str], bool]) -> Handshake:
-    """Check an openNDS FAS level-1 (hid) hand-over."""
+def parse_fas(args: Mapping[str, str], fas_gateway_for: Callable[[str], str | None]
+              ) -> Handshake:
+    """Check an openNDS FAS level-1 (hid) hand-over.
+
+    fas_gateway_for: the gateway address of an AP with FAS enabled, None for any other AP
+    (unknown or signed-only: refused alike, so that the answer does not tell them apart).
+    """
     fields = decode_fas_parameter(args["fas"]) if "fas" in args else dict(args)
     missing = [n for n in ("hid", "gatewayname", "gatewayaddress", "clientip", "clientmac")
                if not fields.get(n)]
@@ -196,11 +209,15 @@ def parse_fas(args: Mapping[str, str], known_ap: Callable[[str], bool]) -> Hands
     if not _HID.match(hid):
         raise HandshakeError("malformed", "hid must be 64 hex characters (sha256)")
     ap_id = fields["gatewayname"]
-    if not _AP_ID.match(ap_id) or not known_ap(ap_id):
-        raise HandshakeError("unknown_ap", f"gateway {ap_id[:64]!r} is not an AP in the registry")
+    expected = fas_gateway_for(ap_id) if _AP_ID.match(ap_id) else None
+    if expected is None:
+        raise HandshakeError("unknown_ap",
+                             f"gateway {ap_id[:64]!r} is not an AP with FAS enabled")
     gateway = fields["gatewayaddress"]
-    if not _GATEWAY.match(gateway):
-        raise HandshakeError("malformed", "gatewayaddress must be host[:port]")
+    # The sign-in token goes to this address: only the AP's own gateway may receive it.
+    if gateway != expected:
+        raise HandshakeError("bad_gateway",
+                             f"gatewayaddress {gateway[:100]!r} is not {ap_id}'s gateway")
     authdir = fields.get("authdir") or OPENNDS_AUTHDIR
     if not _AUTHDIR.match(authdir):
         raise HandshakeError("malformed", "authdir must be a single path segment")

@@ -152,9 +152,12 @@ def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentit
         else:
             outcome = OUTCOME_VISITOR
         if resident_id is not None:
-            bind = bind_device(connection, cipher, resident_id, hs.mac, pseudonym,
-                               is_locally_administered(hs.mac), label, hs.ap_id,
-                               services.settings.portal_device_quota, now)
+            # Only an address the AP vouched for (signed redirect) is bound: a FAS hand-over's
+            # MAC is anyone's claim, and a binding is what one-tap sign-in and analytics rest on.
+            if hs.kind == HANDSHAKE_SIGNED:
+                bind = bind_device(connection, cipher, resident_id, hs.mac, pseudonym,
+                                   is_locally_administered(hs.mac), label, hs.ap_id,
+                                   services.settings.portal_device_quota, now)
         elif unit_id is not None and unit_id not in allowed_units:
             unit_id = None
         matched_id = match.resident.id if match.resident is not None else None

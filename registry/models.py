@@ -237,6 +237,9 @@ class AccessPoint(Base):
     ssid: Mapped[str] = mapped_column(String(32), default="")
     # Per-AP command-signing secret, encrypted like identity numbers; empty: the global key.
     secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # openNDS FAS: the gateway address (host:port) this AP's openNDS gives as gatewayaddress.
+    # Empty: the AP does not hand over by FAS (only the signed redirect is accepted from it).
+    fas_gateway: Mapped[str] = mapped_column(String(100), default="", server_default="")
 
     building: Mapped[Building] = relationship()
     unit: Mapped[Unit | None] = relationship()

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
@@ -101,6 +102,15 @@ def fill_registry(factory: sessionmaker[Session], cipher: IdentityCipher) -> Pla
         bump_registry_version(session)
         session.flush()
         return Place(u1501.id, u1502.id, zhang.id, li.id)
+
+
+def enable_fas(services: PortalServices, ap_id: str, gateway: str) -> None:
+    """Let an AP hand over by openNDS FAS at this gateway address (as `portal ap-fas` does)."""
+    with session_scope(services.session_factory) as session:
+        ap = session.scalars(select(AccessPoint).where(AccessPoint.ap_id == ap_id)).one()
+        ap.fas_gateway = gateway
+        bump_registry_version(session)
+    services.directory.invalidate()
 
 
 def _resident(cipher: IdentityCipher, unit_id: int, name: str, number: str, phone: str

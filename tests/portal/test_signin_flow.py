@@ -38,6 +38,7 @@ from tests.portal.conftest import (
     Place,
     Subscriber,
     code_form,
+    enable_fas,
     hidden,
     identity_form,
     last_code,
@@ -405,6 +406,7 @@ def test_move_out_revokes_every_device(
 def test_opennds_fas_sign_in_returns_to_the_gateway_with_the_hashed_token(
         client: FlaskClient, services: PortalServices, commands: Subscriber) -> None:
     """FAS level 1: done page links to http://gw/opennds_auth/?tok=sha256(hid+faskey)."""
+    enable_fas(services, FLOOR_AP, "192.168.8.1:2050")
     hid = hashlib.sha256(b"client token").hexdigest()
     fas = encode_fas_parameter({
         "clientip": "192.168.8.23", "clientmac": "04:15:52:6a:e4:ad", "gatewayname": FLOOR_AP,
