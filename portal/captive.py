@@ -45,7 +45,13 @@ from portal.otp import IssueStatus, VerifyStatus
 from portal.pages import PageCache
 from portal.ratelimit import Decision
 from portal.services import PortalServices
-from portal.signin import NotAuthorized, SignInResult, complete_one_tap, complete_sign_in
+from portal.signin import (
+    NotAuthorized,
+    SignInResult,
+    complete_one_tap,
+    complete_sign_in,
+    raise_sms_budget_alert,
+)
 from portal.sms import SmsError
 
 LOGGER = logging.getLogger(__name__)
@@ -70,11 +76,23 @@ def _remote() -> str:
     return request.remote_addr or ""
 
 
-def _client_ident(hs: Handshake | None, fallback: str = "") -> str:
-    """Rate-limit identity: the remote address and, behind an AP's NAT, the client's own IP."""
-    if hs is not None:
+def _client_ident(hs: Handshake | None) -> str:
+    """Rate-limit identity, from what the sender cannot choose: the address the request came
+    from and, behind an AP's NAT, the client IP the AP signed. A FAS hand-over's client IP is
+    unsigned (anyone's claim), so it never splits a limit (issue #11 defect 4)."""
+    if hs is not None and hs.kind == HANDSHAKE_SIGNED:
         return f"{_remote()}|{hs.ap_id}|{hs.client_ip}"
-    return f"{_remote()}|{fallback[:64]}"
+    if hs is not None:
+        return f"{_remote()}|{hs.ap_id}"
+    return _remote()
+
+
+def _sending_client(hs: Handshake) -> str:
+    """Who asks for a code, for the daily cap per client: the AP-signed client IP, or for an
+    unsigned FAS hand-over the address the request came from."""
+    if hs.kind == HANDSHAKE_SIGNED:
+        return f"{hs.ap_id}:{hs.client_ip}"
+    return f"{hs.ap_id}:from:{_remote()}"
 
 
 def _message(title: str, text: str, status: int = 200, flow: Flow | None = None,
@@ -380,7 +398,7 @@ def splash() -> Response:
     if kind is None:
         return Response(render_template("portal/start.html", lang=_locale()))
     services = _services()
-    ident = _client_ident(None, args.get("ip") or args.get("clientip", ""))
+    ident = _client_ident(None)  # refused hand-overs count against the sending address
     try:
         if kind == HANDSHAKE_SIGNED:
             max_age = services.settings.portal_redirect_max_age
@@ -389,7 +407,7 @@ def splash() -> Response:
             key = f"{services.settings.redis_key_prefix}portal:nonce:{hs.ap_id}:{hs.nonce}"
             pseudonym = pseudonymize_mac(hs.mac, services.settings.pseudonym_key)
             decision, fresh, known = services.limiter.hit_and_claim(
-                "page", ident, key, max_age + MAX_FUTURE_SKEW_S,
+                "page", _client_ident(hs), key, max_age + MAX_FUTURE_SKEW_S,
                 probe_key=services.client_sessions.known_key(pseudonym))
             if not decision.allowed:
                 return _too_many(decision)
@@ -433,13 +451,14 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
     """
     services = _services()
     hs = flow.handshake
-    client = f"{hs.ap_id}:{hs.client_ip}"
+    client = _sending_client(hs)
     stash = None
     if keep:
         stash = (services.pending.key(flow.fid), services.pending.encode(declared),
                  services.otp.policy.ttl * PENDING_TTL_FACTOR)
     binding = services.otp.binding(*declared.binding_parts())
-    result = services.otp.issue(flow.fid, declared.phone, client, binding=binding, stash=stash)
+    result = services.otp.issue(flow.fid, declared.phone, client, ap=hs.ap_id, binding=binding,
+                                stash=stash)
     problem = ""
     if result.status is IssueStatus.COOLDOWN:
         problem = _("A code was sent to this number a moment ago. Please wait %(seconds)d "
@@ -450,6 +469,11 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
     elif result.status is IssueStatus.CAP_CLIENT:
         problem = _("This device has asked for the most codes allowed today. Please try again "
                     "tomorrow.")
+    elif result.status is IssueStatus.CAP_AP:
+        if result.first_over_budget:
+            raise_sms_budget_alert(services, hs.ap_id)
+        problem = _("This Wi-Fi has sent the most codes allowed for now. Please try again in "
+                    "an hour.")
     else:
         text = _("[Community Wi-Fi] Your verification code is %(code)s, valid for %(minutes)d "
                  "minutes. Never share it.", code=result.code,
@@ -458,7 +482,7 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
             services.sms.send(declared.phone, text, result.code)
         except SmsError as error:
             LOGGER.error("SMS not sent: %s", error)
-            services.otp.release(flow.fid, declared.phone, client)
+            services.otp.release(flow.fid, declared.phone, client, ap=hs.ap_id)
             problem = _("The SMS could not be sent just now. Please try again in a minute.")
     if problem:
         if resend:
@@ -483,11 +507,13 @@ def signin() -> Response:
     _set_unit_choices(form, flow)
     if not form.validate():
         return _render_form(flow, form=form)
+    services = _services()
     unit_id = int(form.unit.data) if (form.unit.data or "").isdigit() else None
     declared = DeclaredIdentity(
         name=clean_name(form.name.data or ""), id_type=form.id_type.data or "",
         id_number=clean_id_number(form.id_number.data or ""),
-        phone=clean_phone(form.phone.data or ""), unit_id=unit_id,
+        phone=clean_phone(form.phone.data or "", services.settings.portal_sms_regions),
+        unit_id=unit_id,
         consent_version=CONSENT_VERSION,
     )
     return _send_code(flow, declared, resend=False, form=form, keep=True)

@@ -11,16 +11,19 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import String, bindparam, select
 from sqlalchemy.orm import Session
 
+from census.phones import mobile_e164, same_phone
 from census.privacy import IdentityCipher, normalize_id_number, resident_id_problem
 from registry.models import IdType, Resident, WatchlistEntry
 
-PHONE_PATTERN = re.compile(r"^(1[3-9]\d{9}|\+\d{6,15})$")
+# Regions whose mobiles receive codes unless settings say otherwise.
+DEFAULT_SMS_REGIONS = ("CN",)
 OTHER_ID_PATTERN = re.compile(r"^[A-Z0-9]{5,20}$")
 # Letters of any script, spaces, the middle dot of minority and transliterated names (·, •),
 # and the punctuation of foreign names.
@@ -61,20 +64,17 @@ def same_name(a: str, b: str) -> bool:
     return key(a) == key(b)
 
 
-def clean_phone(raw: str) -> str:
-    """A phone number without spaces or dashes, mainland +86 prefix removed."""
-    phone = re.sub(r"[\s\-()]", "", unicodedata.normalize("NFKC", raw))
-    if phone.startswith("+86") and len(phone) == 14:
-        phone = phone[3:]
-    return phone
+def clean_phone(raw: str, regions: Collection[str] = DEFAULT_SMS_REGIONS) -> str:
+    """A mobile number in E.164 with ASCII digits (empty when it is not one we send to)."""
+    return mobile_e164(raw, regions) or ""
 
 
-def phone_problem(raw: str) -> str | None:
-    """Why a phone number cannot receive our SMS, or None."""
-    phone = clean_phone(raw)
-    if not phone:
+def phone_problem(raw: str, regions: Collection[str] = DEFAULT_SMS_REGIONS) -> str | None:
+    """Why a phone number cannot receive our SMS, or None (mainland mobiles by their real
+    pattern; other countries only when WIFI_CENSUS_PORTAL_SMS_REGIONS lists them)."""
+    if not unicodedata.normalize("NFKC", raw).strip():
         return "phone_required"
-    if not PHONE_PATTERN.match(phone):
+    if mobile_e164(raw, regions) is None:
         return "phone_invalid"
     return None
 
@@ -193,6 +193,6 @@ def match_identity(session: Session, cipher: IdentityCipher, declared: DeclaredI
     # The verified phone must be the one on file, or anybody who knows a neighbour's name and
     # ID number could sign in as them. No phone on file proves nothing: the number becomes the
     # resident's only by staff confirmation or the registry import (issue #11 defect 3).
-    phone_ok = bool(resident.phone) and resident.phone == declared.phone
+    phone_ok = same_phone(resident.phone, declared.phone)
     return IdentityMatch(digest, resident, same_name(resident.name, declared.name), phone_ok,
                          moved_out, watch)

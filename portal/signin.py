@@ -102,6 +102,28 @@ def _watchlist_alert(session: Session, reason: str, signin_id: int, ap_id: str,
     return payload
 
 
+def raise_sms_budget_alert(services: PortalServices, ap_id: str, now: dt.datetime | None = None
+                           ) -> None:
+    """Store and publish that an AP used up its hourly SMS budget (codes are refused there
+    until the hour ends): most likely SMS pumping through it."""
+    moment = now or dt.datetime.now(dt.UTC)
+    limit = services.otp.policy.hourly_per_ap
+    payload: dict[str, Any] = {
+        "v": 1, "kind": "sms_budget", "ap": ap_id, "limit": limit,
+        "hour": moment.astimezone(services.settings.tz).strftime("%Y-%m-%dT%H:00"),
+        "generated_at": int(moment.timestamp()),
+    }
+    with session_scope(services.session_factory) as session:
+        alert = Alert(kind="sms_budget", at=moment, payload=dict(payload))
+        session.add(alert)
+        session.flush()
+        payload["alert_id"] = alert.id
+        alert.payload = dict(payload)
+    LOGGER.warning("AP %s used up its SMS budget (%d codes this hour): codes refused there",
+                   ap_id, limit)
+    services.alerts.dispatch("sms_budget", payload)
+
+
 _SIGNINS = SignIn.metadata.tables[SignIn.__tablename__]
 _INSERT_SIGNIN = insert(_SIGNINS).returning(_SIGNINS.c.id)
 

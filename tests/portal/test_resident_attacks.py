@@ -7,17 +7,22 @@ registry; docs/threat-model.md lists them with the asset, the actor and the defe
 from __future__ import annotations
 
 import hashlib
+import json
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from census.settings import Settings
+from portal import create_app
 from portal.handshake import encode_fas_parameter
 from portal.services import PortalServices
 from portal.signin import confirm_phone
-from registry.models import AuditEntry, Device, Resident, SignIn
+from portal.sms import ConsoleSmsSender
+from registry.models import Alert, AuditEntry, Device, Resident, SignIn
 from tests.portal.conftest import (
     FLOOR_AP,
     LI_ID,
@@ -25,6 +30,7 @@ from tests.portal.conftest import (
     WANG_ID,
     ZHANG_ID,
     Place,
+    Subscriber,
     code_form,
     enable_fas,
     hidden,
@@ -65,7 +71,7 @@ def test_a_code_sent_to_my_phone_does_not_sign_me_in_as_a_victim(
         assert db.scalars(select(Device).where(Device.resident_id == place.zhang)).all() == []
         # What the code was sent for is what got signed in: my identity, my number.
         signin = db.scalars(select(SignIn)).one()
-        assert (signin.name, signin.phone) == ("王五", ATTACKER_PHONE)
+        assert (signin.name, signin.phone) == ("王五", "+86" + ATTACKER_PHONE)
 
 
 def test_a_resident_without_a_phone_cannot_be_claimed_with_name_and_id_alone(
@@ -91,7 +97,7 @@ def test_staff_confirm_an_unconfirmed_phone_once(
         signin_id = db.scalars(select(SignIn.id)).one()
     assert confirm_phone(sqlite_session_factory, signin_id, "staff:wang") == place.li
     with sqlite_session_factory() as db:
-        assert db.get(Resident, place.li).phone == "13600136000"  # type: ignore[union-attr]
+        assert db.get(Resident, place.li).phone == "+8613600136000"  # type: ignore[union-attr]
         entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "confirm_phone")).one()
         assert (entry.actor, entry.subject) == ("staff:wang", f"resident:{place.li}")
     with pytest.raises(LookupError, match="already has a phone"):
@@ -148,3 +154,77 @@ def test_a_claimed_mac_in_a_fas_hand_over_gives_no_one_tap_and_moves_no_binding(
         assert [(d.resident_id, d.revoked_at) for d in devices] == [(place.zhang, None)]
         methods = [(s.method, s.resident_id == place.zhang) for s in db.scalars(select(SignIn))]
         assert methods == [("sms", True), ("sms", False)]
+
+
+def sent_sms(services: PortalServices) -> int:
+    """How many messages the console sender has sent."""
+    sender = services.sms
+    assert isinstance(sender, ConsoleSmsSender)
+    return int(services.redis.llen(sender.outbox_key))  # type: ignore[arg-type]
+
+
+def test_45_code_requests_from_one_address_with_spoofed_client_ips_are_limited(
+        client: FlaskClient, services: PortalServices) -> None:
+    """Defect 4: the FAS clientip is the sender's to write; limits key on what it is not."""
+    enable_fas(services, FLOOR_AP, FAS_GATEWAY)
+    for n in range(45):
+        splash = page(client.get("/?" + fas_query(mac=f"02:00:00:00:01:{n:02x}",
+                                                  ip=f"192.168.{n // 200}.{n % 200 + 2}")))
+        if 'name="flow"' not in splash:
+            continue  # the splash page itself was limited
+        client.post("/signin", data=identity_form(
+            splash, name="王五", id_number=WANG_ID, phone=f"1380000{n:04d}"))
+    # The sign-in form's limit (20 a minute) holds for one sending address, whatever it claims.
+    assert sent_sms(services) == 20
+
+
+@pytest.mark.parametrize("written", ["+0086 138 0013 8000", "+860 138 0013 8000",
+                                     "0086-13800138000", "１３８００１３８０００"])
+def test_another_way_of_writing_a_number_is_the_same_number(
+        client: FlaskClient, services: PortalServices, written: str) -> None:
+    """Defect 4: +0086 / +860 / 0086 / full-width forms share the number's cooldown."""
+    first = page(client.get("/?" + signed_query(mac="02:00:00:00:00:31")))
+    client.post("/signin", data=identity_form(first))
+    again = page(client.get("/?" + signed_query(mac="02:00:00:00:00:32")))
+    refused = page(client.post("/signin", data=identity_form(again, phone=written)))
+    assert "请等待" in refused and sent_sms(services) == 1
+
+
+@pytest.mark.parametrize("written", ["١٣٨٠٠١٣٨٠٠٠", "१३८००१३८०००", "13800138000\u0663",
+                                     "+44 7911 123456", "12345678901"])
+def test_numbers_in_other_digits_or_outside_the_configured_regions_get_no_sms(
+        client: FlaskClient, services: PortalServices, written: str) -> None:
+    """Defect 4: ASCII digits only, mainland mobiles by their real ranges."""
+    splash = page(client.get("/?" + signed_query()))
+    refused = page(client.post("/signin", data=identity_form(splash, phone=written)))
+    assert "能接收短信的手机号码" in refused and sent_sms(services) == 0
+
+
+def test_the_ap_budget_stops_pumping_and_raises_one_alert(
+        settings: Settings, place: Place, redis_client: Any, alerts_topic: Subscriber,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """Defect 4: past the AP's hourly budget no number gets a code, and the back office hears
+    of it once (stored alert, MQTT alert topic)."""
+    app = create_app(Settings.load(environ={}, **{**settings.__dict__,
+                                                  "portal_otp_hourly_per_ap": 3}),
+                     {"TESTING": True})
+    services: PortalServices = app.extensions["portal"]
+    client = app.test_client()
+    pages = []
+    for n in range(5):
+        splash = page(client.get("/?" + signed_query(mac=f"02:00:00:00:02:{n:02x}",
+                                                     ip=f"10.1.15.{n + 2}")))
+        pages.append(page(client.post("/signin", data=identity_form(
+            splash, name="王五", id_number=WANG_ID, phone=f"1390000{n:04d}"))))
+    assert sent_sms(services) == 3
+    assert all("请一小时后再试" in p for p in pages[3:])
+    topic, payload = alerts_topic.get()
+    assert topic.endswith("/v1/alerts/sms_budget")
+    assert (payload["kind"], payload["ap"], payload["limit"]) == ("sms_budget", FLOOR_AP, 3)
+    assert alerts_topic.empty_for(0.3)  # one alert an hour, not one per refusal
+    with sqlite_session_factory() as db:
+        stored = db.scalars(select(Alert).where(Alert.kind == "sms_budget")).one()
+        assert stored.payload["alert_id"] == stored.id
+        assert "1390000" not in json.dumps(stored.payload)  # no numbers in the alert
+        assert db.scalar(select(func.count()).select_from(Alert)) == 1
+    services.close()

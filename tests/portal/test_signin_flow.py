@@ -496,7 +496,7 @@ def test_http_sms_sender_posts_the_code(settings: Settings, place: Place, redis_
     sent = page(client.post("/signin", data=identity_form(failed)))  # no cooldown was kept
     assert 'name="code"' in sent
     last = handler.received[-1]
-    assert last["auth"] == "Bearer tok3n" and last["body"]["to"] == "13800138000"
+    assert last["auth"] == "Bearer tok3n" and last["body"]["to"] == "+8613800138000"
     assert last["body"]["code"] in last["body"]["text"]
     app.extensions["portal"].close()
 
