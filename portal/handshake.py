@@ -51,6 +51,7 @@ _AP_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _NONCE = re.compile(r"^[0-9a-f]{16,64}$")
 _SIG = re.compile(r"^[0-9a-f]{64}$")
 _HID = re.compile(r"^[0-9a-f]{64}$")
+_TS = re.compile(r"^[0-9]{1,12}$")
 _GATEWAY = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,100}$")
 _AUTHDIR = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -147,7 +148,8 @@ def verify_signed_redirect(args: Mapping[str, str], key_for: Callable[[str], str
         raise HandshakeError("malformed", "sig must be 64 lowercase hex characters")
     if values["gw"] and not _GATEWAY.match(values["gw"]):
         raise HandshakeError("malformed", "gw must be host[:port]")
-    if not values["ts"].isdigit():
+    # At most 12 ASCII digits: hundreds of digits would overflow the clock comparison (a 500).
+    if not _TS.match(values["ts"]):
         raise HandshakeError("malformed", "ts must be Unix seconds")
     mac = _check_mac(values["mac"], "mac")
     client_ip = _check_ip(values["ip"], "ip")

@@ -29,6 +29,12 @@ OTHER_ID_PATTERN = re.compile(r"^[A-Z0-9]{5,20}$")
 # and the punctuation of foreign names.
 NAME_PATTERN = re.compile(r"^[^\W\d_]+(?:[ ·•.'\-][^\W\d_]+)*\.?$")
 MAX_NAME_LENGTH = 60
+# Characters that are letters to the regex but show as nothing: Hangul fillers (U+3164 alone
+# passed as a name), other default-ignorable code points, variation selectors, bidi controls.
+INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
 
 # resident_id_problem() phrases -> problem codes the form layer translates.
 _ID_CARD_PROBLEMS = {
@@ -49,7 +55,7 @@ def name_problem(raw: str) -> str | None:
     name = clean_name(raw)
     if not name:
         return "name_required"
-    if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.match(name):
+    if len(name) > MAX_NAME_LENGTH or INVISIBLE.search(name) or not NAME_PATTERN.match(name):
         return "name_invalid"
     return None
 

@@ -18,13 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from census.settings import Settings
 from portal import create_app
-from portal.handshake import encode_fas_parameter
+from portal.handshake import encode_fas_parameter, redirect_signature
 from portal.services import PortalServices
 from portal.signin import confirm_phone
 from portal.sms import ConsoleSmsSender
 from registry.models import Alert, AuditEntry, Device, Resident, SignIn
 from tests.portal.conftest import (
     FLOOR_AP,
+    FLOOR_AP_SECRET,
     LI_ID,
     UNIT_AP,
     WANG_ID,
@@ -228,3 +229,24 @@ def test_the_ap_budget_stops_pumping_and_raises_one_alert(
         assert "1390000" not in json.dumps(stored.payload)  # no numbers in the alert
         assert db.scalar(select(func.count()).select_from(Alert)) == 1
     services.close()
+
+
+def test_a_signed_redirect_with_a_ts_hundreds_of_digits_long_is_a_clear_400(
+        client: FlaskClient) -> None:
+    """Defect 9: a correctly signed link (a broken or hostile AP) with a 300-digit ts used to
+    overflow the clock comparison into a 500."""
+    values = {"ap": FLOOR_AP, "mac": VICTIM_MAC, "ip": "10.1.15.23", "gw": "10.1.15.1:2050",
+              "url": "http://example.com/", "ts": "9" * 300, "nonce": "0123456789abcdef"}
+    values["sig"] = redirect_signature(FLOOR_AP_SECRET, values)
+    response = client.get("/?" + urlencode(values))
+    assert response.status_code == 400 and "无效" in page(response)
+
+
+@pytest.mark.parametrize("name", ["\u3164", "\u3164\u3164", "张\u3164三", "\u115f\u1160",
+                                  "\uffa0", "张三\u200d", "\u2800"])
+def test_a_name_of_invisible_characters_is_refused(
+        client: FlaskClient, services: PortalServices, name: str) -> None:
+    """Defect 9: U+3164 (Hangul filler) is a letter to the regex but shows as nothing."""
+    splash = page(client.get("/?" + signed_query()))
+    refused = page(client.post("/signin", data=identity_form(splash, name=name)))
+    assert "请按证件填写姓名" in refused and sent_sms(services) == 0
