@@ -53,6 +53,7 @@ from portal.signin import (
     raise_sms_budget_alert,
 )
 from portal.sms import SmsError
+from registry.models import Verification
 
 LOGGER = logging.getLogger(__name__)
 bp = Blueprint("captive", __name__)
@@ -228,7 +229,11 @@ def _one_tap_device(flow: Flow, known_hint: bool | None = None) -> tuple[int, st
     with services.session_factory() as session:
         device = known_device(session, pseudonym, now.astimezone(settings.tz).date())
         fresh = now - dt.timedelta(days=settings.portal_reverify_days)
-        if device is None or device.bound_at < fresh:
+        # Only a registry-verified resident's device: were a self-declared one offered too, the
+        # next visit would tell whoever typed an identity whether it is in the registry (an
+        # unknown one becomes self-declared and bound, a registered one a mismatch).
+        if (device is None or device.bound_at < fresh
+                or device.resident.verification is not Verification.REGISTERED):
             return None
         return device.id, mask_name(device.resident.name)
 
