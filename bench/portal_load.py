@@ -90,7 +90,8 @@ def bench_settings(run_id: str, database: str, base: Settings) -> Settings:
         environ={}, environment="test", var_dir=ROOT / "bench" / "out" / f"var_{run_id}",
         database_url=url, mqtt_topic_prefix=f"bench-{run_id}",
         redis_key_prefix=f"bench-{run_id}:", log_level="WARNING",
-        portal_otp_daily_per_phone=100, portal_otp_daily_per_ip=10_000, **generate_keys())
+        portal_otp_daily_per_phone=100, portal_otp_daily_per_ip=10_000,
+        portal_otp_hourly_per_ap=1_000_000, **generate_keys())
 
 
 def resident_id(n: int) -> str:
@@ -112,6 +113,11 @@ def name(n: int) -> str:
 def phone(n: int) -> str:
     """A distinct mainland mobile number for resident n."""
     return f"139{n:08d}"
+
+
+def sms_to(n: int) -> str:
+    """Resident n's number as codes are sent to it (E.164)."""
+    return "+86" + phone(n)
 
 
 def populate(settings: Settings, residents: int) -> None:
@@ -164,7 +170,7 @@ def env_for(settings: Settings) -> dict[str, str]:
     """The environment that makes `wifi-census` use these settings."""
     names = ("environment", "var_dir", "database_url", "mqtt_topic_prefix", "redis_key_prefix",
              "secret_key", "pseudonym_key", "identity_key", "command_key", "log_level",
-             "portal_otp_daily_per_phone", "portal_otp_daily_per_ip")
+             "portal_otp_daily_per_phone", "portal_otp_daily_per_ip", "portal_otp_hourly_per_ap")
     return {**os.environ, **{PREFIX + n.upper(): str(getattr(settings, n)) for n in names}}
 
 
@@ -296,7 +302,7 @@ async def client_loop(kind: str, port: int, deadline: float, first: int, stride:
                 start = time.perf_counter()
                 status, html = await http.request("POST", "/signin", body)
                 out["signin"].append(time.perf_counter() - start)
-                code = await codes.hget(last_key, phone(n))
+                code = await codes.hget(last_key, sms_to(n))
                 if status != 200 or code is None:
                     out["errors"].append(1.0)
                     n += stride

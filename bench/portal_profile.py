@@ -52,6 +52,7 @@ from bench.portal_load import (  # noqa: E402
     prepare_run,
     resident_id,
     signed_path,
+    sms_to,
 )
 from portal import create_app  # noqa: E402
 
@@ -121,7 +122,7 @@ def sign_in(runner: Runner, codes: redis.Redis, last_key: str, n: int, record: b
     body = {**form_fields(html), "name": name(n), "id_type": "resident_id_card",
             "id_number": resident_id(n), "phone": phone(n), "unit": "", "consent": "y"}
     status, html = runner.call("signin", "POST", "/signin", body, record=record)
-    code = codes.hget(last_key, phone(n))
+    code = codes.hget(last_key, sms_to(n))
     if status != 200 or code is None:
         raise SystemExit(f"/signin answered {status}: {html[:300]!r}")
     body = {**form_fields(html), "code": code.decode() if isinstance(code, bytes) else code}

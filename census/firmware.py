@@ -6,7 +6,8 @@ numbers, in the registry; `wifi-census firmware render --ap AP | --building B --
 what the AP needs, laid out as on the AP's file system: ``etc/wifi-census/ap.conf`` (the
 shell-sourceable per-AP contract), the secrets beside it, the AP's Mosquitto bridge to the
 central broker, and every template under ``firmware_configs/openwrt/templates/`` (and any other
-``*.in`` under ``firmware_configs/openwrt/``) with its ``@KEY@`` placeholders filled in. Nobody edits these files by hand.
+``*.in`` under ``firmware_configs/openwrt/``) with its ``@KEY@`` placeholders filled in.
+Nobody edits these files by hand.
 
 Why a bridge: the central broker binds each client id to its user (``use_username_as_clientid``)
 so no credential can take over another's session; that allows one connection per user, while the

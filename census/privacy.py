@@ -85,7 +85,9 @@ def mask_id_number(number: str) -> str:
 
 
 def mask_phone(phone: str) -> str:
-    """Show a phone number as 138****1234."""
+    """Show a phone number as 138****1234 (a mainland number in E.164 as its national form)."""
+    if phone.startswith("+86") and len(phone) == 14:
+        phone = phone[3:]
     if len(phone) < 7:
         return "*" * len(phone)
     return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]

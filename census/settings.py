@@ -141,6 +141,18 @@ def _parse_choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _parse_regions(raw: str) -> tuple[str, ...]:
+    """Comma-separated ISO 3166 region codes that libphonenumber knows (CN, HK, MO, ...)."""
+    import phonenumbers  # only this parser needs it
+
+    codes = tuple(dict.fromkeys(part.strip().upper() for part in raw.split(",") if part.strip()))
+    unknown = [code for code in codes if code not in phonenumbers.SUPPORTED_REGIONS]
+    if not codes or unknown:
+        raise ValueError("must be comma-separated region codes such as CN,HK,MO"
+                         + (f" ({', '.join(unknown)} unknown)" if unknown else ""))
+    return codes
+
+
 def _parse_client_id(raw: str) -> str:
     """Check an MQTT client id: 1-64 printable characters without spaces or wildcards."""
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", raw):
@@ -362,7 +374,20 @@ VARIABLES: tuple[Variable, ...] = (
         "portal_otp_daily_per_ip",
         _parse_int(1, 10_000),
         "30",
-        "codes requested from one client IP per local day",
+        "codes requested by one client per local day (the AP-signed client IP; for FAS, the "
+        "connecting address)",
+    ),
+    Variable(
+        "portal_otp_hourly_per_ap",
+        _parse_int(1, 100_000),
+        "100",
+        "codes sent through one AP per hour, all numbers together; hitting it raises an alert",
+    ),
+    Variable(
+        "portal_sms_regions",
+        _parse_regions,
+        "CN",
+        "regions (ISO codes, comma-separated) whose mobile numbers may receive codes",
     ),
     Variable(
         "portal_sms_sender",
@@ -509,6 +534,8 @@ class Settings:
     portal_otp_resend_seconds: int
     portal_otp_daily_per_phone: int
     portal_otp_daily_per_ip: int
+    portal_otp_hourly_per_ap: int
+    portal_sms_regions: tuple[str, ...]
     portal_sms_sender: str
     portal_sms_url: str
     portal_sms_token: str = field(repr=False)

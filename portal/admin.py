@@ -39,6 +39,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
+from census.phones import canonical_phone
 from census.privacy import mask_name, mask_phone, normalize_id_number
 from portal.audit import record
 from portal.forms import ID_TYPE_LABELS, AcknowledgeForm, MoveOutForm, StaffLoginForm
@@ -246,7 +247,11 @@ def _search(db: Session, by: str, query: str) -> list[Resident]:
         digests = [cipher.digest(t.value, number) for t in IdType]
         statement = statement.where(Resident.id_digest.in_(digests))
     elif by == "phone":
-        statement = statement.where(Resident.phone == query.replace(" ", ""))
+        # Imported numbers are as the district wrote them, sign-ins store E.164: try both.
+        typed = query.replace(" ", "")
+        e164 = canonical_phone(typed)
+        forms = {typed, e164, e164[3:] if e164.startswith("+86") else e164}
+        statement = statement.where(Resident.phone.in_(sorted(forms)))
     elif by == "unit":
         statement = statement.join(Unit, Resident.unit_id == Unit.id).where(
             Unit.ref.startswith(query, autoescape=True))

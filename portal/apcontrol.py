@@ -95,13 +95,16 @@ class ApControl:
         return self._send("deauthorize", ap_id, mac, 0)
 
 
+_Queued = tuple[str, dict[str, Any], Callable[[dict[str, Any]], dict[str, Any]] | None]
+
+
 class AlertDispatcher:
     """Publishes alerts on MQTT and POSTs them to the webhook, off the request path."""
 
     def __init__(self, settings: Settings, publisher: Publisher) -> None:
         self._settings = settings
         self._publisher = publisher
-        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(maxsize=10_000)
+        self._queue: queue.Queue[_Queued | None] = queue.Queue(maxsize=10_000)
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -115,11 +118,13 @@ class AlertDispatcher:
                 self._pid = os.getpid()
                 self._thread.start()
 
-    def dispatch(self, kind: str, payload: dict[str, Any]) -> None:
-        """Queue an alert for publishing (never blocks the caller)."""
+    def dispatch(self, kind: str, payload: dict[str, Any],
+                 store: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+        """Queue an alert for publishing (never blocks the caller); store, when given, runs in
+        the alert thread first and returns the payload to publish (with the stored id)."""
         self._ensure_thread()
         try:
-            self._queue.put_nowait((kind, payload))
+            self._queue.put_nowait((kind, payload, store))
         except queue.Full:
             LOGGER.error("alert queue full: %s alert %s not published (stored in the registry)",
                          kind, payload.get("alert_id"))
@@ -131,8 +136,10 @@ class AlertDispatcher:
             if item is None:
                 self._queue.task_done()
                 return
-            kind, payload = item
+            kind, payload, store = item
             try:
+                if store is not None:
+                    payload = store(payload)
                 self._deliver(kind, payload)
             except Exception:  # one bad alert must not stop the others
                 LOGGER.exception("alert %s could not be delivered", payload.get("alert_id"))

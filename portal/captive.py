@@ -45,8 +45,15 @@ from portal.otp import IssueStatus, VerifyStatus
 from portal.pages import PageCache
 from portal.ratelimit import Decision
 from portal.services import PortalServices
-from portal.signin import NotAuthorized, SignInResult, complete_one_tap, complete_sign_in
+from portal.signin import (
+    NotAuthorized,
+    SignInResult,
+    complete_one_tap,
+    complete_sign_in,
+    raise_sms_budget_alert,
+)
 from portal.sms import SmsError
+from registry.models import Verification
 
 LOGGER = logging.getLogger(__name__)
 bp = Blueprint("captive", __name__)
@@ -70,11 +77,23 @@ def _remote() -> str:
     return request.remote_addr or ""
 
 
-def _client_ident(hs: Handshake | None, fallback: str = "") -> str:
-    """Rate-limit identity: the remote address and, behind an AP's NAT, the client's own IP."""
-    if hs is not None:
+def _client_ident(hs: Handshake | None) -> str:
+    """Rate-limit identity, from what the sender cannot choose: the address the request came
+    from and, behind an AP's NAT, the client IP the AP signed. A FAS hand-over's client IP is
+    unsigned (anyone's claim), so it never splits a limit (issue #11 defect 4)."""
+    if hs is not None and hs.kind == HANDSHAKE_SIGNED:
         return f"{_remote()}|{hs.ap_id}|{hs.client_ip}"
-    return f"{_remote()}|{fallback[:64]}"
+    if hs is not None:
+        return f"{_remote()}|{hs.ap_id}"
+    return _remote()
+
+
+def _sending_client(hs: Handshake) -> str:
+    """Who asks for a code, for the daily cap per client: the AP-signed client IP, or for an
+    unsigned FAS hand-over the address the request came from."""
+    if hs.kind == HANDSHAKE_SIGNED:
+        return f"{hs.ap_id}:{hs.client_ip}"
+    return f"{hs.ap_id}:from:{_remote()}"
 
 
 def _message(title: str, text: str, status: int = 200, flow: Flow | None = None,
@@ -122,6 +141,7 @@ _REFUSALS = {
     "expired": 400,
     "bad_signature": 403,
     "unknown_ap": 403,
+    "bad_gateway": 403,
     "missing": 400,
     "malformed": 400,
 }
@@ -196,18 +216,24 @@ def _unit_options(flow: Flow, selected: str) -> Markup:
 def _one_tap_device(flow: Flow, known_hint: bool | None = None) -> tuple[int, str] | None:
     """(device id, masked name) when this address is a known device that may skip the code.
 
-    known_hint False (Redis says the address was never bound) skips the registry query.
+    known_hint False (Redis says the address was never bound) skips the registry query. Only an
+    address the AP signed counts: a FAS hand-over's MAC is anyone's claim.
     """
     services = _services()
     settings = services.settings
-    if settings.portal_reverify_days <= 0 or known_hint is False:
+    if (settings.portal_reverify_days <= 0 or known_hint is False
+            or flow.handshake.kind != HANDSHAKE_SIGNED):
         return None
     pseudonym = pseudonymize_mac(flow.handshake.mac, settings.pseudonym_key)
     now = dt.datetime.now(dt.UTC)
     with services.session_factory() as session:
         device = known_device(session, pseudonym, now.astimezone(settings.tz).date())
         fresh = now - dt.timedelta(days=settings.portal_reverify_days)
-        if device is None or device.bound_at < fresh:
+        # Only a registry-verified resident's device: were a self-declared one offered too, the
+        # next visit would tell whoever typed an identity whether it is in the registry (an
+        # unknown one becomes self-declared and bound, a registered one a mismatch).
+        if (device is None or device.bound_at < fresh
+                or device.resident.verification is not Verification.REGISTERED):
             return None
         return device.id, mask_name(device.resident.name)
 
@@ -377,7 +403,7 @@ def splash() -> Response:
     if kind is None:
         return Response(render_template("portal/start.html", lang=_locale()))
     services = _services()
-    ident = _client_ident(None, args.get("ip") or args.get("clientip", ""))
+    ident = _client_ident(None)  # refused hand-overs count against the sending address
     try:
         if kind == HANDSHAKE_SIGNED:
             max_age = services.settings.portal_redirect_max_age
@@ -386,7 +412,7 @@ def splash() -> Response:
             key = f"{services.settings.redis_key_prefix}portal:nonce:{hs.ap_id}:{hs.nonce}"
             pseudonym = pseudonymize_mac(hs.mac, services.settings.pseudonym_key)
             decision, fresh, known = services.limiter.hit_and_claim(
-                "page", ident, key, max_age + MAX_FUTURE_SKEW_S,
+                "page", _client_ident(hs), key, max_age + MAX_FUTURE_SKEW_S,
                 probe_key=services.client_sessions.known_key(pseudonym))
             if not decision.allowed:
                 return _too_many(decision)
@@ -396,7 +422,7 @@ def splash() -> Response:
             limited = _limited("page", ident)
             if limited is not None:
                 return limited
-            hs = parse_fas(args, lambda ap_id: services.directory.get(ap_id) is not None)
+            hs = parse_fas(args, services.directory.fas_gateway_for)
             known = None
     except HandshakeError as error:
         if error.reason != "replayed":
@@ -425,17 +451,19 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
                form: SignInForm | None = None, keep: bool = False) -> Response:
     """Issue a code within the limits, send it, and show the code page (or why not).
 
-    keep: also store the identity as the flow's pending one, in the issue's round trip.
+    keep: also store the identity as the flow's pending one, in the issue's round trip (only
+    when the code goes out: a refused send leaves the flow's pending identity as it was).
     """
     services = _services()
     hs = flow.handshake
-    client = f"{hs.ap_id}:{hs.client_ip}"
+    client = _sending_client(hs)
     stash = None
     if keep:
-        # Kept whatever the issue's answer (a resend may follow the cooldown).
         stash = (services.pending.key(flow.fid), services.pending.encode(declared),
                  services.otp.policy.ttl * PENDING_TTL_FACTOR)
-    result = services.otp.issue(flow.fid, declared.phone, client, stash=stash)
+    binding = services.otp.binding(*declared.binding_parts())
+    result = services.otp.issue(flow.fid, declared.phone, client, ap=hs.ap_id, binding=binding,
+                                stash=stash)
     problem = ""
     if result.status is IssueStatus.COOLDOWN:
         problem = _("A code was sent to this number a moment ago. Please wait %(seconds)d "
@@ -446,6 +474,11 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
     elif result.status is IssueStatus.CAP_CLIENT:
         problem = _("This device has asked for the most codes allowed today. Please try again "
                     "tomorrow.")
+    elif result.status is IssueStatus.CAP_AP:
+        if result.first_over_budget:
+            raise_sms_budget_alert(services, hs.ap_id)
+        problem = _("This Wi-Fi has sent the most codes allowed for now. Please try again in "
+                    "an hour.")
     else:
         text = _("[Community Wi-Fi] Your verification code is %(code)s, valid for %(minutes)d "
                  "minutes. Never share it.", code=result.code,
@@ -454,7 +487,7 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
             services.sms.send(declared.phone, text, result.code)
         except SmsError as error:
             LOGGER.error("SMS not sent: %s", error)
-            services.otp.release(flow.fid, declared.phone, client)
+            services.otp.release(flow.fid, declared.phone, client, ap=hs.ap_id)
             problem = _("The SMS could not be sent just now. Please try again in a minute.")
     if problem:
         if resend:
@@ -479,11 +512,13 @@ def signin() -> Response:
     _set_unit_choices(form, flow)
     if not form.validate():
         return _render_form(flow, form=form)
+    services = _services()
     unit_id = int(form.unit.data) if (form.unit.data or "").isdigit() else None
     declared = DeclaredIdentity(
         name=clean_name(form.name.data or ""), id_type=form.id_type.data or "",
         id_number=clean_id_number(form.id_number.data or ""),
-        phone=clean_phone(form.phone.data or ""), unit_id=unit_id,
+        phone=clean_phone(form.phone.data or "", services.settings.portal_sms_regions),
+        unit_id=unit_id,
         consent_version=CONSENT_VERSION,
     )
     return _send_code(flow, declared, resend=False, form=form, keep=True)
@@ -556,7 +591,9 @@ def verify() -> Response:
     if not form.validate():
         return _render_code(flow, declared, form=form)
     services = _services()
-    checked = services.otp.verify(flow.fid, form.code.data or "")
+    # The code vouches only for what it was sent for: the identity signed in must be that one.
+    checked = services.otp.verify(flow.fid, form.code.data or "",
+                                  binding=services.otp.binding(*declared.binding_parts()))
     if checked.status is VerifyStatus.WRONG:
         form.code.errors = [_("That code is not right. %(left)d tries left.",
                               left=checked.tries_left)]
@@ -564,7 +601,7 @@ def verify() -> Response:
     if checked.status is VerifyStatus.LOCKED:
         form.code.errors = [_("Too many wrong codes. Please ask for a new code.")]
         return _render_code(flow, declared, form=form)
-    if checked.status is VerifyStatus.EXPIRED:
+    if checked.status in (VerifyStatus.EXPIRED, VerifyStatus.UNBOUND):
         form.code.errors = [_("This code has expired. Please ask for a new code.")]
         return _render_code(flow, declared, form=form)
     try:

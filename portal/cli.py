@@ -149,6 +149,33 @@ def ap_secret(ap_id: str) -> None:
     click.echo(secret)
 
 
+@portal.command("ap-fas")
+@click.argument("ap_id")
+@click.option("--gateway", default="",
+              help="The AP's openNDS gatewayaddress (host:port) to enable FAS; omit to disable.")
+def ap_fas(ap_id: str, gateway: str) -> None:
+    """Enable openNDS FAS hand-overs from AP_ID at its gateway address, or disable them."""
+    from sqlalchemy import select
+
+    from portal.audit import record
+    from portal.handshake import valid_gateway
+    from registry.db import bump_registry_version, make_engine, make_session_factory, session_scope
+    from registry.models import AccessPoint
+
+    if gateway and not valid_gateway(gateway):
+        raise click.BadParameter(f"{gateway!r} is not host:port", param_hint="--gateway")
+    settings = _settings()
+    factory = make_session_factory(make_engine(settings.database_url))
+    with session_scope(factory) as session:
+        ap = session.scalar(select(AccessPoint).where(AccessPoint.ap_id == ap_id))
+        if ap is None:
+            raise click.ClickException(f"AP {ap_id!r} is not in the registry (import aps first)")
+        ap.fas_gateway = gateway
+        bump_registry_version(session)
+        record(session, "cli", "set_ap_fas", f"ap:{ap_id}", {"gateway": gateway})
+    click.echo(f"AP {ap_id}: FAS " + (f"enabled at {gateway}" if gateway else "disabled"))
+
+
 @portal.command("sign-redirect")
 @click.option("--ap", "ap_id", required=True, help="AP id (must be in the registry).")
 @click.option("--mac", required=True, help="The client's MAC address.")
@@ -192,6 +219,28 @@ def move_out_command(resident_id: int, when: dt.datetime | None) -> None:
     finally:
         services.close()
     click.echo(f"resident {resident_id} moved out on {day}; {sent} deauthorize command(s) sent")
+
+
+@portal.command("confirm-phone")
+@click.argument("signin_id", type=int)
+@click.option("--staff", required=True, help="Who saw the person and their document (audited).")
+def confirm_phone_command(signin_id: int, staff: str) -> None:
+    """Make SIGNIN_ID's verified phone its resident's, after seeing them in person.
+
+    Only for an `unconfirmed` sign-in (a registered resident with no phone on file).
+    """
+    from portal.signin import confirm_phone
+    from registry.db import make_engine, make_session_factory
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        resident_id = confirm_phone(make_session_factory(engine), signin_id, f"cli:{staff}")
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"resident {resident_id}: the phone of sign-in {signin_id} is now on file")
 
 
 @portal.command("purge")

@@ -21,6 +21,9 @@ METHOD_ONE_TAP = "one_tap"
 OUTCOME_REGISTERED = "registered"  # matched the registry: identity, name and phone agree
 OUTCOME_SELF_DECLARED = "self_declared"  # not in the registry; recorded as unverified
 OUTCOME_MISMATCH = "mismatch"  # identity known, but name or phone differ: not bound to it
+# Identity and name of a current resident who has no phone on file: not bound, phone not
+# written; staff may confirm the number after seeing the person (portal confirm-phone).
+OUTCOME_UNCONFIRMED = "unconfirmed"
 OUTCOME_VISITOR = "visitor"  # not in the registry and no unit given
 
 # The one media type RFC 8908 defines for the Captive Portal API.

@@ -45,6 +45,7 @@ class ApInfo:
     key: str
     has_own_secret: bool
     place: str  # community and building names, for the page header
+    fas_gateway: str = ""  # openNDS gatewayaddress when the AP hands over by FAS, else empty
 
 
 class ApDirectory:
@@ -108,6 +109,7 @@ class ApDirectory:
                 ap_id=ap.ap_id, building_id=ap.building_id, community_id=community.id,
                 coverage=ap.coverage, floor=ap.floor, unit_id=ap.unit_id, key=key,
                 has_own_secret=bool(ap.secret_encrypted), place=place,
+                fas_gateway=ap.fas_gateway or "",
             )
         return loaded
 
@@ -120,6 +122,11 @@ class ApDirectory:
         """The AP's signing key (own secret or the global command key), None if unknown."""
         info = self.get(ap_id)
         return info.key if info else None
+
+    def fas_gateway_for(self, ap_id: str) -> str | None:
+        """The gateway address of an AP that hands over by openNDS FAS; None for any other."""
+        info = self.get(ap_id)
+        return info.fas_gateway if info is not None and info.fas_gateway else None
 
     def units_for(self, ap_id: str) -> tuple[UnitChoice, ...]:
         """Units the AP covers: its unit, its floor's units, or its building's units."""

@@ -37,7 +37,8 @@ PROBLEM_MESSAGES: dict[str, Any] = {
     "name_required": _l("Please enter your name."),
     "name_invalid": _l("Please enter your name as on your ID document (letters only)."),
     "phone_required": _l("Please enter your mobile number."),
-    "phone_invalid": _l("Please enter a mainland mobile number (11 digits) or +country code."),
+    "phone_invalid": _l("Please enter a mobile number that can receive text messages "
+                        "(mainland: 11 digits)."),
     "id_required": _l("Please enter your ID number."),
     "id_length": _l("A resident ID card number has 18 characters."),
     "id_characters": _l("A resident ID card number is 17 digits followed by a digit or X."),
@@ -124,6 +125,14 @@ def _problem_check(check: Any) -> Any:
     return validate
 
 
+def _validate_phone(form: Any, field: Any) -> None:
+    """A mobile of a region codes are sent to (WIFI_CENSUS_PORTAL_SMS_REGIONS)."""
+    regions = current_app.extensions["portal"].settings.portal_sms_regions
+    problem = phone_problem(field.data or "", regions)
+    if problem:
+        raise ValidationError(PROBLEM_MESSAGES[problem])
+
+
 def _validate_id_number(form: Any, field: Any) -> None:
     """Check the number against the chosen document type (GB 11643 for ID cards)."""
     problem = id_number_problem(form.id_type.data or "", field.data or "")
@@ -155,7 +164,7 @@ class SignInForm(FlowForm):
                           default=IdType.RESIDENT_ID_CARD.value,
                           invalid_choice_message=_l("Please choose from the list."))
     id_number = StringField(_l("ID number"), validators=[_validate_id_number])
-    phone = StringField(_l("Mobile number"), validators=[_problem_check(phone_problem)])
+    phone = StringField(_l("Mobile number"), validators=[_validate_phone])
     unit = ChoiceSetField(_l("Where do you live?"), choices=[], validate_choice=True,
                        invalid_choice_message=_l("Please choose from the list."))
     consent = BooleanField(validators=[DataRequired(

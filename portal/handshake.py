@@ -19,7 +19,10 @@ Two forms are accepted (docs/portal.md explains both, with the AP side):
   ``hid`` is sha256 of the client's secret token; after sign-in the portal sends the client to
   ``http://{gatewayaddress}/{authdir}/?tok=sha256(hid + faskey)``, which only the real gateway,
   knowing the token, accepts. Level 1 carries no signature: the portal cannot tell a forged
-  ``clientmac`` from a real one, so it never sends an MQTT authorize command for a FAS hand-over.
+  ``clientmac`` from a real one (levels 2 and 3 encrypt with AES-CBC but do not authenticate),
+  so a FAS hand-over is accepted only from an AP where an administrator enabled it, only with
+  that AP's own gateway address (the one that receives ``tok``), and its MAC is never trusted:
+  no MQTT authorize command, no one-tap sign-in, no device binding (issue #11 defect 2).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ _AP_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _NONCE = re.compile(r"^[0-9a-f]{16,64}$")
 _SIG = re.compile(r"^[0-9a-f]{64}$")
 _HID = re.compile(r"^[0-9a-f]{64}$")
+_TS = re.compile(r"^[0-9]{1,12}$")
 _GATEWAY = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,100}$")
 _AUTHDIR = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -99,6 +103,11 @@ def sign_redirect(key: str, ap: str, mac: str, ip: str, gw: str = "", url: str =
     return values
 
 
+def valid_gateway(value: str) -> bool:
+    """Whether a text can be a gateway's host[:port] (the AP setting and the hand-over)."""
+    return bool(_GATEWAY.match(value))
+
+
 def _check_ip(raw: str, name: str) -> str:
     """A client IP address, or HandshakeError."""
     try:
@@ -139,7 +148,8 @@ def verify_signed_redirect(args: Mapping[str, str], key_for: Callable[[str], str
         raise HandshakeError("malformed", "sig must be 64 lowercase hex characters")
     if values["gw"] and not _GATEWAY.match(values["gw"]):
         raise HandshakeError("malformed", "gw must be host[:port]")
-    if not values["ts"].isdigit():
+    # At most 12 ASCII digits: hundreds of digits would overflow the clock comparison (a 500).
+    if not _TS.match(values["ts"]):
         raise HandshakeError("malformed", "ts must be Unix seconds")
     mac = _check_mac(values["mac"], "mac")
     client_ip = _check_ip(values["ip"], "ip")
@@ -182,8 +192,13 @@ def encode_fas_parameter(fields: Mapping[str, str]) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
-def parse_fas(args: Mapping[str, str], known_ap: Callable[[str], bool]) -> Handshake:
-    """Check an openNDS FAS level-1 (hid) hand-over."""
+def parse_fas(args: Mapping[str, str], fas_gateway_for: Callable[[str], str | None]
+              ) -> Handshake:
+    """Check an openNDS FAS level-1 (hid) hand-over.
+
+    fas_gateway_for: the gateway address of an AP with FAS enabled, None for any other AP
+    (unknown or signed-only: refused alike, so that the answer does not tell them apart).
+    """
     fields = decode_fas_parameter(args["fas"]) if "fas" in args else dict(args)
     missing = [n for n in ("hid", "gatewayname", "gatewayaddress", "clientip", "clientmac")
                if not fields.get(n)]
@@ -196,11 +211,15 @@ def parse_fas(args: Mapping[str, str], known_ap: Callable[[str], bool]) -> Hands
     if not _HID.match(hid):
         raise HandshakeError("malformed", "hid must be 64 hex characters (sha256)")
     ap_id = fields["gatewayname"]
-    if not _AP_ID.match(ap_id) or not known_ap(ap_id):
-        raise HandshakeError("unknown_ap", f"gateway {ap_id[:64]!r} is not an AP in the registry")
+    expected = fas_gateway_for(ap_id) if _AP_ID.match(ap_id) else None
+    if expected is None:
+        raise HandshakeError("unknown_ap",
+                             f"gateway {ap_id[:64]!r} is not an AP with FAS enabled")
     gateway = fields["gatewayaddress"]
-    if not _GATEWAY.match(gateway):
-        raise HandshakeError("malformed", "gatewayaddress must be host[:port]")
+    # The sign-in token goes to this address: only the AP's own gateway may receive it.
+    if gateway != expected:
+        raise HandshakeError("bad_gateway",
+                             f"gatewayaddress {gateway[:100]!r} is not {ap_id}'s gateway")
     authdir = fields.get("authdir") or OPENNDS_AUTHDIR
     if not _AUTHDIR.match(authdir):
         raise HandshakeError("malformed", "authdir must be a single path segment")

@@ -11,21 +11,30 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import String, bindparam, select
 from sqlalchemy.orm import Session
 
+from census.phones import mobile_e164, same_phone
 from census.privacy import IdentityCipher, normalize_id_number, resident_id_problem
 from registry.models import IdType, Resident, WatchlistEntry
 
-PHONE_PATTERN = re.compile(r"^(1[3-9]\d{9}|\+\d{6,15})$")
+# Regions whose mobiles receive codes unless settings say otherwise.
+DEFAULT_SMS_REGIONS = ("CN",)
 OTHER_ID_PATTERN = re.compile(r"^[A-Z0-9]{5,20}$")
 # Letters of any script, spaces, the middle dot of minority and transliterated names (·, •),
 # and the punctuation of foreign names.
 NAME_PATTERN = re.compile(r"^[^\W\d_]+(?:[ ·•.'\-][^\W\d_]+)*\.?$")
 MAX_NAME_LENGTH = 60
+# Characters that are letters to the regex but show as nothing: Hangul fillers (U+3164 alone
+# passed as a name), other default-ignorable code points, variation selectors, bidi controls.
+INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
 
 # resident_id_problem() phrases -> problem codes the form layer translates.
 _ID_CARD_PROBLEMS = {
@@ -46,7 +55,7 @@ def name_problem(raw: str) -> str | None:
     name = clean_name(raw)
     if not name:
         return "name_required"
-    if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.match(name):
+    if len(name) > MAX_NAME_LENGTH or INVISIBLE.search(name) or not NAME_PATTERN.match(name):
         return "name_invalid"
     return None
 
@@ -61,20 +70,17 @@ def same_name(a: str, b: str) -> bool:
     return key(a) == key(b)
 
 
-def clean_phone(raw: str) -> str:
-    """A phone number without spaces or dashes, mainland +86 prefix removed."""
-    phone = re.sub(r"[\s\-()]", "", unicodedata.normalize("NFKC", raw))
-    if phone.startswith("+86") and len(phone) == 14:
-        phone = phone[3:]
-    return phone
+def clean_phone(raw: str, regions: Collection[str] = DEFAULT_SMS_REGIONS) -> str:
+    """A mobile number in E.164 with ASCII digits (empty when it is not one we send to)."""
+    return mobile_e164(raw, regions) or ""
 
 
-def phone_problem(raw: str) -> str | None:
-    """Why a phone number cannot receive our SMS, or None."""
-    phone = clean_phone(raw)
-    if not phone:
+def phone_problem(raw: str, regions: Collection[str] = DEFAULT_SMS_REGIONS) -> str | None:
+    """Why a phone number cannot receive our SMS, or None (mainland mobiles by their real
+    pattern; other countries only when WIFI_CENSUS_PORTAL_SMS_REGIONS lists them)."""
+    if not unicodedata.normalize("NFKC", raw).strip():
         return "phone_required"
-    if not PHONE_PATTERN.match(phone):
+    if mobile_e164(raw, regions) is None:
         return "phone_invalid"
     return None
 
@@ -111,6 +117,11 @@ class DeclaredIdentity:
     def to_dict(self) -> dict[str, Any]:
         """As a JSON-able dict (kept encrypted in Redis while the code is pending)."""
         return asdict(self)
+
+    def binding_parts(self) -> tuple[str, ...]:
+        """Every field, as text in a fixed order: what a one-time code is bound to."""
+        return (self.name, self.id_type, self.id_number, self.phone,
+                "" if self.unit_id is None else str(self.unit_id), self.consent_version)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeclaredIdentity:
@@ -154,6 +165,12 @@ class IdentityMatch:
         return (self.resident is not None and self.name_ok and self.phone_ok
                 and not self.moved_out)
 
+    @property
+    def unconfirmed(self) -> bool:
+        """A current resident whose name agrees but who has no phone on file to check against."""
+        return (self.resident is not None and self.name_ok and not self.resident.phone
+                and not self.moved_out)
+
 
 _RESIDENTS = Resident.metadata.tables[Resident.__tablename__]
 _WATCHLIST = WatchlistEntry.metadata.tables[WatchlistEntry.__tablename__]
@@ -179,8 +196,9 @@ def match_identity(session: Session, cipher: IdentityCipher, declared: DeclaredI
         return IdentityMatch(digest, None, False, False, False, watch)
     resident = RegistryPerson(row.id, row.unit_id, row.name, row.phone or "", row.move_out)
     moved_out = resident.move_out is not None and resident.move_out <= today
-    # A registry entry without a phone accepts the verified one; otherwise they must agree,
-    # or anybody who knows a neighbour's ID number could sign in as them.
-    phone_ok = not resident.phone or resident.phone == declared.phone
+    # The verified phone must be the one on file, or anybody who knows a neighbour's name and
+    # ID number could sign in as them. No phone on file proves nothing: the number becomes the
+    # resident's only by staff confirmation or the registry import (issue #11 defect 3).
+    phone_ok = same_phone(resident.phone, declared.phone)
     return IdentityMatch(digest, resident, same_name(resident.name, declared.name), phone_ok,
                          moved_out, watch)

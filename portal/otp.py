@@ -1,9 +1,15 @@
 """One-time codes by SMS, kept in Redis: hashed, short-lived, few tries, cooldown and daily caps.
 
-A code belongs to one sign-in flow (``fid``). Only a keyed hash of it is stored. Issuing checks
-and books the resend cooldown and both daily caps (per phone number, per client) in one Lua
-script, so that concurrent requests cannot slip past a limit; when the SMS then cannot be sent
-the booking is given back. Phone numbers appear in keys only as keyed digests.
+A code belongs to one sign-in flow (``fid``) and to one *binding*: a keyed digest of exactly
+what it was sent for (the identity typed and the number it went to). Verifying compares the
+binding of the identity about to be signed in with the stored one, so a code can never vouch
+for anything it was not delivered for. Only a keyed hash of the code is stored. Issuing checks
+and books the resend cooldown, both daily caps (per phone number, per client) and the AP's
+hourly budget in one Lua script, so that concurrent requests cannot slip past a limit; the
+flow's pending identity is written in the same script and only when the code is issued (a
+refused send changes nothing).
+When the SMS then cannot be sent the booking is given back. Phone numbers appear in keys only
+as keyed digests.
 """
 
 from __future__ import annotations
@@ -20,33 +26,48 @@ import redis
 
 CODE_DIGITS = 6
 
-# KEYS: otp hash, cooldown, phone-day counter, client-day counter[, stash key]
-# ARGV: code hash, ttl seconds, cooldown milliseconds, phone cap, client cap, phone digest
+# KEYS: otp hash, cooldown, phone-day counter, client-day counter, AP-hour counter,
+#       AP-hour alerted flag[, stash key]
+# ARGV: code hash, ttl seconds, cooldown milliseconds, phone cap, client cap, binding, AP cap
 #       [, stash value, stash ttl seconds]
-# The stash (the flow's pending identity) is stored whatever the answer, in the same call.
+# The stash (the flow's pending identity) is written only with the code it belongs to: a refused
+# send must leave the flow exactly as it was (issue #11, defect 1). The AP's hourly budget
+# answers 'cap_ap' with 1 the first time in the hour (the caller raises one alert), else 0.
 _ISSUE = """
-if KEYS[5] then redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[8]) end
 local cooldown = redis.call('PTTL', KEYS[2])
 if cooldown > 0 then return {'cooldown', cooldown} end
 local phone_count = tonumber(redis.call('GET', KEYS[3]) or '0')
 if phone_count >= tonumber(ARGV[4]) then return {'cap_phone', 0} end
 local client_count = tonumber(redis.call('GET', KEYS[4]) or '0')
 if client_count >= tonumber(ARGV[5]) then return {'cap_client', 0} end
+local ap_count = tonumber(redis.call('GET', KEYS[5]) or '0')
+if ap_count >= tonumber(ARGV[7]) then
+  if redis.call('SET', KEYS[6], '1', 'NX', 'EX', 7200) then return {'cap_ap', 1} end
+  return {'cap_ap', 0}
+end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
 redis.call('INCR', KEYS[3])
 redis.call('EXPIRE', KEYS[3], 172800)
 redis.call('INCR', KEYS[4])
 redis.call('EXPIRE', KEYS[4], 172800)
+redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], 7200)
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'h', ARGV[1], 'tries', 0, 'phone', ARGV[6])
+redis.call('HSET', KEYS[1], 'h', ARGV[1], 'tries', 0, 'b', ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+if KEYS[7] then redis.call('SET', KEYS[7], ARGV[8], 'EX', ARGV[9]) end
 return {'ok', 0}
 """
 
-# KEYS: otp hash. ARGV: candidate hash, max tries.
+# KEYS: otp hash. ARGV: candidate hash, max tries, binding of what is about to be signed in.
+# A binding that differs means the code was sent for something else: it is spent, not tried.
 _VERIFY = """
 local h = redis.call('HGET', KEYS[1], 'h')
 if not h then return {'expired', 0} end
+if redis.call('HGET', KEYS[1], 'b') ~= ARGV[3] then
+  redis.call('DEL', KEYS[1])
+  return {'unbound', 0}
+end
 local max = tonumber(ARGV[2])
 local tries = tonumber(redis.call('HGET', KEYS[1], 'tries') or '0')
 if tries >= max then return {'locked', 0} end
@@ -65,6 +86,7 @@ redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[2])
 if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
 if tonumber(redis.call('GET', KEYS[4]) or '0') > 0 then redis.call('DECR', KEYS[4]) end
+if tonumber(redis.call('GET', KEYS[5]) or '0') > 0 then redis.call('DECR', KEYS[5]) end
 return 1
 """
 
@@ -76,6 +98,7 @@ class IssueStatus(StrEnum):
     COOLDOWN = "cooldown"
     CAP_PHONE = "cap_phone"
     CAP_CLIENT = "cap_client"
+    CAP_AP = "cap_ap"  # the AP's hourly budget, all numbers together
 
 
 class VerifyStatus(StrEnum):
@@ -85,15 +108,18 @@ class VerifyStatus(StrEnum):
     WRONG = "wrong"
     LOCKED = "locked"  # too many wrong entries: ask for a new code
     EXPIRED = "expired"  # no live code for this flow
+    UNBOUND = "unbound"  # the code was sent for another identity or number: spent
 
 
 @dataclass(frozen=True, slots=True)
 class IssueResult:
-    """An issue attempt: status, the code when issued, seconds to wait on cooldown."""
+    """An issue attempt: status, the code when issued, seconds to wait on cooldown, and
+    whether this refusal is the first of the hour at the AP's budget (raise one alert)."""
 
     status: IssueStatus
     code: str = ""
     retry_after: int = 0
+    first_over_budget: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +139,7 @@ class OtpPolicy:
     resend_seconds: float
     daily_per_phone: int
     daily_per_client: int
+    hourly_per_ap: int = 100
 
 
 class OtpService:
@@ -139,35 +166,48 @@ class OtpService:
         digest = hmac.new(self._secret, b"phone\x00" + phone.encode(), hashlib.sha256)
         return digest.hexdigest()[:32]
 
+    def binding(self, *parts: str) -> str:
+        """A keyed digest of what a code is sent for (identity fields and number, in order)."""
+        message = "\x00".join(("binding", *parts)).encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
     def _code_hash(self, fid: str, code: str) -> str:
         """The stored form of a code: keyed to this flow, so a hash is useless elsewhere."""
         return hmac.new(self._secret, f"{fid}\x00{code}".encode(), hashlib.sha256).hexdigest()
 
-    def _keys(self, fid: str, phone: str, client: str, now: dt.datetime) -> list[str]:
+    def _keys(self, fid: str, phone: str, client: str, ap: str, now: dt.datetime
+              ) -> list[str]:
         """The Redis keys an issue touches; daily counters follow the site's local day."""
-        day = now.astimezone(self._tz).strftime("%Y%m%d")
+        local = now.astimezone(self._tz)
+        day, hour = local.strftime("%Y%m%d"), local.strftime("%Y%m%d%H")
         digest = self.phone_digest(phone)
         return [
             f"{self._prefix}portal:otp:{fid}",
             f"{self._prefix}portal:otp:cool:{digest}",
             f"{self._prefix}portal:otp:day:phone:{digest}:{day}",
             f"{self._prefix}portal:otp:day:client:{client}:{day}",
+            f"{self._prefix}portal:otp:hour:ap:{ap}:{hour}",
+            f"{self._prefix}portal:otp:hour:ap:{ap}:{hour}:alerted",
         ]
 
-    def issue(self, fid: str, phone: str, client: str, now: dt.datetime | None = None,
-              stash: tuple[str, bytes, int] | None = None) -> IssueResult:
+    def issue(self, fid: str, phone: str, client: str, *, ap: str, binding: str,
+              now: dt.datetime | None = None, stash: tuple[str, bytes, int] | None = None
+              ) -> IssueResult:
         """Book limits and make a new code for this flow (replacing an older one).
 
-        stash: (key, value, ttl seconds) stored in the same round trip whatever the answer
-        (the sign-in form's pending identity).
+        client: who asks, as nobody can choose it (see portal.captive); ap: the AP whose hourly
+        budget pays; binding: from binding(), what the code vouches for (verify() must be
+        given the same).
+        stash: (key, value, ttl seconds) stored in the same round trip, only when the code is
+        issued (the sign-in form's pending identity).
         """
         moment = now or dt.datetime.now(dt.UTC)
         code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
         p = self._policy
-        keys = self._keys(fid, phone, client, moment)
+        keys = self._keys(fid, phone, client, ap, moment)
         args: list[str | bytes | int] = [
             self._code_hash(fid, code), p.ttl, max(1, int(p.resend_seconds * 1000)),
-            p.daily_per_phone, p.daily_per_client, self.phone_digest(phone)]
+            p.daily_per_phone, p.daily_per_client, binding, p.hourly_per_ap]
         if stash is not None:
             keys.append(stash[0])
             args += [stash[1], stash[2]]
@@ -176,18 +216,21 @@ class OtpService:
         if word is IssueStatus.OK:
             return IssueResult(word, code=code)
         retry = -(-int(extra) // 1000) if word is IssueStatus.COOLDOWN else 0
-        return IssueResult(word, retry_after=retry)
+        return IssueResult(word, retry_after=retry,
+                           first_over_budget=word is IssueStatus.CAP_AP and int(extra) == 1)
 
-    def release(self, fid: str, phone: str, client: str, now: dt.datetime | None = None) -> None:
+    def release(self, fid: str, phone: str, client: str, *, ap: str,
+                now: dt.datetime | None = None) -> None:
         """Undo an issue whose SMS could not be sent (the resident did not get a code)."""
-        self._release(keys=self._keys(fid, phone, client, now or dt.datetime.now(dt.UTC)))
+        keys = self._keys(fid, phone, client, ap, now or dt.datetime.now(dt.UTC))
+        self._release(keys=keys[:5])
 
-    def verify(self, fid: str, code: str) -> VerifyResult:
-        """Check an entered code; a correct one is used up."""
-        cleaned = "".join(ch for ch in code if ch.isdigit())
+    def verify(self, fid: str, code: str, *, binding: str) -> VerifyResult:
+        """Check an entered code for what it is about to vouch for; a correct one is used up."""
+        cleaned = "".join(ch for ch in code if ch in "0123456789")
         status, left = self._verify(
             keys=[f"{self._prefix}portal:otp:{fid}"],
-            args=[self._code_hash(fid, cleaned), self._policy.max_tries],
+            args=[self._code_hash(fid, cleaned), self._policy.max_tries, binding],
         )
         word = VerifyStatus(status.decode() if isinstance(status, bytes) else status)
         return VerifyResult(word, tries_left=int(left))

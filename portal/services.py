@@ -74,6 +74,7 @@ class PortalServices:
             resend_seconds=settings.portal_otp_resend_seconds,
             daily_per_phone=settings.portal_otp_daily_per_phone,
             daily_per_client=settings.portal_otp_daily_per_ip,
+            hourly_per_ap=settings.portal_otp_hourly_per_ap,
         )
         return cls(
             settings=settings, redis=client, engine=engine, session_factory=factory,

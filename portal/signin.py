@@ -8,12 +8,13 @@ let through without its sign-in on record.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from census.privacy import is_locally_administered, mask_name, pseudonymize_mac
 from portal import audit
@@ -25,6 +26,7 @@ from portal.const import (
     OUTCOME_MISMATCH,
     OUTCOME_REGISTERED,
     OUTCOME_SELF_DECLARED,
+    OUTCOME_UNCONFIRMED,
     OUTCOME_VISITOR,
 )
 from portal.devices import BindResult, Revocation, bind_device, device_label, revoke_all
@@ -71,9 +73,9 @@ class _Recorded:
     outcome: str
     greeting: str
     revoked: list[Revocation]
-    alert: dict[str, Any] | None
+    alert: PendingAlert | None
     pseudonym: str
-    bound: bool  # the device is bound to a resident (may sign in with one tap next time)
+    one_tap: bool  # bound to a registered resident: may sign in with one tap next time
 
 
 def local_today(services: PortalServices, now: dt.datetime) -> dt.date:
@@ -81,31 +83,69 @@ def local_today(services: PortalServices, now: dt.datetime) -> dt.date:
     return now.astimezone(services.settings.tz).date()
 
 
-def _watchlist_alert(session: Session, reason: str, signin_id: int, ap_id: str,
-                     at: dt.datetime, outcome: str, method: str, resident_id: int | None,
-                     unit: Unit | None) -> dict[str, Any]:
-    """Store a watchlist alert and return its MQTT payload (ids only, no personal data)."""
+@dataclass(frozen=True, slots=True)
+class PendingAlert:
+    """A watchlist alert to store and publish after the sign-in, off the request path."""
+
+    payload: dict[str, Any]  # the MQTT payload without alert_id and unit reference
+    unit_id: int | None
+    resident_id: int | None
+    at: dt.datetime
+
+
+def _watchlist_alert(reason: str, signin_id: int, ap_id: str, at: dt.datetime, outcome: str,
+                     method: str, resident_id: int | None, unit_id: int | None
+                     ) -> PendingAlert:
+    """A watchlist alert's payload (ids only, no personal data), to be stored later: writing
+    it inside the request made watch-listed sign-ins measurably slower (issue #11 defect 8)."""
     payload: dict[str, Any] = {
-        "v": 1, "kind": "watchlist", "signin_id": signin_id, "ap": ap_id,
-        "unit": unit.ref if unit else None, "resident_id": resident_id,
-        "outcome": outcome, "method": method, "reason": reason,
+        "v": 1, "kind": "watchlist", "signin_id": signin_id, "ap": ap_id, "unit": None,
+        "resident_id": resident_id, "outcome": outcome, "method": method, "reason": reason,
         "generated_at": int(at.timestamp()),
     }
-    alert = Alert(kind="watchlist", at=at, unit_id=unit.id if unit else None,
-                  resident_id=resident_id, payload=dict(payload))
-    session.add(alert)
-    session.flush()
-    # A new dict, not the same one mutated: the JSON column only sees a changed value.
-    payload["alert_id"] = alert.id
-    alert.payload = dict(payload)
+    return PendingAlert(payload, unit_id, resident_id, at)
+
+
+def _store_alert(services: PortalServices, pending: PendingAlert,
+                 payload: dict[str, Any]) -> dict[str, Any]:
+    """Store a watchlist alert (in the alert thread) and return the payload to publish."""
+    with session_scope(services.session_factory) as session:
+        unit = session.get(Unit, pending.unit_id) if pending.unit_id is not None else None
+        payload = {**payload, "unit": unit.ref if unit else None}
+        alert = Alert(kind="watchlist", at=pending.at, unit_id=pending.unit_id,
+                      resident_id=pending.resident_id, payload=dict(payload))
+        session.add(alert)
+        session.flush()
+        # A new dict, not the same one mutated: the JSON column only sees a changed value.
+        payload["alert_id"] = alert.id
+        alert.payload = dict(payload)
     return payload
+
+
+def raise_sms_budget_alert(services: PortalServices, ap_id: str, now: dt.datetime | None = None
+                           ) -> None:
+    """Store and publish that an AP used up its hourly SMS budget (codes are refused there
+    until the hour ends): most likely SMS pumping through it."""
+    moment = now or dt.datetime.now(dt.UTC)
+    limit = services.otp.policy.hourly_per_ap
+    payload: dict[str, Any] = {
+        "v": 1, "kind": "sms_budget", "ap": ap_id, "limit": limit,
+        "hour": moment.astimezone(services.settings.tz).strftime("%Y-%m-%dT%H:00"),
+        "generated_at": int(moment.timestamp()),
+    }
+    with session_scope(services.session_factory) as session:
+        alert = Alert(kind="sms_budget", at=moment, payload=dict(payload))
+        session.add(alert)
+        session.flush()
+        payload["alert_id"] = alert.id
+        alert.payload = dict(payload)
+    LOGGER.warning("AP %s used up its SMS budget (%d codes this hour): codes refused there",
+                   ap_id, limit)
+    services.alerts.dispatch("sms_budget", payload)
 
 
 _SIGNINS = SignIn.metadata.tables[SignIn.__tablename__]
 _INSERT_SIGNIN = insert(_SIGNINS).returning(_SIGNINS.c.id)
-_RESIDENTS = Resident.metadata.tables[Resident.__tablename__]
-_SET_PHONE = update(_RESIDENTS).where(_RESIDENTS.c.id == bindparam("resident")).values(
-    phone=bindparam("number"))
 
 
 def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentity,
@@ -131,9 +171,11 @@ def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentit
             assert match.resident is not None
             resident_id, unit_id, outcome = (match.resident.id, match.resident.unit_id,
                                              OUTCOME_REGISTERED)
-            if not match.resident.phone:
-                connection.execute(_SET_PHONE, {"resident": resident_id,
-                                                "number": declared.phone})
+        elif match.unconfirmed:
+            # A resident with no phone on file: the verified number proves only that the
+            # claimant holds *a* phone. Recorded against the resident for staff to confirm,
+            # never bound, and the registry's phone stays empty.
+            outcome = OUTCOME_UNCONFIRMED
         elif match.resident is not None:
             # Known identity whose name or phone disagree (or who moved out): recorded for
             # the back office, never bound, and the page looks the same as any other.
@@ -152,9 +194,12 @@ def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentit
         else:
             outcome = OUTCOME_VISITOR
         if resident_id is not None:
-            bind = bind_device(connection, cipher, resident_id, hs.mac, pseudonym,
-                               is_locally_administered(hs.mac), label, hs.ap_id,
-                               services.settings.portal_device_quota, now)
+            # Only an address the AP vouched for (signed redirect) is bound: a FAS hand-over's
+            # MAC is anyone's claim, and a binding is what one-tap sign-in and analytics rest on.
+            if hs.kind == HANDSHAKE_SIGNED:
+                bind = bind_device(connection, cipher, resident_id, hs.mac, pseudonym,
+                                   is_locally_administered(hs.mac), label, hs.ap_id,
+                                   services.settings.portal_device_quota, now)
         elif unit_id is not None and unit_id not in allowed_units:
             unit_id = None
         matched_id = match.resident.id if match.resident is not None else None
@@ -173,14 +218,14 @@ def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentit
         }).scalar_one()
         alert = None
         if match.watchlist is not None:
-            unit = session.get(Unit, unit_id) if unit_id is not None else None
-            alert = _watchlist_alert(session, match.watchlist.reason, signin_id, hs.ap_id, now,
-                                     outcome, METHOD_SMS, matched_id, unit)
+            alert = _watchlist_alert(match.watchlist.reason, signin_id, hs.ap_id, now, outcome,
+                                     METHOD_SMS, matched_id, unit_id)
         audit.write(connection, "resident", "sign_in", f"signin:{signin_id}",
                     {"outcome": outcome, "ap": hs.ap_id, "method": METHOD_SMS,
                      "handshake": hs.kind}, remote_ip)
         return _Recorded(signin_id, outcome, mask_name(declared.name),
-                         bind.revoked if bind else [], alert, pseudonym, bind is not None)
+                         bind.revoked if bind else [], alert, pseudonym,
+                         bind is not None and outcome == OUTCOME_REGISTERED)
 
 
 def _record_one_tap(services: PortalServices, flow: Flow, device_id: int, user_agent: str,
@@ -193,10 +238,11 @@ def _record_one_tap(services: PortalServices, flow: Flow, device_id: int, user_a
         if device is None or device.revoked_at is not None or device.mac_pseudonym != pseudonym:
             raise LookupError("device is no longer bound")
         resident = device.resident
+        if resident.verification is not Verification.REGISTERED:
+            raise LookupError("one tap is for registered residents only")
         device.last_seen_at = now
         device.ap_id = hs.ap_id
-        outcome = (OUTCOME_REGISTERED if resident.verification is Verification.REGISTERED
-                   else OUTCOME_SELF_DECLARED)
+        outcome = OUTCOME_REGISTERED
         watch = session.scalar(select(WatchlistEntry).where(
             WatchlistEntry.id_digest == resident.id_digest))
         signin = SignIn(
@@ -210,8 +256,9 @@ def _record_one_tap(services: PortalServices, flow: Flow, device_id: int, user_a
         session.flush()
         alert = None
         if watch is not None:
-            alert = _watchlist_alert(session, watch.reason, signin.id, signin.ap_id, signin.at,
-                                     signin.outcome, signin.method, resident.id, resident.unit)
+            alert = _watchlist_alert(watch.reason, signin.id, signin.ap_id, signin.at,
+                                     signin.outcome, signin.method, resident.id,
+                                     resident.unit_id)
         audit.record(session, "resident", "sign_in", f"signin:{signin.id}",
                {"outcome": outcome, "ap": hs.ap_id, "method": METHOD_ONE_TAP,
                 "handshake": hs.kind}, remote_ip)
@@ -242,7 +289,10 @@ def _finish(services: PortalServices, flow: Flow, recorded: _Recorded,
     hs = flow.handshake
     seconds = services.settings.portal_session_seconds
     if recorded.alert is not None:
-        services.alerts.dispatch("watchlist", recorded.alert)
+        # Stored and published by the alert thread: the sign-in row's watchlist_hit is the
+        # durable record, and the request costs the same as any other.
+        services.alerts.dispatch("watchlist", recorded.alert.payload,
+                                 store=functools.partial(_store_alert, services, recorded.alert))
     send_revocations(services, recorded.revoked)
     fas_url = None
     if hs.kind == HANDSHAKE_SIGNED:
@@ -255,7 +305,7 @@ def _finish(services: PortalServices, flow: Flow, recorded: _Recorded,
         fas_url = fas_auth_url(hs, key, landing_url)
     services.client_sessions.start(
         hs.ap_id, hs.client_ip, recorded.pseudonym, seconds,
-        known_for=services.settings.portal_reverify_days * 86400 if recorded.bound else 0,
+        known_for=services.settings.portal_reverify_days * 86400 if recorded.one_tap else 0,
         forget=(services.pending.key(flow.fid),))
     return SignInResult(recorded.signin_id, recorded.outcome, recorded.greeting, seconds,
                         fas_url, sum(1 for r in recorded.revoked if r.reason == "quota"))
@@ -293,3 +343,23 @@ def move_out(services: PortalServices, resident_id: int, when: dt.date, actor: s
         audit.record(session, actor, "move_out", f"resident:{resident_id}",
                {"move_out": when.isoformat(), "devices_revoked": len(revoked)}, client_ip)
     return send_revocations(services, revoked)
+
+
+def confirm_phone(session_factory: sessionmaker[Session], signin_id: int, actor: str,
+                  client_ip: str = "") -> int:
+    """Make an unconfirmed sign-in's verified phone its resident's (staff saw the person and
+    their document); return the resident id. Refused unless the resident still has none."""
+    with session_scope(session_factory) as session:
+        signin = session.get(SignIn, signin_id)
+        if signin is None or signin.outcome != OUTCOME_UNCONFIRMED or not signin.phone:
+            raise LookupError(f"sign-in {signin_id} is not an unconfirmed sign-in with a phone")
+        resident = session.get(Resident, signin.resident_id) if signin.resident_id else None
+        if resident is None:
+            raise LookupError(f"sign-in {signin_id} has no resident any more")
+        if resident.phone:
+            raise LookupError(f"resident {resident.id} already has a phone on file")
+        resident.phone = signin.phone
+        bump_registry_version(session)
+        audit.record(session, actor, "confirm_phone", f"resident:{resident.id}",
+                     {"signin": signin_id}, client_ip)
+        return resident.id

@@ -16,6 +16,7 @@ from typing import Protocol
 import redis
 import requests
 
+from census.phones import canonical_phone
 from census.privacy import mask_phone
 
 LOGGER = logging.getLogger(__name__)
@@ -57,8 +58,9 @@ class ConsoleSmsSender:
         pipe.execute()
 
     def last_code(self, phone: str) -> str | None:
-        """The newest code sent to a number, if any (what a developer reads off the console)."""
-        code = self._redis.hget(self.last_key, phone)
+        """The newest code sent to a number, if any (what a developer reads off the console);
+        the number in any form (codes go to its E.164 form)."""
+        code = self._redis.hget(self.last_key, canonical_phone(phone))
         return None if code is None else bytes(code).decode()  # type: ignore[arg-type]
 
 

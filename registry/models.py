@@ -243,6 +243,9 @@ class AccessPoint(Base):
     broker_secret_issued_at: Mapped[dt.datetime | None] = mapped_column(
         UTCDateTime(), nullable=True
     )
+    # openNDS FAS: the gateway address (host:port) this AP's openNDS gives as gatewayaddress.
+    # Empty: the AP does not hand over by FAS (only the signed redirect is accepted from it).
+    fas_gateway: Mapped[str] = mapped_column(String(100), default="", server_default="")
 
     building: Mapped[Building] = relationship()
     unit: Mapped[Unit | None] = relationship()
@@ -472,7 +475,8 @@ class SignIn(Base):
     ap_id: Mapped[str] = mapped_column(String(64))
     handshake: Mapped[str] = mapped_column(String(16))  # signed (this project's) or fas (openNDS)
     method: Mapped[str] = mapped_column(String(16))  # sms (full sign-in) or one_tap
-    # registered, self_declared, mismatch (identity known, name/phone differ), visitor
+    # registered, self_declared, unconfirmed (a resident with no phone on file), mismatch
+    # (identity known, name/phone differ), visitor
     outcome: Mapped[str] = mapped_column(String(32), index=True)
     mac_pseudonym: Mapped[str] = mapped_column(String(16), index=True)
     randomized: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -86,9 +86,16 @@ def _give_signing_secret(settings: Settings, ap_id: str) -> None:
     engine.dispose()
 
 
+def _as_variable(value: object) -> str:
+    """A setting's value written back the way its environment variable is read."""
+    if isinstance(value, tuple | list):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
 def cli(settings: Settings, *args: str) -> Result:
     """Run `wifi-census ...` with these settings in the environment."""
-    env = {f"WIFI_CENSUS_{field.name.upper()}": str(getattr(settings, field.name))
+    env = {f"WIFI_CENSUS_{field.name.upper()}": _as_variable(getattr(settings, field.name))
            for field in dataclasses.fields(settings)}
     return CliRunner().invoke(main, list(args), env=env)
 

@@ -91,6 +91,7 @@ def test_masks_show_only_what_staff_need() -> None:
     assert mask_id_number("11010519491231002X") == "1101**********002X"
     assert mask_id_number("E1234567") == "E***4567"
     assert mask_phone("13812345678") == "138****5678"
+    assert mask_phone("+8613812345678") == "138****5678"
     assert mask_name("张三丰") == "张**"
 
 

@@ -18,7 +18,9 @@ from urllib.parse import urlencode
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
 
 from census.mqtt import MqttClient, ReceivedMessage
 from census.privacy import IdentityCipher, resident_id_check_character
@@ -102,6 +104,15 @@ def fill_registry(factory: sessionmaker[Session], cipher: IdentityCipher) -> Pla
         return Place(u1501.id, u1502.id, zhang.id, li.id)
 
 
+def enable_fas(services: PortalServices, ap_id: str, gateway: str) -> None:
+    """Let an AP hand over by openNDS FAS at this gateway address (as `portal ap-fas` does)."""
+    with session_scope(services.session_factory) as session:
+        ap = session.scalars(select(AccessPoint).where(AccessPoint.ap_id == ap_id)).one()
+        ap.fas_gateway = gateway
+        bump_registry_version(session)
+    services.directory.invalidate()
+
+
 def _resident(cipher: IdentityCipher, unit_id: int, name: str, number: str, phone: str
               ) -> Resident:
     """A registered resident with an encrypted identity."""
@@ -165,6 +176,28 @@ def identity_form(html: str, **fields: str) -> dict[str, str]:
     }
     data.update(fields)
     return data
+
+
+def page(response: TestResponse) -> str:
+    """A response's HTML."""
+    return response.get_data(as_text=True)
+
+
+def code_form(html: str, code: str) -> dict[str, str]:
+    """The code page's form, filled in."""
+    return {"flow": hidden(html, "flow"), "lang": hidden(html, "lang"),
+            "csrf_token": hidden(html, "csrf_token"), "code": code}
+
+
+def sign_in(client: FlaskClient, services: PortalServices, query: str | None = None,
+            **fields: str) -> TestResponse:
+    """Redirect, identity form, code: the whole way, returning the last response."""
+    splash = client.get("/?" + (query or signed_query()))
+    assert splash.status_code == 200, page(splash)
+    sent = client.post("/signin", data=identity_form(page(splash), **fields))
+    assert sent.status_code == 200 and 'name="code"' in page(sent), page(sent)
+    phone = fields.get("phone", "13800138000")
+    return client.post("/verify", data=code_form(page(sent), last_code(services, phone)))
 
 
 def last_code(services: PortalServices, phone: str) -> str:

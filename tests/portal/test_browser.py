@@ -72,7 +72,7 @@ CASES = {
     "en": {
         "locale": "en-US", "accept": "en-US,en;q=0.9", "title": "Sign in to use the free Wi-Fi",
         "bad_message": "its last character does not match", "name": "John Smith",
-        "id_type": "passport", "id_number": "E12345678", "phone": "+447911123456",
+        "id_type": "passport", "id_number": "E12345678", "phone": "+86 139 0013 9000",
         "unit": "1501", "code_title": "Enter the verification code", "done": "You are connected",
         "mac": "3a:10:4f:00:be:ef",
     },

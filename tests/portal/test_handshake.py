@@ -117,9 +117,12 @@ FAS_FIELDS = {
 }
 
 
+FAS_GATEWAYS = {"ap-1": "192.168.8.1:2050"}  # APs with FAS enabled, and their gateways
+
+
 def test_opennds_fas_parameter_is_decoded() -> None:
     """openNDS 9+ sends base64 of 'name=value, ...'; the hand-over is read from it."""
-    hs = parse_fas({"fas": encode_fas_parameter(FAS_FIELDS)}, lambda ap: ap == "ap-1")
+    hs = parse_fas({"fas": encode_fas_parameter(FAS_FIELDS)}, FAS_GATEWAYS.get)
     assert hs.kind == HANDSHAKE_FAS
     assert (hs.ap_id, hs.mac, hs.client_ip, hs.gateway, hs.hid, hs.authdir) == (
         "ap-1", "04:15:52:6a:e4:ad", "192.168.8.23", "192.168.8.1:2050", HID, "opennds_auth")
@@ -129,12 +132,13 @@ def test_legacy_plain_fas_query_is_accepted() -> None:
     """Older openNDS sends the same names as plain parameters."""
     args = {k: FAS_FIELDS[k] for k in ("clientip", "clientmac", "gatewayname", "hid",
                                        "gatewayaddress")} | {"redir": "http://example.com/"}
-    hs = parse_fas(args, lambda ap: ap == "ap-1")
+    hs = parse_fas(args, FAS_GATEWAYS.get)
     assert hs.authdir == "opennds_auth" and hs.original_url == "http://example.com/"
 
 
 @pytest.mark.parametrize(("change", "reason"), [
     ({"gatewayname": "ap-unknown"}, "unknown_ap"),
+    ({"gatewayaddress": "203.0.113.9:80"}, "bad_gateway"),  # the token would go elsewhere
     ({"hid": "abc"}, "malformed"),
     ({"hid": ""}, "missing"),
     ({"tok": "770bfe05"}, "malformed"),  # level 0: token in clear
@@ -142,9 +146,10 @@ def test_legacy_plain_fas_query_is_accepted() -> None:
     ({"authdir": "../etc"}, "malformed"),
 ])
 def test_bad_fas_hand_overs_are_refused(change: dict[str, str], reason: str) -> None:
-    """Unknown gateways, malformed hids, level 0 and bad fields are refused."""
+    """Unknown or FAS-less APs, other gateways, malformed hids, level 0 and bad fields are
+    refused."""
     with pytest.raises(HandshakeError) as caught:
-        parse_fas({"fas": encode_fas_parameter(FAS_FIELDS | change)}, lambda ap: ap == "ap-1")
+        parse_fas({"fas": encode_fas_parameter(FAS_FIELDS | change)}, FAS_GATEWAYS.get)
     assert caught.value.reason == reason
 
 
@@ -155,7 +160,7 @@ def test_fas_return_token_is_sha256_of_hid_and_faskey() -> None:
 
 def test_fas_auth_url_points_at_the_gateway_auth_directory() -> None:
     """http://{gatewayaddress}/{authdir}/?tok=...&redir=..."""
-    hs = parse_fas({"fas": encode_fas_parameter(FAS_FIELDS)}, lambda ap: True)
+    hs = parse_fas({"fas": encode_fas_parameter(FAS_FIELDS)}, FAS_GATEWAYS.get)
     url = urlsplit(fas_auth_url(hs, KEY, "http://portal/welcome"))
     assert (url.scheme, url.netloc, url.path) == ("http", "192.168.8.1:2050", "/opennds_auth/")
     assert parse_qs(url.query) == {"tok": [fas_return_token(HID, KEY)],

@@ -77,12 +77,35 @@ def test_names_compare_without_case_spacing_or_middle_dots() -> None:
 
 
 @pytest.mark.parametrize(("phone", "problem", "clean"), [
-    ("13800138000", None, "13800138000"), ("138 0013 8000", None, "13800138000"),
-    ("+8613800138000", None, "13800138000"), ("+447911123456", None, "+447911123456"),
-    ("12800138000", "phone_invalid", "12800138000"), ("1380013800", "phone_invalid", "1380013800"),
+    ("13800138000", None, "+8613800138000"), ("138 0013 8000", None, "+8613800138000"),
+    ("+8613800138000", None, "+8613800138000"), ("+86 138-0013-8000", None, "+8613800138000"),
+    ("１３８００１３８０００", None, "+8613800138000"),  # full-width, from a Chinese keyboard
+    ("008613800138000", None, "+8613800138000"),
+    ("+008613800138000", None, "+8613800138000"),  # the same number, not a new one
+    ("+0086 13800138000", None, "+8613800138000"),
+    ("+86013800138000", None, "+8613800138000"),
+    ("+860 13800138000", None, "+8613800138000"),
+    ("19912345678", None, "+8619912345678"),
+    ("١٣٨٠٠١٣٨٠٠٠", "phone_invalid", ""),  # Arabic-Indic digits: refused, not folded
+    ("१३८००१३८०००", "phone_invalid", ""),  # Devanagari digits
+    ("+86１38００138000\u0660", "phone_invalid", ""),
+    ("12800138000", "phone_invalid", ""), ("1380013800", "phone_invalid", ""),
+    ("12345678901", "phone_invalid", ""),  # 11 digits, but no mainland mobile range
+    ("02188888888", "phone_invalid", ""),  # a Shanghai landline cannot get an SMS
+    ("10086", "phone_invalid", ""),
+    ("+447911123456", "phone_invalid", ""),  # a UK mobile: not a configured region
+    ("+85291234567", "phone_invalid", ""),  # Hong Kong: not configured by default
+    ("13800138000x", "phone_invalid", ""), ("+86+13800138000", "phone_invalid", ""),
     ("", "phone_required", ""),
 ])
 def test_phone_numbers(phone: str, problem: str | None, clean: str) -> None:
-    """Mainland mobiles (1[3-9] + 9 digits) or +international."""
+    """Defect 4: mainland mobiles by their real ranges, one E.164 form per number, ASCII
+    digits only; other countries only when configured."""
     assert phone_problem(phone) == problem
     assert clean_phone(phone) == clean
+
+
+def test_other_regions_only_when_configured() -> None:
+    """WIFI_CENSUS_PORTAL_SMS_REGIONS=CN,HK lets Hong Kong mobiles in, still not the UK."""
+    assert clean_phone("+852 9123 4567", ("CN", "HK")) == "+85291234567"
+    assert phone_problem("+447911123456", ("CN", "HK")) == "phone_invalid"

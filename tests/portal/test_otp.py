@@ -13,6 +13,8 @@ from portal.otp import IssueStatus, OtpPolicy, OtpService, VerifyStatus
 from portal.ratelimit import RateLimiter
 
 PHONE = "13800138000"
+B = "binding"  # what a code is sent for (OtpService.binding of the identity and number)
+K: dict[str, Any] = {"ap": "ap-1", "binding": B}  # the AP whose budget pays, and the binding
 
 
 def otp(settings: Settings, redis_client: Any, **policy: Any) -> OtpService:
@@ -27,7 +29,7 @@ def otp(settings: Settings, redis_client: Any, **policy: Any) -> OtpService:
 def test_a_code_is_six_digits_stored_only_hashed(settings: Settings, redis_client: Any) -> None:
     """Nothing in Redis contains the code or the phone number."""
     service = otp(settings, redis_client)
-    issued = service.issue("flow1", PHONE, "ap:10.0.0.2")
+    issued = service.issue("flow1", PHONE, "ap:10.0.0.2", **K)
     assert issued.status is IssueStatus.OK and len(issued.code) == 6 and issued.code.isdigit()
     for key in redis_client.scan_iter(match=f"{settings.redis_key_prefix}*"):
         assert PHONE.encode() not in key
@@ -38,86 +40,87 @@ def test_a_code_is_six_digits_stored_only_hashed(settings: Settings, redis_clien
 def test_right_code_works_once(settings: Settings, redis_client: Any) -> None:
     """A verified code is used up."""
     service = otp(settings, redis_client)
-    code = service.issue("flow1", PHONE, "c").code
-    assert service.verify("flow1", code).status is VerifyStatus.OK
-    assert service.verify("flow1", code).status is VerifyStatus.EXPIRED
+    code = service.issue("flow1", PHONE, "c", **K).code
+    assert service.verify("flow1", code, binding=B).status is VerifyStatus.OK
+    assert service.verify("flow1", code, binding=B).status is VerifyStatus.EXPIRED
 
 
 def test_a_code_belongs_to_its_flow(settings: Settings, redis_client: Any) -> None:
     """Another flow cannot use it."""
     service = otp(settings, redis_client)
-    code = service.issue("flow1", PHONE, "c").code
-    assert service.verify("flow2", code).status is VerifyStatus.EXPIRED
+    code = service.issue("flow1", PHONE, "c", **K).code
+    assert service.verify("flow2", code, binding=B).status is VerifyStatus.EXPIRED
 
 
 def test_wrong_codes_count_down_then_lock_even_the_right_one(settings: Settings,
                                                              redis_client: Any) -> None:
     """max_tries wrong entries and the code is dead."""
     service = otp(settings, redis_client, max_tries=3)
-    code = service.issue("flow1", PHONE, "c").code
+    code = service.issue("flow1", PHONE, "c", **K).code
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
-    assert service.verify("flow1", wrong).tries_left == 2
-    assert service.verify("flow1", wrong).tries_left == 1
-    assert service.verify("flow1", wrong).status is VerifyStatus.LOCKED
-    assert service.verify("flow1", code).status is VerifyStatus.LOCKED
+    assert service.verify("flow1", wrong, binding=B).tries_left == 2
+    assert service.verify("flow1", wrong, binding=B).tries_left == 1
+    assert service.verify("flow1", wrong, binding=B).status is VerifyStatus.LOCKED
+    assert service.verify("flow1", code, binding=B).status is VerifyStatus.LOCKED
 
 
 def test_codes_expire(settings: Settings, redis_client: Any) -> None:
     """After ttl the code is gone."""
     service = otp(settings, redis_client, ttl=1)
-    code = service.issue("flow1", PHONE, "c").code
+    code = service.issue("flow1", PHONE, "c", **K).code
     time.sleep(1.1)
-    assert service.verify("flow1", code).status is VerifyStatus.EXPIRED
+    assert service.verify("flow1", code, binding=B).status is VerifyStatus.EXPIRED
 
 
 def test_resend_cooldown_per_number(settings: Settings, redis_client: Any) -> None:
     """A second code to the same number waits; another number does not."""
     service = otp(settings, redis_client, resend_seconds=30)
-    assert service.issue("flow1", PHONE, "c").status is IssueStatus.OK
-    again = service.issue("flow2", PHONE, "c2")
+    assert service.issue("flow1", PHONE, "c", **K).status is IssueStatus.OK
+    again = service.issue("flow2", PHONE, "c2", **K)
     assert again.status is IssueStatus.COOLDOWN and 29 <= again.retry_after <= 30
     assert service.cooldown_left(PHONE) in (29, 30)
-    assert service.issue("flow3", "13900139000", "c").status is IssueStatus.OK
+    assert service.issue("flow3", "13900139000", "c", **K).status is IssueStatus.OK
 
 
 def test_daily_cap_per_number(settings: Settings, redis_client: Any) -> None:
     """The fourth code of the day to one number is refused, whatever the client."""
     service = otp(settings, redis_client, daily_per_phone=3)
     for n in range(3):
-        assert service.issue(f"f{n}", PHONE, f"client{n}").status is IssueStatus.OK
+        assert service.issue(f"f{n}", PHONE, f"client{n}", **K).status is IssueStatus.OK
         time.sleep(0.06)
-    assert service.issue("f9", PHONE, "client9").status is IssueStatus.CAP_PHONE
+    assert service.issue("f9", PHONE, "client9", **K).status is IssueStatus.CAP_PHONE
 
 
 def test_daily_cap_per_client(settings: Settings, redis_client: Any) -> None:
     """One client asking codes for many numbers is stopped."""
     service = otp(settings, redis_client, daily_per_client=2)
-    assert service.issue("f1", "13800000001", "ap:10.0.0.9").status is IssueStatus.OK
-    assert service.issue("f2", "13800000002", "ap:10.0.0.9").status is IssueStatus.OK
-    assert service.issue("f3", "13800000003", "ap:10.0.0.9").status is IssueStatus.CAP_CLIENT
-    assert service.issue("f4", "13800000003", "ap:10.0.0.10").status is IssueStatus.OK
+    assert service.issue("f1", "13800000001", "ap:10.0.0.9", **K).status is IssueStatus.OK
+    assert service.issue("f2", "13800000002", "ap:10.0.0.9", **K).status is IssueStatus.OK
+    third = service.issue("f3", "13800000003", "ap:10.0.0.9", **K)
+    assert third.status is IssueStatus.CAP_CLIENT
+    assert service.issue("f4", "13800000003", "ap:10.0.0.10", **K).status is IssueStatus.OK
 
 
 def test_daily_caps_follow_the_local_day(settings: Settings, redis_client: Any) -> None:
     """17:00 UTC is already the next day in Asia/Shanghai: a fresh count."""
     service = otp(settings, redis_client, daily_per_phone=1)
     evening = dt.datetime(2026, 1, 1, 15, 0, tzinfo=dt.UTC)  # 23:00 local
-    assert service.issue("f1", PHONE, "c", now=evening).status is IssueStatus.OK
+    assert service.issue("f1", PHONE, "c", **K, now=evening).status is IssueStatus.OK
     time.sleep(0.06)
     same_day = dt.datetime(2026, 1, 1, 15, 50, tzinfo=dt.UTC)  # 23:50 local
-    assert service.issue("f2", PHONE, "c", now=same_day).status is IssueStatus.CAP_PHONE
+    assert service.issue("f2", PHONE, "c", **K, now=same_day).status is IssueStatus.CAP_PHONE
     next_day = dt.datetime(2026, 1, 1, 16, 10, tzinfo=dt.UTC)  # 00:10 local, next day
-    assert service.issue("f3", PHONE, "c", now=next_day).status is IssueStatus.OK
+    assert service.issue("f3", PHONE, "c", **K, now=next_day).status is IssueStatus.OK
 
 
 def test_release_gives_back_a_booking_whose_sms_failed(settings: Settings,
                                                        redis_client: Any) -> None:
     """No cooldown, no count, no code after a failed send."""
     service = otp(settings, redis_client, daily_per_phone=1, resend_seconds=60)
-    first = service.issue("f1", PHONE, "c")
-    service.release("f1", PHONE, "c")
-    assert service.verify("f1", first.code).status is VerifyStatus.EXPIRED
-    assert service.issue("f2", PHONE, "c").status is IssueStatus.OK
+    first = service.issue("f1", PHONE, "c", **K)
+    service.release("f1", PHONE, "c", ap="ap-1")
+    assert service.verify("f1", first.code, binding=B).status is VerifyStatus.EXPIRED
+    assert service.issue("f2", PHONE, "c", **K).status is IssueStatus.OK
 
 
 def test_concurrent_issues_cannot_pass_the_cap(settings: Settings, redis_client: Any) -> None:
@@ -126,9 +129,22 @@ def test_concurrent_issues_cannot_pass_the_cap(settings: Settings, redis_client:
 
     service = otp(settings, redis_client, daily_per_client=5)
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda n: service.issue(f"f{n}", f"1380000{n:04d}", "same"),
-                                range(20)))
+        results = list(pool.map(
+            lambda n: service.issue(f"f{n}", f"1380000{n:04d}", "same", **K), range(20)))
     assert sum(r.status is IssueStatus.OK for r in results) == 5
+
+
+def test_the_ap_budget_stops_every_number_and_alerts_once(settings: Settings,
+                                                         redis_client: Any) -> None:
+    """Defect 4: many numbers, many clients, one AP: the hourly budget holds, and only the
+    first refusal of the hour asks for an alert; another AP is not affected."""
+    service = otp(settings, redis_client, hourly_per_ap=3)
+    issued = [service.issue(f"f{n}", f"1380000{n:04d}", f"client{n}", ap="ap-1", binding=B)
+              for n in range(6)]
+    assert [r.status for r in issued] == [IssueStatus.OK] * 3 + [IssueStatus.CAP_AP] * 3
+    assert [r.first_over_budget for r in issued] == [False] * 3 + [True, False, False]
+    other = service.issue("g1", "13900000001", "client9", ap="ap-2", binding=B)
+    assert other.status is IssueStatus.OK
 
 
 def test_rate_limiter_window(settings: Settings, redis_client: Any) -> None:
@@ -144,15 +160,28 @@ def test_rate_limiter_window(settings: Settings, redis_client: Any) -> None:
     assert limiter.hit("x", "a", now).allowed
 
 
-def test_issue_stores_its_stash_even_when_refused(settings: Settings,
-                                                 redis_client: Any) -> None:
-    """The pending identity goes to Redis in the issue's call, whatever the answer."""
+def test_a_refused_issue_changes_nothing(settings: Settings, redis_client: Any) -> None:
+    """A send refused by the cooldown leaves the flow's code and pending identity as they were
+    (issue #11 defect 1: the refused identity used to replace the pending one)."""
     service = otp(settings, redis_client, resend_seconds=60)
     key = f"{settings.redis_key_prefix}stash"
-    assert service.issue("f1", PHONE, "c", stash=(key, b"one", 30)).status is IssueStatus.OK
-    refused = service.issue("f2", PHONE, "c", stash=(key, b"two", 30))
+    own = service.issue("f1", "13900139000", "c", ap="ap-1", binding="own",
+                        stash=(key, b"own", 30))
+    assert service.issue("f9", PHONE, "c", ap="ap-1", binding="x").status is IssueStatus.OK
+    refused = service.issue("f1", PHONE, "c", ap="ap-1", binding="victim",
+                            stash=(key, b"victim", 30))
     assert refused.status is IssueStatus.COOLDOWN
-    assert redis_client.get(key) == b"two" and 0 < redis_client.ttl(key) <= 30
+    assert redis_client.get(key) == b"own" and 0 < redis_client.ttl(key) <= 30
+    assert service.verify("f1", own.code, binding="own").status is VerifyStatus.OK
+
+
+def test_a_code_verifies_only_what_it_was_sent_for(settings: Settings,
+                                                   redis_client: Any) -> None:
+    """The right code offered for another binding is refused and spent."""
+    service = otp(settings, redis_client)
+    code = service.issue("f1", PHONE, "c", ap="ap-1", binding="sent-for").code
+    assert service.verify("f1", code, binding="other").status is VerifyStatus.UNBOUND
+    assert service.verify("f1", code, binding="sent-for").status is VerifyStatus.EXPIRED
 
 
 def test_rate_limiter_hit_and_get(settings: Settings, redis_client: Any) -> None:

@@ -1,0 +1,308 @@
+"""Attacks on the resident's sign-in (issue #11), each performed and shown to fail.
+
+Every test here is written as the attacker would go about it, against the real Redis, broker and
+registry; docs/threat-model.md lists them with the asset, the actor and the defence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from census.settings import Settings
+from portal import create_app
+from portal.handshake import encode_fas_parameter, redirect_signature
+from portal.services import PortalServices
+from portal.signin import confirm_phone
+from portal.sms import ConsoleSmsSender
+from registry.models import Alert, AuditEntry, Device, Resident, SignIn
+from tests.portal.conftest import (
+    FLOOR_AP,
+    FLOOR_AP_SECRET,
+    LI_ID,
+    UNIT_AP,
+    WANG_ID,
+    WATCHED_ID,
+    ZHANG_ID,
+    Place,
+    Subscriber,
+    code_form,
+    enable_fas,
+    hidden,
+    identity_form,
+    last_code,
+    page,
+    sign_in,
+    signed_query,
+)
+
+ATTACKER_PHONE = "13900139000"
+VICTIM_MAC = "a4:83:e7:12:9f:01"  # 张三's phone, as anyone near them can read off the air
+FAS_GATEWAY = "192.168.8.1:2050"
+VICTIM_PHONE = "13800138000"  # 张三's number in the registry
+
+
+def test_a_code_sent_to_my_phone_does_not_sign_me_in_as_a_victim(
+        client: FlaskClient, services: PortalServices, place: Place,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """Defect 1: own code, then the victim's identity refused by a cooldown, then /verify."""
+    # Another flow puts the victim's number in its resend cooldown (anyone can do this).
+    other = page(client.get("/?" + signed_query(mac="02:00:00:00:00:77")))
+    assert 'name="code"' in page(client.post("/signin", data=identity_form(other)))
+    # My flow: a code to my own number, for my own identity.
+    mine = page(client.get("/?" + signed_query(mac="02:00:00:00:00:66")))
+    sent = page(client.post("/signin", data=identity_form(
+        mine, name="王五", id_number=WANG_ID, phone=ATTACKER_PHONE)))
+    my_code = last_code(services, ATTACKER_PHONE)
+    # The same flow, the victim's name, ID and number: the send is refused (cooldown).
+    refused = page(client.post("/signin", data=identity_form(
+        sent, name="张三", id_number=ZHANG_ID, phone=VICTIM_PHONE)))
+    assert "请等待" in refused
+    # My code, on the code page of my flow.
+    client.post("/verify", data=code_form(sent, my_code))
+    with sqlite_session_factory() as db:
+        as_victim = db.scalars(select(SignIn).where(SignIn.resident_id == place.zhang)).all()
+        assert as_victim == []
+        assert db.scalars(select(Device).where(Device.resident_id == place.zhang)).all() == []
+        # What the code was sent for is what got signed in: my identity, my number.
+        signin = db.scalars(select(SignIn)).one()
+        assert (signin.name, signin.phone) == ("王五", "+86" + ATTACKER_PHONE)
+
+
+def test_a_resident_without_a_phone_cannot_be_claimed_with_name_and_id_alone(
+        client: FlaskClient, services: PortalServices, place: Place,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """Defect 3: 李四 has no phone on file; the claimant's verified phone proves nothing."""
+    done = sign_in(client, services, name="李四", id_number=LI_ID, phone=ATTACKER_PHONE)
+    assert "连接成功" in page(done)  # online, like any other outcome
+    with sqlite_session_factory() as db:
+        li = db.get(Resident, place.li)
+        assert li is not None and li.phone == ""  # the real 李四 is not locked out
+        assert db.scalars(select(Device)).all() == []  # no one-tap as 李四 next time
+        signin = db.scalars(select(SignIn)).one()
+        assert (signin.outcome, signin.resident_id) == ("unconfirmed", place.li)
+
+
+def test_staff_confirm_an_unconfirmed_phone_once(
+        client: FlaskClient, services: PortalServices, place: Place,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """After seeing 李四 in person, staff make the verified number theirs; audited, once."""
+    sign_in(client, services, name="李四", id_number=LI_ID, phone="13600136000")
+    with sqlite_session_factory() as db:
+        signin_id = db.scalars(select(SignIn.id)).one()
+    assert confirm_phone(sqlite_session_factory, signin_id, "staff:wang") == place.li
+    with sqlite_session_factory() as db:
+        assert db.get(Resident, place.li).phone == "+8613600136000"  # type: ignore[union-attr]
+        entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "confirm_phone")).one()
+        assert (entry.actor, entry.subject) == ("staff:wang", f"resident:{place.li}")
+    with pytest.raises(LookupError, match="already has a phone"):
+        confirm_phone(sqlite_session_factory, signin_id, "staff:wang")
+
+
+def fas_query(ap: str = FLOOR_AP, mac: str = VICTIM_MAC, gateway: str = FAS_GATEWAY,
+              ip: str = "192.168.8.23") -> str:
+    """An openNDS FAS level-1 hand-over as anyone can write it (nothing in it is signed)."""
+    hid = hashlib.sha256(f"token {mac} {ip}".encode()).hexdigest()
+    return urlencode({"fas": encode_fas_parameter({
+        "clientip": ip, "clientmac": mac, "gatewayname": ap, "hid": hid,
+        "gatewayaddress": gateway, "authdir": "opennds_auth",
+        "originurl": "http://example.com/"})})
+
+
+def test_a_fas_hand_over_is_refused_from_an_ap_without_fas_like_an_unknown_ap(
+        client: FlaskClient, services: PortalServices) -> None:
+    """Defect 2 (and 9, AP ids by 403 vs 200): FAS is off unless enabled for the AP; a
+    signed-only AP and a non-existent one answer the same."""
+    signed_only = client.get("/?" + fas_query(ap=UNIT_AP))
+    unknown = client.get("/?" + fas_query(ap="ap-not-registered"))
+    assert signed_only.status_code == unknown.status_code == 403
+    assert page(signed_only) == page(unknown) and 'name="flow"' not in page(signed_only)
+
+
+def test_a_fas_hand_over_cannot_send_the_token_to_a_gateway_of_my_choosing(
+        client: FlaskClient, services: PortalServices) -> None:
+    """Defect 9: the tok goes only to the gateway address configured for the AP."""
+    enable_fas(services, FLOOR_AP, FAS_GATEWAY)
+    assert client.get("/?" + fas_query()).status_code == 200
+    elsewhere = client.get("/?" + fas_query(gateway="203.0.113.9:80"))
+    assert elsewhere.status_code == 403 and 'name="flow"' not in page(elsewhere)
+
+
+def test_a_claimed_mac_in_a_fas_hand_over_gives_no_one_tap_and_moves_no_binding(
+        client: FlaskClient, services: PortalServices, place: Place,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """Defect 2: 张三's device is bound (signed AP); a FAS hand-over claiming its MAC neither
+    shows 张三's masked name nor signs in as 张三, and a full sign-in as someone else leaves
+    张三's binding where it is."""
+    sign_in(client, services, signed_query(mac=VICTIM_MAC))
+    enable_fas(services, FLOOR_AP, FAS_GATEWAY)
+    splash = page(client.get("/?" + fas_query()))
+    assert "张*" not in splash and 'name="id_number"' in splash  # the full form, no greeting
+    tap = client.post("/one-tap", data={"flow": hidden(splash, "flow"), "lang": "zh_CN",
+                                        "csrf_token": hidden(splash, "csrf_token")})
+    assert 'name="id_number"' in page(tap)  # back to the full form, not signed in
+    sent = page(client.post("/signin", data=identity_form(
+        splash, name="王五", id_number=WANG_ID, phone=ATTACKER_PHONE, unit=str(place.unit_1501))))
+    client.post("/verify", data=code_form(sent, last_code(services, ATTACKER_PHONE)))
+    with sqlite_session_factory() as db:
+        devices = db.scalars(select(Device)).all()
+        assert [(d.resident_id, d.revoked_at) for d in devices] == [(place.zhang, None)]
+        methods = [(s.method, s.resident_id == place.zhang) for s in db.scalars(select(SignIn))]
+        assert methods == [("sms", True), ("sms", False)]
+
+
+def sent_sms(services: PortalServices) -> int:
+    """How many messages the console sender has sent."""
+    sender = services.sms
+    assert isinstance(sender, ConsoleSmsSender)
+    return int(services.redis.llen(sender.outbox_key))  # type: ignore[arg-type]
+
+
+def test_45_code_requests_from_one_address_with_spoofed_client_ips_are_limited(
+        client: FlaskClient, services: PortalServices) -> None:
+    """Defect 4: the FAS clientip is the sender's to write; limits key on what it is not."""
+    enable_fas(services, FLOOR_AP, FAS_GATEWAY)
+    for n in range(45):
+        splash = page(client.get("/?" + fas_query(mac=f"02:00:00:00:01:{n:02x}",
+                                                  ip=f"192.168.{n // 200}.{n % 200 + 2}")))
+        if 'name="flow"' not in splash:
+            continue  # the splash page itself was limited
+        client.post("/signin", data=identity_form(
+            splash, name="王五", id_number=WANG_ID, phone=f"1380000{n:04d}"))
+    # The sign-in form's limit (20 a minute) holds for one sending address, whatever it claims.
+    assert sent_sms(services) == 20
+
+
+@pytest.mark.parametrize("written", ["+0086 138 0013 8000", "+860 138 0013 8000",
+                                     "0086-13800138000", "１３８００１３８０００"])
+def test_another_way_of_writing_a_number_is_the_same_number(
+        client: FlaskClient, services: PortalServices, written: str) -> None:
+    """Defect 4: +0086 / +860 / 0086 / full-width forms share the number's cooldown."""
+    first = page(client.get("/?" + signed_query(mac="02:00:00:00:00:31")))
+    client.post("/signin", data=identity_form(first))
+    again = page(client.get("/?" + signed_query(mac="02:00:00:00:00:32")))
+    refused = page(client.post("/signin", data=identity_form(again, phone=written)))
+    assert "请等待" in refused and sent_sms(services) == 1
+
+
+@pytest.mark.parametrize("written", ["١٣٨٠٠١٣٨٠٠٠", "१३८००१३८०००", "13800138000\u0663",
+                                     "+44 7911 123456", "12345678901"])
+def test_numbers_in_other_digits_or_outside_the_configured_regions_get_no_sms(
+        client: FlaskClient, services: PortalServices, written: str) -> None:
+    """Defect 4: ASCII digits only, mainland mobiles by their real ranges."""
+    splash = page(client.get("/?" + signed_query()))
+    refused = page(client.post("/signin", data=identity_form(splash, phone=written)))
+    assert "能接收短信的手机号码" in refused and sent_sms(services) == 0
+
+
+def test_the_ap_budget_stops_pumping_and_raises_one_alert(
+        settings: Settings, place: Place, redis_client: Any, alerts_topic: Subscriber,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """Defect 4: past the AP's hourly budget no number gets a code, and the back office hears
+    of it once (stored alert, MQTT alert topic)."""
+    app = create_app(Settings.load(environ={}, **{**settings.__dict__,
+                                                  "portal_otp_hourly_per_ap": 3}),
+                     {"TESTING": True})
+    services: PortalServices = app.extensions["portal"]
+    client = app.test_client()
+    pages = []
+    for n in range(5):
+        splash = page(client.get("/?" + signed_query(mac=f"02:00:00:00:02:{n:02x}",
+                                                     ip=f"10.1.15.{n + 2}")))
+        pages.append(page(client.post("/signin", data=identity_form(
+            splash, name="王五", id_number=WANG_ID, phone=f"1390000{n:04d}"))))
+    assert sent_sms(services) == 3
+    assert all("请一小时后再试" in p for p in pages[3:])
+    topic, payload = alerts_topic.get()
+    assert topic.endswith("/v1/alerts/sms_budget")
+    assert (payload["kind"], payload["ap"], payload["limit"]) == ("sms_budget", FLOOR_AP, 3)
+    assert alerts_topic.empty_for(0.3)  # one alert an hour, not one per refusal
+    with sqlite_session_factory() as db:
+        stored = db.scalars(select(Alert).where(Alert.kind == "sms_budget")).one()
+        assert stored.payload["alert_id"] == stored.id
+        assert "1390000" not in json.dumps(stored.payload)  # no numbers in the alert
+        assert db.scalar(select(func.count()).select_from(Alert)) == 1
+    services.close()
+
+
+def test_a_signed_redirect_with_a_ts_hundreds_of_digits_long_is_a_clear_400(
+        client: FlaskClient) -> None:
+    """Defect 9: a correctly signed link (a broken or hostile AP) with a 300-digit ts used to
+    overflow the clock comparison into a 500."""
+    values = {"ap": FLOOR_AP, "mac": VICTIM_MAC, "ip": "10.1.15.23", "gw": "10.1.15.1:2050",
+              "url": "http://example.com/", "ts": "9" * 300, "nonce": "0123456789abcdef"}
+    values["sig"] = redirect_signature(FLOOR_AP_SECRET, values)
+    response = client.get("/?" + urlencode(values))
+    assert response.status_code == 400 and "无效" in page(response)
+
+
+@pytest.mark.parametrize("name", ["\u3164", "\u3164\u3164", "张\u3164三", "\u115f\u1160",
+                                  "\uffa0", "张三\u200d", "\u2800"])
+def test_a_name_of_invisible_characters_is_refused(
+        client: FlaskClient, services: PortalServices, name: str) -> None:
+    """Defect 9: U+3164 (Hangul filler) is a letter to the regex but shows as nothing."""
+    splash = page(client.get("/?" + signed_query()))
+    refused = page(client.post("/signin", data=identity_form(splash, name=name)))
+    assert "请按证件填写姓名" in refused and sent_sms(services) == 0
+
+
+def test_the_next_visit_does_not_tell_whether_a_typed_identity_is_registered(
+        client: FlaskClient, services: PortalServices, place: Place) -> None:
+    """Defect 8: an unknown identity (self-declared, bound) used to be offered one tap next
+    time and a registered one (a mismatch with my phone) not: the splash page told them apart."""
+    sign_in(client, services, signed_query(mac="02:00:00:00:03:01"), name="王五",
+            id_number=WANG_ID, phone="13900139001", unit=str(place.unit_1501))
+    sign_in(client, services, signed_query(mac="02:00:00:00:03:02"), name="张三",
+            id_number=ZHANG_ID, phone="13900139002", unit=str(place.unit_1501))
+    unknown = page(client.get("/?" + signed_query(mac="02:00:00:00:03:01")))
+    registered = page(client.get("/?" + signed_query(mac="02:00:00:00:03:02")))
+    assert 'name="id_number"' in unknown  # the full form, not "welcome back, 王*"
+    tokens = re.compile(r'(value="|f=)[^"&]*')  # flow tokens differ per page, nothing else
+    assert tokens.sub("", unknown) == tokens.sub("", registered)
+
+
+@pytest.fixture
+def request_statements(services: PortalServices) -> Iterator[list[str]]:
+    """SQL statements run by this (the request's) thread, as the registry receives them."""
+    statements: list[str] = []
+    me = threading.get_ident()
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        """Record a statement of the test's own thread (the alert thread runs apart)."""
+        if threading.get_ident() == me:
+            statements.append(statement.split()[0])
+
+    event.listen(services.engine, "before_cursor_execute", note)
+    yield statements
+    event.remove(services.engine, "before_cursor_execute", note)
+
+
+def test_a_watch_listed_sign_in_costs_the_request_no_more_than_any_other(
+        client: FlaskClient, services: PortalServices, request_statements: list[str],
+        alerts_topic: Subscriber) -> None:
+    """Defect 8: the alert used to be written inside the request (two more statements, a
+    measurably slower sign-in); now the request runs the same statements for every identity
+    and the alert is stored and published by the alert thread."""
+    counts = []
+    for n, (name, number) in enumerate((("王五", WANG_ID), ("赵六", WATCHED_ID))):
+        splash = page(client.get("/?" + signed_query(mac=f"02:00:00:00:04:0{n}")))
+        phone = f"1390013901{n}"
+        sent = page(client.post("/signin", data=identity_form(
+            splash, name=name, id_number=number, phone=phone, unit="visitor")))
+        code = last_code(services, phone)
+        request_statements.clear()
+        assert "连接成功" in page(client.post("/verify", data=code_form(sent, code)))
+        counts.append(list(request_statements))
+    assert counts[0] == counts[1]
+    _topic, payload = alerts_topic.get()  # the alert still goes out, with its stored id
+    assert payload["kind"] == "watchlist" and payload["alert_id"] > 0
