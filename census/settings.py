@@ -352,6 +352,30 @@ VARIABLES: tuple[Variable, ...] = (
         "venue-info-url of the RFC 8908 API (empty: the portal's own about page)",
     ),
     Variable(
+        "portal_admin_host",
+        _parse_str,
+        "127.0.0.1",
+        "address the back office listens on (`portal serve --role admin`); put HTTPS in front",
+    ),
+    Variable(
+        "portal_admin_port",
+        _parse_port,
+        "18081",
+        "port of the back office's own listener (`portal serve --role admin`)",
+    ),
+    Variable(
+        "portal_staff_idle_minutes",
+        _parse_int(1, 24 * 60),
+        "30",
+        "minutes a back-office session may sit unused before it ends",
+    ),
+    Variable(
+        "portal_staff_session_hours",
+        _parse_int(1, 24),
+        "8",
+        "hours after sign-in that a back-office session ends, used or not",
+    ),
+    Variable(
         "collector_client_id",
         _parse_client_id,
         "wifi-census-collector",
@@ -449,6 +473,10 @@ class Settings:
     portal_sms_url: str
     portal_sms_token: str = field(repr=False)
     portal_venue_info_url: str
+    portal_admin_host: str
+    portal_admin_port: int
+    portal_staff_idle_minutes: int
+    portal_staff_session_hours: int
     collector_client_id: str
     collector_share_group: str
     collector_spool_dir: str
