@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+LOGGER = logging.getLogger(__name__)
 PREFIX = "WIFI_CENSUS_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -557,17 +560,33 @@ def _development_keys(var_dir: Path, missing: list[str]) -> dict[str, str]:
     path = var_dir / "keys.json"
     stored: dict[str, str] = {}
     if path.exists():
+        if path.stat().st_mode & 0o077:
+            # Written by an older version (or copied carelessly): close it before reading on.
+            LOGGER.warning("%s was readable by others; now owner-only (0600)", path)
+            path.chmod(0o600)
         stored = json.loads(path.read_text(encoding="utf-8"))
     if any(name not in stored for name in missing):
         fresh = generate_keys()
         for name in GENERATED_KEYS:
             stored.setdefault(name, fresh[name])
         var_dir.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(stored, indent=2), encoding="utf-8")
-        temporary.chmod(0o600)
-        temporary.replace(path)
+        _write_private(path, json.dumps(stored, indent=2))
     return {name: stored[name] for name in missing}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace path with text, owner-only (0600) from the first byte: mkstemp creates the file
+    with that mode (O_EXCL), so no other user can open it between creation and chmod."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def markdown_table() -> str:

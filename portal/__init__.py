@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     )
     if test_config:
         app.config.update(test_config)
-    role = _role(settings, app.config["PORTAL_ROLE"])
+    role = serving_role(settings, app.config["PORTAL_ROLE"])
     app.config["PORTAL_ROLE"] = role
     services = PortalServices.build(settings, sms=app.config["PORTAL_SMS"],
                                     rate_limits=app.config["PORTAL_RATE_LIMITS"],
@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     return app
 
 
-def _role(settings: Settings, asked: str | None) -> str:
+def serving_role(settings: Settings, asked: str | None) -> str:
     """What this process serves; the back office shares no listener with residents in
     production (their network is the public one, and it is plain HTTP up to the AP)."""
     production = settings.environment == "production"

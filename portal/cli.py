@@ -31,6 +31,10 @@ def portal() -> None:
 
 
 @portal.command("serve")
+@click.option("--role", type=click.Choice(["captive", "admin", "both"]), default=None,
+              help="What to serve: captive (residents), admin (back office, on "
+                   "PORTAL_ADMIN_HOST/PORT) or both (development only). Default: both in "
+                   "development, captive in production.")
 @click.option("--host", default=None, help="Address to listen on (default: settings).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default: settings).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
@@ -40,22 +44,30 @@ def portal() -> None:
 @click.option("--proxy-hops", type=click.IntRange(0, 5), default=0, show_default=True,
               help="Reverse proxies in front whose X-Forwarded-For/Proto/Host are trusted.")
 @click.option("--dev", is_flag=True, help="Werkzeug's development server instead of gunicorn.")
-def serve(host: str | None, port: int | None, workers: int | None, threads: int,
-          proxy_hops: int, dev: bool) -> None:
+def serve(role: str | None, host: str | None, port: int | None, workers: int | None,
+          threads: int, proxy_hops: int, dev: bool) -> None:
     """Serve the portal (gunicorn; --dev for a single-process development server)."""
+    from portal import create_app, serving_role
+    from portal.services import PortalConfigError
     from registry.db import make_engine, upgrade
 
     settings = _settings()
+    if role == "admin":
+        host = host or settings.portal_admin_host
+        port = port or settings.portal_admin_port
     host = host or settings.portal_host
     port = port or settings.portal_port
-    test_config = {"PORTAL_PROXY_HOPS": proxy_hops}
+    test_config: dict[str, Any] = {"PORTAL_PROXY_HOPS": proxy_hops, "PORTAL_ROLE": role}
+    try:
+        # Checked here, before any worker starts: a refused role stops the command cleanly.
+        serving_role(settings, role)
+    except PortalConfigError as error:
+        raise click.ClickException(str(error)) from None
     # Once, before any worker starts: a fresh checkout (or the demo) serves a migrated registry.
     engine = make_engine(settings.database_url)
     upgrade(engine)
     engine.dispose()
     if dev:
-        from portal import create_app
-
         app = create_app(settings, test_config)
         click.echo(f"portal (development server) on http://{host}:{port}/", err=True)
         app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
@@ -88,8 +100,6 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int,
 
         def load(self) -> Any:
             """The WSGI app (each worker builds its own connections)."""
-            from portal import create_app
-
             return create_app(settings, test_config)
 
     click.echo(f"portal on http://{host}:{port}/ (gunicorn)", err=True)

@@ -9,16 +9,19 @@ residents' listener.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from census.settings import Settings
+from census.cli import main
+from census.settings import Settings, generate_keys
 from portal import create_app
 from portal.services import PortalConfigError
 from portal.staff_auth import SESSION_SEEN, SESSION_STARTED, LoginGuard, LoginPolicy
@@ -254,3 +257,15 @@ def test_admin_listener_serves_only_the_back_office(
         assert "/admin/" in client.get("/").headers["Location"]
     finally:
         app.extensions["portal"].close()
+
+
+def test_serve_refuses_both_roles_in_production(tmp_path: Path) -> None:
+    """`portal serve --role both` stops before listening, naming the way to split it."""
+    environment = {f"WIFI_CENSUS_{k.upper()}": v for k, v in generate_keys().items()}
+    environment.update({
+        "WIFI_CENSUS_ENVIRONMENT": "production", "WIFI_CENSUS_VAR_DIR": str(tmp_path),
+        "WIFI_CENSUS_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.sqlite3'}",
+        "WIFI_CENSUS_PORTAL_SMS_SENDER": "http", "WIFI_CENSUS_PORTAL_SMS_URL": "http://x/"})
+    result = CliRunner().invoke(main, ["portal", "serve", "--role", "both"], env=environment)
+    assert result.exit_code == 1 and "refused in production" in result.output
+    assert not (tmp_path / "registry.sqlite3").exists()  # stopped before doing anything
