@@ -241,6 +241,55 @@ def import_command(kind: str, path: Path, as_json: bool, max_errors: int) -> Non
         sys.exit(2)
 
 
+# --- retention -------------------------------------------------------------------------------
+
+
+@main.group()
+def retention() -> None:
+    """Retention per data class (docs/privacy.md): delete what was kept long enough."""
+
+
+def run_retention_command(as_json: bool, actor: str = "retention") -> None:
+    """Enforce every class's retention now; print and audit what was deleted; exit 1 when a
+    class could not be enforced (the others still are)."""
+    import redis as redis_lib
+
+    from census.presence_store import InfluxV1Store
+    from registry.db import make_engine, make_session_factory, upgrade
+    from registry.retention import CLASSES, run_retention
+
+    settings = load_settings()
+    configure_logging(settings)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    store = InfluxV1Store.from_settings(settings)
+    client = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=10)
+    try:
+        report = run_retention(settings, make_session_factory(engine), store, client,
+                               actor=actor)
+    finally:
+        store.close()
+        client.close()
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        for name, setting in CLASSES.items():
+            days = getattr(settings, setting)
+            outcome = (f"not enforced: {report.errors[name]}" if name in report.errors
+                       else f"deleted {report.deleted[name]}")
+            click.echo(f"{name:13} kept {days:>5} days  {outcome}")
+    if report.errors:
+        sys.exit(1)
+
+
+@retention.command("run")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def retention_run(as_json: bool) -> None:
+    """Delete, class by class, what is older than its WIFI_CENSUS_RETENTION_* setting."""
+    run_retention_command(as_json)
+
+
 # --- configuration ---------------------------------------------------------------------------
 
 

@@ -57,7 +57,7 @@ def reset_demo_stores(settings: Settings) -> None:
             Path(str(settings.var_dir / "registry.sqlite3") + suffix).unlink(missing_ok=True)
     store = InfluxV1Store.from_settings(settings)
     store.drop_database()
-    store.ensure_database(settings.retention_days)
+    store.ensure_database(settings.influx_policy_days)
     # A clean-start connection under the collector's client id discards its persistent session,
     # so events queued for it by an earlier, interrupted demo are not delivered again.
     from census.mqtt import MqttClient

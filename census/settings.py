@@ -241,7 +241,58 @@ VARIABLES: tuple[Variable, ...] = (
         "retention_days",
         _parse_int(1, 3650),
         "90",
-        "days raw presence data and dead letters are kept before they are deleted",
+        "days raw presence (InfluxDB `presence`) and dead letters are kept (docs/privacy.md)",
+    ),
+    # --- retention per data class (docs/privacy.md gives each default's legal reason) ---
+    Variable(
+        "retention_rollup_days",
+        _parse_int(1, 3650),
+        "90",
+        "days the nightly presence roll-ups (`presence_daily`) are kept",
+    ),
+    Variable(
+        "retention_network_log_days",
+        _parse_int(180, 3650),
+        "180",
+        "days sign-in records (the network log) are kept; the Cybersecurity Law art. 21 "
+        "requires at least 180",
+    ),
+    Variable(
+        "retention_ap_commands_days",
+        _parse_int(180, 3650),
+        "180",
+        "days the AP command log (when each device was let on and off) is kept; at least 180",
+    ),
+    Variable(
+        "retention_devices_days",
+        _parse_int(1, 3650),
+        "180",
+        "days a device binding is kept after it was revoked or last used",
+    ),
+    Variable(
+        "retention_residents_days",
+        _parse_int(1, 3650),
+        "180",
+        "days a resident is kept after moving out (self-declared ones: after their last "
+        "sign-in)",
+    ),
+    Variable(
+        "retention_audit_days",
+        _parse_int(180, 3650),
+        "1095",
+        "days the audit log (staff access to personal data) is kept; at least 180",
+    ),
+    Variable(
+        "retention_alerts_days",
+        _parse_int(1, 3650),
+        "180",
+        "days an alert is kept after it was acknowledged (open alerts are kept)",
+    ),
+    Variable(
+        "retention_cases_days",
+        _parse_int(1, 3650),
+        "1095",
+        "days a case (its steps and inspections) is kept after it was closed",
     ),
     Variable("portal_host", _parse_str, "127.0.0.1", "address the portal listens on"),
     Variable("portal_port", _parse_port, "18080", "port the portal listens on"),
@@ -452,6 +503,14 @@ class Settings:
     influx_batch_size: int
     timezone: str
     retention_days: int
+    retention_rollup_days: int
+    retention_network_log_days: int
+    retention_ap_commands_days: int
+    retention_devices_days: int
+    retention_residents_days: int
+    retention_audit_days: int
+    retention_alerts_days: int
+    retention_cases_days: int
     portal_host: str
     portal_port: int
     portal_public_url: str
@@ -527,6 +586,12 @@ class Settings:
     def redis_key(self, *parts: str) -> str:
         """Join Redis key parts under the configured prefix."""
         return self.redis_key_prefix + ":".join(parts)
+
+    @property
+    def influx_policy_days(self) -> int:
+        """Duration of the InfluxDB retention policy: the longest kept of its measurements
+        (`wifi-census retention run` deletes each earlier, to its own setting)."""
+        return max(self.retention_days, self.retention_rollup_days)
 
     @property
     def tz(self) -> ZoneInfo:

@@ -206,18 +206,8 @@ def move_out_command(resident_id: int, when: dt.datetime | None) -> None:
 
 @portal.command("purge")
 def purge() -> None:
-    """Delete sign-in records older than the retention period (WIFI_CENSUS_RETENTION_DAYS)."""
-    from sqlalchemy import delete
+    """Same as `wifi-census retention run` (kept for existing scripts): every data class, not
+    only sign-ins, each to its own retention setting."""
+    from census.cli import run_retention_command
 
-    from portal.audit import record
-    from registry.db import make_engine, make_session_factory, session_scope
-    from registry.models import SignIn
-
-    settings = _settings()
-    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.retention_days)
-    with session_scope(make_session_factory(make_engine(settings.database_url))) as session:
-        result = session.execute(delete(SignIn).where(SignIn.at < cutoff))
-        count = int(getattr(result, "rowcount", 0) or 0)
-        record(session, "cli", "purge_signins", "", {"before": cutoff.isoformat(),
-                                                     "deleted": count})
-    click.echo(f"deleted {count} sign-in record(s) older than {settings.retention_days} days")
+    run_retention_command(as_json=False)
