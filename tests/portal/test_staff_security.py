@@ -109,6 +109,18 @@ def test_role_change_ends_open_sessions(
     assert refused(victim)
 
 
+def test_deactivated_account_loses_its_sessions(
+        app: Flask, sqlite_session_factory: sessionmaker[Session]) -> None:
+    """Staff who left lose their open sessions when their account is deactivated, and do not
+    get them back by being reactivated."""
+    victim = signed_in(app, sqlite_session_factory)
+    for active in (False, True):
+        with session_scope(sqlite_session_factory) as db:
+            user = db.scalars(select(StaffUser).where(StaffUser.username == "boss")).one()
+            user.active = active
+    assert refused(victim)
+
+
 def test_cookie_replayed_from_another_address_is_refused(
         app: Flask, sqlite_session_factory: sessionmaker[Session]) -> None:
     """A stolen cookie does not work from the thief's address, even claiming the victim's
