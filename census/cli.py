@@ -205,7 +205,7 @@ def import_command(kind: str, path: Path, as_json: bool, max_errors: int) -> Non
     engine = make_engine(settings.database_url)
     upgrade(engine)
     factory = make_session_factory(engine)
-    cipher = IdentityCipher(settings.identity_key)
+    cipher = IdentityCipher.from_settings(settings)
     total = count_data_lines(path)
     try:
         with click.progressbar(
@@ -304,11 +304,51 @@ def config_command(markdown: bool) -> None:
         click.echo(f"{name}={value}")
 
 
-@main.command("keys")
-def keys_command() -> None:
+@main.group("keys", invoke_without_command=True)
+@click.pass_context
+def keys_command(ctx: click.Context) -> None:
     """Print fresh secret keys as environment lines, for a production .env file."""
+    if ctx.invoked_subcommand is not None:
+        return
     for name, value in generate_keys().items():
         click.echo(f"WIFI_CENSUS_{name.upper()}={value}")
+
+
+@keys_command.command("digest")
+def keys_digest() -> None:
+    """Print the identity digest key in use now (set it before rotating the identity key)."""
+    from census.privacy import derived_digest_key
+
+    settings = load_settings()
+    key = settings.digest_key or derived_digest_key(settings.identity_key).hex()
+    click.echo(f"WIFI_CENSUS_DIGEST_KEY={key}")
+
+
+@keys_command.command("rotate")
+@click.option("--batch", "batch_size", type=click.IntRange(1, 100_000), default=500,
+              show_default=True, help="Rows per transaction.")
+def keys_rotate(batch_size: int) -> None:
+    """Re-encrypt every stored value under WIFI_CENSUS_IDENTITY_KEY (resumable: run it again
+    after an interruption); then WIFI_CENSUS_IDENTITY_KEYS_PREVIOUS may be emptied."""
+    from census.privacy import IdentityCipher
+    from registry.db import make_engine, make_session_factory, upgrade
+    from registry.rotation import rotate_keys
+
+    settings = load_settings()
+    configure_logging(settings)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    report = rotate_keys(make_session_factory(engine), IdentityCipher.from_settings(settings),
+                         batch_size)
+    engine.dispose()
+    for table in report.rotated:
+        click.echo(f"{table:15} re-encrypted {report.rotated[table]:>8}  already current "
+                   f"{report.current[table]:>8}  unreadable {len(report.unreadable[table])}")
+    if not report.finished:
+        raise click.ClickException("some values open with no configured key (ids logged); "
+                                   "keep the previous keys until they are dealt with")
+    click.echo("every value is under the primary key: WIFI_CENSUS_IDENTITY_KEYS_PREVIOUS may "
+               "now be emptied")
 
 
 if __name__ == "__main__":  # pragma: no cover

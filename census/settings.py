@@ -121,6 +121,20 @@ def _parse_fernet_key(raw: str) -> str:
     return raw
 
 
+def _parse_fernet_keys(raw: str) -> str:
+    """Comma-separated Fernet keys (empty: none), each checked; kept as one string so that the
+    setting round-trips through the environment."""
+    return ",".join(_parse_fernet_key(key.strip()) for key in raw.split(",") if key.strip())
+
+
+def _parse_digest_key(raw: str) -> str:
+    """A blind-index key: empty (derived from the identity key) or 32 bytes as 64 hex digits."""
+    if raw and not re.fullmatch(r"[0-9a-fA-F]{64}", raw):
+        raise ValueError("must be 64 hex digits (use `wifi-census keys`, or `wifi-census keys "
+                         "digest` for the one in use now)")
+    return raw.lower()
+
+
 def _parse_choice(*choices: str) -> Callable[[str], str]:
     """Build a parser accepting one of a fixed set of words."""
 
@@ -336,6 +350,22 @@ VARIABLES: tuple[Variable, ...] = (
         secret=True,
     ),
     Variable(
+        "identity_keys_previous",
+        _parse_fernet_keys,
+        "",
+        "earlier identity keys, comma separated: still read, never written; empty them once "
+        "`wifi-census keys rotate` has finished",
+        secret=True,
+    ),
+    Variable(
+        "digest_key",
+        _parse_digest_key,
+        "",
+        "HMAC key (64 hex digits) of the identity lookup digests; empty: derived from the "
+        "identity key (must be set to rotate it: `wifi-census keys digest`)",
+        secret=True,
+    ),
+    Variable(
         "command_key",
         _parse_key,
         None,
@@ -520,6 +550,8 @@ class Settings:
     secret_key: str = field(repr=False)
     pseudonym_key: str = field(repr=False)
     identity_key: str = field(repr=False)
+    identity_keys_previous: str = field(repr=False)
+    digest_key: str = field(repr=False)
     command_key: str = field(repr=False)
     log_level: str
     portal_session_seconds: int
@@ -571,6 +603,12 @@ class Settings:
         values["var_dir"] = Path(values["var_dir"]).resolve()
         if values["database_url"] is None:
             values["database_url"] = f"sqlite:///{values['var_dir'] / 'registry.sqlite3'}"
+        if values["identity_keys_previous"] and not values["digest_key"]:
+            raise SettingsError(
+                PREFIX + "DIGEST_KEY", "",
+                "must be set while WIFI_CENSUS_IDENTITY_KEYS_PREVIOUS is (the digest key would "
+                "otherwise follow the new identity key); `wifi-census keys digest` prints the "
+                "one in use now")
         missing = [name for name in GENERATED_KEYS if values[name] is None]
         if missing:
             if values["environment"] == "production":
@@ -617,6 +655,7 @@ def generate_keys() -> dict[str, str]:
         "pseudonym_key": secrets.token_urlsafe(48),
         "identity_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii"),
         "command_key": secrets.token_urlsafe(48),
+        "digest_key": secrets.token_hex(32),
     }
 
 

@@ -124,7 +124,7 @@ def watchlist_import(path: Path) -> None:
     upgrade(engine)
     try:
         report = import_watchlist(path, make_session_factory(engine),
-                                  IdentityCipher(settings.identity_key))
+                                  IdentityCipher.from_settings(settings))
     except WatchlistFileError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"watchlist: {report.rows} rows, {report.created} created, {report.updated} "
@@ -153,7 +153,7 @@ def ap_secret(ap_id: str) -> None:
         ap = session.scalar(select(AccessPoint).where(AccessPoint.ap_id == ap_id))
         if ap is None:
             raise click.ClickException(f"AP {ap_id!r} is not in the registry (import aps first)")
-        ap.secret_encrypted = IdentityCipher(settings.identity_key).encrypt(secret)
+        ap.secret_encrypted = IdentityCipher.from_settings(settings).encrypt(secret)
         bump_registry_version(session)
         record(session, "cli", "set_ap_secret", f"ap:{ap_id}")
     click.echo(secret)
@@ -175,7 +175,7 @@ def sign_redirect_command(ap_id: str, mac: str, client_ip: str, gw: str,
 
     settings = _settings()
     factory = make_session_factory(make_engine(settings.database_url))
-    key = ApDirectory(factory, IdentityCipher(settings.identity_key),
+    key = ApDirectory(factory, IdentityCipher.from_settings(settings),
                       settings.command_key).key_for(ap_id)
     if key is None:
         raise click.ClickException(f"AP {ap_id!r} is not in the registry")

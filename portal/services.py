@@ -60,7 +60,7 @@ class PortalServices:
                                       health_check_interval=30)
         engine = make_engine(settings.database_url)
         factory = make_session_factory(engine)
-        cipher = IdentityCipher(settings.identity_key)
+        cipher = IdentityCipher.from_settings(settings)
         directory = ApDirectory(factory, cipher, settings.command_key)
         publisher = Publisher(settings)
         prefix = settings.redis_key_prefix

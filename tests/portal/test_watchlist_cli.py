@@ -31,7 +31,7 @@ def env_of(settings: Settings) -> dict[str, str]:
         "database_url": settings.database_url, "mqtt_topic_prefix": settings.mqtt_topic_prefix,
         "redis_key_prefix": settings.redis_key_prefix, "secret_key": settings.secret_key,
         "pseudonym_key": settings.pseudonym_key, "identity_key": settings.identity_key,
-        "command_key": settings.command_key,
+        "command_key": settings.command_key, "digest_key": settings.digest_key,
     }
     return {PREFIX + k.upper(): v for k, v in values.items()}
 

@@ -220,7 +220,7 @@ def cli_environment(settings: Settings, influx: InfluxV1Store) -> Iterator[dict[
         "database_url": settings.database_url, "redis_key_prefix": settings.redis_key_prefix,
         "influx_database": settings.influx_database, "secret_key": settings.secret_key,
         "pseudonym_key": settings.pseudonym_key, "identity_key": settings.identity_key,
-        "command_key": settings.command_key,
+        "command_key": settings.command_key, "digest_key": settings.digest_key,
     }
     yield {PREFIX + k.upper(): v for k, v in values.items()}
 
