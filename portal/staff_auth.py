@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -172,8 +173,10 @@ def session_problem(session: MutableMapping[str, Any], generation: int, address:
         started = float(session[SESSION_STARTED])
         seen = float(session[SESSION_SEEN])
         tag = str(session[SESSION_ADDRESS])
-    except (KeyError, TypeError, ValueError):
-        return "not stamped"  # a cookie from before these checks, or a forged one
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return "not stamped"  # a cookie from before these checks
+    if not (math.isfinite(started) and math.isfinite(seen)):
+        return "not stamped"  # NaN would compare false with every limit and never expire
     if stamped != generation:
         return "ended"  # logout, password, role or community change
     if tag != address_tag(address):
