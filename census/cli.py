@@ -17,7 +17,13 @@ from typing import Any
 
 import click
 
-from census.settings import Settings, SettingsError, generate_keys, markdown_table
+from census.settings import (
+    Settings,
+    SettingsError,
+    generate_digest_key,
+    generate_keys,
+    markdown_table,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -312,6 +318,9 @@ def keys_command(ctx: click.Context) -> None:
         return
     for name, value in generate_keys().items():
         click.echo(f"WIFI_CENSUS_{name.upper()}={value}")
+    # Not generated in development (existing data keeps its derived key); new deployments pin
+    # one from the start so that the identity key can be rotated later.
+    click.echo(f"WIFI_CENSUS_DIGEST_KEY={generate_digest_key()}")
 
 
 @keys_command.command("digest")

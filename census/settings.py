@@ -655,8 +655,12 @@ def generate_keys() -> dict[str, str]:
         "pseudonym_key": secrets.token_urlsafe(48),
         "identity_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii"),
         "command_key": secrets.token_urlsafe(48),
-        "digest_key": secrets.token_hex(32),
     }
+
+
+def generate_digest_key() -> str:
+    """A fresh identity-digest key (64 hex digits) for a new deployment."""
+    return secrets.token_hex(32)
 
 
 def _development_keys(var_dir: Path, missing: list[str]) -> dict[str, str]:

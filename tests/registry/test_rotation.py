@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from census.cli import main
 from census.privacy import IdentityCipher
-from census.settings import Settings, SettingsError, generate_keys
+from census.settings import Settings, SettingsError, generate_digest_key, generate_keys
 from registry.db import session_scope
 from registry.models import (
     AccessPoint,
@@ -28,8 +28,8 @@ from registry.models import (
 )
 from registry.rotation import rotate_keys
 
-OLD_KEY, NEW_KEY, DIGEST_KEY = (generate_keys()["identity_key"], generate_keys()["identity_key"],
-                                generate_keys()["digest_key"])
+OLD_KEY, NEW_KEY = generate_keys()["identity_key"], generate_keys()["identity_key"]
+DIGEST_KEY = generate_digest_key()
 NUMBERS = [f"E{index:07d}" for index in range(5)]
 
 
