@@ -335,7 +335,7 @@ def run_accuracy(settings: Any, folder: Path, *, units: int = 1000, days: int = 
     engine = make_engine(f"sqlite:///{database}")
     upgrade(engine)
     factory = make_session_factory(engine)
-    cipher = IdentityCipher(settings.identity_key)
+    cipher = IdentityCipher.from_settings(settings)
     for kind in ("units", "aps", "residents", "utilities"):
         report = import_csv(kind, folder / f"{kind}.csv", factory, cipher, actor="accuracy")
         if report.errors:

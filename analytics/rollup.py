@@ -26,12 +26,16 @@ import pandas as pd
 
 from analytics.config import BIN_SECONDS, BINS_PER_DAY, MASK_BYTES, AnalyticsConfig, Window
 from analytics.loaders import records
-from census.presence_store import MEASUREMENT_PRESENCE, InfluxV1Store, Point
+from census.presence_store import (
+    MEASUREMENT_DAILY,
+    MEASUREMENT_DAILY_STATE,
+    MEASUREMENT_PRESENCE,
+    InfluxV1Store,
+    Point,
+)
 
 LOGGER = logging.getLogger(__name__)
 
-MEASUREMENT_DAILY = "presence_daily"
-MEASUREMENT_DAILY_STATE = "presence_daily_state"
 LOCATION_TAGS = ("community", "building", "floor", "unit")
 ROLLUP_COLUMNS = ["day", "ap", "device", "randomized", "mask", "bins", "samples",
                   "rssi_mean", "rssi_max", "first_s", "last_s", *LOCATION_TAGS]

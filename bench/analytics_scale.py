@@ -84,7 +84,7 @@ def base_community(units: int, seed: int) -> dict[str, Any]:
     engine = make_engine(f"sqlite:///{database}")
     upgrade(engine)
     factory = make_session_factory(engine)
-    cipher = IdentityCipher(settings.identity_key)
+    cipher = IdentityCipher.from_settings(settings)
     for kind in ("units", "aps", "utilities"):
         import_csv(kind, folder / f"{kind}.csv", factory, cipher, actor="bench")
     with session_scope(factory) as session:

@@ -124,7 +124,7 @@ def populate(settings: Settings, residents: int) -> None:
     """One community, building, 100 units, one AP with its own secret, registered residents."""
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    cipher = IdentityCipher(settings.identity_key)
+    cipher = IdentityCipher.from_settings(settings)
     factory = make_session_factory(engine)
     with session_scope(factory) as session:
         community = Community(code="BENCH", name="基准社区")

@@ -17,7 +17,13 @@ from typing import Any
 
 import click
 
-from census.settings import Settings, SettingsError, generate_keys, markdown_table
+from census.settings import (
+    Settings,
+    SettingsError,
+    generate_digest_key,
+    generate_keys,
+    markdown_table,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -206,7 +212,7 @@ def import_command(kind: str, path: Path, as_json: bool, max_errors: int) -> Non
     engine = make_engine(settings.database_url)
     upgrade(engine)
     factory = make_session_factory(engine)
-    cipher = IdentityCipher(settings.identity_key)
+    cipher = IdentityCipher.from_settings(settings)
     total = count_data_lines(path)
     try:
         with click.progressbar(
@@ -242,6 +248,55 @@ def import_command(kind: str, path: Path, as_json: bool, max_errors: int) -> Non
         sys.exit(2)
 
 
+# --- retention -------------------------------------------------------------------------------
+
+
+@main.group()
+def retention() -> None:
+    """Retention per data class (docs/privacy.md): delete what was kept long enough."""
+
+
+def run_retention_command(as_json: bool, actor: str = "retention") -> None:
+    """Enforce every class's retention now; print and audit what was deleted; exit 1 when a
+    class could not be enforced (the others still are)."""
+    import redis as redis_lib
+
+    from census.presence_store import InfluxV1Store
+    from registry.db import make_engine, make_session_factory, upgrade
+    from registry.retention import CLASSES, run_retention
+
+    settings = load_settings()
+    configure_logging(settings)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    store = InfluxV1Store.from_settings(settings)
+    client = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=10)
+    try:
+        report = run_retention(settings, make_session_factory(engine), store, client,
+                               actor=actor)
+    finally:
+        store.close()
+        client.close()
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        for name, setting in CLASSES.items():
+            days = getattr(settings, setting)
+            outcome = (f"not enforced: {report.errors[name]}" if name in report.errors
+                       else f"deleted {report.deleted[name]}")
+            click.echo(f"{name:13} kept {days:>5} days  {outcome}")
+    if report.errors:
+        sys.exit(1)
+
+
+@retention.command("run")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def retention_run(as_json: bool) -> None:
+    """Delete, class by class, what is older than its WIFI_CENSUS_RETENTION_* setting."""
+    run_retention_command(as_json)
+
+
 # --- configuration ---------------------------------------------------------------------------
 
 
@@ -256,11 +311,54 @@ def config_command(markdown: bool) -> None:
         click.echo(f"{name}={value}")
 
 
-@main.command("keys")
-def keys_command() -> None:
+@main.group("keys", invoke_without_command=True)
+@click.pass_context
+def keys_command(ctx: click.Context) -> None:
     """Print fresh secret keys as environment lines, for a production .env file."""
+    if ctx.invoked_subcommand is not None:
+        return
     for name, value in generate_keys().items():
         click.echo(f"WIFI_CENSUS_{name.upper()}={value}")
+    # Not generated in development (existing data keeps its derived key); new deployments pin
+    # one from the start so that the identity key can be rotated later.
+    click.echo(f"WIFI_CENSUS_DIGEST_KEY={generate_digest_key()}")
+
+
+@keys_command.command("digest")
+def keys_digest() -> None:
+    """Print the identity digest key in use now (set it before rotating the identity key)."""
+    from census.privacy import derived_digest_key
+
+    settings = load_settings()
+    key = settings.digest_key or derived_digest_key(settings.identity_key).hex()
+    click.echo(f"WIFI_CENSUS_DIGEST_KEY={key}")
+
+
+@keys_command.command("rotate")
+@click.option("--batch", "batch_size", type=click.IntRange(1, 100_000), default=500,
+              show_default=True, help="Rows per transaction.")
+def keys_rotate(batch_size: int) -> None:
+    """Re-encrypt every stored value under WIFI_CENSUS_IDENTITY_KEY (resumable: run it again
+    after an interruption); then WIFI_CENSUS_IDENTITY_KEYS_PREVIOUS may be emptied."""
+    from census.privacy import IdentityCipher
+    from registry.db import make_engine, make_session_factory, upgrade
+    from registry.rotation import rotate_keys
+
+    settings = load_settings()
+    configure_logging(settings)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    report = rotate_keys(make_session_factory(engine), IdentityCipher.from_settings(settings),
+                         batch_size)
+    engine.dispose()
+    for table in report.rotated:
+        click.echo(f"{table:15} re-encrypted {report.rotated[table]:>8}  already current "
+                   f"{report.current[table]:>8}  unreadable {len(report.unreadable[table])}")
+    if not report.finished:
+        raise click.ClickException("some values open with no configured key (ids logged); "
+                                   "keep the previous keys until they are dealt with")
+    click.echo("every value is under the primary key: WIFI_CENSUS_IDENTITY_KEYS_PREVIOUS may "
+               "now be emptied")
 
 
 if __name__ == "__main__":  # pragma: no cover

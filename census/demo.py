@@ -57,7 +57,7 @@ def reset_demo_stores(settings: Settings) -> None:
             Path(str(settings.var_dir / "registry.sqlite3") + suffix).unlink(missing_ok=True)
     store = InfluxV1Store.from_settings(settings)
     store.drop_database()
-    store.ensure_database(settings.retention_days)
+    store.ensure_database(settings.influx_policy_days)
     # A clean-start connection under the collector's client id discards its persistent session,
     # so events queued for it by an earlier, interrupted demo are not delivered again.
     from census.mqtt import MqttClient
@@ -76,7 +76,7 @@ def import_registry(settings: Settings, out: Path) -> dict[str, Any]:
     engine = make_engine(settings.database_url)
     upgrade(engine)
     factory = make_session_factory(engine)
-    cipher = IdentityCipher(settings.identity_key)
+    cipher = IdentityCipher.from_settings(settings)
     reports: dict[str, Any] = {}
     for kind in ("units", "aps", "residents", "utilities"):
         path = out / f"{kind}.csv"
@@ -227,7 +227,7 @@ def run_signins(settings: Settings, community_dir: Path, count: int, seed: int) 
         services.stop(service)  # one from an earlier demo knows an older registry
         services.start(service)
     factory = make_session_factory(make_engine(settings.database_url))
-    directory = ApDirectory(factory, IdentityCipher(settings.identity_key), settings.command_key)
+    directory = ApDirectory(factory, IdentityCipher.from_settings(settings), settings.command_key)
     outbox = ConsoleSmsSender(redis.Redis.from_url(settings.redis_url), settings.redis_key_prefix)
     visitors = pick_visitors(community_dir, count, seed)
     outcomes = [sign_in(settings.portal_public_url, visitor,

@@ -381,7 +381,7 @@ def load_material(settings: Settings, ap_ids: list[str] | None = None,
     from registry.db import make_engine, make_session_factory
     from registry.models import AccessPoint, Building, Community
 
-    cipher = IdentityCipher(settings.identity_key)
+    cipher = IdentityCipher.from_settings(settings)
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as session:
@@ -442,7 +442,7 @@ def issue_credentials(settings: Settings, ap_id: str) -> str:
             ap = session.scalar(select(AccessPoint).where(AccessPoint.ap_id == ap_id))
             if ap is None:
                 raise ProvisioningError(f"AP {ap_id!r} is not in the registry (import aps first)")
-            ap.broker_secret_encrypted = IdentityCipher(settings.identity_key).encrypt(password)
+            ap.broker_secret_encrypted = IdentityCipher.from_settings(settings).encrypt(password)
             ap.broker_secret_issued_at = dt.datetime.now(dt.UTC)
             record(session, "cli", "issue_ap_broker_credentials", f"ap:{ap_id}")
             # Written before the commit: if the file cannot be written, nothing is recorded.

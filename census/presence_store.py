@@ -28,6 +28,9 @@ from census.settings import Settings
 LOGGER = logging.getLogger(__name__)
 
 MEASUREMENT_PRESENCE = "presence"
+# The nightly roll-up analytics keeps, and its per-day state (docs/contracts.md section 6).
+MEASUREMENT_DAILY = "presence_daily"
+MEASUREMENT_DAILY_STATE = "presence_daily_state"
 
 
 class StoreError(RuntimeError):
@@ -182,6 +185,34 @@ class InfluxV1Store:
                 f'ALTER RETENTION POLICY "{policy}" ON "{self.database}" '
                 f"DURATION {int(retention_days)}d DEFAULT"
             )
+
+    def count_before(self, measurement: str, field_name: str, before_ns: int) -> int:
+        """How many points of a measurement are older than a time (what a delete would take)."""
+        _check_identifier(measurement)
+        _check_identifier(field_name)
+        total = 0
+        for _columns, _tags, rows in self.query_series(
+                f'SELECT COUNT("{field_name}") FROM "{measurement}" WHERE time < $before',
+                {"before": int(before_ns)}):
+            total += sum(int(row[1] or 0) for row in rows)
+        return total
+
+    def delete_before(self, measurement: str, before_ns: int) -> None:
+        """Delete a measurement's points older than a time (retention per data class: one
+        database, one retention policy as the backstop, shorter classes deleted here)."""
+        _check_identifier(measurement)
+        statement = f'DELETE FROM "{measurement}" WHERE time < $before'
+        try:
+            response = self._session.post(
+                f"{self.url}/query", data={"db": self.database, "q": statement,
+                                           "params": json.dumps({"before": int(before_ns)})},
+                timeout=self.timeout_s)
+        except requests.RequestException as error:
+            raise TransientStoreError(f"InfluxDB delete failed: {error}") from None
+        _raise_for_status(response, "delete")
+        for result in response.json().get("results", []):
+            if "error" in result:
+                raise PermanentStoreError(f"InfluxDB refused {statement!r}: {result['error']}")
 
     def drop_database(self) -> None:
         """Drop the database (tests and `services reset` only)."""

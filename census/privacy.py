@@ -10,8 +10,13 @@ import datetime as dt
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+if TYPE_CHECKING:
+    from census.settings import Settings
 
 _MAC_PATTERN = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
 
@@ -43,24 +48,57 @@ def pseudonymize_mac(mac: str, key: str) -> str:
 
 
 class IdentityCipher:
-    """Encrypts identity numbers at rest and derives a keyed lookup digest (blind index)."""
+    """Encrypts identity values at rest and derives a keyed lookup digest (blind index).
 
-    def __init__(self, fernet_key: str) -> None:
-        self._fernet = Fernet(fernet_key.encode("ascii"))
-        # The blind index gets its own key derived from the encryption key, so the digest
+    Encryption uses the primary Fernet key; earlier keys stay readable (MultiFernet) until
+    ``wifi-census keys rotate`` has re-encrypted everything under the primary. The digest has
+    its own key (``digest_key``, 32 bytes as hex), so rotating the encryption key leaves every
+    digest, and the watchlist that holds nothing else, valid. Without one the digest key is
+    derived from the primary key, as before it could be set.
+    """
+
+    def __init__(self, fernet_key: str, previous_keys: Sequence[str] = (),
+                 digest_key: str = "") -> None:
+        if previous_keys and not digest_key:
+            # A derived digest key would follow the new primary and orphan every digest.
+            raise ValueError("a digest key must be given while previous keys are")
+        self._primary = Fernet(fernet_key.encode("ascii"))
+        self._fernet = MultiFernet([self._primary,
+                                    *(Fernet(key.encode("ascii")) for key in previous_keys)])
+        # A derived blind-index key still differs from the encryption key, so the digest
         # column alone cannot be reversed by hashing the 10^8-ish space of plausible numbers.
-        self._index_key = hashlib.sha256(
-            b"wifi-census blind index\x00" + fernet_key.encode()
-        ).digest()
+        self._index_key = (bytes.fromhex(digest_key) if digest_key
+                           else derived_digest_key(fernet_key))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IdentityCipher:
+        """The cipher the settings describe (primary, previous and digest keys)."""
+        previous = [key for key in settings.identity_keys_previous.split(",") if key]
+        return cls(settings.identity_key, previous, settings.digest_key)
 
     def encrypt(self, plaintext: str) -> bytes:
-        """Encrypt a value (authenticated, random IV)."""
-        return self._fernet.encrypt(plaintext.encode("utf-8"))
+        """Encrypt a value under the primary key (authenticated, random IV)."""
+        return self._primary.encrypt(plaintext.encode("utf-8"))
 
     def decrypt(self, token: bytes) -> str:
-        """Decrypt a value; raise ValueError if it was not encrypted with this key."""
+        """Decrypt a value; raise ValueError if no configured key opens it."""
         try:
             return self._fernet.decrypt(token).decode("utf-8")
+        except InvalidToken:
+            raise ValueError("identity value cannot be decrypted with the configured key") from None
+
+    def is_current(self, token: bytes) -> bool:
+        """True when a value is already encrypted under the primary key."""
+        try:
+            self._primary.decrypt(token)
+        except InvalidToken:
+            return False
+        return True
+
+    def rotate(self, token: bytes) -> bytes:
+        """The same value encrypted under the primary key; ValueError if no key opens it."""
+        try:
+            return self._fernet.rotate(token)
         except InvalidToken:
             raise ValueError("identity value cannot be decrypted with the configured key") from None
 
@@ -68,6 +106,11 @@ class IdentityCipher:
         """A keyed digest of (type, number) for finding a resident without decrypting."""
         message = f"{id_type}\x00{normalize_id_number(number)}".encode()
         return hmac.new(self._index_key, message, hashlib.sha256).hexdigest()
+
+
+def derived_digest_key(fernet_key: str) -> bytes:
+    """The digest key of a deployment that never set one: derived from its identity key."""
+    return hashlib.sha256(b"wifi-census blind index\x00" + fernet_key.encode()).digest()
 
 
 def normalize_id_number(number: str) -> str:

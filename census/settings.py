@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+LOGGER = logging.getLogger(__name__)
 PREFIX = "WIFI_CENSUS_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,6 +131,20 @@ def _parse_fernet_key(raw: str) -> str:
     if len(decoded) != 32:
         raise ValueError("must be urlsafe base64 of exactly 32 bytes (use `wifi-census keys`)")
     return raw
+
+
+def _parse_fernet_keys(raw: str) -> str:
+    """Comma-separated Fernet keys (empty: none), each checked; kept as one string so that the
+    setting round-trips through the environment."""
+    return ",".join(_parse_fernet_key(key.strip()) for key in raw.split(",") if key.strip())
+
+
+def _parse_digest_key(raw: str) -> str:
+    """A blind-index key: empty (derived from the identity key) or 32 bytes as 64 hex digits."""
+    if raw and not re.fullmatch(r"[0-9a-fA-F]{64}", raw):
+        raise ValueError("must be 64 hex digits (use `wifi-census keys`, or `wifi-census keys "
+                         "digest` for the one in use now)")
+    return raw.lower()
 
 
 def _parse_choice(*choices: str) -> Callable[[str], str]:
@@ -278,7 +295,58 @@ VARIABLES: tuple[Variable, ...] = (
         "retention_days",
         _parse_int(1, 3650),
         "90",
-        "days raw presence data and dead letters are kept before they are deleted",
+        "days raw presence (InfluxDB `presence`) and dead letters are kept (docs/privacy.md)",
+    ),
+    # --- retention per data class (docs/privacy.md gives each default's legal reason) ---
+    Variable(
+        "retention_rollup_days",
+        _parse_int(1, 3650),
+        "90",
+        "days the nightly presence roll-ups (`presence_daily`) are kept",
+    ),
+    Variable(
+        "retention_network_log_days",
+        _parse_int(180, 3650),
+        "180",
+        "days sign-in records (the network log) are kept; the Cybersecurity Law art. 21 "
+        "requires at least 180",
+    ),
+    Variable(
+        "retention_ap_commands_days",
+        _parse_int(180, 3650),
+        "180",
+        "days the AP command log (when each device was let on and off) is kept; at least 180",
+    ),
+    Variable(
+        "retention_devices_days",
+        _parse_int(1, 3650),
+        "180",
+        "days a device binding is kept after it was revoked or last used",
+    ),
+    Variable(
+        "retention_residents_days",
+        _parse_int(1, 3650),
+        "180",
+        "days a resident is kept after moving out (self-declared ones: after their last "
+        "sign-in)",
+    ),
+    Variable(
+        "retention_audit_days",
+        _parse_int(180, 3650),
+        "1095",
+        "days the audit log (staff access to personal data) is kept; at least 180",
+    ),
+    Variable(
+        "retention_alerts_days",
+        _parse_int(1, 3650),
+        "180",
+        "days an alert is kept after it was acknowledged (open alerts are kept)",
+    ),
+    Variable(
+        "retention_cases_days",
+        _parse_int(1, 3650),
+        "1095",
+        "days a case (its steps and inspections) is kept after it was closed",
     ),
     Variable("portal_host", _parse_str, "127.0.0.1", "address the portal listens on"),
     Variable("portal_port", _parse_port, "18080", "port the portal listens on"),
@@ -319,6 +387,22 @@ VARIABLES: tuple[Variable, ...] = (
         _parse_fernet_key,
         None,
         "Fernet key that encrypts identity numbers at rest",
+        secret=True,
+    ),
+    Variable(
+        "identity_keys_previous",
+        _parse_fernet_keys,
+        "",
+        "earlier identity keys, comma separated: still read, never written; empty them once "
+        "`wifi-census keys rotate` has finished",
+        secret=True,
+    ),
+    Variable(
+        "digest_key",
+        _parse_digest_key,
+        "",
+        "HMAC key (64 hex digits) of the identity lookup digests; empty: derived from the "
+        "identity key (must be set to rotate it: `wifi-census keys digest`)",
         secret=True,
     ),
     Variable(
@@ -403,6 +487,30 @@ VARIABLES: tuple[Variable, ...] = (
         _parse_str,
         "",
         "venue-info-url of the RFC 8908 API (empty: the portal's own about page)",
+    ),
+    Variable(
+        "portal_admin_host",
+        _parse_str,
+        "127.0.0.1",
+        "address the back office listens on (`portal serve --role admin`); put HTTPS in front",
+    ),
+    Variable(
+        "portal_admin_port",
+        _parse_port,
+        "18081",
+        "port of the back office's own listener (`portal serve --role admin`)",
+    ),
+    Variable(
+        "portal_staff_idle_minutes",
+        _parse_int(1, 24 * 60),
+        "30",
+        "minutes a back-office session may sit unused before it ends",
+    ),
+    Variable(
+        "portal_staff_session_hours",
+        _parse_int(1, 24),
+        "8",
+        "hours after sign-in that a back-office session ends, used or not",
     ),
     Variable(
         "collector_client_id",
@@ -514,6 +622,14 @@ class Settings:
     influx_batch_size: int
     timezone: str
     retention_days: int
+    retention_rollup_days: int
+    retention_network_log_days: int
+    retention_ap_commands_days: int
+    retention_devices_days: int
+    retention_residents_days: int
+    retention_audit_days: int
+    retention_alerts_days: int
+    retention_cases_days: int
     portal_host: str
     portal_port: int
     portal_public_url: str
@@ -523,6 +639,8 @@ class Settings:
     secret_key: str = field(repr=False)
     pseudonym_key: str = field(repr=False)
     identity_key: str = field(repr=False)
+    identity_keys_previous: str = field(repr=False)
+    digest_key: str = field(repr=False)
     command_key: str = field(repr=False)
     log_level: str
     portal_session_seconds: int
@@ -540,6 +658,10 @@ class Settings:
     portal_sms_url: str
     portal_sms_token: str = field(repr=False)
     portal_venue_info_url: str
+    portal_admin_host: str
+    portal_admin_port: int
+    portal_staff_idle_minutes: int
+    portal_staff_session_hours: int
     collector_client_id: str
     collector_share_group: str
     collector_spool_dir: str
@@ -578,6 +700,12 @@ class Settings:
         _check_tls(values)
         if values["database_url"] is None:
             values["database_url"] = f"sqlite:///{values['var_dir'] / 'registry.sqlite3'}"
+        if values["identity_keys_previous"] and not values["digest_key"]:
+            raise SettingsError(
+                PREFIX + "DIGEST_KEY", "",
+                "must be set while WIFI_CENSUS_IDENTITY_KEYS_PREVIOUS is (the digest key would "
+                "otherwise follow the new identity key); `wifi-census keys digest` prints the "
+                "one in use now")
         missing = [name for name in GENERATED_KEYS if values[name] is None]
         if missing:
             if values["environment"] == "production":
@@ -593,6 +721,12 @@ class Settings:
     def redis_key(self, *parts: str) -> str:
         """Join Redis key parts under the configured prefix."""
         return self.redis_key_prefix + ":".join(parts)
+
+    @property
+    def influx_policy_days(self) -> int:
+        """Duration of the InfluxDB retention policy: the longest kept of its measurements
+        (`wifi-census retention run` deletes each earlier, to its own setting)."""
+        return max(self.retention_days, self.retention_rollup_days)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -633,22 +767,43 @@ def generate_keys() -> dict[str, str]:
     }
 
 
+def generate_digest_key() -> str:
+    """A fresh identity-digest key (64 hex digits) for a new deployment."""
+    return secrets.token_hex(32)
+
+
 def _development_keys(var_dir: Path, missing: list[str]) -> dict[str, str]:
     """Keys kept in var/keys.json so that development data stays readable across runs."""
     path = var_dir / "keys.json"
     stored: dict[str, str] = {}
     if path.exists():
+        if path.stat().st_mode & 0o077:
+            # Written by an older version (or copied carelessly): close it before reading on.
+            LOGGER.warning("%s was readable by others; now owner-only (0600)", path)
+            path.chmod(0o600)
         stored = json.loads(path.read_text(encoding="utf-8"))
     if any(name not in stored for name in missing):
         fresh = generate_keys()
         for name in GENERATED_KEYS:
             stored.setdefault(name, fresh[name])
         var_dir.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(stored, indent=2), encoding="utf-8")
-        temporary.chmod(0o600)
-        temporary.replace(path)
+        _write_private(path, json.dumps(stored, indent=2))
     return {name: stored[name] for name in missing}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace path with text, owner-only (0600) from the first byte: mkstemp creates the file
+    with that mode (O_EXCL), so no other user can open it between creation and chmod."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def markdown_table() -> str:

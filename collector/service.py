@@ -596,7 +596,7 @@ class Collector:
     def _ensure_database(self) -> bool:
         """Create the database and retention policy; False while InfluxDB is unreachable."""
         try:
-            self._store.ensure_database(self.settings.retention_days)
+            self._store.ensure_database(self.settings.influx_policy_days)
         except TransientStoreError as error:
             LOGGER.warning("InfluxDB unreachable, cannot check the database yet: %s", error)
             self._store_down_until = time.monotonic() + self.options.store_retry_s

@@ -1,7 +1,10 @@
 """The captive portal: residents' real-name sign-in, the Captive Portal API and the back office.
 
 ``create_app`` is the application factory (flaskr style): defaults, then the settings, then test
-overrides; one blueprint per concern (``captive``, ``api``, ``admin``).
+overrides; one blueprint per concern (``captive``, ``api``, ``admin``). ``PORTAL_ROLE`` says
+which a process serves: in production the residents' listener and the back office are separate
+processes (``portal serve --role captive|admin``), so the back office is never reachable on the
+public captive network.
 """
 
 from __future__ import annotations
@@ -11,16 +14,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, redirect, url_for
 from flask_babel import Babel
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from census.settings import Settings
-from portal.const import DEFAULT_LOCALE, STAFF_SESSION_HOURS
+from portal.const import DEFAULT_LOCALE, ROLE_ADMIN, ROLE_BOTH, ROLE_CAPTIVE, ROLES
 from portal.i18n import page_locale, select_locale
-from portal.services import PortalServices
+from portal.services import PortalConfigError, PortalServices
 
 LOGGER = logging.getLogger(__name__)
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
@@ -49,7 +52,9 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.environment == "production",
-        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=STAFF_SESSION_HOURS),
+        # Staff cookies are browser-session cookies (never permanent: flask-login's strong
+        # protection skips permanent sessions); this is the longest a signed one is accepted.
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=settings.portal_staff_session_hours),
         REMEMBER_COOKIE_SECURE=settings.environment == "production",
         REMEMBER_COOKIE_HTTPONLY=True,
         WTF_CSRF_TIME_LIMIT=3600,
@@ -61,11 +66,17 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         PORTAL_PROXY_HOPS=0,  # reverse proxies in front whose X-Forwarded-* headers count
         PORTAL_RATE_LIMITS=None,  # None: portal.const.RATE_LIMITS
         PORTAL_SMS=None,  # an SmsSender to use instead of the configured one
+        PORTAL_STAFF_LOGIN=None,  # a portal.staff_auth.LoginPolicy (None: the defaults)
+        # captive, admin or both; None: both, except in production where it is captive
+        PORTAL_ROLE=None,
     )
     if test_config:
         app.config.update(test_config)
+    role = serving_role(settings, app.config["PORTAL_ROLE"])
+    app.config["PORTAL_ROLE"] = role
     services = PortalServices.build(settings, sms=app.config["PORTAL_SMS"],
-                                    rate_limits=app.config["PORTAL_RATE_LIMITS"])
+                                    rate_limits=app.config["PORTAL_RATE_LIMITS"],
+                                    login_policy=app.config["PORTAL_STAFF_LOGIN"])
     app.extensions["portal"] = services
     if app.config["PORTAL_PROXY_HOPS"]:
         hops = int(app.config["PORTAL_PROXY_HOPS"])
@@ -74,18 +85,24 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
     login_manager.init_app(app)
-    login_manager.session_protection = "strong"
+    # The session's address is checked by portal.staff_auth against request.remote_addr;
+    # flask-login's own check reads X-Forwarded-For, which any client can write.
+    login_manager.session_protection = None
     app.jinja_env.globals["page_locale"] = page_locale
 
     from portal import admin, api, captive
 
-    app.register_blueprint(captive.bp)
     app.register_blueprint(api.bp)
-    app.register_blueprint(admin.bp)
-    # Residents' forms carry a CSRF token bound to their flow (portal.forms.FlowCSRF), checked
-    # by the forms themselves; the session-based check would fail without cookies.
-    csrf.exempt(captive.bp)
-    admin.init_login(login_manager)
+    if role in (ROLE_CAPTIVE, ROLE_BOTH):
+        app.register_blueprint(captive.bp)
+        # Residents' forms carry a CSRF token bound to their flow (portal.forms.FlowCSRF),
+        # checked by the forms themselves; the session-based check would fail without cookies.
+        csrf.exempt(captive.bp)
+    if role in (ROLE_ADMIN, ROLE_BOTH):
+        app.register_blueprint(admin.bp)
+        admin.init_login(login_manager)
+    if role == ROLE_ADMIN:
+        app.add_url_rule("/", "root", lambda: redirect(url_for("admin.index")))
 
     @app.after_request
     def security_headers(response: Response) -> Response:
@@ -98,6 +115,21 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         return response
 
     return app
+
+
+def serving_role(settings: Settings, asked: str | None) -> str:
+    """What this process serves; the back office shares no listener with residents in
+    production (their network is the public one, and it is plain HTTP up to the AP)."""
+    production = settings.environment == "production"
+    role = asked or (ROLE_CAPTIVE if production else ROLE_BOTH)
+    if role not in ROLES:
+        raise PortalConfigError(f"portal role {role!r}: must be one of {', '.join(ROLES)}")
+    if production and role == ROLE_BOTH:
+        raise PortalConfigError(
+            "portal role 'both' is refused in production: serve the back office on its own "
+            "listener (`portal serve --role admin`, WIFI_CENSUS_PORTAL_ADMIN_HOST/_PORT) "
+            "behind HTTPS, and residents with `--role captive`")
+    return role
 
 
 def services_of(app: Flask) -> PortalServices:

@@ -3,7 +3,9 @@
 A minimal but real base for the full dashboard (a later issue): every page extends
 ``admin/base.html`` (navigation block, role-aware), access goes through ``roles_required``, and
 every look at a resident's data leaves an audit entry. Staff limited to one community only see
-that community's residents.
+that community's residents. Sessions are checked on every request against the registry
+(portal/staff_auth.py): logout, a password, role or community change, another address, idling
+or age end them server-side.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from werkzeug.wrappers import Response
 
 from census.phones import canonical_phone
 from census.privacy import mask_name, mask_phone, normalize_id_number
+from portal import staff_auth
 from portal.audit import record
 from portal.forms import ID_TYPE_LABELS, AcknowledgeForm, MoveOutForm, StaffLoginForm
 from portal.services import PortalServices
@@ -58,7 +61,7 @@ from registry.models import (
     StaffUser,
     Unit,
 )
-from registry.staff import verify_staff
+from registry.staff import end_sessions, verify_staff
 
 LOGGER = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -104,12 +107,24 @@ def init_login(manager: LoginManager) -> None:
 
     @manager.user_loader
     def load_user(user_id: str) -> StaffPrincipal | None:
-        """The active staff member of a session, or None."""
+        """The active staff member of a session that may still be used, or None."""
         if not user_id.isdigit():
             return None
         with _services().session_factory() as db:
             user = db.get(StaffUser, int(user_id))
-            return StaffPrincipal.of(user) if user is not None and user.active else None
+            if user is None or not user.active:
+                return None
+            principal, generation = StaffPrincipal.of(user), user.session_generation
+        settings = _services().settings
+        problem = staff_auth.session_problem(
+            session, generation, request.remote_addr or "",
+            idle_s=settings.portal_staff_idle_minutes * 60,
+            max_age_s=settings.portal_staff_session_hours * 3600)
+        if problem is not None:
+            LOGGER.info("staff session of %s refused: %s", principal.username, problem)
+            session.clear()
+            return None
+        return principal
 
 
 def roles_required(*roles: str) -> Callable[[F], F]:
@@ -184,30 +199,32 @@ def _admin_context() -> dict[str, Any]:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    """Staff sign-in, rate limited per address and per user name."""
+    """Staff sign-in, with back-off per (user name, address) and slower global limits."""
     form = StaffLoginForm()
     if form.validate_on_submit():
         services = _services()
         username = (form.username.data or "").strip()
         remote = request.remote_addr or ""
-        by_address = services.limiter.hit("staff_login", f"ip:{remote}")
-        by_name = services.limiter.hit("staff_login", f"user:{username.lower()[:64]}")
-        if not (by_address.allowed and by_name.allowed):
-            wait = max(by_address.retry_after, by_name.retry_after)
+        attempt = services.login_guard.reserve(username, remote)
+        if not attempt.allowed:
             flash(_("Too many attempts. Please wait %(minutes)d minutes.",
-                    minutes=max(1, wait // 60)), "error")
+                    minutes=max(1, -(-attempt.wait // 60))), "error")
             return render_template("admin/login.html", form=form), 429
         with session_scope(services.session_factory) as db:
             user = verify_staff(db, username, form.password.data or "")
             record(db, username, "staff_login" if user else "staff_login_failed", "", {}, remote)
             principal = StaffPrincipal.of(user) if user else None
+            generation = user.session_generation if user else 0
         if principal is None:
             # One message for unknown users and wrong passwords: no user enumeration.
             flash(_("User name or password is not right."), "error")
             return render_template("admin/login.html", form=form), 200
+        services.login_guard.succeeded(attempt)
+        # A fresh session (no fixation), not permanent: the cookie dies with the browser, and
+        # the server refuses it once it idles, ages, moves address or is ended.
         session.clear()
-        session.permanent = True
         login_user(principal)
+        staff_auth.begin_session(session, generation, remote)
         return redirect(url_for("admin.index"))
     return render_template("admin/login.html", form=form)
 
@@ -215,8 +232,12 @@ def login() -> Any:
 @bp.post("/logout")
 @login_required
 def logout() -> Response:
-    """End the staff session."""
-    _audit("staff_logout")
+    """End every session of this staff member, server-side: a copied cookie is dead too."""
+    with session_scope(_services().session_factory) as db:
+        user = db.get(StaffUser, _staff().id)
+        if user is not None:
+            end_sessions(user)
+        record(db, _staff().username, "staff_logout", "", {}, request.remote_addr or "")
     logout_user()
     session.clear()
     return redirect(url_for("admin.login"))

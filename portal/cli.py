@@ -31,6 +31,10 @@ def portal() -> None:
 
 
 @portal.command("serve")
+@click.option("--role", type=click.Choice(["captive", "admin", "both"]), default=None,
+              help="What to serve: captive (residents), admin (back office, on "
+                   "PORTAL_ADMIN_HOST/PORT) or both (development only). Default: both in "
+                   "development, captive in production.")
 @click.option("--host", default=None, help="Address to listen on (default: settings).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default: settings).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
@@ -40,22 +44,30 @@ def portal() -> None:
 @click.option("--proxy-hops", type=click.IntRange(0, 5), default=0, show_default=True,
               help="Reverse proxies in front whose X-Forwarded-For/Proto/Host are trusted.")
 @click.option("--dev", is_flag=True, help="Werkzeug's development server instead of gunicorn.")
-def serve(host: str | None, port: int | None, workers: int | None, threads: int,
-          proxy_hops: int, dev: bool) -> None:
+def serve(role: str | None, host: str | None, port: int | None, workers: int | None,
+          threads: int, proxy_hops: int, dev: bool) -> None:
     """Serve the portal (gunicorn; --dev for a single-process development server)."""
+    from portal import create_app, serving_role
+    from portal.services import PortalConfigError
     from registry.db import make_engine, upgrade
 
     settings = _settings()
+    if role == "admin":
+        host = host or settings.portal_admin_host
+        port = port or settings.portal_admin_port
     host = host or settings.portal_host
     port = port or settings.portal_port
-    test_config = {"PORTAL_PROXY_HOPS": proxy_hops}
+    test_config: dict[str, Any] = {"PORTAL_PROXY_HOPS": proxy_hops, "PORTAL_ROLE": role}
+    try:
+        # Checked here, before any worker starts: a refused role stops the command cleanly.
+        serving_role(settings, role)
+    except PortalConfigError as error:
+        raise click.ClickException(str(error)) from None
     # Once, before any worker starts: a fresh checkout (or the demo) serves a migrated registry.
     engine = make_engine(settings.database_url)
     upgrade(engine)
     engine.dispose()
     if dev:
-        from portal import create_app
-
         app = create_app(settings, test_config)
         click.echo(f"portal (development server) on http://{host}:{port}/", err=True)
         app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
@@ -88,8 +100,6 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int,
 
         def load(self) -> Any:
             """The WSGI app (each worker builds its own connections)."""
-            from portal import create_app
-
             return create_app(settings, test_config)
 
     click.echo(f"portal on http://{host}:{port}/ (gunicorn)", err=True)
@@ -114,7 +124,7 @@ def watchlist_import(path: Path) -> None:
     upgrade(engine)
     try:
         report = import_watchlist(path, make_session_factory(engine),
-                                  IdentityCipher(settings.identity_key))
+                                  IdentityCipher.from_settings(settings))
     except WatchlistFileError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"watchlist: {report.rows} rows, {report.created} created, {report.updated} "
@@ -143,7 +153,7 @@ def ap_secret(ap_id: str) -> None:
         ap = session.scalar(select(AccessPoint).where(AccessPoint.ap_id == ap_id))
         if ap is None:
             raise click.ClickException(f"AP {ap_id!r} is not in the registry (import aps first)")
-        ap.secret_encrypted = IdentityCipher(settings.identity_key).encrypt(secret)
+        ap.secret_encrypted = IdentityCipher.from_settings(settings).encrypt(secret)
         bump_registry_version(session)
         record(session, "cli", "set_ap_secret", f"ap:{ap_id}")
     click.echo(secret)
@@ -192,7 +202,7 @@ def sign_redirect_command(ap_id: str, mac: str, client_ip: str, gw: str,
 
     settings = _settings()
     factory = make_session_factory(make_engine(settings.database_url))
-    key = ApDirectory(factory, IdentityCipher(settings.identity_key),
+    key = ApDirectory(factory, IdentityCipher.from_settings(settings),
                       settings.command_key).key_for(ap_id)
     if key is None:
         raise click.ClickException(f"AP {ap_id!r} is not in the registry")
@@ -245,18 +255,8 @@ def confirm_phone_command(signin_id: int, staff: str) -> None:
 
 @portal.command("purge")
 def purge() -> None:
-    """Delete sign-in records older than the retention period (WIFI_CENSUS_RETENTION_DAYS)."""
-    from sqlalchemy import delete
+    """Same as `wifi-census retention run` (kept for existing scripts): every data class, not
+    only sign-ins, each to its own retention setting."""
+    from census.cli import run_retention_command
 
-    from portal.audit import record
-    from registry.db import make_engine, make_session_factory, session_scope
-    from registry.models import SignIn
-
-    settings = _settings()
-    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.retention_days)
-    with session_scope(make_session_factory(make_engine(settings.database_url))) as session:
-        result = session.execute(delete(SignIn).where(SignIn.at < cutoff))
-        count = int(getattr(result, "rowcount", 0) or 0)
-        record(session, "cli", "purge_signins", "", {"before": cutoff.isoformat(),
-                                                     "deleted": count})
-    click.echo(f"deleted {count} sign-in record(s) older than {settings.retention_days} days")
+    run_retention_command(as_json=False)

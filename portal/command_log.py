@@ -387,7 +387,7 @@ class CommandLogService:
         """Mark silent commands; purge past retention (skipped while the database is down)."""
         now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
         try:
-            summary = self.log.sweep(now, self.settings.retention_days)
+            summary = self.log.sweep(now, self.settings.retention_ap_commands_days)
         except SQLAlchemyError as error:
             LOGGER.error("sweep skipped, registry database unavailable: %s", error)
             return

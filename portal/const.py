@@ -37,8 +37,13 @@ RATE_LIMITS: dict[str, tuple[int, int]] = {
     "page": (120, 60),  # splash / start pages
     "signin": (20, 60),  # identity form submissions, code resends
     "verify": (30, 60),  # code entries (each code also has its own tries)
-    "staff_login": (10, 900),  # staff password attempts per address and per user name
 }
+# Staff password attempts are limited by portal.staff_auth.LoginPolicy (per name and address,
+# per address, per name), staff sessions by WIFI_CENSUS_PORTAL_STAFF_IDLE_MINUTES/_SESSION_HOURS.
 
-# Staff sessions end after this long without a new login.
-STAFF_SESSION_HOURS = 8
+# What one portal process serves: the residents' side (captive pages and the RFC 8908 API),
+# the staff back office, or both (development; refused in production, see create_app).
+ROLE_CAPTIVE = "captive"
+ROLE_ADMIN = "admin"
+ROLE_BOTH = "both"
+ROLES = (ROLE_CAPTIVE, ROLE_ADMIN, ROLE_BOTH)

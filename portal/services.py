@@ -17,6 +17,7 @@ from portal.otp import OtpPolicy, OtpService
 from portal.ratelimit import RateLimiter
 from portal.sessions import ClientSessions
 from portal.sms import ConsoleSmsSender, HttpSmsSender, SmsSender
+from portal.staff_auth import LoginGuard, LoginPolicy
 from registry.db import make_engine, make_session_factory
 
 
@@ -43,10 +44,12 @@ class PortalServices:
     flows: FlowCodec
     pending: PendingStore
     client_sessions: ClientSessions
+    login_guard: LoginGuard
 
     @classmethod
     def build(cls, settings: Settings, sms: SmsSender | None = None,
-              rate_limits: dict[str, tuple[int, int]] | None = None) -> PortalServices:
+              rate_limits: dict[str, tuple[int, int]] | None = None,
+              login_policy: LoginPolicy | None = None) -> PortalServices:
         """Connect to Redis and the registry and wire the helpers together."""
         if settings.environment == "production" and settings.portal_sms_sender == "console":
             raise PortalConfigError(
@@ -57,7 +60,7 @@ class PortalServices:
                                       health_check_interval=30)
         engine = make_engine(settings.database_url)
         factory = make_session_factory(engine)
-        cipher = IdentityCipher(settings.identity_key)
+        cipher = IdentityCipher.from_settings(settings)
         directory = ApDirectory(factory, cipher, settings.command_key)
         publisher = Publisher(settings)
         prefix = settings.redis_key_prefix
@@ -86,6 +89,7 @@ class PortalServices:
             flows=FlowCodec(settings.secret_key),
             pending=PendingStore(client, prefix, cipher),
             client_sessions=ClientSessions(client, prefix),
+            login_guard=LoginGuard(client, prefix, login_policy),
         )
 
     def close(self) -> None:

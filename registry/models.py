@@ -26,9 +26,17 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
+    inspect,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+)
 from sqlalchemy.types import TypeDecorator
 
 # Explicit constraint names, so that migrations are the same on SQLite and PostgreSQL and
@@ -328,6 +336,25 @@ class StaffUser(Base):
     )  # grid workers and hazard teams may be limited to one community
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Counted up by logout and by password, role or community changes; a staff session
+    # stamped with an older value is refused (portal/staff_auth.py): all of them end at once.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# Changes that must end a staff member's open sessions (their generation moves on).
+SESSION_ENDING_CHANGES = ("password_hash", "role", "community_id", "active")
+
+
+@event.listens_for(Session, "before_flush")
+def _end_sessions_on_staff_change(session: Session, _context: object, _instances: object
+                                  ) -> None:
+    """Whatever code changes a password, role, community or activation, the sessions end."""
+    for obj in session.dirty:
+        if not isinstance(obj, StaffUser):
+            continue
+        state = inspect(obj)
+        if any(state.attrs[name].history.has_changes() for name in SESSION_ENDING_CHANGES):
+            obj.session_generation = (obj.session_generation or 0) + 1
 
 
 class Case(Base):

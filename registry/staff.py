@@ -32,6 +32,14 @@ def upsert_staff(
     return created
 
 
+def end_sessions(user: StaffUser) -> int:
+    """End every back-office session of this user: sessions stamped with the old generation
+    are refused from now on (password, role, community and activation changes do this by
+    themselves, see registry.models)."""
+    user.session_generation = (user.session_generation or 0) + 1
+    return user.session_generation
+
+
 def verify_staff(session: Session, username: str, password: str) -> StaffUser | None:
     """The active staff user with these credentials, or None (same cost either way)."""
     user = session.scalar(select(StaffUser).where(StaffUser.username == username))

@@ -155,7 +155,7 @@ def ap_agents() -> None:
     settings = load_settings()
     configure_logging(settings)
     directory = ApDirectory(make_session_factory(make_engine(settings.database_url)),
-                            IdentityCipher(settings.identity_key), settings.command_key)
+                            IdentityCipher.from_settings(settings), settings.command_key)
     agents = SimulatedAgents(settings, directory.key_for)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())

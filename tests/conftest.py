@@ -70,7 +70,7 @@ def settings(tmp_path: Path, test_id: str, running_services: Settings) -> Settin
 @pytest.fixture
 def cipher(settings: Settings) -> IdentityCipher:
     """The identity cipher for this test's keys."""
-    return IdentityCipher(settings.identity_key)
+    return IdentityCipher.from_settings(settings)
 
 
 @pytest.fixture

@@ -43,8 +43,8 @@ def test_the_stores_and_broker_are_the_production_versions() -> None:
     assert SERVICES["influxdb"]["image"].startswith("influxdb:2.7.")
     assert SERVICES["redis"]["image"].startswith("redis:7.")
     assert SERVICES["postgres"]["image"].startswith("postgres:16.")
-    assert set(OUR_SERVICES) == {"migrate", "portal", "collector", "ap-commands", "analytics",
-                                 "maintenance", "firmware"}
+    assert set(OUR_SERVICES) == {"migrate", "portal", "portal-admin", "collector",
+                                 "ap-commands", "analytics", "maintenance", "firmware"}
 
 
 # A release tag, optionally with a -variant and a digest; never a floating tag like `2`, `7`,
@@ -85,6 +85,15 @@ def test_floating_tags_are_refused() -> None:
     for floating in ("eclipse-mosquitto:2", "influxdb:2.7", "redis:7", "python:3.11-slim",
                      "wifi-census:latest", "postgres"):
         assert not PINNED_IMAGE.match(floating)
+
+
+def test_back_office_has_its_own_listener_on_loopback_only() -> None:
+    """The residents' listener serves no back office; the back office is published on the
+    host's loopback, for the HTTPS proxy in front of it (issue 11, defect 9)."""
+    assert command_of(SERVICES["portal"])[3:5] == ["--role", "captive"]
+    admin = command_of(SERVICES["portal-admin"])
+    assert admin[3:5] == ["--role", "admin"]
+    assert all(port.startswith("127.0.0.1:") for port in SERVICES["portal-admin"]["ports"])
 
 
 def test_influxdb_is_initialised_with_org_bucket_token_and_dbrp_mapping() -> None:

@@ -58,7 +58,7 @@ def estimate_from(folder: Path, window: Window, settings: Settings,
     engine = make_engine(f"sqlite:///{database}")
     upgrade(engine)
     factory = make_session_factory(engine)
-    cipher = IdentityCipher(settings.identity_key)
+    cipher = IdentityCipher.from_settings(settings)
     for kind in ("units", "aps", "residents", "utilities"):
         assert not import_csv(kind, folder / f"{kind}.csv", factory, cipher).errors
     with session_scope(factory) as session:

@@ -110,7 +110,7 @@ def test_analytics_run_prints_a_summary_table_and_json(
         settings: Settings, influx: InfluxV1Store, sqlite_session_factory: sessionmaker[Session],
         tmp_path: Path) -> None:
     """`wifi-census analytics run` over a window ending today: table, then --json."""
-    import_registry(sqlite_session_factory, IdentityCipher(settings.identity_key), tmp_path)
+    import_registry(sqlite_session_factory, IdentityCipher.from_settings(settings), tmp_path)
     today = dt.datetime.now(settings.tz).date()
     window = Window.ending(today, 8, settings.timezone)
     with session_scope(sqlite_session_factory) as session:

@@ -98,7 +98,7 @@ def test_simulated_group_rentals_become_cases_and_alerts_through_the_real_path(
     folder = tmp_path / "sim"
     sim = simulate(SimulationConfig(out=folder, units=30, days=8, seed=5, rented_share=0.3,
                                     group_rental_share=0.6))
-    cipher = IdentityCipher(settings.identity_key)
+    cipher = IdentityCipher.from_settings(settings)
     for kind in ("units", "aps", "residents", "utilities"):
         assert not import_csv(kind, folder / f"{kind}.csv", sqlite_session_factory,
                               cipher).errors

@@ -50,7 +50,7 @@ def routines() -> list[Routine]:
 def world(settings: Settings, influx: InfluxV1Store, sqlite_session_factory: sessionmaker[Session],
           window: Window, tmp_path: Path) -> sessionmaker[Session]:
     """The registry imported, raw presence written to this test's InfluxDB database."""
-    import_registry(sqlite_session_factory, IdentityCipher(settings.identity_key), tmp_path)
+    import_registry(sqlite_session_factory, IdentityCipher.from_settings(settings), tmp_path)
     with session_scope(sqlite_session_factory) as session:
         aps = load_registry(session).aps
     write_raw(influx, make_events(routines(), window), aps)

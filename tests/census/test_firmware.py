@@ -82,7 +82,7 @@ def _give_signing_secret(settings: Settings, ap_id: str) -> None:
     engine = make_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
         ap = session.query(AccessPoint).filter_by(ap_id=ap_id).one()
-        ap.secret_encrypted = IdentityCipher(settings.identity_key).encrypt(AP_SECRET)
+        ap.secret_encrypted = IdentityCipher.from_settings(settings).encrypt(AP_SECRET)
     engine.dispose()
 
 

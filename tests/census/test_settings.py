@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +82,53 @@ def test_development_keys_are_generated_once_and_kept(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     assert path.stat().st_mode & 0o777 == 0o600
     assert set(json.loads(path.read_text())) >= {"pseudonym_key", "identity_key"}
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The common umask 022, under which a plainly created file is readable by everyone."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_keys_are_never_readable_by_others_while_being_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, usual_umask: None) -> None:
+    """At every step of writing var/keys.json (each chmod or rename) no file in the folder is
+    readable by other users: the keys are 0600 from their first byte, not chmod-ed after."""
+    seen: list[tuple[str, int]] = []
+    real_chmod, real_replace = os.chmod, os.replace
+
+    def snapshot() -> None:
+        """Record every file's permission bits as they are right now."""
+        seen.extend((p.name, p.stat().st_mode & 0o777) for p in tmp_path.iterdir())
+
+    def chmod(path: Any, mode: int, *args: Any, **kwargs: Any) -> None:
+        snapshot()
+        real_chmod(path, mode, *args, **kwargs)
+
+    def replace(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        snapshot()
+        real_replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "chmod", chmod)
+    monkeypatch.setattr(os, "replace", replace)
+    Settings.load(environ={"WIFI_CENSUS_VAR_DIR": str(tmp_path)})
+    monkeypatch.undo()
+    assert seen, "the keys file was never written"
+    assert [(name, oct(mode)) for name, mode in seen if mode & 0o077] == []
+    assert [p.name for p in tmp_path.iterdir()] == ["keys.json"]  # no temporary file left
+    assert (tmp_path / "keys.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_keys_file_left_readable_by_an_old_version_is_closed(
+        tmp_path: Path, usual_umask: None) -> None:
+    """A keys.json someone left world-readable is made owner-only when it is next read."""
+    first = Settings.load(environ={"WIFI_CENSUS_VAR_DIR": str(tmp_path)})
+    (tmp_path / "keys.json").chmod(0o644)
+    again = Settings.load(environ={"WIFI_CENSUS_VAR_DIR": str(tmp_path)})
+    assert again.identity_key == first.identity_key
+    assert (tmp_path / "keys.json").stat().st_mode & 0o777 == 0o600
 
 
 def test_environment_overrides_defaults(tmp_path: Path) -> None:

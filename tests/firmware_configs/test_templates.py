@@ -89,7 +89,9 @@ def test_opennds_hands_clients_to_the_portal_the_way_it_accepts() -> None:
         f"clientip=10.1.15.23, clientmac=a4:83:e7:12:9f:01, gatewayname={single['gatewayname']}, "
         f"hid={hid}, gatewayaddress=10.1.15.1:2050, authdir=opennds_auth, "
         "originurl=http%3A%2F%2Fexample.com%2F".encode()).decode()
-    handshake = parse_fas({"fas": fas}, known_ap=lambda ap: ap == VALUES["AP_ID"])
+    # FAS is enabled per AP at its gateway address (`wifi-census portal ap-fas`).
+    handshake = parse_fas({"fas": fas}, lambda ap: "10.1.15.1:2050" if ap == VALUES["AP_ID"]
+                          else None)
     assert handshake.ap_id == VALUES["AP_ID"]
     # openNDS checks tok = sha256(hid + faskey): the portal computes it with the AP's secret.
     assert fas_return_token(hid, VALUES["FAS_KEY"]) == hashlib.sha256(

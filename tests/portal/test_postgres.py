@@ -40,7 +40,7 @@ def test_sign_in_on_postgresql(pg_settings: Settings, redis_client: Any,
     """Registered resident, authorize command, sign-in record and device on PostgreSQL."""
     engine = make_engine(pg_settings.database_url)
     factory = make_session_factory(engine)
-    fill_registry(factory, IdentityCipher(pg_settings.identity_key))
+    fill_registry(factory, IdentityCipher.from_settings(pg_settings))
     app = create_app(pg_settings, {"TESTING": True})
     services = app.extensions["portal"]
     try:
