@@ -1,0 +1,211 @@
+"""Cases in the database: apply a transition, record it, start and stop the SLA clock, escalate.
+
+``apply`` checks the transition against ``registry.case_flow`` (state, role, assignee, reason)
+and refuses it otherwise; every transition writes a ``CaseEvent`` (who, when, what, why).
+Assignments and escalations return *notice* records (docs/contracts.md §5: kinds
+``case_assigned`` and ``case_escalated``) for the caller to send on MQTT and the webhook after
+its commit: a notice never goes out for a change that did not happen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.case_flow import (
+    ASSIGNABLE,
+    CLOCK_STATUSES,
+    MAX_EXTENSION_DAYS,
+    NONE,
+    Action,
+    Refusal,
+    TransitionRefused,
+    check,
+    due_days,
+)
+from registry.models import (
+    Building,
+    Case,
+    CaseEvent,
+    CaseRequest,
+    CaseStatus,
+    Community,
+    RiskTier,
+    Role,
+    StaffUser,
+    Unit,
+)
+
+LOGGER = logging.getLogger(__name__)
+SYSTEM = "system"
+NOTICE_ASSIGNED = "case_assigned"
+NOTICE_ESCALATED = "case_escalated"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a staff member (id, user name, role)."""
+
+    id: int
+    username: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class DuePolicy:
+    """Days from assignment to the due time, by tier (WIFI_CENSUS_CASE_DUE_DAYS_*)."""
+
+    key: int = 3
+    attention: int = 7
+    normal: int = 15
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DuePolicy:
+        """From the settings object."""
+        return cls(settings.case_due_days_key, settings.case_due_days_attention,
+                   settings.case_due_days_normal)
+
+    def days(self, tier: RiskTier) -> int:
+        """Days for a tier."""
+        return due_days(tier, self.key, self.attention, self.normal)
+
+
+def community_of(session: Session, case: Case) -> Community:
+    """The community a case's unit belongs to."""
+    return session.scalars(select(Community).join(Building).join(Unit)
+                           .where(Unit.id == case.unit_id)).one()
+
+
+def staff_covers(staff: StaffUser, community_id: int) -> bool:
+    """Whether a staff member's scope includes a community."""
+    return staff.district_wide or any(c.id == community_id for c in staff.communities)
+
+
+def notice(session: Session, kind: str, case: Case, now: dt.datetime) -> dict[str, Any]:
+    """A notice record for a case (ids and codes only: no resident's data)."""
+    unit = session.get(Unit, case.unit_id)
+    community = community_of(session, case)
+    assignee = session.get(StaffUser, case.assigned_to_id) if case.assigned_to_id else None
+    return {
+        "v": 1, "kind": kind, "case_id": case.id, "case_kind": case.kind,
+        "unit": unit.ref if unit else "", "community": community.code,
+        "tier": case.tier.value, "status": case.status.value,
+        "assignee": assignee.username if assignee else "",
+        "due_at": case.due_at.astimezone(dt.UTC).isoformat() if case.due_at else None,
+        "generated_at": int(now.timestamp()),
+    }
+
+
+def apply(session: Session, case: Case, actor: Actor, action: Action, *, reason: str = "",
+          assignee_id: int | None = None, days: int | None = None,
+          now: dt.datetime | None = None, policy: DuePolicy | None = None,
+          ) -> list[dict[str, Any]]:
+    """Take an action on a case, or raise TransitionRefused; return the notices it causes."""
+    now = now or dt.datetime.now(dt.UTC)
+    policy = policy or DuePolicy()
+    reason = reason.strip()
+    before = case.status
+    rule = check(case.status, case.pending, action, actor.role,
+                 case.assigned_to_id is not None and case.assigned_to_id == actor.id, reason)
+    notices: list[str] = []
+    detail = reason
+    if action in (Action.ASSIGN, Action.REASSIGN):
+        assignee = _assignee(session, case, assignee_id)
+        if action is Action.ASSIGN:
+            case.assigned_at = now
+            case.due_at = now + dt.timedelta(days=policy.days(case.tier))
+            case.escalated_at = None
+        case.assigned_to_id = assignee.id
+        detail = f"→ {assignee.username}" + (f": {reason}" if reason else "")
+        notices.append(NOTICE_ASSIGNED)
+    elif rule.sets_request:
+        if rule.sets_request == CaseRequest.EXTEND.value:
+            if days is None or not 1 <= days <= MAX_EXTENSION_DAYS:
+                raise TransitionRefused(Refusal.DAYS, f"{days}")
+            case.pending_days = days
+            detail = f"+{days} d: {reason}"
+        case.pending = rule.sets_request
+        case.pending_by = actor.username
+        case.pending_reason = reason
+    elif action is Action.APPROVE:
+        detail = _approve(case, now, reason)
+    elif action is Action.DENY:
+        detail = f"{case.pending}: {reason}"
+        _clear_request(case)
+    elif action is Action.RESUME and case.parked_at is not None and case.due_at is not None:
+        # Parking stopped the clock: the due time moves on by the time the case was parked.
+        case.due_at += now - case.parked_at
+        case.parked_at = None
+    case.status = rule.to
+    if rule.to is CaseStatus.CLOSED or rule.to is CaseStatus.DISMISSED:
+        case.closed_at = now
+    case.updated_at = now
+    session.add(CaseEvent(case_id=case.id, at=now, actor=actor.username, action=action.value,
+                          from_status=before.value, to_status=rule.to.value, note=detail))
+    session.flush()
+    LOGGER.info("case %s: %s by %s (%s → %s)", case.id, action.value, actor.username,
+                before.value, rule.to.value)
+    return [notice(session, kind, case, now) for kind in notices]
+
+
+def _assignee(session: Session, case: Case, assignee_id: int | None) -> StaffUser:
+    """The staff member a case is assigned to, checked: active, a handler, in scope."""
+    staff = session.get(StaffUser, assignee_id) if assignee_id is not None else None
+    if (staff is None or not staff.active or staff.role not in ASSIGNABLE
+            or not staff_covers(staff, community_of(session, case).id)):
+        raise TransitionRefused(Refusal.ASSIGNEE, f"{assignee_id}")
+    return staff
+
+
+def _approve(case: Case, now: dt.datetime, reason: str) -> str:
+    """Carry out the pending request; return the history note."""
+    request = case.pending
+    note = f"{request}: {case.pending_reason}" + (f" — {reason}" if reason else "")
+    if request == CaseRequest.EXTEND.value and case.due_at is not None:
+        case.due_at += dt.timedelta(days=case.pending_days or 0)
+        case.escalated_at = None  # a new due time: a new escalation if it is missed again
+        note = f"+{case.pending_days} d — " + note
+    elif request == CaseRequest.RETURN.value:
+        # Back for dispatch: the clock and the assignee go; the next assignment restarts them.
+        case.assigned_to_id = None
+        case.assigned_at = None
+        case.due_at = None
+        case.escalated_at = None
+    elif request == CaseRequest.PARK.value:
+        case.parked_at = now
+    _clear_request(case)
+    return note
+
+
+def _clear_request(case: Case) -> None:
+    """No request pending any more."""
+    case.pending = NONE
+    case.pending_by = ""
+    case.pending_reason = ""
+    case.pending_days = None
+
+
+def escalate_overdue(session: Session, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Escalate every running case past its due time, once per due time; return the notices."""
+    now = now or dt.datetime.now(dt.UTC)
+    overdue = list(session.scalars(
+        select(Case).where(Case.status.in_(list(CLOCK_STATUSES)), Case.due_at < now,
+                           Case.escalated_at.is_(None)).order_by(Case.due_at)))
+    notices = []
+    for case in overdue:
+        assert case.due_at is not None  # selected by due_at < now
+        late = now - case.due_at
+        case.escalated_at = now
+        session.add(CaseEvent(case_id=case.id, at=now, actor=SYSTEM, action="escalate",
+                              from_status=case.status.value, to_status=case.status.value,
+                              note=f"overdue by {late.days} d {late.seconds // 3600} h"))
+        session.flush()
+        notices.append(notice(session, NOTICE_ESCALATED, case, now))
+    if overdue:
+        LOGGER.warning("escalated %d overdue case(s)", len(overdue))
+    return notices
