@@ -77,11 +77,14 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     login_manager.session_protection = "strong"
     app.jinja_env.globals["page_locale"] = page_locale
 
-    from portal import admin, api, captive
+    from portal import admin, api, captive, cases, errors, staff
 
     app.register_blueprint(captive.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(cases.bp)
+    app.register_blueprint(staff.bp)
+    app.register_blueprint(errors.bp)
     # Residents' forms carry a CSRF token bound to their flow (portal.forms.FlowCSRF), checked
     # by the forms themselves; the session-based check would fail without cookies.
     csrf.exempt(captive.bp)
