@@ -211,3 +211,24 @@ def purge() -> None:
         record(session, "cli", "purge_signins", "", {"before": cutoff.isoformat(),
                                                      "deleted": count})
     click.echo(f"deleted {count} sign-in record(s) older than {settings.retention_days} days")
+
+
+@portal.command("escalate")
+def escalate() -> None:
+    """Escalate cases past their due time: a case event and a notice on MQTT and the webhook."""
+    from portal.apcontrol import AlertDispatcher, Publisher
+    from registry.casework import escalate_overdue
+    from registry.db import make_engine, make_session_factory, session_scope
+
+    settings = _settings()
+    with session_scope(make_session_factory(make_engine(settings.database_url))) as session:
+        notices = escalate_overdue(session)
+    publisher = Publisher(settings)
+    alerts = AlertDispatcher(settings, publisher)
+    try:
+        for notice in notices:  # after the commit: the events are stored even if this fails
+            alerts.dispatch(notice["kind"], notice)
+        alerts.flush(timeout=30)
+    finally:
+        publisher.close()
+    click.echo(f"escalated {len(notices)} overdue case(s)")

@@ -42,7 +42,7 @@ def test_the_stores_and_broker_are_the_production_versions() -> None:
     assert SERVICES["redis"]["image"] == "redis:7"
     assert SERVICES["postgres"]["image"] == "postgres:16"
     assert set(OUR_SERVICES) == {"migrate", "portal", "collector", "ap-commands", "analytics",
-                                 "maintenance"}
+                                 "maintenance", "case-clock"}
 
 
 def test_influxdb_is_initialised_with_org_bucket_token_and_dbrp_mapping() -> None:

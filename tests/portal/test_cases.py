@@ -289,3 +289,33 @@ def test_error_pages_are_styled_in_the_page_language(world: World, language: str
     html = missing.get_data(as_text=True)
     assert all(t in html for t in texts) and "<style>" in html
     assert client.get("/admin/audit").status_code == 403
+
+
+def test_overdue_cases_are_escalated_with_a_notice(world: World, settings: Settings) -> None:
+    """`wifi-census portal escalate`: a case event and a case_escalated notice on MQTT, once."""
+    from click.testing import CliRunner
+
+    from census.cli import main
+    from tests.portal.test_watchlist_cli import env_of
+
+    late = make_case(world.factory, world.places.unit_a, CaseStatus.HANDLING,
+                     assignee=world.staff["grid"], due_days=-0.5)
+    make_case(world.factory, world.places.unit_a, CaseStatus.HANDLING,
+              assignee=world.staff["grid"], due_days=2)
+    alerts = Subscriber(settings, settings.topic("v1", "alerts", "+"),
+                        settings.topic("v1", "alerts", "probe"))
+    try:
+        result = CliRunner().invoke(main, ["portal", "escalate"], env=env_of(settings))
+        assert result.exit_code == 0, result.output
+        assert "escalated 1 overdue case(s)" in result.output
+        topic, notice = alerts.get()
+        assert topic.endswith("/v1/alerts/case_escalated")
+        assert (notice["case_id"], notice["assignee"], notice["community"]) == (
+            late, "grid", "TEDA-001")
+        again = CliRunner().invoke(main, ["portal", "escalate"], env=env_of(settings))
+        assert "escalated 0 overdue case(s)" in again.output and alerts.empty_for(0.5)
+    finally:
+        alerts.close()
+    client = signed_in(world, "supervisor")
+    page = client.get(f"/admin/cases/{late}").get_data(as_text=True)
+    assert "超期督办" in page and "超期</span>" in page
