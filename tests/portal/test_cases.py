@@ -319,3 +319,33 @@ def test_overdue_cases_are_escalated_with_a_notice(world: World, settings: Setti
     client = signed_in(world, "supervisor")
     page = client.get(f"/admin/cases/{late}").get_data(as_text=True)
     assert "超期督办" in page and "超期</span>" in page
+
+
+def test_alerts_overview_and_staff_pages_keep_to_the_persons_communities(world: World) -> None:
+    """Issue 11 defect 6: another community's alert is neither listed nor counted nor
+    acknowledgeable; staff pages refuse POSTs from anyone but a district-wide administrator."""
+    everywhere = signed_in(world, "admin")
+    scoped = signed_in(world, "admin_a")
+    listed = everywhere.get("/admin/alerts").get_data(as_text=True)
+    assert world.places.ref_b in listed
+    assert f'href="/admin/units/{world.places.ref_b}"' in listed
+    assert world.places.ref_b not in scoped.get("/admin/alerts").get_data(as_text=True)
+    count = re.compile(r'<div class="num"><a href="/admin/alerts">(\d+)</a>')
+    overview = count.search(everywhere.get("/admin/").get_data(as_text=True))
+    assert overview is not None and overview.group(1) == "1"
+    overview = count.search(scoped.get("/admin/").get_data(as_text=True))
+    assert overview is not None and overview.group(1) == "0"
+    for user in ("admin_a", "supervisor", "hazard"):
+        client = signed_in(world, user)
+        token = _token(client)
+        response = client.post("/admin/staff/new", data={
+            "csrf_token": token, "username": "mallory", "role": "admin",
+            "district_wide": "y", "active": "y", "password": "a long enough password"})
+        assert response.status_code == 403, user
+        response = client.post(f"/admin/staff/{world.staff[user]}", data={
+            "csrf_token": token, "username": user, "role": "admin", "district_wide": "y",
+            "active": "y"})
+        assert response.status_code == 403, user
+    with world.factory() as db:
+        assert db.scalar(select(StaffUser).where(StaffUser.username == "mallory")) is None
+        assert not db.get_one(StaffUser, world.staff["admin_a"]).district_wide
