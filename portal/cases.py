@@ -40,7 +40,7 @@ from registry.case_flow import (
     allowed,
     sla,
 )
-from registry.casework import Actor, DuePolicy, apply
+from registry.casework import Actor, DuePolicy, apply, case_figures
 from registry.db import session_scope
 from registry.models import (
     Building,
@@ -255,9 +255,12 @@ def case_list() -> str:
     with _services().session_factory() as db:
         rows, total = _rows(db, statement, page, now)
         communities = _communities(db)
+        # The loop's figures over the person's whole scope (not the filtered page).
+        figures = case_figures(db, _cases_query().with_only_columns(Case.id), now)
     return render_template("admin/cases.html", rows=rows, total=total, page=page,
                            pages=max(1, -(-total // PAGE_SIZE)), args=args,
-                           communities=communities, inbox=False, export=ExportForm())
+                           communities=communities, inbox=False, export=ExportForm(),
+                           figures=figures)
 
 
 @bp.get("/inbox")

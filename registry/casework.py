@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, distinct, func, select
 from sqlalchemy.orm import Session
 
 from registry.case_flow import (
@@ -22,6 +22,7 @@ from registry.case_flow import (
     CLOCK_STATUSES,
     MAX_EXTENSION_DAYS,
     NONE,
+    OPEN_STATUSES,
     Action,
     Refusal,
     TransitionRefused,
@@ -209,3 +210,56 @@ def escalate_overdue(session: Session, now: dt.datetime | None = None) -> list[d
     if overdue:
         LOGGER.warning("escalated %d overdue case(s)", len(overdue))
     return notices
+
+
+@dataclass(frozen=True)
+class CaseFigures:
+    """How the loop is doing (the district's measures: 结案率, 按期结案率, and rework)."""
+
+    open_by_tier: dict[str, int]
+    overdue: int
+    closed: int
+    closed_on_time: int
+    finished_or_open: int  # every case but the dismissed ones
+    fed_back: int  # cases that reached feedback at least once
+    reworked: int  # of those, sent back at least once by a failed re-check
+
+    @property
+    def closure_rate(self) -> float | None:
+        """Share of (not dismissed) cases closed."""
+        return self.closed / self.finished_or_open if self.finished_or_open else None
+
+    @property
+    def on_time_rate(self) -> float | None:
+        """Share of closed cases closed by their due time."""
+        return self.closed_on_time / self.closed if self.closed else None
+
+    @property
+    def rework_rate(self) -> float | None:
+        """Share of fed-back cases that failed a re-check at least once."""
+        return self.reworked / self.fed_back if self.fed_back else None
+
+
+def case_figures(session: Session, case_ids: Any, now: dt.datetime | None = None
+                 ) -> CaseFigures:
+    """The loop's figures over the cases whose ids ``case_ids`` (a subquery) selects."""
+    now = now or dt.datetime.now(dt.UTC)
+    mine = Case.id.in_(case_ids)
+    open_by_tier = {tier.value: count for tier, count in session.execute(
+        select(Case.tier, func.count()).where(mine, Case.status.in_(list(OPEN_STATUSES)))
+        .group_by(Case.tier)).all()}
+    overdue = session.scalar(select(func.count()).where(
+        mine, Case.status.in_(list(CLOCK_STATUSES)), Case.due_at < now)) or 0
+    closed = session.scalar(select(func.count()).where(
+        mine, Case.status == CaseStatus.CLOSED)) or 0
+    on_time = session.scalar(select(func.count()).where(
+        mine, Case.status == CaseStatus.CLOSED, Case.due_at.is_not(None),
+        Case.closed_at <= Case.due_at)) or 0
+    counted = session.scalar(select(func.count()).where(
+        mine, Case.status != CaseStatus.DISMISSED)) or 0
+    events = and_(CaseEvent.case_id.in_(case_ids))
+    fed_back = session.scalar(select(func.count(distinct(CaseEvent.case_id))).where(
+        events, CaseEvent.action == Action.FEEDBACK.value)) or 0
+    reworked = session.scalar(select(func.count(distinct(CaseEvent.case_id))).where(
+        events, CaseEvent.action == Action.REWORK.value)) or 0
+    return CaseFigures(open_by_tier, overdue, closed, on_time, counted, fed_back, reworked)

@@ -216,6 +216,8 @@ def test_case_list_filters_counts_and_pages(world: World) -> None:
     first = client.get("/admin/cases").get_data(as_text=True)
     assert "找到 56 个案件。" in first and "第 1 / 2 页" in first
     assert first.count('class="case-row') == 50
+    figures = re.search(r'<a href="/admin/cases\?overdue=1">(\d+)</a>', first)
+    assert figures is not None and figures.group(1) == "55"
     overdue = client.get("/admin/cases?overdue=1").get_data(as_text=True)
     assert "找到 55 个案件。" in overdue and "超期" in overdue
     english = signed_in(world, "grid", "en")

@@ -203,3 +203,38 @@ def test_overdue_cases_are_escalated_once_per_due_time(
     with session_scope(session_factory) as db:
         assert escalate_overdue(db, later + dt.timedelta(hours=1)) == []  # due moved on
         assert len(escalate_overdue(db, later + dt.timedelta(days=3))) == 1
+
+
+def test_the_loops_figures_count_closure_on_time_and_rework(
+        session_factory: sessionmaker[Session]) -> None:
+    """结案率, 按期结案率 and rework over the cases asked about (another community's left out)."""
+    from registry.casework import case_figures
+
+    places = two_communities(session_factory)
+    boss = Actor(make_staff(session_factory, "boss", "supervisor", [places.community_a]),
+                 "boss", Role.SUPERVISOR)
+    worker_id = make_staff(session_factory, "grid", "grid_worker", [places.community_a])
+    worker = Actor(worker_id, "grid", Role.GRID_WORKER)
+    on_time = make_case(session_factory, places.unit_a, CaseStatus.HANDLING, assignee=worker_id,
+                        now=T0)
+    late = make_case(session_factory, places.unit_a, CaseStatus.HANDLING, assignee=worker_id,
+                     now=T0)
+    for case_id, finish in ((on_time, T0 + dt.timedelta(days=1)),
+                            (late, T0 + dt.timedelta(days=5))):
+        _act(session_factory, case_id, worker, Action.FEEDBACK, reason="done", now=finish)
+        if case_id == late:
+            _act(session_factory, case_id, boss, Action.REWORK, reason="not done", now=finish)
+            _act(session_factory, case_id, worker, Action.FEEDBACK, reason="done", now=finish)
+        _act(session_factory, case_id, boss, Action.VERIFY, now=finish)
+        _act(session_factory, case_id, boss, Action.CLOSE, now=finish)
+    make_case(session_factory, places.unit_a, CaseStatus.DISMISSED)
+    make_case(session_factory, places.unit_a, CaseStatus.DISCOVERED, tier=RiskTier.NORMAL)
+    make_case(session_factory, places.unit_a, CaseStatus.HANDLING, assignee=worker_id, now=T0)
+    make_case(session_factory, places.unit_b, CaseStatus.HANDLING, assignee=worker_id, now=T0)
+    in_a = select(Case.id).join(Case.unit).where(Case.unit_id == places.unit_a)
+    with session_factory() as db:
+        figures = case_figures(db, in_a, T0 + dt.timedelta(days=10))
+    assert figures.open_by_tier == {"key": 1, "normal": 1}
+    assert figures.overdue == 1 and (figures.closed, figures.closed_on_time) == (2, 1)
+    assert figures.closure_rate == 2 / 4 and figures.on_time_rate == 0.5
+    assert (figures.fed_back, figures.reworked, figures.rework_rate) == (2, 1, 0.5)
