@@ -351,3 +351,24 @@ def test_alerts_overview_and_staff_pages_keep_to_the_persons_communities(world: 
     with world.factory() as db:
         assert db.scalar(select(StaffUser).where(StaffUser.username == "mallory")) is None
         assert not db.get_one(StaffUser, world.staff["admin_a"]).district_wide
+
+
+def test_a_server_error_is_a_styled_page_and_json_under_the_api(world: World) -> None:
+    """500: the project's page in the reader's language; the API answers JSON."""
+    app = world.app
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    def boom() -> str:
+        """A view that fails."""
+        raise RuntimeError("boom")
+
+    app.add_url_rule("/admin/boom", view_func=boom)
+    app.add_url_rule("/api/boom", view_func=boom, endpoint="api_boom")
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    response = client.get("/admin/boom")
+    assert response.status_code == 500 and "Something went wrong" in response.get_data(
+        as_text=True) and "boom" not in response.get_data(as_text=True)
+    api = client.get("/api/boom")
+    assert api.status_code == 500 and api.get_json() == {"error": 500,
+                                                         "message": "Something went wrong"}
