@@ -109,6 +109,13 @@ EVIDENCE_LABELS: dict[str, Any] = {
     "nights_observed": _l("Nights observed"), "resident_devices": _l("Resident devices"),
     "persistence": _l("Share of weeks showing the excess"), "coverage": _l("How it is seen"),
     "utility": _l("Utility signal"), "window": _l("Window"), "hazards": _l("Hazards found"),
+    "reason": _l("Why the identity is watched"), "ap": _l("Access point"),
+    "outcome": _l("Sign-in outcome"), "method": _l("Sign-in method"),
+}
+OUTCOME_LABELS: dict[str, Any] = {
+    "registered": _l("registered resident"), "self_declared": _l("self-declared, unverified"),
+    "mismatch": _l("identity does not match the registry"), "visitor": _l("visitor"),
+    "sms": _l("SMS code"), "one_tap": _l("one tap on a known device"),
 }
 COVERAGE_LABELS: dict[str, Any] = {"unit_ap": _l("its own access point"),
                                    "zone": _l("a corridor access point shared on the floor"),
@@ -323,6 +330,8 @@ def evidence_items(evidence: dict[str, Any]) -> list[tuple[Any, str]]:
         elif key == "window":
             text = _("%(start)s to %(end)s (%(nights)s nights)", start=value.get("start"),
                      end=value.get("end"), nights=value.get("nights"))
+        elif key in ("outcome", "method"):
+            text = str(OUTCOME_LABELS.get(value, value))
         elif key == "hazards":
             text = ", ".join(str(v) for v in value)
         elif isinstance(value, float):

@@ -213,15 +213,16 @@ def purge() -> None:
     click.echo(f"deleted {count} sign-in record(s) older than {settings.retention_days} days")
 
 
-@portal.command("escalate")
-def escalate() -> None:
-    """Escalate cases past their due time: a case event and a notice on MQTT and the webhook."""
+@portal.command("case-sweep")
+def case_sweep() -> None:
+    """Open cases for watchlist alerts; escalate cases past their due time (with notices)."""
     from portal.apcontrol import AlertDispatcher, Publisher
-    from registry.casework import escalate_overdue
+    from registry.casework import escalate_overdue, open_watchlist_cases
     from registry.db import make_engine, make_session_factory, session_scope
 
     settings = _settings()
     with session_scope(make_session_factory(make_engine(settings.database_url))) as session:
+        opened = open_watchlist_cases(session)
         notices = escalate_overdue(session)
     publisher = Publisher(settings)
     alerts = AlertDispatcher(settings, publisher)
@@ -231,4 +232,4 @@ def escalate() -> None:
         alerts.flush(timeout=30)
     finally:
         publisher.close()
-    click.echo(f"escalated {len(notices)} overdue case(s)")
+    click.echo(f"opened {opened} watchlist case(s); escalated {len(notices)} overdue case(s)")

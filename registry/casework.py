@@ -30,12 +30,14 @@ from registry.case_flow import (
     due_days,
 )
 from registry.models import (
+    Alert,
     Building,
     Case,
     CaseEvent,
     CaseRequest,
     CaseStatus,
     Community,
+    Resident,
     RiskTier,
     Role,
     StaffUser,
@@ -46,6 +48,9 @@ LOGGER = logging.getLogger(__name__)
 SYSTEM = "system"
 NOTICE_ASSIGNED = "case_assigned"
 NOTICE_ESCALATED = "case_escalated"
+WATCHLIST = "watchlist"
+# What a watchlist case keeps of its alert: identifiers and codes, never a name or a number.
+WATCHLIST_EVIDENCE = ("alert_id", "signin_id", "ap", "outcome", "method", "reason")
 
 
 @dataclass(frozen=True)
@@ -263,3 +268,50 @@ def case_figures(session: Session, case_ids: Any, now: dt.datetime | None = None
     reworked = session.scalar(select(func.count(distinct(CaseEvent.case_id))).where(
         events, CaseEvent.action == Action.REWORK.value)) or 0
     return CaseFigures(open_by_tier, overdue, closed, on_time, counted, fed_back, reworked)
+
+
+def open_watchlist_cases(session: Session, now: dt.datetime | None = None) -> int:
+    """Put every watchlist alert into a case of its unit (the resident's, or the AP's unit).
+
+    A unit with an open watchlist case gets the alert as a note on it rather than a second
+    case. Alerts that name no unit and no resident (a visitor on a corridor AP) stay alerts:
+    a case needs a place to send someone to. Returns the number of cases opened.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    alerts = list(session.scalars(
+        select(Alert).where(Alert.kind == WATCHLIST, Alert.case_id.is_(None),
+                            (Alert.unit_id.is_not(None)) | (Alert.resident_id.is_not(None)))
+        .order_by(Alert.at, Alert.id)))
+    opened = 0
+    for alert in alerts:
+        unit_id = alert.unit_id
+        if unit_id is None and alert.resident_id is not None:
+            unit_id = session.scalar(select(Resident.unit_id).where(
+                Resident.id == alert.resident_id))
+        if unit_id is None:
+            continue
+        evidence = {k: alert.payload.get(k) for k in WATCHLIST_EVIDENCE if k in alert.payload}
+        evidence["alert_id"] = alert.id
+        case = session.scalar(select(Case).where(
+            Case.unit_id == unit_id, Case.kind == WATCHLIST,
+            Case.status.in_(list(OPEN_STATUSES))).order_by(Case.id))
+        if case is None:
+            case = Case(unit_id=unit_id, kind=WATCHLIST, status=CaseStatus.DISCOVERED,
+                        tier=RiskTier.KEY, evidence=evidence, opened_at=alert.at,
+                        updated_at=now)
+            session.add(case)
+            session.flush()
+            session.add(CaseEvent(case_id=case.id, at=now, actor=SYSTEM, action="",
+                                  from_status="", to_status=CaseStatus.DISCOVERED.value,
+                                  note=f"opened: watchlist sign-in (alert {alert.id})"))
+            opened += 1
+        else:
+            case.updated_at = now
+            session.add(CaseEvent(case_id=case.id, at=now, actor=SYSTEM, action="",
+                                  from_status=case.status.value, to_status=case.status.value,
+                                  note=f"another watchlist sign-in (alert {alert.id})"))
+        alert.case_id = case.id
+        session.flush()
+    if opened:
+        LOGGER.info("opened %d watchlist case(s)", opened)
+    return opened

@@ -464,6 +464,10 @@ class Alert(Base):
     payload: Mapped[dict] = mapped_column(JSON, default=dict)
     acknowledged_by: Mapped[str] = mapped_column(String(64), default="")
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The case this alert opened or joined (watchlist alerts: registry.casework).
+    case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), nullable=True, index=True
+    )
 
 
 class ApCommandRecord(Base):

@@ -294,7 +294,7 @@ def test_error_pages_are_styled_in_the_page_language(world: World, language: str
 
 
 def test_overdue_cases_are_escalated_with_a_notice(world: World, settings: Settings) -> None:
-    """`wifi-census portal escalate`: a case event and a case_escalated notice on MQTT, once."""
+    """`wifi-census portal case-sweep`: a case event and a case_escalated notice on MQTT, once."""
     from click.testing import CliRunner
 
     from census.cli import main
@@ -304,23 +304,35 @@ def test_overdue_cases_are_escalated_with_a_notice(world: World, settings: Setti
                      assignee=world.staff["grid"], due_days=-0.5)
     make_case(world.factory, world.places.unit_a, CaseStatus.HANDLING,
               assignee=world.staff["grid"], due_days=2)
+    with session_scope(world.factory) as db:
+        watched = Alert(kind="watchlist", unit_id=world.places.unit_a, payload={
+            "kind": "watchlist", "ap": "ap-7", "outcome": "self_declared", "method": "sms",
+            "reason": "wanted in case 17", "signin_id": 3})
+        db.add(watched)
+        db.flush()
+        watched_id = watched.id
     alerts = Subscriber(settings, settings.topic("v1", "alerts", "+"),
                         settings.topic("v1", "alerts", "probe"))
     try:
-        result = CliRunner().invoke(main, ["portal", "escalate"], env=env_of(settings))
+        result = CliRunner().invoke(main, ["portal", "case-sweep"], env=env_of(settings))
         assert result.exit_code == 0, result.output
-        assert "escalated 1 overdue case(s)" in result.output
+        assert "opened 1 watchlist case(s); escalated 1 overdue case(s)" in result.output
         topic, notice = alerts.get()
         assert topic.endswith("/v1/alerts/case_escalated")
         assert (notice["case_id"], notice["assignee"], notice["community"]) == (
             late, "grid", "TEDA-001")
-        again = CliRunner().invoke(main, ["portal", "escalate"], env=env_of(settings))
+        again = CliRunner().invoke(main, ["portal", "case-sweep"], env=env_of(settings))
         assert "escalated 0 overdue case(s)" in again.output and alerts.empty_for(0.5)
     finally:
         alerts.close()
     client = signed_in(world, "supervisor")
     page = client.get(f"/admin/cases/{late}").get_data(as_text=True)
     assert "超期督办" in page and "超期</span>" in page
+    with world.factory() as db:
+        watch_case = db.get_one(Alert, watched_id).case_id
+    page = client.get(f"/admin/cases/{watch_case}").get_data(as_text=True)
+    assert "重点人员登录" in page and "自主申报，未核实" in page
+    assert "关注原因" in page and "wanted in case 17" in page and "短信验证码" in page
 
 
 def test_alerts_overview_and_staff_pages_keep_to_the_persons_communities(world: World) -> None:

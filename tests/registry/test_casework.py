@@ -238,3 +238,44 @@ def test_the_loops_figures_count_closure_on_time_and_rework(
     assert figures.overdue == 1 and (figures.closed, figures.closed_on_time) == (2, 1)
     assert figures.closure_rate == 2 / 4 and figures.on_time_rate == 0.5
     assert (figures.fed_back, figures.reworked, figures.rework_rate) == (2, 1, 0.5)
+
+
+def test_watchlist_alerts_become_cases_to_review(session_factory: sessionmaker[Session]) -> None:
+    """One case per unit (later alerts join it), the resident's unit when the AP names none;
+    a visitor with neither stays an alert. Evidence keeps ids and codes only."""
+    from registry.casework import open_watchlist_cases
+    from registry.models import Alert, IdType, Resident
+
+    places = two_communities(session_factory)
+    with session_scope(session_factory) as db:
+        resident = Resident(unit_id=places.unit_b, name="王五", id_type=IdType.PASSPORT,
+                            id_number_encrypted=b"x", id_digest="d" * 64, id_last4="1234")
+        db.add(resident)
+        db.flush()
+        payload = {"v": 1, "kind": "watchlist", "ap": "ap-1", "outcome": "self_declared",
+                   "method": "sms", "reason": "case 17", "signin_id": 5}
+        alerts = [Alert(kind="watchlist", at=T0, unit_id=places.unit_a, payload=payload),
+                  Alert(kind="watchlist", at=T0, unit_id=places.unit_a, payload=payload),
+                  Alert(kind="watchlist", at=T0, resident_id=resident.id, payload=payload),
+                  Alert(kind="watchlist", at=T0, payload=payload)]
+        db.add_all(alerts)
+        db.flush()
+        ids = [a.id for a in alerts]
+    with session_scope(session_factory) as db:
+        assert open_watchlist_cases(db, T0) == 2
+    with session_scope(session_factory) as db:
+        assert open_watchlist_cases(db, T0) == 0  # each alert once
+        cases = {c.unit_id: c for c in db.scalars(select(Case).where(Case.kind == "watchlist"))}
+        assert set(cases) == {places.unit_a, places.unit_b}
+        case_a = cases[places.unit_a]
+        assert (case_a.status, case_a.tier) == (CaseStatus.DISCOVERED, RiskTier.KEY)
+        assert case_a.evidence == {"alert_id": ids[0], "signin_id": 5, "ap": "ap-1",
+                                   "outcome": "self_declared", "method": "sms",
+                                   "reason": "case 17"}
+        linked = dict(db.execute(select(Alert.id, Alert.case_id)).all())
+        assert linked == {ids[0]: case_a.id, ids[1]: case_a.id,
+                          ids[2]: cases[places.unit_b].id, ids[3]: None}
+        notes = db.scalars(select(CaseEvent.note).where(CaseEvent.case_id == case_a.id)
+                           .order_by(CaseEvent.id)).all()
+        assert notes == [f"opened: watchlist sign-in (alert {ids[0]})",
+                         f"another watchlist sign-in (alert {ids[1]})"]

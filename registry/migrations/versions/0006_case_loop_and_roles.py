@@ -114,6 +114,13 @@ def upgrade() -> None:
     # Cases handed over before this revision had no clock: it starts now, from their update.
     op.execute("UPDATE cases SET assigned_at = updated_at "
                "WHERE status IN ('assigned', 'handling', 'feedback', 'verified')")
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("case_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(batch_op.f("fk_alerts_case_id_cases"), "cases",
+                                    ["case_id"], ["id"], ondelete="SET NULL")
+        batch_op.create_index(batch_op.f("ix_alerts_case_id"), ["case_id"], unique=False)
+    # Overcrowding alerts already name their case in the payload; older watchlist alerts are
+    # left without one (the case sweep opens cases for them).
     with op.batch_alter_table("case_events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("action", sa.String(length=32), nullable=False,
                                       server_default=""))
@@ -125,6 +132,10 @@ def downgrade() -> None:
     """Revert this revision."""
     with op.batch_alter_table("case_events", schema=None) as batch_op:
         batch_op.drop_column("action")
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alerts_case_id"))
+        batch_op.drop_constraint(batch_op.f("fk_alerts_case_id_cases"), type_="foreignkey")
+        batch_op.drop_column("case_id")
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_cases_assigned_to_id"))
         batch_op.drop_constraint(batch_op.f("fk_cases_previous_case_id_cases"),
