@@ -2,7 +2,10 @@
 
 A flag opens a case of kind ``overcrowding`` for its unit, or, when the unit already has an
 open one, updates it (new evidence, tier raised if it rose, a case event saying the flag
-persists): a persisting flag never opens a second case. Every flag is also recorded as a
+persists): a persisting flag never opens a second case. A flag after the unit's case was closed
+opens a new case linked to the old one (``previous_case_id``); after a person *dismissed* the
+finding (PIPL art. 24), the same flag only adds a note to the dismissed case, and a new case
+opens only when the tier rose above the one dismissed. Every flag is also recorded as a
 registry alert and sent as the flag record (docs/contracts.md section 5) on
 ``{p}/v1/alerts/overcrowding`` (QoS 1, not retained) and, when configured, POSTed to the
 webhook. Cases are written first and committed: a broker or webhook that is down loses no
@@ -30,6 +33,7 @@ from analytics.flags import TIER_ORDER, flag_record
 from analytics.loaders import records
 from census.events import alert_topic
 from census.settings import Settings
+from registry.case_flow import OPEN_STATUSES
 from registry.db import session_scope
 from registry.models import Alert, AuditEntry, Case, CaseEvent, CaseStatus, RiskTier, Unit
 
@@ -85,8 +89,10 @@ def store_cases(factory: sessionmaker[Session], units: pd.DataFrame, window: Win
     with session_scope(factory) as session:
         by_ref = {u.ref: u for u in _units(session, list(units["unit"]))}
         open_cases = {c.unit_id: c for c in session.scalars(
-            select(Case).where(Case.kind == CASE_KIND, Case.status != CaseStatus.CLOSED)
+            select(Case).where(Case.kind == CASE_KIND, Case.status.in_(list(OPEN_STATUSES)))
             .order_by(Case.opened_at))}
+        unit_ids = [u.id for u in by_ref.values() if u.ref in flagged_refs]
+        last_final = _last_final_cases(session, unit_ids)
         for row in records(units):
             unit = by_ref.get(row["unit"])
             if unit is None:
@@ -103,15 +109,36 @@ def store_cases(factory: sessionmaker[Session], units: pd.DataFrame, window: Win
             case = open_cases.get(unit.id)
             record = flag_record(pd.Series(row), window, now)
             tier = RiskTier(row["tier"])
+            previous = last_final.get(unit.id)
+            if (case is None and previous is not None
+                    and previous.status is CaseStatus.DISMISSED
+                    and TIER_ORDER[tier.value] <= TIER_ORDER[previous.tier.value]):
+                # A person looked at this finding and dismissed it: the same finding again
+                # is noted on that case, not put before them as a new one.
+                record["case_id"] = previous.id
+                note = "flag persists after dismissal: " + _note(record)
+                last = session.scalar(select(CaseEvent).where(CaseEvent.case_id == previous.id)
+                                      .order_by(CaseEvent.at.desc(), CaseEvent.id.desc()))
+                if last is None or last.note != note:
+                    session.add(CaseEvent(case_id=previous.id, at=now, actor=ACTOR,
+                                          from_status=previous.status.value,
+                                          to_status=previous.status.value, note=note))
+                session.add(Alert(kind=CASE_KIND, at=now, unit_id=unit.id,
+                                  payload=dict(record)))
+                report.cases_updated += 1
+                out.append(record)
+                continue
             if case is None:
                 case = Case(unit_id=unit.id, kind=CASE_KIND, status=CaseStatus.DISCOVERED,
-                            tier=tier, evidence={}, opened_at=now, updated_at=now)
+                            tier=tier, evidence={}, opened_at=now, updated_at=now,
+                            previous_case_id=previous.id if previous else None)
                 session.add(case)
                 session.flush()
                 record["case_id"] = case.id
                 session.add(CaseEvent(case_id=case.id, at=now, actor=ACTOR, from_status="",
                                       to_status=CaseStatus.DISCOVERED.value,
-                                      note="opened: " + _note(record)))
+                                      note="opened: " + _note(record)
+                                      + (f" (follows case {previous.id})" if previous else "")))
                 open_cases[unit.id] = case
                 report.cases_opened += 1
             else:
@@ -144,6 +171,20 @@ def store_cases(factory: sessionmaker[Session], units: pd.DataFrame, window: Win
                                           to_status=case.status.value, note=note))
                     report.cases_noted_unflagged += 1
     return out, report
+
+
+def _last_final_cases(session: Session, unit_ids: list[int], chunk: int = 5000
+                      ) -> dict[int, Case]:
+    """The most recent closed or dismissed overcrowding case of each unit."""
+    found: dict[int, Case] = {}
+    for i in range(0, len(unit_ids), chunk):
+        for case in session.scalars(
+                select(Case).where(Case.kind == CASE_KIND,
+                                   Case.status.in_([CaseStatus.CLOSED, CaseStatus.DISMISSED]),
+                                   Case.unit_id.in_(unit_ids[i:i + chunk]))
+                .order_by(Case.opened_at, Case.id)):
+            found[case.unit_id] = case  # later rows win: the newest
+    return found
 
 
 def _units(session: Session, refs: list[str], chunk: int = 5000) -> Iterable[Unit]:

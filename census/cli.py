@@ -170,7 +170,8 @@ def db_downgrade(revision: str) -> None:
 
 @db.command("create-staff")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["admin", "hazard_team", "grid_worker"]), required=True)
+@click.option("--role", type=click.Choice(["admin", "supervisor", "hazard_team", "grid_worker",
+                                           "viewer"]), required=True)
 @click.option("--name", "display_name", default="", help="Name shown in the dashboard.")
 @click.password_option()
 def db_create_staff(username: str, role: str, display_name: str, password: str) -> None:

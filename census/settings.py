@@ -594,6 +594,25 @@ VARIABLES: tuple[Variable, ...] = (
         "JSON file of analytics parameters (docs/analytics.md); empty: the built-in defaults; "
         "`analytics --config` overrides it",
     ),
+    # --- cases (issue 13); see registry/case_flow.py ---
+    Variable(
+        "case_due_days_key",
+        _parse_int(1, 15),
+        "3",
+        "days from assignment a case of a key unit (重点户) has until it is closed",
+    ),
+    Variable(
+        "case_due_days_attention",
+        _parse_int(1, 15),
+        "7",
+        "days from assignment a case of an attention unit (关注户) has until it is closed",
+    ),
+    Variable(
+        "case_due_days_normal",
+        _parse_int(1, 15),
+        "15",
+        "days from assignment a case of a normal unit (普通户) has until it is closed",
+    ),
 )
 
 
@@ -675,6 +694,9 @@ class Settings:
     firmware_password_file: str
     firmware_templates: str
     analytics_config: str
+    case_due_days_key: int
+    case_due_days_attention: int
+    case_due_days_normal: int
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     login_manager.session_protection = None
     app.jinja_env.globals["page_locale"] = page_locale
 
-    from portal import admin, api, captive
+    from portal import admin, api, captive, cases, errors, staff
 
     app.register_blueprint(api.bp)
     if role in (ROLE_CAPTIVE, ROLE_BOTH):
@@ -100,9 +100,12 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         csrf.exempt(captive.bp)
     if role in (ROLE_ADMIN, ROLE_BOTH):
         app.register_blueprint(admin.bp)
+        app.register_blueprint(cases.bp)
+        app.register_blueprint(staff.bp)
         admin.init_login(login_manager)
     if role == ROLE_ADMIN:
         app.add_url_rule("/", "root", lambda: redirect(url_for("admin.index")))
+    app.register_blueprint(errors.bp)
 
     @app.after_request
     def security_headers(response: Response) -> Response:

@@ -11,11 +11,8 @@ or age end them server-side.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -31,19 +28,26 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import (
     LoginManager,
-    UserMixin,
-    current_user,
     login_required,
     login_user,
     logout_user,
 )
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from census.phones import canonical_phone
 from census.privacy import mask_name, mask_phone, normalize_id_number
 from portal import staff_auth
+from portal.access import (
+    ALL_ROLES,
+    OPERATORS,
+    StaffPrincipal,
+    residents_in_scope,
+    roles_required,
+    units_in_scope,
+)
+from portal.access import staff as _staff
 from portal.audit import record
 from portal.forms import ID_TYPE_LABELS, AcknowledgeForm, MoveOutForm, StaffLoginForm
 from portal.services import PortalServices
@@ -52,7 +56,6 @@ from registry.db import session_scope
 from registry.models import (
     Alert,
     AuditEntry,
-    Building,
     Device,
     IdType,
     Resident,
@@ -66,38 +69,11 @@ from registry.staff import end_sessions, verify_staff
 LOGGER = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PAGE_SIZE = 50
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True)
-class StaffPrincipal(UserMixin):
-    """The signed-in staff member, detached from the database session."""
-
-    id: int
-    username: str
-    display_name: str
-    role: str
-    community_id: int | None
-
-    def get_id(self) -> str:
-        """flask-login's user id."""
-        return str(self.id)
-
-    @classmethod
-    def of(cls, user: StaffUser) -> StaffPrincipal:
-        """From a StaffUser row."""
-        return cls(user.id, user.username, user.display_name, user.role.value, user.community_id)
-
 
 def _services() -> PortalServices:
     """This app's portal services."""
     services: PortalServices = current_app.extensions["portal"]
     return services
-
-
-def _staff() -> StaffPrincipal:
-    """The signed-in staff member."""
-    return cast(StaffPrincipal, current_user._get_current_object())  # noqa: SLF001
 
 
 def init_login(manager: LoginManager) -> None:
@@ -127,26 +103,7 @@ def init_login(manager: LoginManager) -> None:
         return principal
 
 
-def roles_required(*roles: str) -> Callable[[F], F]:
-    """Let only signed-in staff with one of these roles through (403 for the others)."""
-
-    def decorate(view: F) -> F:
-        """Wrap a view."""
-
-        @functools.wraps(view)
-        @login_required
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            """Check the role, then run the view."""
-            if _staff().role not in roles:
-                abort(403)
-            return view(*args, **kwargs)
-
-        return cast(F, wrapped)
-
-    return decorate
-
-
-ALL_STAFF = (Role.ADMIN.value, Role.HAZARD_TEAM.value, Role.GRID_WORKER.value)
+ALL_STAFF = OPERATORS  # the pages with residents' data: not for viewers
 RESIDENT_MANAGERS = (Role.ADMIN.value, Role.GRID_WORKER.value)
 
 
@@ -157,12 +114,16 @@ def _audit(action: str, subject: str = "", detail: dict[str, Any] | None = None)
 
 
 def _scoped(query: Select[Any]) -> Select[Any]:
-    """Limit a resident query to the staff member's community, when they have one."""
-    community = _staff().community_id
-    if community is None:
-        return query
-    return query.join(Unit, Resident.unit_id == Unit.id).join(
-        Building, Unit.building_id == Building.id).where(Building.community_id == community)
+    """Limit a resident query to the staff member's communities."""
+    return query.where(Resident.unit_id.in_(units_in_scope()))
+
+
+def _alerts_in_scope() -> ColumnElement[bool]:
+    """Alerts about units or residents in scope; alerts about neither (an AP's) district-wide."""
+    if _staff().district_wide:
+        return true()
+    return or_(Alert.unit_id.in_(units_in_scope()),
+               and_(Alert.unit_id.is_(None), Alert.resident_id.in_(residents_in_scope())))
 
 
 def masked_id(id_type: str, last4: str) -> str:
@@ -244,18 +205,20 @@ def logout() -> Response:
 
 
 @bp.get("/")
-@roles_required(*ALL_STAFF)
+@roles_required(*ALL_ROLES)
 def index() -> str:
-    """Overview: today's sign-ins by outcome and the alerts waiting."""
+    """Overview: today's sign-ins by outcome and the alerts waiting (in the person's scope)."""
     services = _services()
     start = dt.datetime.now(services.settings.tz).replace(hour=0, minute=0, second=0,
                                                            microsecond=0)
+    signins_in_scope = (true() if _staff().district_wide
+                        else SignIn.unit_id.in_(units_in_scope()))
     with services.session_factory() as db:
         by_outcome = dict(db.execute(
-            select(SignIn.outcome, func.count()).where(SignIn.at >= start)
+            select(SignIn.outcome, func.count()).where(SignIn.at >= start, signins_in_scope)
             .group_by(SignIn.outcome)).all())
         open_alerts = db.scalar(select(func.count()).select_from(Alert).where(
-            Alert.acknowledged_at.is_(None))) or 0
+            Alert.acknowledged_at.is_(None), _alerts_in_scope())) or 0
     return render_template("admin/index.html", by_outcome=by_outcome, open_alerts=open_alerts)
 
 
@@ -278,11 +241,7 @@ def _search(db: Session, by: str, query: str) -> list[Resident]:
             Unit.ref.startswith(query, autoescape=True))
     else:
         statement = statement.where(Resident.name.startswith(query, autoescape=True))
-    if by != "unit":
-        statement = _scoped(statement)
-    elif _staff().community_id is not None:
-        statement = statement.join(Building, Unit.building_id == Building.id).where(
-            Building.community_id == _staff().community_id)
+    statement = _scoped(statement)
     return list(db.scalars(statement.order_by(Resident.id).limit(PAGE_SIZE)))
 
 
@@ -356,10 +315,8 @@ def signins() -> str:
         statement = select(SignIn).order_by(SignIn.at.desc()).limit(PAGE_SIZE)
         if outcome:
             statement = statement.where(SignIn.outcome == outcome)
-        if _staff().community_id is not None:
-            statement = statement.join(Unit, SignIn.unit_id == Unit.id).join(
-                Building, Unit.building_id == Building.id).where(
-                Building.community_id == _staff().community_id)
+        if not _staff().district_wide:
+            statement = statement.where(SignIn.unit_id.in_(units_in_scope()))
         rows = list(db.scalars(statement))
         units = dict(db.execute(select(Unit.id, Unit.ref).where(
             Unit.id.in_({r.unit_id for r in rows if r.unit_id}))).all())
@@ -373,7 +330,8 @@ def alerts() -> str:
     """Alerts, newest first: watchlist sign-ins and overcrowding flags."""
     kind = request.args.get("kind", "")
     with _services().session_factory() as db:
-        statement = select(Alert).order_by(Alert.at.desc()).limit(PAGE_SIZE)
+        statement = select(Alert).where(_alerts_in_scope()).order_by(Alert.at.desc()).limit(
+            PAGE_SIZE)
         if kind:
             statement = statement.where(Alert.kind == kind)
         rows = list(db.scalars(statement))
@@ -391,9 +349,9 @@ def acknowledge(alert_id: int) -> Response:
     form = AcknowledgeForm()
     if form.validate_on_submit():
         with session_scope(_services().session_factory) as db:
-            alert = db.get(Alert, alert_id)
+            alert = db.scalar(select(Alert).where(Alert.id == alert_id, _alerts_in_scope()))
             if alert is None:
-                abort(404)
+                abort(404)  # not found and not yours look the same
             if alert.acknowledged_at is None:
                 alert.acknowledged_by = _staff().username
                 alert.acknowledged_at = dt.datetime.now(dt.UTC)
@@ -405,7 +363,9 @@ def acknowledge(alert_id: int) -> Response:
 @bp.get("/audit")
 @roles_required(Role.ADMIN.value)
 def audit() -> str:
-    """The audit log (administrators only)."""
+    """The audit log (district-wide administrators only: its entries name no community)."""
+    if not _staff().district_wide:
+        abort(403)
     actor = request.args.get("actor", "").strip()[:64]
     with _services().session_factory() as db:
         statement = select(AuditEntry).order_by(AuditEntry.at.desc()).limit(200)

@@ -260,3 +260,25 @@ def purge() -> None:
     from census.cli import run_retention_command
 
     run_retention_command(as_json=False)
+
+
+@portal.command("case-sweep")
+def case_sweep() -> None:
+    """Open cases for watchlist alerts; escalate cases past their due time (with notices)."""
+    from portal.apcontrol import AlertDispatcher, Publisher
+    from registry.casework import escalate_overdue, open_watchlist_cases
+    from registry.db import make_engine, make_session_factory, session_scope
+
+    settings = _settings()
+    with session_scope(make_session_factory(make_engine(settings.database_url))) as session:
+        opened = open_watchlist_cases(session)
+        notices = escalate_overdue(session)
+    publisher = Publisher(settings)
+    alerts = AlertDispatcher(settings, publisher)
+    try:
+        for notice in notices:  # after the commit: the events are stored even if this fails
+            alerts.dispatch(notice["kind"], notice)
+        alerts.flush(timeout=30)
+    finally:
+        publisher.close()
+    click.echo(f"opened {opened} watchlist case(s); escalated {len(notices)} overdue case(s)")

@@ -141,11 +141,13 @@ class UtilityKind(enum.StrEnum):
 
 
 class Role(enum.StrEnum):
-    """Staff roles."""
+    """Staff roles (what a person may do; where is their community scope)."""
 
-    ADMIN = "admin"
-    HAZARD_TEAM = "hazard_team"
-    GRID_WORKER = "grid_worker"
+    ADMIN = "admin"  # manages staff; every action
+    SUPERVISOR = "supervisor"  # reviews, dispatches, approves requests, verifies and closes
+    HAZARD_TEAM = "hazard_team"  # reviews findings, handles cases assigned to the team member
+    GRID_WORKER = "grid_worker"  # handles cases on site, feeds back
+    VIEWER = "viewer"  # reads only
 
 
 class RiskTier(enum.StrEnum):
@@ -157,14 +159,25 @@ class RiskTier(enum.StrEnum):
 
 
 class CaseStatus(enum.StrEnum):
-    """The closed loop: discover, hand over, handle, feed back, supervise, closed."""
+    """The closed loop (受理 立案 派遣 处置 反馈 核查 结案): registry/case_flow.py."""
 
-    DISCOVERED = "discovered"
-    HANDED_OVER = "handed_over"
-    HANDLING = "handling"
-    FED_BACK = "fed_back"
-    SUPERVISED = "supervised"
-    CLOSED = "closed"
+    DISCOVERED = "discovered"  # found by analytics, an inspection or the watchlist
+    REVIEWED = "reviewed"  # a person confirmed the finding (PIPL art. 24): 立案
+    ASSIGNED = "assigned"  # dispatched to a person with a due date: 派遣, the clock starts
+    HANDLING = "handling"  # the assignee is on it: 处置
+    FEEDBACK = "feedback"  # the assignee said what was done: 反馈
+    VERIFIED = "verified"  # a supervisor's re-check passed: 核查
+    CLOSED = "closed"  # 结案
+    DISMISSED = "dismissed"  # the reviewer found nothing to act on (with a reason)
+    PARKED = "parked"  # a known open problem, with a supervisor's approval: 挂账
+
+
+class CaseRequest(enum.StrEnum):
+    """What an assignee may ask a supervisor for (none pending: empty)."""
+
+    RETURN = "return"  # 回退: send the case back for dispatch, with a reason
+    EXTEND = "extend"  # 延期: more days
+    PARK = "park"  # 挂账
 
 
 def new_qr_token() -> str:
@@ -331,18 +344,19 @@ class StaffUser(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(_enum(Role, "role"))
-    community_id: Mapped[int | None] = mapped_column(
-        ForeignKey("communities.id", ondelete="SET NULL"), nullable=True
-    )  # grid workers and hazard teams may be limited to one community
+    # District-wide staff see every community; the others only those in staff_communities.
+    district_wide: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Counted up by logout and by password, role or community changes; a staff session
     # stamped with an older value is refused (portal/staff_auth.py): all of them end at once.
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
+    communities: Mapped[list[Community]] = relationship(secondary="staff_communities")
+
 
 # Changes that must end a staff member's open sessions (their generation moves on).
-SESSION_ENDING_CHANGES = ("password_hash", "role", "community_id", "active")
+SESSION_ENDING_CHANGES = ("password_hash", "role", "communities", "district_wide", "active")
 
 
 @event.listens_for(Session, "before_flush")
@@ -355,6 +369,19 @@ def _end_sessions_on_staff_change(session: Session, _context: object, _instances
         state = inspect(obj)
         if any(state.attrs[name].history.has_changes() for name in SESSION_ENDING_CHANGES):
             obj.session_generation = (obj.session_generation or 0) + 1
+
+
+class StaffCommunity(Base):
+    """One community a staff member works in (a person may have several)."""
+
+    __tablename__ = "staff_communities"
+
+    staff_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    community_id: Mapped[int] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class Case(Base):
@@ -372,13 +399,28 @@ class Case(Base):
     tier: Mapped[RiskTier] = mapped_column(_enum(RiskTier, "case_tier"), default=RiskTier.ATTENTION)
     evidence: Mapped[dict] = mapped_column(JSON, default=dict)
     assigned_to_id: Mapped[int | None] = mapped_column(
-        ForeignKey("staff_users.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("staff_users.id", ondelete="SET NULL"), nullable=True, index=True
     )
     opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The SLA clock: it starts at assignment; parking stops it (due moves on by the time parked).
+    assigned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    parked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A request waiting for a supervisor (return, extend, park), who asked and why.
+    pending: Mapped[str] = mapped_column(String(16), default="")
+    pending_by: Mapped[str] = mapped_column(String(64), default="")
+    pending_reason: Mapped[str] = mapped_column(Text, default="")
+    pending_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The case this one follows: a unit flagged again after its case was closed.
+    previous_case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), nullable=True
+    )
 
     unit: Mapped[Unit] = relationship()
+    assignee: Mapped[StaffUser | None] = relationship()
     events: Mapped[list[CaseEvent]] = relationship(back_populates="case", order_by="CaseEvent.at")
 
 
@@ -391,6 +433,7 @@ class CaseEvent(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     actor: Mapped[str] = mapped_column(String(64))  # staff username, or "analytics"
+    action: Mapped[str] = mapped_column(String(32), default="")  # case_flow.Action, or ""
     from_status: Mapped[str] = mapped_column(String(32), default="")
     to_status: Mapped[str] = mapped_column(String(32))
     note: Mapped[str] = mapped_column(Text, default="")
@@ -457,6 +500,10 @@ class Alert(Base):
     payload: Mapped[dict] = mapped_column(JSON, default=dict)
     acknowledged_by: Mapped[str] = mapped_column(String(64), default="")
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The case this alert opened or joined (watchlist alerts: registry.casework).
+    case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), nullable=True, index=True
+    )
 
 
 class ApCommandRecord(Base):

@@ -15,13 +15,18 @@ MIN_PASSWORD_LENGTH = 10
 def upsert_staff(
     session: Session, username: str, password: str, role: str, display_name: str = ""
 ) -> bool:
-    """Create or update a staff account; return True when it was created."""
+    """Create or update a staff account; return True when it was created.
+
+    A new administrator is district-wide; everyone else starts with no community, and an
+    administrator gives them theirs in the back office (staff page).
+    """
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValueError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
     user = session.scalar(select(StaffUser).where(StaffUser.username == username))
     created = user is None
     if user is None:
-        user = StaffUser(username=username, password_hash="", role=Role(role))
+        user = StaffUser(username=username, password_hash="", role=Role(role),
+                         district_wide=role == Role.ADMIN.value)
         session.add(user)
     user.role = Role(role)
     user.display_name = display_name or user.display_name or username

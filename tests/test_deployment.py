@@ -44,7 +44,8 @@ def test_the_stores_and_broker_are_the_production_versions() -> None:
     assert SERVICES["redis"]["image"].startswith("redis:7.")
     assert SERVICES["postgres"]["image"].startswith("postgres:16.")
     assert set(OUR_SERVICES) == {"migrate", "portal", "portal-admin", "collector",
-                                 "ap-commands", "analytics", "maintenance", "firmware"}
+                                 "ap-commands", "analytics", "maintenance", "firmware",
+                                 "case-clock"}
 
 
 # A release tag, optionally with a -variant and a digest; never a floating tag like `2`, `7`,

@@ -30,13 +30,14 @@ PASSWORD = "correct horse battery"
 
 def staff(factory: sessionmaker[Session], username: str, role: str,
           community: str | None = None) -> None:
-    """Create a staff account (optionally limited to one community)."""
+    """Create a staff account, district-wide or limited to one community."""
     with session_scope(factory) as db:
         upsert_staff(db, username, PASSWORD, role)
+        user = db.scalars(select(StaffUser).where(StaffUser.username == username)).one()
+        user.district_wide = community is None
         if community is not None:
-            user = db.scalars(select(StaffUser).where(StaffUser.username == username)).one()
-            user.community_id = db.scalars(select(Community.id).where(
-                Community.code == community)).one()
+            user.communities = [db.scalars(select(Community).where(
+                Community.code == community)).one()]
 
 
 def csrf(html: str) -> str:
