@@ -87,14 +87,17 @@ def test_heatmaps_count_people_like_devices_per_place_by_hour_and_night(tmp_path
                           AnalyticsConfig())
     assert maps["unit_by_hour"].loc["C1/B1/0301", 3] == pytest.approx(2.0)
     assert maps["unit_by_hour"].loc["C1/B1/0301", 12] == 0.0
-    assert maps["unit_by_hour"].loc["C1/B1/0302"].sum() == 0.0
+    # 0302 has no AP: no data (NaN), which is not 'nobody' (0).
+    assert maps["unit_by_hour"].loc["C1/B1/0302"].isna().all()
     assert maps["floor_by_night"].loc["C1/B1/3"].tolist() == [2.0, 2.0, 2.0]
     assert list(maps["building_by_night"].columns) == [d.isoformat() for d in window.days]
     files = write_heatmaps(maps, tmp_path / "heatmaps", title="C1")
-    assert set(files) >= {"unit_by_hour.csv", "unit_by_hour.json", "unit_by_hour.png"}
+    assert set(files) >= {"unit_by_hour.csv", "unit_by_hour.json", "unit_by_hour/C1_B1.png"}
     document = json.loads(Path(files["floor_by_hour.json"]).read_text(encoding="utf-8"))
     assert document["rows"] == ["C1/B1/3"] and len(document["values"][0]) == 24
-    assert Path(files["building_by_night.png"]).read_bytes()[:4] == b"\x89PNG"
+    assert Path(files["building_by_night/part01.png"]).read_bytes()[:4] == b"\x89PNG"
+    unit_json = json.loads(Path(files["unit_by_night.json"]).read_text(encoding="utf-8"))
+    assert unit_json["values"][1] == [None, None, None]  # no data is null, not 0
 
 
 def environment(settings: Settings) -> dict[str, str]:

@@ -218,3 +218,31 @@ def test_an_unreachable_webhook_is_reported_not_raised() -> None:
     post_webhook("http://127.0.0.1:1/alerts", [{"unit": "a"}], report,
                  AnalyticsConfig(webhook_retries=2, webhook_timeout_s=1.0))
     assert report.webhook_failed == 1 and "ConnectionError" in report.errors[0]
+
+
+def test_a_run_keeps_each_units_estimate_and_heatmaps_for_the_back_office(
+        settings: Settings, influx: InfluxV1Store, world: sessionmaker[Session], window: Window,
+        tmp_path: Path) -> None:
+    """One unit_estimates row per unit: interval, nights, hour x night; no data is None."""
+    from registry.models import UnitEstimate
+
+    run_analysis(settings, CONFIG, window=window, factory=world, store=influx,
+                 out_dir=tmp_path / "out")
+    run_analysis(settings, CONFIG, window=window, factory=world, store=influx,
+                 out_dir=tmp_path / "out")  # replaced, not added
+    with world() as db:
+        rows = {e.unit.ref: e for e in db.scalars(select(UnitEstimate))}
+        assert db.scalar(select(func.count()).select_from(Unit)) == len(rows)
+    group = rows["C1/B1/0102"]
+    assert group.flag == "group_rental" and group.low <= group.estimated <= group.high
+    assert group.nights_observed == len(window.days) and len(group.nights) == len(window.days)
+    assert len(group.hour_night) == len(window.days)
+    assert all(night is not None and len(night) == 24 for night in group.hour_night)
+    # Seven people at home at 03:00 local: census-day hour 21 (days start at 06:00).
+    assert max(night[21] for night in group.hour_night) >= 5
+    # The corridor AP's units share its count; units with no AP have no data at all.
+    assert rows["C1/B2/0201"].coverage == "zone"
+    nodata = [e for e in rows.values() if e.coverage == "none"]
+    for estimate in nodata:
+        assert all(v is None for v in estimate.nights)
+        assert all(night is None for night in estimate.hour_night)
