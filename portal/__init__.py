@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from flask_babel import Babel
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
@@ -35,6 +35,13 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+# The back office draws charts: scripts from the portal itself only (ECharts, served from
+# portal/static, and our own files: never inline), and JSON fetched from the portal.
+BACK_OFFICE_CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "img-src 'self' data: blob:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+BACK_OFFICE_BLUEPRINTS = frozenset({"admin", "units", "heatmaps", "inspections", "overview"})
 
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None
@@ -42,7 +49,8 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     """Build the portal application."""
     settings = settings or Settings.load()
     # Templates ship inside the package (portal/templates), found the way flaskr finds its own.
-    app = Flask(__name__, template_folder="templates", static_folder=None)
+    app = Flask(__name__, template_folder="templates", static_folder="static",
+                static_url_path="/static")
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_NAME="census_staff",
@@ -77,14 +85,22 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     login_manager.session_protection = "strong"
     app.jinja_env.globals["page_locale"] = page_locale
 
-    from portal import admin, api, captive
+    from portal import admin, api, captive, heatmaps, inspections, overview, units
 
     app.register_blueprint(captive.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(units.bp)
+    app.register_blueprint(heatmaps.bp)
+    app.register_blueprint(inspections.bp)
+    app.register_blueprint(overview.bp)
     # Residents' forms carry a CSRF token bound to their flow (portal.forms.FlowCSRF), checked
     # by the forms themselves; the session-based check would fail without cookies.
     csrf.exempt(captive.bp)
+    # The inspection form carries photos: its size limit is raised inside the view, which the
+    # global check (reading the form before any view) would not allow. Its FlaskForm still
+    # checks the session-bound CSRF token itself.
+    csrf.exempt(inspections.bp)
     admin.init_login(login_manager)
 
     @app.after_request
@@ -94,7 +110,9 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        back_office = request.blueprint in BACK_OFFICE_BLUEPRINTS
+        response.headers.setdefault(
+            "Content-Security-Policy", BACK_OFFICE_CSP if back_office else CONTENT_SECURITY_POLICY)
         return response
 
     return app

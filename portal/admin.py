@@ -42,6 +42,7 @@ from werkzeug.wrappers import Response
 from census.privacy import mask_name, mask_phone, normalize_id_number
 from portal.audit import record
 from portal.forms import ID_TYPE_LABELS, AcknowledgeForm, MoveOutForm, StaffLoginForm
+from portal.scope import safe_next
 from portal.services import PortalServices
 from portal.signin import move_out
 from registry.db import session_scope
@@ -195,7 +196,8 @@ def login() -> Any:
             wait = max(by_address.retry_after, by_name.retry_after)
             flash(_("Too many attempts. Please wait %(minutes)d minutes.",
                     minutes=max(1, wait // 60)), "error")
-            return render_template("admin/login.html", form=form), 429
+            return render_template("admin/login.html", form=form,
+                                   next=safe_next(request.args.get("next"))), 429
         with session_scope(services.session_factory) as db:
             user = verify_staff(db, username, form.password.data or "")
             record(db, username, "staff_login" if user else "staff_login_failed", "", {}, remote)
@@ -203,12 +205,15 @@ def login() -> Any:
         if principal is None:
             # One message for unknown users and wrong passwords: no user enumeration.
             flash(_("User name or password is not right."), "error")
-            return render_template("admin/login.html", form=form), 200
+            return render_template("admin/login.html", form=form,
+                                   next=safe_next(request.args.get("next"))), 200
         session.clear()
         session.permanent = True
         login_user(principal)
-        return redirect(url_for("admin.index"))
-    return render_template("admin/login.html", form=form)
+        # Back to where the login was asked for (a unit's QR page), never to another site.
+        return redirect(safe_next(request.args.get("next")) or url_for("admin.index"))
+    return render_template("admin/login.html", form=form,
+                           next=safe_next(request.args.get("next")))
 
 
 @bp.post("/logout")
