@@ -99,7 +99,7 @@ def _labels() -> dict[str, str]:
         "hour": _("Hour (from 06:00)"), "night": _("Night"),
         "unit_title": _("People-like devices by hour and night"),
         "unit_trend": _("People-like devices at night"),
-        "nobody": _("Nobody"),
+        "nobody": _("Nobody"), "no_data_short": _("no data"),
     }
 
 

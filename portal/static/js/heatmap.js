@@ -36,7 +36,7 @@
                      itemStyle: c.flag ? { borderColor: "#cf222e", borderWidth: 3 } : {} });
       } else {
         missing.push({ value: [c.x, c.y, 0], cell: c,
-                       label: { formatter: label + "\n" + L.no_data.split(" ")[0] } });
+                       label: { formatter: label + "\n" + L.no_data_short } });
       }
     });
     var chart = echarts.init(element);
@@ -59,7 +59,7 @@
                nameGap: 28, splitArea: { show: true } },
       yAxis: { type: "category", data: data.floors, name: L.floor, splitArea: { show: true } },
       visualMap: { type: "piecewise", seriesIndex: 0, orient: "horizontal", left: "center",
-                   bottom: 8, text: [L.excess], pieces: [
+                   bottom: 8, pieces: [
                      { lt: -0.5, label: "< 0", color: "#8ec5ff" },
                      { gte: -0.5, lt: 0.5, label: "0", color: "#aceebb" },
                      { gte: 0.5, lt: 1.5, label: "+1", color: "#ffe58f" },
@@ -88,9 +88,10 @@
       xAxis: { type: "category", data: nights, axisLabel: { formatter: function (d) { return d.slice(5); } } },
       yAxis: { type: "value", minInterval: 1 },
       series: [
-        { name: L.present, type: "line", data: present, connectNulls: false, symbolSize: 6 },
+        { name: L.present, type: "line", data: present, connectNulls: false, symbolSize: 6,
+          showAllSymbol: true, itemStyle: { color: "#0969da" } },
         { name: L.registered, type: "line", data: nights.map(function () { return registered; }),
-          symbol: "none", lineStyle: { type: "dashed", color: "#57606a" } }
+          symbol: "none", itemStyle: { color: "#57606a" }, lineStyle: { type: "dashed", color: "#57606a" } }
       ]
     });
     return chart;
@@ -110,7 +111,7 @@
         var v = p.seriesIndex === 1 ? L.no_data : p.value[2];
         return data.nights[p.value[1]] + " " + data.hours[p.value[0]] + ":00<br>" + v;
       } },
-      grid: { left: 80, right: 24, top: 50, bottom: 70 },
+      grid: { left: 80, right: 24, top: 50, bottom: 96 },
       xAxis: { type: "category", data: data.hours, name: L.hour, nameLocation: "middle", nameGap: 26 },
       yAxis: { type: "category", data: data.nights, inverse: true },
       visualMap: { type: "continuous", seriesIndex: 0, min: 0, max: max, calculable: true,
