@@ -169,7 +169,7 @@ def _optional(value: Any) -> float | None:
 
 def store_estimates(factory: sessionmaker[Session], units: pd.DataFrame,
                     heatmaps: dict[str, pd.DataFrame],
-                    hour_night: dict[str, list[list[float] | None]], window: Window,
+                    hour_night: dict[str, str], window: Window,
                     now: dt.datetime | None = None, chunk: int = 2000) -> int:
     """Keep each analysed unit's latest estimate and presence heatmaps for the back office.
 
@@ -214,7 +214,7 @@ def store_estimates(factory: sessionmaker[Session], units: pd.DataFrame,
                 estimate.tier = str(row.get("tier") or "normal")
                 estimate.nights = _cells(by_night.loc[ref] if ref in by_night.index else None)
                 estimate.hours = _cells(by_hour.loc[ref] if ref in by_hour.index else None)
-                estimate.hour_night = list(hour_night.get(ref, []))
+                estimate.hour_night = hour_night.get(ref, "")
                 if unit_id not in existing:
                     session.add(estimate)
                 written += 1

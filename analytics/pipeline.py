@@ -166,7 +166,7 @@ def run_analysis(settings: Settings, config: AnalyticsConfig | None = None, *,
     packed = packed_masks(presence["mask"]) if len(presence) else None
     files: dict[str, str] = {}
     heatmaps: dict[str, pd.DataFrame] = {}
-    hour_night: dict[str, list[list[float] | None]] = {}
+    hour_night: dict[str, str] = {}
     if packed is not None:
         grid = presence_grid(presence, packed, estimates.devices, window, config)
         heatmaps = build_heatmaps(presence, packed, estimates.devices, registry.aps,

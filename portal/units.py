@@ -36,7 +36,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from analytics.config import AnalyticsConfig
 from analytics.flags import HazardCategory, load_hazards
-from analytics.heatmaps import natural_key
+from analytics.heatmaps import natural_key, unpack_hour_night
 from portal.admin import roles_required
 from portal.audit import record
 from portal.scope import (
@@ -145,11 +145,12 @@ def unit_presence(ref: str) -> Response:
         return jsonify({"unit": unit.ref, "nights": [], "hours": [], "cells": [],
                         "trend": [], "registered": unit.registered_occupants,
                         "labels": _labels()})
+    hour_night = unpack_hour_night(estimate.hour_night)
     nights = [(estimate.window_start + dt.timedelta(days=i)).isoformat()
-              for i in range(max(len(estimate.hour_night), len(estimate.nights)))]
+              for i in range(max(len(hour_night), len(estimate.nights)))]
     hours = [f"{(6 + h) % 24:02d}" for h in range(24)]  # the census day starts at 06:00
     cells: list[list[Any]] = []
-    for y, night in enumerate(estimate.hour_night):
+    for y, night in enumerate(hour_night):
         for x in range(24):
             cells.append([x, y, None if night is None else night[x]])
     return jsonify({"unit": unit.ref, "nights": nights, "hours": hours, "cells": cells,

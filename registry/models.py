@@ -441,7 +441,9 @@ class UnitEstimate(Base):
     tier: Mapped[str] = mapped_column(String(16), default="normal")
     nights: Mapped[list] = mapped_column(JSON, default=list)  # per window night; None: no data
     hours: Mapped[list] = mapped_column(JSON, default=list)  # mean per local hour 0..23
-    hour_night: Mapped[list] = mapped_column(JSON, default=list)  # per night: 24 hours or None
+    # Nights x 24 hours from 06:00, one byte per cell in tenths of a device, 255 = no data,
+    # base64 (analytics.heatmaps.pack_hour_night / unpack_hour_night): ~10^6 unit-nights fit.
+    hour_night: Mapped[str] = mapped_column(Text, default="")
 
     unit: Mapped[Unit] = relationship()
 

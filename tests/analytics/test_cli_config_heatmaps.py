@@ -180,3 +180,13 @@ def test_the_parameters_file_can_come_from_the_settings(
     env["WIFI_CENSUS_ANALYTICS_CONFIG"] = str(tmp_path / "missing.json")
     missing = CliRunner().invoke(main, args, env=env)
     assert missing.exit_code == 2 and "WIFI_CENSUS_ANALYTICS_CONFIG" in missing.output
+
+
+def test_hour_night_cells_pack_and_unpack_with_no_data_apart_from_zero() -> None:
+    """A night without data comes back None, an empty night as zeros; tenths are kept."""
+    from analytics.heatmaps import pack_hour_night, unpack_hour_night
+
+    nights: list[list[float] | None] = [[0.0] * 24, None, [1.5] * 12 + [3.0] * 12]
+    assert unpack_hour_night(pack_hour_night(nights)) == nights
+    assert unpack_hour_night(pack_hour_night([[99.0] * 24])) == [[25.4] * 24]
+    assert unpack_hour_night("") == []

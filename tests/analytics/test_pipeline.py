@@ -224,6 +224,7 @@ def test_a_run_keeps_each_units_estimate_and_heatmaps_for_the_back_office(
         settings: Settings, influx: InfluxV1Store, world: sessionmaker[Session], window: Window,
         tmp_path: Path) -> None:
     """One unit_estimates row per unit: interval, nights, hour x night; no data is None."""
+    from analytics.heatmaps import unpack_hour_night
     from registry.models import UnitEstimate
 
     run_analysis(settings, CONFIG, window=window, factory=world, store=influx,
@@ -236,13 +237,14 @@ def test_a_run_keeps_each_units_estimate_and_heatmaps_for_the_back_office(
     group = rows["C1/B1/0102"]
     assert group.flag == "group_rental" and group.low <= group.estimated <= group.high
     assert group.nights_observed == len(window.days) and len(group.nights) == len(window.days)
-    assert len(group.hour_night) == len(window.days)
-    assert all(night is not None and len(night) == 24 for night in group.hour_night)
+    hour_night = unpack_hour_night(group.hour_night)
+    assert len(hour_night) == len(window.days)
+    assert all(night is not None and len(night) == 24 for night in hour_night)
     # Seven people at home at 03:00 local: census-day hour 21 (days start at 06:00).
-    assert max(night[21] for night in group.hour_night) >= 5
+    assert max(night[21] for night in hour_night if night is not None) >= 5
     # The corridor AP's units share its count; units with no AP have no data at all.
     assert rows["C1/B2/0201"].coverage == "zone"
     nodata = [e for e in rows.values() if e.coverage == "none"]
     for estimate in nodata:
         assert all(v is None for v in estimate.nights)
-        assert all(night is None for night in estimate.hour_night)
+        assert all(night is None for night in unpack_hour_night(estimate.hour_night))

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
+from analytics.heatmaps import pack_hour_night
 from portal.services import PortalServices
 from registry.db import session_scope
 from registry.models import (
@@ -53,7 +54,7 @@ def estimate(unit_id: int, registered: int, estimated: float, observed: int,
         people_detected=int(estimated), coverage="unit_ap" if observed else "none",
         utility_ratio=2.4 if flag else None, utility_people=6.5 if flag else None, flag=flag,
         tier="key" if flag else "normal", nights=nights, hours=[0.0] * 24,
-        hour_night=hour_night)
+        hour_night=pack_hour_night(hour_night))
 
 
 @pytest.fixture

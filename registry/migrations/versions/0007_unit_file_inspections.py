@@ -46,7 +46,7 @@ def upgrade() -> None:
     sa.Column('tier', sa.String(length=16), nullable=False),
     sa.Column('nights', sa.JSON(), nullable=False),
     sa.Column('hours', sa.JSON(), nullable=False),
-    sa.Column('hour_night', sa.JSON(), nullable=False),
+    sa.Column('hour_night', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['unit_id'], ['units.id'], name=op.f('fk_unit_estimates_unit_id_units'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_unit_estimates')),
     sa.UniqueConstraint('unit_id', name=op.f('uq_unit_estimates_unit_id'))
