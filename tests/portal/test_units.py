@@ -447,3 +447,44 @@ def test_the_inspection_form_still_needs_its_csrf_token(
     assert response.status_code == 200
     with sqlite_session_factory() as db:
         assert db.scalar(select(func.count()).select_from(Inspection)) == 0
+
+
+# --- every view by role and scope ---------------------------------------------------------------
+
+ROLE_CASES = {  # who -> expected status per view (None: sent to the login page)
+    "anonymous": (None, None, None, None, None, None, None, None),
+    "admin": (200, 200, 200, 200, 200, 200, 200, 200),
+    "hazard_team": (200, 200, 200, 200, 200, 200, 403, 200),
+    "grid_worker": (200, 200, 200, 200, 200, 200, 403, 200),
+    "grid_worker_elsewhere": (404, 404, 200, 404, 404, 404, 403, 404),
+}
+
+
+@pytest.mark.parametrize("who", list(ROLE_CASES))
+def test_each_view_answers_by_role_and_community(
+        client: FlaskClient, sqlite_session_factory: sessionmaker[Session],
+        building: dict[str, Any], place: Place, who: str) -> None:
+    """Unit file, presence, heatmap list, building JSON and CSV, overview, QR sheet, QR page."""
+    token = token_of(sqlite_session_factory, place.unit_1502)
+    views = ["/admin/units/TEDA-017/B03/1502", "/admin/units/TEDA-017/B03/1502/presence.json",
+             "/admin/heatmaps/", f"/admin/heatmaps/buildings/{building['building_id']}.json",
+             f"/admin/heatmaps/buildings/{building['building_id']}.csv",
+             f"/admin/heatmaps/buildings/{building['building_id']}",
+             f"/admin/qr/buildings/{building['building_id']}", f"/q/{token}"]
+    if who != "anonymous":
+        role = who.removesuffix("_elsewhere")
+        staff(sqlite_session_factory, who, role,
+              community="TEDA-099" if who.endswith("_elsewhere") else None)
+        login(client, who)
+    for view, expected in zip(views, ROLE_CASES[who], strict=True):
+        response = client.get(view)
+        if expected is None:
+            assert response.status_code == 302, view
+            assert response.headers["Location"].startswith("/admin/login?next="), view
+        else:
+            assert response.status_code == expected, (view, response.status_code)
+        response.close()
+    overview = client.get("/admin/overview/")
+    assert overview.status_code == (302 if who == "anonymous" else 200)
+    if who == "grid_worker_elsewhere":
+        assert "泰达第十七社区" not in page(overview)
