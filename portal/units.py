@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import io
+import functools
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import qrcode
-import qrcode.image.svg
 from flask import (
     Blueprint,
     Response,
@@ -86,13 +85,25 @@ def qr_url(token: str) -> str:
     return f"{base}{url_for('inspections.scan', token=token)}"
 
 
+@functools.lru_cache(maxsize=8192)
 def qr_svg_data_uri(text: str) -> str:
-    """A QR code as an SVG data URI (the page's CSP allows data: images; no files, no script)."""
-    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=10,
-                        border=2, error_correction=qrcode.constants.ERROR_CORRECT_M)
-    buffer = io.BytesIO()
-    image.save(buffer)
-    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    """A QR code as an SVG data URI (the page's CSP allows data: images; no files, no script).
+
+    qrcode finds the version and the best mask (the slow part, ~40 ms a code here); the SVG is
+    one path written here from its module matrix (the library's SVG writer cost 30 ms more).
+    Codes are cached by URL: a building's sheet is drawn once until its tokens change.
+    """
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=2)
+    code.add_data(text)
+    code.make(fit=True)
+    matrix = code.get_matrix()  # with the quiet zone (border)
+    size = len(matrix)
+    path = "".join(f"M{x} {y}h1v1h-1z" for y, row in enumerate(matrix)
+                   for x, dark in enumerate(row) if dark)
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" '
+           f'shape-rendering="crispEdges"><rect width="{size}" height="{size}" fill="#fff"/>'
+           f'<path d="{path}" fill="#000"/></svg>')
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("ascii")).decode("ascii")
 
 
 @bp.get("/units/<path:ref>")
