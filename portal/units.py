@@ -68,8 +68,12 @@ READINGS_SHOWN = 24
 
 
 def hazard_catalogue() -> dict[str, HazardCategory]:
-    """The configurable hazard catalogue analytics tiers by (analytics/hazards.json)."""
-    return load_hazards(Path(AnalyticsConfig().hazards_path))
+    """The hazard catalogue analytics tiers by: the one WIFI_CENSUS_ANALYTICS_CONFIG names
+    (its ``hazards_path``), else analytics/hazards.json, so both read the same list."""
+    configured = services().settings.analytics_config
+    config = (AnalyticsConfig.from_file(Path(configured)) if configured
+              else AnalyticsConfig())
+    return load_hazards(Path(config.hazards_path))
 
 
 def present_now(unit_ref: str) -> int:

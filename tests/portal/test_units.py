@@ -488,3 +488,31 @@ def test_each_view_answers_by_role_and_community(
     assert overview.status_code == (302 if who == "anonymous" else 200)
     if who == "grid_worker_elsewhere":
         assert "泰达第十七社区" not in page(overview)
+
+
+def test_the_inspection_form_reads_the_catalogue_analytics_is_configured_with(
+        sqlite_session_factory: sessionmaker[Session], place: Place, settings: Any,
+        redis_client: Any, tmp_path: Any) -> None:
+    """A district's own catalogue (WIFI_CENSUS_ANALYTICS_CONFIG -> hazards_path) is the form's."""
+    import dataclasses
+    import json
+
+    from portal import create_app
+
+    catalogue = tmp_path / "hazards.json"
+    catalogue.write_text(json.dumps({"categories": [
+        {"code": "ZZ01", "group": "fire", "name": "Local rule", "name_zh": "本地规则",
+         "tier": "key"}]}), encoding="utf-8")
+    config = tmp_path / "analytics.json"
+    config.write_text(json.dumps({"hazards_path": str(catalogue)}), encoding="utf-8")
+    app = create_app(dataclasses.replace(settings, analytics_config=str(config)),
+                     {"TESTING": True})
+    try:
+        client = app.test_client()
+        client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "zh-CN"
+        staff(sqlite_session_factory, "grid", "grid_worker")
+        login(client, "grid")
+        html = page(client.get(f"/q/{token_of(sqlite_session_factory, place.unit_1501)}"))
+        assert html.count('name="hazard"') == 1 and "本地规则" in html
+    finally:
+        app.extensions["portal"].close()
