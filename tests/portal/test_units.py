@@ -516,3 +516,18 @@ def test_the_inspection_form_reads_the_catalogue_analytics_is_configured_with(
         assert html.count('name="hazard"') == 1 and "本地规则" in html
     finally:
         app.extensions["portal"].close()
+
+
+def test_heatmap_labels_and_unit_file_follow_the_browsers_language(
+        client: FlaskClient, sqlite_session_factory: sessionmaker[Session],
+        building: dict[str, Any]) -> None:
+    """English browsers get English chart labels and pages; Chinese ones Chinese."""
+    staff(sqlite_session_factory, "ada", "admin")
+    login(client, "ada")
+    url = f"/admin/heatmaps/buildings/{building['building_id']}.json"
+    english = client.get(url, headers={"Accept-Language": "en-US,en;q=0.9"}).get_json()
+    assert english["labels"]["floor"] == "Floor" and english["labels"]["no_data_short"] == "no data"
+    assert client.get(url).get_json()["labels"]["no_data_short"] == "无数据"
+    html = page(client.get("/admin/units/TEDA-017/B03/1502",
+                           headers={"Accept-Language": "en-US,en;q=0.9"}))
+    assert "Likely range" not in html and "90% interval 6–9" in html and "group rental" in html
