@@ -85,7 +85,7 @@ def building_trend(units: Sequence[Unit], estimates: dict[int, UnitEstimate]
             "registered": sum(u.registered_occupants for u in units)}
 
 
-def _labels() -> dict[str, str]:
+def chart_labels() -> dict[str, str]:
     """Chart texts in the page's language (the script itself holds no words)."""
     return {
         "title": _("Estimated minus registered people, per unit"),
@@ -156,7 +156,7 @@ def building_json(building_id: int) -> Response:
     _building, _community, data = _building_data(building_id)
     for cell in data["cells"]:
         cell["url"] = url_for("units.unit_file", ref=cell["ref"])
-    data["labels"] = _labels()
+    data["labels"] = chart_labels()
     return jsonify(data)
 
 

@@ -33,11 +33,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from analytics.config import AnalyticsConfig
+from analytics.config import DAY_START_HOUR, AnalyticsConfig
 from analytics.flags import HazardCategory, load_hazards
 from analytics.heatmaps import natural_key, unpack_hour_night
 from portal.admin import roles_required
 from portal.audit import record
+from portal.heatmaps import chart_labels
 from portal.scope import (
     ALL_STAFF,
     QR_MANAGERS,
@@ -151,26 +152,25 @@ def unit_file(ref: str) -> str:
 @roles_required(*ALL_STAFF)
 def unit_presence(ref: str) -> Response:
     """The unit's hour-of-day x night heatmap and nightly trend (null cells: no data)."""
-    from portal.heatmaps import _labels
-
     with services().session_factory() as db:
         unit = unit_or_404(db, ref)
         estimate = db.scalar(select(UnitEstimate).where(UnitEstimate.unit_id == unit.id))
     if estimate is None:
         return jsonify({"unit": unit.ref, "nights": [], "hours": [], "cells": [],
                         "trend": [], "registered": unit.registered_occupants,
-                        "labels": _labels()})
+                        "labels": chart_labels()})
     hour_night = unpack_hour_night(estimate.hour_night)
     nights = [(estimate.window_start + dt.timedelta(days=i)).isoformat()
               for i in range(max(len(hour_night), len(estimate.nights)))]
-    hours = [f"{(6 + h) % 24:02d}" for h in range(24)]  # the census day starts at 06:00
+    # Hours of the census day, which starts at DAY_START_HOUR (06:00): nights stay in one piece.
+    hours = [f"{(DAY_START_HOUR + h) % 24:02d}" for h in range(24)]
     cells: list[list[Any]] = []
     for y, night in enumerate(hour_night):
         for x in range(24):
             cells.append([x, y, None if night is None else night[x]])
     return jsonify({"unit": unit.ref, "nights": nights, "hours": hours, "cells": cells,
                     "trend": list(estimate.nights), "registered": unit.registered_occupants,
-                    "labels": _labels()})
+                    "labels": chart_labels()})
 
 
 @bp.post("/units/<path:ref>/qr-token")
