@@ -230,6 +230,9 @@ def test_unit_codes_in_the_back_office_link_to_the_unit_file(
     assert '<a class="unit-link" href="/admin/units/TEDA-017/B03/1502">' in html
     detail = page(client.get(f"/admin/residents/{place.zhang}"))
     assert 'href="/admin/units/TEDA-017/B03/1502"' in detail
+    client.get("/admin/units/TEDA-017/B03/1501")
+    audit_log = page(client.get("/admin/audit"))
+    assert 'unit:<a class="unit-link" href="/admin/units/TEDA-017/B03/1501">' in audit_log
 
 
 # --- QR codes and the login round trip ----------------------------------------------------------
