@@ -35,7 +35,16 @@ from census.events import alert_topic
 from census.settings import Settings
 from registry.case_flow import OPEN_STATUSES
 from registry.db import session_scope
-from registry.models import Alert, AuditEntry, Case, CaseEvent, CaseStatus, RiskTier, Unit
+from registry.models import (
+    Alert,
+    AuditEntry,
+    Case,
+    CaseEvent,
+    CaseStatus,
+    RiskTier,
+    Unit,
+    UnitEstimate,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -185,6 +194,72 @@ def _last_final_cases(session: Session, unit_ids: list[int], chunk: int = 5000
                 .order_by(Case.opened_at, Case.id)):
             found[case.unit_id] = case  # later rows win: the newest
     return found
+
+
+def _cells(row: pd.Series | None) -> list[float | None]:
+    """A heatmap row as JSON values: NaN (no data) becomes None."""
+    if row is None:
+        return []
+    return [None if pd.isna(v) else round(float(v), 3) for v in row.to_numpy()]
+
+
+def _optional(value: Any) -> float | None:
+    """A float, or None for a missing value."""
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def store_estimates(factory: sessionmaker[Session], units: pd.DataFrame,
+                    heatmaps: dict[str, pd.DataFrame],
+                    hour_night: dict[str, str], window: Window,
+                    now: dt.datetime | None = None, chunk: int = 2000) -> int:
+    """Keep each analysed unit's latest estimate and presence heatmaps for the back office.
+
+    One row per unit, replaced by every run that covers it; returns the rows written.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    by_night = heatmaps.get("unit_by_night", pd.DataFrame())
+    by_hour = heatmaps.get("unit_by_hour", pd.DataFrame())
+    rows = records(units)
+    written = 0
+    for i in range(0, len(rows), chunk):
+        part = rows[i:i + chunk]
+        with session_scope(factory) as session:
+            ids: dict[str, int] = {ref: unit_id for ref, unit_id in session.execute(
+                select(Unit.ref, Unit.id).where(Unit.ref.in_([r["unit"] for r in part])))}
+            existing = {e.unit_id: e for e in session.scalars(
+                select(UnitEstimate).where(UnitEstimate.unit_id.in_(list(ids.values()))))}
+            for row in part:
+                unit_id = ids.get(row["unit"])
+                if unit_id is None:
+                    continue
+                estimate = existing.get(unit_id) or UnitEstimate(unit_id=unit_id)
+                ref = row["unit"]
+                estimate.generated_at = now
+                estimate.window_start = window.first_night
+                estimate.window_end = window.days[-1]
+                estimate.registered = int(row["registered"])
+                estimate.estimated = float(row["estimated"])
+                estimate.low, estimate.high = float(row["low"]), float(row["high"])
+                estimate.confidence = round(float(row["p_plus_two"]), 4)
+                estimate.confidence_plus_one = round(float(row["p_plus_one"]), 4)
+                estimate.persistence = round(float(row["persistence"]), 3)
+                estimate.nights_observed = int(row["nights_observed"])
+                estimate.resident_devices = int(row["resident_devices"])
+                estimate.people_detected = int(row["people_detected"])
+                estimate.coverage = str(row["coverage"])
+                estimate.zone = str(row.get("zone") or "")
+                estimate.zone_units = int(row.get("zone_units") or 1)
+                estimate.utility_ratio = _optional(row.get("utility_ratio"))
+                estimate.utility_people = _optional(row.get("utility_people"))
+                estimate.flag = str(row.get("flag") or "")
+                estimate.tier = str(row.get("tier") or "normal")
+                estimate.nights = _cells(by_night.loc[ref] if ref in by_night.index else None)
+                estimate.hours = _cells(by_hour.loc[ref] if ref in by_hour.index else None)
+                estimate.hour_night = hour_night.get(ref, "")
+                if unit_id not in existing:
+                    session.add(estimate)
+                written += 1
+    return written
 
 
 def _units(session: Session, refs: list[str], chunk: int = 5000) -> Iterable[Unit]:

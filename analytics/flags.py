@@ -32,6 +32,7 @@ class HazardCategory:
     group: str
     name: str
     tier: str
+    name_zh: str = ""  # the name grid workers read in Chinese (falls back to ``name``)
 
 
 def load_hazards(path: Path) -> dict[str, HazardCategory]:
@@ -46,7 +47,7 @@ def load_hazards(path: Path) -> dict[str, HazardCategory]:
     for index, entry in enumerate(data["categories"]):
         try:
             category = HazardCategory(str(entry["code"]), str(entry["group"]), str(entry["name"]),
-                                      str(entry["tier"]))
+                                      str(entry["tier"]), str(entry.get("name_zh", "")))
         except (KeyError, TypeError):
             raise ConfigError(f"hazards catalogue {path}: entry {index} needs code, group, "
                               "name and tier") from None

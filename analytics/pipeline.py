@@ -20,11 +20,17 @@ import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.config import AnalyticsConfig, Window
-from analytics.delivery import DeliveryReport, post_webhook, publish_alerts, store_cases
+from analytics.delivery import (
+    DeliveryReport,
+    post_webhook,
+    publish_alerts,
+    store_cases,
+    store_estimates,
+)
 from analytics.devices import packed_masks
 from analytics.estimate import Estimates, estimate_occupancy
 from analytics.flags import assign_tiers, decide_flags, flag_record, hazard_tiers, load_hazards
-from analytics.heatmaps import build_heatmaps, write_heatmaps
+from analytics.heatmaps import build_heatmaps, presence_grid, unit_hour_night, write_heatmaps
 from analytics.loaders import RegistryFrames, load_registry, records
 from analytics.rollup import RollupReport, RollupStore
 from census.presence_store import InfluxV1Store
@@ -159,11 +165,21 @@ def run_analysis(settings: Settings, config: AnalyticsConfig | None = None, *,
     presence = estimates.presence
     packed = packed_masks(presence["mask"]) if len(presence) else None
     files: dict[str, str] = {}
+    heatmaps: dict[str, pd.DataFrame] = {}
+    hour_night: dict[str, str] = {}
     if packed is not None:
+        grid = presence_grid(presence, packed, estimates.devices, window, config)
         heatmaps = build_heatmaps(presence, packed, estimates.devices, registry.aps,
-                                  registry.units, window, config)
+                                  registry.units, window, config, grid=grid)
+        if deliver:
+            hour_night = unit_hour_night(grid, registry.aps, registry.units)
         files = write_heatmaps(heatmaps, folder / "heatmaps", title=community or "district")
     timings["heatmaps"] = time.monotonic() - mark
+    if deliver:
+        mark = time.monotonic()
+        say("storing estimates for the back office")
+        store_estimates(factory, units, heatmaps, hour_night, window, now=now)
+        timings["store_estimates"] = time.monotonic() - mark
     timings["total"] = time.monotonic() - started
     result = AnalysisResult(window=window, community=community, units=units, flags=flags,
                             estimates=estimates, rollup=rollup_report, delivery=delivery,

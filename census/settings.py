@@ -184,6 +184,11 @@ def _parse_share_group(raw: str) -> str:
     return raw
 
 
+def _parse_optional_url(raw: str) -> str:
+    """An http(s) URL, or empty."""
+    return _parse_url("http", "https")(raw) if raw.strip() else ""
+
+
 def _parse_str(raw: str) -> str:
     """Accept any string."""
     return raw
@@ -354,7 +359,7 @@ VARIABLES: tuple[Variable, ...] = (
         "portal_public_url",
         _parse_url("http", "https"),
         "http://127.0.0.1:18080",
-        "the portal's URL as residents' phones reach it (used in redirects and QR codes)",
+        "the portal's URL as residents' phones reach it (used in redirects)",
     ),
     Variable(
         "alert_webhook_url",
@@ -499,6 +504,13 @@ VARIABLES: tuple[Variable, ...] = (
         _parse_port,
         "18081",
         "port of the back office's own listener (`portal serve --role admin`)",
+    ),
+    Variable(
+        "portal_admin_public_url",
+        _parse_optional_url,
+        "",
+        "the back office's URL as staff phones reach it, carried by the units' QR codes "
+        "(empty: WIFI_CENSUS_PORTAL_PUBLIC_URL, where one listener serves both)",
     ),
     Variable(
         "portal_staff_idle_minutes",
@@ -679,6 +691,7 @@ class Settings:
     portal_venue_info_url: str
     portal_admin_host: str
     portal_admin_port: int
+    portal_admin_public_url: str
     portal_staff_idle_minutes: int
     portal_staff_session_hours: int
     collector_client_id: str
@@ -843,3 +856,20 @@ def markdown_table() -> str:
             default = f"`{default}`" if default else "(empty)"
         lines.append(f"| `{variable.env_name}` | {default} | {variable.help} |")
     return "\n".join(lines)
+
+
+def environment_of(settings: Settings) -> dict[str, str]:
+    """The WIFI_CENSUS_* variables that load back into these settings (for child processes)."""
+    environment: dict[str, str] = {}
+    for variable in VARIABLES:
+        value = getattr(settings, variable.attribute)
+        if value is None:
+            text = ""
+        elif isinstance(value, tuple | list):
+            text = ",".join(str(item) for item in value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        environment[variable.env_name] = text
+    return environment

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, redirect, url_for
+from flask import Flask, Response, redirect, request, url_for
 from flask_babel import Babel
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
@@ -38,6 +38,13 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+# The back office draws charts: scripts from the portal itself only (ECharts, served from
+# portal/static, and our own files: never inline), and JSON fetched from the portal.
+BACK_OFFICE_CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "img-src 'self' data: blob:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+BACK_OFFICE_BLUEPRINTS = frozenset({"admin", "units", "heatmaps", "inspections", "overview"})
 
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None
@@ -45,7 +52,8 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     """Build the portal application."""
     settings = settings or Settings.load()
     # Templates ship inside the package (portal/templates), found the way flaskr finds its own.
-    app = Flask(__name__, template_folder="templates", static_folder=None)
+    app = Flask(__name__, template_folder="templates", static_folder="static",
+                static_url_path="/static")
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_NAME="census_staff",
@@ -90,7 +98,18 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     login_manager.session_protection = None
     app.jinja_env.globals["page_locale"] = page_locale
 
-    from portal import admin, api, captive, cases, errors, staff
+    from portal import (
+        admin,
+        api,
+        captive,
+        cases,
+        errors,
+        heatmaps,
+        inspections,
+        overview,
+        staff,
+        units,
+    )
 
     app.register_blueprint(api.bp)
     if role in (ROLE_CAPTIVE, ROLE_BOTH):
@@ -102,6 +121,14 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         app.register_blueprint(admin.bp)
         app.register_blueprint(cases.bp)
         app.register_blueprint(staff.bp)
+        app.register_blueprint(units.bp)
+        app.register_blueprint(heatmaps.bp)
+        app.register_blueprint(inspections.bp)
+        app.register_blueprint(overview.bp)
+        # The inspection form carries photos: its size limit is raised inside the view, which
+        # the global check (reading the form before any view) would not allow. Its FlaskForm
+        # still checks the session-bound CSRF token itself.
+        csrf.exempt(inspections.bp)
         admin.init_login(login_manager)
     if role == ROLE_ADMIN:
         app.add_url_rule("/", "root", lambda: redirect(url_for("admin.index")))
@@ -114,7 +141,9 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        back_office = request.blueprint in BACK_OFFICE_BLUEPRINTS
+        response.headers.setdefault(
+            "Content-Security-Policy", BACK_OFFICE_CSP if back_office else CONTENT_SECURITY_POLICY)
         return response
 
     return app

@@ -50,6 +50,7 @@ from portal.access import (
 from portal.access import staff as _staff
 from portal.audit import record
 from portal.forms import ID_TYPE_LABELS, AcknowledgeForm, MoveOutForm, StaffLoginForm
+from portal.scope import safe_next
 from portal.services import PortalServices
 from portal.signin import move_out
 from registry.db import session_scope
@@ -170,7 +171,8 @@ def login() -> Any:
         if not attempt.allowed:
             flash(_("Too many attempts. Please wait %(minutes)d minutes.",
                     minutes=max(1, -(-attempt.wait // 60))), "error")
-            return render_template("admin/login.html", form=form), 429
+            return render_template("admin/login.html", form=form,
+                                   next=safe_next(request.args.get("next"))), 429
         with session_scope(services.session_factory) as db:
             user = verify_staff(db, username, form.password.data or "")
             record(db, username, "staff_login" if user else "staff_login_failed", "", {}, remote)
@@ -179,15 +181,18 @@ def login() -> Any:
         if principal is None:
             # One message for unknown users and wrong passwords: no user enumeration.
             flash(_("User name or password is not right."), "error")
-            return render_template("admin/login.html", form=form), 200
+            return render_template("admin/login.html", form=form,
+                                   next=safe_next(request.args.get("next"))), 200
         services.login_guard.succeeded(attempt)
         # A fresh session (no fixation), not permanent: the cookie dies with the browser, and
         # the server refuses it once it idles, ages, moves address or is ended.
         session.clear()
         login_user(principal)
         staff_auth.begin_session(session, generation, remote)
-        return redirect(url_for("admin.index"))
-    return render_template("admin/login.html", form=form)
+        # Back to where the login was asked for (a unit's QR page), never to another site.
+        return redirect(safe_next(request.args.get("next")) or url_for("admin.index"))
+    return render_template("admin/login.html", form=form,
+                           next=safe_next(request.args.get("next")))
 
 
 @bp.post("/logout")

@@ -453,8 +453,78 @@ class Inspection(Base):
     )
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     people_found: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Of the people found, how many are not registered for the unit (None: not checked).
+    people_unregistered: Mapped[int | None] = mapped_column(Integer, nullable=True)
     hazards: Mapped[list] = mapped_column(JSON, default=list)
     note: Mapped[str] = mapped_column(Text, default="")
+    # The case this inspection opened, if it opened one.
+    case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), nullable=True
+    )
+
+    photos: Mapped[list[InspectionPhoto]] = relationship(
+        back_populates="inspection", order_by="InspectionPhoto.id")
+
+
+class InspectionPhoto(Base):
+    """An inspection photo: re-encoded, stored under the var dir, never in the web root."""
+
+    __tablename__ = "inspection_photos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(
+        ForeignKey("inspections.id", ondelete="CASCADE"), index=True
+    )
+    path: Mapped[str] = mapped_column(String(200))  # relative to <var_dir>/photos
+    media_type: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    inspection: Mapped[Inspection] = relationship(back_populates="photos")
+
+
+class UnitEstimate(Base):
+    """A unit's latest analytics estimate and its presence heatmaps (one row per unit).
+
+    Written by every ``analytics run`` that covers the unit, read by the back office (unit file,
+    building heatmap, overview). Heatmap cells are people-like devices; ``None`` in a cell means
+    no data (the unit's APs reported nothing that night), which is not the same as 0 (nobody).
+    """
+
+    __tablename__ = "unit_estimates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(
+        ForeignKey("units.id", ondelete="CASCADE"), unique=True
+    )
+    generated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    window_start: Mapped[dt.date] = mapped_column(Date)  # first night
+    window_end: Mapped[dt.date] = mapped_column(Date)  # last night
+    registered: Mapped[int] = mapped_column(Integer)
+    estimated: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    confidence: Mapped[float] = mapped_column(Float)  # P(people >= registered + 2)
+    confidence_plus_one: Mapped[float] = mapped_column(Float)
+    persistence: Mapped[float] = mapped_column(Float, default=0.0)
+    nights_observed: Mapped[int] = mapped_column(Integer)
+    resident_devices: Mapped[int] = mapped_column(Integer)
+    people_detected: Mapped[int] = mapped_column(Integer, default=0)
+    coverage: Mapped[str] = mapped_column(String(16))  # unit_ap, zone, none
+    zone: Mapped[str] = mapped_column(String(64), default="")  # the corridor AP of a zone
+    zone_units: Mapped[int] = mapped_column(Integer, default=1)
+    utility_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    utility_people: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flag: Mapped[str] = mapped_column(String(32), default="")
+    tier: Mapped[str] = mapped_column(String(16), default="normal")
+    nights: Mapped[list] = mapped_column(JSON, default=list)  # per window night; None: no data
+    hours: Mapped[list] = mapped_column(JSON, default=list)  # mean per local hour 0..23
+    # Nights x 24 hours from 06:00, one byte per cell in tenths of a device, 255 = no data,
+    # base64 (analytics.heatmaps.pack_hour_night / unpack_hour_night): ~10^6 unit-nights fit.
+    hour_night: Mapped[str] = mapped_column(Text, default="")
+
+    unit: Mapped[Unit] = relationship()
 
 
 class AuditEntry(Base):

@@ -20,7 +20,7 @@ from analytics.rollup import rollup_events
 from census.cli import main
 from census.presence_store import InfluxV1Store
 from census.privacy import IdentityCipher
-from census.settings import VARIABLES, Settings
+from census.settings import Settings, environment_of
 from registry.db import session_scope
 from tests.analytics.conftest import Routine, household, import_registry, make_events, write_raw
 
@@ -87,23 +87,22 @@ def test_heatmaps_count_people_like_devices_per_place_by_hour_and_night(tmp_path
                           AnalyticsConfig())
     assert maps["unit_by_hour"].loc["C1/B1/0301", 3] == pytest.approx(2.0)
     assert maps["unit_by_hour"].loc["C1/B1/0301", 12] == 0.0
-    assert maps["unit_by_hour"].loc["C1/B1/0302"].sum() == 0.0
+    # 0302 has no AP: no data (NaN), which is not 'nobody' (0).
+    assert maps["unit_by_hour"].loc["C1/B1/0302"].isna().all()
     assert maps["floor_by_night"].loc["C1/B1/3"].tolist() == [2.0, 2.0, 2.0]
     assert list(maps["building_by_night"].columns) == [d.isoformat() for d in window.days]
     files = write_heatmaps(maps, tmp_path / "heatmaps", title="C1")
-    assert set(files) >= {"unit_by_hour.csv", "unit_by_hour.json", "unit_by_hour.png"}
+    assert set(files) >= {"unit_by_hour.csv", "unit_by_hour.json", "unit_by_hour/C1_B1.png"}
     document = json.loads(Path(files["floor_by_hour.json"]).read_text(encoding="utf-8"))
     assert document["rows"] == ["C1/B1/3"] and len(document["values"][0]) == 24
-    assert Path(files["building_by_night.png"]).read_bytes()[:4] == b"\x89PNG"
+    assert Path(files["building_by_night/part01.png"]).read_bytes()[:4] == b"\x89PNG"
+    unit_json = json.loads(Path(files["unit_by_night.json"]).read_text(encoding="utf-8"))
+    assert unit_json["values"][1] == [None, None, None]  # no data is null, not 0
 
 
 def environment(settings: Settings) -> dict[str, str]:
     """WIFI_CENSUS_* variables reproducing the test's settings for the CLI."""
-    env = {}
-    for variable in VARIABLES:
-        value = getattr(settings, variable.attribute)
-        env[variable.env_name] = "" if value is None else str(value)
-    return env
+    return environment_of(settings)
 
 
 def test_analytics_run_prints_a_summary_table_and_json(
@@ -177,3 +176,13 @@ def test_the_parameters_file_can_come_from_the_settings(
     env["WIFI_CENSUS_ANALYTICS_CONFIG"] = str(tmp_path / "missing.json")
     missing = CliRunner().invoke(main, args, env=env)
     assert missing.exit_code == 2 and "WIFI_CENSUS_ANALYTICS_CONFIG" in missing.output
+
+
+def test_hour_night_cells_pack_and_unpack_with_no_data_apart_from_zero() -> None:
+    """A night without data comes back None, an empty night as zeros; tenths are kept."""
+    from analytics.heatmaps import pack_hour_night, unpack_hour_night
+
+    nights: list[list[float] | None] = [[0.0] * 24, None, [1.5] * 12 + [3.0] * 12]
+    assert unpack_hour_night(pack_hour_night(nights)) == nights
+    assert unpack_hour_night(pack_hour_night([[99.0] * 24])) == [[25.4] * 24]
+    assert unpack_hour_night("") == []

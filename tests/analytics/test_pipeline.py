@@ -150,7 +150,10 @@ def test_a_run_flags_the_group_rental_opens_a_case_and_alerts(
 
     heatmaps = Path(result.heatmaps_dir)
     for name in ("unit_by_hour", "floor_by_night", "building_by_hour"):
-        assert (heatmaps / f"{name}.csv").exists() and (heatmaps / f"{name}.png").exists()
+        # One picture per building (buildings: in parts), never one picture for the district.
+        assert (heatmaps / f"{name}.csv").exists() and any((heatmaps / name).glob("*.png"))
+    assert {p.name for p in (heatmaps / "unit_by_hour").glob("*.png")} == {
+        "C1_B1.png", "C1_B2.png"}
     by_hour = pd.read_csv(heatmaps / "unit_by_hour.csv", index_col=0)
     assert by_hour.loc["C1/B1/0102", "2"] > by_hour.loc["C1/B1/0101", "2"]
     report = json.loads(Path(result.report_path).read_text(encoding="utf-8"))
@@ -218,3 +221,33 @@ def test_an_unreachable_webhook_is_reported_not_raised() -> None:
     post_webhook("http://127.0.0.1:1/alerts", [{"unit": "a"}], report,
                  AnalyticsConfig(webhook_retries=2, webhook_timeout_s=1.0))
     assert report.webhook_failed == 1 and "ConnectionError" in report.errors[0]
+
+
+def test_a_run_keeps_each_units_estimate_and_heatmaps_for_the_back_office(
+        settings: Settings, influx: InfluxV1Store, world: sessionmaker[Session], window: Window,
+        tmp_path: Path) -> None:
+    """One unit_estimates row per unit: interval, nights, hour x night; no data is None."""
+    from analytics.heatmaps import unpack_hour_night
+    from registry.models import UnitEstimate
+
+    run_analysis(settings, CONFIG, window=window, factory=world, store=influx,
+                 out_dir=tmp_path / "out")
+    run_analysis(settings, CONFIG, window=window, factory=world, store=influx,
+                 out_dir=tmp_path / "out")  # replaced, not added
+    with world() as db:
+        rows = {e.unit.ref: e for e in db.scalars(select(UnitEstimate))}
+        assert db.scalar(select(func.count()).select_from(Unit)) == len(rows)
+    group = rows["C1/B1/0102"]
+    assert group.flag == "group_rental" and group.low <= group.estimated <= group.high
+    assert group.nights_observed == len(window.days) and len(group.nights) == len(window.days)
+    hour_night = unpack_hour_night(group.hour_night)
+    assert len(hour_night) == len(window.days)
+    assert all(night is not None and len(night) == 24 for night in hour_night)
+    # Seven people at home at 03:00 local: census-day hour 21 (days start at 06:00).
+    assert max(night[21] for night in hour_night if night is not None) >= 5
+    # The corridor AP's units share its count; units with no AP have no data at all.
+    assert rows["C1/B2/0201"].coverage == "zone"
+    nodata = [e for e in rows.values() if e.coverage == "none"]
+    for estimate in nodata:
+        assert all(v is None for v in estimate.nights)
+        assert all(night is None for night in unpack_hour_night(estimate.hour_night))

@@ -31,7 +31,7 @@ from census.firmware import (
 )
 from census.mqtt import MqttClient, ReceivedMessage
 from census.privacy import IdentityCipher
-from census.settings import Settings, generate_keys
+from census.settings import Settings, environment_of, generate_keys
 from registry.db import make_engine, make_session_factory, session_scope
 from registry.models import AccessPoint
 from tests.brokers import (
@@ -86,17 +86,9 @@ def _give_signing_secret(settings: Settings, ap_id: str) -> None:
     engine.dispose()
 
 
-def _as_variable(value: object) -> str:
-    """A setting's value written back the way its environment variable is read."""
-    if isinstance(value, tuple | list):
-        return ",".join(str(item) for item in value)
-    return str(value)
-
-
 def cli(settings: Settings, *args: str) -> Result:
     """Run `wifi-census ...` with these settings in the environment."""
-    env = {f"WIFI_CENSUS_{field.name.upper()}": _as_variable(getattr(settings, field.name))
-           for field in dataclasses.fields(settings)}
+    env = environment_of(settings)
     return CliRunner().invoke(main, list(args), env=env)
 
 

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from census.settings import VARIABLES, Settings, SettingsError, markdown_table
+from census.settings import (
+    VARIABLES,
+    Settings,
+    SettingsError,
+    environment_of,
+    generate_keys,
+    markdown_table,
+)
 
 
 def test_defaults_point_at_the_local_services(tmp_path: Path) -> None:
@@ -159,3 +166,10 @@ def test_markdown_table_lists_every_variable() -> None:
     table = markdown_table()
     for variable in VARIABLES:
         assert f"`{variable.env_name}`" in table
+
+
+def test_the_environment_of_settings_loads_back_into_the_same_settings() -> None:
+    """environment_of writes every setting the way its variable is read (lists included)."""
+    original = Settings.load(environ={}, environment="test", portal_sms_regions=("CN", "HK"),
+                             **generate_keys())
+    assert Settings.load(environ=environment_of(original)) == original

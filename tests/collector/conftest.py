@@ -16,7 +16,7 @@ import pytest
 from census.events import PresenceEvent, encode_events, events_topic
 from census.mqtt import MqttClient
 from census.presence_store import InfluxV1Store
-from census.settings import PREFIX, VARIABLES, Settings
+from census.settings import PREFIX, Settings, environment_of
 from collector.service import Collector, CollectorOptions, CollectorSummary
 from registry.db import bump_registry_version, make_engine, make_session_factory, session_scope
 from registry.db import upgrade as upgrade_registry
@@ -111,9 +111,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     """The WIFI_CENSUS_* variables that reproduce these settings in a child process."""
     environment = {name: value for name, value in os.environ.items()
                    if not name.startswith(PREFIX)}
-    for variable in VARIABLES:
-        value = getattr(settings, variable.attribute)
-        environment[variable.env_name] = "" if value is None else str(value)
+    environment.update(environment_of(settings))
     return environment
 
 

@@ -54,3 +54,48 @@ def test_sign_in_on_postgresql(pg_settings: Settings, redis_client: Any,
     finally:
         services.close()
         engine.dispose()
+
+
+def test_back_office_views_on_postgresql(pg_settings: Settings, redis_client: Any) -> None:
+    """Unit file, building heatmap JSON and CSV, counts, QR sheet and an inspection on PG."""
+    import datetime as dt
+    import re
+
+    from registry.db import session_scope
+    from registry.models import Case, CaseStatus, Inspection, Unit
+    from tests.portal.test_admin import csrf, login, staff
+    from tests.portal.test_units import estimate
+
+    engine = make_engine(pg_settings.database_url)
+    factory = make_session_factory(engine)
+    place = fill_registry(factory, IdentityCipher(pg_settings.identity_key))
+    with session_scope(factory) as db:
+        db.add(estimate(place.unit_1502, 3, 7.0, 4, flag="group_rental"))
+        db.add(Case(unit_id=place.unit_1502, kind="overcrowding", status=CaseStatus.DISCOVERED,
+                    opened_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=3)))
+        building_id = db.get(Unit, place.unit_1502).building_id  # type: ignore[union-attr]
+        token = db.get(Unit, place.unit_1502).qr_token  # type: ignore[union-attr]
+    app = create_app(pg_settings, {"TESTING": True})
+    services = app.extensions["portal"]
+    try:
+        client = app.test_client()
+        client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "zh-CN"
+        staff(factory, "ada", "admin")
+        login(client, "ada")
+        assert "90% 区间 6–9" in page(client.get("/admin/units/TEDA-017/B03/1502"))
+        data = client.get(f"/admin/heatmaps/buildings/{building_id}.json").get_json()
+        assert data["floors"] == ["15"] and len(data["cells"]) == 2
+        assert client.get(f"/admin/heatmaps/buildings/{building_id}.csv").status_code == 200
+        assert "TEDA-017" in page(client.get("/admin/heatmaps/"))
+        counts = page(client.get("/admin/overview/"))
+        assert re.search(r'id="registered">2<', counts) and re.search(r'id="estimated">7<', counts)
+        assert page(client.get(f"/admin/qr/buildings/{building_id}")).count("data:image/svg") == 2
+        form = page(client.get(f"/q/{token}"))
+        client.post(f"/q/{token}", data={"csrf_token": csrf(form), "people_found": "5",
+                                         "hazard": ["FI03"], "open_case": "y"})
+        with factory() as db:
+            inspection = db.scalars(select(Inspection)).one()
+            assert inspection.hazards == ["FI03"] and inspection.case_id is not None
+    finally:
+        services.close()
+        engine.dispose()

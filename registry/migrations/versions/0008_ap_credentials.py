@@ -1,7 +1,7 @@
 """AP broker credentials: each AP's MQTT password, encrypted, and when it was issued
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-29 16:20:00
 """
 
@@ -14,7 +14,7 @@ import registry.models
 
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
