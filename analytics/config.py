@@ -78,11 +78,17 @@ class AnalyticsConfig:
     prior_fewer: float = 0.04
     prior_group_rental: float = 0.04
     max_people: int = 40
+    # Physical capacity: nobody is estimated above area / this (bunk beds leave about 2.5 m²
+    # of floor per sleeper; a 40 m² flat holds at most 16). Unknown area: max_people.
+    capacity_m2_per_person: float = 2.5
     # --- utility signal -----------------------------------------------------------------------
     utility_kinds: tuple[str, ...] = ("water", "electricity")
     utility_min_peers: int = 5
     utility_area_tolerance: float = 0.35
     utility_weight: float = 1.0  # 0 switches the utility evidence off in the estimate
+    # 0 switches the Wi-Fi evidence off (meters and registry only: the accuracy report's
+    # "meters only" column); persistence then cannot be measured and is not required.
+    wifi_weight: float = 1.0
     # --- flags and tiers ----------------------------------------------------------------------
     flag_confidence: float = 0.90  # P(people >= registered + 2) needed to flag a group rental
     attention_confidence: float = 0.80  # P(people >= registered + 1) for an attention case
@@ -108,6 +114,10 @@ class AnalyticsConfig:
             ("flag_confidence", 0.5 <= self.flag_confidence < 1.0, "must be 0.5..<1"),
             ("attention_confidence", 0.5 <= self.attention_confidence < 1.0, "must be 0.5..<1"),
             ("max_people", 5 <= self.max_people <= 500, "must be 5..500"),
+            ("capacity_m2_per_person", 0.5 <= self.capacity_m2_per_person <= 50.0,
+             "must be 0.5..50"),
+            ("wifi_weight", self.wifi_weight in (0.0, 1.0), "must be 0 (off) or 1 (on)"),
+            ("utility_weight", 0.0 <= self.utility_weight <= 5.0, "must be 0..5"),
             ("resident_min_fraction", 0.0 <= self.resident_min_fraction <= 1.0, "must be 0..1"),
             ("persistence_min_fraction", 0.0 <= self.persistence_min_fraction <= 1.0,
              "must be 0..1"),

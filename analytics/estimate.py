@@ -30,6 +30,7 @@ from analytics.linking import apply_links, link_addresses
 from analytics.loaders import RegistryFrames, records
 from analytics.people import (
     Prior,
+    capacity,
     fit_prior,
     group_people,
     prior_distribution,
@@ -192,7 +193,7 @@ def _unit_results(units: pd.DataFrame, aps: pd.DataFrame, coverage: pd.DataFrame
     for unit in unit_records:
         aps_here = own_ap.get(unit["unit"], [])
         nights = max((int(observed.get(a, 0)) for a in aps_here), default=0)
-        if aps_here and nights >= config.min_nights_observed:
+        if aps_here and nights >= config.min_nights_observed and config.wifi_weight > 0:
             fit_r.append(int(unit["registered"]))
             fit_d.append(int(detected_unit.get(unit["unit"], 0)))
     prior = fit_prior(fit_r, fit_d, Prior.from_config(config), config)
@@ -201,6 +202,8 @@ def _unit_results(units: pd.DataFrame, aps: pd.DataFrame, coverage: pd.DataFrame
     results: dict[str, dict[str, object]] = {}
     posteriors: dict[str, np.ndarray] = {}
     registered_of: dict[str, int] = {str(u["unit"]): int(u["registered"]) for u in unit_records}
+    cap_of: dict[str, int] = {str(u["unit"]): capacity(float(u["area_m2"]), config)
+                              for u in unit_records}
     for unit in unit_records:
         ref, registered = str(unit["unit"]), int(unit["registered"])
         loglik = util_logliks.get(ref)
@@ -221,17 +224,19 @@ def _unit_results(units: pd.DataFrame, aps: pd.DataFrame, coverage: pd.DataFrame
             record.update(coverage="unit_ap", nights_observed=nights,
                           resident_devices=int(sum(devices_by_ap.get(a, 0) for a in aps_here)),
                           people_detected=detected)
-            wifi = detected if nights >= 1 else None
-            post = unit_posterior(registered, wifi, prior, loglik, config)
+            wifi = detected if nights >= 1 and config.wifi_weight > 0 else None
+            post = unit_posterior(registered, wifi, prior, loglik, config, cap_of[ref])
             record["persistence"], record["weeks_observed"] = _persistence(
                 unit_weeks, weeks_seen, [registered], prior, [loglik], config)
+            if config.wifi_weight == 0:
+                record["persistence"] = 1.0  # no weekly Wi-Fi counts to check against
             posteriors[ref] = post
         elif ref in zone_of:
             continue  # handled per zone below
         else:
             record.update(coverage="none", nights_observed=0, resident_devices=0,
                           people_detected=0, persistence=0.0, weeks_observed=0)
-            posteriors[ref] = unit_posterior(registered, None, prior, loglik, config)
+            posteriors[ref] = unit_posterior(registered, None, prior, loglik, config, cap_of[ref])
         results[ref] = record
 
     unit_info = {str(u["unit"]): u for u in unit_records}
@@ -243,15 +248,18 @@ def _unit_results(units: pd.DataFrame, aps: pd.DataFrame, coverage: pd.DataFrame
         detected = int(unplaced_ap.get(ap_id, 0)) + sum(bound_counts)
         regs = [registered_of[u] for u in members]
         logliks = [util_logliks.get(u) for u in members]
-        if nights >= 1:
-            posts = zone_posteriors(regs, detected, bound_counts, prior, logliks, config)
+        if nights >= 1 and config.wifi_weight > 0:
+            posts = zone_posteriors(regs, detected, bound_counts, prior, logliks, config,
+                                    [cap_of[u] for u in members])
         else:
-            posts = [unit_posterior(r, None, prior, ll, config) for r, ll in zip(regs, logliks,
-                                                                                 strict=True)]
+            posts = [unit_posterior(r, None, prior, ll, config, cap_of[u])
+                     for u, r, ll in zip(members, regs, logliks, strict=True)]
         zone_weeks = weekly_by_ap.get(ap_id, [])
         weeks_seen = observed_weeks_by_ap.get(ap_id, [])
         persistence, weeks_observed = _persistence(zone_weeks, weeks_seen, regs, prior,
                                                    logliks, config)
+        if config.wifi_weight == 0:
+            persistence = 1.0
         for unit_ref, post, r, b in zip(members, posts, regs, bound_counts, strict=True):
             row = unit_info[unit_ref]
             results[unit_ref] = {

@@ -235,11 +235,35 @@ def summarise(posterior: np.ndarray, registered: int) -> dict[str, float]:
     }
 
 
+def capacity(area_m2: float | None, config: AnalyticsConfig) -> int:
+    """The most people a unit of this floor area can physically hold (at least one)."""
+    if area_m2 is None or not math.isfinite(area_m2) or area_m2 <= 0:
+        return config.max_people
+    return max(1, min(config.max_people, int(area_m2 // config.capacity_m2_per_person)))
+
+
+def _cap(dist: np.ndarray, cap: int | None) -> np.ndarray:
+    """A distribution over N with no mass above ``cap`` (renormalised)."""
+    if cap is None or cap >= len(dist) - 1:
+        return dist
+    out = dist.copy()
+    out[cap + 1:] = 0.0
+    total = out.sum()
+    if total <= 0:
+        out[: cap + 1] = 1.0 / (cap + 1)
+        return out
+    return out / total
+
+
 def unit_posterior(registered: int, detected: int | None, prior: Prior,
-                   utility_loglik: np.ndarray | None, config: AnalyticsConfig) -> np.ndarray:
-    """The posterior over N for a unit with its own AP (``detected`` None: no Wi-Fi data)."""
+                   utility_loglik: np.ndarray | None, config: AnalyticsConfig,
+                   cap: int | None = None) -> np.ndarray:
+    """The posterior over N for a unit with its own AP (``detected`` None: no Wi-Fi data).
+
+    ``cap``: the unit's physical capacity; no mass above it, whatever the evidence says.
+    """
     m = config.max_people
-    post = prior_distribution(registered, prior, m)
+    post = _cap(prior_distribution(registered, prior, m), cap)
     if detected is not None:
         post = post * wifi_likelihood(detected, m, config.detect_probability,
                                       config.spurious_clusters_mean)
@@ -247,13 +271,14 @@ def unit_posterior(registered: int, detected: int | None, prior: Prior,
         post = post * np.exp(config.utility_weight * (utility_loglik - utility_loglik.max()))
     total = post.sum()
     if total <= 0 or not np.isfinite(total):
-        return prior_distribution(registered, prior, m)
+        return _cap(prior_distribution(registered, prior, m), cap)
     return post / total
 
 
 def zone_posteriors(registered: Sequence[int], detected: int, bound: Sequence[int],
                     prior: Prior, utility_logliks: Sequence[np.ndarray | None],
-                    config: AnalyticsConfig) -> list[np.ndarray]:
+                    config: AnalyticsConfig,
+                    caps: Sequence[int | None] | None = None) -> list[np.ndarray]:
     """Posteriors of the units of one corridor zone, given the people the corridor AP saw.
 
     Each unit has its own prior times its utility likelihood (and at least as many people as
@@ -262,13 +287,14 @@ def zone_posteriors(registered: Sequence[int], detected: int, bound: Sequence[in
     """
     m = config.max_people
     marginals = []
-    for r, b, loglik in zip(registered, bound, utility_logliks, strict=True):
-        dist = prior_distribution(r, prior, m).copy()
+    caps = list(caps) if caps is not None else [None] * len(registered)
+    for r, b, loglik, cap in zip(registered, bound, utility_logliks, caps, strict=True):
+        dist = _cap(prior_distribution(r, prior, m), cap).copy()
         if loglik is not None:
             dist = dist * np.exp(config.utility_weight * (loglik - loglik.max()))
         if b > 0:
             dist[:b] = 0.0
-        dist = dist / dist.sum() if dist.sum() > 0 else prior_distribution(r, prior, m)
+        dist = dist / dist.sum() if dist.sum() > 0 else _cap(prior_distribution(r, prior, m), cap)
         marginals.append(dist)
     k = len(marginals)
     total_max = m * k
