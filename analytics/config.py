@@ -42,6 +42,11 @@ class AnalyticsConfig:
     # Two sightings further apart than this start a new stay (2.5 snapshot intervals: one lost
     # snapshot does not split a stay, a real absence of 15 minutes does).
     max_gap_s: int = 750
+    # Each AP's own snapshot cadence is inferred from its data (the contract lets it be
+    # anything; 300 s and 600 s are both common): the stay gap is this many of its intervals
+    # (one lost snapshot never splits a stay). ``max_gap_s`` is the floor, and the gap when an
+    # AP has too few snapshots to tell its cadence.
+    max_gap_intervals: float = 2.5
     # A night rolled up this soon after it ended is checked again at the next run: a collector
     # draining its spool after an InfluxDB outage may still have been writing it.
     rollup_settle_hours: int = 6
@@ -110,6 +115,7 @@ class AnalyticsConfig:
             ("night_end_hour", self.night_start_hour < self.night_end_hour <= DAY_START_HOUR,
              f"must be after night_start_hour and at most {DAY_START_HOUR}"),
             ("max_gap_s", 60 <= self.max_gap_s <= 7200, "must be 60..7200"),
+            ("max_gap_intervals", 1.5 <= self.max_gap_intervals <= 10, "must be 1.5..10"),
             ("detect_probability", 0.05 <= self.detect_probability <= 1.0, "must be 0.05..1"),
             ("flag_confidence", 0.5 <= self.flag_confidence < 1.0, "must be 0.5..<1"),
             ("attention_confidence", 0.5 <= self.attention_confidence < 1.0, "must be 0.5..<1"),
