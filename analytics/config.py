@@ -74,6 +74,11 @@ class AnalyticsConfig:
     # Prior for people the Wi-Fi cannot see (children without phones, elderly without a
     # smartphone): the chance that a person living in the unit shows up as a device cluster.
     detect_probability: float = 0.88
+    # How much that chance varies between households (Beta concentration; larger: less).
+    # Households differ: some adults have no Wi-Fi device, some are away on trips or night
+    # shifts. A fixed chance made "registered 5, seen 2" near impossible and overrode the
+    # registry. 0 would be nonsense; very large is the plain binomial.
+    detect_concentration: float = 8.0
     # Extra device clusters that are not people (a second phone, a tablet left home) per unit.
     spurious_clusters_mean: float = 0.08
     # Prior on (true - registered) people: mostly 0; some +1; a long tail of group rentals.
@@ -82,6 +87,8 @@ class AnalyticsConfig:
     prior_plus_one: float = 0.09
     prior_fewer: float = 0.04
     prior_group_rental: float = 0.04
+    # The district's fitted prior weights stay within this factor of the defaults above.
+    prior_fit_max_ratio: float = 2.0
     max_people: int = 40
     # Physical capacity: nobody is estimated above area / this (bunk beds leave about 2.5 m²
     # of floor per sleeper; a 40 m² flat holds at most 16). Unknown area: max_people.
@@ -116,12 +123,14 @@ class AnalyticsConfig:
              f"must be after night_start_hour and at most {DAY_START_HOUR}"),
             ("max_gap_s", 60 <= self.max_gap_s <= 7200, "must be 60..7200"),
             ("max_gap_intervals", 1.5 <= self.max_gap_intervals <= 10, "must be 1.5..10"),
-            ("detect_probability", 0.05 <= self.detect_probability <= 1.0, "must be 0.05..1"),
+            ("detect_probability", 0.05 <= self.detect_probability < 1.0, "must be 0.05..<1"),
+            ("detect_concentration", self.detect_concentration >= 0.5, "must be at least 0.5"),
             ("flag_confidence", 0.5 <= self.flag_confidence < 1.0, "must be 0.5..<1"),
             ("attention_confidence", 0.5 <= self.attention_confidence < 1.0, "must be 0.5..<1"),
             ("max_people", 5 <= self.max_people <= 500, "must be 5..500"),
             ("capacity_m2_per_person", 0.5 <= self.capacity_m2_per_person <= 50.0,
              "must be 0.5..50"),
+            ("prior_fit_max_ratio", self.prior_fit_max_ratio >= 1.0, "must be at least 1"),
             ("wifi_weight", self.wifi_weight in (0.0, 1.0), "must be 0 (off) or 1 (on)"),
             ("utility_weight", 0.0 <= self.utility_weight <= 5.0, "must be 0..5"),
             ("resident_min_fraction", 0.0 <= self.resident_min_fraction <= 1.0, "must be 0..1"),

@@ -348,7 +348,7 @@ def _persistence(weekly: list[int], observed: list[bool], registered: list[int],
     hits = 0
     for count in weeks:
         lik = wifi_likelihood(count, len(total_prior) - 1, config.detect_probability,
-                              config.spurious_clusters_mean * k)
+                              config.spurious_clusters_mean * k, config.detect_concentration)
         post = total_prior * lik
         if post.sum() > 0 and post[threshold:].sum() / post.sum() >= 0.5:
             hits += 1
