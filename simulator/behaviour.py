@@ -242,6 +242,15 @@ class DayEngine:
                 start = _u(rng, 1.0, 23.0)
                 on = subtract(on, [(start, start + rng.randint(10 * SECOND, 5 * MINUTE))])
             return on
+        if device.follows == DOZING and device.index % 2 == 0:
+            # Network standby (TVs, many tablets, modern laptops): stays associated while
+            # anyone is home and all night, dropped now and then by the AP's idle timeout.
+            on = merge([*anyone_home, (18 * HOUR, length)])
+            drops: list[Interval] = []
+            for _ in range(rng.randint(1, 3)):
+                at = _u(rng, 1.0, 17.0)
+                drops.append((at, at + rng.randint(10 * MINUTE, 50 * MINUTE)))
+            return subtract(on, drops)
         if device.follows == DOZING:
             # Used while the owner is home; asleep otherwise, but waking for a minute or two
             # every 15-60 minutes (background sync), day and night: it never leaves.
