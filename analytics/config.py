@@ -58,6 +58,9 @@ class AnalyticsConfig:
     # Always-on devices: present in nearly every bin and never away for an hour.
     infra_min_presence: float = 0.93
     infra_max_away_days: float = 0.15
+    # A resident seen on this many days that never joined its building's lobby AP, while a
+    # housemate's device did, stays home: a laptop, tablet, TV or second phone (not a person).
+    home_device_min_days: int = 7
     # --- neighbours' bleed and corridor APs ---------------------------------------------------
     bleed_rssi_margin_db: float = 8.0  # weaker than its best AP by this much: bled, not home
     # A device inside the flat of its AP is rarely weaker than about -70 dBm; through a wall or
@@ -79,6 +82,10 @@ class AnalyticsConfig:
     # shifts. A fixed chance made "registered 5, seen 2" near impossible and overrode the
     # registry. 0 would be nonsense; very large is the plain binomial.
     detect_concentration: float = 8.0
+    # Fit the chance to the district (units with their own AP), never below this floor.
+    detect_fit: bool = True
+    detect_probability_min: float = 0.6
+    detect_fit_min_units: int = 30
     # Extra device clusters that are not people (a second phone, a tablet left home) per unit.
     spurious_clusters_mean: float = 0.08
     # Prior on (true - registered) people: mostly 0; some +1; a long tail of group rentals.

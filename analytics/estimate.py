@@ -8,6 +8,7 @@ nothing itself: the caller loads the frames (``analytics.rollup``, ``analytics.l
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from analytics.devices import (
     choose_home,
     daily_features,
     device_ap_features,
+    mark_home_devices,
     packed_masks,
     place_devices,
     zones_for_aps,
@@ -31,6 +33,7 @@ from analytics.loaders import RegistryFrames, records
 from analytics.people import (
     Prior,
     capacity,
+    fit_detection,
     fit_prior,
     group_people,
     prior_distribution,
@@ -81,7 +84,8 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     daily = daily_features(presence, packed, config)
     features = device_ap_features(presence, daily)
     observed = ap_observed_days(presence)
-    homes = choose_home(features, registry.aps, observed, config)
+    homes = mark_home_devices(choose_home(features, registry.aps, observed, config), presence,
+                              registry.aps, config)
     coverage = zones_for_aps(registry.aps, units)
     placed = place_devices(homes, coverage, links, registry.bindings)
     address_count = links.groupby("logical").size()
@@ -196,6 +200,10 @@ def _unit_results(units: pd.DataFrame, aps: pd.DataFrame, coverage: pd.DataFrame
         if aps_here and nights >= config.min_nights_observed and config.wifi_weight > 0:
             fit_r.append(int(unit["registered"]))
             fit_d.append(int(detected_unit.get(unit["unit"], 0)))
+    if config.detect_fit and len(fit_r) >= config.detect_fit_min_units:
+        q = fit_detection(fit_r, fit_d, Prior.from_config(config), config)
+        LOGGER.info("fitted detection probability over %d units: %.2f", len(fit_r), q)
+        config = dataclasses.replace(config, detect_probability=q)
     prior = fit_prior(fit_r, fit_d, Prior.from_config(config), config)
     LOGGER.info("fitted prior over %d units: %s", len(fit_r), prior)
 

@@ -379,6 +379,35 @@ def fit_prior(registered: Sequence[int], detected: Sequence[int], start: Prior,
     return Prior(*weights)
 
 
+def fit_detection(registered: Sequence[int], detected: Sequence[int], prior: Prior,
+                  config: AnalyticsConfig) -> float:
+    """The chance a person living here is seen, fitted to the district (bounded grid search).
+
+    How many people the Wi-Fi misses depends on the district (children, elderly without
+    smartphones, cellular-only adults, night shifts and trips), so the documented 0.88 is a
+    starting point, not a constant. With the registry-anchored prior held at its defaults
+    (most units hold their registered people), the likelihood of the units' counts picks the
+    chance in [detect_probability_min, detect_probability]: it may only go down, since extra
+    clusters (second devices) could otherwise pass for better detection.
+    """
+    pairs: dict[tuple[int, int], int] = {}
+    for r, d in zip(registered, detected, strict=True):
+        pairs[(int(r), int(d))] = pairs.get((int(r), int(d)), 0) + 1
+    m = config.max_people
+    grid = np.round(np.arange(config.detect_probability_min, config.detect_probability + 1e-9,
+                              0.02), 2)
+    best, best_ll = config.detect_probability, -math.inf
+    for q in grid:
+        ll = 0.0
+        for (r, d), times in pairs.items():
+            lik = wifi_likelihood(d, m, float(q), config.spurious_clusters_mean,
+                                  config.detect_concentration)
+            ll += times * math.log(max(float(prior_distribution(r, prior, m) @ lik), 1e-300))
+        if ll > best_ll:
+            best, best_ll = float(q), ll
+    return best
+
+
 def _bounded(weights: np.ndarray, base: np.ndarray, ratio: float) -> np.ndarray:
     """Weights kept within [base / ratio, base * ratio] of the defaults, summing to one.
 

@@ -10,6 +10,7 @@ from analytics.people import (
     Prior,
     capacity,
     comovement_scores,
+    fit_detection,
     fit_prior,
     group_people,
     prior_distribution,
@@ -195,3 +196,20 @@ def test_no_posterior_mass_above_a_units_physical_capacity() -> None:
     assert capacity(20.0, config) == 8 and capacity(float("nan"), config) == config.max_people
     post = unit_posterior(1, 14, Prior.from_config(config), None, config, cap=8)
     assert post[9:].sum() == 0 and summarise(post, 1)["estimated"] <= 8
+
+
+def test_the_detection_chance_is_fitted_down_where_many_people_go_unseen() -> None:
+    """Households of four mostly show three: the chance drops from 0.88 towards 0.75."""
+    config = AnalyticsConfig()
+    prior = Prior.from_config(config)
+    registered = [4] * 200
+    detected = [3] * 110 + [4] * 60 + [2] * 30
+    q = fit_detection(registered, detected, prior, config)
+    assert 0.6 <= q <= 0.8
+
+
+def test_the_detection_chance_never_rises_above_its_default() -> None:
+    """Extra clusters (second devices) cannot pass for better detection."""
+    config = AnalyticsConfig()
+    q = fit_detection([2] * 100, [3] * 100, Prior.from_config(config), config)
+    assert q <= config.detect_probability
