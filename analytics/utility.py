@@ -30,8 +30,11 @@ VACANT_SHARE = 0.05  # an empty unit draws this share of a one-person unit's con
 OUTLIER_WEIGHT = 0.05
 # Physical bounds on the per-person slope, as multiples of the peers' median consumption per
 # registered person: a zero or negative slope (group rentals among the peers) would turn any
-# excess into dozens or thousands of people.
-SLOPE_BOUNDS = (0.3, 1.5)
+# excess into dozens or thousands of people. A person's own use is at least about half of
+# what a household uses per registered head (electricity, with the largest base load, is
+# ~0.6 at two people); noisy households (CV 0.5) and wrong registrations attenuate the fitted
+# slope below that, which made a meter 47% over its peers read as twelve people, not five.
+SLOPE_BOUNDS = (0.5, 1.5)
 MAX_COMMUNITY_PEERS = 60  # community fallback: the peers nearest in area (bounds the fit's cost)
 
 
