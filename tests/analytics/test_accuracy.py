@@ -19,6 +19,7 @@ from analytics.config import AnalyticsConfig, Window
 from analytics.evaluation import (
     BOUNDS,
     run_accuracy,
+    score,
     stream_events,
     window_for_period,
 )
@@ -51,6 +52,24 @@ def test_no_estimator_module_imports_the_simulator_or_reads_a_truth_file() -> No
                     continue  # the accuracy command, not the estimator path
                 assert not name.startswith(("simulator", "analytics.evaluation")), (path, name)
         assert "truth.json" not in source and "read_truth" not in source, path
+
+
+def test_scores_count_interval_coverage_and_estimates_above_capacity() -> None:
+    """Coverage over occupied units only; an estimate above a unit's capacity is counted."""
+    truth = pd.DataFrame({"unit": ["a", "b", "c", "d"], "true_registered": [2, 1, 1, 0],
+                          "true_occupants": [2, 9, 1, 0], "group_rental": [False, True, False,
+                                                                           False],
+                          "scenario": ["match", "group_rental", "match", "vacant"],
+                          "own_ap": True})
+    estimated = pd.Series([2.0, 7.0, 3.0, 0.0], index=["a", "b", "c", "d"])
+    flagged = pd.Series([False, True, True, False], index=estimated.index)
+    interval = pd.DataFrame({"low": [1, 5, 2, 0], "high": [3, 8, 4, 9]}, index=estimated.index)
+    capacity = pd.Series([4, 6, 8, 8], index=estimated.index)
+    s = score(estimated, flagged, truth, interval=interval, capacity=capacity)
+    assert s.coverage == pytest.approx(1 / 3, abs=1e-4)  # a inside; b (9 > 8) and c (1 < 2) outside
+    assert s.over_capacity == 1  # b: 7 people in room for 6
+    assert (s.precision, s.recall, s.false_flags_zero_or_one_extra) == (0.5, 1.0, 1)
+    assert s.mae == pytest.approx((0 + 2 + 2) / 3, abs=1e-4)
 
 
 def estimate_from(folder: Path, window: Window, settings: Settings,
