@@ -42,6 +42,11 @@ class AnalyticsConfig:
     # Two sightings further apart than this start a new stay (2.5 snapshot intervals: one lost
     # snapshot does not split a stay, a real absence of 15 minutes does).
     max_gap_s: int = 750
+    # Each AP's own snapshot cadence is inferred from its data (the contract lets it be
+    # anything; 300 s and 600 s are both common): the stay gap is this many of its intervals
+    # (one lost snapshot never splits a stay). ``max_gap_s`` is the floor, and the gap when an
+    # AP has too few snapshots to tell its cadence.
+    max_gap_intervals: float = 2.5
     # A night rolled up this soon after it ended is checked again at the next run: a collector
     # draining its spool after an InfluxDB outage may still have been writing it.
     rollup_settle_hours: int = 6
@@ -53,6 +58,9 @@ class AnalyticsConfig:
     # Always-on devices: present in nearly every bin and never away for an hour.
     infra_min_presence: float = 0.93
     infra_max_away_days: float = 0.15
+    # A resident seen on this many days that never joined its building's lobby AP, while a
+    # housemate's device did, stays home: a laptop, tablet, TV or second phone (not a person).
+    home_device_min_days: int = 7
     # --- neighbours' bleed and corridor APs ---------------------------------------------------
     bleed_rssi_margin_db: float = 8.0  # weaker than its best AP by this much: bled, not home
     # A device inside the flat of its AP is rarely weaker than about -70 dBm; through a wall or
@@ -69,6 +77,15 @@ class AnalyticsConfig:
     # Prior for people the Wi-Fi cannot see (children without phones, elderly without a
     # smartphone): the chance that a person living in the unit shows up as a device cluster.
     detect_probability: float = 0.88
+    # How much that chance varies between households (Beta concentration; larger: less).
+    # Households differ: some adults have no Wi-Fi device, some are away on trips or night
+    # shifts. A fixed chance made "registered 5, seen 2" near impossible and overrode the
+    # registry. 0 would be nonsense; very large is the plain binomial.
+    detect_concentration: float = 8.0
+    # Fit the chance to the district (units with their own AP), never below this floor.
+    detect_fit: bool = True
+    detect_probability_min: float = 0.6
+    detect_fit_min_units: int = 30
     # Extra device clusters that are not people (a second phone, a tablet left home) per unit.
     spurious_clusters_mean: float = 0.08
     # Prior on (true - registered) people: mostly 0; some +1; a long tail of group rentals.
@@ -77,12 +94,20 @@ class AnalyticsConfig:
     prior_plus_one: float = 0.09
     prior_fewer: float = 0.04
     prior_group_rental: float = 0.04
+    # The district's fitted prior weights stay within this factor of the defaults above.
+    prior_fit_max_ratio: float = 2.0
     max_people: int = 40
+    # Physical capacity: nobody is estimated above area / this (bunk beds leave about 2.5 m²
+    # of floor per sleeper; a 40 m² flat holds at most 16). Unknown area: max_people.
+    capacity_m2_per_person: float = 2.5
     # --- utility signal -----------------------------------------------------------------------
     utility_kinds: tuple[str, ...] = ("water", "electricity")
     utility_min_peers: int = 5
     utility_area_tolerance: float = 0.35
     utility_weight: float = 1.0  # 0 switches the utility evidence off in the estimate
+    # 0 switches the Wi-Fi evidence off (meters and registry only: the accuracy report's
+    # "meters only" column); persistence then cannot be measured and is not required.
+    wifi_weight: float = 1.0
     # --- flags and tiers ----------------------------------------------------------------------
     flag_confidence: float = 0.90  # P(people >= registered + 2) needed to flag a group rental
     attention_confidence: float = 0.80  # P(people >= registered + 1) for an attention case
@@ -104,10 +129,17 @@ class AnalyticsConfig:
             ("night_end_hour", self.night_start_hour < self.night_end_hour <= DAY_START_HOUR,
              f"must be after night_start_hour and at most {DAY_START_HOUR}"),
             ("max_gap_s", 60 <= self.max_gap_s <= 7200, "must be 60..7200"),
-            ("detect_probability", 0.05 <= self.detect_probability <= 1.0, "must be 0.05..1"),
+            ("max_gap_intervals", 1.5 <= self.max_gap_intervals <= 10, "must be 1.5..10"),
+            ("detect_probability", 0.05 <= self.detect_probability < 1.0, "must be 0.05..<1"),
+            ("detect_concentration", self.detect_concentration >= 0.5, "must be at least 0.5"),
             ("flag_confidence", 0.5 <= self.flag_confidence < 1.0, "must be 0.5..<1"),
             ("attention_confidence", 0.5 <= self.attention_confidence < 1.0, "must be 0.5..<1"),
             ("max_people", 5 <= self.max_people <= 500, "must be 5..500"),
+            ("capacity_m2_per_person", 0.5 <= self.capacity_m2_per_person <= 50.0,
+             "must be 0.5..50"),
+            ("prior_fit_max_ratio", self.prior_fit_max_ratio >= 1.0, "must be at least 1"),
+            ("wifi_weight", self.wifi_weight in (0.0, 1.0), "must be 0 (off) or 1 (on)"),
+            ("utility_weight", 0.0 <= self.utility_weight <= 5.0, "must be 0..5"),
             ("resident_min_fraction", 0.0 <= self.resident_min_fraction <= 1.0, "must be 0..1"),
             ("persistence_min_fraction", 0.0 <= self.persistence_min_fraction <= 1.0,
              "must be 0..1"),

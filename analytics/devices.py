@@ -19,7 +19,7 @@ from analytics.config import BIN_SECONDS, BINS_PER_DAY, DAY_START_HOUR, MASK_BYT
 from analytics.loaders import records
 
 BITS_PER_HOUR = 3600 // BIN_SECONDS
-CLASSES = ("resident", "visitor", "infrastructure", "neighbour")
+CLASSES = ("resident", "visitor", "infrastructure", "neighbour", "home_device")
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
@@ -164,6 +164,42 @@ def choose_home(features: pd.DataFrame, aps: pd.DataFrame, observed: pd.Series,
     out.loc[infrastructure, "class"] = "infrastructure"
     out.loc[weak | (bled & ~resident), "class"] = "neighbour"
     return out[columns].reset_index(drop=True)
+
+
+def mark_home_devices(homes: pd.DataFrame, presence: pd.DataFrame, aps: pd.DataFrame,
+                      config: AnalyticsConfig) -> pd.DataFrame:
+    """Residents that never travel are the home's devices, not people.
+
+    A phone goes where its owner goes: leaving or coming home it passes the building's lobby
+    AP and, with the community's one SSID, joins it now and then. Laptops, tablets, TVs and
+    second phones left at home never do, however often they sleep and wake; co-movement
+    cannot tie a device that never moves to anybody, so each became a person. In a building
+    whose lobby AP reported during the window, a resident seen on at least
+    ``home_device_min_days`` days and never at the lobby is a ``home_device`` when another
+    resident of the same AP was seen there (so a home is never left with nobody carrying).
+    """
+    out = homes.copy()
+    if out.empty or presence.empty:
+        return out
+    ap_table = aps.set_index("ap")
+    lobbies = ap_table.loc[ap_table["coverage"] == "building"]
+    lobby_rows = presence.loc[presence["ap"].isin(lobbies.index)]
+    if lobby_rows.empty:
+        return out
+    active = {(str(c), str(b)) for c, b in zip(lobbies.loc[lobby_rows["ap"].unique(),
+                                                            "community"],
+                                               lobbies.loc[lobby_rows["ap"].unique(),
+                                                           "building"], strict=True)}
+    travelled = set(lobby_rows["device"])
+    home_place = list(zip(out["home_ap"].map(ap_table["community"]).astype(str),
+                          out["home_ap"].map(ap_table["building"]).astype(str), strict=True))
+    judged = ((out["class"] == "resident") & (out["coverage"] == "unit")
+              & (out["days"] >= config.home_device_min_days)
+              & pd.Series([place in active for place in home_place], index=out.index))
+    carried = out["device"].isin(travelled)
+    has_carrier = (judged & carried).groupby(out["home_ap"]).transform("any")
+    out.loc[judged & ~carried & has_carrier, "class"] = "home_device"
+    return out
 
 
 def zones_for_aps(aps: pd.DataFrame, units: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ nothing itself: the caller loads the frames (``analytics.rollup``, ``analytics.l
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from analytics.devices import (
     choose_home,
     daily_features,
     device_ap_features,
+    mark_home_devices,
     packed_masks,
     place_devices,
     zones_for_aps,
@@ -30,6 +32,8 @@ from analytics.linking import apply_links, link_addresses
 from analytics.loaders import RegistryFrames, records
 from analytics.people import (
     Prior,
+    capacity,
+    fit_detection,
     fit_prior,
     group_people,
     prior_distribution,
@@ -80,7 +84,8 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     daily = daily_features(presence, packed, config)
     features = device_ap_features(presence, daily)
     observed = ap_observed_days(presence)
-    homes = choose_home(features, registry.aps, observed, config)
+    homes = mark_home_devices(choose_home(features, registry.aps, observed, config), presence,
+                              registry.aps, config)
     coverage = zones_for_aps(registry.aps, units)
     placed = place_devices(homes, coverage, links, registry.bindings)
     address_count = links.groupby("logical").size()
@@ -192,15 +197,21 @@ def _unit_results(units: pd.DataFrame, aps: pd.DataFrame, coverage: pd.DataFrame
     for unit in unit_records:
         aps_here = own_ap.get(unit["unit"], [])
         nights = max((int(observed.get(a, 0)) for a in aps_here), default=0)
-        if aps_here and nights >= config.min_nights_observed:
+        if aps_here and nights >= config.min_nights_observed and config.wifi_weight > 0:
             fit_r.append(int(unit["registered"]))
             fit_d.append(int(detected_unit.get(unit["unit"], 0)))
+    if config.detect_fit and len(fit_r) >= config.detect_fit_min_units:
+        q = fit_detection(fit_r, fit_d, Prior.from_config(config), config)
+        LOGGER.info("fitted detection probability over %d units: %.2f", len(fit_r), q)
+        config = dataclasses.replace(config, detect_probability=q)
     prior = fit_prior(fit_r, fit_d, Prior.from_config(config), config)
     LOGGER.info("fitted prior over %d units: %s", len(fit_r), prior)
 
     results: dict[str, dict[str, object]] = {}
     posteriors: dict[str, np.ndarray] = {}
     registered_of: dict[str, int] = {str(u["unit"]): int(u["registered"]) for u in unit_records}
+    cap_of: dict[str, int] = {str(u["unit"]): capacity(float(u["area_m2"]), config)
+                              for u in unit_records}
     for unit in unit_records:
         ref, registered = str(unit["unit"]), int(unit["registered"])
         loglik = util_logliks.get(ref)
@@ -221,17 +232,19 @@ def _unit_results(units: pd.DataFrame, aps: pd.DataFrame, coverage: pd.DataFrame
             record.update(coverage="unit_ap", nights_observed=nights,
                           resident_devices=int(sum(devices_by_ap.get(a, 0) for a in aps_here)),
                           people_detected=detected)
-            wifi = detected if nights >= 1 else None
-            post = unit_posterior(registered, wifi, prior, loglik, config)
+            wifi = detected if nights >= 1 and config.wifi_weight > 0 else None
+            post = unit_posterior(registered, wifi, prior, loglik, config, cap_of[ref])
             record["persistence"], record["weeks_observed"] = _persistence(
                 unit_weeks, weeks_seen, [registered], prior, [loglik], config)
+            if config.wifi_weight == 0:
+                record["persistence"] = 1.0  # no weekly Wi-Fi counts to check against
             posteriors[ref] = post
         elif ref in zone_of:
             continue  # handled per zone below
         else:
             record.update(coverage="none", nights_observed=0, resident_devices=0,
                           people_detected=0, persistence=0.0, weeks_observed=0)
-            posteriors[ref] = unit_posterior(registered, None, prior, loglik, config)
+            posteriors[ref] = unit_posterior(registered, None, prior, loglik, config, cap_of[ref])
         results[ref] = record
 
     unit_info = {str(u["unit"]): u for u in unit_records}
@@ -243,15 +256,18 @@ def _unit_results(units: pd.DataFrame, aps: pd.DataFrame, coverage: pd.DataFrame
         detected = int(unplaced_ap.get(ap_id, 0)) + sum(bound_counts)
         regs = [registered_of[u] for u in members]
         logliks = [util_logliks.get(u) for u in members]
-        if nights >= 1:
-            posts = zone_posteriors(regs, detected, bound_counts, prior, logliks, config)
+        if nights >= 1 and config.wifi_weight > 0:
+            posts = zone_posteriors(regs, detected, bound_counts, prior, logliks, config,
+                                    [cap_of[u] for u in members])
         else:
-            posts = [unit_posterior(r, None, prior, ll, config) for r, ll in zip(regs, logliks,
-                                                                                 strict=True)]
+            posts = [unit_posterior(r, None, prior, ll, config, cap_of[u])
+                     for u, r, ll in zip(members, regs, logliks, strict=True)]
         zone_weeks = weekly_by_ap.get(ap_id, [])
         weeks_seen = observed_weeks_by_ap.get(ap_id, [])
         persistence, weeks_observed = _persistence(zone_weeks, weeks_seen, regs, prior,
                                                    logliks, config)
+        if config.wifi_weight == 0:
+            persistence = 1.0
         for unit_ref, post, r, b in zip(members, posts, regs, bound_counts, strict=True):
             row = unit_info[unit_ref]
             results[unit_ref] = {
@@ -340,7 +356,7 @@ def _persistence(weekly: list[int], observed: list[bool], registered: list[int],
     hits = 0
     for count in weeks:
         lik = wifi_likelihood(count, len(total_prior) - 1, config.detect_probability,
-                              config.spurious_clusters_mean * k)
+                              config.spurious_clusters_mean * k, config.detect_concentration)
         post = total_prior * lik
         if post.sum() > 0 and post[threshold:].sum() / post.sum() >= 0.5:
             hits += 1

@@ -137,14 +137,21 @@ class Score:
     precision: float
     recall: float
     false_flags_zero_or_one_extra: int
+    coverage: float | None = None  # share of occupied units whose truth is in the 90% interval
+    over_capacity: int = 0  # estimates above the unit's physical capacity
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | None]:
         """The figures as a dict."""
         return dict(self.__dict__)
 
 
-def score(estimated: pd.Series, flagged: pd.Series, truth: pd.DataFrame) -> Score:
-    """Score per-unit estimates and group-rental flags against the truth."""
+def score(estimated: pd.Series, flagged: pd.Series, truth: pd.DataFrame,
+          interval: pd.DataFrame | None = None, capacity: pd.Series | None = None) -> Score:
+    """Score per-unit estimates and group-rental flags against the truth.
+
+    ``interval`` (columns low, high) adds the 90% interval's coverage; ``capacity`` counts
+    estimates above a unit's physical capacity.
+    """
     frame = truth.set_index("unit").join(estimated.rename("estimated")).join(
         flagged.rename("flagged"))
     frame["flagged"] = frame["flagged"].fillna(False).astype(bool)
@@ -156,6 +163,15 @@ def score(estimated: pd.Series, flagged: pd.Series, truth: pd.DataFrame) -> Scor
     groups = int(frame["group_rental"].sum())
     extra = frame["true_occupants"] - frame["true_registered"]
     false_small = int((frame["flagged"] & (extra <= 1)).sum())
+    coverage = None
+    if interval is not None:
+        bounds = occupied[["true_occupants"]].join(interval[["low", "high"]])
+        inside = ((bounds["low"] <= bounds["true_occupants"])
+                  & (bounds["true_occupants"] <= bounds["high"]))
+        coverage = round(float(inside.mean()), 4) if len(inside) else None
+    over = 0
+    if capacity is not None:
+        over = int((frame["estimated"] > capacity.reindex(frame.index)).sum())
     return Score(
         units_occupied=len(occupied),
         mae=round(float(error.mean()), 4) if len(error) else 0.0,
@@ -164,6 +180,7 @@ def score(estimated: pd.Series, flagged: pd.Series, truth: pd.DataFrame) -> Scor
         precision=round(tp / flags, 4) if flags else 1.0,
         recall=round(tp / groups, 4) if groups else 1.0,
         false_flags_zero_or_one_extra=false_small,
+        coverage=coverage, over_capacity=over,
     )
 
 
@@ -265,66 +282,64 @@ def write_stream_points(store: Any, events_path: Path, locations: dict[str, Any]
     return written
 
 
-@dataclass
-class AccuracyOutcome:
-    """One accuracy run: the scores, whether the bounds hold, and where the table is."""
+METHODS = ("wifi", "meters", "combined", "baseline")
+METHOD_NAMES = {"wifi": "Wi-Fi only", "meters": "meters only", "combined": "combined",
+                "baseline": "naive baseline"}
 
-    estimator: Score
-    baseline: Score
-    bounds: dict[str, bool]
-    table: str
-    table_path: Path
-    seed: int
-    units: int
-    nights: int
-    via: str
-    simulation: dict[str, Any]
+
+def method_configs(config: AnalyticsConfig) -> dict[str, AnalyticsConfig]:
+    """The estimator three ways: Wi-Fi only, meters only (with the registry), both."""
+    import dataclasses
+
+    return {"wifi": dataclasses.replace(config, utility_weight=0.0),
+            "meters": dataclasses.replace(config, wifi_weight=0.0,
+                                          utility_weight=config.utility_weight or 1.0),
+            "combined": config}
+
+
+def unit_capacity(units: pd.DataFrame, config: AnalyticsConfig) -> pd.Series:
+    """Per unit, the most people it can physically hold (see ``people.capacity``)."""
+    from analytics.people import capacity
+
+    return pd.Series([capacity(float(a), config) for a in units["area_m2"]],
+                     index=units["unit"].to_numpy())
+
+
+@dataclass
+class Prepared:
+    """A simulated community, imported and rolled up, ready to be estimated and scored."""
+
+    registry: Any
+    rollup: pd.DataFrame
+    window: Window
+    truth: pd.DataFrame
+    counts: dict[str, int]
     timings: dict[str, float]
 
-    def as_dict(self) -> dict[str, Any]:
-        """The outcome as JSON values."""
-        return {"estimator": self.estimator.as_dict(), "baseline": self.baseline.as_dict(),
-                "bounds": self.bounds, "seed": self.seed, "units": self.units,
-                "nights": self.nights, "via": self.via, "simulation": self.simulation,
-                "table_path": str(self.table_path),
-                "timings_s": {k: round(v, 1) for k, v in self.timings.items()}}
 
-    def describe(self) -> str:
-        """One line saying what was measured."""
-        return (f"simulated {self.units} units, {self.nights} nights, seed {self.seed} "
-                f"({self.simulation.get('group_rentals', '?')} group rentals); "
-                f"presence via {self.via}; took {self.timings.get('total', 0):.0f} s")
-
-
-def run_accuracy(settings: Any, folder: Path, *, units: int = 1000, days: int = 28,
-                 seed: int = 2024, group_rental_share: float | None = None,
-                 via: str = "influx", config: AnalyticsConfig | None = None,
-                 progress: ProgressFn | None = None,
-                 now: dt.datetime | None = None) -> AccuracyOutcome:
-    """Simulate, import, store presence, analyse as a deployment would, and score."""
+def prepare(settings: Any, folder: Path, sim_config: Any, via: str = "direct",
+            config: AnalyticsConfig | None = None, progress: ProgressFn | None = None,
+            now: dt.datetime | None = None) -> Prepared:
+    """Simulate, import the registry CSVs, store and roll up presence as a deployment would."""
     import time
     import uuid
 
     from analytics.loaders import load_registry
-    from analytics.pipeline import analyse_frames
     from analytics.rollup import RollupStore, rollup_events
     from census.presence_store import InfluxV1Store
     from census.privacy import IdentityCipher
     from registry.db import make_engine, make_session_factory, session_scope, upgrade
     from registry.importers import import_csv
-    from simulator import SimulationConfig, simulate
+    from simulator import simulate
 
     config = config or AnalyticsConfig()
     say = progress or (lambda message: LOGGER.info("%s", message))
     timings: dict[str, float] = {}
     began = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
-    extra: dict[str, Any] = {}
-    if group_rental_share is not None:
-        extra["group_rental_share"] = group_rental_share
-    say(f"simulating {units} units for {days} days (seed {seed})")
-    sim = simulate(SimulationConfig(out=folder, units=units, days=days, seed=seed,
-                                    timezone=settings.timezone, **extra), now=now)
+    say(f"simulating {sim_config.units} units for {sim_config.days} days "
+        f"(seed {sim_config.seed}, snapshots every {sim_config.snapshot_interval} s)")
+    sim = simulate(sim_config, now=now)
     timings["simulate"] = time.monotonic() - began
 
     mark = time.monotonic()
@@ -374,22 +389,165 @@ def run_accuracy(settings: Any, folder: Path, *, units: int = 1000, days: int = 
             store.drop_database()
             store.close()
     timings["presence"] = time.monotonic() - mark
+    return Prepared(registry, rollup, window, read_truth(sim.truth_path), dict(sim.counts),
+                    timings)
 
+
+def score_methods(prepared: Prepared, config: AnalyticsConfig) -> dict[str, Score]:
+    """Score Wi-Fi only, meters only, combined and the naive baseline on one community."""
+    from analytics.pipeline import analyse_frames
+
+    registry, truth = prepared.registry, prepared.truth
+    capacity = unit_capacity(registry.units, config)
+    scores: dict[str, Score] = {}
+    for name, method_config in method_configs(config).items():
+        _estimates, tiered = analyse_frames(prepared.rollup, registry, prepared.window,
+                                            method_config)
+        indexed = tiered.set_index("unit")
+        scores[name] = score(indexed["estimated"], indexed["flag"] == "group_rental", truth,
+                             interval=indexed[["low", "high"]], capacity=capacity)
+    naive = naive_baseline(prepared.rollup, registry.units, registry.aps, config)
+    scores["baseline"] = score(naive.round(), baseline_flags(naive, registry.units), truth,
+                               capacity=capacity)
+    return scores
+
+
+@dataclass
+class MatrixRow:
+    """The four methods' scores on one (mix, cadence, seed) community."""
+
+    mix: str
+    interval: int
+    seed: int
+    scores: dict[str, Score]
+    counts: dict[str, int]
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as JSON values."""
+        return {"mix": self.mix, "snapshot_interval": self.interval, "seed": self.seed,
+                "scores": {k: v.as_dict() for k, v in self.scores.items()},
+                "simulation": self.counts, "seconds": round(self.seconds, 1)}
+
+
+def matrix_table(rows: list[MatrixRow]) -> str:
+    """The side-by-side table (Markdown): each method on each mix and cadence."""
+    lines = [
+        "| mix | cadence | seed | group rentals | method | MAE | within ±1 | precision | recall "
+        "| flags on ≤1 extra | 90% coverage | above capacity |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        for method in METHODS:
+            s = row.scores[method]
+            coverage = "-" if s.coverage is None else f"{s.coverage:.1%}"
+            lines.append(
+                f"| {row.mix} | {row.interval} s | {row.seed} | {s.group_rentals} "
+                f"| {METHOD_NAMES[method]} | {s.mae:.3f} | {s.within_one:.1%} "
+                f"| {s.precision:.3f} ({s.true_positives}/{s.flags}) | {s.recall:.3f} "
+                f"| {s.false_flags_zero_or_one_extra} | {coverage} | {s.over_capacity} |")
+    return "\n".join(lines)
+
+
+def run_matrix(settings: Any, folder: Path, *, seeds: list[int], mixes: list[str],
+               intervals: list[int], units: int, days: int,
+               group_rental_share: float | None = None, via: str = "direct",
+               config: AnalyticsConfig | None = None, progress: ProgressFn | None = None,
+               now: dt.datetime | None = None) -> list[MatrixRow]:
+    """Every (mix, cadence, seed): simulate, prepare once, score the four methods."""
+    import time
+
+    from simulator import SimulationConfig
+    from simulator.config import mix_overrides
+
+    config = config or AnalyticsConfig()
+    rows: list[MatrixRow] = []
+    for mix in mixes:
+        for interval in intervals:
+            for seed in seeds:
+                began = time.monotonic()
+                extra: dict[str, Any] = dict(mix_overrides(mix))
+                if group_rental_share is not None:
+                    extra["group_rental_share"] = group_rental_share
+                sim_config = SimulationConfig(
+                    out=folder / f"{mix}-{interval}-{seed}", units=units, days=days, seed=seed,
+                    timezone=settings.timezone, snapshot_interval=interval, **extra)
+                prepared = prepare(settings, sim_config.out, sim_config, via, config,
+                                   progress, now)
+                if progress:
+                    progress("estimating: Wi-Fi only, meters only, combined")
+                rows.append(MatrixRow(mix, interval, seed, score_methods(prepared, config),
+                                      prepared.counts, time.monotonic() - began))
+    return rows
+
+
+@dataclass
+class AccuracyOutcome:
+    """One accuracy run: the scores, whether the bounds hold, and where the table is."""
+
+    estimator: Score
+    baseline: Score
+    bounds: dict[str, bool]
+    table: str
+    table_path: Path
+    seed: int
+    units: int
+    nights: int
+    via: str
+    simulation: dict[str, Any]
+    timings: dict[str, float]
+    methods: dict[str, Score]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The outcome as JSON values."""
+        return {"estimator": self.estimator.as_dict(), "baseline": self.baseline.as_dict(),
+                "methods": {k: v.as_dict() for k, v in self.methods.items()},
+                "bounds": self.bounds, "seed": self.seed, "units": self.units,
+                "nights": self.nights, "via": self.via, "simulation": self.simulation,
+                "table_path": str(self.table_path),
+                "timings_s": {k: round(v, 1) for k, v in self.timings.items()}}
+
+    def describe(self) -> str:
+        """One line saying what was measured."""
+        return (f"simulated {self.units} units, {self.nights} nights, seed {self.seed} "
+                f"({self.simulation.get('group_rentals', '?')} group rentals); "
+                f"presence via {self.via}; took {self.timings.get('total', 0):.0f} s")
+
+
+def run_accuracy(settings: Any, folder: Path, *, units: int = 1000, days: int = 28,
+                 seed: int = 2024, group_rental_share: float | None = None,
+                 via: str = "influx", config: AnalyticsConfig | None = None,
+                 progress: ProgressFn | None = None, now: dt.datetime | None = None,
+                 mix: str = "default", snapshot_interval: int = 300) -> AccuracyOutcome:
+    """Simulate, import, store presence, analyse as a deployment would, and score."""
+    import time
+
+    from simulator import SimulationConfig
+    from simulator.config import mix_overrides
+
+    config = config or AnalyticsConfig()
+    began = time.monotonic()
+    extra: dict[str, Any] = dict(mix_overrides(mix))
+    if group_rental_share is not None:
+        extra["group_rental_share"] = group_rental_share
+    sim_config = SimulationConfig(out=folder, units=units, days=days, seed=seed,
+                                  timezone=settings.timezone,
+                                  snapshot_interval=snapshot_interval, **extra)
+    prepared = prepare(settings, folder, sim_config, via, config, progress, now)
     mark = time.monotonic()
-    say("estimating")
-    _estimates, tiered = analyse_frames(rollup, registry, window, config)
+    methods = score_methods(prepared, config)
+    timings = dict(prepared.timings)
     timings["estimate"] = time.monotonic() - mark
-    truth = read_truth(sim.truth_path)
-    indexed = tiered.set_index("unit")
-    estimator = score(indexed["estimated"], indexed["flag"] == "group_rental", truth)
-    naive = naive_baseline(rollup, registry.units, registry.aps, config)
-    baseline = score(naive.round(), baseline_flags(naive, registry.units), truth)
+    estimator, baseline = methods["combined"], methods["baseline"]
     table = accuracy_table(estimator, baseline)
     table_path = folder / "accuracy.md"
     timings["total"] = time.monotonic() - began
     outcome = AccuracyOutcome(
         estimator=estimator, baseline=baseline, bounds=meets_bounds(estimator), table=table,
-        table_path=table_path, seed=seed, units=units, nights=len(window.days), via=via,
-        simulation=dict(sim.counts), timings=timings)
-    table_path.write_text(f"{outcome.describe()}\n\n{table}\n", encoding="utf-8")
+        table_path=table_path, seed=seed, units=units, nights=len(prepared.window.days),
+        via=via, simulation=prepared.counts, timings=timings, methods=methods)
+    side_by_side = matrix_table([MatrixRow(mix, snapshot_interval, seed, methods,
+                                           prepared.counts, timings["total"])])
+    table_path.write_text(f"{outcome.describe()}\n\n{table}\n\n{side_by_side}\n",
+                          encoding="utf-8")
     return outcome

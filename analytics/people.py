@@ -201,24 +201,48 @@ def _prior_distribution(registered: int, prior_weights: tuple[float, ...],
     return dist
 
 
+def _detected_pmf(k: int, n: np.ndarray, q: float, concentration: float) -> np.ndarray:
+    """P(k of n people seen) for each n: binomial, or beta-binomial when households differ.
+
+    With a finite ``concentration`` c the chance of being seen is itself uncertain per
+    household, q ~ Beta(c q, c (1 - q)): a household of five where only two show up (three
+    without a device, or away on trips and night shifts) is then merely unusual, not
+    impossible, and the registry keeps its say.
+    """
+    out = np.zeros(len(n))
+    valid = n >= k
+    if not math.isfinite(concentration):
+        out[valid] = [math.comb(int(m), k) * q ** k * (1 - q) ** (int(m) - k) for m in n[valid]]
+        return out
+    a, b = concentration * q, concentration * (1 - q)
+    log_beta_ab = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    for i in np.flatnonzero(valid):
+        m = int(n[i])
+        log_choose = math.lgamma(m + 1) - math.lgamma(k + 1) - math.lgamma(m - k + 1)
+        log_beta = (math.lgamma(k + a) + math.lgamma(m - k + b) - math.lgamma(m + a + b))
+        out[i] = math.exp(log_choose + log_beta - log_beta_ab)
+    return out
+
+
 @functools.lru_cache(maxsize=4096)
-def _wifi_likelihood(detected: int, max_people: int, q: float, spurious: float) -> np.ndarray:
+def _wifi_likelihood(detected: int, max_people: int, q: float, spurious: float,
+                     concentration: float) -> np.ndarray:
     """Cached body of ``wifi_likelihood`` (a district has few distinct arguments)."""
     n = np.arange(max_people + 1)
     out = np.zeros(max_people + 1)
     for k in range(0, detected + 1):
         extra = detected - k
         poisson = math.exp(-spurious) * spurious ** extra / math.factorial(extra)
-        binom = np.array([math.comb(int(m), k) * q ** k * (1 - q) ** (int(m) - k)
-                          if k <= m else 0.0 for m in n])
-        out += binom * poisson
+        out += _detected_pmf(k, n, q, concentration) * poisson
     out.setflags(write=False)
     return out
 
 
-def wifi_likelihood(detected: int, max_people: int, q: float, spurious: float) -> np.ndarray:
-    """P(D = detected | N = n) for n = 0..max_people: Binomial(n, q) seen + Poisson extras."""
-    return _wifi_likelihood(int(detected), int(max_people), float(q), float(spurious))
+def wifi_likelihood(detected: int, max_people: int, q: float, spurious: float,
+                    concentration: float = math.inf) -> np.ndarray:
+    """P(D = detected | N = n) for n = 0..max_people: (beta-)binomial seen + Poisson extras."""
+    return _wifi_likelihood(int(detected), int(max_people), float(q), float(spurious),
+                            float(concentration))
 
 
 def summarise(posterior: np.ndarray, registered: int) -> dict[str, float]:
@@ -235,25 +259,50 @@ def summarise(posterior: np.ndarray, registered: int) -> dict[str, float]:
     }
 
 
+def capacity(area_m2: float | None, config: AnalyticsConfig) -> int:
+    """The most people a unit of this floor area can physically hold (at least one)."""
+    if area_m2 is None or not math.isfinite(area_m2) or area_m2 <= 0:
+        return config.max_people
+    return max(1, min(config.max_people, int(area_m2 // config.capacity_m2_per_person)))
+
+
+def _cap(dist: np.ndarray, cap: int | None) -> np.ndarray:
+    """A distribution over N with no mass above ``cap`` (renormalised)."""
+    if cap is None or cap >= len(dist) - 1:
+        return dist
+    out = dist.copy()
+    out[cap + 1:] = 0.0
+    total = out.sum()
+    if total <= 0:
+        out[: cap + 1] = 1.0 / (cap + 1)
+        return out
+    return out / total
+
+
 def unit_posterior(registered: int, detected: int | None, prior: Prior,
-                   utility_loglik: np.ndarray | None, config: AnalyticsConfig) -> np.ndarray:
-    """The posterior over N for a unit with its own AP (``detected`` None: no Wi-Fi data)."""
+                   utility_loglik: np.ndarray | None, config: AnalyticsConfig,
+                   cap: int | None = None) -> np.ndarray:
+    """The posterior over N for a unit with its own AP (``detected`` None: no Wi-Fi data).
+
+    ``cap``: the unit's physical capacity; no mass above it, whatever the evidence says.
+    """
     m = config.max_people
-    post = prior_distribution(registered, prior, m)
+    post = _cap(prior_distribution(registered, prior, m), cap)
     if detected is not None:
         post = post * wifi_likelihood(detected, m, config.detect_probability,
-                                      config.spurious_clusters_mean)
+                                      config.spurious_clusters_mean, config.detect_concentration)
     if utility_loglik is not None:
         post = post * np.exp(config.utility_weight * (utility_loglik - utility_loglik.max()))
     total = post.sum()
     if total <= 0 or not np.isfinite(total):
-        return prior_distribution(registered, prior, m)
+        return _cap(prior_distribution(registered, prior, m), cap)
     return post / total
 
 
 def zone_posteriors(registered: Sequence[int], detected: int, bound: Sequence[int],
                     prior: Prior, utility_logliks: Sequence[np.ndarray | None],
-                    config: AnalyticsConfig) -> list[np.ndarray]:
+                    config: AnalyticsConfig,
+                    caps: Sequence[int | None] | None = None) -> list[np.ndarray]:
     """Posteriors of the units of one corridor zone, given the people the corridor AP saw.
 
     Each unit has its own prior times its utility likelihood (and at least as many people as
@@ -262,18 +311,19 @@ def zone_posteriors(registered: Sequence[int], detected: int, bound: Sequence[in
     """
     m = config.max_people
     marginals = []
-    for r, b, loglik in zip(registered, bound, utility_logliks, strict=True):
-        dist = prior_distribution(r, prior, m).copy()
+    caps = list(caps) if caps is not None else [None] * len(registered)
+    for r, b, loglik, cap in zip(registered, bound, utility_logliks, caps, strict=True):
+        dist = _cap(prior_distribution(r, prior, m), cap).copy()
         if loglik is not None:
             dist = dist * np.exp(config.utility_weight * (loglik - loglik.max()))
         if b > 0:
             dist[:b] = 0.0
-        dist = dist / dist.sum() if dist.sum() > 0 else prior_distribution(r, prior, m)
+        dist = dist / dist.sum() if dist.sum() > 0 else _cap(prior_distribution(r, prior, m), cap)
         marginals.append(dist)
     k = len(marginals)
     total_max = m * k
     lik = wifi_likelihood(detected, total_max, config.detect_probability,
-                          config.spurious_clusters_mean * k)
+                          config.spurious_clusters_mean * k, config.detect_concentration)
     posteriors = []
     for i in range(k):
         rest = np.array([1.0])
@@ -311,7 +361,8 @@ def fit_prior(registered: Sequence[int], detected: Sequence[int], start: Prior,
         for (r, d), times in pairs.items():
             dist = prior_distribution(r, prior, m)
             joint = dist * wifi_likelihood(d, m, config.detect_probability,
-                                           config.spurious_clusters_mean)
+                                           config.spurious_clusters_mean,
+                                           config.detect_concentration)
             if joint.sum() <= 0:
                 continue
             post = joint / joint.sum()
@@ -324,5 +375,48 @@ def fit_prior(registered: Sequence[int], detected: Sequence[int], start: Prior,
                 component[2] = 0.0
             share = component / np.maximum(component.sum(axis=0), 1e-300)
             counts += times * (share @ post)
-        weights = counts / counts.sum()
+        weights = _bounded(counts / counts.sum(), base, config.prior_fit_max_ratio)
     return Prior(*weights)
+
+
+def fit_detection(registered: Sequence[int], detected: Sequence[int], prior: Prior,
+                  config: AnalyticsConfig) -> float:
+    """The chance a person living here is seen, fitted to the district (bounded grid search).
+
+    How many people the Wi-Fi misses depends on the district (children, elderly without
+    smartphones, cellular-only adults, night shifts and trips), so the documented 0.88 is a
+    starting point, not a constant. With the registry-anchored prior held at its defaults
+    (most units hold their registered people), the likelihood of the units' counts picks the
+    chance in [detect_probability_min, detect_probability]: it may only go down, since extra
+    clusters (second devices) could otherwise pass for better detection.
+    """
+    pairs: dict[tuple[int, int], int] = {}
+    for r, d in zip(registered, detected, strict=True):
+        pairs[(int(r), int(d))] = pairs.get((int(r), int(d)), 0) + 1
+    m = config.max_people
+    grid = np.round(np.arange(config.detect_probability_min, config.detect_probability + 1e-9,
+                              0.02), 2)
+    best, best_ll = config.detect_probability, -math.inf
+    for q in grid:
+        ll = 0.0
+        for (r, d), times in pairs.items():
+            lik = wifi_likelihood(d, m, float(q), config.spurious_clusters_mean,
+                                  config.detect_concentration)
+            ll += times * math.log(max(float(prior_distribution(r, prior, m) @ lik), 1e-300))
+        if ll > best_ll:
+            best, best_ll = float(q), ll
+    return best
+
+
+def _bounded(weights: np.ndarray, base: np.ndarray, ratio: float) -> np.ndarray:
+    """Weights kept within [base / ratio, base * ratio] of the defaults, summing to one.
+
+    The fit sees the Wi-Fi's counts, not the truth: where second devices inflate them it
+    learned "match" 0.15-0.41 and "group rental" 0.23-0.39 (truth about 0.8 and 0.07) and then
+    raised correctly registered units. A bounded fit can adapt to a district, not to its own
+    errors.
+    """
+    out = np.clip(weights, base / ratio, base * ratio)
+    for _ in range(20):  # renormalise, re-clip: converges in a few rounds
+        out = np.clip(out / out.sum(), base / ratio, base * ratio)
+    return out / out.sum()

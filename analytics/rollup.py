@@ -57,6 +57,32 @@ def empty_rollup() -> pd.DataFrame:
                          "first_s": "int64", "last_s": "int64"})
 
 
+MIN_CADENCE_SAMPLES = 20  # snapshot rounds needed before an AP's cadence is trusted
+
+
+def infer_cadence(events: pd.DataFrame) -> pd.Series:
+    """Per AP, its snapshot interval in seconds, inferred from the data.
+
+    All stations of one snapshot share its timestamp, so the AP's distinct snapshot times are
+    its reporting rounds; the most common step between consecutive rounds is the cadence
+    (lost snapshots and hours with nobody there make longer steps, never shorter, so the mode
+    is robust to them). APs with too few rounds are left out (the caller falls back).
+    """
+    snaps = events.loc[events["event"] == "snapshot", ["ap", "ts"]]
+    if snaps.empty:
+        return pd.Series(dtype="float64")
+    rounds = snaps.drop_duplicates().sort_values(["ap", "ts"])
+    step = rounds["ts"].diff().round()
+    same_ap = rounds["ap"].eq(rounds["ap"].shift())
+    steps = pd.DataFrame({"ap": rounds["ap"], "step": step}).loc[same_ap & (step > 0)]
+    if steps.empty:
+        return pd.Series(dtype="float64")
+    counts = steps.groupby(["ap", "step"]).size().rename("n").reset_index()
+    enough = counts.groupby("ap")["n"].transform("sum") >= MIN_CADENCE_SAMPLES
+    counts = counts.loc[enough].sort_values(["ap", "n", "step"], ascending=[True, False, True])
+    return counts.drop_duplicates("ap").set_index("ap")["step"].astype("float64")
+
+
 def rollup_events(events: pd.DataFrame, window: Window,
                   config: AnalyticsConfig | None = None) -> pd.DataFrame:
     """Roll raw events up into one row per (census day, AP, device) with a presence mask.
@@ -87,17 +113,30 @@ def rollup_events(events: pd.DataFrame, window: Window,
     row_randomized = frame["randomized"].to_numpy(dtype=bool)[order]
     rssi = frame["rssi"].to_numpy(dtype=np.float64)[order]
 
-    # Stays: a new one starts at a new (ap, device), after a gap, or after a disconnect.
+    # Stays: a new one starts at a new (ap, device), after a gap, or after a disconnect. The
+    # gap is sized from each AP's own cadence.
+    cadence = infer_cadence(frame)
+    gap_of_ap = np.maximum(
+        float(config.max_gap_s),
+        config.max_gap_intervals * pd.Series(ap_names).map(cadence).fillna(0.0).to_numpy())
     new_stay = np.ones(len(frame), dtype=bool)
     if len(frame) > 1:
         same = (ap_codes[1:] == ap_codes[:-1]) & (dev_codes[1:] == dev_codes[:-1])
-        close = (ts[1:] - ts[:-1]) <= config.max_gap_s
+        close = (ts[1:] - ts[:-1]) <= gap_of_ap[ap_codes[1:]]
         new_stay[1:] = ~(same & close & ~is_disconnect[:-1])
     first_row = np.flatnonzero(new_stay)
     last_row = np.r_[first_row[1:] - 1, len(frame) - 1]
     anchor = starts[0]
     g0 = ((ts[first_row] - anchor) // BIN_SECONDS).astype(np.int64)
-    g1 = ((ts[last_row] - anchor) // BIN_SECONDS).astype(np.int64)
+    # A station last seen in a snapshot is there until about the next round: extend the stay
+    # by one of its AP's intervals (not after a disconnect, which is exact, nor past the
+    # window). Without this every census day ends with a fake departure of every device
+    # before 06:00 at a 600 s cadence, which co-movement reads as everyone leaving together.
+    cadence_of_ap = pd.Series(ap_names).map(cadence).fillna(0.0).to_numpy()
+    extend = np.where(is_disconnect[last_row], 0.0,
+                      np.maximum(cadence_of_ap[ap_codes[last_row]] - 1.0, 0.0))
+    stay_end = np.minimum(ts[last_row] + extend, float(starts[-1]) - 1.0)
+    g1 = ((stay_end - anchor) // BIN_SECONDS).astype(np.int64)
     lengths = g1 - g0 + 1
     owner = np.repeat(np.arange(len(first_row)), lengths)
     offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)

@@ -23,6 +23,19 @@ from analytics.config import AnalyticsConfig
 
 MIN_SPREAD = 0.12  # log-units; below this the peers agree better than people's habits allow
 VACANT_SHARE = 0.05  # an empty unit draws this share of a one-person unit's consumption
+# A meter can be broken, stuck, shared without the registry knowing, or the household can be
+# unusual: one reading is never allowed to be decisive. Each kind's likelihood is a mixture of
+# the log-normal and this much of a flat "the meter says nothing" component, so a reading can
+# move the odds by at most ~1/OUTLIER_WEIGHT, whatever its value.
+OUTLIER_WEIGHT = 0.05
+# Physical bounds on the per-person slope, as multiples of the peers' median consumption per
+# registered person: a zero or negative slope (group rentals among the peers) would turn any
+# excess into dozens or thousands of people. A person's own use is at least about half of
+# what a household uses per registered head (electricity, with the largest base load, is
+# ~0.6 at two people); noisy households (CV 0.5) and wrong registrations attenuate the fitted
+# slope below that, which made a meter 47% over its peers read as twelve people, not five.
+SLOPE_BOUNDS = (0.5, 1.5)
+MAX_COMMUNITY_PEERS = 60  # community fallback: the peers nearest in area (bounds the fit's cost)
 
 
 def daily_consumption(utilities: pd.DataFrame, start: dt.date, end: dt.date,
@@ -89,7 +102,12 @@ def utility_evidence(units: pd.DataFrame, consumption: pd.DataFrame,
                 area = areas[position]
                 similar: np.ndarray = eligible_b[np.abs(areas[eligible_b] - area)
                                                  <= config.utility_area_tolerance * area]
-                candidates: list[np.ndarray] = [similar, eligible_b, eligible_c]
+                nearest = eligible_c[np.argsort(np.abs(areas[eligible_c] - area),
+                                                kind="stable")[:MAX_COMMUNITY_PEERS + 1]]
+                # The unit itself never takes part in its own peers' fit: a group rental
+                # among its peers bends the line, and it would bend towards itself.
+                candidates: list[np.ndarray] = [c[c != position]
+                                                for c in (similar, eligible_b, nearest)]
                 peers = next((c for c in candidates if len(c) >= config.utility_min_peers),
                              None)
                 if peers is None:
@@ -116,6 +134,13 @@ def _fit(peers: np.ndarray, kind: str, registered: np.ndarray, values: np.ndarra
             fits[key] = None
             return None
         base, per_person = theil_sen(x, y)
+        typical = float(np.median(y / x))
+        if typical > 0:
+            low, high = SLOPE_BOUNDS[0] * typical, SLOPE_BOUNDS[1] * typical
+            if not low <= per_person <= high:
+                per_person = min(max(per_person, low), high)
+                base = float(np.median(y - per_person * x))
+        base = max(base, 0.0)
         expected = np.maximum(base + per_person * x, 1e-9)
         resid = np.log(np.maximum(y, 1e-9) / expected)
         spread = max(MIN_SPREAD, 1.4826 * float(np.median(np.abs(resid - np.median(resid)))))
@@ -146,7 +171,8 @@ def _unit_evidence(ref: str, registered: int, consumed: dict[str, float], peers:
         expected = np.maximum(base + per_person * n, 1e-9)
         expected[0] = VACANT_SHARE * one
         observed = max(float(amount), VACANT_SHARE * one)
-        total += -0.5 * ((math.log(observed) - np.log(expected)) / spread) ** 2
+        z = (math.log(observed) - np.log(expected)) / spread
+        total += np.log(np.exp(-0.5 * z * z) + OUTLIER_WEIGHT)
         estimates.append(max(0.0, (float(amount) - base) / per_person))
         if registered > 0 and median_per_person > 0:
             ratios.append(float(amount) / registered / median_per_person)

@@ -23,10 +23,12 @@ from simulator.model import (
     ALWAYS,
     CARRIED,
     DAY_WORKER,
+    DOZING,
     GROUP_RENTAL,
     HOMEBODY,
     IRREGULAR,
     NIGHT_SHIFT,
+    ROTATING_RECONNECT,
     SCHOOL_CHILD,
     SESSIONS,
     WATCHED,
@@ -150,6 +152,7 @@ class DayEngine:
         self.pools: dict[str, list[Visitor]] = {}
         self.probe_addresses = AddressAllocator(config.seed)
         self._today_workday: dict[int, bool] = {}
+        self._reboots: dict[int, Interval] = {}  # AP index -> (down, up), today
         for visitor in world.visitors:
             self.pools.setdefault(visitor.community, []).append(visitor)
 
@@ -239,6 +242,28 @@ class DayEngine:
                 start = _u(rng, 1.0, 23.0)
                 on = subtract(on, [(start, start + rng.randint(10 * SECOND, 5 * MINUTE))])
             return on
+        if device.follows == DOZING and device.index % 2 == 0:
+            # Network standby (TVs, many tablets, modern laptops): stays associated while
+            # anyone is home and all night, dropped now and then by the AP's idle timeout.
+            on = merge([*anyone_home, (18 * HOUR, length)])
+            drops: list[Interval] = []
+            for _ in range(rng.randint(1, 3)):
+                at = _u(rng, 1.0, 17.0)
+                drops.append((at, at + rng.randint(10 * MINUTE, 50 * MINUTE)))
+            return subtract(on, drops)
+        if device.follows == DOZING:
+            # Used while the owner is home; asleep otherwise, but waking for a minute or two
+            # every 15-60 minutes (background sync), day and night: it never leaves.
+            used: list[Interval] = []
+            if rng.chance(0.5):
+                start = _u(rng, 12.0, 16.0)
+                used.append((start, start + _u(rng, 0.5, 2.5)))
+            moment = rng.randint(0, 30 * MINUTE)
+            while moment < length - 5 * MINUTE:
+                used.append((moment, moment + rng.randint(MINUTE, 4 * MINUTE)))
+                moment += rng.randint(15 * MINUTE, 60 * MINUTE)
+            return merge((s, min(e, length)) for s, e in
+                         [*intersect(used[:1], owner_home), *used[1:]])
         if device.follows == WATCHED:
             start = _u(rng, 12.5, 15.0)
             return intersect([(start, start + _u(rng, 1.0, 3.0))], anyone_home)
@@ -287,6 +312,7 @@ class DayEngine:
         probes: list[list[tuple[int, list[tuple[int, str, int, str]]]]] = [[] for _ in world.aps]
         home_hours = [0.0] * len(world.units)
         self._today_workday = {}
+        self._reboots = self._reboot_plan(day)
         busy: dict[int, list[Interval]] = {}
         guests_next: dict[int, tuple[Visitor, int]] = {}
         day_start_ms = day.start * 1000
@@ -358,12 +384,48 @@ class DayEngine:
             ]
         return pieces
 
+    def _reboot_plan(self, day: Day) -> dict[int, Interval]:
+        """APs that reboot today: down for 1-3 minutes, every station dropped at once."""
+        rate = self.config.reboot_rate
+        if rate <= 0:
+            return {}
+        rng = Rng(self.config.seed, "reboot", day.index)
+        length = day.length * 1000
+        plan: dict[int, Interval] = {}
+        for ap in self.world.aps:
+            if rng.chance(rate):
+                down = rng.randint(30 * MINUTE, length - 2 * HOUR)
+                plan[ap.index] = (down, down + rng.randint(MINUTE, 3 * MINUTE))
+        return plan
+
+    def _split_reboots(self, device: Device, pieces: list[tuple[int, int, AccessPoint, int]],
+                       ) -> list[tuple[int, int, AccessPoint, int]]:
+        """Cut pieces at their AP's reboot: silence while down, a re-join (connect) after."""
+        if not self._reboots:
+            return pieces
+        out: list[tuple[int, int, AccessPoint, int]] = []
+        for start, end, ap, rssi in pieces:
+            reboot = self._reboots.get(ap.index)
+            if reboot is None or end <= reboot[0] or start >= reboot[1]:
+                out.append((start, end, ap, rssi))
+                continue
+            down, up = reboot
+            if start < down:
+                out.append((start, down, ap, rssi))
+            rejoin = up + 5 * SECOND + (device.index * 7919) % (55 * SECOND)
+            if end > rejoin:
+                out.append((rejoin, end, ap, rssi))
+        return out
+
     def _emit(self, device: Device, pieces: list[tuple[int, int, AccessPoint, int]],
               length: int, day: Day, rng: Rng, segments: list[list[Segment]],
               day_start_ms: int) -> None:
         """Split pieces at address rotations and append them as segments of their APs."""
         rotations = [r - day_start_ms for r in device.rotations
                      if day_start_ms < r < day_start_ms + length]
+        rebooted = {ap.index: self._reboots[ap.index] for _, _, ap, _ in pieces
+                    if ap.index in self._reboots}
+        pieces = self._split_reboots(device, pieces)
         for start, end, ap, rssi in pieces:
             flags = (CONNECT if start > 0 else 0) | (DISCONNECT if end < length else 0)
             parts = [(start, end, flags)]
@@ -376,12 +438,28 @@ class DayEngine:
                     resume = rotation + rng.randint(2, 8) * SECOND
                     if resume < end:
                         parts.append((resume, end, CONNECT | (flags & DISCONNECT)))
+            reboot = rebooted.get(ap.index)
             for part_start, part_end, part_flags in parts:
                 if part_end - part_start <= 0:
                     continue
+                if reboot is not None and reboot[1] <= part_start < reboot[1] + MINUTE:
+                    part_flags |= CONNECT  # re-joining after the reboot
+                if reboot is not None and part_end == reboot[0]:
+                    part_flags &= ~DISCONNECT  # the AP died: it never reports the drop
+                if device.mode == ROTATING_RECONNECT and part_flags & CONNECT:
+                    self._new_address(device, day_start_ms + part_start)
                 mac = device.address_at(day_start_ms + part_start)
                 segments[ap.index].append(
                     (part_start, part_end, mac, rssi, part_flags, device.index))
+
+    def _new_address(self, device: Device, at_ms: int) -> None:
+        """A reconnect-rotating device takes a fresh address from ``at_ms`` on."""
+        mac, start, end = device.addresses[-1]
+        if at_ms <= start:
+            return
+        device.addresses[-1] = (mac, start, at_ms)
+        fresh = self.probe_addresses.reconnect(device.index, len(device.addresses))
+        device.addresses.append((fresh, at_ms, end))
 
     def _transits(self, device: Device, unit: Unit, departures: list[int], arrivals: list[int],
                   day: Day, rng: Rng, segments: list[list[Segment]],
@@ -507,6 +585,12 @@ class DayEngine:
         length = day.length * 1000
         result: list[Interval | None] = []
         for ap in self.world.aps:
+            reboot = self._reboots.get(ap.index)
+            if reboot is not None:
+                # Stations were already cut at the reboot (_emit); the AP is silent meanwhile.
+                result.append(reboot)
+                ap.outages.append((day.start * 1000 + reboot[0], day.start * 1000 + reboot[1]))
+                continue
             if not rng.chance(self.config.outage_rate):
                 result.append(None)
                 continue

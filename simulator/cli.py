@@ -11,7 +11,14 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from simulator.config import MAX_DAYS, MAX_UNITS, ConfigError, SimulationConfig
+from simulator.config import (
+    MAX_DAYS,
+    MAX_UNITS,
+    MIXES,
+    ConfigError,
+    SimulationConfig,
+    mix_overrides,
+)
 
 
 class _Moment(click.ParamType):
@@ -60,11 +67,15 @@ class _Moment(click.ParamType):
 @click.option("--group-rental-share", type=click.FloatRange(0, 1), default=0.0644,
               show_default=True, help="Share of rented units that are group rentals.")
 @click.option("--ssid", default="Census-Free", show_default=True, help="The APs' SSID.")
+@click.option("--mix", type=click.Choice(MIXES), default="default", show_default=True,
+              help="Behaviour mix: hard adds lost snapshots, AP reboots, reconnect rotation, "
+                   "devices left at home, second phones, deviceless people and noisy meters "
+                   "(docs/simulator.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def simulate(units: int, days: int, seed: int, out: Path, end: dt.datetime | None, live: bool,
              do_publish: bool, replay: bool, rate: float, snapshot_interval: int,
              community_size: int, rented_share: float, group_rental_share: float, ssid: str,
-             as_json: bool) -> None:
+             mix: str, as_json: bool) -> None:
     """Generate a synthetic community with ground truth; with --publish, send its events."""
     from census.cli import configure_logging, load_settings
 
@@ -89,6 +100,7 @@ def simulate(units: int, days: int, seed: int, out: Path, end: dt.datetime | Non
             start=dt.datetime.now(dt.UTC) if live else None, timezone=settings.timezone,
             snapshot_interval=snapshot_interval, ssid=ssid, community_size=community_size,
             rented_share=rented_share, group_rental_share=group_rental_share,
+            **mix_overrides(mix),
         )
     except ConfigError as error:
         raise click.UsageError(str(error)) from None

@@ -17,6 +17,7 @@ from simulator.model import (
     ALWAYS,
     CARRIED,
     DAY_WORKER,
+    DOZING,
     EXTRA_OCCUPANT,
     FEWER,
     FIXED,
@@ -29,6 +30,7 @@ from simulator.model import (
     RESIDENT,
     ROTATING_BIWEEKLY,
     ROTATING_DAILY,
+    ROTATING_RECONNECT,
     SCHOOL_CHILD,
     SESSIONS,
     VACANT,
@@ -324,6 +326,9 @@ class _Builder:
         """A person with identity, routine parameters and devices."""
         rng = self.rng
         identity = self.identities.person(age, local=local, with_phone=age >= 16)
+        if (self.config.night_shift_share > 0 and 18 <= age < 60
+                and role in (DAY_WORKER, IRREGULAR) and rng.chance(self.config.night_shift_share)):
+            role = NIGHT_SHIFT
         person = Person(len(self.people), f"P{len(self.people) + 1:06d}", unit, identity, age, role,
                         registered=registered)
         self.people.append(person)
@@ -385,22 +390,36 @@ class _Builder:
             if rng.chance(0.1):
                 kinds.append("tablet")
         else:
+            config = self.config
+            if config.deviceless_share > 0 and rng.chance(config.deviceless_share):
+                return  # cellular data only, or no smartphone: invisible to the Wi-Fi
             kinds.append("phone")
+            if config.second_phone_share > 0 and rng.chance(config.second_phone_share):
+                kinds.append("phone")
             for kind, share in (("laptop", 0.15 if group else 0.40),
                                 ("tablet", 0.05 if group else 0.18),
                                 ("watch", 0.03 if group else 0.12)):
                 if len(kinds) < 3 and rng.chance(share):
                     kinds.append(kind)
         person.night_wifi_off = "phone" in kinds and rng.chance(0.05)
-        for kind in kinds:
+        home_share = self.config.home_device_share
+        for position, kind in enumerate(kinds):
             if kind in ("phone", "watch"):
                 follows = CARRIED
+                if kind == "phone" and position > 0 and rng.chance(0.5):
+                    follows = DOZING  # a second phone left at home
             elif kind == "laptop" and rng.chance(0.15):
                 follows = ALWAYS  # a desktop or a laptop that never sleeps
+            elif home_share > 0 and rng.chance(home_share):
+                follows = DOZING
             else:
                 follows = SESSIONS
-            device = self._device(RESIDENT, kind, MODES[kind].draw(rng), follows, person,
-                                  person.unit, OUIS[kind])
+            mode = MODES[kind].draw(rng)
+            reconnect = self.config.reconnect_rotation_share
+            if (reconnect > 0 and kind in ("phone", "tablet") and mode != FIXED
+                    and rng.chance(reconnect)):
+                mode = ROTATING_RECONNECT
+            device = self._device(RESIDENT, kind, mode, follows, person, person.unit, OUIS[kind])
             device.probes = kind in ("phone", "watch")
             person.devices.append(device)
 
@@ -428,7 +447,8 @@ class _Builder:
         if mode == FIXED:
             device.addresses = [(self.addresses.hardware(self.rng.choice(ouis)), start, end)]
             return device
-        if mode == PER_SSID:
+        if mode in (PER_SSID, ROTATING_RECONNECT):
+            # Reconnect rotation: the day engine adds an address at each connect.
             device.addresses = [(self.addresses.randomized(), start, end)]
             return device
         # Rotations happen at a device-specific time of day, away from the 06:00 day boundary.
@@ -442,8 +462,12 @@ class _Builder:
             while day < days:
                 rotation_days.append(day)
                 day += self.rng.randint(12, 16)
-        rotations = [self.period.days[d].start * 1000 + time_of_day
-                     + self.rng.randint(-1800_000, 1800_000) for d in rotation_days]
+        if self.config.random_rotation_times and mode == ROTATING_BIWEEKLY:
+            rotations = [self.period.days[d].start * 1000 + self.rng.randint(HOUR_MS, 23 * HOUR_MS)
+                         for d in rotation_days]
+        else:
+            rotations = [self.period.days[d].start * 1000 + time_of_day
+                         + self.rng.randint(-1800_000, 1800_000) for d in rotation_days]
         rotations = [r for r in rotations if start < r < end]
         device.rotations = rotations
         bounds = [start, *rotations, end]

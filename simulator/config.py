@@ -59,6 +59,17 @@ class SimulationConfig:
     visit_rate: float = 0.06  # chance per occupied unit per evening of a visit
     overnight_guest_rate: float = 0.01  # chance per occupied unit per night
     trip_rate: float = 0.10  # chance per adult per 14 days of a trip of 2-7 nights
+    # --- harder behaviours (issue 16); all off by default, on in ``hard_mix`` ----------------
+    snapshot_loss: float = 0.0  # share of snapshot messages lost on the way
+    reboot_rate: float = 0.0  # chance per AP per day of a reboot (every station drops at once)
+    reconnect_rotation_share: float = 0.0  # phones/tablets with a new address at each connect
+    random_rotation_times: bool = False  # biweekly rotations at any time, not a fixed hour
+    home_device_share: float = 0.0  # laptops/tablets that stay home, dozing, woken at night
+    second_phone_share: float = 0.0  # adults with a second phone (half carried, half at home)
+    deviceless_share: float = 0.0  # adults with no Wi-Fi device at all (cellular only)
+    night_shift_share: float = 0.0  # extra chance that a working adult works night shifts
+    meter_household_cv: float = 0.0  # per-household spread of use per person (log-normal CV)
+    broken_meter_share: float = 0.0  # meters stuck, reading zero, or off by a factor
 
     def __post_init__(self) -> None:
         """Refuse values the model cannot use, naming the parameter."""
@@ -70,7 +81,10 @@ class SimulationConfig:
         for name in ("rented_share", "group_rental_share", "vacant_share", "extra_occupant_share",
                      "fewer_share", "walkup_share", "no_ap_share", "sniffer_share",
                      "shared_meter_share", "bleed_share", "outage_rate", "visit_rate",
-                     "overnight_guest_rate", "trip_rate"):
+                     "overnight_guest_rate", "trip_rate", "snapshot_loss", "reboot_rate",
+                     "reconnect_rotation_share", "home_device_share", "second_phone_share",
+                     "deviceless_share", "night_shift_share", "meter_household_cv",
+                     "broken_meter_share"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise ConfigError(name, value, "must be a number between 0 and 1")
@@ -103,6 +117,34 @@ class SimulationConfig:
             if values[name] is not None:
                 values[name] = values[name].isoformat()
         return values
+
+
+MIXES = ("default", "hard")
+
+# The hard mix: the behaviours that broke the estimator on districts it was not developed on
+# (issue 16), at the strength seen there. A cadence is chosen separately (300 s or 600 s).
+HARD_MIX: dict[str, Any] = {
+    "snapshot_loss": 0.05,
+    "outage_rate": 0.05,
+    "reboot_rate": 0.04,
+    "reconnect_rotation_share": 0.15,
+    "random_rotation_times": True,
+    "home_device_share": 0.6,
+    "second_phone_share": 0.15,
+    "deviceless_share": 0.08,
+    "night_shift_share": 0.12,
+    "trip_rate": 0.30,
+    "meter_household_cv": 0.5,
+    "broken_meter_share": 0.03,
+    "shared_meter_share": 0.05,
+}
+
+
+def mix_overrides(mix: str) -> dict[str, Any]:
+    """The parameter values of a named behaviour mix ("default": none changed)."""
+    if mix not in MIXES:
+        raise ConfigError("mix", mix, f"must be one of {', '.join(MIXES)}")
+    return dict(HARD_MIX) if mix == "hard" else {}
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

@@ -19,6 +19,8 @@ LAPTOP_OUIS = ("00:1b:21", "3c:a9:f4", "00:e0:4c", "f0:18:98", "3c:22:fb")
 IOT_OUIS = ("24:0a:c4", "30:ae:a4", "44:19:b6", "28:6c:07", "64:09:80")
 
 _PROBE_BASE = 1 << 45  # randomized association addresses use counters below this
+_RECONNECT_BASE = 1 << 44  # addresses made at reconnects: device index * 2**20 + number
+_RECONNECT_PER_DEVICE = 1 << 20
 MAX_DAYS = 4096  # probe counter layout: device index * MAX_DAYS + day
 _MASK24 = (1 << 24) - 1
 _MASK40 = (1 << 40) - 1
@@ -63,6 +65,13 @@ class AddressAllocator:
         """A fresh locally administered unicast address."""
         counter = self._next_random
         self._next_random += 1
+        return self._random_from(_feistel(counter, 23, self._keys46))
+
+    def reconnect(self, device_index: int, number: int) -> str:
+        """The address a device takes at its ``number``-th reconnect (a pure function)."""
+        if number >= _RECONNECT_PER_DEVICE:
+            raise OverflowError(f"device {device_index}: more than 2**20 reconnect addresses")
+        counter = _RECONNECT_BASE + device_index * _RECONNECT_PER_DEVICE + number
         return self._random_from(_feistel(counter, 23, self._keys46))
 
     def probe(self, device_index: int, day: int) -> str:

@@ -39,13 +39,19 @@ FIXED = "fixed"
 PER_SSID = "per_ssid"
 ROTATING_DAILY = "rotating_daily"
 ROTATING_BIWEEKLY = "rotating_biweekly"
-ADDRESS_MODES = (FIXED, PER_SSID, ROTATING_DAILY, ROTATING_BIWEEKLY)
+# A new randomized address at every connect (Android "non-persistent" randomization): an AP
+# reboot makes all such devices on it change address at once.
+ROTATING_RECONNECT = "rotating_reconnect"
+ADDRESS_MODES = (FIXED, PER_SSID, ROTATING_DAILY, ROTATING_BIWEEKLY, ROTATING_RECONNECT)
 
 # How a device's Wi-Fi follows its owner.
 CARRIED = "carried"  # phone, watch: with the owner, associated while the owner is home
 SESSIONS = "sessions"  # laptop, tablet: at home, awake only while used
 ALWAYS = "always"  # IoT, desktops: on around the clock
 WATCHED = "watched"  # TVs that drop Wi-Fi in standby: on while someone watches
+# Laptops, tablets and second phones that stay at home: used while the owner is home, asleep
+# otherwise, waking for a minute or two now and then, day and night (never leave, never stay).
+DOZING = "dozing"
 
 
 @dataclass(slots=True, eq=False)

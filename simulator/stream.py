@@ -44,6 +44,7 @@ class StreamWriter:
         self.events: Counter[str] = Counter()
         self.ssid_json = [json.dumps(ap.ssid) for ap in world.aps]
         self.prefix = ['{"ap":' + json.dumps(ap.ap_id) + ',"payload":[' for ap in world.aps]
+        self._loss: Rng | None = None
 
     def write_day(self, activity: DayActivity) -> None:
         """Write every message of one day, in time order."""
@@ -53,6 +54,9 @@ class StreamWriter:
         slice_s = rounds * interval
         noise_rng = Rng(self.config.seed, "rssi", day.index)
         noise = [noise_rng.randint(-4, 4) for _ in range(NOISE_SIZE)]
+        # Lost snapshots (a congested uplink, a broker hiccup): drawn per message.
+        self._loss = (Rng(self.config.seed, "snapshot-loss", day.index)
+                      if self.config.snapshot_loss > 0 else None)
         day_ms = day.start * 1000
         states: list[tuple[list[Segment], list[int], list[Segment]]] = []
         for segments in activity.segments:
@@ -127,6 +131,8 @@ class StreamWriter:
                 rel = ts_s * 1000 - day_ms
                 if outage is not None and outage[0] <= rel < outage[1]:
                     continue  # the AP is down: no report at all
+                if self._loss is not None and self._loss.chance(self.config.snapshot_loss):
+                    continue  # lost on the way: neither its stations nor its [] arrive
                 out.append((ts_s * 1000, index, seq, prefix + ",".join(bucket) + "]}\n"))
                 seq += 1
                 events["snapshot"] += len(bucket)

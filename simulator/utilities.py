@@ -36,12 +36,14 @@ def heating_season(date: dt.date) -> bool:
 
 
 def daily_amounts(unit: Unit, person_days: float, temperature: float, date: dt.date,
-                  rng: Rng) -> dict[str, float]:
+                  rng: Rng, habit: float = 1.0) -> dict[str, float]:
     """One unit's consumption for a day, by kind (before rounding)."""
     weekend = 1.1 if date.weekday() >= 5 else 1.0
     occupied = person_days > 0
     # Group rentals share kitchens and bathrooms: a little less per head, far more in total.
-    per_head = 0.85 if unit.scenario == GROUP_RENTAL else 1.0
+    # ``habit``: this household's use per person against the average (households of one size
+    # differ a lot: showers, cooking at home, appliances).
+    per_head = (0.85 if unit.scenario == GROUP_RENTAL else 1.0) * habit
     iot = len(unit.infrastructure)
     amounts: dict[str, float] = {}
     water_season = 1.0 + 0.2 * (temperature - 12.5) / 15.5
@@ -79,6 +81,20 @@ class UtilityWriter:
                 if head is None or unit.ref < head.ref:
                     self.meter_head[unit.meter_group] = unit
         self.world = world
+        # Per household: a lasting habit factor (log-normal, mean 1) and, for a few meters, a
+        # fault: reads zero, stuck at its first reading, or off by a factor of ten.
+        self.habit = [1.0] * len(world.units)
+        self.fault: dict[int, tuple[str, str]] = {}
+        self.stuck: dict[tuple[int, str], float] = {}
+        cv = config.meter_household_cv
+        sigma = math.sqrt(math.log(1 + cv * cv)) if cv > 0 else 0.0
+        for unit in world.units:
+            rng = Rng(config.seed, "meter", unit.index)
+            if sigma > 0:
+                self.habit[unit.index] = math.exp(rng.gauss(-sigma * sigma / 2, sigma))
+            if config.broken_meter_share > 0 and rng.chance(config.broken_meter_share):
+                self.fault[unit.index] = (rng.choice(("water", "electricity")),
+                                          rng.choice(("zero", "stuck", "x10", "x0.1")))
 
     def write_day(self, day: Day, home_hours: list[float]) -> None:
         """Readings of every unit (or shared meter) for the day's local date."""
@@ -89,7 +105,10 @@ class UtilityWriter:
         ordered: list[tuple[Unit, dict[str, float]]] = []
         for unit in self.world.units:
             amounts = daily_amounts(unit, home_hours[unit.index] / 24.0, temperature, day.date,
-                                    rng)
+                                    rng, self.habit[unit.index])
+            fault = self.fault.get(unit.index)
+            if fault is not None and fault[0] in amounts:
+                amounts[fault[0]] = self._faulty(unit.index, fault, amounts[fault[0]])
             if unit.meter_group:
                 total = shared.setdefault(unit.meter_group, {})
                 for kind, amount in amounts.items():
@@ -105,3 +124,12 @@ class UtilityWriter:
                     self.writer.writerow((building.community, building.code, unit.code, kind,
                                           start, end, f"{amounts[kind]:.{DECIMALS[kind]}f}"))
                     self.rows += 1
+
+    def _faulty(self, index: int, fault: tuple[str, str], amount: float) -> float:
+        """What a broken meter reads instead of ``amount``."""
+        kind, how = fault
+        if how == "zero":
+            return 0.0
+        if how == "stuck":
+            return self.stuck.setdefault((index, kind), amount)
+        return amount * (10.0 if how == "x10" else 0.1)

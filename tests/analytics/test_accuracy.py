@@ -1,7 +1,9 @@
 """Accuracy against the simulator's truth, and proof that the estimator never reads it.
 
-The asserted run uses seed 7, which development never used (seeds 11, 12 and 2024 were);
-the bounds are the issue's.
+The default-mix run uses seed 7, which development never used (seeds 11, 12 and 2024 were);
+its bounds are the first issue's. The hard-mix run (issue 16) uses seed 8353, held out with
+8311 and 8329 (seeds 101 and 102 were used to develop the fixes); its thresholds are what
+held with margin on 8311 and 8329 (docs/analytics.md section 10), not the issue's targets.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from analytics.config import AnalyticsConfig, Window
 from analytics.evaluation import (
     BOUNDS,
     run_accuracy,
+    score,
     stream_events,
     window_for_period,
 )
@@ -49,6 +52,24 @@ def test_no_estimator_module_imports_the_simulator_or_reads_a_truth_file() -> No
                     continue  # the accuracy command, not the estimator path
                 assert not name.startswith(("simulator", "analytics.evaluation")), (path, name)
         assert "truth.json" not in source and "read_truth" not in source, path
+
+
+def test_scores_count_interval_coverage_and_estimates_above_capacity() -> None:
+    """Coverage over occupied units only; an estimate above a unit's capacity is counted."""
+    truth = pd.DataFrame({"unit": ["a", "b", "c", "d"], "true_registered": [2, 1, 1, 0],
+                          "true_occupants": [2, 9, 1, 0], "group_rental": [False, True, False,
+                                                                           False],
+                          "scenario": ["match", "group_rental", "match", "vacant"],
+                          "own_ap": True})
+    estimated = pd.Series([2.0, 7.0, 3.0, 0.0], index=["a", "b", "c", "d"])
+    flagged = pd.Series([False, True, True, False], index=estimated.index)
+    interval = pd.DataFrame({"low": [1, 5, 2, 0], "high": [3, 8, 4, 9]}, index=estimated.index)
+    capacity = pd.Series([4, 6, 8, 8], index=estimated.index)
+    s = score(estimated, flagged, truth, interval=interval, capacity=capacity)
+    assert s.coverage == pytest.approx(1 / 3, abs=1e-4)  # a inside; b (9 > 8) and c (1 < 2) outside
+    assert s.over_capacity == 1  # b: 7 people in room for 6
+    assert (s.precision, s.recall, s.false_flags_zero_or_one_extra) == (0.5, 1.0, 1)
+    assert s.mae == pytest.approx((0 + 2 + 2) / 3, abs=1e-4)
 
 
 def estimate_from(folder: Path, window: Window, settings: Settings,
@@ -101,3 +122,24 @@ def test_accuracy_meets_the_issues_bounds_on_a_smaller_community(settings: Setti
     assert estimator.false_flags_zero_or_one_extra == 0, outcome.table
     assert estimator.mae < baseline.mae / 3, outcome.table
     assert "NOT met" not in outcome.table_path.read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_hard_mix_at_600_s_holds_the_figures_measured_on_held_out_seeds(
+        settings: Settings, tmp_path: Path) -> None:
+    """Lost snapshots, reboots, rotations, home devices, deviceless people, noisy meters."""
+    outcome = run_accuracy(settings, tmp_path / "hard", units=100, days=14, seed=8353,
+                           group_rental_share=0.25, via="direct", mix="hard",
+                           snapshot_interval=600)
+    wifi, combined = outcome.methods["wifi"], outcome.methods["combined"]
+    baseline = outcome.baseline
+    table = outcome.table_path.read_text(encoding="utf-8")
+    assert combined.group_rentals >= 4, table
+    assert wifi.mae <= 0.35 and wifi.within_one >= 0.93, table
+    assert wifi.mae * 2.5 <= baseline.mae, table
+    assert combined.mae <= 0.40 and combined.within_one >= 0.92, table
+    for method in (wifi, combined):
+        assert method.precision >= 0.85 and method.recall >= 0.75, table
+        assert method.false_flags_zero_or_one_extra == 0, table
+        assert method.coverage is not None and 0.85 <= method.coverage <= 0.99, table
+    assert all(s.over_capacity == 0 for s in outcome.methods.values()), table

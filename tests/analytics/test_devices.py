@@ -12,6 +12,7 @@ from analytics.devices import (
     choose_home,
     daily_features,
     device_ap_features,
+    mark_home_devices,
     packed_masks,
     place_devices,
     zones_for_aps,
@@ -132,3 +133,51 @@ def test_zones_list_the_units_each_ap_covers() -> None:
     assert sorted(zones.loc[zones["ap"] == "ap-f2", "unit"]) == ["C1/B2/0201", "C1/B2/0202"]
     assert list(zones.loc[zones["ap"] == "ap-a", "unit"]) == ["C1/B1/0101"]
     assert "ap-lobby" not in set(zones["ap"])
+
+
+CONFIG = AnalyticsConfig()
+HOME_APS = pd.DataFrame({
+    "ap": ["ap-0101", "ap-0102", "ap-lobby", "ap-w-f1"],
+    "community": ["C1", "C1", "C1", "C1"], "building": ["B1", "B1", "B1", "B2"],
+    "floor": [1, 1, 1, 1], "unit": ["C1/B1/0101", "C1/B1/0102", "", ""],
+    "coverage": ["unit", "unit", "building", "floor"]})
+
+
+def residents_at(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
+    """Resident home rows: (device, home AP, days seen)."""
+    return pd.DataFrame({"device": [r[0] for r in rows], "home_ap": [r[1] for r in rows],
+                         "coverage": [HOME_APS.set_index("ap").at[r[1], "coverage"]
+                                      for r in rows],
+                         "class": "resident", "days": [r[2] for r in rows]})
+
+
+def lobby_sightings(devices: list[str]) -> pd.DataFrame:
+    """Presence rows at the lobby AP for these devices (plus their home rows' AP)."""
+    return pd.DataFrame({"device": devices, "ap": "ap-lobby"})
+
+
+def test_a_device_that_never_passes_the_lobby_while_a_housemate_does_is_a_home_device() -> None:
+    """The phone joins the lobby on its way out; the tablet left home never does."""
+    homes = residents_at([("phone", "ap-0101", 14), ("tablet", "ap-0101", 14),
+                          ("tv", "ap-0101", 3)])
+    marked = mark_home_devices(homes, lobby_sightings(["phone"]), HOME_APS, CONFIG)
+    assert marked.set_index("device")["class"].to_dict() == {
+        "phone": "resident", "tablet": "home_device", "tv": "resident"}  # 3 days: too few
+
+
+def test_nobody_is_made_a_home_device_where_no_device_of_the_home_travels() -> None:
+    """A flat whose devices were never at the lobby keeps them all (someone carries one)."""
+    homes = residents_at([("phone", "ap-0101", 14), ("tablet", "ap-0101", 14),
+                          ("other", "ap-0102", 14)])
+    marked = mark_home_devices(homes, lobby_sightings(["other"]), HOME_APS, CONFIG)
+    assert set(marked["class"]) == {"resident"}
+
+
+def test_without_a_lobby_ap_reporting_nothing_is_judged() -> None:
+    """Walk-ups (corridor APs) and silent lobbies: the classes stay as they were."""
+    homes = residents_at([("phone", "ap-w-f1", 14), ("laptop", "ap-w-f1", 14)])
+    assert mark_home_devices(homes, lobby_sightings(["phone"]), HOME_APS,
+                             CONFIG)["class"].eq("resident").all()
+    homes = residents_at([("phone", "ap-0101", 14), ("laptop", "ap-0101", 14)])
+    assert mark_home_devices(homes, pd.DataFrame({"device": ["x"], "ap": ["ap-0102"]}),
+                             HOME_APS, CONFIG)["class"].eq("resident").all()

@@ -8,7 +8,9 @@ import pytest
 from analytics.config import AnalyticsConfig
 from analytics.people import (
     Prior,
+    capacity,
     comovement_scores,
+    fit_detection,
     fit_prior,
     group_people,
     prior_distribution,
@@ -160,3 +162,54 @@ def test_empirical_bayes_learns_the_districts_mix() -> None:
     fitted = fit_prior(registered, detected, PRIOR, CONFIG)
     assert fitted.plus_one > PRIOR.plus_one
     assert sum(fitted.weights()) == pytest.approx(1.0)
+
+
+def test_a_household_seen_short_keeps_the_registry_in_the_estimate() -> None:
+    """Registered 5, seen 2: households differ, so the registry's 5 stays in the interval."""
+    config = AnalyticsConfig()
+    prior = Prior.from_config(config)
+    post = unit_posterior(5, 2, prior, None, config)
+    summary = summarise(post, 5)
+    assert summary["low"] <= 2 and summary["high"] >= 5
+    plain = unit_posterior(5, 2, prior, None, AnalyticsConfig(detect_concentration=1e9))
+    assert post[5] > plain[5]  # the binomial called five people near impossible
+
+
+def test_beta_binomial_detection_is_a_distribution_over_what_is_seen() -> None:
+    """For every true N, the chances of seeing 0..N people (no extras) sum to one."""
+    likelihoods = np.array([wifi_likelihood(d, 12, 0.88, 1e-12, 8.0) for d in range(13)])
+    assert likelihoods.sum(axis=0) == pytest.approx(np.ones(13))
+
+
+def test_the_fitted_prior_cannot_learn_its_own_inflated_counts() -> None:
+    """Every unit shows three people more than registered: group weight at most doubles."""
+    config = AnalyticsConfig()
+    start = Prior.from_config(config)
+    fitted = fit_prior([2] * 400, [5] * 400, start, config)
+    assert fitted.weights()[4] <= 2 * start.weights()[4] + 1e-9
+    assert fitted.weights()[2] >= start.weights()[2] / 2 - 1e-9
+
+
+def test_no_posterior_mass_above_a_units_physical_capacity() -> None:
+    """Seen 14 in a 20 m² flat: at most 8 people (2.5 m² each)."""
+    config = AnalyticsConfig()
+    assert capacity(20.0, config) == 8 and capacity(float("nan"), config) == config.max_people
+    post = unit_posterior(1, 14, Prior.from_config(config), None, config, cap=8)
+    assert post[9:].sum() == 0 and summarise(post, 1)["estimated"] <= 8
+
+
+def test_the_detection_chance_is_fitted_down_where_many_people_go_unseen() -> None:
+    """Households of four mostly show three: the chance drops from 0.88 towards 0.75."""
+    config = AnalyticsConfig()
+    prior = Prior.from_config(config)
+    registered = [4] * 200
+    detected = [3] * 110 + [4] * 60 + [2] * 30
+    q = fit_detection(registered, detected, prior, config)
+    assert 0.6 <= q <= 0.8
+
+
+def test_the_detection_chance_never_rises_above_its_default() -> None:
+    """Extra clusters (second devices) cannot pass for better detection."""
+    config = AnalyticsConfig()
+    q = fit_detection([2] * 100, [3] * 100, Prior.from_config(config), config)
+    assert q <= config.detect_probability

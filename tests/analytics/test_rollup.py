@@ -12,6 +12,7 @@ from analytics.config import AnalyticsConfig, Window
 from analytics.rollup import (
     MEASUREMENT_DAILY,
     RollupStore,
+    infer_cadence,
     pack_mask,
     rollup_events,
     unpack_masks,
@@ -49,6 +50,32 @@ def test_consecutive_snapshots_form_one_stay_and_mark_their_bins() -> None:
     assert row["rssi_max"] == -50
     assert (row["first_s"], row["last_s"]) == (int(DAY0), int(DAY0 + 900))
     assert row["day"] == dt.date(2026, 10, 31)
+
+
+def test_each_aps_cadence_is_inferred_from_its_snapshot_rounds_despite_losses() -> None:
+    """600 s rounds with some lost give 600; 300 s rounds on another AP give 300."""
+    slow = [(k * 600, "slow", "snapshot", "d1", -50) for k in range(40) if k not in (5, 6, 20)]
+    slow += [(k * 600, "slow", "snapshot", "d2", -55) for k in range(10)]  # same rounds
+    fast = [(k * 300, "fast", "snapshot", "d3", -50) for k in range(40) if k % 7 != 3]
+    few = [(k * 900, "few", "snapshot", "d4", -50) for k in range(5)]
+    cadence = infer_cadence(events(slow + fast + few))
+    assert cadence.to_dict() == {"fast": 300.0, "slow": 600.0}
+
+
+def test_at_a_600_s_cadence_a_lost_snapshot_neither_splits_a_stay_nor_ends_it_early() -> None:
+    """Rounds every 600 s, one lost: one stay, every bin from the first to the last round's."""
+    rows = [(k * 600, "ap1", "snapshot", "d1", -50) for k in range(30) if k != 12]
+    row = rollup_events(events(rows), WINDOW).iloc[0]
+    # 29 rounds cover 0..17,400 s, and the last round stands for the 600 s after it.
+    assert list(np.flatnonzero(bits_of(row))) == list(range(0, 60))
+
+
+def test_a_disconnect_ends_the_stay_exactly_even_at_a_slow_cadence() -> None:
+    """No extension after a disconnect: the station said it left."""
+    rows = [(k * 600, "ap1", "snapshot", "d1", -50) for k in range(25)]
+    rows.append((24 * 600 + 10, "ap1", "disconnect", "d1", -50))
+    row = rollup_events(events(rows), WINDOW).iloc[0]
+    assert list(np.flatnonzero(bits_of(row))) == list(range(0, 49))
 
 
 def test_a_missed_snapshot_does_not_split_a_stay_but_an_absence_does() -> None:

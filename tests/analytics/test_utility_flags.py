@@ -70,6 +70,36 @@ def test_a_unit_using_water_like_six_people_is_estimated_at_six() -> None:
     assert int(np.argmax(logliks["C1/B1/0001"])) == 2
 
 
+def test_group_rentals_among_the_peers_cannot_flatten_the_slope_into_absurd_estimates() -> None:
+    """Half the one-person units hold ten: the line would go flat; the slope stays physical."""
+    registered = [1, 1, 1, 1, 1, 1, 2, 2, 3, 1]
+    water = [1.5, 1.5, 1.5, 0.15, 0.15, 0.16, 0.3, 0.31, 0.45, 0.17]
+    units, consumption = building(registered, water)
+    frame, logliks = utility_evidence(units, consumption, CONFIG)
+    estimates = frame.set_index("unit")["estimated_people"]
+    assert estimates.max() <= 15, estimates  # never 85 or 20,402 people
+    assert all(np.isfinite(ll).all() for ll in logliks.values())
+
+
+def test_one_reading_never_decides_alone() -> None:
+    """A meter reading ten times its peers moves the odds at most ~20-fold per kind."""
+    registered = [1, 2, 2, 3, 1, 2, 4]
+    water = [0.15, 0.3, 0.3, 0.45, 0.15, 0.3, 6.0]
+    units, consumption = building(registered, water)
+    _frame, logliks = utility_evidence(units, consumption, CONFIG)
+    loglik = logliks["C1/B1/0006"]
+    assert loglik.max() - loglik.min() <= np.log(1.05 / 0.05) + 1e-9  # 21-fold
+
+
+def test_a_unit_is_not_its_own_peer() -> None:
+    """Five peers and the unit: the unit's excess is judged against the five alone."""
+    registered = [1, 1, 1, 1, 1, 1]
+    water = [0.15, 0.16, 0.14, 0.15, 0.15, 1.5]
+    units, consumption = building(registered, water)
+    frame, _logliks = utility_evidence(units, consumption, CONFIG)
+    assert frame.set_index("unit").at["C1/B1/0005", "ratio"] == pytest.approx(10.0, rel=0.05)
+
+
 def test_units_on_a_shared_meter_get_no_utility_evidence_of_their_own() -> None:
     """The meter measures the group, not the unit."""
     units, consumption = building([1, 2, 3, 2, 4, 1, 3], [0.15, 0.3, 0.45, 0.3, 0.6, 0.15, 0.45],
