@@ -154,8 +154,15 @@ def _find_binary(candidates: Sequence[str]) -> str:
 # --- Mosquitto -------------------------------------------------------------------------------
 
 
+# When Mosquitto writes its in-memory database (the whole file, every time) to disk. Counting
+# changes with a count of 1 saves after every loop iteration that queued a message, so an event
+# the broker acknowledged is on disk a moment later and survives kill -9 of the broker; the cost
+# grows with the queue (docs/collector.md, "Broker crashes", has the measurements).
+MOSQUITTO_AUTOSAVE = ("autosave_on_changes true", "autosave_interval 1")
+
+
 def _mosquitto_prepare(service: LocalService) -> None:
-    """Write mosquitto.conf: loopback listener, persistence, generous queues."""
+    """Write mosquitto.conf: loopback listener, persistence on every change, generous queues."""
     data = service.directory / "data"
     data.mkdir(parents=True, exist_ok=True)
     user = getpass.getuser()
@@ -168,7 +175,7 @@ def _mosquitto_prepare(service: LocalService) -> None:
                 f"user {user}",
                 "persistence true",
                 f"persistence_location {data}/",
-                "autosave_interval 60",
+                *MOSQUITTO_AUTOSAVE,
                 # The default of 1000 queued messages per client silently dropped ~70% of a 200k
                 # burst to a slow subscriber here; a collector catching up needs far more.
                 "max_queued_messages 2000000",

@@ -110,6 +110,16 @@ def test_the_broker_config_keeps_a_collector_backlog() -> None:
     assert "allow_anonymous false" in text
 
 
+def test_the_broker_configs_save_on_every_change() -> None:
+    """Production and the local broker persist what they acknowledged, not every 60 s."""
+    from census.services import MOSQUITTO_AUTOSAVE
+
+    text = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
+    settings = [line for line in text.splitlines() if line.startswith("autosave")]
+    assert settings == list(MOSQUITTO_AUTOSAVE) == ["autosave_on_changes true",
+                                                    "autosave_interval 1"]
+
+
 def test_the_image_contains_every_package() -> None:
     """The Dockerfile copies each top-level package (templates ship inside portal) to install."""
     dockerfile = (ROOT / "Dockerfile").read_text()
