@@ -10,9 +10,10 @@ For each persistence setting (``interval:60``: the old timer; ``on:N``: ``autosa
 true`` with ``autosave_interval N``), a private Mosquitto 2 (the project's configuration from
 census.services with only the autosave lines changed; its own folder and free port) gets a
 prepared collector session that is not connected, so every message queues. QoS 1 messages of
-10 snapshot events (~1.2 KB, what an AP sends) are published with up to 1,000 unacknowledged, in
-steps of --step, and each step's rate is printed beside the queue it went into and the size of
-the database file the broker rewrites on each save. After the last PUBACK the broker is killed
+10 snapshot events (~1 KB, what an AP sends) are published by --publishers connections, each
+waiting for every PUBACK as an AP does (one connection pipelines up to 1,000), in steps of
+--step; each step's rate is printed beside the queue it went into and the size of the database
+file the broker rewrites on each save. After the last PUBACK the broker is killed
 with SIGKILL at once, restarted, and the session drained: the events that survived are counted.
 With --drained a subscriber empties the session meanwhile, as a running collector does: the
 rate then is what the broker takes while its queue stays near empty.
