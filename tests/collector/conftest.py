@@ -172,6 +172,40 @@ def running_collector(collector: Collector) -> Iterator[Collector]:
         raise result["error"]  # type: ignore[misc]
 
 
+def _free_port_pair() -> int:
+    """A loopback port p with p and p+2 free (InfluxDB also binds p+2 for its RPC)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port < 65000 and local_services.port_is_free("127.0.0.1", port + 2):
+            return port
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture
+def private_influx(tmp_path: Any) -> Iterator[local_services.LocalService]:
+    """A private InfluxDB (its own folder and port) that a test may stop and start."""
+    private = Settings.load(environ={}, environment="test", var_dir=tmp_path / "private",
+                            influx_url=f"http://127.0.0.1:{_free_port_pair()}")
+    service = next(s for s in local_services.build_services(private) if s.name == "influxdb")
+    local_services.start(service)
+    yield service
+    local_services.stop(service)
+
+
+def kill_service(service: local_services.LocalService) -> None:
+    """SIGKILL a local server this test started; wait until its port is free again."""
+    pid = service.read_pid()
+    assert pid is not None, f"the private {service.name} is not running"
+    os.kill(pid, signal.SIGKILL)
+    # The process leaves /proc a moment before the kernel closes its listening socket.
+    deadline = time.monotonic() + 20
+    while not local_services.port_is_free(service.host, service.port):
+        assert time.monotonic() < deadline, f"killed {service.name} still holds its port"
+        time.sleep(0.05)
+
+
 class PrivateBroker:
     """A Mosquitto of the test's own (the project's configuration, a free port) it may kill."""
 
@@ -191,14 +225,7 @@ class PrivateBroker:
 
     def kill(self) -> None:
         """SIGKILL: no chance to save anything; wait until its port is free again."""
-        pid = self.service.read_pid()
-        assert pid is not None, "the private broker is not running"
-        os.kill(pid, signal.SIGKILL)
-        # The process leaves /proc a moment before the kernel closes its listening socket.
-        deadline = time.monotonic() + 20
-        while not local_services.port_is_free(self.service.host, self.service.port):
-            assert time.monotonic() < deadline, "killed broker still holds its port"
-            time.sleep(0.05)
+        kill_service(self.service)
 
     def stop(self) -> None:
         """Stop it if it runs."""
