@@ -2,14 +2,15 @@
 
 Each case runs a steady stream of 1,000 QoS 1 messages (10,000 events, every station once)
 through a private broker with the project's configuration and a real collector process, kills
-one part with SIGKILL part-way (the collector, the broker, InfluxDB), brings it back, and counts
-per event: acknowledged to the publisher (PUBACK), stored in InfluxDB, stored twice, lost. Each
-case is bounded in time. Redis, the SQL database, sign-ins and analytics runs are not here yet.
+one part with SIGKILL part-way (the collector, the broker, InfluxDB, Redis), brings it back,
+and counts per event: acknowledged to the publisher (PUBACK), stored in InfluxDB, stored twice,
+lost. Each case is bounded in time. The SQL database, sign-ins and analytics runs are not here yet.
 """
 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+
 from census import services as local_services
 from census.events import encode_events, events_topic
 from census.mqtt import MqttClient, MqttError
@@ -28,6 +31,7 @@ from census.privacy import pseudonymize_mac
 from census.settings import Settings
 from tests.collector.conftest import (
     AP_UNIT,
+    UNIT_REF,
     PrivateBroker,
     count_points,
     kill_service,
@@ -52,7 +56,7 @@ class SteadyPublisher:
     acked_at: dict[int, float] = field(default_factory=dict)  # message index -> PUBACK time
     devices: dict[int, list[str]] = field(default_factory=dict)  # message index -> pseudonyms
 
-    def run(self, pace_s: float = 0.004) -> None:
+    def run(self, pace_s: float = 0.01) -> None:
         """Publish every message; an unacknowledged one is sent again after a pause."""
         client = MqttClient(self.settings, f"test-ap-{uuid.uuid4().hex[:6]}")
         client.connect()
@@ -77,12 +81,20 @@ class SteadyPublisher:
 
 
 def collector_process(settings: Settings, client_id: str) -> subprocess.Popen[str]:
-    """A real collector process on the private broker."""
-    return subprocess.Popen(
-        [str(BIN / "wifi-census"), "collector", "run", "--client-id", client_id,
-         "--metrics-port", "0"],
-        env=settings_environment(settings), stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True)
+    """A real collector process on the private broker, started and subscribed."""
+    log = settings.var_dir / f"collector-{uuid.uuid4().hex[:6]}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            [str(BIN / "wifi-census"), "collector", "run", "--client-id", client_id,
+             "--metrics-port", "0"],
+            env=settings_environment(settings), stdout=subprocess.DEVNULL, stderr=handle,
+            text=True)
+    # Starting takes seconds here: publishing before it subscribed would make no steady ingest.
+    wait_for(lambda: " subscribed to " in log.read_text() or process.poll() is not None,
+             timeout=60, what="the collector subscribed")
+    assert process.poll() is None, log.read_text()[-2000:]
+    return process
 
 
 def stored_devices(store: InfluxV1Store) -> Counter[str]:
@@ -113,6 +125,7 @@ def run_case(settings: Settings, store: InfluxV1Store, fault: Fault,
         wait_for(lambda: len(publisher.acked_at) >= KILL_AFTER and count_points(store) > 0,
                  timeout=60, what=f"{KILL_AFTER} messages acknowledged and some stored")
         killed_at = time.time()
+        assert len(publisher.acked_at) < MESSAGES * 0.8, "the stream ended before the fault"
         fault_name = fault(processes, client_id)
         thread.join(CASE_TIMEOUT_S)
         assert not thread.is_alive(), "the publisher did not finish"
@@ -204,3 +217,36 @@ def test_kill_9_of_influxdb_during_ingest_loses_and_doubles_nothing(
         run_case(settings, store, fault)
     finally:
         store.close()
+
+
+def test_kill_9_of_redis_during_ingest_stores_every_event(
+    private_broker: PrivateBroker, influx: InfluxV1Store, tmp_path: Path,
+) -> None:
+    """Redis SIGKILLed mid-stream: events are stored regardless; presence refills after."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    own = Settings.load(environ={}, environment="test", var_dir=tmp_path / "redis",
+                        redis_url=f"redis://127.0.0.1:{port}/0")
+    service = next(s for s in local_services.build_services(own) if s.name == "redis")
+    local_services.start(service)
+    settings = Settings.load(environ={}, **{**private_broker.settings.__dict__,
+                                            "redis_url": own.redis_url})
+
+    def fault(processes: list[subprocess.Popen[str]], client_id: str) -> str:
+        """Kill Redis (it keeps nothing on disk: live state only), start it again empty."""
+        kill_service(service)
+        time.sleep(2.0)
+        local_services.start(service)
+        return "kill -9 Redis"
+
+    try:
+        run_case(settings, influx, fault)
+        # Live presence is rebuilt by the events after the restart (contract section 7).
+        client = redis.Redis.from_url(own.redis_url)
+        try:
+            assert client.zcard(f"{settings.redis_key_prefix}here:unit:{UNIT_REF}") > 0
+        finally:
+            client.close()
+    finally:
+        local_services.stop(service)
