@@ -17,6 +17,7 @@ EVENT_TYPES = ("connect", "disconnect", "snapshot", "probe")
 MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_BATCH_EVENTS = 5000
 MAX_SSID_BYTES = 32
+MAX_EVENT_NESTING = 32  # levels of arrays/objects in one event, the event object included
 RSSI_RANGE = (-120, 0)
 AP_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 DEFAULT_SNAPSHOT_INTERVAL_S = 300

@@ -10,6 +10,7 @@ program is reported by name instead of being fought over.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import grp
 import hashlib
@@ -157,7 +158,19 @@ def _find_binary(candidates: Sequence[str]) -> str:
 # --- Mosquitto -------------------------------------------------------------------------------
 
 
-def _mosquitto_prepare(service: LocalService) -> None:
+# When Mosquitto writes its in-memory database (the whole file, every time) to disk. Counting
+# changes with a count of 1 saves after every loop iteration that queued a message, so an event
+# the broker acknowledged is on disk a moment later and survives kill -9 of the broker; the cost
+# grows with the queue (docs/collector.md, "Broker crashes", has the measurements). Production
+# (deploy/mosquitto/mosquitto.conf) and the fault tests' brokers save this way.
+MOSQUITTO_AUTOSAVE = ("autosave_on_changes true", "autosave_interval 1")
+# The local development broker's default (WIFI_CENSUS_LOCAL_BROKER_DURABLE=false): a save every
+# 60 s. Saving on every change makes one-connection bulk replays (the demo, the simulator) about
+# 8 times slower here; what such a broker acknowledged in its last minute is lost to kill -9.
+MOSQUITTO_AUTOSAVE_TIMER = ("autosave_on_changes false", "autosave_interval 60")
+
+
+def _mosquitto_prepare(service: LocalService, durable: bool = True) -> None:
     """Write mosquitto.conf: loopback listener, persistence, generous queues."""
     data = service.directory / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -171,7 +184,7 @@ def _mosquitto_prepare(service: LocalService) -> None:
                 f"user {user}",
                 "persistence true",
                 f"persistence_location {data}/",
-                "autosave_interval 60",
+                *(MOSQUITTO_AUTOSAVE if durable else MOSQUITTO_AUTOSAVE_TIMER),
                 # The default of 1000 queued messages per client silently dropped ~70% of a 200k
                 # burst to a slow subscriber here; a collector catching up needs far more.
                 "max_queued_messages 2000000",
@@ -460,7 +473,7 @@ def build_services(settings: Settings, include_postgres: bool = False) -> list[L
             settings.mqtt_port,
             root / "mosquitto",
             _mosquitto_command,
-            _mosquitto_prepare,
+            functools.partial(_mosquitto_prepare, durable=settings.local_broker_durable),
             _mosquitto_ready,
             debian_package="mosquitto",
         ),

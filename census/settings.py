@@ -494,6 +494,14 @@ VARIABLES: tuple[Variable, ...] = (
         "venue-info-url of the RFC 8908 API (empty: the portal's own about page)",
     ),
     Variable(
+        "local_broker_durable",
+        _parse_bool,
+        "false",
+        "the local Mosquitto (`services up`) saves on every change as production does, so what it "
+        "acknowledged survives kill -9; off: a save every 60 s (bulk replays such as the demo "
+        "run about 8 times faster)",
+    ),
+    Variable(
         "portal_admin_host",
         _parse_str,
         "127.0.0.1",
@@ -691,6 +699,7 @@ class Settings:
     portal_venue_info_url: str
     portal_admin_host: str
     portal_admin_port: int
+    local_broker_durable: bool
     portal_admin_public_url: str
     portal_staff_idle_minutes: int
     portal_staff_session_hours: int

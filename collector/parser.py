@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, Literal, NamedTuple
 
 import msgspec
@@ -20,6 +21,7 @@ from census.events import (
     CONTRACT_VERSION,
     EVENT_TYPES,
     MAX_BATCH_EVENTS,
+    MAX_EVENT_NESTING,
     MAX_PAYLOAD_BYTES,
     MAX_SSID_BYTES,
     RSSI_RANGE,
@@ -47,6 +49,16 @@ _MAC_IN_TEXT = re.compile(
     rb"(?<![0-9A-Fa-f])[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}(?![0-9A-Fa-f])"
     rb"|(?<![0-9A-Fa-f])[0-9A-Fa-f]{12}(?![0-9A-Fa-f])"
 )
+# No field of the contract needs more digits; int() of a longer digit string costs quadratic
+# time and Python refuses past 4,300 digits (ValueError), which would fail the whole message.
+_MAX_INT_DIGITS = 20
+# Nesting is measured on the text, never by decoding: both decoders recurse, and a value nested
+# past the interpreter's recursion limit raises RecursionError from inside them.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# Each byte's change of depth, plus one (bytes.translate needs values 0..255).
+_BRACKET_STEP = bytes(2 if byte in b"[{" else 0 if byte in b"]}" else 1 for byte in range(256))
+_JSON_SPACE = " \t\n\r"
+_COMMA = re.compile(",")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +116,62 @@ class ParsedMessage:
     def total(self) -> int:
         """Events accepted plus events refused."""
         return len(self.events) + self.rejected
+
+
+class _TooDeep(NamedTuple):
+    """An element of a batch nested past MAX_EVENT_NESTING: refused without being decoded."""
+
+    text: str
+
+
+class _NestingError(ValueError):
+    """A whole message nested past what one event may be."""
+
+
+def _parse_int(text: str) -> int | float:
+    """A JSON integer; one too long for any field becomes a float (inf past 1e308)."""
+    return int(text) if len(text) <= _MAX_INT_DIGITS else float(text)
+
+
+def _depths(text: str) -> tuple[str, list[int]]:
+    """The text with strings blanked out, and the nesting depth after each of its characters."""
+    flat = _JSON_STRING.sub(lambda match: "_" * len(match.group()), text)
+    if not flat.isascii():
+        raise ValueError("a character outside a string that JSON does not allow")
+    steps = flat.encode("ascii").translate(_BRACKET_STEP)
+    return flat, list(accumulate(map((-1).__add__, steps)))
+
+
+def _load_json(text: str) -> Any:
+    """Decode JSON text; a batch element nested too deep becomes a _TooDeep, left undecoded.
+
+    Raises ValueError for text that is not JSON and _NestingError for a message that is one
+    value nested too deep.
+    """
+    if text.count("[") + text.count("{") <= MAX_EVENT_NESTING:
+        return json.loads(text, parse_int=_parse_int)  # cannot be too deep: the common case
+    flat, depths = _depths(text)
+    if max(depths) <= MAX_EVENT_NESTING:
+        return json.loads(text, parse_int=_parse_int)
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    if text[start : start + 1] != "[":
+        raise _NestingError
+    if min(depths) < 0 or 0 not in depths[start:]:
+        raise ValueError("unbalanced brackets")
+    end = depths.index(0, start)  # the array's closing bracket
+    if text[end + 1 :].strip(_JSON_SPACE):
+        raise ValueError("extra data after the array")
+    commas = (match.start() for match in _COMMA.finditer(flat, start + 1, end))
+    bounds = [start, *(index for index in commas if depths[index] == 1), end]
+    items: list[Any] = []
+    for left, right in zip(bounds, bounds[1:], strict=False):
+        element = text[left + 1 : right]
+        # The array is level 1 of the message, so an element may reach one level more.
+        if max(depths[left + 1 : right], default=1) > MAX_EVENT_NESTING + 1:
+            items.append(_TooDeep(element.strip(_JSON_SPACE)))
+        else:
+            items.append(json.loads(element, parse_int=_parse_int))
+    return items
 
 
 class _WireEvent(msgspec.Struct, gc=False):
@@ -172,10 +240,12 @@ def sample_bytes(sample: Any) -> bytes:
     """A dead-letter sample as bytes, cut to twice the contract's 4 KiB (redaction comes next)."""
     if isinstance(sample, bytes | bytearray):
         raw = bytes(sample)
+    elif isinstance(sample, _TooDeep):
+        raw = sample.text[: 2 * DEADLETTER_PAYLOAD_BYTES].encode("utf-8", "replace")
     else:
         try:
             raw = json.dumps(sample, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             raw = repr(sample).encode("utf-8", "replace")
     return raw[: 2 * DEADLETTER_PAYLOAD_BYTES]
 
@@ -239,9 +309,14 @@ class EventParser:
                 payload))
             return result
         try:
-            document = json.loads(payload)
-        except (UnicodeDecodeError, ValueError) as error:
-            # json.loads raises UnicodeDecodeError for bytes that are not UTF-8.
+            # What json.loads(bytes) does, then the nesting-safe decode of the text.
+            text = payload.decode(json.detect_encoding(payload), "surrogatepass")
+            document = _load_json(text)
+        except _NestingError:
+            result.rejects.append(Reject(
+                REASON_BAD_FIELD, f"event nests more than {MAX_EVENT_NESTING} levels", payload))
+            return result
+        except ValueError as error:  # UnicodeDecodeError, JSONDecodeError
             result.rejects.append(Reject(REASON_BAD_JSON, f"not UTF-8 JSON: {error}"[:200],
                                          payload))
             return result
@@ -285,12 +360,17 @@ class EventParser:
         """
         try:
             document = _WIRE_DECODER.decode(payload)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return None
         # isinstance, not `type(...) is list`: mypy 2 no longer narrows a union by type() identity.
         items: list[_WireEvent] = document if isinstance(document, list) else [document]
         if not items:
             return None, []
+        # One bracket per event (and one for the batch) means no nested unknown field anywhere;
+        # anything else goes to the checked path, which measures the nesting (brackets inside
+        # strings send a message there too, harmlessly).
+        if payload.count(b"[") + payload.count(b"{") != len(items) + (document is items):
+            return None
         if len(items) > MAX_BATCH_EVENTS:
             return None
         location = self._locate(ap_id)
@@ -336,6 +416,9 @@ class EventParser:
     ) -> ParsedEvent | Reject:
         """Validate one event object; return the event or why it is refused."""
         # `type(x) is int` on purpose: JSON true/false arrive as bool, a subclass of int.
+        if type(item) is _TooDeep:
+            return Reject(REASON_BAD_FIELD,
+                          f"event nests more than {MAX_EVENT_NESTING} levels", item)
         if type(item) is not dict:
             return Reject(REASON_BAD_FIELD, "event is not a JSON object", item)
         version = item.get("v")
@@ -357,7 +440,9 @@ class EventParser:
         ts_type = type(ts)
         if ts_type is not float and ts_type is not int:
             return Reject(REASON_BAD_FIELD, "ts is missing or not a number", item)
-        if not math.isfinite(ts):  # type: ignore[arg-type]
+        # Only floats can be NaN or infinite; ints are compared exactly below (math.isfinite
+        # would raise OverflowError on an int past 1e308).
+        if ts_type is float and not math.isfinite(ts):  # type: ignore[arg-type]
             return Reject(REASON_BAD_FIELD, "ts is not finite", item)
         if ts > newest:  # type: ignore[operator]
             return Reject(REASON_BAD_TIMESTAMP, "ts is more than 5 minutes in the future", item)

@@ -226,6 +226,17 @@ def test_the_broker_entrypoint_is_posix_sh() -> None:
     assert result.returncode == 0, result.stdout
 
 
+def test_the_production_broker_saves_on_every_change() -> None:
+    """Production persists what it acknowledged, not every 60 s (so do the fault tests'
+    brokers, WIFI_CENSUS_LOCAL_BROKER_DURABLE=true)."""
+    from census.services import MOSQUITTO_AUTOSAVE
+
+    text = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
+    settings = [line for line in text.splitlines() if line.startswith("autosave")]
+    assert settings == list(MOSQUITTO_AUTOSAVE) == ["autosave_on_changes true",
+                                                    "autosave_interval 1"]
+
+
 def test_the_image_contains_every_package() -> None:
     """The Dockerfile copies each top-level package (templates ship inside portal) to build."""
     dockerfile = (ROOT / "Dockerfile").read_text()

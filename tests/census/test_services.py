@@ -151,3 +151,19 @@ def test_the_cluster_stays_in_var_when_its_user_can_reach_it() -> None:
         assert not services.postgres_directory(reachable, "postgres").is_relative_to(reachable)
     finally:
         shutil.rmtree(reachable)
+
+
+@pytest.mark.parametrize(("durable", "expected"), [
+    (True, ["autosave_on_changes true", "autosave_interval 1"]),
+    (False, ["autosave_on_changes false", "autosave_interval 60"]),
+])
+def test_the_local_broker_saves_as_configured(tmp_path: Path, durable: bool,
+                                              expected: list[str]) -> None:
+    """WIFI_CENSUS_LOCAL_BROKER_DURABLE picks saving on every change or every 60 s."""
+    settings = Settings.load(environ={}, var_dir=tmp_path, environment="test",
+                             local_broker_durable=durable)
+    service = by_name(settings, "mosquitto")
+    service.directory.mkdir(parents=True)
+    service.prepare(service)
+    config = (service.directory / "mosquitto.conf").read_text().splitlines()
+    assert [line for line in config if line.startswith("autosave")] == expected

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import threading
 import time
 import uuid
@@ -13,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from census.events import PresenceEvent, encode_events, events_topic
+from census import services as local_services
+from census.events import PresenceEvent, encode_events, events_subscription, events_topic
 from census.mqtt import MqttClient
 from census.presence_store import InfluxV1Store
 from census.settings import PREFIX, Settings, environment_of
@@ -165,3 +168,98 @@ def running_collector(collector: Collector) -> Iterator[Collector]:
         discard_session(collector.settings, collector.options.client_id)
     if "error" in result:
         raise result["error"]  # type: ignore[misc]
+
+
+def _free_port_pair() -> int:
+    """A loopback port p with p and p+2 free (InfluxDB also binds p+2 for its RPC)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port < 65000 and local_services.port_is_free("127.0.0.1", port + 2):
+            return port
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture
+def private_influx(tmp_path: Any) -> Iterator[local_services.LocalService]:
+    """A private InfluxDB (its own folder and port) that a test may stop and start."""
+    private = Settings.load(environ={}, environment="test", var_dir=tmp_path / "private",
+                            influx_url=f"http://127.0.0.1:{_free_port_pair()}")
+    service = next(s for s in local_services.build_services(private) if s.name == "influxdb")
+    local_services.start(service)
+    yield service
+    local_services.stop(service)
+
+
+def kill_service(service: local_services.LocalService) -> None:
+    """SIGKILL a local server this test started; wait until its port is free again."""
+    pid = service.read_pid()
+    assert pid is not None, f"the private {service.name} is not running"
+    os.kill(pid, signal.SIGKILL)
+    # The process leaves /proc a moment before the kernel closes its listening socket.
+    deadline = time.monotonic() + 20
+    while not local_services.port_is_free(service.host, service.port):
+        assert time.monotonic() < deadline, f"killed {service.name} still holds its port"
+        time.sleep(0.05)
+
+
+class PrivateBroker:
+    """A Mosquitto of the test's own (the project's configuration, a free port) it may kill."""
+
+    def __init__(self, settings: Settings, folder: Any) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        # Saving on every change, as production does: these tests kill it and count.
+        own = Settings.load(environ={}, environment="test", var_dir=folder, mqtt_port=port,
+                            local_broker_durable=True)
+        self.service = next(s for s in local_services.build_services(own)
+                            if s.name == "mosquitto")
+        self.settings = Settings.load(environ={}, **{**settings.__dict__, "mqtt_port": port})
+        self.database = self.service.directory / "data" / "mosquitto.db"
+
+    def start(self) -> None:
+        """Start (or restart on the same data) and wait until it answers."""
+        local_services.start(self.service)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to save anything; wait until its port is free again."""
+        kill_service(self.service)
+
+    def stop(self) -> None:
+        """Stop it if it runs."""
+        local_services.stop(self.service)
+
+
+@pytest.fixture
+def private_broker(registry_settings: Settings, tmp_path: Any) -> Iterator[PrivateBroker]:
+    """A private Mosquitto started with the project's configuration; settings point at it."""
+    broker = PrivateBroker(registry_settings, tmp_path / "broker")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def prepare_session(settings: Settings, client_id: str) -> None:
+    """Create a collector's persistent session and subscription, as `collector prepare` does."""
+    client = MqttClient(settings, client_id, persistent_session=True, manual_ack=True)
+    client.connect()
+    client.subscribe(events_subscription(settings.mqtt_topic_prefix), qos=1)
+    client.disconnect()
+
+
+def publish_acknowledged(settings: Settings, messages: int, per_message: int) -> float:
+    """Publish distinct snapshot batches to AP_UNIT, QoS 1; return when the last PUBACK came."""
+    client = MqttClient(settings, "")
+    client.connect()
+    base = time.time() - 600
+    topic = events_topic(settings.mqtt_topic_prefix, AP_UNIT)
+    try:
+        for index in range(messages):
+            events = snapshot(per_message, base + index * 0.01, start=index * per_message)
+            client.publish(topic, encode_events(events), wait=False)
+        client.wait_until_published(timeout=120)
+        return time.time()
+    finally:
+        client.disconnect()

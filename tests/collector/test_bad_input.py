@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 
-from census.events import PresenceEvent
+from census.events import PresenceEvent, encode_event
 from census.presence_store import InfluxV1Store
 from census.privacy import pseudonymize_mac
 from census.settings import Settings
@@ -112,3 +114,29 @@ def test_presence_survives_redis_outage_without_stalling(
         wait_for(lambda: count_points(influx) == 1 and collector.is_idle(), what="stored")
     assert collector.summary.redis_errors >= 2
     assert (collector.options.spool_dir / "deadletter.jsonl").exists()
+
+
+@pytest.mark.parametrize("poison", [
+    b'{"v":1,"type":"snapshot","mac":"00:16:3e:00:00:ff","rssi":-50,"ts":1' + b"0" * 400 + b"}",
+    b'{"v":1,"type":"snapshot","mac":"00:16:3e:00:00:ff","rssi":-50,"ts":1,"x":'
+    + b"[" * 100_000 + b"]" * 100_000 + b"}",
+], ids=["ts 10**400", "nested 100,000 deep"])
+def test_one_poisoned_event_takes_no_good_event_with_it(
+    registry_settings: Settings, influx: InfluxV1Store, redis_client: redis.Redis,
+    publisher: Callable[[str, Any], None], poison: bytes, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """10 good + 1 poisoned in one message: 10 stored, 1 dead-lettered by reason, no traceback."""
+    settings = registry_settings
+    good = [encode_event(event) for event in snapshot(10, time.time())]
+    body = b"[" + b",".join(good[:5] + [poison] + good[5:]) + b"]"
+    collector = Collector(settings, options_for(settings, "poison"))
+    with caplog.at_level(logging.INFO), running_collector(collector):
+        publisher(AP_UNIT, body)
+        wait_for(lambda: collector.is_idle() and collector.summary.messages == 1,
+                 what="the message acknowledged")
+    assert count_points(influx) == 10 and collector.summary.written == 10
+    assert dict(collector.summary.dead_lettered) == {"bad_field": 1}
+    entries = redis_client.xrange(f"{settings.redis_key_prefix}deadletter")
+    assert [fields[b"reason"] for _id, fields in entries] == [b"bad_field"]
+    assert [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.ERROR or r.exc_info] == []

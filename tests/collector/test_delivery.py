@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from census import services as local_services
 from census.events import events_topic
@@ -98,28 +95,6 @@ def test_killed_collector_restarts_losing_nothing_and_duplicating_nothing(
     assert 0 < summary["active_cpu_seconds"] <= summary["active_seconds"] * (os.cpu_count() or 1)
     # Exactly every event, once: duplicates would be extra points, losses missing ones.
     assert count_points(influx) == messages * per_message
-
-
-def _free_port_pair() -> int:
-    """A loopback port p with p and p+2 free (InfluxDB also binds p+2 for its RPC)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port < 65000 and local_services.port_is_free("127.0.0.1", port + 2):
-            return port
-    raise RuntimeError("no free port pair")
-
-
-@pytest.fixture
-def private_influx(tmp_path: Path) -> Iterator[local_services.LocalService]:
-    """A private InfluxDB (its own folder and port) that a test may stop and start."""
-    private = Settings.load(environ={}, environment="test", var_dir=tmp_path / "private",
-                            influx_url=f"http://127.0.0.1:{_free_port_pair()}")
-    service = next(s for s in local_services.build_services(private) if s.name == "influxdb")
-    local_services.start(service)
-    yield service
-    local_services.stop(service)
 
 
 def test_influxdb_outage_spools_and_drains_without_loss(

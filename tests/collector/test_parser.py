@@ -290,3 +290,142 @@ def test_the_two_paths_agree_on_every_single_wrong_field(kind: str) -> None:
         else:
             event[name] = value
         assert_both_paths_agree(json.dumps([GOOD, event, GOOD]).encode())
+
+
+# --- hostile input: any bytes, any nesting, any number -----------------------------------------
+
+_DEEP = 100_000  # far past any recursion limit: the decoders must not be asked to recurse
+
+
+def _with_poison(poison: bytes) -> bytes:
+    """Ten good events with one poisoned event (raw JSON text) in the middle."""
+    good = [json.dumps(dict(GOOD, mac=f"00:16:3e:00:00:{index:02x}")).encode()
+            for index in range(10)]
+    return b"[" + b",".join(good[:5] + [poison] + good[5:]) + b"]"
+
+
+def _event_text(**raw_fields: bytes) -> bytes:
+    """A good event as JSON text with some fields replaced by raw JSON text."""
+    fields = {name: json.dumps(value).encode() for name, value in GOOD.items()}
+    fields.update(raw_fields)
+    return b"{" + b",".join(b'"%s":%s' % (name.encode(), value)
+                            for name, value in fields.items()) + b"}"
+
+
+_POISONS: list[tuple[str, bytes, str]] = [
+    ("ts 10**400", _event_text(ts=b"1" + b"0" * 400), "bad_field"),
+    ("ts -10**400", _event_text(ts=b"-1" + b"0" * 400), "bad_field"),
+    ("ts of 100,000 digits", _event_text(ts=b"9" * 100_000), "bad_field"),
+    ("ts 10**30", _event_text(ts=b"1" + b"0" * 30), "bad_timestamp"),
+    ("ts NaN", _event_text(ts=b"NaN"), "bad_field"),
+    ("ts -Infinity", _event_text(ts=b"-Infinity"), "bad_field"),
+    ("ts 1e400", _event_text(ts=b"1e400"), "bad_field"),
+    ("v 10**5000", _event_text(v=b"1" + b"0" * 5000), "bad_field"),
+    ("rssi -10**400", _event_text(rssi=b"-1" + b"0" * 400), "bad_field"),
+    ("deep unknown field", _event_text(x=b"[" * _DEEP + b"]" * _DEEP), "bad_field"),
+    ("deep object field", _event_text(x=b'{"a":' * _DEEP + b"1" + b"}" * _DEEP), "bad_field"),
+    ("deep event", b"[" * _DEEP + b"]" * _DEEP, "bad_field"),
+]
+
+
+@pytest.mark.parametrize(("poison", "reason"), [(p, r) for _n, p, r in _POISONS],
+                         ids=[name for name, _p, _r in _POISONS])
+def test_one_poisoned_event_is_dead_lettered_alone(poison: bytes, reason: str) -> None:
+    """10 good + 1 poisoned: 10 events, 1 reject with its reason, the same on both paths."""
+    body = _with_poison(poison)
+    for method in (make_parser().parse, make_parser().parse_checked):
+        result = method(TOPIC, body, NOW)
+        assert len(result.events) == 10
+        assert [(r.reason, r.count) for r in result.rejects] == [(reason, 1)]
+        assert len(dead_letter_payload(Pseudonymizer(KEY), result.rejects[0].sample)) <= 4096
+    assert_both_paths_agree(body)
+
+
+def test_a_nested_unknown_field_within_the_limit_is_ignored() -> None:
+    """Forward compatible: an unknown field nested 31 levels is ignored, on both paths."""
+    body = _with_poison(_event_text(x=b"[" * 31 + b"]" * 31))
+    assert len(make_parser().parse(TOPIC, body, NOW).events) == 11
+    assert_both_paths_agree(body)
+
+
+def test_brackets_inside_strings_are_text_not_nesting() -> None:
+    """An SSID of 32 opening brackets is an SSID: the event is kept, on both paths."""
+    body = _with_poison(_event_text(ssid=b'"' + b"[" * 32 + b'"'))
+    result = make_parser().parse(TOPIC, body, NOW)
+    assert len(result.events) == 11 and result.events[5].ssid == "[" * 32
+    assert_both_paths_agree(body)
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * _DEEP + b"]" * _DEEP,
+    b'{"v":' * _DEEP + b"1" + b"}" * _DEEP,
+    b"[" * _DEEP,
+    b"[" + b"1," * 1000 + b"[" * _DEEP,
+    b'["' + b"[" * _DEEP + b'"]',
+], ids=["deep array", "deep object", "unclosed", "unclosed after items", "brackets in a string"])
+def test_whole_messages_nested_too_deep_are_refused_without_raising(body: bytes) -> None:
+    """A message too deep to be one event, or not JSON at all, is one reject; nothing raises."""
+    result = make_parser().parse(TOPIC, body, NOW)
+    assert result.events == [] and result.rejected >= 1
+    assert {r.reason for r in result.rejects} <= {"bad_field", "bad_json"}
+    assert_both_paths_agree(body)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=20,
+)
+_HOSTILE_NUMBERS = st.sampled_from([b"1" + b"0" * 400, b"-" + b"9" * 5000, b"NaN", b"Infinity",
+                                    b"-Infinity", b"1e999", b"-0", b"0.0000001e-400"])
+
+
+@st.composite
+def _hostile_event(draw: st.DrawFn) -> bytes:
+    """JSON text of a hostile event: any JSON value, a good event with a field of any value or
+    a hostile number, or a value nested deeply."""
+    choice = draw(st.integers(0, 3))
+    if choice == 0:
+        return json.dumps(draw(_JSON_VALUES)).encode()
+    name = draw(st.sampled_from([*GOOD, "extra"]))
+    if choice == 1:
+        return _event_text(**{name: json.dumps(draw(_JSON_VALUES)).encode()})
+    if choice == 2:
+        return _event_text(**{name: draw(_HOSTILE_NUMBERS)})
+    depth = draw(st.integers(1, 3000))
+    return _event_text(**{name: b"[" * depth + b"]" * depth})
+
+
+@settings(max_examples=300, deadline=None)
+@given(good=st.lists(st.sampled_from(["00:16:3e:00:00:01", "02:16:3e:00:00:02"]), max_size=4),
+       hostile=st.lists(_hostile_event(), min_size=1, max_size=3), data=st.data())
+def test_fuzzed_hostile_events_never_raise_and_never_take_good_events_with_them(
+    good: list[str], hostile: list[bytes], data: st.DataObject
+) -> None:
+    """Good events mixed with hostile ones: every good event is kept, the rest are rejects."""
+    items = [json.dumps(dict(GOOD, mac=mac)).encode() for mac in good]
+    for poison in hostile:
+        items.insert(data.draw(st.integers(0, len(items))), poison)
+    body = b"[" + b",".join(items) + b"]"
+    result = make_parser().parse(TOPIC, body, NOW)
+    assert result.total == len(items)
+    kept = [event.device for event in result.events]
+    expected = [pseudonymize_mac(mac, KEY) for mac in good]
+    assert all(device in kept for device in expected), body[:300]
+    assert_both_paths_agree(body)
+    for reject in result.rejects:
+        dead_letter_payload(Pseudonymizer(KEY), reject.sample)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=300) | st.text(max_size=100).map(str.encode)
+       | _JSON_VALUES.map(lambda value: json.dumps(value).encode()),
+       topic=st.sampled_from([TOPIC, "site/v1/ap/ap-9/events", "x"]))
+def test_fuzzed_payloads_never_raise(body: bytes, topic: str) -> None:
+    """Any bytes on any topic: a result with every problem as a reject, never an exception."""
+    result = make_parser().parse(topic, body, NOW)
+    assert result.total >= len(result.events)
+    assert_both_paths_agree(body, topic)
+    for reject in result.rejects:
+        dead_letter_payload(Pseudonymizer(KEY), reject.sample)

@@ -1,0 +1,244 @@
+"""Fuzz the collector's parser with a million hostile messages: nothing raises, no good event lost.
+
+One command:
+
+    .venv/bin/python bench/parser_fuzz.py                       # 1,000,000 messages
+    .venv/bin/python bench/parser_fuzz.py --messages 50000 --seed 7
+
+Each message is generated from a seeded random source (a run is reproducible from its seed):
+batches of good events with hostile events placed among them (any JSON value, a good event with
+one field made hostile: numbers of 400 or 5,000 digits, NaN, Infinity, nesting up to 100,000
+levels, lone surrogates, control characters, brackets inside strings), whole messages nested
+too deep, random bytes, good messages cut or with bytes flipped, unknown APs and bad topics.
+Every message goes through what the collector does with it: ``EventParser.parse``, the line
+protocol of the accepted events, and the dead-letter sample of every reject. Printed: how many
+messages raised (must be 0), good events placed among hostile ones and how many were accepted
+(must be all), rejects by reason, and the rate. Exit status 1 when either must fails.
+
+Tests/collector/test_parser.py runs the same idea through Hypothesis for a few seconds; this is
+the long run, with a plain seeded generator because Hypothesis spends about a millisecond per
+example on its own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from census.events import MAX_PAYLOAD_BYTES  # noqa: E402
+from collector.parser import (  # noqa: E402
+    ApLocation,
+    EventParser,
+    Pseudonymizer,
+    dead_letter_payload,
+)
+from collector.points import LineBuilder  # noqa: E402
+
+NOW = 1_764_000_000.0
+AP = "ap-1"
+TOPIC = f"site/v1/ap/{AP}/events"
+KEY = "fuzz-key-" + "k" * 32
+LOCATION = ApLocation(AP, "C1", "B1", "3", "C1/B1/301")
+TYPES = ("connect", "disconnect", "snapshot", "probe")
+# Values no field of an event accepts, as JSON text (hostile to the decoders, not only wrong).
+HOSTILE_NUMBERS = (b"1" + b"0" * 400, b"-1" + b"0" * 400, b"9" * 5000, b"NaN", b"Infinity",
+                   b"-Infinity", b"1e999", b"-1e999", b"1" + b"0" * 30, b"-" + b"1" * 25)
+HUGE = 100_000  # digits or levels; rare, as each such value costs the parser milliseconds
+HOSTILE_TEXT = ('"\\ud800"', '"\\udfff\\ud800"', '"\\u0000\\n\\r\\t"', '"' + "[" * 40 + '"',
+                '"' + "网" * 40 + '"', '"\\"\\\\"', '"' + "\U0001f600" * 9 + '"')
+UNICODE = "aé网\U0001f600\u200b\x7f\\\"[]{}, \n"
+
+
+def good_event(rng: random.Random, index: int) -> tuple[str, str]:
+    """A valid event as JSON text, and its MAC (unique within the message)."""
+    kind = rng.choice(TYPES)
+    mac = f"{rng.choice((0x00, 0x02)):02x}:16:3e:{index >> 8 & 0xFF:02x}:{index & 0xFF:02x}:" \
+          f"{rng.randrange(256):02x}"
+    event: dict[str, object] = {"v": 1, "type": kind, "mac": mac,
+                                "ts": rng.choice((NOW - rng.uniform(0, 86400 * 80), int(NOW)))}
+    if kind in ("snapshot", "probe") or rng.random() < 0.5:
+        event["rssi"] = rng.randint(-120, 0)
+    if rng.random() < 0.5:
+        event["ssid"] = "".join(rng.choice(UNICODE) for _ in range(rng.randint(0, 8)))
+    if rng.random() < 0.2:
+        event["ap"] = AP
+    if rng.random() < 0.1:
+        event["band"] = rng.choice(("5g", 2, None, [1, {"x": []}]))
+    return json.dumps(event, ensure_ascii=rng.random() < 0.5), mac
+
+
+def deep(rng: random.Random) -> int:
+    """A nesting depth past the limit: mostly just past it, now and then 100,000 levels."""
+    return HUGE if rng.random() < 0.002 else rng.choice((33, 34, 40, 200, 1000, 3000))
+
+
+def hostile_number(rng: random.Random) -> str:
+    """A number no field accepts: hundreds or thousands of digits, NaN, infinities."""
+    return "-" + "9" * HUGE if rng.random() < 0.002 else rng.choice(HOSTILE_NUMBERS).decode()
+
+
+def nested(rng: random.Random, depth: int) -> str:
+    """A value nested depth levels deep, arrays or objects."""
+    if rng.random() < 0.5:
+        return "[" * depth + "]" * depth
+    return '{"a":' * depth + "0" + "}" * depth
+
+
+def any_json(rng: random.Random, depth: int = 0) -> str:
+    """Some JSON value that is not an event object (scalars, arrays, objects without v)."""
+    choice = rng.randrange(7 if depth < 3 else 4)
+    if choice == 0:
+        return rng.choice(("null", "true", "false", "0", "-0.0", "1e-400"))
+    if choice == 1:
+        return hostile_number(rng)
+    if choice == 2:
+        return rng.choice(HOSTILE_TEXT)
+    if choice == 3:
+        return json.dumps("".join(rng.choice(UNICODE) for _ in range(rng.randint(0, 20))))
+    if choice == 4:
+        return "[" + ",".join(any_json(rng, depth + 1) for _ in range(rng.randint(0, 4))) + "]"
+    if choice == 5:
+        return "{" + ",".join(f'"k{i}":{any_json(rng, depth + 1)}'
+                              for i in range(rng.randint(0, 4))) + "}"
+    return nested(rng, deep(rng))
+
+
+def hostile_field(rng: random.Random, name: str) -> str:
+    """A value for one field that makes the event invalid, as JSON text."""
+    if name == "ssid":
+        return rng.choice((json.dumps("x" * 33), json.dumps("网" * 11), '"\\ud800"', "7",
+                           nested(rng, rng.randint(1, 3000)), hostile_number(rng)))
+    if name == "rssi":
+        return rng.choice(("1", "-121", "-40.0", "true", '"x"', nested(rng, rng.randint(1, 50)),
+                           hostile_number(rng)))
+    if name == "ap":
+        return rng.choice(('"ap-2"', '""', "1", nested(rng, rng.randint(1, 3000))))
+    if rng.random() < 0.5:
+        return hostile_number(rng)
+    if rng.random() < 0.3:
+        return nested(rng, rng.choice((1, 2, deep(rng))))
+    return rng.choice(('"\\ud800"', "null", "true", '"' + "[" * 40 + '"', "[]", "{}"))
+
+
+def hostile_event(rng: random.Random) -> str:
+    """An event that must be refused, as JSON text."""
+    choice = rng.randrange(4)
+    if choice == 0:
+        return any_json(rng)
+    if choice == 1:
+        return nested(rng, deep(rng))
+    text, _mac = good_event(rng, 0xFFFF)
+    fields = json.loads(text)
+    fields["type"] = "snapshot"
+    fields.setdefault("rssi", -50)
+    name = rng.choice(("v", "type", "mac", "ts", "rssi", "ssid", "ap"))
+    parts = [f'"{key}":{json.dumps(value)}' for key, value in fields.items() if key != name]
+    parts.insert(rng.randint(0, len(parts)), f'"{name}":{hostile_field(rng, name)}')
+    if choice == 3 and rng.random() < 0.5:
+        parts.append(f'"x":{nested(rng, rng.randint(33, 3000))}')  # and an unknown field
+    return "{" + ",".join(parts) + "}"
+
+
+def message(rng: random.Random) -> tuple[str, bytes, int, list[str]]:
+    """A topic, a payload, how many events it holds (-1: unknown) and the good MACs placed."""
+    choice = rng.random()
+    if choice < 0.70:  # good events with hostile ones among them: the case that matters
+        goods = [good_event(rng, index) for index in range(rng.randint(0, 20))]
+        items = [text for text, _mac in goods]
+        for _ in range(rng.randint(1, 3)):
+            items.insert(rng.randint(0, len(items)), hostile_event(rng))
+        spacing = rng.choice(("", " ", "\n\t"))
+        body = ("[" + spacing + ("," + spacing).join(items) + spacing + "]").encode(
+            "utf-8", "surrogatepass")
+        if len(body) > MAX_PAYLOAD_BYTES:  # refused whole, rightly: counted as one message
+            return TOPIC, body, 1, []
+        return TOPIC, body, len(items), [mac for _text, mac in goods]
+    if choice < 0.78:
+        return TOPIC, rng.randbytes(rng.randint(0, 300)), -1, []
+    if choice < 0.86:  # a good batch, then cut or with bytes flipped
+        body = bytearray(("[" + ",".join(good_event(rng, i)[0] for i in range(5)) + "]").encode())
+        if rng.random() < 0.5:
+            del body[rng.randrange(len(body)):]
+        for _ in range(rng.randint(1, 4)):
+            if body:
+                body[rng.randrange(len(body))] = rng.randrange(256)
+        return TOPIC, bytes(body), -1, []
+    if choice < 0.92:  # one event (or one value) as the whole message
+        return TOPIC, rng.choice((hostile_event(rng), nested(rng, deep(rng)),
+                                  "[" * deep(rng))).encode("utf-8", "surrogatepass"), -1, []
+    if choice < 0.96:  # a good message on a topic the collector does not store
+        topic = rng.choice(("site/v1/ap/ap-9/events", "site/v1/ap/bad ap/events", "other"))
+        return topic, ("[" + good_event(rng, 1)[0] + "]").encode(), -1, []
+    goods = [good_event(rng, index) for index in range(rng.randint(1, 30))]  # all good
+    body = ("[" + ",".join(text for text, _mac in goods) + "]").encode()
+    return TOPIC, body, len(goods), [mac for _text, mac in goods]
+
+
+def main() -> int:
+    """Run the fuzz and print the counts; non-zero exit when something raised or was lost."""
+    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments.add_argument("--messages", type=int, default=1_000_000)
+    arguments.add_argument("--seed", type=int, default=12)
+    options = arguments.parse_args()
+
+    rng = random.Random(options.seed)
+    pseudonymizer = Pseudonymizer(KEY)
+    parser = EventParser("site", pseudonymizer, {AP: LOCATION}.get, retention_days=90)
+    lines = LineBuilder()
+    unhandled: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    good_placed = good_accepted = good_lost = accepted = payload_bytes = 0
+    first_failure = ""
+    started = time.perf_counter()
+    for _ in range(options.messages):
+        topic, body, held, good_macs = message(rng)
+        payload_bytes += len(body)
+        try:
+            parsed = parser.parse(topic, body, NOW)
+            if parsed.location is not None:
+                lines.lines(parsed.location, parsed.events)
+            for reject in parsed.rejects:
+                reasons[reject.reason] += reject.count
+                dead_letter_payload(pseudonymizer, reject.sample)
+        except Exception as error:  # what the bench exists to count
+            unhandled[type(error).__name__] += 1
+            first_failure = first_failure or f"{body[:200]!r}\n{traceback.format_exc()}"
+            continue
+        accepted += len(parsed.events)
+        if held >= 0 and parsed.total != held:
+            unhandled["miscounted"] += 1
+        if good_macs:
+            good_placed += len(good_macs)
+            kept = Counter(event.device for event in parsed.events)
+            for mac in good_macs:
+                device = pseudonymizer.lookup(mac)
+                if device is not None and kept[device[0]] > 0:
+                    kept[device[0]] -= 1
+                    good_accepted += 1
+                else:
+                    good_lost += 1
+    elapsed = time.perf_counter() - started
+    print(f"messages            {options.messages:,} ({payload_bytes / 1e6:,.1f} MB), "
+          f"seed {options.seed}")
+    print(f"unhandled           {sum(unhandled.values())} {dict(unhandled) or ''}")
+    print(f"good events placed  {good_placed:,} (among hostile ones, or whole good batches)")
+    print(f"good events stored  {good_accepted:,} (lost: {good_lost})")
+    print(f"events accepted     {accepted:,}")
+    print(f"rejected by reason  {dict(sorted(reasons.items()))}")
+    print(f"time                {elapsed:.1f} s, {options.messages / elapsed:,.0f} messages/s")
+    if first_failure:
+        print("first failure:\n" + first_failure)
+    return 1 if unhandled or good_lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
