@@ -8,58 +8,42 @@ mini-browsers may not keep them, and the flow must not need them.
 
 from __future__ import annotations
 
-import shutil
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from portal.services import PortalServices
+from tests.common import (
+    BROWSER_MARKS,
+    IPHONE_UA,
+    headless_chromium,
+    live_server,
+    save_screenshot,
+)
 from tests.portal.conftest import FLOOR_AP, Place, Subscriber, last_code, signed_query
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(
-    shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists(),
-    reason="Debian's chromium is not installed")]
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "portal"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-IPHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
-             "(KHTML, like Gecko) Mobile/15E148")
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium for the module."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-            args=CHROMIUM_ARGS, headless=True)
+    with headless_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture
 def live_portal(app: Flask) -> Iterator[str]:
     """The portal over real HTTP on a free loopback port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with live_server(app) as url:
+        yield url
 
 
 def shot(page: Any, name: str) -> None:
     """Save a full-page screenshot."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    save_screenshot(page, name)
 
 
 CASES = {

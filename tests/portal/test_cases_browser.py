@@ -6,39 +6,41 @@ Screenshots go to tests/artifacts/portal/cases-*.png (git-ignored).
 
 from __future__ import annotations
 
-import shutil
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from tests.cases_common import PASSWORD
-from tests.portal.test_browser import ARTIFACTS, CHROMIUM_ARGS, IPHONE_UA, browser  # noqa: F401
+from tests.common import (
+    BROWSER_MARKS,
+    IPHONE_UA,
+    headless_chromium,
+    live_server,
+    save_screenshot,
+)
 from tests.portal.test_cases import World, world  # noqa: F401
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(
-    shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists(),
-    reason="Debian's chromium is not installed")]
+pytestmark = BROWSER_MARKS
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module."""
+    with headless_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture
 def live(world: World) -> Iterator[str]:  # noqa: F811
     """The back office over real HTTP on a free loopback port."""
-    server = make_server("127.0.0.1", 0, world.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with live_server(world.app) as url:
+        yield url
 
 
 def _shot(page: Any, name: str) -> None:
     """Save a full-page screenshot."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"cases-{name}.png"), full_page=True)
+    save_screenshot(page, f"cases-{name}")
 
 
 def _login(browser: Any, live: str, username: str, phone: bool = False) -> Any:  # noqa: F811

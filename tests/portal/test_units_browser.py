@@ -6,8 +6,6 @@ with the real Redis and registry behind it. Screenshots go to tests/artifacts/po
 
 from __future__ import annotations
 
-import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,47 +15,35 @@ from flask import Flask
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.serving import make_server
 
 from registry.db import session_scope
 from registry.models import Building, Inspection, InspectionPhoto, RiskTier, Unit
+from tests.common import (
+    ARTIFACTS,
+    BROWSER_MARKS,
+    IPHONE_UA,
+    headless_chromium,
+    live_server,
+)
 from tests.portal.conftest import Place
 from tests.portal.test_admin import PASSWORD, staff
 from tests.portal.test_units import NIGHTS, estimate
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(
-    shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists(),
-    reason="Debian's chromium is not installed")]
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "portal"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-IPHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
-             "(KHTML, like Gecko) Mobile/15E148")
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium for the module."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-            args=CHROMIUM_ARGS, headless=True)
+    with headless_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture
 def live_portal(app: Flask) -> Iterator[str]:
     """The portal over real HTTP on a free loopback port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with live_server(app) as url:
+        yield url
 
 
 @pytest.fixture
