@@ -246,12 +246,10 @@ class Renderer:
             **self.ap_conf(ap),
             "SSID": ap.ssid,
             "BUILDING": ap.building,
-            "COMMAND_KEY": ap.command_key,
             "PORTAL_URL": portal,
             # openNDS FAS: fasremotefqdn, fasport, faspath (and the walled garden's host).
-            "PORTAL_HOST": parsed.hostname or "",
-            "PORTAL_FQDN": parsed.hostname or "",  # the AP templates' name for it
-            "FAS_KEY": ap.command_key,  # openNDS faskey: the AP's own secret
+            "PORTAL_FQDN": parsed.hostname or "",
+            "FAS_KEY": ap.command_key,  # openNDS faskey: the AP's own command-signing secret
             "PORTAL_PORT": str(parsed.port or (443 if parsed.scheme == "https" else 80)),
             "PORTAL_PATH": (parsed.path or "") + "/",
             # RFC 8908 API (portal/api.py), told which AP the client is behind.

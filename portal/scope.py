@@ -13,8 +13,7 @@ from flask import abort, current_app, request
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from portal.access import ALL_ROLES, OPERATORS, StaffPrincipal, in_scope
-from portal.access import staff as _signed_in
+from portal.access import ALL_ROLES, OPERATORS, in_scope, staff
 from portal.audit import record
 from portal.services import PortalServices
 from registry.db import session_scope
@@ -33,11 +32,6 @@ QR_MANAGERS = (Role.ADMIN.value,)
 def services() -> PortalServices:
     """This app's portal services."""
     return cast(PortalServices, current_app.extensions["portal"])
-
-
-def staff() -> StaffPrincipal:
-    """The signed-in staff member."""
-    return _signed_in()
 
 
 def scoped_units(statement: S) -> S:

@@ -10,7 +10,6 @@ lost. Each case is bounded in time. The SQL database, sign-ins and analytics run
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +39,7 @@ from tests.collector.conftest import (
     snapshot,
     wait_for,
 )
+from tests.common import free_port
 
 BIN = Path(sys.executable).parent
 MESSAGES = 1000
@@ -223,6 +223,22 @@ def test_kill_9_of_the_broker_during_ingest_loses_nothing_it_had_saved(
     run_case(private_broker.settings, influx, fault, window_s=1.0)
 
 
+def restarting(service: local_services.LocalService, label: str) -> Fault:
+    """A fault that kills a server with -9, keeps it down a moment (ingest goes on), and starts
+    it again."""
+
+    def fault(processes: list[subprocess.Popen[str]], client_id: str,
+              publisher: SteadyPublisher) -> tuple[str, float]:
+        """Kill, wait, restart; say what and when."""
+        killed_at = time.time()
+        kill_service(service)
+        time.sleep(2.0)
+        local_services.start(service)
+        return label, killed_at
+
+    return fault
+
+
 def test_kill_9_of_influxdb_during_ingest_loses_and_doubles_nothing(
     private_broker: PrivateBroker, private_influx: local_services.LocalService,
 ) -> None:
@@ -232,17 +248,8 @@ def test_kill_9_of_influxdb_during_ingest_loses_and_doubles_nothing(
         "influx_url": f"http://127.0.0.1:{private_influx.port}"})
     store = InfluxV1Store.from_settings(settings)
 
-    def fault(processes: list[subprocess.Popen[str]], client_id: str,
-              publisher: SteadyPublisher) -> tuple[str, float]:
-        """Kill InfluxDB, keep it down a moment (ingest goes on), start it again."""
-        killed_at = time.time()
-        kill_service(private_influx)
-        time.sleep(2.0)
-        local_services.start(private_influx)
-        return "kill -9 InfluxDB", killed_at
-
     try:
-        run_case(settings, store, fault)
+        run_case(settings, store, restarting(private_influx, "kill -9 InfluxDB"))
     finally:
         store.close()
 
@@ -251,27 +258,16 @@ def test_kill_9_of_redis_during_ingest_stores_every_event(
     private_broker: PrivateBroker, influx: InfluxV1Store, tmp_path: Path,
 ) -> None:
     """Redis SIGKILLed mid-stream: events are stored regardless; presence refills after."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
     own = Settings.load(environ={}, environment="test", var_dir=tmp_path / "redis",
-                        redis_url=f"redis://127.0.0.1:{port}/0")
+                        redis_url=f"redis://127.0.0.1:{free_port()}/0")
     service = next(s for s in local_services.build_services(own) if s.name == "redis")
     local_services.start(service)
     settings = Settings.load(environ={}, **{**private_broker.settings.__dict__,
                                             "redis_url": own.redis_url})
 
-    def fault(processes: list[subprocess.Popen[str]], client_id: str,
-              publisher: SteadyPublisher) -> tuple[str, float]:
-        """Kill Redis (it keeps nothing on disk: live state only), start it again empty."""
-        killed_at = time.time()
-        kill_service(service)
-        time.sleep(2.0)
-        local_services.start(service)
-        return "kill -9 Redis", killed_at
-
     try:
-        run_case(settings, influx, fault)
+        # Redis keeps nothing on disk (live state only): it comes back empty.
+        run_case(settings, influx, restarting(service, "kill -9 Redis"))
         # Live presence is rebuilt by the events after the restart (contract section 7).
         client = redis.Redis.from_url(own.redis_url)
         try:

@@ -41,6 +41,7 @@ from registry.models import (
     Verification,
     WatchlistEntry,
 )
+from tests.common import headless_chromium, live_server
 
 FLOOR_AP = "ap-b03-15"
 UNIT_AP = "ap-b03-1502"
@@ -256,3 +257,17 @@ def alerts_topic(settings: Settings) -> Iterator[Subscriber]:
                             settings.topic("v1", "alerts", "probe"))
     yield subscriber
     subscriber.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium per browser test module (Debian's, see tests.common)."""
+    with headless_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def live_portal(app: Flask) -> Iterator[str]:
+    """The portal over real HTTP on a free loopback port."""
+    with live_server(app) as url:
+        yield url

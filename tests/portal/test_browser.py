@@ -8,37 +8,19 @@ mini-browsers may not keep them, and the flow must not need them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
 
 from portal.services import PortalServices
 from tests.common import (
     BROWSER_MARKS,
     IPHONE_UA,
-    headless_chromium,
-    live_server,
     save_screenshot,
 )
 from tests.portal.conftest import FLOOR_AP, Place, Subscriber, last_code, signed_query
 
 pytestmark = BROWSER_MARKS
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Chromium for the module."""
-    with headless_chromium() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-def live_portal(app: Flask) -> Iterator[str]:
-    """The portal over real HTTP on a free loopback port."""
-    with live_server(app) as url:
-        yield url
 
 
 def shot(page: Any, name: str) -> None:

@@ -15,20 +15,12 @@ from tests.cases_common import PASSWORD
 from tests.common import (
     BROWSER_MARKS,
     IPHONE_UA,
-    headless_chromium,
     live_server,
     save_screenshot,
 )
 from tests.portal.test_cases import World, world  # noqa: F401
 
 pytestmark = BROWSER_MARKS
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Chromium for the module."""
-    with headless_chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture

@@ -6,12 +6,10 @@ with the real Redis and registry behind it. Screenshots go to tests/artifacts/po
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,28 +20,12 @@ from tests.common import (
     ARTIFACTS,
     BROWSER_MARKS,
     IPHONE_UA,
-    headless_chromium,
-    live_server,
 )
 from tests.portal.conftest import Place
 from tests.portal.test_admin import PASSWORD, staff
 from tests.portal.test_units import NIGHTS, estimate
 
 pytestmark = BROWSER_MARKS
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Chromium for the module."""
-    with headless_chromium() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-def live_portal(app: Flask) -> Iterator[str]:
-    """The portal over real HTTP on a free loopback port."""
-    with live_server(app) as url:
-        yield url
 
 
 @pytest.fixture
