@@ -10,7 +10,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 DEBIAN_PACKAGES=(mosquitto mosquitto-clients redis-server influxdb postgresql chromium
-                 fonts-noto-cjk python3-venv)
+                 fonts-noto-cjk python3-venv busybox shellcheck openssl)
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
