@@ -9,10 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask.blueprints import BlueprintSetupState
 from flask_babel import gettext as _
 from markupsafe import Markup
 from wtforms.fields.choices import SelectChoice
@@ -20,7 +21,7 @@ from wtforms.fields.choices import SelectChoice
 from census.privacy import mask_name, mask_phone, pseudonymize_mac
 from portal.const import CONSENT_VERSION, HANDSHAKE_SIGNED
 from portal.devices import known_device
-from portal.flow import Flow, FlowError
+from portal.flow import Flow, FlowError, FlowStop
 from portal.forms import (
     UNIT_NOT_GIVEN,
     UNIT_VISITOR,
@@ -43,8 +44,8 @@ from portal.i18n import page_locale
 from portal.identity import DeclaredIdentity, clean_id_number, clean_name, clean_phone
 from portal.otp import IssueStatus, VerifyStatus
 from portal.pages import PageCache
-from portal.ratelimit import Decision
-from portal.services import PortalServices
+from portal.ratelimit import Decision, RateLimited
+from portal.services import portal_services
 from portal.signin import (
     NotAuthorized,
     SignInResult,
@@ -61,10 +62,27 @@ bp = Blueprint("captive", __name__)
 PENDING_TTL_FACTOR = 3  # the typed identity waits three code lifetimes (resends included)
 
 
-def _services() -> PortalServices:
-    """This app's portal services."""
-    services: PortalServices = current_app.extensions["portal"]
-    return services
+@dataclass
+class _Caches:
+    """Rendered pieces this app keeps between requests (owned by the app, not the module:
+    two apps in one process, as in the tests, have their own registries and keys)."""
+
+    pages: PageCache = field(default_factory=PageCache)
+    choices: dict[tuple[str, str, int], tuple[tuple[SelectChoice, ...], frozenset[str]]] = (
+        field(default_factory=dict))
+    options: dict[tuple[str, str, int], Markup] = field(default_factory=dict)
+
+
+@bp.record_once
+def _own_caches(state: BlueprintSetupState) -> None:
+    """Give the app that registers the blueprint its own caches."""
+    state.app.extensions["captive_caches"] = _Caches()
+
+
+def _caches() -> _Caches:
+    """This app's caches."""
+    caches: _Caches = current_app.extensions["captive_caches"]
+    return caches
 
 
 def _locale() -> str:
@@ -110,26 +128,26 @@ def _message(title: str, text: str, status: int = 200, flow: Flow | None = None,
 
 def _token(flow: Flow) -> str:
     """The signed token of a flow."""
-    return _services().flows.dump(flow)
+    return portal_services().flows.dump(flow)
 
 
-def _limited(name: str, ident: str) -> Response | None:
-    """A 429 page when the client went over a rate limit, else None."""
-    decision = _services().limiter.hit(name, ident)
-    if decision.allowed:
-        return None
-    return _limit_refused(name, ident, decision)
+def _enforce(name: str, ident: str) -> None:
+    """Count a hit; raise RateLimited when the client went over the limit."""
+    _check(name, ident, portal_services().limiter.hit(name, ident))
 
 
-def _limit_refused(name: str, ident: str, decision: Decision) -> Response:
-    """Log a refused hit and answer with the 429 page."""
-    LOGGER.warning("rate limit %s exceeded by %s (%d/%d)", name, ident, decision.count,
-                   decision.limit)
-    return _too_many(decision)
+def _check(name: str, ident: str, decision: Decision) -> None:
+    """Log and raise a refused hit (the error handler answers with the 429 page)."""
+    if not decision.allowed:
+        LOGGER.warning("rate limit %s exceeded by %s (%d/%d)", name, ident, decision.count,
+                       decision.limit)
+        raise RateLimited(decision)
 
 
-def _too_many(decision: Decision) -> Response:
+@bp.errorhandler(RateLimited)
+def _too_many(error: RateLimited) -> Response:
     """The 429 page."""
+    decision = error.decision
     return _message(_("Too many attempts"),
                     _("Please wait %(seconds)d seconds and try again.",
                       seconds=decision.retry_after),
@@ -147,6 +165,7 @@ _REFUSALS = {
 }
 
 
+@bp.errorhandler(HandshakeError)
 def _refused(error: HandshakeError) -> Response:
     """The page for a redirect that was refused: what to do, not what went wrong inside."""
     LOGGER.warning("AP redirect refused (%s): %s", error.reason, error.detail)
@@ -159,24 +178,22 @@ def _refused(error: HandshakeError) -> Response:
     return _message(_("Please start again"), text, status=_REFUSALS.get(error.reason, 400))
 
 
-_CHOICES: dict[tuple[str, str, int], tuple[tuple[SelectChoice, ...], frozenset[str]]] = {}
-
-
 def _unit_choices(flow: Flow) -> tuple[tuple[SelectChoice, ...], frozenset[str]]:
     """Choices for "where do you live" (the AP's units, or a visitor) and their values, kept
     per AP, language and registry version: a building AP has a hundred units."""
-    services = _services()
+    services = portal_services()
     ap_id = flow.handshake.ap_id
     key = (ap_id, _locale(), services.directory.version)
-    cached = _CHOICES.get(key)
+    cache = _caches().choices
+    cached = cache.get(key)
     if cached is None:
         units = services.directory.units_for(ap_id)
-        if len(_CHOICES) > 10_000:
-            _CHOICES.clear()
+        if len(cache) > 10_000:
+            cache.clear()
         choices = [SelectChoice(UNIT_NOT_GIVEN, _("Please choose"))] if len(units) != 1 else []
         choices += [SelectChoice(str(u.id), u.label) for u in units]
         choices.append(SelectChoice(UNIT_VISITOR, _("I am visiting")))
-        cached = _CHOICES[key] = (tuple(choices), frozenset(c.value for c in choices))
+        cached = cache[key] = (tuple(choices), frozenset(c.value for c in choices))
     return cached
 
 
@@ -187,26 +204,24 @@ def _set_unit_choices(form: SignInForm, flow: Flow) -> None:
     form.unit.allowed = values
 
 
-_OPTIONS: dict[tuple[str, str, int], Markup] = {}
-
-
 def _unit_options(flow: Flow, selected: str) -> Markup:
     """The unit <option>s, rendered once per AP, language and registry version.
 
     A building AP lists every unit of the building; rendering those options through
     WTForms/Jinja on every splash page was most of the page's time.
     """
-    services = _services()
+    services = portal_services()
     ap_id = flow.handshake.ap_id
     key = (ap_id, _locale(), services.directory.version)
-    html = _OPTIONS.get(key)
+    cache = _caches().options
+    html = cache.get(key)
     if html is None:
-        if len(_OPTIONS) > 10_000:
-            _OPTIONS.clear()
+        if len(cache) > 10_000:
+            cache.clear()
         html = Markup("").join(
             Markup('<option value="{}">{}</option>').format(c.value, c.label)
             for c in _unit_choices(flow)[0])
-        _OPTIONS[key] = html
+        cache[key] = html
     if selected:
         marker = str(Markup('value="{}"').format(selected))
         html = Markup(str(html).replace(marker, marker + " selected", 1))
@@ -219,7 +234,7 @@ def _one_tap_device(flow: Flow, known_hint: bool | None = None) -> tuple[int, st
     known_hint False (Redis says the address was never bound) skips the registry query. Only an
     address the AP signed counts: a FAS hand-over's MAC is anyone's claim.
     """
-    services = _services()
+    services = portal_services()
     settings = services.settings
     if (settings.portal_reverify_days <= 0 or known_hint is False
             or flow.handshake.kind != HANDSHAKE_SIGNED):
@@ -242,7 +257,7 @@ def _place(flow: Flow | None) -> str:
     """The community and building the AP is in, for the page header."""
     if flow is None:
         return ""
-    info = _services().directory.get(flow.handshake.ap_id)
+    info = portal_services().directory.get(flow.handshake.ap_id)
     return info.place if info else ""
 
 
@@ -261,12 +276,12 @@ def _render_form(flow: Flow, form: SignInForm | None = None, status: int = 200,
                 place=_place(flow), lang=_locale(),
             ), status=status)
     if form is None:
-        units = _services().directory.units_for(flow.handshake.ap_id)
+        units = portal_services().directory.units_for(flow.handshake.ap_id)
         # A unit AP: its unit is the likely answer.
         selected = str(units[0].id) if len(units) == 1 else ""
         if not notice:
-            html = _PAGES.fill(
-                ("splash", flow.handshake.ap_id, _locale(), _services().directory.version,
+            html = _caches().pages.fill(
+                ("splash", flow.handshake.ap_id, _locale(), portal_services().directory.version,
                  selected),
                 lambda markers: _splash_html(flow, markers["flow"], markers["csrf"], selected),
                 text={}, url_safe={"flow": token, "csrf": flow_csrf_token(flow.fid)})
@@ -281,9 +296,6 @@ def _render_form(flow: Flow, form: SignInForm | None = None, status: int = 200,
         "portal/splash.html", form=form, flow_token=token, place=_place(flow), notice=notice,
         lang=_locale(), unit_options=_unit_options(flow, str(form.unit.data or "")),
     ), status=status)
-
-
-_PAGES = PageCache()
 
 
 def _splash_html(flow: Flow, token: str, csrf_token: str, selected: str) -> str:
@@ -306,7 +318,7 @@ def _code_html(flow: Flow, token: str, csrf_token: str, phone: str, wait: int) -
     form.csrf_token.current_token = resend.csrf_token.current_token = csrf_token
     return render_template(
         "portal/code.html", form=form, resend=resend, phone=phone,
-        minutes=_services().otp.policy.ttl // 60, wait=wait, notice="", place=_place(flow),
+        minutes=portal_services().otp.policy.ttl // 60, wait=wait, notice="", place=_place(flow),
         flow_token=token, lang=_locale(),
     )
 
@@ -315,10 +327,10 @@ def _render_code(flow: Flow, declared: DeclaredIdentity, form: CodeForm | None =
                  notice: str = "", status: int = 200, wait: int | None = None) -> Response:
     """The page asking for the SMS code (wait: cooldown seconds, when already known)."""
     token = _token(flow)
-    services = _services()
+    services = portal_services()
     if form is None and not notice:
         left = services.otp.cooldown_left(declared.phone) if wait is None else wait
-        html = _PAGES.fill(
+        html = _caches().pages.fill(
             ("code", flow.handshake.ap_id, _locale(), services.directory.version,
              services.otp.policy.ttl, left),  # a number in the text (%d): part of the key
             lambda m: _code_html(flow, m["flow"], m["csrf"], m["phone"], left),
@@ -359,8 +371,8 @@ def _render_done(flow: Flow, result: SignInResult) -> Response:
             lang=_locale(),
         )
 
-    html = _PAGES.fill(
-        ("done", flow.handshake.ap_id, _locale(), _services().directory.version, hours,
+    html = _caches().pages.fill(
+        ("done", flow.handshake.ap_id, _locale(), portal_services().directory.version, hours,
          bool(result.fas_url), bool(original), result.released_devices > 0),
         done_html, text={"greeting": result.greeting, "link": result.fas_url or original})
     assert html is not None  # no URL-safe values: always filled
@@ -375,20 +387,29 @@ def _render_done(flow: Flow, result: SignInResult) -> Response:
     return response
 
 
-def _flow_from(token: str | None) -> Flow | Response:
-    """The flow from a posted or linked token, or the page that says to start again."""
-    try:
-        return _services().flows.load(token)
-    except FlowError as error:
-        LOGGER.info("flow token refused: %s", error.reason)
-        return _message(_("Please start again"),
-                        _("This page has expired. Close it and open any web page to sign in "
-                          "again."), status=400)
+def _flow_from(token: str | None) -> Flow:
+    """The flow from a posted or linked token (FlowError: the page that says to start again)."""
+    return portal_services().flows.load(token)
+
+
+@bp.errorhandler(FlowError)
+def _expired(error: FlowError) -> Response:
+    """A missing, forged or expired flow token: the page that says to start again."""
+    LOGGER.info("flow token refused: %s", error.reason)
+    return _message(_("Please start again"),
+                    _("This page has expired. Close it and open any web page to sign in "
+                      "again."), status=400)
+
+
+@bp.errorhandler(FlowStop)
+def _stopped(error: FlowStop) -> Response:
+    """A step that cannot go on: the page saying what to do instead."""
+    return _message(error.title, error.text, status=error.status, flow=error.flow)
 
 
 def _landing_url() -> str:
     """Where openNDS sends the browser after letting it through."""
-    base = _services().settings.portal_public_url.rstrip("/")
+    base = portal_services().settings.portal_public_url.rstrip("/")
     return f"{base}{url_for('captive.welcome', lang=_locale())}"
 
 
@@ -402,7 +423,7 @@ def splash() -> Response:
     kind = is_handshake(args)
     if kind is None:
         return Response(render_template("portal/start.html", lang=_locale()))
-    services = _services()
+    services = portal_services()
     ident = _client_ident(None)  # refused hand-overs count against the sending address
     try:
         if kind == HANDSHAKE_SIGNED:
@@ -415,21 +436,17 @@ def splash() -> Response:
                 "page", _client_ident(hs), key, max_age + MAX_FUTURE_SKEW_S,
                 probe_key=services.client_sessions.known_key(pseudonym))
             if not decision.allowed:
-                return _too_many(decision)
+                raise RateLimited(decision)
             if not fresh:
                 raise HandshakeError("replayed", f"nonce {hs.nonce} of AP {hs.ap_id} was used")
         else:
-            limited = _limited("page", ident)
-            if limited is not None:
-                return limited
+            _enforce("page", ident)
             hs = parse_fas(args, services.directory.fas_gateway_for)
             known = None
     except HandshakeError as error:
         if error.reason != "replayed":
-            limited = _limited("page", ident)  # forgeries count against the client too
-            if limited is not None:
-                return limited
-        return _refused(error)
+            _enforce("page", ident)  # forgeries count against the client too
+        raise
     return _render_form(services.flows.new(hs), known_hint=known)
 
 
@@ -437,12 +454,10 @@ def splash() -> Response:
 def resume() -> Response:
     """The form again for an existing flow (language switch, "not me" on the one-tap page)."""
     flow = _flow_from(request.args.get("f"))
-    if isinstance(flow, Response):
-        return flow
     return _render_form(flow, full=request.args.get("full") == "1")
 
 
-def _posted_flow() -> Flow | Response:
+def _posted_flow() -> Flow:
     """The flow of a posted form."""
     return _flow_from(request.form.get("flow"))
 
@@ -454,7 +469,7 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
     keep: also store the identity as the flow's pending one, in the issue's round trip (only
     when the code goes out: a refused send leaves the flow's pending identity as it was).
     """
-    services = _services()
+    services = portal_services()
     hs = flow.handshake
     client = _sending_client(hs)
     stash = None
@@ -506,13 +521,11 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
 def signin() -> Response:
     """The identity form was sent: check it, keep it pending, send the code."""
     flow = _posted_step("signin")
-    if isinstance(flow, Response):
-        return flow
     form = SignInForm(meta={"csrf_context": flow.fid})
     _set_unit_choices(form, flow)
     if not form.validate():
         return _render_form(flow, form=form)
-    services = _services()
+    services = portal_services()
     unit_id = int(form.unit.data) if (form.unit.data or "").isdigit() else None
     declared = DeclaredIdentity(
         name=clean_name(form.name.data or ""), id_type=form.id_type.data or "",
@@ -524,48 +537,38 @@ def signin() -> Response:
     return _send_code(flow, declared, resend=False, form=form, keep=True)
 
 
-def _pending(flow: Flow, declared: DeclaredIdentity | None) -> DeclaredIdentity | Response:
-    """The identity waiting for this flow's code, or the page that says to start again."""
+def _pending(flow: Flow, declared: DeclaredIdentity | None) -> DeclaredIdentity:
+    """The identity waiting for this flow's code (FlowStop: the page that says to start
+    again)."""
     if declared is None:
-        return _message(_("Please start again"),
-                        _("Your sign-in took too long and was cancelled. Please fill in the form "
-                          "again."), flow=flow, status=400)
+        raise FlowStop(_("Please start again"),
+                       _("Your sign-in took too long and was cancelled. Please fill in the form "
+                         "again."), flow=flow)
     return declared
 
 
-def _posted_step(limit: str) -> Flow | Response:
+def _posted_step(limit: str) -> Flow:
     """The posted flow, once it has passed the client's rate limit for this step."""
     flow = _posted_flow()
-    if isinstance(flow, Response):
-        return flow
-    limited = _limited(limit, _client_ident(flow.handshake))
-    return flow if limited is None else limited
+    _enforce(limit, _client_ident(flow.handshake))
+    return flow
 
 
-def _posted_pending_step(limit: str) -> tuple[Flow, DeclaredIdentity] | Response:
+def _posted_pending_step(limit: str) -> tuple[Flow, DeclaredIdentity]:
     """The posted, rate-limited flow and the identity waiting for its code (the count and
     the pending identity in one Redis round trip)."""
     flow = _posted_flow()
-    if isinstance(flow, Response):
-        return flow
-    services = _services()
+    services = portal_services()
     decision, blob = services.limiter.hit_and_get(limit, _client_ident(flow.handshake),
                                                   services.pending.key(flow.fid))
-    if not decision.allowed:
-        return _limit_refused(limit, _client_ident(flow.handshake), decision)
-    declared = _pending(flow, services.pending.decode(blob))
-    if isinstance(declared, Response):
-        return declared
-    return flow, declared
+    _check(limit, _client_ident(flow.handshake), decision)
+    return flow, _pending(flow, services.pending.decode(blob))
 
 
 @bp.post("/resend")
 def resend() -> Response:
     """Send a new code (after the cooldown)."""
-    step = _posted_pending_step("signin")
-    if isinstance(step, Response):
-        return step
-    flow, declared = step
+    flow, declared = _posted_pending_step("signin")
     form = ResendForm(meta={"csrf_context": flow.fid})
     if not form.validate():
         return _render_code(flow, declared, notice=_first_error(form))
@@ -583,14 +586,11 @@ def _first_error(form: FlowForm) -> str:
 @bp.post("/verify")
 def verify() -> Response:
     """Check the code; on success finish the sign-in and let the device through."""
-    step = _posted_pending_step("verify")
-    if isinstance(step, Response):
-        return step
-    flow, declared = step
+    flow, declared = _posted_pending_step("verify")
     form = CodeForm(meta={"csrf_context": flow.fid})
     if not form.validate():
         return _render_code(flow, declared, form=form)
-    services = _services()
+    services = portal_services()
     # The code vouches only for what it was sent for: the identity signed in must be that one.
     checked = services.otp.verify(flow.fid, form.code.data or "",
                                   binding=services.otp.binding(*declared.binding_parts()))
@@ -623,16 +623,14 @@ def _not_authorized(flow: Flow) -> Response:
 def one_tap() -> Response:
     """A known device signs in without a new code."""
     flow = _posted_step("signin")
-    if isinstance(flow, Response):
-        return flow
     form = OneTapForm(meta={"csrf_context": flow.fid})
     if not form.validate():
-        return _message(_("Please start again"), _first_error(form), status=400)
+        raise FlowStop(_("Please start again"), _first_error(form))
     known = _one_tap_device(flow)
     if known is None:
         return _render_form(flow, full=True)
     try:
-        result = complete_one_tap(_services(), flow, known[0], request.user_agent.string,
+        result = complete_one_tap(portal_services(), flow, known[0], request.user_agent.string,
                                   _remote(), _locale(), _landing_url())
     except LookupError:
         return _render_form(flow, full=True)
@@ -656,7 +654,7 @@ def terms() -> str:
 @bp.get("/privacy")
 def privacy() -> str:
     """The privacy notice: what is collected, why, how long, and who sees it."""
-    settings = _services().settings
+    settings = portal_services().settings
     return render_template("portal/privacy.html", back=_back_link(), lang=_locale(),
                            retention_days=settings.retention_days,
                            session_hours=settings.portal_session_seconds // 3600)

@@ -31,6 +31,18 @@ class FlowError(ValueError):
         self.reason = reason
 
 
+class FlowStop(Exception):
+    """A step of the flow cannot go on; the portal shows this message page instead."""
+
+    def __init__(self, title: str, text: str, status: int = 400, flow: Flow | None = None
+                 ) -> None:
+        super().__init__(title)
+        self.title = title
+        self.text = text
+        self.status = status
+        self.flow = flow
+
+
 @dataclass(frozen=True, slots=True)
 class Flow:
     """One resident's way through the sign-in pages."""
