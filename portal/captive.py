@@ -21,7 +21,7 @@ from wtforms.fields.choices import SelectChoice
 from census.privacy import mask_name, mask_phone, pseudonymize_mac
 from portal.const import CONSENT_VERSION, HANDSHAKE_SIGNED
 from portal.devices import known_device
-from portal.flow import Flow, FlowError, FlowStop
+from portal.flow import FLOW_MAX_AGE_S, Flow, FlowError, FlowStop
 from portal.forms import (
     UNIT_NOT_GIVEN,
     UNIT_VISITOR,
@@ -79,6 +79,27 @@ def _own_caches(state: BlueprintSetupState) -> None:
     state.app.extensions["captive_caches"] = _Caches()
 
 
+@bp.context_processor
+def _help_number() -> dict[str, str]:
+    """Every resident page shows the help number (a way forward from any page)."""
+    return {"help_phone": portal_services().settings.portal_help_phone}
+
+
+# The resident pages' policy plus our own scripts (the code page's countdown, the form's
+# refresh-safe address): from the portal itself only, never inline.
+RESIDENT_CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@bp.after_request
+def _resident_csp(response: Response) -> Response:
+    """The resident pages' Content-Security-Policy (the FAS done page sets its own)."""
+    response.headers.setdefault("Content-Security-Policy", RESIDENT_CSP)
+    return response
+
+
 def _caches() -> _Caches:
     """This app's caches."""
     caches: _Caches = current_app.extensions["captive_caches"]
@@ -115,11 +136,13 @@ def _sending_client(hs: Handshake) -> str:
 
 
 def _message(title: str, text: str, status: int = 200, flow: Flow | None = None,
-             retry_after: int = 0) -> Response:
-    """A short page with one message (bad link, too many attempts, expired...)."""
+             retry_after: int = 0, forward: tuple[str, str] | None = None,
+             restart_token: str = "") -> Response:
+    """A short page with one message (bad link, too many attempts, expired...) and a way on:
+    forward is (label, URL) of a button; restart_token offers a fresh flow for the device."""
     response = Response(render_template(
         "portal/message.html", title=title, text=text, flow_token=_token(flow) if flow else "",
-        lang=_locale(),
+        lang=_locale(), forward=forward, restart_token=restart_token,
     ), status=status)
     if retry_after:
         response.headers["Retry-After"] = str(retry_after)
@@ -170,8 +193,15 @@ def _refused(error: HandshakeError) -> Response:
     """The page for a redirect that was refused: what to do, not what went wrong inside."""
     LOGGER.warning("AP redirect refused (%s): %s", error.reason, error.detail)
     if error.reason in ("replayed", "expired"):
-        text = _("This sign-in link has expired or was already used. Close this page and open "
+        text = _("This sign-in link has expired or was already used. Tap the button, or open "
                  "any web page: the Wi-Fi will show you a fresh sign-in page.")
+        # Signed (the signature is checked before the nonce and the clock): the page the
+        # resident was opening. Asking for it again, the AP answers with a fresh signed link.
+        original = request.args.get("url", "")
+        if urlsplit(original).scheme in ("http", "https"):
+            return _message(_("Please start again"), text,
+                            status=_REFUSALS.get(error.reason, 400),
+                            forward=(_("Open the sign-in page again"), original))
     else:
         text = _("This sign-in link is not valid. Connect to the community Wi-Fi and open any "
                  "web page to get the sign-in page.")
@@ -190,10 +220,14 @@ def _unit_choices(flow: Flow) -> tuple[tuple[SelectChoice, ...], frozenset[str]]
         units = services.directory.units_for(ap_id)
         if len(cache) > 10_000:
             cache.clear()
-        choices = [SelectChoice(UNIT_NOT_GIVEN, _("Please choose"))] if len(units) != 1 else []
+        # Nothing is pre-selected, not even a unit AP's one unit: a visitor who left it would be
+        # recorded as living there. There, "I live here" or "I am visiting" must be chosen.
+        choices = [SelectChoice(UNIT_NOT_GIVEN, _("Please choose"))]
         choices += [SelectChoice(str(u.id), u.label) for u in units]
         choices.append(SelectChoice(UNIT_VISITOR, _("I am visiting")))
-        cached = cache[key] = (tuple(choices), frozenset(c.value for c in choices))
+        values = frozenset(c.value for c in choices
+                           if len(units) != 1 or c.value != UNIT_NOT_GIVEN)
+        cached = cache[key] = (tuple(choices), values)
     return cached
 
 
@@ -276,37 +310,32 @@ def _render_form(flow: Flow, form: SignInForm | None = None, status: int = 200,
                 place=_place(flow), lang=_locale(),
             ), status=status)
     if form is None:
-        units = portal_services().directory.units_for(flow.handshake.ap_id)
-        # A unit AP: its unit is the likely answer.
-        selected = str(units[0].id) if len(units) == 1 else ""
         if not notice:
             html = _caches().pages.fill(
-                ("splash", flow.handshake.ap_id, _locale(), portal_services().directory.version,
-                 selected),
-                lambda markers: _splash_html(flow, markers["flow"], markers["csrf"], selected),
+                ("splash", flow.handshake.ap_id, _locale(), portal_services().directory.version),
+                lambda markers: _splash_html(flow, markers["flow"], markers["csrf"]),
                 text={}, url_safe={"flow": token, "csrf": flow_csrf_token(flow.fid)})
             if html is not None:
                 return Response(html, status=status)
         form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None,
                           data={"flow": token, "lang": _locale()})
-        form.unit.data = selected or None
     else:
         form.flow.data = token
+        form.lang.data = _locale()  # after a language switch, the page's new language
     return Response(render_template(
         "portal/splash.html", form=form, flow_token=token, place=_place(flow), notice=notice,
         lang=_locale(), unit_options=_unit_options(flow, str(form.unit.data or "")),
     ), status=status)
 
 
-def _splash_html(flow: Flow, token: str, csrf_token: str, selected: str) -> str:
+def _splash_html(flow: Flow, token: str, csrf_token: str) -> str:
     """The empty identity form with the given tokens (markers, for the page cache)."""
     form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None,
                       data={"flow": token, "lang": _locale()})
     form.csrf_token.current_token = csrf_token
-    form.unit.data = selected or None
     return render_template(
         "portal/splash.html", form=form, flow_token=token, place=_place(flow), notice="",
-        lang=_locale(), unit_options=_unit_options(flow, selected),
+        lang=_locale(), unit_options=_unit_options(flow, ""),
     )
 
 
@@ -343,6 +372,7 @@ def _render_code(flow: Flow, declared: DeclaredIdentity, form: CodeForm | None =
                         data={"flow": token, "lang": _locale()})
     else:
         form.flow.data = token
+        form.lang.data = _locale()
         form.code.data = ""
     resend = ResendForm(meta={"csrf_context": flow.fid}, formdata=None,
                         data={"flow": token, "lang": _locale()})
@@ -396,6 +426,11 @@ def _flow_from(token: str | None) -> Flow:
 def _expired(error: FlowError) -> Response:
     """A missing, forged or expired flow token: the page that says to start again."""
     LOGGER.info("flow token refused: %s", error.reason)
+    token = request.values.get("flow") or request.values.get("f") or ""
+    if error.reason == "expired" and portal_services().flows.restartable(token):
+        return _message(_("Please start again"),
+                        _("This page has expired. Tap the button to start again."), status=400,
+                        restart_token=token)
     return _message(_("Please start again"),
                     _("This page has expired. Close it and open any web page to sign in "
                       "again."), status=400)
@@ -404,7 +439,12 @@ def _expired(error: FlowError) -> Response:
 @bp.errorhandler(FlowStop)
 def _stopped(error: FlowStop) -> Response:
     """A step that cannot go on: the page saying what to do instead."""
-    return _message(error.title, error.text, status=error.status, flow=error.flow)
+    forward = None
+    if error.flow is not None:
+        forward = (_("Fill in the form again"),
+                   url_for("captive.resume", f=_token(error.flow), full=1, lang=_locale()))
+    return _message(error.title, error.text, status=error.status, flow=error.flow,
+                    forward=forward)
 
 
 def _landing_url() -> str:
@@ -452,9 +492,35 @@ def splash() -> Response:
 
 @bp.get("/s")
 def resume() -> Response:
-    """The form again for an existing flow (language switch, "not me" on the one-tap page)."""
+    """The form again for an existing flow (a refresh, "not me" on the one-tap page), with
+    what was typed so far."""
     flow = _flow_from(request.args.get("f"))
+    draft = portal_services().pending.get_draft(flow.fid)
+    if draft:
+        form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None,
+                          data={**draft, "consent": draft.get("consent") == "y"})
+        _set_unit_choices(form, flow)
+        return _render_form(flow, form=form)
     return _render_form(flow, full=request.args.get("full") == "1")
+
+
+# What a draft keeps of the form, each value cut to the longest the form accepts.
+DRAFT_FIELDS = {"name": 60, "id_type": 24, "id_number": 24, "phone": 20, "unit": 12,
+                "consent": 1}
+
+
+@bp.post("/draft")
+def draft() -> Response:
+    """Keep what was typed so far (sent by the page's script as the resident types and when
+    the page goes away), so that a refresh shows it again."""
+    flow = _posted_step("page")
+    form = ResendForm(meta={"csrf_context": flow.fid})
+    if not form.validate():
+        return Response(status=400)
+    fields = {name: (request.form.get(name) or "")[:limit]
+              for name, limit in DRAFT_FIELDS.items()}
+    portal_services().pending.put_draft(flow.fid, fields, FLOW_MAX_AGE_S)
+    return Response(status=204)
 
 
 def _posted_flow() -> Flow:
@@ -565,6 +631,43 @@ def _posted_pending_step(limit: str) -> tuple[Flow, DeclaredIdentity]:
     return flow, _pending(flow, services.pending.decode(blob))
 
 
+@bp.post("/again")
+def again() -> Response:
+    """Start a fresh flow for the device of an expired page (the "start again" button)."""
+    _enforce("page", _client_ident(None))
+    return _render_form(portal_services().flows.restart(request.form.get("flow")), full=True)
+
+
+@bp.post("/lang")
+def switch_language() -> Response:
+    """The same page in the other language (?lang=), with what was typed so far: the switch
+    posts the form instead of following a link, so nothing typed is lost."""
+    flow = _posted_step("page")
+    if request.form.get("step") == "code":
+        services = portal_services()
+        declared = _pending(flow, services.pending.get(flow.fid))
+        return _render_code(flow, declared)
+    form = SignInForm(meta={"csrf_context": flow.fid})
+    _set_unit_choices(form, flow)
+    return _render_form(flow, form=form)
+
+
+@bp.post("/change")
+def change_phone() -> Response:
+    """From the code page back to the form, filled in, to correct the mobile number."""
+    flow, declared = _posted_pending_step("signin")
+    if not ResendForm(meta={"csrf_context": flow.fid}).validate():
+        raise FlowStop(_("Please start again"),
+                       _("This page has expired. Please fill in the form again."), flow=flow)
+    form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None, data={
+        "name": declared.name, "id_type": declared.id_type, "id_number": declared.id_number,
+        "phone": declared.phone, "consent": True,
+        "unit": str(declared.unit_id) if declared.unit_id is not None else ""})
+    _set_unit_choices(form, flow)
+    return _render_form(flow, form=form,
+                        notice=_("Correct your mobile number, then ask for a new code."))
+
+
 @bp.post("/resend")
 def resend() -> Response:
     """Send a new code (after the cooldown)."""
@@ -614,9 +717,13 @@ def verify() -> Response:
 
 def _not_authorized(flow: Flow) -> Response:
     """The sign-in is recorded but the AP did not get the command: ask to retry."""
+    original = flow.handshake.original_url
+    forward = ((_("Try again"), original) if urlsplit(original).scheme in ("http", "https")
+               else None)
     return _message(_("Almost there"),
                     _("You are signed in, but the Wi-Fi access point did not answer. Open any "
-                      "web page in a minute to connect with one tap."), status=503, flow=flow)
+                      "web page in a minute to connect with one tap."), status=503, flow=flow,
+                    forward=forward)
 
 
 @bp.post("/one-tap")
