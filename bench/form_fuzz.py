@@ -12,7 +12,10 @@ PostgreSQL database, or SQLite with ``--database sqlite``), Redis key prefix and
   consent, and the flow and CSRF tokens), each field valid or hostile;
 - ``verify``: the code form (the code and the tokens) for a flow waiting for its code;
 - ``resend``, ``one_tap``: the flow and CSRF token verifiers behind those buttons;
-- ``resume``: the language-switch link (``GET /s``), any token and query.
+- ``resume``: a flow's form again (``GET /s``), any token and query;
+- ``lang``, ``draft``: the form posted to the language switch (any target language) and as a
+  draft kept for a refresh;
+- ``change``, ``again``: the code page's "change number" and the expired page's "start again".
 
 The rate limits are raised out of the way (they would refuse almost everything after a few
 hundred inputs; their own tests are in tests/portal). Each input is counted as accepted (the
@@ -69,6 +72,7 @@ HOSTILE = st.one_of(
     st.from_regex(r"\A[0-9]{17}[0-9Xx]\Z"), st.integers().map(str),
     st.binary(max_size=60).map(lambda b: b.decode("latin-1")),
 )
+NO_CONTENT = ""  # accepted means 204 (a draft kept)
 DONE = '<div class="ok"'  # the connected page
 ID_TYPES = ("resident_id_card", "passport", "hk_macao_permit", "taiwan_permit",
             "foreign_permanent_id", "other")
@@ -149,7 +153,8 @@ class Run:
         status = response.status_code
         if status >= 500:
             self.record(target, "5xx", lambda: f"{status} {path} {data!r}")
-        elif status == 200 and accepted in response.get_data(as_text=True):
+        elif (status == 204 if accepted == NO_CONTENT
+              else status == 200 and accepted in response.get_data(as_text=True)):
             self.record(target, "accepted", str)
         else:
             self.record(target, "rejected", str)
@@ -198,9 +203,8 @@ def fuzz(run: Run, target: str, n: int) -> None:
                 encoded = ", ".join(f"{k}={v}" for k, v in fields.items())
                 args = {"fas": encoded}
             run.send(target, 'name="flow"', "GET", "/?" + urlencode(args))
-    elif target == "signin":
-        page = run.splash()
-        form = _form(_tokens(page) | {
+    elif target in ("signin", "lang", "draft"):
+        form = _form(_tokens(run.splash()) | {
             "name": st.sampled_from(("张三", "王小明", "Anna Müller")),
             "id_type": st.sampled_from(ID_TYPES),
             "id_number": st.sampled_from(("E1234567", "110101199003077777")),
@@ -208,11 +212,25 @@ def fuzz(run: Run, target: str, n: int) -> None:
             "unit": st.sampled_from(("visitor", "", "1", "50", "100")),
             "consent": st.just("y"),
         })
+        switch_to = st.one_of(st.sampled_from(("en", "zh_CN")), HOSTILE)
 
         @config
-        @given(data=form)
+        @given(data=form, switch_to=switch_to)
+        def one(data: dict[str, str], switch_to: str) -> None:
+            if target == "signin":
+                run.send(target, 'name="code"', "POST", "/signin", data)
+            elif target == "lang":
+                run.send(target, 'name="name"', "POST",
+                         "/lang?" + urlencode({"lang": switch_to}), data)
+            else:
+                run.send(target, NO_CONTENT, "POST", "/draft", data)
+    elif target in ("change", "again"):
+        page = run.code_page()
+
+        @config
+        @given(data=_form(_tokens(page)))
         def one(data: dict[str, str]) -> None:
-            run.send(target, 'name="code"', "POST", "/signin", data)
+            run.send(target, 'name="name"', "POST", f"/{target}", data)
     elif target in ("verify", "resend"):
         page = run.code_page()
         form = _form(_tokens(page) | {"code": st.from_regex(r"\A[0-9]{6}\Z")})
@@ -247,7 +265,8 @@ def fuzz(run: Run, target: str, n: int) -> None:
     run.seconds[target] = time.perf_counter() - started
 
 
-TARGETS = ("redirect", "fas", "signin", "verify", "resend", "one_tap", "resume")
+TARGETS = ("redirect", "fas", "signin", "verify", "resend", "one_tap", "resume", "lang", "draft",
+           "change", "again")
 
 
 def main() -> None:
