@@ -174,7 +174,17 @@ def _too_many(error: RateLimited) -> Response:
     return _message(_("Too many attempts"),
                     _("Please wait %(seconds)d seconds and try again.",
                       seconds=decision.retry_after),
-                    status=429, retry_after=decision.retry_after)
+                    status=429, retry_after=decision.retry_after, forward=_back_to_form())
+
+
+def _back_to_form() -> tuple[str, str] | None:
+    """A button back to the form of the request's flow, when it has a valid one."""
+    token = request.values.get("flow") or request.values.get("f")
+    try:
+        portal_services().flows.load(token)
+    except FlowError:
+        return None
+    return _("Back to the form"), url_for("captive.resume", f=token, lang=_locale())
 
 
 _REFUSALS = {

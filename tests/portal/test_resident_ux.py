@@ -11,14 +11,17 @@ from flask.testing import FlaskClient
 from itsdangerous.timed import TimestampSigner
 
 from census.settings import Settings
+from portal import create_app
 from portal.flow import FLOW_MAX_AGE_S, FLOW_RESTART_MAX_AGE_S
 from portal.services import PortalServices
 from tests.portal.conftest import (
     UNIT_AP,
     ZHANG_ID,
     Place,
+    code_form,
     hidden,
     identity_form,
+    last_code,
     page,
     signed_query,
 )
@@ -80,6 +83,11 @@ def test_a_draft_comes_back_on_refresh_and_is_kept_encrypted(
     again = page(client.get(f"/s?f={hidden(splash, 'flow')}"))
     assert 'value="李四"' in again and f'value="{ZHANG_ID}"' in again
     assert 'value="1380013"' in again and 'class="err"' not in again
+    # Signed in: the draft is gone with the pending identity.
+    code = page(client.post("/signin", data=identity_form(again)))
+    done = client.post("/verify", data=code_form(code, last_code(services, "+8613800138000")))
+    assert done.status_code == 200
+    assert services.redis.exists(services.pending.draft_key(flow.fid)) == 0
 
 
 def test_the_phone_can_be_changed_from_the_code_page(client: FlaskClient) -> None:
@@ -131,3 +139,22 @@ def test_an_expired_page_restarts_for_its_device_within_limits(
     refused = page(client.post("/signin", data=identity_form(too_old)))
     assert 'id="again"' not in refused and "请重新开始" in refused
     assert client.post("/again", data={"flow": hidden(too_old, "flow")}).status_code == 400
+
+
+def test_the_too_many_attempts_page_leads_back_to_the_form(
+        settings: Settings, place: Place, redis_client: object) -> None:
+    """Over the limit: the wait, and a button back to the flow's form (with its draft)."""
+    limits = {"page": (100, 60), "signin": (1, 60), "verify": (30, 60)}
+    app = create_app(settings, {"TESTING": True, "PORTAL_RATE_LIMITS": limits})
+    try:
+        client = app.test_client()
+        splash = page(client.get("/?" + signed_query()))
+        client.post("/draft", data=identity_form(splash, name="李四"))
+        assert client.post("/signin", data=identity_form(splash, phone="1")).status_code == 200
+        limited = client.post("/signin", data=identity_form(splash, phone="2"))
+        assert limited.status_code == 429
+        back = re.search(r'<a class="button" href="([^"]+)">返回填写</a>', page(limited))
+        assert back is not None
+        assert 'value="李四"' in page(client.get(back.group(1).replace("&amp;", "&")))
+    finally:
+        app.extensions["portal"].close()

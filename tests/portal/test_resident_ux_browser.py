@@ -115,6 +115,15 @@ def test_resident_walks_every_usability_step(browser: Any, live_portal: str,
     assert wait.is_hidden()
     save_screenshot(page, f"ux-{lang}-5-resend-enabled")
 
+    # Back from the code page: the form, as it was typed; sending it again works.
+    page.go_back()
+    assert page.locator("h2").inner_text() == case["title"] and _typed(page) == typed
+    page.select_option("#unit", "visitor")
+    if not page.is_checked("#consent"):
+        page.check("#consent")
+    page.click("#submit")
+    assert page.locator("h2").inner_text() == case["code_title"]
+
     # The number was wrong: change it from the code page, the rest stays as typed.
     page.click("#change")
     assert page.locator("h2").inner_text() == case["title"]
