@@ -170,6 +170,18 @@ def _parse_regions(raw: str) -> tuple[str, ...]:
     return codes
 
 
+_HELP_PHONE = re.compile(r"^\+?[0-9][0-9 \-]{1,23}[0-9]$")
+
+
+def _parse_help_phone(raw: str) -> str:
+    """A telephone number as shown to residents: ASCII digits, spaces, hyphens, a leading +."""
+    value = raw.strip()
+    if not _HELP_PHONE.match(value):
+        raise ValueError(f"{raw!r} is not a telephone number (digits, spaces, hyphens, "
+                         "an optional leading +)")
+    return value
+
+
 def _parse_client_id(raw: str) -> str:
     """Check an MQTT client id: 1-64 printable characters without spaces or wildcards."""
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", raw):
@@ -434,6 +446,13 @@ VARIABLES: tuple[Variable, ...] = (
         "devices a resident may have authorized at once (the oldest is released)",
     ),
     Variable(
+        "portal_help_phone",
+        _parse_help_phone,
+        "12345",
+        "the help number shown on every resident page (default: the government service "
+        "hotline; set the community service centre's own)",
+    ),
+    Variable(
         "portal_reverify_days",
         _parse_int(0, 365),
         "30",
@@ -684,6 +703,7 @@ class Settings:
     log_level: str
     portal_session_seconds: int
     portal_device_quota: int
+    portal_help_phone: str
     portal_reverify_days: int
     portal_redirect_max_age: int
     portal_otp_ttl: int

@@ -12,20 +12,14 @@ import json
 import re
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, request, url_for
 from sqlalchemy import text
 
 from portal.const import CAPTIVE_JSON
-from portal.services import PortalServices
+from portal.services import portal_services
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 _AP_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-def _services() -> PortalServices:
-    """This app's portal services."""
-    services: PortalServices = current_app.extensions["portal"]
-    return services
 
 
 def _json(body: dict[str, Any], status: int = 200, media_type: str = "application/json"
@@ -39,7 +33,7 @@ def _json(body: dict[str, Any], status: int = 200, media_type: str = "applicatio
 @bp.get("/captive")
 def captive() -> Response:
     """RFC 8908 section 5: captive state, portal URL, seconds remaining, venue info."""
-    services = _services()
+    services = portal_services()
     settings = services.settings
     ap_id = request.args.get("ap", "")
     base = settings.portal_public_url.rstrip("/")
@@ -68,7 +62,7 @@ def ping() -> Response:
 @bp.get("/health")
 def health() -> Response:
     """Whether Redis and the registry answer (for the demo and the orchestrator)."""
-    services = _services()
+    services = portal_services()
     checks: dict[str, str] = {}
     try:
         services.redis.ping()

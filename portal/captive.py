@@ -9,10 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask.blueprints import BlueprintSetupState
 from flask_babel import gettext as _
 from markupsafe import Markup
 from wtforms.fields.choices import SelectChoice
@@ -20,7 +21,7 @@ from wtforms.fields.choices import SelectChoice
 from census.privacy import mask_name, mask_phone, pseudonymize_mac
 from portal.const import CONSENT_VERSION, HANDSHAKE_SIGNED
 from portal.devices import known_device
-from portal.flow import Flow, FlowError
+from portal.flow import FLOW_MAX_AGE_S, Flow, FlowError, FlowStop
 from portal.forms import (
     UNIT_NOT_GIVEN,
     UNIT_VISITOR,
@@ -43,8 +44,8 @@ from portal.i18n import page_locale
 from portal.identity import DeclaredIdentity, clean_id_number, clean_name, clean_phone
 from portal.otp import IssueStatus, VerifyStatus
 from portal.pages import PageCache
-from portal.ratelimit import Decision
-from portal.services import PortalServices
+from portal.ratelimit import Decision, RateLimited
+from portal.services import portal_services
 from portal.signin import (
     NotAuthorized,
     SignInResult,
@@ -61,10 +62,48 @@ bp = Blueprint("captive", __name__)
 PENDING_TTL_FACTOR = 3  # the typed identity waits three code lifetimes (resends included)
 
 
-def _services() -> PortalServices:
-    """This app's portal services."""
-    services: PortalServices = current_app.extensions["portal"]
-    return services
+@dataclass
+class _Caches:
+    """Rendered pieces this app keeps between requests (owned by the app, not the module:
+    two apps in one process, as in the tests, have their own registries and keys)."""
+
+    pages: PageCache = field(default_factory=PageCache)
+    choices: dict[tuple[str, str, int], tuple[tuple[SelectChoice, ...], frozenset[str]]] = (
+        field(default_factory=dict))
+    options: dict[tuple[str, str, int], Markup] = field(default_factory=dict)
+
+
+@bp.record_once
+def _own_caches(state: BlueprintSetupState) -> None:
+    """Give the app that registers the blueprint its own caches."""
+    state.app.extensions["captive_caches"] = _Caches()
+
+
+@bp.context_processor
+def _help_number() -> dict[str, str]:
+    """Every resident page shows the help number (a way forward from any page)."""
+    return {"help_phone": portal_services().settings.portal_help_phone}
+
+
+# The resident pages' policy plus our own scripts (the code page's countdown, the form's
+# refresh-safe address): from the portal itself only, never inline.
+RESIDENT_CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@bp.after_request
+def _resident_csp(response: Response) -> Response:
+    """The resident pages' Content-Security-Policy (the FAS done page sets its own)."""
+    response.headers.setdefault("Content-Security-Policy", RESIDENT_CSP)
+    return response
+
+
+def _caches() -> _Caches:
+    """This app's caches."""
+    caches: _Caches = current_app.extensions["captive_caches"]
+    return caches
 
 
 def _locale() -> str:
@@ -97,11 +136,13 @@ def _sending_client(hs: Handshake) -> str:
 
 
 def _message(title: str, text: str, status: int = 200, flow: Flow | None = None,
-             retry_after: int = 0) -> Response:
-    """A short page with one message (bad link, too many attempts, expired...)."""
+             retry_after: int = 0, forward: tuple[str, str] | None = None,
+             restart_token: str = "") -> Response:
+    """A short page with one message (bad link, too many attempts, expired...) and a way on:
+    forward is (label, URL) of a button; restart_token offers a fresh flow for the device."""
     response = Response(render_template(
         "portal/message.html", title=title, text=text, flow_token=_token(flow) if flow else "",
-        lang=_locale(),
+        lang=_locale(), forward=forward, restart_token=restart_token,
     ), status=status)
     if retry_after:
         response.headers["Retry-After"] = str(retry_after)
@@ -110,30 +151,40 @@ def _message(title: str, text: str, status: int = 200, flow: Flow | None = None,
 
 def _token(flow: Flow) -> str:
     """The signed token of a flow."""
-    return _services().flows.dump(flow)
+    return portal_services().flows.dump(flow)
 
 
-def _limited(name: str, ident: str) -> Response | None:
-    """A 429 page when the client went over a rate limit, else None."""
-    decision = _services().limiter.hit(name, ident)
-    if decision.allowed:
-        return None
-    return _limit_refused(name, ident, decision)
+def _enforce(name: str, ident: str) -> None:
+    """Count a hit; raise RateLimited when the client went over the limit."""
+    _check(name, ident, portal_services().limiter.hit(name, ident))
 
 
-def _limit_refused(name: str, ident: str, decision: Decision) -> Response:
-    """Log a refused hit and answer with the 429 page."""
-    LOGGER.warning("rate limit %s exceeded by %s (%d/%d)", name, ident, decision.count,
-                   decision.limit)
-    return _too_many(decision)
+def _check(name: str, ident: str, decision: Decision) -> None:
+    """Log and raise a refused hit (the error handler answers with the 429 page)."""
+    if not decision.allowed:
+        LOGGER.warning("rate limit %s exceeded by %s (%d/%d)", name, ident, decision.count,
+                       decision.limit)
+        raise RateLimited(decision)
 
 
-def _too_many(decision: Decision) -> Response:
+@bp.errorhandler(RateLimited)
+def _too_many(error: RateLimited) -> Response:
     """The 429 page."""
+    decision = error.decision
     return _message(_("Too many attempts"),
                     _("Please wait %(seconds)d seconds and try again.",
                       seconds=decision.retry_after),
-                    status=429, retry_after=decision.retry_after)
+                    status=429, retry_after=decision.retry_after, forward=_back_to_form())
+
+
+def _back_to_form() -> tuple[str, str] | None:
+    """A button back to the form of the request's flow, when it has a valid one."""
+    token = request.values.get("flow") or request.values.get("f")
+    try:
+        portal_services().flows.load(token)
+    except FlowError:
+        return None
+    return _("Back to the form"), url_for("captive.resume", f=token, lang=_locale())
 
 
 _REFUSALS = {
@@ -147,36 +198,46 @@ _REFUSALS = {
 }
 
 
+@bp.errorhandler(HandshakeError)
 def _refused(error: HandshakeError) -> Response:
     """The page for a redirect that was refused: what to do, not what went wrong inside."""
     LOGGER.warning("AP redirect refused (%s): %s", error.reason, error.detail)
     if error.reason in ("replayed", "expired"):
-        text = _("This sign-in link has expired or was already used. Close this page and open "
+        text = _("This sign-in link has expired or was already used. Tap the button, or open "
                  "any web page: the Wi-Fi will show you a fresh sign-in page.")
+        # Signed (the signature is checked before the nonce and the clock): the page the
+        # resident was opening. Asking for it again, the AP answers with a fresh signed link.
+        original = request.args.get("url", "")
+        if urlsplit(original).scheme in ("http", "https"):
+            return _message(_("Please start again"), text,
+                            status=_REFUSALS.get(error.reason, 400),
+                            forward=(_("Open the sign-in page again"), original))
     else:
         text = _("This sign-in link is not valid. Connect to the community Wi-Fi and open any "
                  "web page to get the sign-in page.")
     return _message(_("Please start again"), text, status=_REFUSALS.get(error.reason, 400))
 
 
-_CHOICES: dict[tuple[str, str, int], tuple[tuple[SelectChoice, ...], frozenset[str]]] = {}
-
-
 def _unit_choices(flow: Flow) -> tuple[tuple[SelectChoice, ...], frozenset[str]]:
     """Choices for "where do you live" (the AP's units, or a visitor) and their values, kept
     per AP, language and registry version: a building AP has a hundred units."""
-    services = _services()
+    services = portal_services()
     ap_id = flow.handshake.ap_id
     key = (ap_id, _locale(), services.directory.version)
-    cached = _CHOICES.get(key)
+    cache = _caches().choices
+    cached = cache.get(key)
     if cached is None:
         units = services.directory.units_for(ap_id)
-        if len(_CHOICES) > 10_000:
-            _CHOICES.clear()
-        choices = [SelectChoice(UNIT_NOT_GIVEN, _("Please choose"))] if len(units) != 1 else []
+        if len(cache) > 10_000:
+            cache.clear()
+        # Nothing is pre-selected, not even a unit AP's one unit: a visitor who left it would be
+        # recorded as living there. There, "I live here" or "I am visiting" must be chosen.
+        choices = [SelectChoice(UNIT_NOT_GIVEN, _("Please choose"))]
         choices += [SelectChoice(str(u.id), u.label) for u in units]
         choices.append(SelectChoice(UNIT_VISITOR, _("I am visiting")))
-        cached = _CHOICES[key] = (tuple(choices), frozenset(c.value for c in choices))
+        values = frozenset(c.value for c in choices
+                           if len(units) != 1 or c.value != UNIT_NOT_GIVEN)
+        cached = cache[key] = (tuple(choices), values)
     return cached
 
 
@@ -187,26 +248,24 @@ def _set_unit_choices(form: SignInForm, flow: Flow) -> None:
     form.unit.allowed = values
 
 
-_OPTIONS: dict[tuple[str, str, int], Markup] = {}
-
-
 def _unit_options(flow: Flow, selected: str) -> Markup:
     """The unit <option>s, rendered once per AP, language and registry version.
 
     A building AP lists every unit of the building; rendering those options through
     WTForms/Jinja on every splash page was most of the page's time.
     """
-    services = _services()
+    services = portal_services()
     ap_id = flow.handshake.ap_id
     key = (ap_id, _locale(), services.directory.version)
-    html = _OPTIONS.get(key)
+    cache = _caches().options
+    html = cache.get(key)
     if html is None:
-        if len(_OPTIONS) > 10_000:
-            _OPTIONS.clear()
+        if len(cache) > 10_000:
+            cache.clear()
         html = Markup("").join(
             Markup('<option value="{}">{}</option>').format(c.value, c.label)
             for c in _unit_choices(flow)[0])
-        _OPTIONS[key] = html
+        cache[key] = html
     if selected:
         marker = str(Markup('value="{}"').format(selected))
         html = Markup(str(html).replace(marker, marker + " selected", 1))
@@ -219,7 +278,7 @@ def _one_tap_device(flow: Flow, known_hint: bool | None = None) -> tuple[int, st
     known_hint False (Redis says the address was never bound) skips the registry query. Only an
     address the AP signed counts: a FAS hand-over's MAC is anyone's claim.
     """
-    services = _services()
+    services = portal_services()
     settings = services.settings
     if (settings.portal_reverify_days <= 0 or known_hint is False
             or flow.handshake.kind != HANDSHAKE_SIGNED):
@@ -242,7 +301,7 @@ def _place(flow: Flow | None) -> str:
     """The community and building the AP is in, for the page header."""
     if flow is None:
         return ""
-    info = _services().directory.get(flow.handshake.ap_id)
+    info = portal_services().directory.get(flow.handshake.ap_id)
     return info.place if info else ""
 
 
@@ -261,40 +320,32 @@ def _render_form(flow: Flow, form: SignInForm | None = None, status: int = 200,
                 place=_place(flow), lang=_locale(),
             ), status=status)
     if form is None:
-        units = _services().directory.units_for(flow.handshake.ap_id)
-        # A unit AP: its unit is the likely answer.
-        selected = str(units[0].id) if len(units) == 1 else ""
         if not notice:
-            html = _PAGES.fill(
-                ("splash", flow.handshake.ap_id, _locale(), _services().directory.version,
-                 selected),
-                lambda markers: _splash_html(flow, markers["flow"], markers["csrf"], selected),
+            html = _caches().pages.fill(
+                ("splash", flow.handshake.ap_id, _locale(), portal_services().directory.version),
+                lambda markers: _splash_html(flow, markers["flow"], markers["csrf"]),
                 text={}, url_safe={"flow": token, "csrf": flow_csrf_token(flow.fid)})
             if html is not None:
                 return Response(html, status=status)
         form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None,
                           data={"flow": token, "lang": _locale()})
-        form.unit.data = selected or None
     else:
         form.flow.data = token
+        form.lang.data = _locale()  # after a language switch, the page's new language
     return Response(render_template(
         "portal/splash.html", form=form, flow_token=token, place=_place(flow), notice=notice,
         lang=_locale(), unit_options=_unit_options(flow, str(form.unit.data or "")),
     ), status=status)
 
 
-_PAGES = PageCache()
-
-
-def _splash_html(flow: Flow, token: str, csrf_token: str, selected: str) -> str:
+def _splash_html(flow: Flow, token: str, csrf_token: str) -> str:
     """The empty identity form with the given tokens (markers, for the page cache)."""
     form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None,
                       data={"flow": token, "lang": _locale()})
     form.csrf_token.current_token = csrf_token
-    form.unit.data = selected or None
     return render_template(
         "portal/splash.html", form=form, flow_token=token, place=_place(flow), notice="",
-        lang=_locale(), unit_options=_unit_options(flow, selected),
+        lang=_locale(), unit_options=_unit_options(flow, ""),
     )
 
 
@@ -306,7 +357,7 @@ def _code_html(flow: Flow, token: str, csrf_token: str, phone: str, wait: int) -
     form.csrf_token.current_token = resend.csrf_token.current_token = csrf_token
     return render_template(
         "portal/code.html", form=form, resend=resend, phone=phone,
-        minutes=_services().otp.policy.ttl // 60, wait=wait, notice="", place=_place(flow),
+        minutes=portal_services().otp.policy.ttl // 60, wait=wait, notice="", place=_place(flow),
         flow_token=token, lang=_locale(),
     )
 
@@ -315,10 +366,10 @@ def _render_code(flow: Flow, declared: DeclaredIdentity, form: CodeForm | None =
                  notice: str = "", status: int = 200, wait: int | None = None) -> Response:
     """The page asking for the SMS code (wait: cooldown seconds, when already known)."""
     token = _token(flow)
-    services = _services()
+    services = portal_services()
     if form is None and not notice:
         left = services.otp.cooldown_left(declared.phone) if wait is None else wait
-        html = _PAGES.fill(
+        html = _caches().pages.fill(
             ("code", flow.handshake.ap_id, _locale(), services.directory.version,
              services.otp.policy.ttl, left),  # a number in the text (%d): part of the key
             lambda m: _code_html(flow, m["flow"], m["csrf"], m["phone"], left),
@@ -331,6 +382,7 @@ def _render_code(flow: Flow, declared: DeclaredIdentity, form: CodeForm | None =
                         data={"flow": token, "lang": _locale()})
     else:
         form.flow.data = token
+        form.lang.data = _locale()
         form.code.data = ""
     resend = ResendForm(meta={"csrf_context": flow.fid}, formdata=None,
                         data={"flow": token, "lang": _locale()})
@@ -359,8 +411,8 @@ def _render_done(flow: Flow, result: SignInResult) -> Response:
             lang=_locale(),
         )
 
-    html = _PAGES.fill(
-        ("done", flow.handshake.ap_id, _locale(), _services().directory.version, hours,
+    html = _caches().pages.fill(
+        ("done", flow.handshake.ap_id, _locale(), portal_services().directory.version, hours,
          bool(result.fas_url), bool(original), result.released_devices > 0),
         done_html, text={"greeting": result.greeting, "link": result.fas_url or original})
     assert html is not None  # no URL-safe values: always filled
@@ -375,20 +427,39 @@ def _render_done(flow: Flow, result: SignInResult) -> Response:
     return response
 
 
-def _flow_from(token: str | None) -> Flow | Response:
-    """The flow from a posted or linked token, or the page that says to start again."""
-    try:
-        return _services().flows.load(token)
-    except FlowError as error:
-        LOGGER.info("flow token refused: %s", error.reason)
+def _flow_from(token: str | None) -> Flow:
+    """The flow from a posted or linked token (FlowError: the page that says to start again)."""
+    return portal_services().flows.load(token)
+
+
+@bp.errorhandler(FlowError)
+def _expired(error: FlowError) -> Response:
+    """A missing, forged or expired flow token: the page that says to start again."""
+    LOGGER.info("flow token refused: %s", error.reason)
+    token = request.values.get("flow") or request.values.get("f") or ""
+    if error.reason == "expired" and portal_services().flows.restartable(token):
         return _message(_("Please start again"),
-                        _("This page has expired. Close it and open any web page to sign in "
-                          "again."), status=400)
+                        _("This page has expired. Tap the button to start again."), status=400,
+                        restart_token=token)
+    return _message(_("Please start again"),
+                    _("This page has expired. Close it and open any web page to sign in "
+                      "again."), status=400)
+
+
+@bp.errorhandler(FlowStop)
+def _stopped(error: FlowStop) -> Response:
+    """A step that cannot go on: the page saying what to do instead."""
+    forward = None
+    if error.flow is not None:
+        forward = (_("Fill in the form again"),
+                   url_for("captive.resume", f=_token(error.flow), full=1, lang=_locale()))
+    return _message(error.title, error.text, status=error.status, flow=error.flow,
+                    forward=forward)
 
 
 def _landing_url() -> str:
     """Where openNDS sends the browser after letting it through."""
-    base = _services().settings.portal_public_url.rstrip("/")
+    base = portal_services().settings.portal_public_url.rstrip("/")
     return f"{base}{url_for('captive.welcome', lang=_locale())}"
 
 
@@ -402,7 +473,7 @@ def splash() -> Response:
     kind = is_handshake(args)
     if kind is None:
         return Response(render_template("portal/start.html", lang=_locale()))
-    services = _services()
+    services = portal_services()
     ident = _client_ident(None)  # refused hand-overs count against the sending address
     try:
         if kind == HANDSHAKE_SIGNED:
@@ -415,34 +486,54 @@ def splash() -> Response:
                 "page", _client_ident(hs), key, max_age + MAX_FUTURE_SKEW_S,
                 probe_key=services.client_sessions.known_key(pseudonym))
             if not decision.allowed:
-                return _too_many(decision)
+                raise RateLimited(decision)
             if not fresh:
                 raise HandshakeError("replayed", f"nonce {hs.nonce} of AP {hs.ap_id} was used")
         else:
-            limited = _limited("page", ident)
-            if limited is not None:
-                return limited
+            _enforce("page", ident)
             hs = parse_fas(args, services.directory.fas_gateway_for)
             known = None
     except HandshakeError as error:
         if error.reason != "replayed":
-            limited = _limited("page", ident)  # forgeries count against the client too
-            if limited is not None:
-                return limited
-        return _refused(error)
+            _enforce("page", ident)  # forgeries count against the client too
+        raise
     return _render_form(services.flows.new(hs), known_hint=known)
 
 
 @bp.get("/s")
 def resume() -> Response:
-    """The form again for an existing flow (language switch, "not me" on the one-tap page)."""
+    """The form again for an existing flow (a refresh, "not me" on the one-tap page), with
+    what was typed so far."""
     flow = _flow_from(request.args.get("f"))
-    if isinstance(flow, Response):
-        return flow
+    draft = portal_services().pending.get_draft(flow.fid)
+    if draft:
+        form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None,
+                          data={**draft, "consent": draft.get("consent") == "y"})
+        _set_unit_choices(form, flow)
+        return _render_form(flow, form=form)
     return _render_form(flow, full=request.args.get("full") == "1")
 
 
-def _posted_flow() -> Flow | Response:
+# What a draft keeps of the form, each value cut to the longest the form accepts.
+DRAFT_FIELDS = {"name": 60, "id_type": 24, "id_number": 24, "phone": 20, "unit": 12,
+                "consent": 1}
+
+
+@bp.post("/draft")
+def draft() -> Response:
+    """Keep what was typed so far (sent by the page's script as the resident types and when
+    the page goes away), so that a refresh shows it again."""
+    flow = _posted_step("page")
+    form = ResendForm(meta={"csrf_context": flow.fid})
+    if not form.validate():
+        return Response(status=400)
+    fields = {name: (request.form.get(name) or "")[:limit]
+              for name, limit in DRAFT_FIELDS.items()}
+    portal_services().pending.put_draft(flow.fid, fields, FLOW_MAX_AGE_S)
+    return Response(status=204)
+
+
+def _posted_flow() -> Flow:
     """The flow of a posted form."""
     return _flow_from(request.form.get("flow"))
 
@@ -454,7 +545,7 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
     keep: also store the identity as the flow's pending one, in the issue's round trip (only
     when the code goes out: a refused send leaves the flow's pending identity as it was).
     """
-    services = _services()
+    services = portal_services()
     hs = flow.handshake
     client = _sending_client(hs)
     stash = None
@@ -506,13 +597,11 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
 def signin() -> Response:
     """The identity form was sent: check it, keep it pending, send the code."""
     flow = _posted_step("signin")
-    if isinstance(flow, Response):
-        return flow
     form = SignInForm(meta={"csrf_context": flow.fid})
     _set_unit_choices(form, flow)
     if not form.validate():
         return _render_form(flow, form=form)
-    services = _services()
+    services = portal_services()
     unit_id = int(form.unit.data) if (form.unit.data or "").isdigit() else None
     declared = DeclaredIdentity(
         name=clean_name(form.name.data or ""), id_type=form.id_type.data or "",
@@ -524,48 +613,75 @@ def signin() -> Response:
     return _send_code(flow, declared, resend=False, form=form, keep=True)
 
 
-def _pending(flow: Flow, declared: DeclaredIdentity | None) -> DeclaredIdentity | Response:
-    """The identity waiting for this flow's code, or the page that says to start again."""
+def _pending(flow: Flow, declared: DeclaredIdentity | None) -> DeclaredIdentity:
+    """The identity waiting for this flow's code (FlowStop: the page that says to start
+    again)."""
     if declared is None:
-        return _message(_("Please start again"),
-                        _("Your sign-in took too long and was cancelled. Please fill in the form "
-                          "again."), flow=flow, status=400)
+        raise FlowStop(_("Please start again"),
+                       _("Your sign-in took too long and was cancelled. Please fill in the form "
+                         "again."), flow=flow)
     return declared
 
 
-def _posted_step(limit: str) -> Flow | Response:
+def _posted_step(limit: str) -> Flow:
     """The posted flow, once it has passed the client's rate limit for this step."""
     flow = _posted_flow()
-    if isinstance(flow, Response):
-        return flow
-    limited = _limited(limit, _client_ident(flow.handshake))
-    return flow if limited is None else limited
+    _enforce(limit, _client_ident(flow.handshake))
+    return flow
 
 
-def _posted_pending_step(limit: str) -> tuple[Flow, DeclaredIdentity] | Response:
+def _posted_pending_step(limit: str) -> tuple[Flow, DeclaredIdentity]:
     """The posted, rate-limited flow and the identity waiting for its code (the count and
     the pending identity in one Redis round trip)."""
     flow = _posted_flow()
-    if isinstance(flow, Response):
-        return flow
-    services = _services()
+    services = portal_services()
     decision, blob = services.limiter.hit_and_get(limit, _client_ident(flow.handshake),
                                                   services.pending.key(flow.fid))
-    if not decision.allowed:
-        return _limit_refused(limit, _client_ident(flow.handshake), decision)
-    declared = _pending(flow, services.pending.decode(blob))
-    if isinstance(declared, Response):
-        return declared
-    return flow, declared
+    _check(limit, _client_ident(flow.handshake), decision)
+    return flow, _pending(flow, services.pending.decode(blob))
+
+
+@bp.post("/again")
+def again() -> Response:
+    """Start a fresh flow for the device of an expired page (the "start again" button)."""
+    _enforce("page", _client_ident(None))
+    return _render_form(portal_services().flows.restart(request.form.get("flow")), full=True)
+
+
+@bp.post("/lang")
+def switch_language() -> Response:
+    """The same page in the other language (?lang=), with what was typed so far: the switch
+    posts the form instead of following a link, so nothing typed is lost."""
+    flow = _posted_step("page")
+    if request.form.get("step") == "code":
+        services = portal_services()
+        declared = _pending(flow, services.pending.get(flow.fid))
+        return _render_code(flow, declared)
+    form = SignInForm(meta={"csrf_context": flow.fid})
+    _set_unit_choices(form, flow)
+    return _render_form(flow, form=form)
+
+
+@bp.post("/change")
+def change_phone() -> Response:
+    """From the code page back to the form, filled in, to correct the mobile number."""
+    flow, declared = _posted_pending_step("signin")
+    if not ResendForm(meta={"csrf_context": flow.fid}).validate():
+        raise FlowStop(_("Please start again"),
+                       _("This page has expired. Please fill in the form again."), flow=flow)
+    form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None, data={
+        "name": declared.name, "id_type": declared.id_type, "id_number": declared.id_number,
+        "phone": declared.phone, "consent": True,
+        "unit": str(declared.unit_id) if declared.unit_id is not None else ""})
+    _set_unit_choices(form, flow)
+    return _render_form(flow, form=form,
+                        notice=_("Correct your mobile number, then ask for a new code."))
 
 
 @bp.post("/resend")
 def resend() -> Response:
     """Send a new code (after the cooldown)."""
-    step = _posted_pending_step("signin")
-    if isinstance(step, Response):
-        return step
-    flow, declared = step
+    flow, declared = _posted_pending_step("signin")
     form = ResendForm(meta={"csrf_context": flow.fid})
     if not form.validate():
         return _render_code(flow, declared, notice=_first_error(form))
@@ -583,14 +699,11 @@ def _first_error(form: FlowForm) -> str:
 @bp.post("/verify")
 def verify() -> Response:
     """Check the code; on success finish the sign-in and let the device through."""
-    step = _posted_pending_step("verify")
-    if isinstance(step, Response):
-        return step
-    flow, declared = step
+    flow, declared = _posted_pending_step("verify")
     form = CodeForm(meta={"csrf_context": flow.fid})
     if not form.validate():
         return _render_code(flow, declared, form=form)
-    services = _services()
+    services = portal_services()
     # The code vouches only for what it was sent for: the identity signed in must be that one.
     checked = services.otp.verify(flow.fid, form.code.data or "",
                                   binding=services.otp.binding(*declared.binding_parts()))
@@ -614,25 +727,27 @@ def verify() -> Response:
 
 def _not_authorized(flow: Flow) -> Response:
     """The sign-in is recorded but the AP did not get the command: ask to retry."""
+    original = flow.handshake.original_url
+    forward = ((_("Try again"), original) if urlsplit(original).scheme in ("http", "https")
+               else None)
     return _message(_("Almost there"),
                     _("You are signed in, but the Wi-Fi access point did not answer. Open any "
-                      "web page in a minute to connect with one tap."), status=503, flow=flow)
+                      "web page in a minute to connect with one tap."), status=503, flow=flow,
+                    forward=forward)
 
 
 @bp.post("/one-tap")
 def one_tap() -> Response:
     """A known device signs in without a new code."""
     flow = _posted_step("signin")
-    if isinstance(flow, Response):
-        return flow
     form = OneTapForm(meta={"csrf_context": flow.fid})
     if not form.validate():
-        return _message(_("Please start again"), _first_error(form), status=400)
+        raise FlowStop(_("Please start again"), _first_error(form))
     known = _one_tap_device(flow)
     if known is None:
         return _render_form(flow, full=True)
     try:
-        result = complete_one_tap(_services(), flow, known[0], request.user_agent.string,
+        result = complete_one_tap(portal_services(), flow, known[0], request.user_agent.string,
                                   _remote(), _locale(), _landing_url())
     except LookupError:
         return _render_form(flow, full=True)
@@ -656,7 +771,7 @@ def terms() -> str:
 @bp.get("/privacy")
 def privacy() -> str:
     """The privacy notice: what is collected, why, how long, and who sees it."""
-    settings = _services().settings
+    settings = portal_services().settings
     return render_template("portal/privacy.html", back=_back_link(), lang=_locale(),
                            retention_days=settings.retention_days,
                            session_hours=settings.portal_session_seconds // 3600)

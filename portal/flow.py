@@ -21,6 +21,9 @@ from portal.handshake import Handshake
 from portal.identity import DeclaredIdentity
 
 FLOW_MAX_AGE_S = 30 * 60
+# An expired page may start a fresh flow for its device (same AP-signed hand-over, new flow
+# id, the full form: never one-tap) for this long: a phone left on the page over lunch.
+FLOW_RESTART_MAX_AGE_S = 6 * 3600
 
 
 class FlowError(ValueError):
@@ -29,6 +32,18 @@ class FlowError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class FlowStop(Exception):
+    """A step of the flow cannot go on; the portal shows this message page instead."""
+
+    def __init__(self, title: str, text: str, status: int = 400, flow: Flow | None = None
+                 ) -> None:
+        super().__init__(title)
+        self.title = title
+        self.text = text
+        self.status = status
+        self.flow = flow
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +84,28 @@ class FlowCodec:
         return Flow(fid=data["f"], handshake=Handshake(**data["h"]), started=float(data["s"]))
 
 
+    def restartable(self, token: str) -> bool:
+        """Whether an expired token may still start a fresh flow for its device."""
+        try:
+            self.restart(token)
+        except FlowError:
+            return False
+        return True
+
+    def restart(self, token: str | None) -> Flow:
+        """A fresh flow (new id) for the hand-over of a token that is genuine and at most
+        FLOW_RESTART_MAX_AGE_S old; raise FlowError otherwise."""
+        if not token:
+            raise FlowError("missing")
+        try:
+            data = self._serializer.loads(token, max_age=FLOW_RESTART_MAX_AGE_S)
+        except SignatureExpired:
+            raise FlowError("expired") from None
+        except BadSignature:
+            raise FlowError("forged") from None
+        return self.new(Handshake(**data["h"]))
+
+
 class PendingStore:
     """The identity typed in a flow, encrypted in Redis until the code is verified."""
 
@@ -100,5 +137,23 @@ class PendingStore:
         return DeclaredIdentity.from_dict(json.loads(self._cipher.decrypt(bytes(blob))))
 
     def delete(self, fid: str) -> None:
-        """Forget the identity (after sign-in)."""
-        self._redis.delete(self.key(fid))
+        """Forget the identity (after sign-in) and any draft of the form."""
+        self._redis.delete(self.key(fid), self.draft_key(fid))
+
+    def draft_key(self, fid: str) -> str:
+        """The Redis key of a flow's unsent form (what was typed so far)."""
+        return f"{self._prefix}portal:draft:{fid}"
+
+    def put_draft(self, fid: str, fields: dict[str, str], ttl: int) -> None:
+        """Keep what was typed, encrypted like a pending identity, for ttl seconds: a refresh
+        of the page shows it again without the browser storing anything."""
+        blob = self._cipher.encrypt(json.dumps(fields, ensure_ascii=False))
+        self._redis.set(self.draft_key(fid), blob, ex=ttl)
+
+    def get_draft(self, fid: str) -> dict[str, str]:
+        """What was typed in a flow's form ({} when nothing was kept)."""
+        blob = self._redis.get(self.draft_key(fid))
+        if blob is None:
+            return {}
+        data = json.loads(self._cipher.decrypt(bytes(blob)))  # type: ignore[arg-type]
+        return {str(k): str(v) for k, v in data.items()}

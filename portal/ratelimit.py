@@ -22,6 +22,14 @@ class Decision:
     retry_after: int
 
 
+class RateLimited(Exception):
+    """A client went over a limit; the portal answers with a 429 page saying how long to wait."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(f"over the limit of {decision.limit}, retry after {decision.retry_after}s")
+        self.decision = decision
+
+
 class RateLimiter:
     """Counts hits per (limit name, client) in windows of fixed length."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
+from flask import Flask, current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -98,3 +99,9 @@ class PortalServices:
         self.publisher.close()
         self.redis.close()
         self.engine.dispose()
+
+
+def portal_services(app: Flask | None = None) -> PortalServices:
+    """The portal services of an app (the current one by default): the one accessor."""
+    services: PortalServices = (app or current_app).extensions["portal"]
+    return services

@@ -306,7 +306,7 @@ def _finish(services: PortalServices, flow: Flow, recorded: _Recorded,
     services.client_sessions.start(
         hs.ap_id, hs.client_ip, recorded.pseudonym, seconds,
         known_for=services.settings.portal_reverify_days * 86400 if recorded.one_tap else 0,
-        forget=(services.pending.key(flow.fid),))
+        forget=(services.pending.key(flow.fid), services.pending.draft_key(flow.fid)))
     return SignInResult(recorded.signin_id, recorded.outcome, recorded.greeting, seconds,
                         fas_url, sum(1 for r in recorded.revoked if r.reason == "quota"))
 

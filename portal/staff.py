@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -30,7 +30,7 @@ from wtforms.validators import InputRequired, Length, Optional, Regexp
 from portal.access import roles_required, staff
 from portal.audit import record
 from portal.cases import ROLE_LABELS
-from portal.services import PortalServices
+from portal.services import portal_services
 from registry.db import bump_registry_version, session_scope
 from registry.models import Community, Role, StaffUser
 from registry.staff import MIN_PASSWORD_LENGTH
@@ -65,12 +65,6 @@ class PasswordForm(FlaskForm):
                                 message=_l("At least 10 characters."))])
 
 
-def _services() -> PortalServices:
-    """This app's portal services."""
-    services: PortalServices = current_app.extensions["portal"]
-    return services
-
-
 def _district_admin() -> None:
     """Only district-wide administrators manage staff."""
     if not staff().district_wide:
@@ -79,7 +73,7 @@ def _district_admin() -> None:
 
 def _community_choices() -> list[SelectChoice]:
     """Every community, for the scope picker."""
-    with _services().session_factory() as db:
+    with portal_services().session_factory() as db:
         return [SelectChoice(c.id, f"{c.name or c.code} ({c.code})") for c in db.scalars(
             select(Community).order_by(Community.code))]
 
@@ -91,7 +85,7 @@ def staff_list() -> str:
     _district_admin()
     raw = request.args.get("page", "1")
     page = max(1, int(raw)) if raw.isdigit() else 1
-    with _services().session_factory() as db:
+    with portal_services().session_factory() as db:
         total = db.scalar(select(func.count()).select_from(StaffUser)) or 0
         users = list(db.scalars(select(StaffUser).order_by(StaffUser.username)
                                 .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)))
@@ -121,7 +115,7 @@ def staff_new() -> Any:
         if not form.password.data:
             form.password.errors = [_("Please set a password.")]
         else:
-            with session_scope(_services().session_factory) as db:
+            with session_scope(portal_services().session_factory) as db:
                 taken = db.scalar(select(StaffUser.id).where(
                     StaffUser.username == form.username.data))
                 if taken is None:
@@ -152,7 +146,7 @@ def _scope_detail(user: StaffUser) -> dict[str, Any]:
 def staff_edit(user_id: int) -> Any:
     """Change an account's name, role, scope or state."""
     _district_admin()
-    with _services().session_factory() as db:
+    with portal_services().session_factory() as db:
         user = db.get(StaffUser, user_id)
         if user is None:
             abort(404)
@@ -169,7 +163,7 @@ def staff_edit(user_id: int) -> Any:
             # Nobody locks themselves out; another administrator can do it if it is meant.
             flash(_("You cannot remove your own administrator rights."), "error")
         else:
-            with session_scope(_services().session_factory) as db:
+            with session_scope(portal_services().session_factory) as db:
                 user = db.get_one(StaffUser, user_id)
                 _apply_form(user, form, db)
                 record(db, staff().username, "change_staff", f"staff:{user_id}",
@@ -190,7 +184,7 @@ def staff_password(user_id: int) -> Response:
     if not form.validate_on_submit():
         flash(_("The password needs at least 10 characters."), "error")
         return redirect(url_for("staff.staff_edit", user_id=user_id), code=303)
-    with session_scope(_services().session_factory) as db:
+    with session_scope(portal_services().session_factory) as db:
         user = db.get(StaffUser, user_id)
         if user is None:
             abort(404)

@@ -32,7 +32,7 @@ def test_cached_sign_in_pages_equal_full_renders(app: Flask, client: FlaskClient
             flow = _flow(services, splash)
             with app.test_request_context(f"/?lang={lang}", headers=HEADERS):
                 full = captive._splash_html(
-                    flow, hidden(splash, "flow"), hidden(splash, "csrf_token"), "")
+                    flow, hidden(splash, "flow"), hidden(splash, "csrf_token"))
                 assert splash == full
             code = page(client.post("/signin", data=identity_form(splash, phone=phone)))
             with app.test_request_context("/signin", method="POST", data={"lang": lang}):

@@ -100,12 +100,16 @@ def test_pages_are_chinese_by_default_and_english_when_the_browser_asks(
 
 
 def test_pages_are_small_and_self_contained(client: FlaskClient) -> None:
-    """No external assets, no scripts, a few kilobytes, a strict CSP, nothing cached."""
+    """No external assets, one script of our own (never inline), a few kilobytes, a strict
+    CSP, nothing cached."""
     response = client.get("/?" + signed_query())
     html = page(response)
     assert len(response.get_data()) < 12_000
-    assert "<script" not in html and "src=" not in html and "<link" not in html
-    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert html.count("<script") == html.count("src=") == 1 and "<link" not in html
+    assert '<script src="/static/js/resident.js" defer></script>' in html
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src 'self';" in policy
+    assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
     assert response.headers["Cache-Control"] == "no-store"
     assert "Set-Cookie" not in response.headers
 

@@ -1,0 +1,312 @@
+#!/usr/bin/env python
+"""Hostile input through every resident form and verifier, against the real registry database.
+
+Hypothesis generates the inputs (generation only: no shrinking, no example database), and each
+one goes through the Flask test client of a portal built on an isolated registry (its own
+PostgreSQL database, or SQLite with ``--database sqlite``), Redis key prefix and topic prefix:
+
+- ``redirect``: the AP's signed redirect (``GET /``), fields replaced, signed with the AP's
+  secret or not;
+- ``fas``: an openNDS hand-over (``GET /?fas=…`` or its plain parameters);
+- ``signin``: the identity form (name, document type and number, mobile number, unit choice,
+  consent, and the flow and CSRF tokens), each field valid or hostile;
+- ``verify``: the code form (the code and the tokens) for a flow waiting for its code;
+- ``resend``, ``one_tap``: the flow and CSRF token verifiers behind those buttons;
+- ``resume``: a flow's form again (``GET /s``), any token and query;
+- ``lang``, ``draft``: the form posted to the language switch (any target language) and as a
+  draft kept for a refresh;
+- ``change``, ``again``: the code page's "change number" and the expired page's "start again".
+
+The rate limits are raised out of the way (they would refuse almost everything after a few
+hundred inputs; their own tests are in tests/portal). Each input is counted as accepted (the
+next step's page), rejected (a page saying what is wrong, 4xx included) or 5xx/unhandled,
+which must stay 0; the first few of those are printed with their input.
+
+    .venv/bin/python bench/form_fuzz.py --inputs 100000          # the issue's run
+    .venv/bin/python bench/form_fuzz.py --inputs 800 --database sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from portal_load import AP_ID, AP_SECRET, bench_settings, populate  # noqa: E402  (bench/ is the script's folder)
+
+from census import services as local_services  # noqa: E402
+from census.settings import Settings  # noqa: E402
+from portal import create_app  # noqa: E402
+from portal.handshake import REDIRECT_FIELDS, redirect_signature, sign_redirect  # noqa: E402
+
+UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+      "(KHTML, like Gecko) Mobile/15E148")
+# Values that have broken form handlers elsewhere: injections, invisible and confusable
+# characters, other scripts' digits, numbers in every wrong shape, sizes past every limit.
+NASTY = (
+    "", " ", "\x00", "\u3164", "\u200b张三", "\u202e三张", "Robert'); DROP TABLE residents;--",
+    "{{7*7}}", "<script>alert(1)</script>", "%s%s%n", "../../etc/passwd", "null", "None",
+    "１３８００１３８０００", "١٣٨٠٠١٣٨٠٠٠", "+0086 138 0013 8000", "+860013800138000",
+    "008613800138000", "+8613800138000", "13800138000", "+1 202 555 0100", "1" * 400,
+    "9" * 5000, "X" * 70_000, "110101199003077777", "11010119900307777X", "11010119900307777x",
+    "-1", "0", "99999999999999999999999999", "1e309", "nan", "ａｂｃ", "Ⅻ", "𝟏𝟐𝟑", "\r\n\t",
+)
+_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=120)
+HOSTILE = st.one_of(
+    _TEXT, st.sampled_from(NASTY), st.from_regex(r"\A\+?[0-9 \-]{0,20}\Z"),
+    st.from_regex(r"\A[0-9]{17}[0-9Xx]\Z"), st.integers().map(str),
+    st.binary(max_size=60).map(lambda b: b.decode("latin-1")),
+)
+NO_CONTENT = ""  # accepted means 204 (a draft kept)
+DONE = '<div class="ok"'  # the connected page
+ID_TYPES = ("resident_id_card", "passport", "hk_macao_permit", "taiwan_permit",
+            "foreign_permanent_id", "other")
+
+
+def _form(valid: dict[str, st.SearchStrategy[str]]) -> st.SearchStrategy[dict[str, str]]:
+    """A form with valid values except for up to three fields, made hostile or left out (so
+    that inputs reach every check, not only the first field's)."""
+    bad = {name: st.one_of(HOSTILE, st.none()) for name in valid}
+
+    @st.composite
+    def build(draw: st.DrawFn) -> dict[str, str]:
+        spoilt = draw(st.sets(st.sampled_from(sorted(valid)), max_size=3))
+        values = {name: draw(bad[name] if name in spoilt else valid[name]) for name in valid}
+        return {name: value for name, value in values.items() if value is not None}
+
+    return build()
+
+
+def _hidden(html: str, name: str) -> str:
+    """A hidden input's value in a page ('' when absent)."""
+    marker = f'name="{name}" type="hidden" value="'
+    start = html.find(marker)
+    if start < 0:
+        return ""
+    start += len(marker)
+    return html[start:html.index('"', start)].replace("&amp;", "&")
+
+
+class Run:
+    """The portal under test, one flow per page it needs, and the counts."""
+
+    def __init__(self, settings_: Settings) -> None:
+        limits = {name: (10**9, 60) for name in ("page", "signin", "verify")}
+        self.app = create_app(settings_, {"TESTING": True, "PORTAL_RATE_LIMITS": limits})
+        self.client = self.app.test_client()
+        self.client.environ_base.update({"HTTP_USER_AGENT": UA,
+                                         "HTTP_ACCEPT_LANGUAGE": "zh-CN,zh;q=0.9"})
+        self.counts: dict[str, collections.Counter[str]] = {}
+        self.failures: list[str] = []
+        self.seconds: dict[str, float] = {}
+        self._n = 0
+
+    def splash(self) -> str:
+        """A fresh flow's identity form."""
+        self._n += 1
+        mac = f"02:00:{self._n >> 24 & 255:02x}:{self._n >> 16 & 255:02x}:" \
+              f"{self._n >> 8 & 255:02x}:{self._n & 255:02x}"
+        query = urlencode(sign_redirect(AP_SECRET, AP_ID, mac, "10.9.0.2", "10.9.0.1:2050",
+                                        "http://example.com/"))
+        return self.client.get(f"/?{query}").get_data(as_text=True)
+
+    def code_page(self) -> str:
+        """A flow waiting for its code (a valid identity was sent)."""
+        splash = self.splash()
+        self._n += 1
+        return self.client.post("/signin", data={
+            "flow": _hidden(splash, "flow"), "csrf_token": _hidden(splash, "csrf_token"),
+            "lang": "zh_CN", "name": "张三", "id_type": "passport", "id_number": "E1234567",
+            "phone": f"137{self._n:08d}", "unit": "visitor", "consent": "y",
+        }).get_data(as_text=True)
+
+    def record(self, target: str, outcome: str, detail: Callable[[], str]) -> None:
+        """Count one input's outcome; keep the first few failures' inputs."""
+        self.counts.setdefault(target, collections.Counter())[outcome] += 1
+        if outcome == "5xx" and len(self.failures) < 10:
+            self.failures.append(f"{target}: {detail()}")
+
+    def send(self, target: str, accepted: str, method: str, path: str,
+             data: dict[str, Any] | None = None) -> None:
+        """One request; accepted when the page carries the marker of the next step."""
+        try:
+            response = (self.client.get(path) if method == "GET"
+                        else self.client.post(path, data=data))
+        except Exception:  # noqa: BLE001  (an unhandled exception is what is being counted)
+            self.record(target, "5xx", lambda: f"{path} {data!r}\n{traceback.format_exc()}")
+            return
+        status = response.status_code
+        if status >= 500:
+            self.record(target, "5xx", lambda: f"{status} {path} {data!r}")
+        elif (status == 204 if accepted == NO_CONTENT
+              else status == 200 and accepted in response.get_data(as_text=True)):
+            self.record(target, "accepted", str)
+        else:
+            self.record(target, "rejected", str)
+
+
+def _tokens(page: str) -> dict[str, st.SearchStrategy[str]]:
+    """The flow, CSRF and language fields of a page."""
+    return {"flow": st.just(_hidden(page, "flow")),
+            "csrf_token": st.just(_hidden(page, "csrf_token")),
+            "lang": st.sampled_from(("zh_CN", "en"))}
+
+
+def fuzz(run: Run, target: str, n: int) -> None:
+    """Send n generated inputs to one target."""
+    config = settings(max_examples=n, phases=[Phase.generate], database=None, deadline=None,
+                      suppress_health_check=list(HealthCheck))
+    now = str(int(time.time()))
+    valid = {"ap": AP_ID, "mac": "02:00:00:00:ff:01", "ip": "10.9.0.2", "gw": "10.9.0.1:2050",
+             "url": "http://example.com/", "ts": now, "nonce": "0"}
+
+    if target == "redirect":
+        @config
+        @given(changes=st.dictionaries(st.sampled_from(REDIRECT_FIELDS), HOSTILE, max_size=3),
+               nonce=st.uuids(), signed=st.booleans(), extra=st.dictionaries(_TEXT, _TEXT,
+                                                                             max_size=2))
+        def one(changes: dict[str, str], nonce: uuid.UUID, signed: bool,
+                extra: dict[str, str]) -> None:
+            values = valid | {"nonce": nonce.hex} | changes
+            args = extra | values | {"sig": redirect_signature(AP_SECRET, values) if signed
+                                     else "0" * 64}
+            run.send(target, 'name="flow"', "GET", "/?" + urlencode(args))
+    elif target == "fas":
+        fields = st.dictionaries(
+            st.sampled_from(("clientip", "clientmac", "gatewayname", "hid", "gatewayaddress",
+                             "authdir", "originurl", "redir", "tok")),
+            st.one_of(HOSTILE, st.just(AP_ID), st.just("10.9.0.1:2050")), max_size=6)
+
+        @config
+        @given(fields=fields, raw=st.one_of(st.none(), HOSTILE), plain=st.booleans())
+        def one(fields: dict[str, str], raw: str | None, plain: bool) -> None:
+            if raw is not None:
+                args = {"fas": raw}
+            elif plain:
+                args = fields | {"hid": fields.get("hid", "x")}
+            else:
+                encoded = ", ".join(f"{k}={v}" for k, v in fields.items())
+                args = {"fas": encoded}
+            run.send(target, 'name="flow"', "GET", "/?" + urlencode(args))
+    elif target in ("signin", "lang", "draft"):
+        form = _form(_tokens(run.splash()) | {
+            "name": st.sampled_from(("张三", "王小明", "Anna Müller")),
+            "id_type": st.sampled_from(ID_TYPES),
+            "id_number": st.sampled_from(("E1234567", "110101199003077777")),
+            "phone": st.integers(10**7, 10**8 - 1).map(lambda k: f"139{k}"),
+            "unit": st.sampled_from(("visitor", "", "1", "50", "100")),
+            "consent": st.just("y"),
+        })
+        switch_to = st.one_of(st.sampled_from(("en", "zh_CN")), HOSTILE)
+
+        @config
+        @given(data=form, switch_to=switch_to)
+        def one(data: dict[str, str], switch_to: str) -> None:
+            if target == "signin":
+                run.send(target, 'name="code"', "POST", "/signin", data)
+            elif target == "lang":
+                run.send(target, 'name="name"', "POST",
+                         "/lang?" + urlencode({"lang": switch_to}), data)
+            else:
+                run.send(target, NO_CONTENT, "POST", "/draft", data)
+    elif target in ("change", "again"):
+        page = run.code_page()
+
+        @config
+        @given(data=_form(_tokens(page)))
+        def one(data: dict[str, str]) -> None:
+            run.send(target, 'name="name"', "POST", f"/{target}", data)
+    elif target in ("verify", "resend"):
+        page = run.code_page()
+        form = _form(_tokens(page) | {"code": st.from_regex(r"\A[0-9]{6}\Z")})
+
+        @config
+        @given(data=form)
+        def one(data: dict[str, str]) -> None:
+            if target == "verify":
+                run.send(target, DONE, "POST", "/verify", data)
+            else:
+                run.send(target, 'name="code"', "POST", "/resend", data)
+    elif target == "one_tap":
+        page = run.splash()
+
+        @config
+        @given(data=_form(_tokens(page)))
+        def one(data: dict[str, str]) -> None:
+            run.send(target, DONE, "POST", "/one-tap", data)
+    elif target == "resume":
+        page = run.splash()
+        query = _form({"f": st.just(_hidden(page, "flow")),
+                       "lang": st.sampled_from(("en", "zh_CN")), "full": st.just("1")})
+
+        @config
+        @given(query=query)
+        def one(query: dict[str, str]) -> None:
+            run.send(target, 'name="flow"', "GET", "/s?" + urlencode(query))
+    else:
+        raise SystemExit(f"unknown target {target}")
+    started = time.perf_counter()
+    one()
+    run.seconds[target] = time.perf_counter() - started
+
+
+TARGETS = ("redirect", "fas", "signin", "verify", "resend", "one_tap", "resume", "lang", "draft",
+           "change", "again")
+
+
+def main() -> None:
+    """Parse the command line, fuzz each target, print the counts and throughput."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inputs", type=int, default=100_000, help="inputs per target")
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    run_id = uuid.uuid4().hex[:8]
+    base = Settings.load(environ={})
+    settings_ = bench_settings(run_id, args.database, base)
+    try:
+        populate(settings_, 50)
+        run = Run(settings_)
+        for target in args.targets.split(","):
+            fuzz(run, target, args.inputs)
+            counts = run.counts.get(target, collections.Counter())
+            total = sum(counts.values())
+            print(f"{target:9} inputs {total:7,}  accepted {counts['accepted']:7,}  "
+                  f"rejected {counts['rejected']:7,}  5xx {counts['5xx']:3}  "
+                  f"{total / run.seconds[target]:7.0f} inputs/s", flush=True)
+        for failure in run.failures:
+            print("5xx:", failure)
+        total = sum(sum(c.values()) for c in run.counts.values())
+        seconds = sum(run.seconds.values())
+        print(f"all       inputs {total:7,}  5xx {sum(c['5xx'] for c in run.counts.values())}  "
+              f"{total / seconds:.0f} inputs/s over {seconds:.1f} s")
+        run.app.extensions["portal"].close()
+    finally:
+        client = redis.Redis.from_url(settings_.redis_url)
+        for key in client.scan_iter(match=f"{settings_.redis_key_prefix}*", count=1000):
+            client.delete(key)
+        if args.database == "postgresql":
+            with psycopg.connect(host="127.0.0.1", port=base.postgres_port,
+                                 user=local_services.POSTGRES_SUPERUSER, dbname="postgres",
+                                 autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "bench_{run_id}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
