@@ -131,7 +131,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         csrf.exempt(inspections.bp)
         admin.init_login(login_manager)
     if role == ROLE_ADMIN:
-        app.add_url_rule("/", "root", lambda: redirect(url_for("admin.index")))
+        app.add_url_rule("/", "root", lambda: redirect(url_for("overview.index")))
     app.register_blueprint(errors.bp)
 
     @app.after_request
