@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         heatmaps,
         imports,
         inspections,
+        labels,
         overview,
         staff,
         units,
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     if role == ROLE_ADMIN:
         app.add_url_rule("/", "root", lambda: redirect(url_for("overview.index")))
     app.register_blueprint(errors.bp)
+    app.register_blueprint(labels.bp)  # no routes: template filters for the back office
 
     @app.after_request
     def security_headers(response: Response) -> Response:

@@ -198,7 +198,7 @@ def test_opening_a_unit_file_shows_its_evidence_masked_and_is_audited(
     html = page(client.get("/admin/units/TEDA-017/B03/1502"))
     assert "张*" in html and "张三" not in html and "138****8000" in html
     assert "90% 区间 6–9" in html and "97%" in html  # estimate 7, interval 6-9, P(>=5)
-    assert "群租" in html and "opened: group rental" in html
+    assert "系统分析立项：疑似群租" in html and "opened: group rental" not in html
     assert 'data-url="/admin/units/TEDA-017/B03/1502/presence.json"' in html
     with sqlite_session_factory() as db:
         entry = db.scalars(select(AuditEntry).where(AuditEntry.actor == "ada")
