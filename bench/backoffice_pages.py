@@ -136,7 +136,7 @@ def main() -> None:
                                           "csrf_token": token.group(1)})
         pages = {
             "/api/ping (baseline)": "/api/ping",
-            "counts, whole district": "/admin/overview/",
+            "overview, whole district": "/admin/",
             "heatmap list (456 buildings)": "/admin/heatmaps/",
             "building heatmap page": f"/admin/heatmaps/buildings/{building_id}",
             "building heatmap JSON": f"/admin/heatmaps/buildings/{building_id}.json",

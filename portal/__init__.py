@@ -44,7 +44,8 @@ BACK_OFFICE_CSP = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
     "img-src 'self' data: blob:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-BACK_OFFICE_BLUEPRINTS = frozenset({"admin", "units", "heatmaps", "inspections", "overview"})
+BACK_OFFICE_BLUEPRINTS = frozenset({"admin", "units", "heatmaps", "inspections", "overview",
+                                    "imports"})
 
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None
@@ -105,7 +106,9 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         cases,
         errors,
         heatmaps,
+        imports,
         inspections,
+        labels,
         overview,
         staff,
         units,
@@ -125,14 +128,17 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         app.register_blueprint(heatmaps.bp)
         app.register_blueprint(inspections.bp)
         app.register_blueprint(overview.bp)
+        app.register_blueprint(imports.bp)
         # The inspection form carries photos: its size limit is raised inside the view, which
         # the global check (reading the form before any view) would not allow. Its FlaskForm
         # still checks the session-bound CSRF token itself.
         csrf.exempt(inspections.bp)
+        csrf.exempt(imports.bp)  # registry uploads, the same way (portal/imports.py)
         admin.init_login(login_manager)
     if role == ROLE_ADMIN:
-        app.add_url_rule("/", "root", lambda: redirect(url_for("admin.index")))
+        app.add_url_rule("/", "root", lambda: redirect(url_for("overview.index")))
     app.register_blueprint(errors.bp)
+    app.register_blueprint(labels.bp)  # no routes: template filters for the back office
 
     @app.after_request
     def security_headers(response: Response) -> Response:

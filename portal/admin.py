@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from flask import (
@@ -40,7 +41,6 @@ from census.phones import canonical_phone
 from census.privacy import mask_name, mask_phone, normalize_id_number
 from portal import staff_auth
 from portal.access import (
-    ALL_ROLES,
     OPERATORS,
     StaffPrincipal,
     residents_in_scope,
@@ -108,6 +108,44 @@ ALL_STAFF = OPERATORS  # the pages with residents' data: not for viewers
 RESIDENT_MANAGERS = (Role.ADMIN.value, Role.GRID_WORKER.value)
 
 
+@dataclass(frozen=True)
+class Pager:
+    """Where a page of a list stands: its number, the rows it shows and how many there are."""
+
+    page: int
+    total: int
+    size: int = PAGE_SIZE
+
+    @property
+    def pages(self) -> int:
+        """Number of pages (at least one)."""
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def first(self) -> int:
+        """The 1-based number of the page's first row (0 when the list is empty)."""
+        return min(self.total, (self.page - 1) * self.size + 1)
+
+    @property
+    def last(self) -> int:
+        """The 1-based number of the page's last row."""
+        return min(self.total, self.page * self.size)
+
+    @property
+    def offset(self) -> int:
+        """Rows before this page."""
+        return (self.page - 1) * self.size
+
+
+def pager(db: Session, statement: Select[Any]) -> Pager:
+    """The page asked for (``page`` in the query or form), kept inside the list's pages."""
+    total = db.scalar(select(func.count()).select_from(
+        statement.order_by(None).limit(None).subquery())) or 0
+    raw = request.values.get("page", "1")
+    asked = int(raw) if raw.isdigit() and len(raw) < 7 else 1
+    return Pager(max(1, min(asked, Pager(1, total).pages)), total)
+
+
 def _audit(action: str, subject: str = "", detail: dict[str, Any] | None = None) -> None:
     """An audit entry in its own transaction, for views that change nothing."""
     with session_scope(_services().session_factory) as db:
@@ -119,7 +157,7 @@ def _scoped(query: Select[Any]) -> Select[Any]:
     return query.where(Resident.unit_id.in_(units_in_scope()))
 
 
-def _alerts_in_scope() -> ColumnElement[bool]:
+def alerts_in_scope() -> ColumnElement[bool]:
     """Alerts about units or residents in scope; alerts about neither (an AP's) district-wide."""
     if _staff().district_wide:
         return true()
@@ -190,7 +228,7 @@ def login() -> Any:
         login_user(principal)
         staff_auth.begin_session(session, generation, remote)
         # Back to where the login was asked for (a unit's QR page), never to another site.
-        return redirect(safe_next(request.args.get("next")) or url_for("admin.index"))
+        return redirect(safe_next(request.args.get("next")) or url_for("overview.index"))
     return render_template("admin/login.html", form=form,
                            next=safe_next(request.args.get("next")))
 
@@ -209,25 +247,7 @@ def logout() -> Response:
     return redirect(url_for("admin.login"))
 
 
-@bp.get("/")
-@roles_required(*ALL_ROLES)
-def index() -> str:
-    """Overview: today's sign-ins by outcome and the alerts waiting (in the person's scope)."""
-    services = _services()
-    start = dt.datetime.now(services.settings.tz).replace(hour=0, minute=0, second=0,
-                                                           microsecond=0)
-    signins_in_scope = (true() if _staff().district_wide
-                        else SignIn.unit_id.in_(units_in_scope()))
-    with services.session_factory() as db:
-        by_outcome = dict(db.execute(
-            select(SignIn.outcome, func.count()).where(SignIn.at >= start, signins_in_scope)
-            .group_by(SignIn.outcome)).all())
-        open_alerts = db.scalar(select(func.count()).select_from(Alert).where(
-            Alert.acknowledged_at.is_(None), _alerts_in_scope())) or 0
-    return render_template("admin/index.html", by_outcome=by_outcome, open_alerts=open_alerts)
-
-
-def _search(db: Session, by: str, query: str) -> list[Resident]:
+def _search(db: Session, by: str, query: str) -> Select[Any]:
     """Residents found by name, ID number, phone or unit reference (keyed digests for IDs)."""
     statement = select(Resident)
     if by == "id":
@@ -246,8 +266,7 @@ def _search(db: Session, by: str, query: str) -> list[Resident]:
             Unit.ref.startswith(query, autoescape=True))
     else:
         statement = statement.where(Resident.name.startswith(query, autoescape=True))
-    statement = _scoped(statement)
-    return list(db.scalars(statement.order_by(Resident.id).limit(PAGE_SIZE)))
+    return _scoped(statement)
 
 
 @bp.route("/residents", methods=["GET", "POST"])
@@ -262,15 +281,19 @@ def residents() -> str:
     found: list[Resident] = []
     units: dict[int, str] = {}
     searched = request.method == "POST" and bool(query)
+    page = Pager(1, 0)
     if searched:
         with _services().session_factory() as db:
-            found = _search(db, by, query)
+            statement = _search(db, by, query)
+            page = pager(db, statement)
+            found = list(db.scalars(statement.order_by(Resident.id).offset(page.offset)
+                                    .limit(PAGE_SIZE)))
             ids = {r.unit_id for r in found}
             units = dict(db.execute(select(Unit.id, Unit.ref).where(Unit.id.in_(ids))).all())
-        _audit("search_residents", "", {"by": by, "results": len(found)})
+        _audit("search_residents", "", {"by": by, "results": page.total, "page": page.page})
     shown = query if by != "id" else ""  # an ID number is not echoed back into the page
     return render_template("admin/residents.html", residents=found, units=units, by=by,
-                           q=shown, searched=searched)
+                           q=shown, searched=searched, pager=page)
 
 
 @bp.get("/residents/<int:resident_id>")
@@ -315,36 +338,41 @@ def resident_move_out(resident_id: int) -> Response:
 @roles_required(*ALL_STAFF)
 def signins() -> str:
     """Recent sign-ins, filterable by outcome (self-declared and mismatches stand out)."""
-    outcome = request.args.get("outcome", "")
+    outcome = request.args.get("outcome", "")[:32]
     with _services().session_factory() as db:
-        statement = select(SignIn).order_by(SignIn.at.desc()).limit(PAGE_SIZE)
+        statement = select(SignIn)
         if outcome:
             statement = statement.where(SignIn.outcome == outcome)
         if not _staff().district_wide:
             statement = statement.where(SignIn.unit_id.in_(units_in_scope()))
-        rows = list(db.scalars(statement))
+        page = pager(db, statement)
+        rows = list(db.scalars(statement.order_by(SignIn.at.desc(), SignIn.id.desc())
+                               .offset(page.offset).limit(PAGE_SIZE)))
         units = dict(db.execute(select(Unit.id, Unit.ref).where(
             Unit.id.in_({r.unit_id for r in rows if r.unit_id}))).all())
-    _audit("list_signins", "", {"outcome": outcome, "results": len(rows)})
-    return render_template("admin/signins.html", signins=rows, units=units, outcome=outcome)
+    _audit("list_signins", "", {"outcome": outcome, "results": page.total, "page": page.page})
+    return render_template("admin/signins.html", signins=rows, units=units, outcome=outcome,
+                           pager=page, args={"outcome": outcome} if outcome else {})
 
 
 @bp.get("/alerts")
 @roles_required(*ALL_STAFF)
 def alerts() -> str:
     """Alerts, newest first: watchlist sign-ins and overcrowding flags."""
-    kind = request.args.get("kind", "")
+    kind = request.args.get("kind", "")[:32]
     with _services().session_factory() as db:
-        statement = select(Alert).where(_alerts_in_scope()).order_by(Alert.at.desc()).limit(
-            PAGE_SIZE)
+        statement = select(Alert).where(alerts_in_scope())
         if kind:
             statement = statement.where(Alert.kind == kind)
-        rows = list(db.scalars(statement))
+        page = pager(db, statement)
+        rows = list(db.scalars(statement.order_by(Alert.at.desc(), Alert.id.desc())
+                               .offset(page.offset).limit(PAGE_SIZE)))
         units = dict(db.execute(select(Unit.id, Unit.ref).where(
             Unit.id.in_({a.unit_id for a in rows if a.unit_id}))).all())
-    _audit("list_alerts", "", {"kind": kind, "results": len(rows)})
+    _audit("list_alerts", "", {"kind": kind, "results": page.total, "page": page.page})
     return render_template("admin/alerts.html", alerts=rows, units=units, kind=kind,
-                           form=AcknowledgeForm())
+                           form=AcknowledgeForm(), pager=page,
+                           args={"kind": kind} if kind else {})
 
 
 @bp.post("/alerts/<int:alert_id>/ack")
@@ -354,7 +382,7 @@ def acknowledge(alert_id: int) -> Response:
     form = AcknowledgeForm()
     if form.validate_on_submit():
         with session_scope(_services().session_factory) as db:
-            alert = db.scalar(select(Alert).where(Alert.id == alert_id, _alerts_in_scope()))
+            alert = db.scalar(select(Alert).where(Alert.id == alert_id, alerts_in_scope()))
             if alert is None:
                 abort(404)  # not found and not yours look the same
             if alert.acknowledged_at is None:
@@ -362,7 +390,10 @@ def acknowledge(alert_id: int) -> Response:
                 alert.acknowledged_at = dt.datetime.now(dt.UTC)
                 record(db, _staff().username, "acknowledge_alert", f"alert:{alert_id}", {},
                        request.remote_addr or "")
-    return redirect(url_for("admin.alerts"))
+    # Back to the same page of the same filtered list.
+    kept: dict[str, Any] = {k: request.args[k][:32] for k in ("kind", "page")
+                            if request.args.get(k)}
+    return redirect(url_for("admin.alerts", **kept))
 
 
 @bp.get("/audit")

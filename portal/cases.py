@@ -22,7 +22,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from werkzeug.wrappers import Response
 from wtforms import IntegerField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
@@ -48,6 +48,7 @@ from registry.models import (
     CaseEvent,
     CaseStatus,
     Community,
+    Inspection,
     RiskTier,
     Role,
     StaffCommunity,
@@ -358,13 +359,18 @@ def case_detail(case_id: int) -> str:
         assignees = _assignees(db, community_id) if {Action.ASSIGN, Action.REASSIGN} & set(
             actions) else []
         followed_by = db.scalar(select(Case.id).where(Case.previous_case_id == case_id))
+        # On-site inspections tied to the case (its feedback, or notes), photos included.
+        inspections = list(db.scalars(select(Inspection).where(Inspection.case_id == case_id)
+                                      .options(selectinload(Inspection.photos))
+                                      .order_by(Inspection.at)))
     _audit("view_case", f"case:{case_id}")
     return render_template(
         "admin/case.html", case=case, ref=ref, community=community_name, events=events,
         assignee=assignee, actions=actions, assignees=assignees, form=CaseActionForm(),
         evidence=evidence_items(case.evidence or {}), reason_labels=REASON_LABELS,
         sla=sla(case.status, case.assigned_at, case.due_at, now).value,
-        followed_by=followed_by)
+        followed_by=followed_by, inspections=inspections,
+        show_photos=person.role != Role.VIEWER.value)  # photos may show people: not viewers
 
 
 def _audit(action: str, subject: str, detail: dict[str, Any] | None = None) -> None:

@@ -1,8 +1,10 @@
-"""The overview per district, community or building: people, tiers, open cases, freshness.
+"""The overview per district, community or building: people, tiers, the case loop, freshness.
 
-Registered people are the registry's active residents (not today's sign-ins); estimated
-people come from analytics' latest estimates; live presence and silent APs from the
-collector's Redis sets; the last analytics run from ``unit_estimates``.
+The back office's one start page (``/admin/``; the old counts page ``/admin/overview/``
+redirects here, filters kept). Registered people are the registry's active residents (not
+today's sign-ins); estimated people come from analytics' latest estimates; live presence and
+silent APs from the collector's Redis sets; the last analytics run from ``unit_estimates``;
+the case loop's stages and rates from ``registry.casework.case_figures``.
 """
 
 from __future__ import annotations
@@ -10,32 +12,44 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from typing import cast
+from typing import Any, cast
 
-from flask import Blueprint, render_template, request
-from sqlalchemy import func, select
+from flask import Blueprint, redirect, render_template, request, url_for
+from sqlalchemy import func, select, true
+from werkzeug.wrappers import Response
 
 from analytics.heatmaps import natural_key
-from portal.access import in_scope
-from portal.admin import roles_required
+from portal.access import OPERATORS, in_scope
+from portal.admin import alerts_in_scope, roles_required
 from portal.scope import EVERY_ROLE, S, audit, services, staff
+from registry.case_flow import OPEN_STATUSES
+from registry.casework import case_figures
 from registry.models import (
     AccessPoint,
+    Alert,
     Building,
     Case,
     CaseStatus,
     Community,
     Resident,
     RiskTier,
+    SignIn,
     Unit,
     UnitEstimate,
 )
 
 LOGGER = logging.getLogger(__name__)
-bp = Blueprint("overview", __name__, url_prefix="/admin/overview")
+bp = Blueprint("overview", __name__, url_prefix="/admin")
 
 PRESENCE_WINDOW_S = 900
 AGE_BUCKETS = ((7, "under_7"), (30, "7_30"), (None, "over_30"))  # days open
+# Where the open cases stand in the loop: the overview's columns, by case state.
+STAGES: dict[str, tuple[CaseStatus, ...]] = {
+    "to_review": (CaseStatus.DISCOVERED,),
+    "to_dispatch": (CaseStatus.REVIEWED,),
+    "in_handling": (CaseStatus.ASSIGNED, CaseStatus.HANDLING, CaseStatus.PARKED),
+    "to_verify": (CaseStatus.FEEDBACK, CaseStatus.VERIFIED),
+}
 
 
 def _age_bucket(opened: dt.datetime, now: dt.datetime) -> str:
@@ -56,6 +70,14 @@ def _filtered(statement: S, community_id: int | None, building_id: int | None) -
     if building_id is not None:
         joined = joined.where(Building.id == building_id)
     return cast(S, joined)
+
+
+@bp.get("/overview/")
+@roles_required(*EVERY_ROLE)
+def old_counts() -> Response:
+    """The counts page's old address: the overview, with the same filters."""
+    kept: dict[str, Any] = {k: v for k, v in request.args.items() if k in ("community", "building")}
+    return redirect(url_for("overview.index", **kept), code=301)
 
 
 @bp.get("/")
@@ -95,7 +117,13 @@ def index() -> str:
         open_cases = db.execute(_filtered(
             select(Case.tier, Case.opened_at).select_from(Case)
             .join(Unit, Case.unit_id == Unit.id), *scope)
-            .where(Case.status != CaseStatus.CLOSED)).all()
+            .where(Case.status.in_(list(OPEN_STATUSES)))).all()
+        by_status = {CaseStatus(s).value: n for s, n in db.execute(_filtered(
+            select(Case.status, func.count(Case.id)).select_from(Case)
+            .join(Unit, Case.unit_id == Unit.id), *scope).group_by(Case.status))}
+        figures = case_figures(db, _filtered(select(Case.id).select_from(Case).join(
+            Unit, Case.unit_id == Unit.id), *scope), now)
+        signins, open_alerts = _today(db, scope)
         aps = list(db.scalars(select(AccessPoint.ap_id).join(
             Building, AccessPoint.building_id == Building.id).where(
             in_scope(Building.community_id),
@@ -106,6 +134,8 @@ def index() -> str:
     for tier, opened in open_cases:
         cases[RiskTier(tier).value][_age_bucket(opened, now)] += 1
     present, silent = _live(aps)
+    stages = {name: sum(by_status.get(s.value, 0) for s in states)
+              for name, states in STAGES.items()}
     audit("view_overview", f"community:{community_id or 'all'}",
           {"building": building_id})
     return render_template(
@@ -115,7 +145,29 @@ def index() -> str:
         estimated=float(estimated or 0.0), analysed=analysed, last_run=last_run,
         tiers=tiers, cases=cases, open_total=len(open_cases), present=present,
         aps=len(aps), silent=silent, age_buckets=[name for _, name in AGE_BUCKETS],
-        can_choose_community=len(communities) > 1)
+        can_choose_community=len(communities) > 1, stages=stages, figures=figures,
+        closed=by_status.get(CaseStatus.CLOSED.value, 0), signins=signins,
+        open_alerts=open_alerts, operator=person.role in OPERATORS)
+
+
+def _today(db: Any, scope: tuple[int | None, int | None]) -> tuple[dict[str, int], int]:
+    """Today's sign-ins by outcome and the alerts not yet acknowledged, in the filter's units.
+
+    Sign-ins and alerts that name no unit (visitors on a corridor AP) count for district-wide
+    staff on the district's page only, as on the lists.
+    """
+    start = dt.datetime.now(services().settings.tz).replace(hour=0, minute=0, second=0,
+                                                             microsecond=0)
+    everything = staff().district_wide and scope == (None, None)
+    units = _filtered(select(Unit.id), *scope)
+    in_signins = true() if everything else SignIn.unit_id.in_(units)
+    by_outcome = {str(o): int(n) for o, n in db.execute(
+        select(SignIn.outcome, func.count()).where(SignIn.at >= start, in_signins)
+        .group_by(SignIn.outcome)).all()}
+    in_alerts = alerts_in_scope() if everything else Alert.unit_id.in_(units)
+    open_alerts = db.scalar(select(func.count()).select_from(Alert).where(
+        Alert.acknowledged_at.is_(None), in_alerts)) or 0
+    return by_outcome, int(open_alerts)
 
 
 def _live(aps: list[str]) -> tuple[int, int]:

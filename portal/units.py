@@ -36,6 +36,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from analytics.config import DAY_START_HOUR, AnalyticsConfig
 from analytics.flags import HazardCategory, load_hazards
 from analytics.heatmaps import natural_key, unpack_hour_night
+from portal.access import DISPATCHERS
 from portal.admin import roles_required
 from portal.audit import record
 from portal.heatmaps import chart_labels
@@ -146,7 +147,7 @@ def unit_file(ref: str) -> str:
         residents=residents, devices=devices, owners=owners, estimate=estimate,
         readings=readings, inspections=inspections, cases=cases, names=names,
         catalogue=hazard_catalogue(), present=present_now(unit.ref),
-        can_manage_qr=staff().role in QR_MANAGERS)
+        can_manage_qr=staff().role in QR_MANAGERS, can_open_case=staff().role in DISPATCHERS)
 
 
 @bp.get("/units/<path:ref>/presence.json")

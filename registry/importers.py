@@ -51,16 +51,63 @@ TRUE_WORDS = {"1", "yes", "true", "y"}
 FALSE_WORDS = {"0", "no", "false", "n", ""}
 
 
+# Why a row is refused: a code and its English text (str.format fields). The CLI prints the
+# English; the back office shows the same code in the reader's language (portal.imports).
+PROBLEMS: dict[str, str] = {
+    "code": "{column} {value!r} must be 1-32 letters, digits, _ or -",
+    "not_whole": "{column} {value!r} is not a whole number",
+    "int_range": "{column} {value} must be between {low} and {high}",
+    "not_number": "{column} {value!r} is not a number",
+    "number_range": "{column} {value} must be {bound} {low:g} and at most {high:g}",
+    "not_bool": "{column} {value!r} must be 1/0, yes/no or true/false",
+    "required": "{column} is required",
+    "not_date": "{column} {value!r} is not a date (YYYY-MM-DD)",
+    "choice": "{column} {value!r} must be one of {allowed}",
+    "ap_id": "ap_id {value!r} must be 1-64 letters, digits, . _ or -",
+    "unit_needed": "coverage 'unit' needs the unit column",
+    "unit_not_allowed": "coverage {value!r} must leave the unit column empty",
+    "floor_needed": "coverage 'floor' needs the floor column",
+    "ssid_long": "ssid is longer than 32 bytes",
+    "id_invalid": "id_number {detail}",
+    "id_format": "id_number must be 5-20 letters or digits",
+    "name_required": "name is required (at most 200 characters)",
+    "phone": "phone {value!r} is not a mainland mobile or +international number",
+    "move_order": "move_out is before move_in",
+    "period_order": "period_end must be after period_start",
+    "not_imported": "{thing} {value} is not in the registry (import units first)",
+    "width": "has {found} fields, the header has {expected}",
+    "duplicate": "duplicate of line {first} (same key)",
+    "formula": "{column} {value!r} starts with {start!r}: a spreadsheet would run it as a "
+               "formula",
+    "out_of_scope": "community {value} is not one of your communities",
+}
+# A cell a spreadsheet would run as a formula (OWASP "CSV injection"): refused in free text,
+# so nothing imported here can later be exported into someone's spreadsheet as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 class RowProblem(ValueError):
-    """A row cannot be imported; the message says why."""
+    """A row cannot be imported; ``code`` (a PROBLEMS key) and ``params`` say why."""
+
+    def __init__(self, code: str, **params: Any) -> None:
+        super().__init__(PROBLEMS[code].format(**params))
+        self.code = code
+        self.params = params
 
 
 @dataclass(frozen=True)
 class RowError:
-    """A rejected row: its line number in the file and the reason."""
+    """A rejected row: its line number in the file and the reason (English, and as a code)."""
 
     line: int
     reason: str
+    code: str = ""
+    params: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(cls, line: int, code: str, **params: Any) -> RowError:
+        """A rejected row from a PROBLEMS code."""
+        return cls(line, PROBLEMS[code].format(**params), code, params)
 
 
 @dataclass
@@ -87,7 +134,7 @@ def _code(row: Mapping[str, str], column: str) -> str:
     """A community, building or unit code."""
     value = row[column].strip()
     if not CODE_PATTERN.match(value):
-        raise RowProblem(f"{column} {value!r} must be 1-32 letters, digits, _ or -")
+        raise RowProblem("code", column=column, value=value)
     return value
 
 
@@ -97,9 +144,9 @@ def _int(row: Mapping[str, str], column: str, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise RowProblem(f"{column} {raw!r} is not a whole number") from None
+        raise RowProblem("not_whole", column=column, value=raw) from None
     if not low <= value <= high:
-        raise RowProblem(f"{column} {value} must be between {low} and {high}")
+        raise RowProblem("int_range", column=column, value=value, low=low, high=high)
     return value
 
 
@@ -109,10 +156,11 @@ def _float(row: Mapping[str, str], column: str, low: float, high: float, allow_l
     try:
         value = float(raw)
     except ValueError:
-        raise RowProblem(f"{column} {raw!r} is not a number") from None
+        raise RowProblem("not_number", column=column, value=raw) from None
     if value != value or value > high or value < low or (value == low and not allow_low):
         bound = "at least" if allow_low else "more than"
-        raise RowProblem(f"{column} {raw} must be {bound} {low:g} and at most {high:g}")
+        raise RowProblem("number_range", column=column, value=raw, bound=bound, low=low,
+                         high=high)
     return value
 
 
@@ -123,7 +171,7 @@ def _bool(row: Mapping[str, str], column: str) -> bool:
         return True
     if raw in FALSE_WORDS:
         return False
-    raise RowProblem(f"{column} {row[column]!r} must be 1/0, yes/no or true/false")
+    raise RowProblem("not_bool", column=column, value=row[column])
 
 
 def _date(row: Mapping[str, str], column: str, required: bool = True) -> dt.date | None:
@@ -131,12 +179,21 @@ def _date(row: Mapping[str, str], column: str, required: bool = True) -> dt.date
     raw = row[column].strip()
     if not raw:
         if required:
-            raise RowProblem(f"{column} is required")
+            raise RowProblem("required", column=column)
         return None
     try:
         return dt.date.fromisoformat(raw)
     except ValueError:
-        raise RowProblem(f"{column} {raw!r} is not a date (YYYY-MM-DD)") from None
+        raise RowProblem("not_date", column=column, value=raw) from None
+
+
+def _text(row: Mapping[str, str], column: str, limit: int) -> str:
+    """A free-text cell, cut to its length; refused when a spreadsheet would run it."""
+    value = row[column].strip()
+    if value.startswith(FORMULA_STARTS) or row[column].startswith(FORMULA_STARTS):
+        raise RowProblem("formula", column=column, value=value[:20],
+                         start=row[column].lstrip(" ")[:1])
+    return value[:limit]
 
 
 def _choice(row: Mapping[str, str], column: str, choices: type[Any]) -> Any:
@@ -146,7 +203,7 @@ def _choice(row: Mapping[str, str], column: str, choices: type[Any]) -> Any:
         return choices(raw)
     except ValueError:
         allowed = ", ".join(member.value for member in choices)
-        raise RowProblem(f"{column} {raw!r} must be one of {allowed}") from None
+        raise RowProblem("choice", column=column, value=raw, allowed=allowed) from None
 
 
 def unit_ref(community: str, building: str, unit: str) -> str:
@@ -163,16 +220,16 @@ def parse_unit_row(row: Mapping[str, str]) -> dict[str, Any]:
     return {
         "key": unit_ref(community, building, unit),
         "community": community,
-        "community_name": row["community_name"].strip()[:200],
+        "community_name": _text(row, "community_name", 200),
         "building": building,
-        "building_name": row["building_name"].strip()[:200],
+        "building_name": _text(row, "building_name", 200),
         "code": unit,
         "floor": _int(row, "floor", -10, 200),
-        "room": row["room"].strip()[:64],
+        "room": _text(row, "room", 64),
         "area_m2": _float(row, "area_m2", 0.0, 10_000.0, allow_low=False),
         "registered_occupants": _int(row, "registered_occupants", 0, 500),
         "is_rented": _bool(row, "rented"),
-        "meter_group": row["meter_group"].strip()[:64],
+        "meter_group": _text(row, "meter_group", 64),
     }
 
 
@@ -180,21 +237,21 @@ def parse_ap_row(row: Mapping[str, str]) -> dict[str, Any]:
     """Validate an aps.csv row."""
     ap_id = row["ap_id"].strip()
     if not AP_ID_PATTERN.match(ap_id):
-        raise RowProblem(f"ap_id {ap_id!r} must be 1-64 letters, digits, . _ or -")
+        raise RowProblem("ap_id", value=ap_id)
     coverage = _choice(row, "coverage", Coverage)
     community, building = _code(row, "community"), _code(row, "building")
     floor_raw = row["floor"].strip()
     floor = _int(row, "floor", -10, 200) if floor_raw else None
     unit = row["unit"].strip()
     if coverage is Coverage.UNIT and not unit:
-        raise RowProblem("coverage 'unit' needs the unit column")
+        raise RowProblem("unit_needed")
     if coverage is not Coverage.UNIT and unit:
-        raise RowProblem(f"coverage {coverage.value!r} must leave the unit column empty")
+        raise RowProblem("unit_not_allowed", value=coverage.value)
     if coverage is Coverage.FLOOR and floor is None:
-        raise RowProblem("coverage 'floor' needs the floor column")
-    ssid = row["ssid"].strip()
+        raise RowProblem("floor_needed")
+    ssid = _text(row, "ssid", 64)
     if len(ssid.encode("utf-8")) > 32:
-        raise RowProblem("ssid is longer than 32 bytes")
+        raise RowProblem("ssid_long")
     return {
         "key": ap_id,
         "community": community,
@@ -211,25 +268,23 @@ def parse_resident_row(row: Mapping[str, str]) -> dict[str, Any]:
     id_type = _choice(row, "id_type", IdType)
     number = normalize_id_number(row["id_number"])
     if not number:
-        raise RowProblem("id_number is required")
+        raise RowProblem("required", column="id_number")
     if id_type is IdType.RESIDENT_ID_CARD:
         problem = resident_id_problem(number)
         if problem:
-            raise RowProblem(f"id_number {problem}")
+            raise RowProblem("id_invalid", detail=problem)
     elif not re.match(r"^[A-Z0-9]{5,20}$", number):
-        raise RowProblem("id_number must be 5-20 letters or digits")
-    name = row["name"].strip()
+        raise RowProblem("id_format")
+    name = _text(row, "name", 201)
     if not name or len(name) > 200:
-        raise RowProblem("name is required (at most 200 characters)")
+        raise RowProblem("name_required")
     phone = re.sub(r"[\s-]", "", row["phone"])
     if phone and not PHONE_PATTERN.match(phone):
-        raise RowProblem(
-            f"phone {row['phone']!r} is not a mainland mobile or +international number"
-        )
+        raise RowProblem("phone", value=row["phone"])
     move_in = _date(row, "move_in", required=False)
     move_out = _date(row, "move_out", required=False)
     if move_in and move_out and move_out < move_in:
-        raise RowProblem("move_out is before move_in")
+        raise RowProblem("move_order")
     community, building, unit = _code(row, "community"), _code(row, "building"), _code(row, "unit")
     return {
         "key": (id_type.value, number),
@@ -251,7 +306,7 @@ def parse_utility_row(row: Mapping[str, str]) -> dict[str, Any]:
     end = _date(row, "period_end")
     assert start is not None and end is not None  # required dates
     if end <= start:
-        raise RowProblem("period_end must be after period_start")
+        raise RowProblem("period_order")
     ref = unit_ref(community, building, unit)
     return {
         "key": (ref, kind.value, start),
@@ -299,9 +354,9 @@ def _upsert(ctx: _Context, existing: Any, model: type[Any], fields: Mapping[str,
         ctx.report.unchanged += 1
 
 
-def _not_imported(thing: str) -> str:
-    """The reason for a row that refers to a place not yet in the registry."""
-    return f"{thing} is not in the registry (import units first)"
+def _not_imported(line: int, thing: str, value: str) -> RowError:
+    """The error of a row that refers to a place not yet in the registry."""
+    return RowError.of(line, "not_imported", thing=thing, value=value)
 
 
 def _building(
@@ -388,15 +443,14 @@ def _apply_aps(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> None
     for line, values in records:
         building = _building(ctx, values["community"], values["building"], create=False)
         if building is None:
-            where = f"building {values['community']}/{values['building']}"
-            ctx.report.errors.append(RowError(line, _not_imported(where)))
+            where = f"{values['community']}/{values['building']}"
+            ctx.report.errors.append(_not_imported(line, "building", where))
             continue
         unit_id = None
         if values["unit_ref"]:
             unit = units.get(values["unit_ref"])
             if unit is None:
-                missing = _not_imported(f"unit {values['unit_ref']}")
-                ctx.report.errors.append(RowError(line, missing))
+                ctx.report.errors.append(_not_imported(line, "unit", values["unit_ref"]))
                 continue
             unit_id = unit.id
         fields_ = {
@@ -423,7 +477,7 @@ def _apply_residents(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -
     for digest, (line, values) in digests.items():
         unit = units.get(values["unit_ref"])
         if unit is None:
-            ctx.report.errors.append(RowError(line, _not_imported(f"unit {values['unit_ref']}")))
+            ctx.report.errors.append(_not_imported(line, "unit", values["unit_ref"]))
             continue
         fields_ = {
             "unit_id": unit.id,
@@ -462,7 +516,7 @@ def _apply_utilities(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -
     for line, values in records:
         unit = units.get(values["unit_ref"])
         if unit is None:
-            ctx.report.errors.append(RowError(line, _not_imported(f"unit {values['unit_ref']}")))
+            ctx.report.errors.append(_not_imported(line, "unit", values["unit_ref"]))
             continue
         reading = existing.get((unit.id, values["kind"], values["period_start"]))
         fields_ = {"period_end": values["period_end"], "amount": values["amount"]}
@@ -566,7 +620,7 @@ def _read_rows(path: Path, kind: ImportKind) -> Iterator[tuple[int, dict[str, st
             if not any(v.strip() for v in values):
                 continue
             if len(values) != len(header):
-                yield line, {"__width__": f"has {len(values)} fields, the header has {len(header)}"}
+                yield line, {"__width__": f"{len(values)}/{len(header)}"}
                 continue
             yield line, dict(zip(header, values, strict=True))
 
@@ -602,16 +656,17 @@ def import_csv(
     for line, row in _read_rows(path, kind):
         report.rows += 1
         if "__width__" in row:
-            report.errors.append(RowError(line, row["__width__"]))
+            found, expected = row["__width__"].split("/")
+            report.errors.append(RowError.of(line, "width", found=found, expected=expected))
             continue
         try:
             values = kind.parse(row)
         except RowProblem as problem:
-            report.errors.append(RowError(line, str(problem)))
+            report.errors.append(RowError.of(line, problem.code, **problem.params))
             continue
         first = seen.get(values["key"])
         if first is not None:
-            report.errors.append(RowError(line, f"duplicate of line {first} (same key)"))
+            report.errors.append(RowError.of(line, "duplicate", first=first))
             continue
         seen[values["key"]] = line
         chunk.append((line, values))
@@ -637,6 +692,96 @@ def import_csv(
             )
         )
     return report
+
+
+def _community_of(values: Mapping[str, Any]) -> str:
+    """The community code a validated row writes to."""
+    if "community" in values:
+        return str(values["community"])
+    return str(values["unit_ref"]).split("/", 1)[0]
+
+
+def import_all_or_nothing(
+    kind_name: str,
+    path: Path,
+    session_factory: sessionmaker[Session],
+    cipher: IdentityCipher | None = None,
+    *,
+    commit: bool,
+    actor: str,
+    communities: frozenset[str] | None = None,
+    client_ip: str = "",
+    source_name: str = "",
+) -> ImportReport:
+    """Check a whole file, then apply it in one transaction, kept only when ``commit`` is
+    asked and not one line is bad (the back office's upload: a dry run first, then commit).
+
+    Rows go through the same parsers and appliers as ``import_csv``, so the checks and the
+    reasons are the CLI's. ``communities`` (codes) limits what the file may touch: a row of
+    another community is an error. Every run, dry or not, is audited.
+    """
+    kind = KINDS[kind_name]
+    if kind_name == "residents" and cipher is None:
+        raise ValueError("importing residents needs the identity cipher")
+    report = ImportReport(kind=kind_name)
+    seen: dict[Any, int] = {}
+    records: list[tuple[int, dict[str, Any]]] = []
+    for line, row in _read_rows(path, kind):
+        report.rows += 1
+        if "__width__" in row:
+            found, expected = row["__width__"].split("/")
+            report.errors.append(RowError.of(line, "width", found=found, expected=expected))
+            continue
+        try:
+            values = kind.parse(row)
+        except RowProblem as problem:
+            report.errors.append(RowError.of(line, problem.code, **problem.params))
+            continue
+        community = _community_of(values)
+        if communities is not None and community not in communities:
+            report.errors.append(RowError.of(line, "out_of_scope", value=community))
+            continue
+        first = seen.get(values["key"])
+        if first is not None:
+            report.errors.append(RowError.of(line, "duplicate", first=first))
+            continue
+        seen[values["key"]] = line
+        records.append((line, values))
+    # Applied even on a dry run (then rolled back): references to units or buildings that are
+    # not in the registry are only found against the database.
+    kept = False
+    with session_factory() as session:
+        for start in range(0, len(records), CHUNK_ROWS):
+            kind.apply(_Context(session, cipher, report), records[start:start + CHUNK_ROWS])
+            session.flush()
+        report.errors.sort(key=lambda error: error.line)
+        if commit and not report.errors:
+            if report.changed:
+                bump_registry_version(session)
+            session.add(_import_audit(report, actor, source_name or path.name, client_ip,
+                                      dry_run=False))
+            session.commit()
+            kept = True
+        else:
+            session.rollback()
+    if not kept:
+        with session_scope(session_factory) as session:
+            session.add(_import_audit(report, actor, source_name or path.name, client_ip,
+                                      dry_run=not commit))
+    LOGGER.info("import %s by %s: %d rows, %d rejected, %s", kind_name, actor, report.rows,
+                len(report.errors), "committed" if kept else "nothing written")
+    return report
+
+
+def _import_audit(report: ImportReport, actor: str, name: str, client_ip: str,
+                  dry_run: bool) -> AuditEntry:
+    """The audit entry of a back-office import run (counts only, never a row's content)."""
+    return AuditEntry(
+        actor=actor[:64], action=f"import_{report.kind}", subject=name[:200],
+        client_ip=client_ip[:64],
+        detail={"rows": report.rows, "created": report.created, "updated": report.updated,
+                "unchanged": report.unchanged, "rejected": len(report.errors),
+                "dry_run": dry_run, "committed": not dry_run and not report.errors})
 
 
 def count_data_lines(path: Path) -> int:

@@ -225,7 +225,7 @@ def test_an_ap_refusing_commands_is_shown_with_its_reason(
     staff(sqlite_session_factory, "boss", "admin")
     login(client, "boss")
     listing = page(client.get("/admin/alerts?kind=ap_command_refused"))
-    assert "接入点 ap-7 已拒绝 3 条指令：bad_signature" in listing
+    assert "接入点 ap-7 已拒绝 3 条指令：签名错误（密钥不符）" in listing
     assert "接入点拒绝指令" in listing  # the filter's option
 
 

@@ -87,7 +87,7 @@ def test_back_office_views_on_postgresql(pg_settings: Settings, redis_client: An
         assert data["floors"] == ["15"] and len(data["cells"]) == 2
         assert client.get(f"/admin/heatmaps/buildings/{building_id}.csv").status_code == 200
         assert "TEDA-017" in page(client.get("/admin/heatmaps/"))
-        counts = page(client.get("/admin/overview/"))
+        counts = page(client.get("/admin/"))
         assert re.search(r'id="registered">2<', counts) and re.search(r'id="estimated">7<', counts)
         assert page(client.get(f"/admin/qr/buildings/{building_id}")).count("data:image/svg") == 2
         form = page(client.get(f"/q/{token}"))

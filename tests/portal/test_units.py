@@ -198,7 +198,7 @@ def test_opening_a_unit_file_shows_its_evidence_masked_and_is_audited(
     html = page(client.get("/admin/units/TEDA-017/B03/1502"))
     assert "张*" in html and "张三" not in html and "138****8000" in html
     assert "90% 区间 6–9" in html and "97%" in html  # estimate 7, interval 6-9, P(>=5)
-    assert "群租" in html and "opened: group rental" in html
+    assert "系统分析立项：疑似群租" in html and "opened: group rental" not in html
     assert 'data-url="/admin/units/TEDA-017/B03/1502/presence.json"' in html
     with sqlite_session_factory() as db:
         entry = db.scalars(select(AuditEntry).where(AuditEntry.actor == "ada")
@@ -435,11 +435,30 @@ def test_overview_counts_residents_estimates_tiers_and_cases(
                         {"dev1": time.time(), "dev2": time.time()})
     staff(sqlite_session_factory, "ada", "admin")
     login(client, "ada")
-    html = page(client.get("/admin/overview/"))
+    html = page(client.get("/admin/"))
     assert re.search(r'id="registered">2<', html)  # 张三 and 李四
     assert re.search(r'id="estimated">10<', html)  # 7 + 2 + 0 + 1
     assert "1 / 2" in html  # one AP of two saw nobody in 15 minutes
     assert re.search(r"<td>0</td><td>1</td><td>0</td>", html)  # attention case, 7-30 days
+    assert re.search(r'id="to-review"><a [^>]+>1<', html)
+
+
+def test_the_old_counts_page_leads_to_the_one_overview_with_its_filters(
+        client: FlaskClient, sqlite_session_factory: sessionmaker[Session],
+        building: dict[str, Any], place: Place) -> None:
+    """/admin/overview/?community=N answers with a permanent redirect to /admin/?community=N;
+    a dismissed case is not counted as open."""
+    with session_scope(sqlite_session_factory) as db:
+        community = db.scalars(select(Community.id).where(Community.code == "TEDA-017")).one()
+        db.add(Case(unit_id=place.unit_1502, kind="overcrowding", status=CaseStatus.DISMISSED))
+    staff(sqlite_session_factory, "ada", "admin")
+    login(client, "ada")
+    response = client.get(f"/admin/overview/?community={community}")
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"/admin/?community={community}"
+    html = page(client.get(response.headers["Location"]))
+    assert "3号楼" in html  # the community's buildings offered: the filter was kept
+    assert re.search(r'id="open-cases"><a [^>]+>0<', html)
 
 
 def test_the_inspection_form_still_needs_its_csrf_token(
@@ -490,7 +509,7 @@ def test_each_view_answers_by_role_and_community(
         else:
             assert response.status_code == expected, (view, response.status_code)
         response.close()
-    overview = client.get("/admin/overview/")
+    overview = client.get("/admin/")
     assert overview.status_code == (302 if who == "anonymous" else 200)
     if who == "grid_worker_elsewhere":
         assert "泰达第十七社区" not in page(overview)

@@ -94,7 +94,7 @@ def test_admin_opens_a_building_heatmap_and_a_units_file(
     page.wait_for_selector("#unit-trend[data-ready='1'] canvas", timeout=15000)
     assert "群租" in page.inner_text("main")
     shot(page, "units-2-unit-file")
-    page.goto(f"{live_portal}/admin/overview/")
+    page.goto(f"{live_portal}/admin/")
     assert page.inner_text("#registered") == "2"
     shot(page, "units-6-overview")
     assert problems == []
