@@ -36,7 +36,6 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from census.phones import canonical_phone
 from census.privacy import mask_name, mask_phone, normalize_id_number
 from portal import staff_auth
 from portal.access import (
@@ -134,15 +133,17 @@ def masked_id(id_type: str, last4: str) -> str:
 
 
 @bp.app_template_filter("masked_name")
-def _masked_name(name: str) -> str:
-    """Template filter: a masked name."""
-    return mask_name(name)
+def _masked_name(name: bytes | str | None) -> str:
+    """Template filter: a masked name (from its encrypted column: decrypted only to mask)."""
+    clear = _services().cipher.reveal(name) if isinstance(name, bytes) else name or ""
+    return mask_name(clear)
 
 
 @bp.app_template_filter("masked_phone")
-def _masked_phone(phone: str) -> str:
-    """Template filter: a masked phone number."""
-    return mask_phone(phone) if phone else ""
+def _masked_phone(phone: bytes | str | None) -> str:
+    """Template filter: a masked phone number (from its encrypted column)."""
+    clear = _services().cipher.reveal(phone) if isinstance(phone, bytes) else phone or ""
+    return mask_phone(clear) if clear else ""
 
 
 @bp.app_template_filter("local_time")
@@ -228,24 +229,22 @@ def index() -> str:
 
 
 def _search(db: Session, by: str, query: str) -> list[Resident]:
-    """Residents found by name, ID number, phone or unit reference (keyed digests for IDs)."""
+    """Residents found by full name, ID number, phone or unit reference (keyed digests for
+    all but the unit: names and phones are encrypted, so a name is found whole, not by prefix)."""
     statement = select(Resident)
+    cipher = _services().cipher
     if by == "id":
-        cipher = _services().cipher
         number = normalize_id_number(query)
         digests = [cipher.digest(t.value, number) for t in IdType]
         statement = statement.where(Resident.id_digest.in_(digests))
     elif by == "phone":
-        # Imported numbers are as the district wrote them, sign-ins store E.164: try both.
-        typed = query.replace(" ", "")
-        e164 = canonical_phone(typed)
-        forms = {typed, e164, e164[3:] if e164.startswith("+86") else e164}
-        statement = statement.where(Resident.phone.in_(sorted(forms)))
+        # Every stored number is digested in E.164, however it was written.
+        statement = statement.where(Resident.phone_digest == cipher.phone_digest(query))
     elif by == "unit":
         statement = statement.join(Unit, Resident.unit_id == Unit.id).where(
             Unit.ref.startswith(query, autoescape=True))
     else:
-        statement = statement.where(Resident.name.startswith(query, autoescape=True))
+        statement = statement.where(Resident.name_digest == cipher.name_digest(query))
     statement = _scoped(statement)
     return list(db.scalars(statement.order_by(Resident.id).limit(PAGE_SIZE)))
 

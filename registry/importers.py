@@ -425,13 +425,19 @@ def _apply_residents(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -
         if unit is None:
             ctx.report.errors.append(RowError(line, _not_imported(f"unit {values['unit_ref']}")))
             continue
-        fields_ = {
+        fields_: dict[str, Any] = {
             "unit_id": unit.id,
-            "name": values["name"],
-            "phone": values["phone"],
+            "name_digest": ctx.cipher.name_digest(values["name"]),
+            "phone_digest": ctx.cipher.phone_digest(values["phone"]),
             "move_in": values["move_in"],
             "move_out": values["move_out"],
         }
+        # Name and phone are compared by digest (a fresh encryption never equals the stored
+        # one) and encrypted only when they changed: importing a file again changes nothing.
+        known = existing.get(digest)
+        if (known is None or known.name_digest != fields_["name_digest"]
+                or known.phone_digest != fields_["phone_digest"]):
+            fields_.update(ctx.cipher.person_columns(values["name"], values["phone"]))
         identity = {}
         if digest not in existing:  # encrypt only what is new: the number never changes a row
             identity = {
