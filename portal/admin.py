@@ -320,7 +320,9 @@ def signins() -> str:
         if outcome:
             statement = statement.where(SignIn.outcome == outcome)
         if not _staff().district_wide:
-            statement = statement.where(SignIn.unit_id.in_(units_in_scope()))
+            # An unconfirmed sign-in names no unit but a resident: theirs is where it belongs.
+            statement = statement.where(or_(SignIn.unit_id.in_(units_in_scope()),
+                                            SignIn.resident_id.in_(residents_in_scope())))
         rows = list(db.scalars(statement))
         units = dict(db.execute(select(Unit.id, Unit.ref).where(
             Unit.id.in_({r.unit_id for r in rows if r.unit_id}))).all())
