@@ -122,7 +122,10 @@ class IdentityCipher:
 
     def phone_digest(self, phone: str) -> str:
         """A keyed digest of a phone number in E.164 (empty for no number)."""
-        canonical = canonical_phone(phone) if phone.strip() else ""
+        return self._e164_digest(canonical_phone(phone) if phone.strip() else "")
+
+    def _e164_digest(self, canonical: str) -> str:
+        """The digest of a number already in its canonical form (empty for none)."""
         if not canonical:
             return ""
         message = f"phone\x00{canonical}".encode()
@@ -139,7 +142,7 @@ class IdentityCipher:
             "name_encrypted": self.encrypt(name) if name else None,
             "name_digest": self.name_digest(name) if name else "",
             "phone_encrypted": self.encrypt(canonical) if canonical else None,
-            "phone_digest": self.phone_digest(canonical) if canonical else "",
+            "phone_digest": self._e164_digest(canonical),
         }
 
     def reveal(self, token: bytes | None) -> str:

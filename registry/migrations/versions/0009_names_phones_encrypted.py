@@ -59,11 +59,10 @@ def _convert(table: str, read: tuple[str, ...], write: Any) -> int:
                                     "ORDER BY id LIMIT :n"), {"last": last, "n": BATCH}).all()
         if not rows:
             return done
-        for row in rows:
-            values = write(row)
-            assignments = ", ".join(f"{name} = :{name}" for name in values)
-            bind.execute(sa.text(f"UPDATE {table} SET {assignments} WHERE id = :id"),
-                         {**values, "id": row.id})
+        # One executemany per batch: every row sets the same columns.
+        values = [{**write(row), "id": row.id} for row in rows]
+        assignments = ", ".join(f"{name} = :{name}" for name in values[0] if name != "id")
+        bind.execute(sa.text(f"UPDATE {table} SET {assignments} WHERE id = :id"), values)
         done += len(rows)
         last = rows[-1].id
         LOGGER.info("0009 %s: %d rows converted", table, done)
