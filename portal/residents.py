@@ -203,7 +203,7 @@ def confirm_signin_phone(signin_id: int) -> BaseResponse:
     return redirect(url_for("admin.resident", resident_id=resident_id))
 
 
-def local_date(value: str | None) -> str:
+def export_time(value: str | None) -> str:
     """An ISO time from an export shown as a local date and time (template filter)."""
     if not value:
         return ""
@@ -216,4 +216,4 @@ def local_date(value: str | None) -> str:
     return moment.astimezone(_services().settings.tz).strftime("%Y-%m-%d %H:%M")
 
 
-bp.add_app_template_filter(local_date, "export_time")
+bp.add_app_template_filter(export_time, "export_time")
