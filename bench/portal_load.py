@@ -143,10 +143,11 @@ def populate(settings: Settings, residents: int) -> None:
     for n in range(residents):
         number = resident_id(n)
         batch.append(Resident(
-            unit_id=unit_ids[n % len(unit_ids)], name=name(n), id_type=IdType.RESIDENT_ID_CARD,
+            unit_id=unit_ids[n % len(unit_ids)], id_type=IdType.RESIDENT_ID_CARD,
             id_number_encrypted=cipher.encrypt(number),
             id_digest=cipher.digest(IdType.RESIDENT_ID_CARD.value, number), id_last4=number[-4:],
-            phone=phone(n), move_in=dt.date(2024, 1, 1), verification=Verification.REGISTERED))
+            **cipher.person_columns(name(n), phone(n)), move_in=dt.date(2024, 1, 1),
+            verification=Verification.REGISTERED))
         if len(batch) == 5000:
             with session_scope(factory) as session:
                 session.add_all(batch)

@@ -1,4 +1,4 @@
-"""Personal-data primitives: MAC pseudonyms, identity-number encryption and masking.
+"""Personal-data primitives: MAC pseudonyms, encryption of identities, names, phones; masking.
 
 Everything that turns personal data into something safer to store lives here, so that the
 rules (which key, which algorithm, how much is shown) are written once.
@@ -9,14 +9,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from census.phones import canonical_phone
+
 if TYPE_CHECKING:
     from census.settings import Settings
+
+LOGGER = logging.getLogger(__name__)
 
 _MAC_PATTERN = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
 
@@ -106,6 +112,54 @@ class IdentityCipher:
         """A keyed digest of (type, number) for finding a resident without decrypting."""
         message = f"{id_type}\x00{normalize_id_number(number)}".encode()
         return hmac.new(self._index_key, message, hashlib.sha256).hexdigest()
+
+    def name_digest(self, name: str) -> str:
+        """A keyed digest of a name in its comparable form (exact search, sign-in matching)."""
+        # The "name" prefix keeps it apart from the identity digests (whose prefixes are
+        # document types) under the same key.
+        message = f"name\x00{name_match_key(name)}".encode()
+        return hmac.new(self._index_key, message, hashlib.sha256).hexdigest()
+
+    def phone_digest(self, phone: str) -> str:
+        """A keyed digest of a phone number in E.164 (empty for no number)."""
+        return self._e164_digest(canonical_phone(phone) if phone.strip() else "")
+
+    def _e164_digest(self, canonical: str) -> str:
+        """The digest of a number already in its canonical form (empty for none)."""
+        if not canonical:
+            return ""
+        message = f"phone\x00{canonical}".encode()
+        return hmac.new(self._index_key, message, hashlib.sha256).hexdigest()
+
+    def person_columns(self, name: str | None, phone: str | None) -> dict[str, bytes | str | None]:
+        """The stored form of a name and a phone: encrypted, with their lookup digests.
+
+        Used for residents and sign-ins alike, so both tables hold the same four columns.
+        The phone is kept in E.164 (as written when it does not parse), no phone as None.
+        """
+        canonical = canonical_phone(phone) if phone and phone.strip() else ""
+        return {
+            "name_encrypted": self.encrypt(name) if name else None,
+            "name_digest": self.name_digest(name) if name else "",
+            "phone_encrypted": self.encrypt(canonical) if canonical else None,
+            "phone_digest": self._e164_digest(canonical),
+        }
+
+    def reveal(self, token: bytes | None) -> str:
+        """Decrypt an optional value: empty for none, "?" (logged) when no key opens it."""
+        if not token:
+            return ""
+        try:
+            return self.decrypt(token)
+        except ValueError:
+            LOGGER.error("a stored personal value cannot be decrypted with the configured keys")
+            return "?"
+
+
+def name_match_key(name: str) -> str:
+    """A name as compared: Unicode folded, no spacing, middle dots or hyphens, no case."""
+    cleaned = " ".join(unicodedata.normalize("NFKC", name).split())
+    return re.sub(r"[\s·•.\-']", "", cleaned).casefold()
 
 
 def derived_digest_key(fernet_key: str) -> bytes:

@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         inspections,
         labels,
         overview,
+        residents,
         staff,
         units,
     )
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         app.register_blueprint(inspections.bp)
         app.register_blueprint(overview.bp)
         app.register_blueprint(imports.bp)
+        app.register_blueprint(residents.bp)
         # The inspection form carries photos: its size limit is raised inside the view, which
         # the global check (reading the form before any view) would not allow. Its FlaskForm
         # still checks the session-bound CSRF token itself.

@@ -18,7 +18,6 @@ from typing import Any
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -37,7 +36,6 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from census.phones import canonical_phone
 from census.privacy import mask_name, mask_phone, normalize_id_number
 from portal import staff_auth
 from portal.access import (
@@ -51,7 +49,7 @@ from portal.access import staff as _staff
 from portal.audit import record
 from portal.forms import ID_TYPE_LABELS, AcknowledgeForm, MoveOutForm, StaffLoginForm
 from portal.scope import safe_next
-from portal.services import PortalServices
+from portal.services import portal_services
 from portal.signin import move_out
 from registry.db import session_scope
 from registry.models import (
@@ -71,11 +69,6 @@ LOGGER = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PAGE_SIZE = 50
 
-def _services() -> PortalServices:
-    """This app's portal services."""
-    services: PortalServices = current_app.extensions["portal"]
-    return services
-
 
 def init_login(manager: LoginManager) -> None:
     """Wire flask-login to the staff table."""
@@ -87,12 +80,12 @@ def init_login(manager: LoginManager) -> None:
         """The active staff member of a session that may still be used, or None."""
         if not user_id.isdigit():
             return None
-        with _services().session_factory() as db:
+        with portal_services().session_factory() as db:
             user = db.get(StaffUser, int(user_id))
             if user is None or not user.active:
                 return None
             principal, generation = StaffPrincipal.of(user), user.session_generation
-        settings = _services().settings
+        settings = portal_services().settings
         problem = staff_auth.session_problem(
             session, generation, request.remote_addr or "",
             idle_s=settings.portal_staff_idle_minutes * 60,
@@ -148,7 +141,7 @@ def pager(db: Session, statement: Select[Any]) -> Pager:
 
 def _audit(action: str, subject: str = "", detail: dict[str, Any] | None = None) -> None:
     """An audit entry in its own transaction, for views that change nothing."""
-    with session_scope(_services().session_factory) as db:
+    with session_scope(portal_services().session_factory) as db:
         record(db, _staff().username, action, subject, detail, request.remote_addr or "")
 
 
@@ -172,15 +165,17 @@ def masked_id(id_type: str, last4: str) -> str:
 
 
 @bp.app_template_filter("masked_name")
-def _masked_name(name: str) -> str:
-    """Template filter: a masked name."""
-    return mask_name(name)
+def _masked_name(name: bytes | str | None) -> str:
+    """Template filter: a masked name (from its encrypted column: decrypted only to mask)."""
+    clear = portal_services().cipher.reveal(name) if isinstance(name, bytes) else name or ""
+    return mask_name(clear)
 
 
 @bp.app_template_filter("masked_phone")
-def _masked_phone(phone: str) -> str:
-    """Template filter: a masked phone number."""
-    return mask_phone(phone) if phone else ""
+def _masked_phone(phone: bytes | str | None) -> str:
+    """Template filter: a masked phone number (from its encrypted column)."""
+    clear = portal_services().cipher.reveal(phone) if isinstance(phone, bytes) else phone or ""
+    return mask_phone(clear) if clear else ""
 
 
 @bp.app_template_filter("local_time")
@@ -188,7 +183,7 @@ def _local_time(moment: dt.datetime | None) -> str:
     """Template filter: a UTC time shown in the site's time zone (the only place it is local)."""
     if moment is None:
         return ""
-    return moment.astimezone(_services().settings.tz).strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(portal_services().settings.tz).strftime("%Y-%m-%d %H:%M")
 
 
 @bp.app_context_processor
@@ -202,7 +197,7 @@ def login() -> Any:
     """Staff sign-in, with back-off per (user name, address) and slower global limits."""
     form = StaffLoginForm()
     if form.validate_on_submit():
-        services = _services()
+        services = portal_services()
         username = (form.username.data or "").strip()
         remote = request.remote_addr or ""
         attempt = services.login_guard.reserve(username, remote)
@@ -237,7 +232,7 @@ def login() -> Any:
 @login_required
 def logout() -> Response:
     """End every session of this staff member, server-side: a copied cookie is dead too."""
-    with session_scope(_services().session_factory) as db:
+    with session_scope(portal_services().session_factory) as db:
         user = db.get(StaffUser, _staff().id)
         if user is not None:
             end_sessions(user)
@@ -248,24 +243,22 @@ def logout() -> Response:
 
 
 def _search(db: Session, by: str, query: str) -> Select[Any]:
-    """Residents found by name, ID number, phone or unit reference (keyed digests for IDs)."""
+    """Residents found by full name, ID number, phone or unit reference (keyed digests for
+    all but the unit: names and phones are encrypted, so a name is found whole, not by prefix)."""
     statement = select(Resident)
+    cipher = portal_services().cipher
     if by == "id":
-        cipher = _services().cipher
         number = normalize_id_number(query)
         digests = [cipher.digest(t.value, number) for t in IdType]
         statement = statement.where(Resident.id_digest.in_(digests))
     elif by == "phone":
-        # Imported numbers are as the district wrote them, sign-ins store E.164: try both.
-        typed = query.replace(" ", "")
-        e164 = canonical_phone(typed)
-        forms = {typed, e164, e164[3:] if e164.startswith("+86") else e164}
-        statement = statement.where(Resident.phone.in_(sorted(forms)))
+        # Every stored number is digested in E.164, however it was written.
+        statement = statement.where(Resident.phone_digest == cipher.phone_digest(query))
     elif by == "unit":
         statement = statement.join(Unit, Resident.unit_id == Unit.id).where(
             Unit.ref.startswith(query, autoescape=True))
     else:
-        statement = statement.where(Resident.name.startswith(query, autoescape=True))
+        statement = statement.where(Resident.name_digest == cipher.name_digest(query))
     return _scoped(statement)
 
 
@@ -283,7 +276,7 @@ def residents() -> str:
     searched = request.method == "POST" and bool(query)
     page = Pager(1, 0)
     if searched:
-        with _services().session_factory() as db:
+        with portal_services().session_factory() as db:
             statement = _search(db, by, query)
             page = pager(db, statement)
             found = list(db.scalars(statement.order_by(Resident.id).offset(page.offset)
@@ -300,7 +293,7 @@ def residents() -> str:
 @roles_required(*ALL_STAFF)
 def resident(resident_id: int) -> str:
     """One resident: masked identity, devices, recent sign-ins. Each view is audited."""
-    with _services().session_factory() as db:
+    with portal_services().session_factory() as db:
         found = db.scalar(_scoped(select(Resident).where(Resident.id == resident_id)))
         if found is None:
             abort(404)
@@ -324,12 +317,12 @@ def resident_move_out(resident_id: int) -> Response:
     if not form.validate_on_submit() or form.move_out.data is None:
         flash(_("Please give a valid move-out date."), "error")
         return redirect(url_for("admin.resident", resident_id=resident_id))
-    with _services().session_factory() as db:
+    with portal_services().session_factory() as db:
         if db.scalar(_scoped(select(Resident.id).where(Resident.id == resident_id))) is None:
             abort(404)
-    sent = move_out(_services(), resident_id, form.move_out.data, _staff().username,
+    sent = move_out(portal_services(), resident_id, form.move_out.data, _staff().username,
                     request.remote_addr or "")
-    _services().directory.invalidate()
+    portal_services().directory.invalidate()
     flash(_("Move-out recorded; %(count)d device(s) disconnected.", count=sent), "info")
     return redirect(url_for("admin.resident", resident_id=resident_id))
 
@@ -339,12 +332,14 @@ def resident_move_out(resident_id: int) -> Response:
 def signins() -> str:
     """Recent sign-ins, filterable by outcome (self-declared and mismatches stand out)."""
     outcome = request.args.get("outcome", "")[:32]
-    with _services().session_factory() as db:
+    with portal_services().session_factory() as db:
         statement = select(SignIn)
         if outcome:
             statement = statement.where(SignIn.outcome == outcome)
         if not _staff().district_wide:
-            statement = statement.where(SignIn.unit_id.in_(units_in_scope()))
+            # An unconfirmed sign-in names no unit but a resident: theirs is where it belongs.
+            statement = statement.where(or_(SignIn.unit_id.in_(units_in_scope()),
+                                            SignIn.resident_id.in_(residents_in_scope())))
         page = pager(db, statement)
         rows = list(db.scalars(statement.order_by(SignIn.at.desc(), SignIn.id.desc())
                                .offset(page.offset).limit(PAGE_SIZE)))
@@ -360,7 +355,7 @@ def signins() -> str:
 def alerts() -> str:
     """Alerts, newest first: watchlist sign-ins and overcrowding flags."""
     kind = request.args.get("kind", "")[:32]
-    with _services().session_factory() as db:
+    with portal_services().session_factory() as db:
         statement = select(Alert).where(alerts_in_scope())
         if kind:
             statement = statement.where(Alert.kind == kind)
@@ -381,7 +376,7 @@ def acknowledge(alert_id: int) -> Response:
     """Mark an alert as seen by this staff member."""
     form = AcknowledgeForm()
     if form.validate_on_submit():
-        with session_scope(_services().session_factory) as db:
+        with session_scope(portal_services().session_factory) as db:
             alert = db.scalar(select(Alert).where(Alert.id == alert_id, alerts_in_scope()))
             if alert is None:
                 abort(404)  # not found and not yours look the same
@@ -403,7 +398,7 @@ def audit() -> str:
     if not _staff().district_wide:
         abort(403)
     actor = request.args.get("actor", "").strip()[:64]
-    with _services().session_factory() as db:
+    with portal_services().session_factory() as db:
         statement = select(AuditEntry).order_by(AuditEntry.at.desc()).limit(200)
         if actor:
             statement = statement.where(AuditEntry.actor == actor)

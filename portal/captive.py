@@ -294,7 +294,7 @@ def _one_tap_device(flow: Flow, known_hint: bool | None = None) -> tuple[int, st
         if (device is None or device.bound_at < fresh
                 or device.resident.verification is not Verification.REGISTERED):
             return None
-        return device.id, mask_name(device.resident.name)
+        return device.id, mask_name(services.cipher.reveal(device.resident.name_encrypted))
 
 
 def _place(flow: Flow | None) -> str:

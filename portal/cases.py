@@ -17,7 +17,7 @@ import logging
 from typing import Any, cast
 from urllib.parse import quote
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -29,7 +29,7 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from portal.access import ALL_ROLES, in_scope, roles_required, staff
 from portal.audit import record
-from portal.services import PortalServices
+from portal.services import portal_services
 from registry.case_flow import (
     ASSIGNABLE,
     OPEN_STATUSES,
@@ -134,12 +134,6 @@ class CaseActionForm(FlaskForm):
 
 class ExportForm(FlaskForm):
     """Only a CSRF token: nothing else is posted."""
-
-
-def _services() -> PortalServices:
-    """This app's portal services."""
-    services: PortalServices = current_app.extensions["portal"]
-    return services
 
 
 def _actor() -> Actor:
@@ -260,7 +254,7 @@ def case_list() -> str:
     now = dt.datetime.now(dt.UTC)
     statement, args = _filters(_cases_query(), now)
     page = _page()
-    with _services().session_factory() as db:
+    with portal_services().session_factory() as db:
         rows, total = _rows(db, statement, page, now)
         communities = _communities(db)
         # The loop's figures over the person's whole scope (not the filtered page).
@@ -278,7 +272,7 @@ def inbox() -> str:
     now = dt.datetime.now(dt.UTC)
     statement = _cases_query().where(_waiting_on_me())
     page = _page()
-    with _services().session_factory() as db:
+    with portal_services().session_factory() as db:
         total = db.scalar(select(func.count()).select_from(statement.subquery())) or 0
         found = db.execute(statement.order_by(Case.due_at.is_(None), Case.due_at,
                                               Case.opened_at).offset((page - 1) * PAGE_SIZE)
@@ -349,7 +343,7 @@ def case_detail(case_id: int) -> str:
     """One case: what was found, its history, and the steps this person may take now."""
     now = dt.datetime.now(dt.UTC)
     person = staff()
-    with _services().session_factory() as db:
+    with portal_services().session_factory() as db:
         case, ref, community_id, community_name = _case_in_scope(db, case_id)
         events = list(db.scalars(select(CaseEvent).where(CaseEvent.case_id == case_id)
                                  .order_by(CaseEvent.at, CaseEvent.id)))
@@ -375,7 +369,7 @@ def case_detail(case_id: int) -> str:
 
 def _audit(action: str, subject: str, detail: dict[str, Any] | None = None) -> None:
     """An audit entry in its own transaction."""
-    with session_scope(_services().session_factory) as db:
+    with session_scope(portal_services().session_factory) as db:
         record(db, staff().username, action, subject, detail, request.remote_addr or "")
 
 
@@ -384,7 +378,7 @@ def _audit(action: str, subject: str, detail: dict[str, Any] | None = None) -> N
 def case_act(case_id: int) -> Any:
     """Take one step on a case; the server checks state, role, assignee, scope and reason."""
     form = CaseActionForm()
-    services = _services()
+    services = portal_services()
     if not form.validate_on_submit():
         flash(_("The form was not accepted (expired or incomplete). Please try again."), "error")
         return redirect(url_for("cases.case_detail", case_id=case_id), code=303)
@@ -421,7 +415,7 @@ EXPORT_COLUMNS = ("id", "kind", "status", "tier", "unit", "community", "opened_a
 def _export_rows(now: dt.datetime) -> list[dict[str, Any]]:
     """The filtered cases in scope, as flat records (no resident's personal data)."""
     statement, _args = _filters(_cases_query(), now)
-    with _services().session_factory() as db:
+    with portal_services().session_factory() as db:
         found = db.execute(statement.order_by(Case.id).limit(100_000)).all()
         users = dict(db.execute(select(StaffUser.id, StaffUser.username)).all())
         codes = dict(db.execute(select(Community.id, Community.code)).all())
@@ -485,7 +479,7 @@ def open311(row: dict[str, Any], base_url: str) -> dict[str, Any]:
 def export_open311() -> Response:
     """The filtered cases as a JSON array of Open311 GeoReport v2 service requests."""
     rows = _export_rows(dt.datetime.now(dt.UTC))
-    base = _services().settings.portal_public_url
+    base = portal_services().settings.portal_public_url
     body = [open311(row, base) for row in rows]
     _audit("export_cases", "", {"format": "open311", "rows": len(rows)})
     return Response(json.dumps(body, ensure_ascii=False), mimetype="application/json")

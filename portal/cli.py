@@ -282,3 +282,102 @@ def case_sweep() -> None:
     finally:
         publisher.close()
     click.echo(f"opened {opened} watchlist case(s); escalated {len(notices)} overdue case(s)")
+
+
+@portal.group("resident")
+def resident_group() -> None:
+    """One resident's rights (PIPL arts. 45-47): export everything held, erase."""
+
+
+@resident_group.command("export")
+@click.argument("resident_id", type=int)
+@click.option("--staff", required=True, help="Who asks, for whom (audited).")
+@click.option("--format", "form", type=click.Choice(["json", "html"]), default="json",
+              show_default=True, help="JSON document, or the readable page (Chinese and English).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file (created owner-only) instead of standard output.")
+def resident_export(resident_id: int, staff: str, form: str, out: Path | None) -> None:
+    """Print everything held on RESIDENT_ID: identity, units, devices, sign-ins, consents."""
+    import json
+
+    from portal.audit import record
+    from portal.services import PortalServices
+    from registry.db import session_scope
+    from registry.subject_rights import export_resident
+
+    settings = _settings()
+    services = PortalServices.build(settings)
+    try:
+        with session_scope(services.session_factory) as session:
+            try:
+                document = export_resident(session, services.cipher, settings, resident_id)
+            except LookupError as error:
+                raise click.ClickException(str(error)) from None
+            record(session, f"cli:{staff}", "export_resident", f"resident:{resident_id}",
+                   {"format": form})
+        if form == "json":
+            text = json.dumps(document, ensure_ascii=False, indent=2)
+        else:
+            from portal import create_app
+            from portal.residents import render_export
+
+            # The back office's templates and catalogs render it, as on the export page.
+            app = create_app(settings, {"PORTAL_ROLE": "admin"})
+            try:
+                with app.test_request_context():
+                    text = render_export(document)
+            finally:
+                app.extensions["portal"].close()
+    finally:
+        services.close()
+    if out is None:
+        click.echo(text)
+        return
+    # Owner-only from the first byte: the file holds a person's identity in clear.
+    descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    click.echo(f"resident {resident_id}: export written to {out}", err=True)
+
+
+@resident_group.command("erase")
+@click.argument("resident_id", type=int)
+@click.option("--staff", required=True, help="Who erases (audited).")
+@click.option("--reason", required=True, help="The request: when, who asked (audited).")
+@click.option("--yes", is_flag=True, help="Do it (without: say what would happen and stop).")
+def resident_erase(resident_id: int, staff: str, reason: str, yes: bool) -> None:
+    """Erase RESIDENT_ID: identity, bindings (devices disconnected), sign-ins older than six
+    months; the network log's last six months and the audit log are kept, as the law requires."""
+    from portal.audit import record
+    from portal.devices import Revocation
+    from portal.services import PortalServices
+    from portal.signin import send_revocations
+    from registry.db import session_scope
+    from registry.subject_rights import erase_resident
+
+    if len(reason.strip()) < 10:
+        raise click.BadParameter("give the request's date and who asked (10 characters at "
+                                 "least)", param_hint="--reason")
+    settings = _settings()
+    if not yes:
+        click.echo(f"would erase resident {resident_id}; run again with --yes to do it")
+        return
+    services = PortalServices.build(settings)
+    try:
+        with session_scope(services.session_factory) as session:
+            try:
+                report = erase_resident(session, services.cipher, resident_id)
+            except LookupError as error:
+                raise click.ClickException(str(error)) from None
+            record(session, f"cli:{staff}", "erase_resident", f"resident:{resident_id}",
+                   {"reason": reason.strip(), **report.as_dict()})
+        sent = send_revocations(services, [Revocation(device_id, ap, mac, "erased")
+                                           for device_id, mac, ap in report.revoked])
+    finally:
+        services.close()
+    kept = report.kept.get("signins")
+    click.echo(f"resident {resident_id} erased: {report.deleted['devices']} device(s), "
+               f"{report.deleted['signins']} old sign-in(s); {sent} deauthorize command(s) sent")
+    if kept:
+        click.echo(f"kept: {kept['count']} sign-in(s) until {kept['until']} ({kept['reason']}); "
+                   "the audit log (PIPL art. 56)")

@@ -18,8 +18,13 @@ from typing import Any
 from sqlalchemy import String, bindparam, select
 from sqlalchemy.orm import Session
 
-from census.phones import mobile_e164, same_phone
-from census.privacy import IdentityCipher, normalize_id_number, resident_id_problem
+from census.phones import mobile_e164
+from census.privacy import (
+    IdentityCipher,
+    name_match_key,
+    normalize_id_number,
+    resident_id_problem,
+)
 from registry.models import IdType, Resident, WatchlistEntry
 
 # Regions whose mobiles receive codes unless settings say otherwise.
@@ -62,12 +67,7 @@ def name_problem(raw: str) -> str | None:
 
 def same_name(a: str, b: str) -> bool:
     """Names compared without case, spacing or middle-dot differences."""
-
-    def key(name: str) -> str:
-        """The comparable form of a name."""
-        return re.sub(r"[\s·•.\-']", "", clean_name(name)).casefold()
-
-    return key(a) == key(b)
+    return name_match_key(a) == name_match_key(b)
 
 
 def clean_phone(raw: str, regions: Collection[str] = DEFAULT_SMS_REGIONS) -> str:
@@ -135,8 +135,7 @@ class RegistryPerson:
 
     id: int
     unit_id: int
-    name: str
-    phone: str
+    has_phone: bool  # a phone is on file (its digest; the number itself stays encrypted)
     move_out: dt.date | None
 
 
@@ -168,7 +167,7 @@ class IdentityMatch:
     @property
     def unconfirmed(self) -> bool:
         """A current resident whose name agrees but who has no phone on file to check against."""
-        return (self.resident is not None and self.name_ok and not self.resident.phone
+        return (self.resident is not None and self.name_ok and not self.resident.has_phone
                 and not self.moved_out)
 
 
@@ -178,7 +177,8 @@ _WATCHLIST = WatchlistEntry.metadata.tables[WatchlistEntry.__tablename__]
 # the residents and to the watchlist (each digest column is unique: at most one row each).
 _WANTED = select(bindparam("digest", type_=String).label("digest")).subquery()
 _MATCH = (
-    select(_RESIDENTS.c.id, _RESIDENTS.c.unit_id, _RESIDENTS.c.name, _RESIDENTS.c.phone,
+    select(_RESIDENTS.c.id, _RESIDENTS.c.unit_id, _RESIDENTS.c.name_digest,
+           _RESIDENTS.c.phone_digest,
            _RESIDENTS.c.move_out, _WATCHLIST.c.id.label("watch_id"), _WATCHLIST.c.reason)
     .select_from(_WANTED
                  .outerjoin(_RESIDENTS, _RESIDENTS.c.id_digest == _WANTED.c.digest)
@@ -188,17 +188,19 @@ _MATCH = (
 
 def match_identity(session: Session, cipher: IdentityCipher, declared: DeclaredIdentity,
                    today: dt.date) -> IdentityMatch:
-    """Look the identity up in the registry and the watchlist (by keyed digest only)."""
+    """Look the identity up in the registry and the watchlist (by keyed digests only: the
+    name and phone are compared as digests too, nothing is decrypted)."""
     digest = cipher.digest(declared.id_type, declared.id_number)
     row = session.connection().execute(_MATCH, {"digest": digest}).one()
     watch = WatchHit(row.watch_id, row.reason) if row.watch_id is not None else None
     if row.id is None:
         return IdentityMatch(digest, None, False, False, False, watch)
-    resident = RegistryPerson(row.id, row.unit_id, row.name, row.phone or "", row.move_out)
+    resident = RegistryPerson(row.id, row.unit_id, bool(row.phone_digest), row.move_out)
     moved_out = resident.move_out is not None and resident.move_out <= today
     # The verified phone must be the one on file, or anybody who knows a neighbour's name and
     # ID number could sign in as them. No phone on file proves nothing: the number becomes the
     # resident's only by staff confirmation or the registry import (issue #11 defect 3).
-    phone_ok = same_phone(resident.phone, declared.phone)
-    return IdentityMatch(digest, resident, same_name(resident.name, declared.name), phone_ok,
+    phone_ok = bool(row.phone_digest) and row.phone_digest == cipher.phone_digest(declared.phone)
+    name_ok = row.name_digest == cipher.name_digest(declared.name)
+    return IdentityMatch(digest, resident, name_ok, phone_ok,
                          moved_out, watch)

@@ -182,9 +182,10 @@ def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentit
             outcome = OUTCOME_MISMATCH
         elif declared.unit_id is not None and declared.unit_id in allowed_units:
             resident = Resident(
-                unit_id=declared.unit_id, name=declared.name, id_type=IdType(declared.id_type),
+                unit_id=declared.unit_id, id_type=IdType(declared.id_type),
                 id_number_encrypted=cipher.encrypt(declared.id_number),
-                id_digest=match.digest, id_last4=declared.id_number[-4:], phone=declared.phone,
+                id_digest=match.digest, id_last4=declared.id_number[-4:],
+                **cipher.person_columns(declared.name, declared.phone),
                 move_in=local_today(services, now), verification=Verification.SELF_DECLARED,
             )
             session.add(resident)
@@ -208,10 +209,11 @@ def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentit
             "outcome": outcome, "mac_pseudonym": pseudonym,
             "randomized": is_locally_administered(hs.mac), "resident_id": matched_id,
             "device_id": bind.device_id if bind else None, "unit_id": unit_id,
-            "name": declared.name, "id_type": declared.id_type,
+            **cipher.person_columns(declared.name, declared.phone),
+            "id_type": declared.id_type,
             "id_number_encrypted": cipher.encrypt(declared.id_number),
             "id_digest": match.digest, "id_last4": declared.id_number[-4:],
-            "phone": declared.phone, "watchlist_hit": match.watchlist is not None,
+            "watchlist_hit": match.watchlist is not None,
             "consent_version": declared.consent_version, "locale": locale,
             "client_ip": hs.client_ip, "device_label": label,
             "rebound_from_device_id": bind.rebound_from_id if bind else None,
@@ -262,7 +264,9 @@ def _record_one_tap(services: PortalServices, flow: Flow, device_id: int, user_a
         audit.record(session, "resident", "sign_in", f"signin:{signin.id}",
                {"outcome": outcome, "ap": hs.ap_id, "method": METHOD_ONE_TAP,
                 "handshake": hs.kind}, remote_ip)
-        return _Recorded(signin.id, outcome, mask_name(resident.name), [], alert, pseudonym,
+        return _Recorded(signin.id, outcome,
+                         mask_name(services.cipher.reveal(resident.name_encrypted)), [], alert,
+                         pseudonym,
                          True)
 
 
@@ -351,14 +355,17 @@ def confirm_phone(session_factory: sessionmaker[Session], signin_id: int, actor:
     their document); return the resident id. Refused unless the resident still has none."""
     with session_scope(session_factory) as session:
         signin = session.get(SignIn, signin_id)
-        if signin is None or signin.outcome != OUTCOME_UNCONFIRMED or not signin.phone:
+        if (signin is None or signin.outcome != OUTCOME_UNCONFIRMED
+                or not signin.phone_encrypted):
             raise LookupError(f"sign-in {signin_id} is not an unconfirmed sign-in with a phone")
         resident = session.get(Resident, signin.resident_id) if signin.resident_id else None
         if resident is None:
             raise LookupError(f"sign-in {signin_id} has no resident any more")
-        if resident.phone:
+        if resident.phone_digest:
             raise LookupError(f"resident {resident.id} already has a phone on file")
-        resident.phone = signin.phone
+        # The sign-in's token and digest are the resident's now: nothing is decrypted.
+        resident.phone_encrypted, resident.phone_digest = (signin.phone_encrypted,
+                                                           signin.phone_digest)
         bump_registry_version(session)
         audit.record(session, actor, "confirm_phone", f"resident:{resident.id}",
                      {"signin": signin_id}, client_ip)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
@@ -13,6 +14,9 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.models import RegistryVersion, utcnow
+
+if TYPE_CHECKING:
+    from census.privacy import IdentityCipher
 
 LOGGER = logging.getLogger(__name__)
 # Alembic 1.16+ logs each of its autogenerate plugins at INFO on every upgrade: noise in every
@@ -63,22 +67,25 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine, cipher: IdentityCipher | None = None) -> Config:
     """Alembic configuration pointing at this package's migrations and the given engine."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
+    # Data migrations that encrypt (0009) use it; without one they read the environment's keys.
+    config.attributes["identity_cipher"] = cipher
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", cipher: IdentityCipher | None = None
+            ) -> None:
     """Bring the schema up to revision (default: the newest)."""
-    command.upgrade(alembic_config(engine), revision)
+    command.upgrade(alembic_config(engine, cipher), revision)
 
 
-def downgrade(engine: Engine, revision: str) -> None:
+def downgrade(engine: Engine, revision: str, cipher: IdentityCipher | None = None) -> None:
     """Take the schema back to revision."""
-    command.downgrade(alembic_config(engine), revision)
+    command.downgrade(alembic_config(engine, cipher), revision)
 
 
 def bump_registry_version(session: Session) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import ipaddress
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -46,6 +47,9 @@ LOGGER = logging.getLogger(__name__)
 CHUNK_ROWS = 2000
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 AP_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A DNS host name: labels of letters, digits and inner hyphens.
+HOST_PATTERN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                          r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 PHONE_PATTERN = re.compile(r"^(1[3-9]\d{9}|\+\d{6,15})$")
 TRUE_WORDS = {"1", "yes", "true", "y"}
 FALSE_WORDS = {"0", "no", "false", "n", ""}
@@ -233,6 +237,37 @@ def parse_unit_row(row: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _gateway(row: Mapping[str, str], column: str) -> str | None:
+    """An openNDS gateway address host:port (None: no such column; empty: FAS off)."""
+    if column not in row:
+        return None
+    raw = row[column].strip()
+    if not raw:
+        return ""
+    example = "host:port, e.g. 192.168.8.1:2050 or [fd00::1]:2050"
+    if len(raw) > 100:
+        raise RowProblem(f"{column} is longer than 100 characters")
+    if raw.startswith("["):
+        host, closing, rest = raw[1:].partition("]")
+        if not closing or not rest.startswith(":"):
+            raise RowProblem(f"{column} {raw!r} must be {example}")
+        port = rest[1:]
+    else:
+        host, colon, port = raw.rpartition(":")
+        if not colon or ":" in host:
+            raise RowProblem(f"{column} {raw!r} must be {example}")
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise RowProblem(f"{column} port {port!r} must be a number from 1 to 65535")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        # A name whose last label is all digits is a mistyped address (999.1.1.1), not a name.
+        if (raw.startswith("[") or not HOST_PATTERN.match(host)
+                or host.rsplit(".", 1)[-1].isdigit()):
+            raise RowProblem(f"{column} host {host!r} is not an IP address or host name") from None
+    return raw
+
+
 def parse_ap_row(row: Mapping[str, str]) -> dict[str, Any]:
     """Validate an aps.csv row."""
     ap_id = row["ap_id"].strip()
@@ -260,6 +295,7 @@ def parse_ap_row(row: Mapping[str, str]) -> dict[str, Any]:
         "unit_ref": unit_ref(community, building, _code(row, "unit")) if unit else None,
         "coverage": coverage,
         "ssid": ssid,
+        "fas_gateway": _gateway(row, "fas_gateway"),
     }
 
 
@@ -460,6 +496,8 @@ def _apply_aps(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -> None
             "unit_id": unit_id,
             "ssid": values["ssid"],
         }
+        if values["fas_gateway"] is not None:  # a file without the column leaves FAS as set
+            fields_["fas_gateway"] = values["fas_gateway"]
         _upsert(ctx, existing.get(values["key"]), AccessPoint, fields_, ap_id=values["key"])
 
 
@@ -479,13 +517,19 @@ def _apply_residents(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -
         if unit is None:
             ctx.report.errors.append(_not_imported(line, "unit", values["unit_ref"]))
             continue
-        fields_ = {
+        fields_: dict[str, Any] = {
             "unit_id": unit.id,
-            "name": values["name"],
-            "phone": values["phone"],
+            "name_digest": ctx.cipher.name_digest(values["name"]),
+            "phone_digest": ctx.cipher.phone_digest(values["phone"]),
             "move_in": values["move_in"],
             "move_out": values["move_out"],
         }
+        # Name and phone are compared by digest (a fresh encryption never equals the stored
+        # one) and encrypted only when they changed: importing a file again changes nothing.
+        known = existing.get(digest)
+        if (known is None or known.name_digest != fields_["name_digest"]
+                or known.phone_digest != fields_["phone_digest"]):
+            fields_.update(ctx.cipher.person_columns(values["name"], values["phone"]))
         identity = {}
         if digest not in existing:  # encrypt only what is new: the number never changes a row
             identity = {
@@ -546,6 +590,7 @@ class ImportKind:
     columns: tuple[str, ...]
     parse: Callable[[Mapping[str, str]], dict[str, Any]]
     apply: Callable[[_Context, list[tuple[int, dict[str, Any]]]], None]
+    optional: tuple[str, ...] = ()  # columns a file may leave out (older files)
 
 
 KINDS: dict[str, ImportKind] = {
@@ -570,6 +615,7 @@ KINDS: dict[str, ImportKind] = {
         ("ap_id", "community", "building", "floor", "unit", "coverage", "ssid"),
         parse_ap_row,
         _apply_aps,
+        optional=("fas_gateway",),
     ),
     "residents": ImportKind(
         (
@@ -607,7 +653,7 @@ def _read_rows(path: Path, kind: ImportKind) -> Iterator[tuple[int, dict[str, st
         except StopIteration:
             raise HeaderError(f"{path}: the file is empty (a header row is required)") from None
         missing = [c for c in kind.columns if c not in header]
-        extra = [c for c in header if c not in kind.columns]
+        extra = [c for c in header if c not in kind.columns + kind.optional]
         if missing or extra:
             parts = []
             if missing:

@@ -280,12 +280,16 @@ class Resident(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(200))
+    # Name and phone are encrypted like the identity number and found by keyed digests
+    # (census.privacy.IdentityCipher.person_columns): the database holds neither in clear.
+    name_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    name_digest: Mapped[str] = mapped_column(String(64), index=True)
     id_type: Mapped[IdType] = mapped_column(_enum(IdType, "id_type"))
     id_number_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     id_digest: Mapped[str] = mapped_column(String(64))  # keyed blind index of (type, number)
     id_last4: Mapped[str] = mapped_column(String(4))  # for masked display without decrypting
-    phone: Mapped[str] = mapped_column(String(32), default="")
+    phone_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # E.164
+    phone_digest: Mapped[str] = mapped_column(String(64), default="", index=True)  # "": none
     move_in: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     move_out: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     verification: Mapped[Verification] = mapped_column(
@@ -633,13 +637,16 @@ class SignIn(Base):
     unit_id: Mapped[int | None] = mapped_column(
         ForeignKey("units.id", ondelete="SET NULL"), nullable=True
     )
-    # The identity as declared on the form (empty for one-tap sign-ins); the number encrypted.
-    name: Mapped[str] = mapped_column(String(200), default="")
+    # The identity as declared on the form (empty for one-tap sign-ins), all of it encrypted
+    # with keyed digests, as in residents.
+    name_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    name_digest: Mapped[str] = mapped_column(String(64), default="")
     id_type: Mapped[str] = mapped_column(String(32), default="")
     id_number_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     id_digest: Mapped[str] = mapped_column(String(64), default="", index=True)
     id_last4: Mapped[str] = mapped_column(String(4), default="")
-    phone: Mapped[str] = mapped_column(String(32), default="")
+    phone_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    phone_digest: Mapped[str] = mapped_column(String(64), default="")
     watchlist_hit: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_version: Mapped[str] = mapped_column(String(32), default="")
     locale: Mapped[str] = mapped_column(String(8), default="")

@@ -26,7 +26,11 @@ LOGGER = logging.getLogger(__name__)
 # Every column the identity cipher encrypts: a name for reports -> (model, column name).
 ENCRYPTED_COLUMNS: dict[str, tuple[Any, str]] = {
     "residents": (Resident, "id_number_encrypted"),
+    "resident_names": (Resident, "name_encrypted"),
+    "resident_phones": (Resident, "phone_encrypted"),
     "portal_signins": (SignIn, "id_number_encrypted"),
+    "signin_names": (SignIn, "name_encrypted"),
+    "signin_phones": (SignIn, "phone_encrypted"),
     "devices": (Device, "mac_encrypted"),
     "access_points": (AccessPoint, "secret_encrypted"),
     "access_point_broker_secrets": (AccessPoint, "broker_secret_encrypted"),

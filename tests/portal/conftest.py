@@ -117,10 +117,11 @@ def enable_fas(services: PortalServices, ap_id: str, gateway: str) -> None:
 def _resident(cipher: IdentityCipher, unit_id: int, name: str, number: str, phone: str
               ) -> Resident:
     """A registered resident with an encrypted identity."""
-    return Resident(unit_id=unit_id, name=name, id_type=IdType.RESIDENT_ID_CARD,
+    return Resident(unit_id=unit_id, id_type=IdType.RESIDENT_ID_CARD,
                     id_number_encrypted=cipher.encrypt(number),
                     id_digest=cipher.digest(IdType.RESIDENT_ID_CARD.value, number),
-                    id_last4=number[-4:], phone=phone, move_in=dt.date(2024, 3, 1),
+                    id_last4=number[-4:], **cipher.person_columns(name, phone),
+                    move_in=dt.date(2024, 3, 1),
                     verification=Verification.REGISTERED)
 
 

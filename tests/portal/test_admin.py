@@ -148,9 +148,12 @@ def test_search_by_name_phone_and_unit(client: FlaskClient,
     """Each way of searching finds the resident."""
     staff(sqlite_session_factory, "wang", "admin")
     login(client, "wang")
-    for by, q in (("name", "张"), ("phone", "13800138000"), ("unit", "TEDA-017/B03/1502")):
+    # Names and phones are found by keyed digest: whole, however spaced or written.
+    for by, q in (("name", "张三"), ("name", " 张 三 "), ("phone", "13800138000"),
+                  ("phone", "+86 138-0013-8000"), ("unit", "TEDA-017/B03/1502")):
         assert "张*" in search(client, by, q), by
     assert "未找到" in search(client, "name", "钱")
+    assert "未找到" in search(client, "name", "张")  # a prefix is not a name
 
 
 def test_staff_of_another_community_see_nobody(
@@ -160,7 +163,7 @@ def test_staff_of_another_community_see_nobody(
         db.add(Community(code="OTHER", name="other"))
     staff(sqlite_session_factory, "li", "grid_worker", community="OTHER")
     login(client, "li")
-    assert "未找到" in search(client, "name", "张")
+    assert "未找到" in search(client, "name", "张三")
     assert client.get(f"/admin/residents/{place.zhang}").status_code == 404
 
 

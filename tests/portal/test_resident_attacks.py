@@ -76,7 +76,8 @@ def test_a_code_sent_to_my_phone_does_not_sign_me_in_as_a_victim(
         assert db.scalars(select(Device).where(Device.resident_id == place.zhang)).all() == []
         # What the code was sent for is what got signed in: my identity, my number.
         signin = db.scalars(select(SignIn)).one()
-        assert (signin.name, signin.phone) == ("王五", "+86" + ATTACKER_PHONE)
+        assert (services.cipher.reveal(signin.name_encrypted),
+                services.cipher.reveal(signin.phone_encrypted)) == ("王五", "+86" + ATTACKER_PHONE)
 
 
 def test_a_resident_without_a_phone_cannot_be_claimed_with_name_and_id_alone(
@@ -87,7 +88,8 @@ def test_a_resident_without_a_phone_cannot_be_claimed_with_name_and_id_alone(
     assert "连接成功" in page(done)  # online, like any other outcome
     with sqlite_session_factory() as db:
         li = db.get(Resident, place.li)
-        assert li is not None and li.phone == ""  # the real 李四 is not locked out
+        # the real 李四 is not locked out
+        assert li is not None and (li.phone_encrypted, li.phone_digest) == (None, "")
         assert db.scalars(select(Device)).all() == []  # no one-tap as 李四 next time
         signin = db.scalars(select(SignIn)).one()
         assert (signin.outcome, signin.resident_id) == ("unconfirmed", place.li)
@@ -102,7 +104,9 @@ def test_staff_confirm_an_unconfirmed_phone_once(
         signin_id = db.scalars(select(SignIn.id)).one()
     assert confirm_phone(sqlite_session_factory, signin_id, "staff:wang") == place.li
     with sqlite_session_factory() as db:
-        assert db.get(Resident, place.li).phone == "+8613600136000"  # type: ignore[union-attr]
+        li = db.get(Resident, place.li)
+        assert li is not None and services.cipher.reveal(li.phone_encrypted) == "+8613600136000"
+        assert li.phone_digest == services.cipher.phone_digest("13600136000")
         entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "confirm_phone")).one()
         assert (entry.actor, entry.subject) == ("staff:wang", f"resident:{place.li}")
     with pytest.raises(LookupError, match="already has a phone"):

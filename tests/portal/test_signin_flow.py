@@ -244,7 +244,8 @@ def test_unknown_identity_with_a_unit_is_self_declared_and_unverified(
                    unit=str(place.unit_1501))
     assert "连接成功" in page(done)
     with sqlite_session_factory() as db:
-        resident = db.scalars(select(Resident).where(Resident.name == "王五")).one()
+        resident = db.scalars(select(Resident).where(
+            Resident.name_digest == services.cipher.name_digest("王五"))).one()
         assert resident.verification is Verification.SELF_DECLARED
         assert resident.unit_id == place.unit_1501
         assert db.scalars(select(SignIn)).one().outcome == "self_declared"
@@ -350,7 +351,10 @@ def test_an_address_passed_on_to_another_resident_is_bound_to_them_only(
     for its new owner)."""
     mac = "a4:83:e7:12:9f:01"
     with session_scope(sqlite_session_factory) as db:
-        db.get(Resident, place.li).phone = "13700137000"  # type: ignore[union-attr]
+        li = db.get(Resident, place.li)
+        assert li is not None
+        phone = services.cipher.person_columns("李四", "13700137000")
+        li.phone_encrypted, li.phone_digest = phone["phone_encrypted"], phone["phone_digest"]
     sign_in(client, services, signed_query(mac=mac))
     sign_in(client, services, signed_query(mac=mac), name="李四", id_number=LI_ID,
             phone="13700137000")

@@ -178,8 +178,10 @@ def test_residents_are_encrypted_at_rest_and_keyed_by_document(
     second = import_csv("residents", path, session_factory, cipher)
     assert (second.created, second.updated, second.unchanged) == (0, 0, 2)
     with session_factory() as session:
-        residents = session.scalars(select(Resident).order_by(Resident.name)).all()
-        assert [r.name for r in residents] == ["John Smith", "张伟"]
+        residents = session.scalars(select(Resident).order_by(Resident.id)).all()
+        assert sorted(cipher.decrypt(r.name_encrypted) for r in residents) == [
+            "John Smith", "张伟"]
+        residents.sort(key=lambda r: cipher.decrypt(r.name_encrypted))
         for resident in residents:
             assert b"E1234567" not in resident.id_number_encrypted
             assert b"11010519491231002X" not in resident.id_number_encrypted
@@ -235,3 +237,51 @@ def test_a_large_file_imports_in_chunks_with_progress(
     report = import_csv("units", path, session_factory, progress=seen.append)
     assert report.created == 4500 and not report.errors
     assert sum(seen) == 4500 and len(seen) == 3
+
+
+def test_access_points_set_or_clear_their_fas_gateway_with_line_numbered_errors(
+    tmp_path: Path, session_factory: sessionmaker[Session], cipher: IdentityCipher
+) -> None:
+    """The optional fas_gateway column enables openNDS FAS per AP (host:port), an empty cell
+    turns it off, a bad value is reported by line and changes nothing; a file without the
+    column leaves what was set."""
+    import_base(tmp_path, session_factory, cipher)
+    header = "ap_id,community,building,floor,unit,coverage,ssid,fas_gateway\n"
+    good = (header
+            + "ap-b01-0101,TEDA-01,B01,1,0101,unit,Census-Free,192.168.8.1:2050\n"
+            + "ap-b01-f2,TEDA-01,B01,2,,floor,Census-Free,[fd00::1]:2050\n"
+            + "ap-b02-lobby,TEDA-01,B02,,,building,Census-Free,gw-b02.teda.local:2050\n")
+    report = import_csv("aps", write(tmp_path, "aps-fas.csv", good), session_factory)
+    assert (report.updated, report.errors) == (3, [])
+    bad = (header
+           + "ap-b01-0101,TEDA-01,B01,1,0101,unit,Census-Free,192.168.8.1\n"
+           + "ap-b01-f2,TEDA-01,B01,2,,floor,Census-Free,192.168.8.1:99999\n"
+           + "ap-b02-lobby,TEDA-01,B02,,,building,Census-Free,gw b02:2050\n"
+           + "ap-x1,TEDA-01,B02,,,building,Census-Free,fd00::1:2050\n"
+           + "ap-x2,TEDA-01,B02,,,building,Census-Free,999.1.1.1:2050\n"
+           + "ap-x3,TEDA-01,B02,,,building,Census-Free,[gw]:2050\n")
+    report = import_csv("aps", write(tmp_path, "aps-bad.csv", bad), session_factory)
+    assert [(e.line, e.reason) for e in report.errors] == [
+        (2, "fas_gateway '192.168.8.1' must be host:port, e.g. 192.168.8.1:2050 or "
+            "[fd00::1]:2050"),
+        (3, "fas_gateway port '99999' must be a number from 1 to 65535"),
+        (4, "fas_gateway host 'gw b02' is not an IP address or host name"),
+        (5, "fas_gateway 'fd00::1:2050' must be host:port, e.g. 192.168.8.1:2050 or "
+            "[fd00::1]:2050"),
+        (6, "fas_gateway host '999.1.1.1' is not an IP address or host name"),
+        (7, "fas_gateway host 'gw' is not an IP address or host name"),
+    ]
+    assert report.created == report.updated == 0
+    with session_factory() as session:
+        gateways = {ap_id: gateway for ap_id, gateway in session.execute(
+            select(AccessPoint.ap_id, AccessPoint.fas_gateway))}
+    assert gateways == {"ap-b01-0101": "192.168.8.1:2050", "ap-b01-f2": "[fd00::1]:2050",
+                        "ap-b02-lobby": "gw-b02.teda.local:2050"}
+    # Without the column (an older file): FAS stays as set. An empty cell turns it off.
+    assert import_csv("aps", write(tmp_path, "aps.csv", APS), session_factory).unchanged == 3
+    off = header + "ap-b01-f2,TEDA-01,B01,2,,floor,Census-Free,\n"
+    assert import_csv("aps", write(tmp_path, "aps-off.csv", off), session_factory).updated == 1
+    with session_factory() as session:
+        gateways = {ap_id: gateway for ap_id, gateway in session.execute(
+            select(AccessPoint.ap_id, AccessPoint.fas_gateway))}
+    assert gateways["ap-b01-f2"] == "" and gateways["ap-b01-0101"] == "192.168.8.1:2050"

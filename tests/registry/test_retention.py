@@ -55,7 +55,8 @@ def ago(days: float) -> dt.datetime:
 
 def resident(unit_id: int, tag: str, **values: object) -> Resident:
     """A resident row with a unique digest."""
-    return Resident(unit_id=unit_id, name=f"居民{tag}", id_type=IdType.PASSPORT,
+    return Resident(unit_id=unit_id, name_encrypted=b"x", name_digest=f"name-{tag}",
+                    id_type=IdType.PASSPORT,
                     id_number_encrypted=b"x", id_digest=f"digest-{tag}", id_last4="0000",
                     **values)
 

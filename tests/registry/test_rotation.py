@@ -31,6 +31,8 @@ from registry.rotation import rotate_keys
 OLD_KEY, NEW_KEY = generate_keys()["identity_key"], generate_keys()["identity_key"]
 DIGEST_KEY = generate_digest_key()
 NUMBERS = [f"E{index:07d}" for index in range(5)]
+# One resident without a phone: a missing phone stays missing through the rotation.
+PHONES = ["13800138000", "13900139001", "", "+86 137 0013 7003", "13600136004"]
 
 
 def fill(factory: sessionmaker[Session], cipher: IdentityCipher) -> None:
@@ -42,17 +44,20 @@ def fill(factory: sessionmaker[Session], cipher: IdentityCipher) -> None:
         unit = Unit(building_id=building.id, code="101", ref="C1/B1/101", floor=1, area_m2=50)
         db.add(unit)
         db.flush()
-        residents = [Resident(unit_id=unit.id, name="x", id_type=IdType.PASSPORT,
+        residents = [Resident(unit_id=unit.id, id_type=IdType.PASSPORT,
                               id_number_encrypted=cipher.encrypt(number),
                               id_digest=cipher.digest(IdType.PASSPORT.value, number),
-                              id_last4=number[-4:]) for number in NUMBERS]
+                              id_last4=number[-4:],
+                              **cipher.person_columns(f"居民{index}", PHONES[index]))
+                     for index, number in enumerate(NUMBERS)]
         db.add_all(residents)
         db.flush()
         db.add_all([
             Device(resident_id=residents[0].id, mac_pseudonym="p" * 16,
                    mac_encrypted=cipher.encrypt("a4:83:e7:12:9f:01")),
             SignIn(ap_id="ap-1", handshake="signed", method="sms", outcome="registered",
-                   mac_pseudonym="p" * 16, id_number_encrypted=cipher.encrypt(NUMBERS[0])),
+                   mac_pseudonym="p" * 16, id_number_encrypted=cipher.encrypt(NUMBERS[0]),
+                   **cipher.person_columns("居民0", PHONES[0])),
             AccessPoint(ap_id="ap-1", building_id=building.id, coverage=Coverage.BUILDING,
                         secret_encrypted=cipher.encrypt("s" * 40),
                         broker_secret_encrypted=cipher.encrypt("b" * 32)),
@@ -63,7 +68,11 @@ def values(factory: sessionmaker[Session], cipher: IdentityCipher) -> list[str]:
     """Every encrypted value in the registry, decrypted with cipher."""
     with factory() as db:
         tokens = [*db.scalars(select(Resident.id_number_encrypted).order_by(Resident.id)),
+                  *db.scalars(select(Resident.name_encrypted).order_by(Resident.id)),
+                  *db.scalars(select(Resident.phone_encrypted).order_by(Resident.id)),
                   *db.scalars(select(SignIn.id_number_encrypted)),
+                  *db.scalars(select(SignIn.name_encrypted)),
+                  *db.scalars(select(SignIn.phone_encrypted)),
                   *db.scalars(select(Device.mac_encrypted)),
                   *db.scalars(select(AccessPoint.secret_encrypted)),
                   *db.scalars(select(AccessPoint.broker_secret_encrypted))]
@@ -80,8 +89,10 @@ def test_rotation_moves_every_value_to_the_new_key_and_keeps_digests(
     both = IdentityCipher(NEW_KEY, [OLD_KEY], DIGEST_KEY)
     assert values(session_factory, both) == expected  # old values readable before rotating
     report = rotate_keys(session_factory, both, batch_size=2)
-    assert report.rotated == {"residents": 5, "portal_signins": 1, "devices": 1,
-                              "access_points": 1, "access_point_broker_secrets": 1}
+    assert report.rotated == {"residents": 5, "resident_names": 5, "resident_phones": 4,
+                              "portal_signins": 1, "signin_names": 1, "signin_phones": 1,
+                              "devices": 1, "access_points": 1,
+                              "access_point_broker_secrets": 1}
     assert report.finished
     new_only = IdentityCipher(NEW_KEY, digest_key=DIGEST_KEY)
     assert values(session_factory, new_only) == expected
@@ -89,6 +100,11 @@ def test_rotation_moves_every_value_to_the_new_key_and_keeps_digests(
         found = db.scalar(select(Resident.id).where(
             Resident.id_digest == new_only.digest(IdType.PASSPORT.value, NUMBERS[3])))
         assert found is not None
+        # Names and phones: still found by the digests stored before, however typed.
+        assert db.scalar(select(Resident.id).where(
+            Resident.phone_digest == new_only.phone_digest("13700137003"))) == found
+        assert db.scalar(select(Resident.id).where(
+            Resident.name_digest == new_only.name_digest("居民3"))) == found
         assert db.scalars(select(AuditEntry.action)).all() == ["keys_rotate"]
 
 
@@ -106,7 +122,7 @@ def test_interrupted_rotation_resumes_where_it_stopped(
         rotate_keys(session_factory, both, batch_size=2, after_batch=stop)
     report = rotate_keys(session_factory, both, batch_size=2)
     assert (report.current["residents"], report.rotated["residents"]) == (2, 3)
-    assert len(values(session_factory, IdentityCipher(NEW_KEY, digest_key=DIGEST_KEY))) == 9
+    assert len(values(session_factory, IdentityCipher(NEW_KEY, digest_key=DIGEST_KEY))) == 20
 
 
 def test_a_value_under_an_unknown_key_is_reported_and_left_alone(
@@ -155,7 +171,7 @@ def test_keys_rotate_command(settings: Settings, sqlite_session_factory: session
     result = CliRunner().invoke(main, ["keys", "rotate", "--batch", "2"], env=environment)
     assert result.exit_code == 0, result.output
     assert "may now be emptied" in result.output
-    assert len(values(sqlite_session_factory, IdentityCipher(NEW_KEY, digest_key=DIGEST_KEY))) == 9
+    assert len(values(sqlite_session_factory, IdentityCipher(NEW_KEY, digest_key=DIGEST_KEY))) == 20
 
 
 def test_every_encrypted_column_is_rotated() -> None:
