@@ -88,7 +88,7 @@ def test_a_resident_search_is_paged_by_post_and_keeps_its_query(
     with session_scope(sqlite_session_factory) as db:
         for i in range(68):
             number = f"E{i:07d}"
-            db.add(Resident(unit_id=place.unit_1501, name=f"测试{i}",
+            db.add(Resident(unit_id=place.unit_1501, **cipher.person_columns(f"测试{i}", None),
                             id_type=IdType.PASSPORT,
                             id_number_encrypted=cipher.encrypt(number),
                             id_digest=cipher.digest(IdType.PASSPORT.value, number),
