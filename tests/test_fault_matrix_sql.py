@@ -268,6 +268,7 @@ def with_registry(settings: Settings, url: str) -> tuple[Settings, sessionmaker[
     return Settings.load(environ={}, **{**settings.__dict__, "database_url": url}), factory, place
 
 
+@pytest.mark.postgres
 def test_kill_9_of_postgresql_during_sign_ins_records_each_completed_one_once(
         settings: Settings, redis_client: Any,
         private_postgres: tuple[local_services.LocalService, str]) -> None:
@@ -428,6 +429,7 @@ def interrupted_then_rerun(factory: sessionmaker[Session], rerun_factory: sessio
     return row
 
 
+@pytest.mark.postgres
 def test_kill_9_of_postgresql_during_an_analytics_run_opens_each_case_exactly_once(
         private_postgres: tuple[local_services.LocalService, str]) -> None:
     """PostgreSQL SIGKILLed while the run opens 1,500 cases: the run fails, nothing half-done;
