@@ -36,6 +36,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -326,6 +327,33 @@ def draw(path: Path, rows: list[dict[str, Any]], title: str) -> Path:
     return path
 
 
+def measure(minute: int, started: float, rows: list[dict[str, Any]], counts: Counts,
+            metrics: CollectorMetrics, processes: dict[str, Callable[[], list[int]]]
+            ) -> dict[str, Any]:
+    """One minute's row: memory of every process, throughput, p99 latencies; printed."""
+    seconds = time.monotonic() - started - (rows[-1]["at_s"] if rows else 0.0)
+    taken = counts.take()
+    written, ingest_p99 = metrics.minute()
+    row = {
+        "minute": minute, "at_s": round(time.monotonic() - started, 1),
+        "rss_mib": {name: round(rss_mib(pids()), 1) for name, pids in processes.items()},
+        "published_messages_s": round(taken["published_messages"] / seconds, 1),
+        "published_events_s": round(taken["published_events"] / seconds, 1),
+        "written_events_s": round(written / seconds, 1),
+        "ingest_p99_ms": round(ingest_p99 * 1000, 1),
+        "signins": taken["signins"], "signin_errors": taken["signin_errors"],
+        "signin_p99_ms": round(percentile(taken["signin_seconds"], 99), 1),
+        "load_average": round(os.getloadavg()[0], 1),
+    }
+    memory = ", ".join(f"{k} {v:.0f}" for k, v in row["rss_mib"].items())
+    print(f"min {minute:3d}: RSS MiB {memory} | {row['published_messages_s']:.0f} msg/s, "
+          f"events/s published {row['published_events_s']:,.0f} written "
+          f"{row['written_events_s']:,.0f} | ingest p99 <= {row['ingest_p99_ms']:.0f} ms | "
+          f"sign-ins {row['signins']} (errors {row['signin_errors']}) p99 "
+          f"{row['signin_p99_ms']:.0f} ms | load {row['load_average']}", flush=True)
+    return row
+
+
 def main() -> None:
     """Run the soak; print a line a minute; draw and save the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -362,27 +390,30 @@ def main() -> None:
     counts = Counts()
     collector_id = f"soak-col-{run_id}"
     metrics_port, portal_port = free_port(), free_port()
-    collector = start_collector(settings, collector_id, metrics_port,
-                                OUT / f"soak_{run_id}_collector.log")
-    portal = start_portal(settings, portal_port, options.workers, options.threads)
-    servers = server_pids(base)
-    processes: dict[str, Callable[[], list[int]]] = {
-        "collector": lambda: [collector.pid],
-        "portal": lambda: [portal.pid, *children(portal.pid)],
-        **{name: (lambda pid=pid: [pid]) for name, pid in servers.items()},
-        "soak driver": lambda: [os.getpid()],
-    }
-    metrics = CollectorMetrics(metrics_port)
-    threads = [
-        threading.Thread(target=publish_steadily, daemon=True,
-                         args=(settings, plan, options.rate, stop, counts)),
-        threading.Thread(target=sign_in_steadily, daemon=True,
-                         args=(settings, portal_port, options.signin_rate, residents, stop,
-                               counts)),
-    ]
+    started_processes: list[subprocess.Popen[bytes]] = []
+    threads: list[threading.Thread] = []
     rows: list[dict[str, Any]] = []
     started_at = dt.datetime.now(dt.UTC)
     try:
+        collector = start_collector(settings, collector_id, metrics_port,
+                                    OUT / f"soak_{run_id}_collector.log")
+        started_processes.append(collector)
+        portal = start_portal(settings, portal_port, options.workers, options.threads)
+        started_processes.append(portal)
+        processes: dict[str, Callable[[], list[int]]] = {
+            "collector": lambda: [collector.pid],
+            "portal": lambda: [portal.pid, *children(portal.pid)],
+            **{name: (lambda pid=pid: [pid]) for name, pid in server_pids(base).items()},
+            "soak driver": lambda: [os.getpid()],
+        }
+        metrics = CollectorMetrics(metrics_port)
+        threads = [
+            threading.Thread(target=publish_steadily, daemon=True,
+                             args=(settings, plan, options.rate, stop, counts)),
+            threading.Thread(target=sign_in_steadily, daemon=True,
+                             args=(settings, portal_port, options.signin_rate, residents, stop,
+                                   counts)),
+        ]
         for thread in threads:
             thread.start()
         started = time.monotonic()
@@ -390,32 +421,12 @@ def main() -> None:
             wait = min(minute * 60.0, options.minutes * 60.0) - (time.monotonic() - started)
             if wait > 0:
                 time.sleep(wait)
-            seconds = time.monotonic() - started - (rows[-1]["at_s"] if rows else 0.0)
-            taken = counts.take()
-            written, ingest_p99 = metrics.minute()
-            row = {
-                "minute": minute, "at_s": round(time.monotonic() - started, 1),
-                "rss_mib": {name: round(rss_mib(pids()), 1) for name, pids in processes.items()},
-                "published_messages_s": round(taken["published_messages"] / seconds, 1),
-                "published_events_s": round(taken["published_events"] / seconds, 1),
-                "written_events_s": round(written / seconds, 1),
-                "ingest_p99_ms": round(ingest_p99 * 1000, 1),
-                "signins": taken["signins"], "signin_errors": taken["signin_errors"],
-                "signin_p99_ms": round(percentile(taken["signin_seconds"], 99), 1),
-                "load_average": round(os.getloadavg()[0], 1),
-            }
-            rows.append(row)
-            memory = ", ".join(f"{k} {v:.0f}" for k, v in row["rss_mib"].items())
-            print(f"min {minute:3d}: RSS MiB {memory} | {row['published_messages_s']:.0f} msg/s,"
-                  f" events/s published {row['published_events_s']:,.0f} written "
-                  f"{row['written_events_s']:,.0f} | ingest p99 <= {row['ingest_p99_ms']:.0f} ms"
-                  f" | sign-ins {row['signins']} (errors {row['signin_errors']}) p99 "
-                  f"{row['signin_p99_ms']:.0f} ms | load {row['load_average']}", flush=True)
+            rows.append(measure(minute, started, rows, counts, metrics, processes))
     finally:
         stop.set()
         for thread in threads:
             thread.join(120)
-        for process in (collector, portal):
+        for process in started_processes:
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(60)
@@ -452,6 +463,7 @@ def cleanup_run(settings: Settings, collector_id: str, store: InfluxV1Store) -> 
         keys.delete(key)
     keys.close()
     Path(settings.database_url.split("///", 1)[1]).unlink(missing_ok=True)
+    shutil.rmtree(settings.var_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
