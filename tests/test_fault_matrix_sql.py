@@ -362,7 +362,7 @@ def test_the_retry_page_after_a_lost_registry_does_not_record_the_sign_in_twice(
 
 # --- analytics: the step that opens cases, interrupted and run again -------------------------
 
-FLAGGED_UNITS = 1500
+FLAGGED_UNITS = 1000
 
 
 def many_units(factory: sessionmaker[Session]) -> list[str]:
@@ -432,7 +432,7 @@ def interrupted_then_rerun(factory: sessionmaker[Session], rerun_factory: sessio
 @pytest.mark.postgres
 def test_kill_9_of_postgresql_during_an_analytics_run_opens_each_case_exactly_once(
         private_postgres: tuple[local_services.LocalService, str]) -> None:
-    """PostgreSQL SIGKILLed while the run opens 1,500 cases: the run fails, nothing half-done;
+    """PostgreSQL SIGKILLed while the run opens 1,000 cases: the run fails, nothing half-done;
     the re-run opens each case once."""
     service, url = private_postgres
     engine = make_engine(url)
