@@ -441,16 +441,29 @@ def test_captive_portal_api_before_and_after_sign_in(client: FlaskClient,
 
 def test_ap_unreachable_means_a_retry_page_not_a_crash(
         settings: Settings, place: Place, redis_client: Any,
-        sqlite_session_factory: sessionmaker[Session]) -> None:
-    """Broker down: the sign-in is recorded, the resident is told to retry with one tap."""
+        sqlite_session_factory: sessionmaker[Session], commands: Subscriber) -> None:
+    """Broker down: the sign-in is recorded and the code page asks for the same code again;
+    with the broker back, that same code connects, publishes the command, records nothing more."""
     broken = Settings.load(environ={}, **{**settings.__dict__, "mqtt_port": 1})
     app = create_app(broken, {"TESTING": True})
     services: PortalServices = app.extensions["portal"]
-    response = sign_in(app.test_client(), services)
+    client = app.test_client()
+    response = sign_in(client, services)
     assert response.status_code == 503 and "没有响应" in page(response)
+    assert 'name="code"' in page(response)
+    code = last_code(services, "13800138000")
+    services.close()
     with sqlite_session_factory() as db:
         assert db.scalar(select(func.count()).select_from(SignIn)) == 1
-    services.close()
+
+    working = create_app(settings, {"TESTING": True})  # the same keys, Redis and registry
+    again = working.test_client().post("/verify", data=code_form(page(response), code))
+    working.extensions["portal"].close()
+    assert again.status_code == 200 and "连接成功" in page(again), page(again)
+    _topic, payload = commands.get()
+    assert payload["cmd"] == "authorize" and payload["ap"] == FLOOR_AP
+    with sqlite_session_factory() as db:
+        assert db.scalar(select(func.count()).select_from(SignIn)) == 1
 
 
 class _Gateway(BaseHTTPRequestHandler):
