@@ -309,6 +309,38 @@ def test_a_known_device_signs_in_with_one_tap(
         assert methods == ["sms", "one_tap"]
 
 
+def test_one_tap_with_the_registry_away_is_a_retry_page_and_records_nothing(
+        client: FlaskClient, services: PortalServices, commands: Subscriber,
+        sqlite_session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry unreachable for longer than the retries: a 503 page saying to try again in a
+    minute, no sign-in recorded and no command sent; the next one tap works."""
+    from sqlalchemy.exc import OperationalError
+
+    from portal import signin
+
+    sign_in(client, services)
+    commands.get()
+    original = signin._record_one_tap
+
+    def unreachable(*_args: Any) -> Any:
+        """The database refuses the connection."""
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(signin, "REGISTRY_RETRY_S", 0.0)
+    monkeypatch.setattr(signin, "_record_one_tap", unreachable)
+    splash = page(client.get("/?" + signed_query()))
+    form = {"flow": hidden(splash, "flow"), "lang": "zh_CN",
+            "csrf_token": hidden(splash, "csrf_token")}
+    refused = client.post("/one-tap", data=form)
+    assert refused.status_code == 503 and "请重试" in page(refused)
+    assert commands.empty_for(0.5)
+    monkeypatch.setattr(signin, "_record_one_tap", original)
+    assert "连接成功" in page(client.post("/one-tap", data=form))
+    with sqlite_session_factory() as db:
+        methods = [s.method for s in db.scalars(select(SignIn).order_by(SignIn.id))]
+        assert methods == ["sms", "one_tap"]
+
+
 def test_not_me_shows_the_full_form(client: FlaskClient, services: PortalServices) -> None:
     """Someone else on a known device can sign in as themselves."""
     sign_in(client, services)
