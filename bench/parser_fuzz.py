@@ -3,7 +3,14 @@
 One command:
 
     .venv/bin/python bench/parser_fuzz.py                       # 1,000,000 messages
-    .venv/bin/python bench/parser_fuzz.py --messages 50000 --seed 7
+    .venv/bin/python bench/parser_fuzz.py --messages 50000 --seed 7 --chunk 10000
+    .venv/bin/python bench/parser_fuzz.py --only 3               # chunk 4 of 20 alone
+
+The run goes in chunks (default 50,000 messages, about two minutes here): a progress
+line after each, with the time left, and the finished chunks in a state file
+(``bench/out/parser_fuzz_<seed>_<messages>.json``), so an interrupted million resumes where it
+stopped (``--fresh`` starts over). Each chunk's generator is seeded from the seed and the
+chunk's number: chunk K gives the same messages alone (``--only K``) as in a whole run.
 
 Each message is generated from a seeded random source (a run is reproducible from its seed):
 batches of good events with hostile events placed among them (any JSON value, a good event with
@@ -29,7 +36,9 @@ import sys
 import time
 import traceback
 from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -183,61 +192,166 @@ def message(rng: random.Random) -> tuple[str, bytes, int, list[str]]:
     return TOPIC, body, len(goods), [mac for _text, mac in goods]
 
 
-def main() -> int:
-    """Run the fuzz and print the counts; non-zero exit when something raised or was lost."""
-    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    arguments.add_argument("--messages", type=int, default=1_000_000)
-    arguments.add_argument("--seed", type=int, default=12)
-    options = arguments.parse_args()
+@dataclass
+class Tally:
+    """What a chunk (or the whole run) counted; adds up across chunks."""
 
-    rng = random.Random(options.seed)
+    messages: int = 0
+    payload_bytes: int = 0
+    good_placed: int = 0
+    good_accepted: int = 0
+    good_lost: int = 0
+    accepted: int = 0
+    seconds: float = 0.0
+    unhandled: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    first_failure: str = ""
+
+    def add(self, other: Tally) -> None:
+        """Fold another tally into this one."""
+        for name in ("messages", "payload_bytes", "good_placed", "good_accepted", "good_lost",
+                     "accepted", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.unhandled.update(other.unhandled)
+        self.reasons.update(other.reasons)
+        self.first_failure = self.first_failure or other.first_failure
+
+    def to_json(self) -> dict[str, Any]:
+        """The tally as JSON values (the state file keeps one per finished chunk)."""
+        data = asdict(self)
+        data["unhandled"], data["reasons"] = dict(self.unhandled), dict(self.reasons)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Tally:
+        """A tally read back from the state file."""
+        return cls(**{**data, "unhandled": Counter(data["unhandled"]),
+                      "reasons": Counter(data["reasons"])})
+
+
+def run_chunk(seed: int, index: int, size: int) -> Tally:
+    """Generate and parse one chunk of messages; its generator is seeded from (seed, index), so
+    a chunk gives the same messages whether run alone, resumed or in a full run."""
+    rng = random.Random(f"{seed}:{index}")
     pseudonymizer = Pseudonymizer(KEY)
     parser = EventParser("site", pseudonymizer, {AP: LOCATION}.get, retention_days=90)
     lines = LineBuilder()
-    unhandled: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    good_placed = good_accepted = good_lost = accepted = payload_bytes = 0
-    first_failure = ""
+    tally = Tally(messages=size)
     started = time.perf_counter()
-    for _ in range(options.messages):
+    for _ in range(size):
         topic, body, held, good_macs = message(rng)
-        payload_bytes += len(body)
+        tally.payload_bytes += len(body)
         try:
             parsed = parser.parse(topic, body, NOW)
             if parsed.location is not None:
                 lines.lines(parsed.location, parsed.events)
             for reject in parsed.rejects:
-                reasons[reject.reason] += reject.count
+                tally.reasons[reject.reason] += reject.count
                 dead_letter_payload(pseudonymizer, reject.sample)
         except Exception as error:  # what the bench exists to count
-            unhandled[type(error).__name__] += 1
-            first_failure = first_failure or f"{body[:200]!r}\n{traceback.format_exc()}"
+            tally.unhandled[type(error).__name__] += 1
+            tally.first_failure = (tally.first_failure
+                                   or f"{body[:200]!r}\n{traceback.format_exc()}")
             continue
-        accepted += len(parsed.events)
+        tally.accepted += len(parsed.events)
         if held >= 0 and parsed.total != held:
-            unhandled["miscounted"] += 1
+            tally.unhandled["miscounted"] += 1
         if good_macs:
-            good_placed += len(good_macs)
+            tally.good_placed += len(good_macs)
             kept = Counter(event.device for event in parsed.events)
             for mac in good_macs:
                 device = pseudonymizer.lookup(mac)
                 if device is not None and kept[device[0]] > 0:
                     kept[device[0]] -= 1
-                    good_accepted += 1
+                    tally.good_accepted += 1
                 else:
-                    good_lost += 1
-    elapsed = time.perf_counter() - started
-    print(f"messages            {options.messages:,} ({payload_bytes / 1e6:,.1f} MB), "
-          f"seed {options.seed}")
-    print(f"unhandled           {sum(unhandled.values())} {dict(unhandled) or ''}")
-    print(f"good events placed  {good_placed:,} (among hostile ones, or whole good batches)")
-    print(f"good events stored  {good_accepted:,} (lost: {good_lost})")
-    print(f"events accepted     {accepted:,}")
-    print(f"rejected by reason  {dict(sorted(reasons.items()))}")
-    print(f"time                {elapsed:.1f} s, {options.messages / elapsed:,.0f} messages/s")
-    if first_failure:
-        print("first failure:\n" + first_failure)
-    return 1 if unhandled or good_lost else 0
+                    tally.good_lost += 1
+    tally.seconds = time.perf_counter() - started
+    return tally
+
+
+def load_state(path: Path, seed: int, messages: int, chunk: int) -> dict[int, Tally]:
+    """Finished chunks of an earlier run with the same seed, size and chunking (else none)."""
+    try:
+        state = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    if (state.get("seed"), state.get("messages"), state.get("chunk")) != (seed, messages, chunk):
+        return {}
+    return {int(index): Tally.from_json(data) for index, data in state["done"].items()}
+
+
+def save_state(path: Path, seed: int, messages: int, chunk: int, done: dict[int, Tally]) -> None:
+    """Write the finished chunks (to a temporary file first: a kill leaves the old state)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"seed": seed, "messages": messages, "chunk": chunk,
+                                     "done": {str(i): t.to_json() for i, t in done.items()}}))
+    temporary.replace(path)
+
+
+def main() -> int:
+    """Run the fuzz chunk by chunk with progress; print the counts; non-zero exit when
+    something raised or was lost."""
+    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments.add_argument("--messages", type=int, default=1_000_000)
+    arguments.add_argument("--seed", type=int, default=12)
+    arguments.add_argument("--chunk", type=int, default=50_000,
+                           help="messages per chunk: progress and the state file per chunk")
+    arguments.add_argument("--state", type=Path, default=None,
+                           help="resume file (default bench/out/parser_fuzz_<seed>_<messages>"
+                                ".json); finished chunks are skipped on the next run")
+    arguments.add_argument("--fresh", action="store_true", help="ignore an earlier state file")
+    arguments.add_argument("--only", type=int, default=None, metavar="K",
+                           help="run chunk K alone (0-based), e.g. on another machine")
+    options = arguments.parse_args()
+    if options.messages < 1 or options.chunk < 1:
+        arguments.error("--messages and --chunk must be at least 1")
+
+    chunks = [(index, min(options.chunk, options.messages - start))
+              for index, start in enumerate(range(0, options.messages, options.chunk))]
+    if options.only is not None:
+        if not 0 <= options.only < len(chunks):
+            arguments.error(f"--only must be 0-{len(chunks) - 1}")
+        chunks = [chunks[options.only]]
+    state = options.state or ROOT / "bench" / "out" / (
+        f"parser_fuzz_{options.seed}_{options.messages}.json")
+    done = {} if options.fresh else load_state(state, options.seed, options.messages,
+                                               options.chunk)
+    todo = [(index, size) for index, size in chunks if index not in done]
+    if len(todo) < len(chunks):
+        print(f"resuming from {state}: {len(chunks) - len(todo)} of {len(chunks)} chunks done",
+              flush=True)
+    started = time.perf_counter()
+    generated = 0
+    for number, (index, size) in enumerate(todo, start=1):
+        tally = run_chunk(options.seed, index, size)
+        done[index] = tally
+        if options.only is None:
+            save_state(state, options.seed, options.messages, options.chunk, done)
+        generated += size
+        elapsed = time.perf_counter() - started
+        left = sum(s for _i, s in todo[number:])
+        print(f"chunk {index + 1}/{len(chunks)}: {size:,} messages in {tally.seconds:.1f} s, "
+              f"unhandled {sum(tally.unhandled.values())}, good lost {tally.good_lost}; "
+              f"{sum(t.messages for t in done.values()):,} of {options.messages:,} done, "
+              f"about {left * elapsed / generated / 60:.1f} min left", flush=True)
+
+    total = Tally()
+    for index, _size in chunks:
+        total.add(done[index])
+    print(f"messages            {total.messages:,} ({total.payload_bytes / 1e6:,.1f} MB), "
+          f"seed {options.seed}, {len(chunks)} chunk(s) of up to {options.chunk:,}")
+    print(f"unhandled           {sum(total.unhandled.values())} {dict(total.unhandled) or ''}")
+    print(f"good events placed  {total.good_placed:,} (among hostile ones, or whole good batches)")
+    print(f"good events stored  {total.good_accepted:,} (lost: {total.good_lost})")
+    print(f"events accepted     {total.accepted:,}")
+    print(f"rejected by reason  {dict(sorted(total.reasons.items()))}")
+    print(f"time                {total.seconds:.1f} s of parsing, "
+          f"{total.messages / max(total.seconds, 1e-9):,.0f} messages/s")
+    if total.first_failure:
+        print("first failure:\n" + total.first_failure)
+    return 1 if total.unhandled or total.good_lost else 0
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from portal.ratelimit import Decision, RateLimited
 from portal.services import portal_services
 from portal.signin import (
     NotAuthorized,
+    RegistryUnavailable,
     SignInResult,
     complete_one_tap,
     complete_sign_in,
@@ -720,8 +721,18 @@ def verify() -> Response:
     try:
         result = complete_sign_in(services, flow, declared, request.user_agent.string,
                                   _remote(), _locale(), _landing_url())
-    except NotAuthorized:
-        return _not_authorized(flow)
+    except (RegistryUnavailable, NotAuthorized) as error:
+        # Not finished: the same code works again on this flow, and a second try records
+        # nothing twice (portal.signin's idempotency key) and sends the command again.
+        services.otp.restore(flow.fid, form.code.data or "",
+                             binding=services.otp.binding(*declared.binding_parts()))
+        if isinstance(error, NotAuthorized):
+            notice = _("You are signed in, but the Wi-Fi access point did not answer. Please "
+                       "enter the same code again in a minute to connect.")
+        else:
+            notice = _("Your sign-in could not be saved just now. Please enter the same code "
+                       "again in a minute.")
+        return _render_code(flow, declared, notice=notice, status=503)
     return _render_done(flow, result)
 
 
@@ -753,6 +764,10 @@ def one_tap() -> Response:
         return _render_form(flow, full=True)
     except NotAuthorized:
         return _not_authorized(flow)
+    except RegistryUnavailable:
+        return _message(_("Please try again"),
+                        _("Your sign-in could not be saved just now. Open any web page in a "
+                          "minute to try again."), status=503)
     return _render_done(flow, result)
 
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from census.privacy import IdentityCipher
@@ -70,14 +71,22 @@ class ApDirectory:
         with self._lock:
             if now - self._checked < CHECK_INTERVAL_S and self._version >= 0:
                 return
-            with self._factory() as session:
-                version = registry_version(session)
-                if version != self._version:
-                    self._aps = self._load(session)
-                    self._units = {}
-                    self._version = version
-                    LOGGER.info("AP directory loaded: %d APs (registry version %d)",
-                                len(self._aps), version)
+            try:
+                with self._factory() as session:
+                    version = registry_version(session)
+                    if version != self._version:
+                        self._aps = self._load(session)
+                        self._units = {}
+                        self._version = version
+                        LOGGER.info("AP directory loaded: %d APs (registry version %d)",
+                                    len(self._aps), version)
+            except (OperationalError, InterfaceError) as error:
+                if self._version < 0:
+                    raise
+                # The registry is away (restarting, locked): the copy from a moment ago still
+                # lets residents reach the sign-in form; the sign-in itself waits for it.
+                LOGGER.warning("registry unavailable, AP directory kept from version %d: %s",
+                               self._version, str(error.orig or error).splitlines()[0][:200])
             self._checked = now
 
     @property

@@ -80,6 +80,15 @@ if tries >= max then return {'locked', 0} end
 return {'wrong', max - tries}
 """
 
+# KEYS: otp hash. ARGV: code hash, ttl seconds, binding. A code used up by a sign-in that could
+# not be finished (registry or broker away) is armed again, tries reset, for the same binding.
+_RESTORE = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'h', ARGV[1], 'tries', 0, 'b', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
 # Give back a booking whose SMS could not be sent. KEYS as _ISSUE minus nothing.
 _RELEASE = """
 redis.call('DEL', KEYS[1])
@@ -155,6 +164,7 @@ class OtpService:
         self._issue = client.register_script(_ISSUE)
         self._verify = client.register_script(_VERIFY)
         self._release = client.register_script(_RELEASE)
+        self._restore = client.register_script(_RESTORE)
 
     @property
     def policy(self) -> OtpPolicy:
@@ -234,6 +244,13 @@ class OtpService:
         )
         word = VerifyStatus(status.decode() if isinstance(status, bytes) else status)
         return VerifyResult(word, tries_left=int(left))
+
+    def restore(self, fid: str, code: str, *, binding: str) -> None:
+        """Arm a correct code again after its sign-in could not be finished, so the resident
+        can send the same code once more (for the same binding, with a fresh lifetime)."""
+        cleaned = "".join(ch for ch in code if ch in "0123456789")
+        self._restore(keys=[f"{self._prefix}portal:otp:{fid}"],
+                      args=[self._code_hash(fid, cleaned), self._policy.ttl, binding])
 
     def cooldown_left(self, phone: str) -> int:
         """Seconds before another code may be sent to this number."""

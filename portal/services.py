@@ -21,6 +21,8 @@ from portal.sms import ConsoleSmsSender, HttpSmsSender, SmsSender
 from portal.staff_auth import LoginGuard, LoginPolicy
 from registry.db import make_engine, make_session_factory
 
+SQLITE_BUSY_TIMEOUT_S = 8.0
+
 
 class PortalConfigError(ValueError):
     """The settings do not allow the portal to start; the message names the variable."""
@@ -59,7 +61,9 @@ class PortalServices:
             )
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
                                       health_check_interval=30)
-        engine = make_engine(settings.database_url)
+        # A sign-in waits at most this long for another SQLite writer, well inside gunicorn's
+        # 30 s worker timeout: the resident gets the retry page, not a worker killed mid-request.
+        engine = make_engine(settings.database_url, sqlite_busy_timeout_s=SQLITE_BUSY_TIMEOUT_S)
         factory = make_session_factory(engine)
         cipher = IdentityCipher.from_settings(settings)
         directory = ApDirectory(factory, cipher, settings.command_key)

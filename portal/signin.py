@@ -10,13 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from census.privacy import is_locally_administered, mask_name, pseudonymize_mac
+from census.privacy import IdentityCipher, is_locally_administered, mask_name, pseudonymize_mac
 from portal import audit
 from portal.apcontrol import CommandNotSent
 from portal.const import (
@@ -30,7 +33,7 @@ from portal.const import (
     OUTCOME_VISITOR,
 )
 from portal.devices import BindResult, Revocation, bind_device, device_label, revoke_all
-from portal.flow import Flow
+from portal.flow import FLOW_MAX_AGE_S, Flow
 from portal.handshake import fas_auth_url
 from portal.identity import DeclaredIdentity, match_identity
 from portal.services import PortalServices
@@ -47,10 +50,16 @@ from registry.models import (
 )
 
 LOGGER = logging.getLogger(__name__)
+REGISTRY_RETRY_S = 6.0  # how long a sign-in keeps trying a registry that is away or locked
 
 
 class NotAuthorized(RuntimeError):
     """The sign-in is recorded but the AP could not be told to let the device through."""
+
+
+class RegistryUnavailable(RuntimeError):
+    """The registry could not record the sign-in (database down or locked); trying the same
+    flow again later records it once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +153,60 @@ def raise_sms_budget_alert(services: PortalServices, ap_id: str, now: dt.datetim
     services.alerts.dispatch("sms_budget", payload)
 
 
+def _first_try(services: PortalServices, flow: Flow, now: dt.datetime
+               ) -> tuple[dt.datetime, bool]:
+    """When this flow first tried to record its sign-in (now, on the first try; one Redis
+    round trip) and whether a try came before: that moment, the device and the AP are the
+    flow's idempotency key (the registry has no column for one, and needs no migration)."""
+    key = f"{services.settings.redis_key_prefix}portal:flow:{flow.fid}:at"
+    earlier = services.redis.set(key, now.isoformat(), nx=True, get=True, ex=FLOW_MAX_AGE_S)
+    if earlier is None:
+        return now, False
+    return dt.datetime.fromisoformat(bytes(earlier).decode()), True  # type: ignore[arg-type]
+
+
+def _earlier_try(session: Session, cipher: IdentityCipher, flow: Flow, pseudonym: str,
+                 at: dt.datetime) -> _Recorded | None:
+    """The sign-in an earlier try of this flow committed (its answer lost with the connection,
+    or the AP not told), or None."""
+    signin = session.scalar(select(SignIn).where(
+        SignIn.mac_pseudonym == pseudonym, SignIn.ap_id == flow.handshake.ap_id,
+        SignIn.at == at).order_by(SignIn.id).limit(1))
+    if signin is None:
+        return None
+    name = cipher.reveal(signin.name_encrypted)
+    if not name and signin.resident_id is not None:
+        resident = session.get(Resident, signin.resident_id)
+        name = cipher.reveal(resident.name_encrypted) if resident else ""
+    LOGGER.info("sign-in %s of this flow was already recorded: not recorded again", signin.id)
+    return _Recorded(signin.id, signin.outcome, mask_name(name), [], None, pseudonym,
+                     signin.outcome == OUTCOME_REGISTERED and signin.device_id is not None)
+
+
+def _in_registry(attempt: Callable[[bool], _Recorded], retried: bool) -> _Recorded:
+    """Run a sign-in's transaction (told whether a try came before), again while the database
+    is unreachable or locked, for REGISTRY_RETRY_S; then raise RegistryUnavailable."""
+    deadline = time.monotonic() + REGISTRY_RETRY_S
+    while True:
+        try:
+            return attempt(retried)
+        except (OperationalError, InterfaceError) as error:
+            reason = str(error.orig or error).splitlines()[0][:200]
+            if time.monotonic() >= deadline:
+                LOGGER.error("sign-in not recorded, the registry is unavailable: %s", reason)
+                raise RegistryUnavailable(reason) from None
+            LOGGER.warning("registry unavailable, trying the sign-in again: %s", reason)
+            retried = True
+            time.sleep(0.5)
+
+
 _SIGNINS = SignIn.metadata.tables[SignIn.__tablename__]
 _INSERT_SIGNIN = insert(_SIGNINS).returning(_SIGNINS.c.id)
 
 
 def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentity,
-                 user_agent: str, remote_ip: str, locale: str, now: dt.datetime) -> _Recorded:
+                 user_agent: str, remote_ip: str, locale: str, now: dt.datetime,
+                 retried: bool) -> _Recorded:
     """The registry transaction of a full (SMS-verified) sign-in.
 
     The common path is five statements built once and run through Core (identity and
@@ -162,6 +219,9 @@ def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentit
     label = device_label(user_agent)
     allowed_units = {u.id for u in services.directory.units_for(hs.ap_id)}
     with session_scope(services.session_factory) as session:
+        earlier = _earlier_try(session, services.cipher, flow, pseudonym, now) if retried else None
+        if earlier is not None:
+            return earlier
         connection = session.connection()
         match = match_identity(session, cipher, declared, local_today(services, now))
         resident_id: int | None = None
@@ -231,11 +291,14 @@ def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentit
 
 
 def _record_one_tap(services: PortalServices, flow: Flow, device_id: int, user_agent: str,
-                    remote_ip: str, locale: str, now: dt.datetime) -> _Recorded:
+                    remote_ip: str, locale: str, now: dt.datetime, retried: bool) -> _Recorded:
     """The registry transaction of a one-tap sign-in of a known device."""
     hs = flow.handshake
     pseudonym = pseudonymize_mac(hs.mac, services.settings.pseudonym_key)
     with session_scope(services.session_factory) as session:
+        earlier = _earlier_try(session, services.cipher, flow, pseudonym, now) if retried else None
+        if earlier is not None:
+            return earlier
         device = session.get(Device, device_id)
         if device is None or device.revoked_at is not None or device.mac_pseudonym != pseudonym:
             raise LookupError("device is no longer bound")
@@ -319,8 +382,10 @@ def complete_sign_in(services: PortalServices, flow: Flow, declared: DeclaredIde
                      user_agent: str, remote_ip: str, locale: str, landing_url: str,
                      now: dt.datetime | None = None) -> SignInResult:
     """Record a verified sign-in and let the device through."""
-    moment = now or dt.datetime.now(dt.UTC)
-    recorded = _record_full(services, flow, declared, user_agent, remote_ip, locale, moment)
+    moment, retried = _first_try(services, flow, now or dt.datetime.now(dt.UTC))
+    recorded = _in_registry(lambda again: _record_full(services, flow, declared, user_agent,
+                                                       remote_ip, locale, moment, again),
+                            retried)
     return _finish(services, flow, recorded, landing_url)  # also deletes the pending identity
 
 
@@ -328,8 +393,10 @@ def complete_one_tap(services: PortalServices, flow: Flow, device_id: int, user_
                      remote_ip: str, locale: str, landing_url: str,
                      now: dt.datetime | None = None) -> SignInResult:
     """Record a one-tap sign-in of a known device and let it through."""
-    moment = now or dt.datetime.now(dt.UTC)
-    recorded = _record_one_tap(services, flow, device_id, user_agent, remote_ip, locale, moment)
+    moment, retried = _first_try(services, flow, now or dt.datetime.now(dt.UTC))
+    recorded = _in_registry(lambda again: _record_one_tap(services, flow, device_id,
+                                                          user_agent, remote_ip, locale, moment,
+                                                          again), retried)
     return _finish(services, flow, recorded, landing_url)
 
 

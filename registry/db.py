@@ -25,15 +25,19 @@ logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for a SQLite or PostgreSQL URL, with the settings each needs."""
+def make_engine(url: str, sqlite_busy_timeout_s: float = 30.0) -> Engine:
+    """An engine for a SQLite or PostgreSQL URL, with the settings each needs.
+
+    sqlite_busy_timeout_s: how long a SQLite statement waits for another connection's write
+    lock before it fails with "database is locked".
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": sqlite_busy_timeout_s})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):

@@ -4,7 +4,8 @@ Each case runs a steady stream of 1,000 QoS 1 messages (10,000 events, every sta
 through a private broker with the project's configuration and a real collector process, kills
 one part with SIGKILL part-way (the collector, the broker, InfluxDB, Redis), brings it back,
 and counts per event: acknowledged to the publisher (PUBACK), stored in InfluxDB, stored twice,
-lost. Each case is bounded in time. The SQL database, sign-ins and analytics runs are not here yet.
+lost. Each case is bounded in time. The SQL database (during sign-ins and an analytics run)
+and the broker during sign-ins are in tests/test_fault_matrix_sql.py.
 """
 
 from __future__ import annotations

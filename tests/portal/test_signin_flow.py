@@ -314,6 +314,38 @@ def test_a_known_device_signs_in_with_one_tap(
         assert methods == ["sms", "one_tap"]
 
 
+def test_one_tap_with_the_registry_away_is_a_retry_page_and_records_nothing(
+        client: FlaskClient, services: PortalServices, commands: Subscriber,
+        sqlite_session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry unreachable for longer than the retries: a 503 page saying to try again in a
+    minute, no sign-in recorded and no command sent; the next one tap works."""
+    from sqlalchemy.exc import OperationalError
+
+    from portal import signin
+
+    sign_in(client, services)
+    commands.get()
+    original = signin._record_one_tap
+
+    def unreachable(*_args: Any) -> Any:
+        """The database refuses the connection."""
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(signin, "REGISTRY_RETRY_S", 0.0)
+    monkeypatch.setattr(signin, "_record_one_tap", unreachable)
+    splash = page(client.get("/?" + signed_query()))
+    form = {"flow": hidden(splash, "flow"), "lang": "zh_CN",
+            "csrf_token": hidden(splash, "csrf_token")}
+    refused = client.post("/one-tap", data=form)
+    assert refused.status_code == 503 and "请重试" in page(refused)
+    assert commands.empty_for(0.5)
+    monkeypatch.setattr(signin, "_record_one_tap", original)
+    assert "连接成功" in page(client.post("/one-tap", data=form))
+    with sqlite_session_factory() as db:
+        methods = [s.method for s in db.scalars(select(SignIn).order_by(SignIn.id))]
+        assert methods == ["sms", "one_tap"]
+
+
 def test_not_me_shows_the_full_form(client: FlaskClient, services: PortalServices) -> None:
     """Someone else on a known device can sign in as themselves."""
     sign_in(client, services)
@@ -449,16 +481,29 @@ def test_captive_portal_api_before_and_after_sign_in(client: FlaskClient,
 
 def test_ap_unreachable_means_a_retry_page_not_a_crash(
         settings: Settings, place: Place, redis_client: Any,
-        sqlite_session_factory: sessionmaker[Session]) -> None:
-    """Broker down: the sign-in is recorded, the resident is told to retry with one tap."""
+        sqlite_session_factory: sessionmaker[Session], commands: Subscriber) -> None:
+    """Broker down: the sign-in is recorded and the code page asks for the same code again;
+    with the broker back, that same code connects, publishes the command, records nothing more."""
     broken = Settings.load(environ={}, **{**settings.__dict__, "mqtt_port": 1})
     app = create_app(broken, {"TESTING": True})
     services: PortalServices = app.extensions["portal"]
-    response = sign_in(app.test_client(), services)
+    client = app.test_client()
+    response = sign_in(client, services)
     assert response.status_code == 503 and "没有响应" in page(response)
+    assert 'name="code"' in page(response)
+    code = last_code(services, "13800138000")
+    services.close()
     with sqlite_session_factory() as db:
         assert db.scalar(select(func.count()).select_from(SignIn)) == 1
-    services.close()
+
+    working = create_app(settings, {"TESTING": True})  # the same keys, Redis and registry
+    again = working.test_client().post("/verify", data=code_form(page(response), code))
+    working.extensions["portal"].close()
+    assert again.status_code == 200 and "连接成功" in page(again), page(again)
+    _topic, payload = commands.get()
+    assert payload["cmd"] == "authorize" and payload["ap"] == FLOOR_AP
+    with sqlite_session_factory() as db:
+        assert db.scalar(select(func.count()).select_from(SignIn)) == 1
 
 
 class _Gateway(BaseHTTPRequestHandler):
