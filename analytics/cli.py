@@ -84,18 +84,23 @@ _config_option = click.option("--config", "config_path", type=click.Path(
 @_end_option
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
+@click.option("--all-units", is_flag=True,
+              help="With --json: every unit's estimate row, flagged or not (docs/contracts.md "
+                   "section 5).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the report and heatmaps (default: <var_dir>/analytics).")
 @click.option("--no-deliver", is_flag=True,
               help="Estimate and report only: no cases, tiers, alerts or webhook.")
 @click.option("--recompute-rollup", is_flag=True, help="Roll up every night again.")
 def run_command(window_text: str | None, community: str | None, end: dt.datetime | None,
-                config_path: Path | None, as_json: bool, out_dir: Path | None,
+                config_path: Path | None, as_json: bool, all_units: bool, out_dir: Path | None,
                 no_deliver: bool, recompute_rollup: bool) -> None:
     """Estimate people per unit, flag over-occupancy, deliver cases and alerts, draw heatmaps."""
     from analytics.pipeline import run_analysis
     from census.presence_store import StoreError
 
+    if all_units and not as_json:
+        raise click.UsageError("--all-units goes with --json")
     settings = _settings()
     config = _config(settings, config_path, window_text)
     window = _window(config, end, settings.timezone)
@@ -105,7 +110,7 @@ def run_command(window_text: str | None, community: str | None, end: dt.datetime
                               recompute_rollup=recompute_rollup, progress=_progress)
     except StoreError as error:
         raise click.ClickException(f"InfluxDB: {error}") from None
-    summary = result.summary()
+    summary = result.summary(all_units=all_units)
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
         return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,12 +60,16 @@ class AnalysisResult:
     timings: dict[str, float] = field(default_factory=dict)
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
-    def summary(self) -> dict[str, Any]:
-        """The run as JSON values (what ``analytics run --json`` prints)."""
+    def summary(self, all_units: bool = False) -> dict[str, Any]:
+        """The run as JSON values (what ``analytics run --json`` prints).
+
+        ``all_units`` adds ``units``: every analysed unit's row (docs/contracts.md section 5,
+        "Per-unit estimates"), flagged or not.
+        """
         units = self.units
         tiers = units["tier"].value_counts().to_dict() if not units.empty else {}
         observed = units.loc[units["nights_observed"] > 0] if not units.empty else units
-        return {
+        out: dict[str, Any] = {
             "v": 1,
             "window": self.window.describe(),
             "community": self.community,
@@ -82,6 +87,36 @@ class AnalysisResult:
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
             "generated_at": int(self.generated_at.timestamp()),
         }
+        if all_units:
+            out["units"] = unit_rows(units)
+        return out
+
+
+# The per-unit output (units.csv, ``analytics run --json --all-units``), in this order;
+# docs/contracts.md section 5 documents each column.
+UNIT_OUTPUT_COLUMNS = [
+    "unit", "community", "building", "floor", "registered", "rented", "coverage",
+    "nights_observed", "resident_devices", "people_detected", "estimated", "mean", "low", "high",
+    "p_plus_one", "p_plus_two", "persistence", "weeks_observed", "utility_ratio",
+    "utility_people", "zone", "zone_units", "flag", "tier", "hazards",
+]
+
+
+def _json_value(value: Any) -> Any:
+    """A frame cell as a JSON value: numpy scalars unwrapped, NaN and None as null."""
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def unit_rows(units: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every unit's estimate row as JSON values (the columns of ``UNIT_OUTPUT_COLUMNS``)."""
+    columns = [c for c in UNIT_OUTPUT_COLUMNS if c in units.columns]
+    return [{c: _json_value(row[c]) for c in columns} for row in records(units[columns])]
 
 
 def analyse_frames(rollup: pd.DataFrame, registry: RegistryFrames, window: Window,
@@ -198,7 +233,8 @@ def write_report(result: AnalysisResult, folder: Path) -> Path:
     """Write the run's JSON report and the per-unit estimates (CSV, pseudonymous)."""
     folder.mkdir(parents=True, exist_ok=True)
     units_path = folder / "units.csv"
-    result.units.drop(columns=["hazards"], errors="ignore").to_csv(units_path, index=False)
+    columns = [c for c in UNIT_OUTPUT_COLUMNS if c in result.units.columns and c != "hazards"]
+    result.units[columns].to_csv(units_path, index=False)
     path = folder / "report.json"
     summary = result.summary()
     summary["report_path"] = str(path)
