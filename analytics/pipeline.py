@@ -30,7 +30,15 @@ from analytics.delivery import (
 )
 from analytics.devices import packed_masks
 from analytics.estimate import Estimates, estimate_occupancy
-from analytics.flags import assign_tiers, decide_flags, flag_record, hazard_tiers, load_hazards
+from analytics.flags import (
+    FlagRecord,
+    assign_tiers,
+    decide_flags,
+    flag_record,
+    flags_to_deliver,
+    hazard_tiers,
+    load_hazards,
+)
 from analytics.heatmaps import build_heatmaps, presence_grid, unit_hour_night, write_heatmaps
 from analytics.loaders import RegistryFrames, load_registry, records
 from analytics.rollup import RollupReport, RollupStore
@@ -50,7 +58,7 @@ class AnalysisResult:
     window: Window
     community: str | None
     units: pd.DataFrame
-    flags: list[dict[str, Any]]
+    flags: list[FlagRecord]
     estimates: Estimates
     rollup: RollupReport
     delivery: DeliveryReport | None
@@ -78,7 +86,7 @@ class AnalysisResult:
             "registered_people": int(units["registered"].sum()) if not units.empty else 0,
             "estimated_people": float(units["estimated"].sum()) if not units.empty else 0.0,
             "tiers": {k: int(tiers.get(k, 0)) for k in ("key", "attention", "normal")},
-            "flags": self.flags,
+            "flags": [flag.as_dict() for flag in self.flags],
             "rollup": self.rollup.__dict__,
             "delivery": self.delivery.as_dict() if self.delivery else None,
             "prior": {k: round(float(v), 4) for k, v in self.estimates.prior.__dict__.items()},
@@ -180,7 +188,7 @@ def run_analysis(settings: Settings, config: AnalyticsConfig | None = None, *,
     timings["estimate"] = time.monotonic() - mark
 
     delivery: DeliveryReport | None = None
-    flags: list[dict[str, Any]]
+    flags: list[FlagRecord]
     mark = time.monotonic()
     if deliver:
         say("storing cases and unit tiers")
@@ -189,9 +197,7 @@ def run_analysis(settings: Settings, config: AnalyticsConfig | None = None, *,
         publish_alerts(settings, flags, delivery, client_factory=mqtt_factory)
         post_webhook(settings.alert_webhook_url, flags, delivery, config)
     else:
-        chosen = units.loc[(units["flag"] == "group_rental")
-                           | ((units["flag"] == "attention") & config.deliver_attention)]
-        flags = [flag_record(pd.Series(row), window, now) for row in records(chosen)]
+        flags = [flag_record(row, window, now) for row in records(flags_to_deliver(units, config))]
     timings["deliver"] = time.monotonic() - mark
 
     mark = time.monotonic()
