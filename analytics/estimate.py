@@ -35,6 +35,7 @@ from analytics.people import (
     capacity,
     fit_detection,
     fit_prior,
+    fit_utility_weight,
     group_people,
     prior_distribution,
     summarise,
@@ -212,24 +213,35 @@ def wifi_evidence(placed: pd.DataFrame, observed: pd.Series, home_rows: pd.DataF
 
 
 def fit_district(units: pd.DataFrame, cover: Coverage, wifi: WifiEvidence,
+                 meters: MeterEvidence, caps: Mapping[str, int],
                  config: AnalyticsConfig) -> tuple[Prior, AnalyticsConfig]:
-    """The district's prior and detection chance, fitted on units with their own AP.
+    """The district's prior, detection chance and meter weight, fitted on units with their
+    own AP.
 
-    Returns the fitted prior and the configuration with the fitted detection chance.
+    Returns the fitted prior and the configuration with the fitted detection chance and
+    utility weight.
     """
-    fit_r, fit_d = [], []
+    fit_r, fit_d, fit_units = [], [], []
     for ref, registered in zip(units["unit"], units["registered"], strict=True):
         aps_here = cover.own_ap.get(ref, [])
         nights = max((int(wifi.nights_by_ap.get(a, 0)) for a in aps_here), default=0)
         if aps_here and nights >= config.min_nights_observed and config.wifi_weight > 0:
             fit_r.append(int(registered))
             fit_d.append(int(wifi.detected_by_unit.get(ref, 0)))
+            fit_units.append(str(ref))
     if config.detect_fit and len(fit_r) >= config.detect_fit_min_units:
         q = fit_detection(fit_r, fit_d, Prior.from_config(config), config)
         LOGGER.info("fitted detection probability over %d units: %.2f", len(fit_r), q)
         config = dataclasses.replace(config, detect_probability=q)
     prior = fit_prior(fit_r, fit_d, Prior.from_config(config), config)
     LOGGER.info("fitted prior over %d units: %s", len(fit_r), prior)
+    metered = sum(1 for u in fit_units if u in meters.logliks)
+    if (config.utility_weight_fit and config.utility_weight > 0
+            and metered >= config.detect_fit_min_units):
+        w = fit_utility_weight(fit_r, fit_d, [meters.logliks.get(u) for u in fit_units],
+                               [caps[u] for u in fit_units], prior, config)
+        LOGGER.info("fitted utility weight over %d metered units: %.2f", metered, w)
+        config = dataclasses.replace(config, utility_weight=w)
     return prior, config
 
 
@@ -316,10 +328,10 @@ def unit_results(units: pd.DataFrame, cover: Coverage, wifi: WifiEvidence,
     Returns the rows (``UNIT_RESULT_COLUMNS``, in the registry's unit order) and the prior
     fitted to the district.
     """
-    prior, config = fit_district(units, cover, wifi, config)
     unit_records = records(units)
     unit_info = {str(u["unit"]): u for u in unit_records}
     cap_of = {ref: capacity(float(u["area_m2"]), config) for ref, u in unit_info.items()}
+    prior, config = fit_district(units, cover, wifi, meters, cap_of, config)
     zoned = {u for members in cover.zones.values() for u in members}
     found: dict[str, tuple[dict[str, object], np.ndarray]] = {}
     for ref, unit in unit_info.items():
@@ -336,7 +348,8 @@ def unit_results(units: pd.DataFrame, cover: Coverage, wifi: WifiEvidence,
     for ref in units["unit"]:
         if ref in found:
             row, post = found[ref]
-            rows.append({**row, **summarise(post, int(unit_info[ref]["registered"]))})
+            rows.append({**row, **summarise(post, int(unit_info[ref]["registered"]),
+                                            config.interval_mass)})
     return pd.DataFrame(rows, columns=UNIT_RESULT_COLUMNS), prior
 
 
