@@ -110,7 +110,7 @@ class AnalyticsConfig:
     utility_area_tolerance: float = 0.35
     utility_weight: float = 1.0  # 0 switches the utility evidence off in the estimate
     # How far the meters are trusted is measured per community, not assumed: the weight in
-    # (0, 0.25, ..., utility_weight) under which prior x meters best predicts the people the
+    # (0, 0.1, ..., utility_weight) under which prior x meters best predicts the people the
     # Wi-Fi counted on units with their own AP (each source checked against the other; no
     # truth needed). Households whose use per person varies widely, and broken or shared
     # meters, then lower the meters' say where they are noisy and only there.

@@ -412,7 +412,9 @@ def fit_detection(registered: Sequence[int], detected: Sequence[int], prior: Pri
     return best
 
 
-UTILITY_WEIGHT_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Steps of 0.1: on the development seeds, steps of 0.25 left combined MAE at 0.29 (default
+# mix, seed 101) and 0.27 (hard, 101) where 0.1 reached 0.19 and 0.23.
+UTILITY_WEIGHT_STEPS = tuple(i / 10 for i in range(11))
 
 
 def fit_utility_weight(registered: Sequence[int], detected: Sequence[int],
