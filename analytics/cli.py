@@ -84,18 +84,23 @@ _config_option = click.option("--config", "config_path", type=click.Path(
 @_end_option
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
+@click.option("--all-units", is_flag=True,
+              help="With --json: every unit's estimate row, flagged or not (docs/contracts.md "
+                   "section 5).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the report and heatmaps (default: <var_dir>/analytics).")
 @click.option("--no-deliver", is_flag=True,
               help="Estimate and report only: no cases, tiers, alerts or webhook.")
 @click.option("--recompute-rollup", is_flag=True, help="Roll up every night again.")
 def run_command(window_text: str | None, community: str | None, end: dt.datetime | None,
-                config_path: Path | None, as_json: bool, out_dir: Path | None,
+                config_path: Path | None, as_json: bool, all_units: bool, out_dir: Path | None,
                 no_deliver: bool, recompute_rollup: bool) -> None:
     """Estimate people per unit, flag over-occupancy, deliver cases and alerts, draw heatmaps."""
     from analytics.pipeline import run_analysis
     from census.presence_store import StoreError
 
+    if all_units and not as_json:
+        raise click.UsageError("--all-units goes with --json")
     settings = _settings()
     config = _config(settings, config_path, window_text)
     window = _window(config, end, settings.timezone)
@@ -105,7 +110,7 @@ def run_command(window_text: str | None, community: str | None, end: dt.datetime
                               recompute_rollup=recompute_rollup, progress=_progress)
     except StoreError as error:
         raise click.ClickException(f"InfluxDB: {error}") from None
-    summary = result.summary()
+    summary = result.summary(all_units=all_units)
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
         return
@@ -200,6 +205,11 @@ def rollup_command(window_text: str | None, community: str | None, end: dt.datet
               default=(300, 600), show_default=True, help="AP snapshot cadence(s) in seconds.")
 @click.option("--group-rental-share", type=float, default=None,
               help="Share of rentals that are group rentals (default: the simulator's, 6.44%).")
+@click.option("--move-ins", "move_in_share", type=click.FloatRange(0.0, 1.0), default=0.0,
+              show_default=True,
+              help="Share of group rentals whose people move in during the period; also "
+                   "reports how many nights after moving in each is first flagged (use "
+                   "--days 28 or more).")
 @click.option("--via", type=click.Choice(["influx", "direct"]), default="direct",
               show_default=True,
               help="influx: stream -> collector parser -> InfluxDB -> roll-up (the real path); "
@@ -210,8 +220,9 @@ def rollup_command(window_text: str | None, community: str | None, end: dt.datet
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 @_config_option
 def accuracy_command(units: int, days: int, seeds: tuple[int, ...], mixes: tuple[str, ...],
-                     intervals: tuple[int, ...], group_rental_share: float | None, via: str,
-                     out_dir: Path | None, as_json: bool, config_path: Path | None) -> None:
+                     intervals: tuple[int, ...], group_rental_share: float | None,
+                     move_in_share: float, via: str, out_dir: Path | None, as_json: bool,
+                     config_path: Path | None) -> None:
     """Simulate communities, analyse them as a deployment would, score against the truth.
 
     Prints Wi-Fi only, meters only, combined and the naive baseline side by side for every
@@ -225,7 +236,7 @@ def accuracy_command(units: int, days: int, seeds: tuple[int, ...], mixes: tuple
     rows = run_matrix(settings, folder, seeds=list(seeds), mixes=list(mixes),
                       intervals=list(intervals), units=units, days=days,
                       group_rental_share=group_rental_share, via=via, config=config,
-                      progress=_progress)
+                      progress=_progress, move_in_share=move_in_share)
     table = matrix_table(rows)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "accuracy.md").write_text(

@@ -97,6 +97,10 @@ class AnalyticsConfig:
     # The district's fitted prior weights stay within this factor of the defaults above.
     prior_fit_max_ratio: float = 2.0
     max_people: int = 40
+    # The reported interval is a 90% interval: the central posterior mass that covered the
+    # true count in 90% of occupied units on development communities (the posterior alone is
+    # cautious: its 90% covered 93-99%). See docs/analytics.md "Interval calibration".
+    interval_mass: float = 0.6
     # Physical capacity: nobody is estimated above area / this (bunk beds leave about 2.5 m²
     # of floor per sleeper; a 40 m² flat holds at most 16). Unknown area: max_people.
     capacity_m2_per_person: float = 2.5
@@ -105,6 +109,12 @@ class AnalyticsConfig:
     utility_min_peers: int = 5
     utility_area_tolerance: float = 0.35
     utility_weight: float = 1.0  # 0 switches the utility evidence off in the estimate
+    # How far the meters are trusted is measured per community, not assumed: the weight in
+    # (0, 0.1, ..., utility_weight) under which prior x meters best predicts the people the
+    # Wi-Fi counted on units with their own AP (each source checked against the other; no
+    # truth needed). Households whose use per person varies widely, and broken or shared
+    # meters, then lower the meters' say where they are noisy and only there.
+    utility_weight_fit: bool = True
     # 0 switches the Wi-Fi evidence off (meters and registry only: the accuracy report's
     # "meters only" column); persistence then cannot be measured and is not required.
     wifi_weight: float = 1.0
@@ -140,6 +150,7 @@ class AnalyticsConfig:
             ("prior_fit_max_ratio", self.prior_fit_max_ratio >= 1.0, "must be at least 1"),
             ("wifi_weight", self.wifi_weight in (0.0, 1.0), "must be 0 (off) or 1 (on)"),
             ("utility_weight", 0.0 <= self.utility_weight <= 5.0, "must be 0..5"),
+            ("interval_mass", 0.05 <= self.interval_mass <= 0.99, "must be 0.05..0.99"),
             ("resident_min_fraction", 0.0 <= self.resident_min_fraction <= 1.0, "must be 0..1"),
             ("persistence_min_fraction", 0.0 <= self.persistence_min_fraction <= 1.0,
              "must be 0..1"),

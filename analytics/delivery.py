@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.config import AnalyticsConfig, Window
-from analytics.flags import TIER_ORDER, flag_record
+from analytics.flags import TIER_ORDER, FlagRecord, flag_record, flags_to_deliver
 from analytics.loaders import records
 from census.events import alert_topic
 from census.settings import Settings
@@ -71,30 +71,31 @@ class DeliveryReport:
         return dict(self.__dict__)
 
 
-def _note(record: dict[str, Any]) -> str:
+def _note(record: FlagRecord) -> str:
     """A one-line human summary of a flag for the case history."""
-    low, high = record["interval"]
-    return (f"{record['flag'].replace('_', ' ')}: estimated {record['estimated']:g} people "
-            f"(90% {low:g}-{high:g}) against {record['registered']} registered; "
-            f"P(>= registered + 2) = {record['confidence']:.2f}; "
-            f"{record['nights_observed']} nights observed, window {record['window']['start']}"
-            f"..{record['window']['end']}")
+    low, high = record.interval
+    window = record.window.describe()
+    return (f"{record.flag.replace('_', ' ')}: estimated {record.estimated:g} people "
+            f"(90% {low:g}-{high:g}) against {record.registered} registered; "
+            f"P(>= registered + 2) = {record.confidence:.2f}; "
+            f"{record.nights_observed} nights observed, window {window['start']}"
+            f"..{window['end']}")
 
 
 def store_cases(factory: sessionmaker[Session], units: pd.DataFrame, window: Window,
                 config: AnalyticsConfig, now: dt.datetime | None = None,
-                ) -> tuple[list[dict[str, Any]], DeliveryReport]:
+                ) -> tuple[list[FlagRecord], DeliveryReport]:
     """Open or update cases for flagged units, set every analysed unit's tier, record alerts.
 
-    ``units`` is the tiered estimate frame (``flags.assign_tiers``). Returns the flag records
-    (with their case ids) of the flags to send, and the report so far.
+    ``units`` is the tiered estimate frame (``flags.assign_tiers``); which of its flags are
+    delivered is ``flags.flags_to_deliver``'s decision. Returns the flag records (with their
+    case ids) of the flags to send, and the report so far.
     """
     now = now or dt.datetime.now(dt.UTC)
     report = DeliveryReport()
-    deliver = units.loc[(units["flag"] == "group_rental")
-                        | ((units["flag"] == "attention") & config.deliver_attention)]
+    deliver = flags_to_deliver(units, config)
     flagged_refs = set(deliver["unit"])
-    out: list[dict[str, Any]] = []
+    out: list[FlagRecord] = []
     with session_scope(factory) as session:
         by_ref = {u.ref: u for u in _units(session, list(units["unit"]))}
         open_cases = {c.unit_id: c for c in session.scalars(
@@ -116,7 +117,7 @@ def store_cases(factory: sessionmaker[Session], units: pd.DataFrame, window: Win
                 report.errors.append(f"unit {row['unit']} is no longer in the registry")
                 continue
             case = open_cases.get(unit.id)
-            record = flag_record(pd.Series(row), window, now)
+            record = flag_record(row, window, now)
             tier = RiskTier(row["tier"])
             previous = last_final.get(unit.id)
             if (case is None and previous is not None
@@ -124,7 +125,7 @@ def store_cases(factory: sessionmaker[Session], units: pd.DataFrame, window: Win
                     and TIER_ORDER[tier.value] <= TIER_ORDER[previous.tier.value]):
                 # A person looked at this finding and dismissed it: the same finding again
                 # is noted on that case, not put before them as a new one.
-                record["case_id"] = previous.id
+                record = record.with_case(previous.id)
                 note = "flag persists after dismissal: " + _note(record)
                 last = session.scalar(select(CaseEvent).where(CaseEvent.case_id == previous.id)
                                       .order_by(CaseEvent.at.desc(), CaseEvent.id.desc()))
@@ -133,7 +134,7 @@ def store_cases(factory: sessionmaker[Session], units: pd.DataFrame, window: Win
                                           from_status=previous.status.value,
                                           to_status=previous.status.value, note=note))
                 session.add(Alert(kind=CASE_KIND, at=now, unit_id=unit.id,
-                                  payload=dict(record)))
+                                  payload=record.as_dict()))
                 report.cases_updated += 1
                 out.append(record)
                 continue
@@ -143,7 +144,7 @@ def store_cases(factory: sessionmaker[Session], units: pd.DataFrame, window: Win
                             previous_case_id=previous.id if previous else None)
                 session.add(case)
                 session.flush()
-                record["case_id"] = case.id
+                record = record.with_case(case.id)
                 session.add(CaseEvent(case_id=case.id, at=now, actor=ACTOR, from_status="",
                                       to_status=CaseStatus.DISCOVERED.value,
                                       note="opened: " + _note(record)
@@ -154,13 +155,14 @@ def store_cases(factory: sessionmaker[Session], units: pd.DataFrame, window: Win
                 status = case.status.value
                 if TIER_ORDER[tier.value] > TIER_ORDER[case.tier.value]:
                     case.tier = tier
-                record["case_id"] = case.id
+                record = record.with_case(case.id)
                 case.updated_at = now
                 session.add(CaseEvent(case_id=case.id, at=now, actor=ACTOR, from_status=status,
                                       to_status=status, note="flag persists: " + _note(record)))
                 report.cases_updated += 1
-            case.evidence = dict(record)  # a new object, so the JSON column is written
-            session.add(Alert(kind=CASE_KIND, at=now, unit_id=unit.id, payload=dict(record)))
+            case.evidence = record.as_dict()  # a new object, so the JSON column is written
+            session.add(Alert(kind=CASE_KIND, at=now, unit_id=unit.id,
+                              payload=record.as_dict()))
             session.add(AuditEntry(at=now, actor=ACTOR, action="flag_unit",
                                    subject=f"unit:{unit.ref}",
                                    detail={"case_id": case.id, "flag": row["flag"],
@@ -268,7 +270,7 @@ def _units(session: Session, refs: list[str], chunk: int = 5000) -> Iterable[Uni
         yield from session.scalars(select(Unit).where(Unit.ref.in_(refs[i:i + chunk])))
 
 
-def publish_alerts(settings: Settings, flags: list[dict[str, Any]], report: DeliveryReport,
+def publish_alerts(settings: Settings, flags: Sequence[FlagRecord], report: DeliveryReport,
                    client_factory: Callable[[Settings], Any] | None = None) -> None:
     """Publish every flag record on the overcrowding alerts topic (QoS 1, not retained)."""
     if not flags:
@@ -292,17 +294,17 @@ def publish_alerts(settings: Settings, flags: list[dict[str, Any]], report: Deli
     try:
         for record in flags:
             try:
-                client.publish(topic, json.dumps(record, ensure_ascii=False), qos=1,
+                client.publish(topic, json.dumps(record.as_dict(), ensure_ascii=False), qos=1,
                                retain=False)
                 report.mqtt_published += 1
             except Exception as error:  # one refused publish must not stop the others
                 report.mqtt_failed += 1
-                report.errors.append(f"MQTT alert for {record['unit']} not sent: {error}")
+                report.errors.append(f"MQTT alert for {record.unit} not sent: {error}")
     finally:
         client.disconnect()
 
 
-def post_webhook(url: str, flags: list[dict[str, Any]], report: DeliveryReport,
+def post_webhook(url: str, flags: Sequence[FlagRecord], report: DeliveryReport,
                  config: AnalyticsConfig, session: requests.Session | None = None) -> None:
     """POST each flag record as JSON; retry transient failures, give up on 4xx."""
     if not url or not flags:
@@ -315,7 +317,7 @@ def post_webhook(url: str, flags: list[dict[str, Any]], report: DeliveryReport,
             http.close()
 
 
-def _post_all(http: requests.Session, url: str, flags: list[dict[str, Any]],
+def _post_all(http: requests.Session, url: str, flags: Sequence[FlagRecord],
               report: DeliveryReport, config: AnalyticsConfig) -> None:
     """POST each record with retries (see ``post_webhook``)."""
     for record in flags:
@@ -323,7 +325,8 @@ def _post_all(http: requests.Session, url: str, flags: list[dict[str, Any]],
         for attempt in range(1, config.webhook_retries + 1):
             permanent = False
             try:
-                response = http.post(url, json=record, timeout=config.webhook_timeout_s)
+                response = http.post(url, json=record.as_dict(),
+                                     timeout=config.webhook_timeout_s)
             except requests.RequestException as error:
                 problem = f"{type(error).__name__}: {error}"
             else:
@@ -335,8 +338,8 @@ def _post_all(http: requests.Session, url: str, flags: list[dict[str, Any]],
                 permanent = 400 <= response.status_code < 500 and response.status_code != 429
             if permanent or attempt >= config.webhook_retries:
                 report.webhook_failed += 1
-                report.errors.append(f"webhook for {record['unit']} failed: {problem}")
-                LOGGER.warning("webhook %s failed for %s: %s", url, record["unit"], problem)
+                report.errors.append(f"webhook for {record.unit} failed: {problem}")
+                LOGGER.warning("webhook %s failed for %s: %s", url, record.unit, problem)
                 break
             time.sleep(delay)
             delay *= 2

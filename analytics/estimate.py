@@ -35,6 +35,7 @@ from analytics.people import (
     capacity,
     fit_detection,
     fit_prior,
+    fit_utility_weight,
     group_people,
     prior_distribution,
     summarise,
@@ -125,11 +126,231 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     util_frame, util_logliks = utility_evidence(units, consumption, config)
 
     step("estimating people per unit")
-    result = _unit_results(units, registry.aps, coverage, placed, observed, home_rows,
-                           home_stay, person_of, day_index, util_frame, util_logliks,
-                           window, config)
-    prior = result.attrs.pop("prior")
+    wifi = wifi_evidence(placed, observed, home_rows, home_stay, person_of, day_index,
+                         len(window.days))
+    meters = MeterEvidence(util_frame.set_index("unit") if not util_frame.empty
+                           else pd.DataFrame(), util_logliks)
+    result, prior = unit_results(units, unit_coverage(registry.aps, coverage), wifi, meters,
+                                 len(window.days), config)
     return Estimates(units=result, devices=placed, links=links, prior=prior, presence=presence)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How each unit is seen: its own AP(s), or a corridor AP shared with its floor."""
+
+    own_ap: dict[str, list[str]]  # unit -> its own APs
+    zones: dict[str, list[str]]  # corridor AP -> the units it alone covers (sorted)
+
+
+@dataclass(frozen=True)
+class WifiEvidence:
+    """What the Wi-Fi says, per AP and per unit, ready for the posteriors."""
+
+    nights_by_ap: pd.Series  # nights each AP reported on
+    detected_by_unit: pd.Series  # person-clusters placed in a unit with certainty
+    unplaced_by_ap: pd.Series  # person-clusters of a corridor AP not placed in a unit
+    devices_by_ap: pd.Series  # resident devices per home AP
+    devices_by_unit: pd.Series  # resident devices placed in a unit
+    weekly_by_ap: dict[str, list[int]]  # people with two or more stay days, per week
+    observed_weeks_by_ap: dict[str, list[bool]]  # weeks with at least three days of data
+
+
+@dataclass(frozen=True)
+class MeterEvidence:
+    """The utility signal per unit: its summary frame (indexed by unit) and log-likelihoods."""
+
+    frame: pd.DataFrame
+    logliks: dict[str, np.ndarray]
+
+    def value(self, unit: str, column: str) -> float | None:
+        """One summary value of a unit, or None."""
+        return _maybe(self.frame, unit, column)
+
+
+def unit_coverage(aps: pd.DataFrame, coverage: pd.DataFrame) -> Coverage:
+    """Which units have their own AP and which corridor AP covers the others."""
+    unit_aps = aps.loc[(aps["coverage"] == "unit") & (aps["unit"] != "")]
+    own_ap = unit_aps.groupby("unit")["ap"].apply(list).to_dict()
+    corridor = coverage.loc[coverage["ap"].isin(aps.loc[aps["coverage"] == "floor", "ap"])]
+    zone_units = corridor.loc[~corridor["unit"].isin(own_ap)].groupby("ap")["unit"].apply(list)
+    zones = {str(ap): sorted(str(u) for u in covered) for ap, covered in zone_units.items()}
+    return Coverage(own_ap={str(u): list(a) for u, a in own_ap.items()}, zones=zones)
+
+
+def wifi_evidence(placed: pd.DataFrame, observed: pd.Series, home_rows: pd.DataFrame,
+                  home_stay: np.ndarray, person_of: dict[str, int],
+                  day_index: Mapping[Any, int], n_days: int) -> WifiEvidence:
+    """Counts per AP and unit: nights, people placed, resident devices, people per week."""
+    persons = _person_unit(placed)
+    resident_devices = placed.loc[placed["class"] == "resident"]
+    # Weekly people per AP (persistence): people with two or more stay days at home that week.
+    weeks = _weeks(n_days)
+    week_of_row = np.minimum(
+        np.fromiter((day_index[d] for d in home_rows["day"]), dtype=np.int64,
+                    count=len(home_rows)) // 7, weeks - 1)
+    stays = pd.DataFrame({"ap": home_rows["ap"].to_numpy(), "week": week_of_row,
+                          "person": home_rows["device"].map(person_of).to_numpy(),
+                          "stay": home_stay})
+    stays = stays.loc[stays["stay"] & (stays["person"] >= 0)]
+    per_person = stays.groupby(["ap", "week", "person"]).size()
+    weekly = per_person.loc[per_person >= 2].groupby(level=["ap", "week"]).size()
+    weekly_by_ap: dict[str, list[int]] = {}
+    for (ap, week), count in zip(weekly.index, weekly.to_numpy(), strict=True):
+        weekly_by_ap.setdefault(str(ap), [0] * weeks)[int(week)] = int(count)
+    return WifiEvidence(
+        nights_by_ap=observed,
+        detected_by_unit=(persons.loc[persons["unit"] != ""].groupby("unit").size()
+                          if not persons.empty else pd.Series(dtype="int64")),
+        unplaced_by_ap=(persons.loc[persons["unit"] == ""].groupby("home_ap").size()
+                        if not persons.empty else pd.Series(dtype="int64")),
+        devices_by_ap=resident_devices.groupby("home_ap").size(),
+        devices_by_unit=resident_devices.loc[resident_devices["unit"] != ""].groupby(
+            "unit").size(),
+        weekly_by_ap=weekly_by_ap,
+        observed_weeks_by_ap=_observed_weeks(home_rows, day_index, n_days),
+    )
+
+
+def fit_district(units: pd.DataFrame, cover: Coverage, wifi: WifiEvidence,
+                 meters: MeterEvidence, caps: Mapping[str, int],
+                 config: AnalyticsConfig) -> tuple[Prior, AnalyticsConfig]:
+    """The district's prior, detection chance and meter weight, fitted on units with their
+    own AP.
+
+    Returns the fitted prior and the configuration with the fitted detection chance and
+    utility weight.
+    """
+    fit_r, fit_d, fit_units = [], [], []
+    for ref, registered in zip(units["unit"], units["registered"], strict=True):
+        aps_here = cover.own_ap.get(ref, [])
+        nights = max((int(wifi.nights_by_ap.get(a, 0)) for a in aps_here), default=0)
+        if aps_here and nights >= config.min_nights_observed and config.wifi_weight > 0:
+            fit_r.append(int(registered))
+            fit_d.append(int(wifi.detected_by_unit.get(ref, 0)))
+            fit_units.append(str(ref))
+    if config.detect_fit and len(fit_r) >= config.detect_fit_min_units:
+        q = fit_detection(fit_r, fit_d, Prior.from_config(config), config)
+        LOGGER.info("fitted detection probability over %d units: %.2f", len(fit_r), q)
+        config = dataclasses.replace(config, detect_probability=q)
+    prior = fit_prior(fit_r, fit_d, Prior.from_config(config), config)
+    LOGGER.info("fitted prior over %d units: %s", len(fit_r), prior)
+    metered = sum(1 for u in fit_units if u in meters.logliks)
+    if (config.utility_weight_fit and config.utility_weight > 0
+            and metered >= config.detect_fit_min_units):
+        w = fit_utility_weight(fit_r, fit_d, [meters.logliks.get(u) for u in fit_units],
+                               [caps[u] for u in fit_units], prior, config)
+        LOGGER.info("fitted utility weight over %d metered units: %.2f", metered, w)
+        config = dataclasses.replace(config, utility_weight=w)
+    return prior, config
+
+
+def _registry_columns(unit: Mapping[str, Any], meters: MeterEvidence) -> dict[str, object]:
+    """The columns of a unit's row that come from the registry and the meters."""
+    ref = str(unit["unit"])
+    return {"unit": ref, "community": unit["community"], "building": unit["building"],
+            "floor": int(unit["floor"]), "registered": int(unit["registered"]),
+            "rented": bool(unit["rented"]), "utility_ratio": meters.value(ref, "ratio"),
+            "utility_people": meters.value(ref, "estimated_people"), "zone": "",
+            "zone_units": 1}
+
+
+def _own_ap_unit(unit: Mapping[str, Any], aps_here: list[str], wifi: WifiEvidence,
+                 meters: MeterEvidence, prior: Prior, cap: int, n_days: int,
+                 config: AnalyticsConfig) -> tuple[dict[str, object], np.ndarray]:
+    """Row and posterior of a unit with its own AP(s)."""
+    ref, registered = str(unit["unit"]), int(unit["registered"])
+    loglik = meters.logliks.get(ref)
+    nights = max(int(wifi.nights_by_ap.get(a, 0)) for a in aps_here)
+    detected = int(wifi.detected_by_unit.get(ref, 0))
+    unit_weeks = _sum_weeks([wifi.weekly_by_ap.get(a, []) for a in aps_here], n_days)
+    weeks_seen = _max_weeks([wifi.observed_weeks_by_ap.get(a, []) for a in aps_here], n_days)
+    row = _registry_columns(unit, meters)
+    row.update(coverage="unit_ap", nights_observed=nights,
+               resident_devices=int(sum(wifi.devices_by_ap.get(a, 0) for a in aps_here)),
+               people_detected=detected)
+    seen = detected if nights >= 1 and config.wifi_weight > 0 else None
+    post = unit_posterior(registered, seen, prior, loglik, config, cap)
+    row["persistence"], row["weeks_observed"] = _persistence(
+        unit_weeks, weeks_seen, [registered], prior, [loglik], config)
+    if config.wifi_weight == 0:
+        row["persistence"] = 1.0  # no weekly Wi-Fi counts to check against
+    return row, post
+
+
+def _unseen_unit(unit: Mapping[str, Any], meters: MeterEvidence, prior: Prior, cap: int,
+                 config: AnalyticsConfig) -> tuple[dict[str, object], np.ndarray]:
+    """Row and posterior of a unit no AP covers: registry and meters only."""
+    ref, registered = str(unit["unit"]), int(unit["registered"])
+    row = _registry_columns(unit, meters)
+    row.update(coverage="none", nights_observed=0, resident_devices=0, people_detected=0,
+               persistence=0.0, weeks_observed=0)
+    return row, unit_posterior(registered, None, prior, meters.logliks.get(ref), config, cap)
+
+
+def _zone_units(zone_ap: str, members: list[str], unit_info: Mapping[str, Mapping[str, Any]],
+                wifi: WifiEvidence, meters: MeterEvidence, prior: Prior,
+                cap_of: Mapping[str, int], config: AnalyticsConfig,
+                ) -> list[tuple[dict[str, object], np.ndarray]]:
+    """Rows and posteriors of the units one corridor AP covers, estimated jointly."""
+    nights = int(wifi.nights_by_ap.get(zone_ap, 0))
+    bound_counts = [int(wifi.detected_by_unit.get(u, 0)) for u in members]
+    detected = int(wifi.unplaced_by_ap.get(zone_ap, 0)) + sum(bound_counts)
+    regs = [int(unit_info[u]["registered"]) for u in members]
+    logliks = [meters.logliks.get(u) for u in members]
+    if nights >= 1 and config.wifi_weight > 0:
+        posts = zone_posteriors(regs, detected, bound_counts, prior, logliks, config,
+                                [cap_of[u] for u in members])
+    else:
+        posts = [unit_posterior(r, None, prior, ll, config, cap_of[u])
+                 for u, r, ll in zip(members, regs, logliks, strict=True)]
+    persistence, weeks_observed = _persistence(
+        wifi.weekly_by_ap.get(zone_ap, []), wifi.observed_weeks_by_ap.get(zone_ap, []), regs,
+        prior, logliks, config)
+    if config.wifi_weight == 0:
+        persistence = 1.0
+    out = []
+    for unit_ref, post, b in zip(members, posts, bound_counts, strict=True):
+        row = _registry_columns(unit_info[unit_ref], meters)
+        row.update(coverage="zone", nights_observed=nights,
+                   resident_devices=int(wifi.devices_by_unit.get(unit_ref, 0)),
+                   people_detected=b, persistence=persistence, weeks_observed=weeks_observed,
+                   zone=zone_ap, zone_units=len(members))
+        out.append((row, post))
+    return out
+
+
+def unit_results(units: pd.DataFrame, cover: Coverage, wifi: WifiEvidence,
+                 meters: MeterEvidence, n_days: int, config: AnalyticsConfig,
+                 ) -> tuple[pd.DataFrame, Prior]:
+    """Posterior per unit (own AP, corridor zone, or no coverage) and its summary row.
+
+    Returns the rows (``UNIT_RESULT_COLUMNS``, in the registry's unit order) and the prior
+    fitted to the district.
+    """
+    unit_records = records(units)
+    unit_info = {str(u["unit"]): u for u in unit_records}
+    cap_of = {ref: capacity(float(u["area_m2"]), config) for ref, u in unit_info.items()}
+    prior, config = fit_district(units, cover, wifi, meters, cap_of, config)
+    zoned = {u for members in cover.zones.values() for u in members}
+    found: dict[str, tuple[dict[str, object], np.ndarray]] = {}
+    for ref, unit in unit_info.items():
+        if ref in cover.own_ap:
+            found[ref] = _own_ap_unit(unit, cover.own_ap[ref], wifi, meters, prior, cap_of[ref],
+                                      n_days, config)
+        elif ref not in zoned:
+            found[ref] = _unseen_unit(unit, meters, prior, cap_of[ref], config)
+    for zone_ap, members in cover.zones.items():
+        for row, post in _zone_units(zone_ap, members, unit_info, wifi, meters, prior, cap_of,
+                                     config):
+            found[str(row["unit"])] = (row, post)
+    rows = []
+    for ref in units["unit"]:
+        if ref in found:
+            row, post = found[ref]
+            rows.append({**row, **summarise(post, int(unit_info[ref]["registered"]),
+                                            config.interval_mass)})
+    return pd.DataFrame(rows, columns=UNIT_RESULT_COLUMNS), prior
 
 
 def _person_unit(placed: pd.DataFrame) -> pd.DataFrame:
@@ -148,146 +369,6 @@ def _person_unit(placed: pd.DataFrame) -> pd.DataFrame:
 def _weeks(n_days: int) -> int:
     """Whole weeks in the window (at least one)."""
     return max(1, n_days // 7)
-
-
-def _unit_results(units: pd.DataFrame, aps: pd.DataFrame, coverage: pd.DataFrame,
-                  placed: pd.DataFrame, observed: pd.Series, home_rows: pd.DataFrame,
-                  home_stay: np.ndarray, person_of: dict[str, int],
-                  day_index: Mapping[Any, int], util_frame: pd.DataFrame,
-                  util_logliks: dict[str, np.ndarray], window: Window,
-                  config: AnalyticsConfig) -> pd.DataFrame:
-    """Posterior per unit (own AP, corridor zone, or no coverage) and its summary row."""
-    n_days = len(window.days)
-    persons = _person_unit(placed)
-    unit_aps = aps.loc[(aps["coverage"] == "unit") & (aps["unit"] != "")]
-    own_ap = unit_aps.groupby("unit")["ap"].apply(list).to_dict()
-    corridor = coverage.loc[coverage["ap"].isin(aps.loc[aps["coverage"] == "floor", "ap"])]
-    zone_of = {u: ap for ap, u in zip(corridor["ap"], corridor["unit"], strict=True)
-               if u not in own_ap}
-    zone_units = corridor.loc[~corridor["unit"].isin(own_ap)].groupby("ap")["unit"].apply(list)
-    util = util_frame.set_index("unit") if not util_frame.empty else pd.DataFrame()
-    resident_devices = placed.loc[placed["class"] == "resident"]
-    devices_by_ap = resident_devices.groupby("home_ap").size()
-    devices_by_unit = resident_devices.loc[resident_devices["unit"] != ""].groupby("unit").size()
-
-    # Weekly people per AP (persistence): people with two or more stay days at home that week.
-    weeks = _weeks(n_days)
-    week_of_row = np.minimum(
-        np.fromiter((day_index[d] for d in home_rows["day"]), dtype=np.int64,
-                    count=len(home_rows)) // 7, weeks - 1)
-    stays = pd.DataFrame({"ap": home_rows["ap"].to_numpy(), "week": week_of_row,
-                          "person": home_rows["device"].map(person_of).to_numpy(),
-                          "stay": home_stay})
-    stays = stays.loc[stays["stay"] & (stays["person"] >= 0)]
-    per_person = stays.groupby(["ap", "week", "person"]).size()
-    weekly = per_person.loc[per_person >= 2].groupby(level=["ap", "week"]).size()
-    weekly_by_ap: dict[str, list[int]] = {}
-    for (ap, week), count in zip(weekly.index, weekly.to_numpy(), strict=True):
-        weekly_by_ap.setdefault(str(ap), [0] * weeks)[int(week)] = int(count)
-    observed_weeks_by_ap = _observed_weeks(home_rows, day_index, n_days)
-
-    detected_unit = (persons.loc[persons["unit"] != ""].groupby("unit").size()
-                     if not persons.empty else pd.Series(dtype="int64"))
-    unplaced_ap = (persons.loc[persons["unit"] == ""].groupby("home_ap").size()
-                   if not persons.empty else pd.Series(dtype="int64"))
-
-    # Empirical-Bayes prior from units with their own AP and enough nights.
-    unit_records = records(units)
-    fit_r, fit_d = [], []
-    for unit in unit_records:
-        aps_here = own_ap.get(unit["unit"], [])
-        nights = max((int(observed.get(a, 0)) for a in aps_here), default=0)
-        if aps_here and nights >= config.min_nights_observed and config.wifi_weight > 0:
-            fit_r.append(int(unit["registered"]))
-            fit_d.append(int(detected_unit.get(unit["unit"], 0)))
-    if config.detect_fit and len(fit_r) >= config.detect_fit_min_units:
-        q = fit_detection(fit_r, fit_d, Prior.from_config(config), config)
-        LOGGER.info("fitted detection probability over %d units: %.2f", len(fit_r), q)
-        config = dataclasses.replace(config, detect_probability=q)
-    prior = fit_prior(fit_r, fit_d, Prior.from_config(config), config)
-    LOGGER.info("fitted prior over %d units: %s", len(fit_r), prior)
-
-    results: dict[str, dict[str, object]] = {}
-    posteriors: dict[str, np.ndarray] = {}
-    registered_of: dict[str, int] = {str(u["unit"]): int(u["registered"]) for u in unit_records}
-    cap_of: dict[str, int] = {str(u["unit"]): capacity(float(u["area_m2"]), config)
-                              for u in unit_records}
-    for unit in unit_records:
-        ref, registered = str(unit["unit"]), int(unit["registered"])
-        loglik = util_logliks.get(ref)
-        record: dict[str, object] = {
-            "unit": ref, "community": unit["community"], "building": unit["building"],
-            "floor": int(unit["floor"]), "registered": registered,
-            "rented": bool(unit["rented"]),
-            "utility_ratio": _maybe(util, ref, "ratio"),
-            "utility_people": _maybe(util, ref, "estimated_people"),
-            "zone": "", "zone_units": 1,
-        }
-        if ref in own_ap:
-            aps_here = own_ap[ref]
-            nights = max(int(observed.get(a, 0)) for a in aps_here)
-            detected = int(detected_unit.get(ref, 0))
-            unit_weeks = _sum_weeks([weekly_by_ap.get(a, []) for a in aps_here], n_days)
-            weeks_seen = _max_weeks([observed_weeks_by_ap.get(a, []) for a in aps_here], n_days)
-            record.update(coverage="unit_ap", nights_observed=nights,
-                          resident_devices=int(sum(devices_by_ap.get(a, 0) for a in aps_here)),
-                          people_detected=detected)
-            wifi = detected if nights >= 1 and config.wifi_weight > 0 else None
-            post = unit_posterior(registered, wifi, prior, loglik, config, cap_of[ref])
-            record["persistence"], record["weeks_observed"] = _persistence(
-                unit_weeks, weeks_seen, [registered], prior, [loglik], config)
-            if config.wifi_weight == 0:
-                record["persistence"] = 1.0  # no weekly Wi-Fi counts to check against
-            posteriors[ref] = post
-        elif ref in zone_of:
-            continue  # handled per zone below
-        else:
-            record.update(coverage="none", nights_observed=0, resident_devices=0,
-                          people_detected=0, persistence=0.0, weeks_observed=0)
-            posteriors[ref] = unit_posterior(registered, None, prior, loglik, config, cap_of[ref])
-        results[ref] = record
-
-    unit_info = {str(u["unit"]): u for u in unit_records}
-    for zone_ap, covered in zone_units.items():
-        ap_id = str(zone_ap)
-        members = sorted(str(u) for u in covered)
-        nights = int(observed.get(ap_id, 0))
-        bound_counts = [int(detected_unit.get(u, 0)) for u in members]
-        detected = int(unplaced_ap.get(ap_id, 0)) + sum(bound_counts)
-        regs = [registered_of[u] for u in members]
-        logliks = [util_logliks.get(u) for u in members]
-        if nights >= 1 and config.wifi_weight > 0:
-            posts = zone_posteriors(regs, detected, bound_counts, prior, logliks, config,
-                                    [cap_of[u] for u in members])
-        else:
-            posts = [unit_posterior(r, None, prior, ll, config, cap_of[u])
-                     for u, r, ll in zip(members, regs, logliks, strict=True)]
-        zone_weeks = weekly_by_ap.get(ap_id, [])
-        weeks_seen = observed_weeks_by_ap.get(ap_id, [])
-        persistence, weeks_observed = _persistence(zone_weeks, weeks_seen, regs, prior,
-                                                   logliks, config)
-        if config.wifi_weight == 0:
-            persistence = 1.0
-        for unit_ref, post, r, b in zip(members, posts, regs, bound_counts, strict=True):
-            row = unit_info[unit_ref]
-            results[unit_ref] = {
-                "unit": unit_ref, "community": row["community"], "building": row["building"],
-                "floor": int(row["floor"]), "registered": r, "rented": bool(row["rented"]),
-                "coverage": "zone", "nights_observed": nights,
-                "resident_devices": int(devices_by_unit.get(unit_ref, 0)),
-                "people_detected": b, "persistence": persistence,
-                "weeks_observed": weeks_observed,
-                "utility_ratio": _maybe(util, unit_ref, "ratio"),
-                "utility_people": _maybe(util, unit_ref, "estimated_people"),
-                "zone": ap_id, "zone_units": len(members),
-            }
-            posteriors[unit_ref] = post
-    for ref, post in posteriors.items():
-        results[ref].update(summarise(post, registered_of[ref]))
-    frame = pd.DataFrame([results[u] for u in units["unit"] if u in results],
-                         columns=UNIT_RESULT_COLUMNS)
-    frame.attrs["prior"] = prior
-    return frame
 
 
 def _maybe(frame: pd.DataFrame, unit: str, column: str) -> float | None:

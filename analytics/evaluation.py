@@ -12,6 +12,7 @@ runs and its estimates are scored.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -31,6 +32,7 @@ from census.privacy import is_locally_administered, pseudonymize_mac
 LOGGER = logging.getLogger(__name__)
 
 BOUNDS = {"mae_max": 0.35, "within_one_min": 0.95, "precision_min": 0.95, "recall_min": 0.90}
+FLAG_WITHIN_NIGHTS = 10  # issue 16: a new group rental is flagged within 10 nights
 
 
 def read_truth(path: Path) -> pd.DataFrame:
@@ -39,7 +41,8 @@ def read_truth(path: Path) -> pd.DataFrame:
         document = json.load(handle)
     rows = [{"unit": u["unit"], "true_registered": u["registered"],
              "true_occupants": u["true_occupants"], "group_rental": bool(u["group_rental"]),
-             "scenario": u["scenario"], "own_ap": bool(u.get("own_ap", False))}
+             "scenario": u["scenario"], "own_ap": bool(u.get("own_ap", False)),
+             "moved_in_day": u.get("moved_in_day")}
             for u in document["units"]]
     return pd.DataFrame(rows)
 
@@ -289,8 +292,6 @@ METHOD_NAMES = {"wifi": "Wi-Fi only", "meters": "meters only", "combined": "comb
 
 def method_configs(config: AnalyticsConfig) -> dict[str, AnalyticsConfig]:
     """The estimator three ways: Wi-Fi only, meters only (with the registry), both."""
-    import dataclasses
-
     return {"wifi": dataclasses.replace(config, utility_weight=0.0),
             "meters": dataclasses.replace(config, wifi_weight=0.0,
                                           utility_weight=config.utility_weight or 1.0),
@@ -393,6 +394,44 @@ def prepare(settings: Any, folder: Path, sim_config: Any, via: str = "direct",
                     timings)
 
 
+def flag_delays(prepared: Prepared, config: AnalyticsConfig, most_nights: int = 14,
+                step: int = 1) -> dict[str, int | None]:
+    """Per group rental that moved in during the period: nights home until its first flag.
+
+    The analysis is run as a deployment runs it each morning, over the ``window_nights``
+    nights ending with the last night, for every morning (every ``step``-th) from the first
+    move-in to ``most_nights`` nights after the last; a unit's delay is the nights its people
+    had slept there (the move-in night counts as one) when it was first flagged a group
+    rental. None: not flagged within ``most_nights`` nights, or the period ended first.
+    """
+    from analytics.pipeline import analyse_frames
+
+    moved = prepared.truth.loc[prepared.truth["group_rental"]
+                               & prepared.truth["moved_in_day"].notna()]
+    if moved.empty:
+        return {}
+    first_night = prepared.window.first_night
+    arrival = {str(u): int(m) for u, m in zip(moved["unit"], moved["moved_in_day"],
+                                              strict=True)}
+    last = min(len(prepared.window.days) - 1, max(arrival.values()) + most_nights - 1)
+    found: dict[str, int | None] = dict.fromkeys(arrival)
+    for end in range(min(arrival.values()), last + 1, step):
+        waiting = [u for u, m in arrival.items() if found[u] is None and m <= end]
+        if not waiting:
+            continue
+        window = Window(last_night=first_night + dt.timedelta(days=end),
+                        nights=config.window_nights, timezone=prepared.window.timezone)
+        rollup = prepared.rollup.loc[prepared.rollup["day"].isin(set(window.days))]
+        _estimates, tiered = analyse_frames(rollup.reset_index(drop=True), prepared.registry,
+                                            window, config)
+        flagged = set(tiered.loc[tiered["flag"] == "group_rental", "unit"])
+        for unit in waiting:
+            nights = end - arrival[unit] + 1
+            if unit in flagged and nights <= most_nights:
+                found[unit] = nights
+    return found
+
+
 def score_methods(prepared: Prepared, config: AnalyticsConfig) -> dict[str, Score]:
     """Score Wi-Fi only, meters only, combined and the naive baseline on one community."""
     from analytics.pipeline import analyse_frames
@@ -422,11 +461,15 @@ class MatrixRow:
     scores: dict[str, Score]
     counts: dict[str, int]
     seconds: float
+    # Group rentals that moved in during the period: nights home until first flagged (None:
+    # not within the nights measured). Empty unless move-ins were simulated.
+    flag_delays: dict[str, int | None] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The row as JSON values."""
         return {"mix": self.mix, "snapshot_interval": self.interval, "seed": self.seed,
                 "scores": {k: v.as_dict() for k, v in self.scores.items()},
+                "flag_delays": self.flag_delays,
                 "simulation": self.counts, "seconds": round(self.seconds, 1)}
 
 
@@ -446,6 +489,20 @@ def matrix_table(rows: list[MatrixRow]) -> str:
                 f"| {METHOD_NAMES[method]} | {s.mae:.3f} | {s.within_one:.1%} "
                 f"| {s.precision:.3f} ({s.true_positives}/{s.flags}) | {s.recall:.3f} "
                 f"| {s.false_flags_zero_or_one_extra} | {coverage} | {s.over_capacity} |")
+    delays = [row for row in rows if row.flag_delays]
+    if delays:
+        lines += ["", "New group rentals (moved in during the period), combined estimator, "
+                  f"analysed every morning: nights home until first flagged (target <= "
+                  f"{FLAG_WITHIN_NIGHTS})", "",
+                  "| mix | cadence | seed | moved in | flagged within "
+                  f"{FLAG_WITHIN_NIGHTS} nights | nights until flagged |",
+                  "|---|---|---|---|---|---|"]
+        for row in delays:
+            nights = sorted(row.flag_delays.values(), key=lambda n: (n is None, n or 0))
+            within = sum(1 for n in nights if n is not None and n <= FLAG_WITHIN_NIGHTS)
+            shown = ", ".join("not flagged" if n is None else str(n) for n in nights)
+            lines.append(f"| {row.mix} | {row.interval} s | {row.seed} | {len(nights)} "
+                         f"| {within} of {len(nights)} | {shown} |")
     return "\n".join(lines)
 
 
@@ -453,8 +510,12 @@ def run_matrix(settings: Any, folder: Path, *, seeds: list[int], mixes: list[str
                intervals: list[int], units: int, days: int,
                group_rental_share: float | None = None, via: str = "direct",
                config: AnalyticsConfig | None = None, progress: ProgressFn | None = None,
-               now: dt.datetime | None = None) -> list[MatrixRow]:
-    """Every (mix, cadence, seed): simulate, prepare once, score the four methods."""
+               now: dt.datetime | None = None, move_in_share: float = 0.0) -> list[MatrixRow]:
+    """Every (mix, cadence, seed): simulate, prepare once, score the four methods.
+
+    ``move_in_share``: that share of group rentals moves in during the period, and each
+    row also says how many nights after moving in each was first flagged.
+    """
     import time
 
     from simulator import SimulationConfig
@@ -469,6 +530,8 @@ def run_matrix(settings: Any, folder: Path, *, seeds: list[int], mixes: list[str
                 extra: dict[str, Any] = dict(mix_overrides(mix))
                 if group_rental_share is not None:
                     extra["group_rental_share"] = group_rental_share
+                if move_in_share:
+                    extra["group_move_in_share"] = move_in_share
                 sim_config = SimulationConfig(
                     out=folder / f"{mix}-{interval}-{seed}", units=units, days=days, seed=seed,
                     timezone=settings.timezone, snapshot_interval=interval, **extra)
@@ -476,8 +539,14 @@ def run_matrix(settings: Any, folder: Path, *, seeds: list[int], mixes: list[str
                                    progress, now)
                 if progress:
                     progress("estimating: Wi-Fi only, meters only, combined")
-                rows.append(MatrixRow(mix, interval, seed, score_methods(prepared, config),
-                                      prepared.counts, time.monotonic() - began))
+                scores = score_methods(prepared, config)
+                delays: dict[str, int | None] = {}
+                if move_in_share:
+                    if progress:
+                        progress("analysing every morning after each move-in")
+                    delays = flag_delays(prepared, config)
+                rows.append(MatrixRow(mix, interval, seed, scores, prepared.counts,
+                                      time.monotonic() - began, delays))
     return rows
 
 

@@ -11,8 +11,10 @@ Inspection findings raise the tier by the hazard categories' own tiers (``hazard
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,32 +118,103 @@ def assign_tiers(flagged: pd.DataFrame, hazards: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def flag_record(row: pd.Series, window: Window, generated_at: dt.datetime,
-                case_id: int | None = None) -> dict[str, Any]:
-    """The flag record of docs/contracts.md section 5."""
+def flags_to_deliver(units: pd.DataFrame, config: AnalyticsConfig) -> pd.DataFrame:
+    """The one place that decides which flags go out: group rentals, and attention cases
+    when ``deliver_attention`` is on."""
+    chosen = (units["flag"] == "group_rental") | (
+        (units["flag"] == "attention") & config.deliver_attention)
+    return units.loc[chosen]
+
+
+@dataclass(frozen=True)
+class UtilitySignal:
+    """What the meters said about a flagged unit."""
+
+    ratio: float | None  # consumption per registered occupant / similar units' median
+    estimated_people: float
+
+
+@dataclass(frozen=True)
+class FlagRecord:
+    """A delivered flag: the record of docs/contracts.md section 5 (``as_dict``)."""
+
+    unit: str
+    registered: int
+    estimated: float
+    interval: tuple[float, float]
+    nights_observed: int
+    resident_devices: int
+    utility: UtilitySignal | None
+    confidence: float
+    confidence_plus_one: float
+    persistence: float
+    coverage: str
+    flag: str
+    tier: str
+    hazards: tuple[str, ...]
+    window: Window
+    generated_at: dt.datetime
+    case_id: int | None = None
+
+    def with_case(self, case_id: int) -> FlagRecord:
+        """The same record, naming the registry case it opened or updated."""
+        return dataclasses.replace(self, case_id=case_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as the JSON object of docs/contracts.md section 5."""
+        return {
+            "v": 1,
+            "kind": "overcrowding",
+            "unit": self.unit,
+            "registered": self.registered,
+            "estimated": self.estimated,
+            "interval": list(self.interval),
+            "nights_observed": self.nights_observed,
+            "resident_devices": self.resident_devices,
+            "utility": None if self.utility is None else {
+                "ratio": self.utility.ratio, "estimated_people": self.utility.estimated_people},
+            "confidence": self.confidence,
+            "confidence_plus_one": self.confidence_plus_one,
+            "persistence": self.persistence,
+            "coverage": self.coverage,
+            "flag": self.flag,
+            "tier": self.tier,
+            "hazards": list(self.hazards),
+            "window": self.window.describe(),
+            "case_id": self.case_id,
+            "generated_at": int(self.generated_at.timestamp()),
+        }
+
+
+def _missing(value: Any) -> bool:
+    """A cell with no value (None or NaN)."""
+    return value is None or bool(pd.isna(value))
+
+
+def flag_record(row: Mapping[str, Any], window: Window, generated_at: dt.datetime,
+                case_id: int | None = None) -> FlagRecord:
+    """The flag record of one tiered unit row (``flags.assign_tiers``)."""
     utility = None
-    if row.get("utility_people") is not None and not pd.isna(row.get("utility_people")):
-        ratio = row.get("utility_ratio")
-        utility = {"ratio": None if ratio is None or pd.isna(ratio) else float(ratio),
-                   "estimated_people": float(row["utility_people"])}
-    return {
-        "v": 1,
-        "kind": "overcrowding",
-        "unit": row["unit"],
-        "registered": int(row["registered"]),
-        "estimated": float(row["estimated"]),
-        "interval": [float(row["low"]), float(row["high"])],
-        "nights_observed": int(row["nights_observed"]),
-        "resident_devices": int(row["resident_devices"]),
-        "utility": utility,
-        "confidence": round(float(row["p_plus_two"]), 4),
-        "confidence_plus_one": round(float(row["p_plus_one"]), 4),
-        "persistence": round(float(row["persistence"]), 3),
-        "coverage": row["coverage"],
-        "flag": row["flag"],
-        "tier": row["tier"],
-        "hazards": list(row.get("hazards", []) or []),
-        "window": window.describe(),
-        "case_id": case_id,
-        "generated_at": int(generated_at.timestamp()),
-    }
+    people, ratio = row.get("utility_people"), row.get("utility_ratio")
+    if people is not None and not _missing(people):
+        utility = UtilitySignal(None if ratio is None or _missing(ratio) else float(ratio),
+                                float(people))
+    return FlagRecord(
+        unit=str(row["unit"]),
+        registered=int(row["registered"]),
+        estimated=float(row["estimated"]),
+        interval=(float(row["low"]), float(row["high"])),
+        nights_observed=int(row["nights_observed"]),
+        resident_devices=int(row["resident_devices"]),
+        utility=utility,
+        confidence=round(float(row["p_plus_two"]), 4),
+        confidence_plus_one=round(float(row["p_plus_one"]), 4),
+        persistence=round(float(row["persistence"]), 3),
+        coverage=str(row["coverage"]),
+        flag=str(row["flag"]),
+        tier=str(row["tier"]),
+        hazards=tuple(str(h) for h in (row.get("hazards", []) or [])),
+        window=window,
+        generated_at=generated_at,
+        case_id=case_id,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,15 @@ from analytics.delivery import (
 )
 from analytics.devices import packed_masks
 from analytics.estimate import Estimates, estimate_occupancy
-from analytics.flags import assign_tiers, decide_flags, flag_record, hazard_tiers, load_hazards
+from analytics.flags import (
+    FlagRecord,
+    assign_tiers,
+    decide_flags,
+    flag_record,
+    flags_to_deliver,
+    hazard_tiers,
+    load_hazards,
+)
 from analytics.heatmaps import build_heatmaps, presence_grid, unit_hour_night, write_heatmaps
 from analytics.loaders import RegistryFrames, load_registry, records
 from analytics.rollup import RollupReport, RollupStore
@@ -49,7 +58,7 @@ class AnalysisResult:
     window: Window
     community: str | None
     units: pd.DataFrame
-    flags: list[dict[str, Any]]
+    flags: list[FlagRecord]
     estimates: Estimates
     rollup: RollupReport
     delivery: DeliveryReport | None
@@ -59,12 +68,16 @@ class AnalysisResult:
     timings: dict[str, float] = field(default_factory=dict)
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
-    def summary(self) -> dict[str, Any]:
-        """The run as JSON values (what ``analytics run --json`` prints)."""
+    def summary(self, all_units: bool = False) -> dict[str, Any]:
+        """The run as JSON values (what ``analytics run --json`` prints).
+
+        ``all_units`` adds ``units``: every analysed unit's row (docs/contracts.md section 5,
+        "Per-unit estimates"), flagged or not.
+        """
         units = self.units
         tiers = units["tier"].value_counts().to_dict() if not units.empty else {}
         observed = units.loc[units["nights_observed"] > 0] if not units.empty else units
-        return {
+        out: dict[str, Any] = {
             "v": 1,
             "window": self.window.describe(),
             "community": self.community,
@@ -73,7 +86,7 @@ class AnalysisResult:
             "registered_people": int(units["registered"].sum()) if not units.empty else 0,
             "estimated_people": float(units["estimated"].sum()) if not units.empty else 0.0,
             "tiers": {k: int(tiers.get(k, 0)) for k in ("key", "attention", "normal")},
-            "flags": self.flags,
+            "flags": [flag.as_dict() for flag in self.flags],
             "rollup": self.rollup.__dict__,
             "delivery": self.delivery.as_dict() if self.delivery else None,
             "prior": {k: round(float(v), 4) for k, v in self.estimates.prior.__dict__.items()},
@@ -82,6 +95,36 @@ class AnalysisResult:
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
             "generated_at": int(self.generated_at.timestamp()),
         }
+        if all_units:
+            out["units"] = unit_rows(units)
+        return out
+
+
+# The per-unit output (units.csv, ``analytics run --json --all-units``), in this order;
+# docs/contracts.md section 5 documents each column.
+UNIT_OUTPUT_COLUMNS = [
+    "unit", "community", "building", "floor", "registered", "rented", "coverage",
+    "nights_observed", "resident_devices", "people_detected", "estimated", "mean", "low", "high",
+    "p_plus_one", "p_plus_two", "persistence", "weeks_observed", "utility_ratio",
+    "utility_people", "zone", "zone_units", "flag", "tier", "hazards",
+]
+
+
+def _json_value(value: Any) -> Any:
+    """A frame cell as a JSON value: numpy scalars unwrapped, NaN and None as null."""
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def unit_rows(units: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every unit's estimate row as JSON values (the columns of ``UNIT_OUTPUT_COLUMNS``)."""
+    columns = [c for c in UNIT_OUTPUT_COLUMNS if c in units.columns]
+    return [{c: _json_value(row[c]) for c in columns} for row in records(units[columns])]
 
 
 def analyse_frames(rollup: pd.DataFrame, registry: RegistryFrames, window: Window,
@@ -145,7 +188,7 @@ def run_analysis(settings: Settings, config: AnalyticsConfig | None = None, *,
     timings["estimate"] = time.monotonic() - mark
 
     delivery: DeliveryReport | None = None
-    flags: list[dict[str, Any]]
+    flags: list[FlagRecord]
     mark = time.monotonic()
     if deliver:
         say("storing cases and unit tiers")
@@ -154,9 +197,7 @@ def run_analysis(settings: Settings, config: AnalyticsConfig | None = None, *,
         publish_alerts(settings, flags, delivery, client_factory=mqtt_factory)
         post_webhook(settings.alert_webhook_url, flags, delivery, config)
     else:
-        chosen = units.loc[(units["flag"] == "group_rental")
-                           | ((units["flag"] == "attention") & config.deliver_attention)]
-        flags = [flag_record(pd.Series(row), window, now) for row in records(chosen)]
+        flags = [flag_record(row, window, now) for row in records(flags_to_deliver(units, config))]
     timings["deliver"] = time.monotonic() - mark
 
     mark = time.monotonic()
@@ -198,7 +239,8 @@ def write_report(result: AnalysisResult, folder: Path) -> Path:
     """Write the run's JSON report and the per-unit estimates (CSV, pseudonymous)."""
     folder.mkdir(parents=True, exist_ok=True)
     units_path = folder / "units.csv"
-    result.units.drop(columns=["hazards"], errors="ignore").to_csv(units_path, index=False)
+    columns = [c for c in UNIT_OUTPUT_COLUMNS if c in result.units.columns and c != "hazards"]
+    result.units[columns].to_csv(units_path, index=False)
     path = folder / "report.json"
     summary = result.summary()
     summary["report_path"] = str(path)

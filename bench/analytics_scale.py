@@ -283,7 +283,7 @@ def measure_one(size: int, last_night: str, nights: int) -> dict[str, Any]:
     return {"seconds": seconds, "timings": result.timings,
             "peak_rss_mb": peak_rss_mb(),
             "units": len(result.units), "flags": len(result.flags),
-            "key": sum(1 for f in result.flags if f["tier"] == "key")}
+            "key": sum(1 for f in result.flags if f.tier == "key")}
 
 
 def rollup_rate(base: dict[str, Any], units: int, seed: int) -> dict[str, Any]:

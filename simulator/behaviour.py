@@ -328,6 +328,8 @@ class DayEngine:
             unit.home_at_night.append(sum(covers(plan.home, NIGHT_CHECK) for _, plan in plans))
             carried = []  # (device, on intervals, plan) for transits
             for person, plan in plans:
+                if person.arrives is not None and day.index < person.arrives:
+                    continue  # not moved in yet: their devices, even those left home, are elsewhere
                 for device in person.devices:
                     on = self._on_intervals(device, plan.home, anyone_home, length, rng)
                     self._place(device, unit, on, day, rng, segments, day_start_ms)

@@ -238,6 +238,12 @@ class _Builder:
         """People for every unit, by scenario."""
         for unit in self.units:
             self._household(unit)
+            # Drawn only when asked for, so every existing seed gives the same world.
+            if (self.config.group_move_in_share > 0 and unit.group_rental
+                    and self.rng.chance(self.config.group_move_in_share)):
+                unit.moved_in_day = self.rng.randint(self.config.days // 4, self.config.days // 2)
+                for person in unit.occupants:
+                    person.arrives = unit.moved_in_day
             if self.rng.chance(0.03):
                 self._former_resident(unit)
 

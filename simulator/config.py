@@ -70,6 +70,9 @@ class SimulationConfig:
     night_shift_share: float = 0.0  # extra chance that a working adult works night shifts
     meter_household_cv: float = 0.0  # per-household spread of use per person (log-normal CV)
     broken_meter_share: float = 0.0  # meters stuck, reading zero, or off by a factor
+    # Group rentals that start during the period: all their people arrive on one day between
+    # a quarter and half of the way in (how soon a new group rental is flagged).
+    group_move_in_share: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse values the model cannot use, naming the parameter."""
@@ -84,7 +87,7 @@ class SimulationConfig:
                      "overnight_guest_rate", "trip_rate", "snapshot_loss", "reboot_rate",
                      "reconnect_rotation_share", "home_device_share", "second_phone_share",
                      "deviceless_share", "night_shift_share", "meter_household_cv",
-                     "broken_meter_share"):
+                     "broken_meter_share", "group_move_in_share"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise ConfigError(name, value, "must be a number between 0 and 1")

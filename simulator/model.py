@@ -114,6 +114,7 @@ class Unit:
     neighbours: list[Unit] = field(default_factory=list)
     home_at_night: list[int] = field(default_factory=list)  # occupants home at 03:00, per day
     guests_at_night: list[int] = field(default_factory=list)
+    moved_in_day: int | None = None  # a group rental whose people all arrive on this day
 
     @property
     def group_rental(self) -> bool:
@@ -141,9 +142,12 @@ class Person:
     shift_cycle: tuple[int, int, int] = (4, 2, 0)  # night shift: nights on, nights off, offset
     overnight_rate: float = 0.005  # chance per night of sleeping elsewhere
     night_wifi_off: bool = False  # switches Wi-Fi (or the phone) off at night
+    arrives: int | None = None  # moves in during the period: away until this day's daytime
 
     def on_trip(self, boundary: int) -> bool:
         """Whether the person is away on a trip at the start of day ``boundary`` (06:00)."""
+        if self.arrives is not None and boundary <= self.arrives:
+            return True  # not here yet: the first night home is the night of ``arrives``
         return any(leave < boundary <= leave + nights for leave, nights in self.trips)
 
     def works_night(self, day: int) -> bool:

@@ -52,6 +52,7 @@ def unit_record(unit: Unit, world_aps_by_unit: dict[int, list[str]]) -> dict[str
         "meter_group": unit.meter_group,
         "home_at_night": unit.home_at_night,
         "guests_at_night": unit.guests_at_night,
+        "moved_in_day": unit.moved_in_day,
     }
 
 

@@ -132,6 +132,41 @@ def test_analytics_run_prints_a_summary_table_and_json(
     assert [f["unit"] for f in report["flags"] if f["tier"] == "key"] == ["C1/B1/0102"]
     assert report["delivery"] is None and report["rollup"]["days_rolled"] == 0
     assert Path(report["report_path"]).exists()
+    assert "units" not in report  # the flags only, unless every unit is asked for
+
+
+def test_analytics_run_json_can_emit_every_unit_with_the_documented_columns(
+        settings: Settings, influx: InfluxV1Store, sqlite_session_factory: sessionmaker[Session],
+        tmp_path: Path) -> None:
+    """--json --all-units lists every unit, flagged or not, with the columns of contracts §5."""
+    from analytics.pipeline import UNIT_OUTPUT_COLUMNS
+
+    import_registry(sqlite_session_factory, IdentityCipher.from_settings(settings), tmp_path)
+    today = dt.datetime.now(settings.tz).date()
+    window = Window.ending(today, 8, settings.timezone)
+    with session_scope(sqlite_session_factory) as session:
+        aps = load_registry(session).aps
+    write_raw(influx, make_events(household("ap-0102", 6, "g") + household("ap-0101", 2, "f"),
+                                  window), aps)
+    args = ["analytics", "run", "--window", "8d", "--end", today.isoformat(), "--json",
+            "--all-units", "--no-deliver", "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, args, env=environment(settings))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    units = {u["unit"]: u for u in report["units"]}
+    assert len(units) == report["units_analysed"] == 6
+    assert all(list(u) == UNIT_OUTPUT_COLUMNS for u in units.values())
+    assert units["C1/B1/0102"]["flag"] == "group_rental" and units["C1/B1/0102"]["tier"] == "key"
+    unflagged = [u for u in units.values() if u["flag"] == ""]
+    assert len(unflagged) == 5 and all(u["tier"] == "normal" for u in unflagged)
+    assert all(u["low"] <= u["estimated"] <= u["high"] for u in units.values())
+    contracts = (Path(__file__).parents[2] / "docs" / "contracts.md").read_text(encoding="utf-8")
+    section = contracts.split("**Per-unit estimates**", 1)[1].split("\n\n", 2)[1]
+    documented = [line.split("|")[1].strip().strip("`") for line in section.splitlines()[2:]]
+    assert documented == UNIT_OUTPUT_COLUMNS
+    refused = CliRunner().invoke(main, ["analytics", "run", "--all-units"],
+                                 env=environment(settings))
+    assert refused.exit_code == 2 and "--json" in refused.output
 
 
 def test_analytics_run_refuses_a_bad_window_naming_it(settings: Settings) -> None:

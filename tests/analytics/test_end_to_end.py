@@ -114,7 +114,7 @@ def test_simulated_group_rentals_become_cases_and_alerts_through_the_real_path(
     truth = read_truth(sim.truth_path).set_index("unit")
     group_rentals = set(truth.index[truth["group_rental"]])
     assert len(group_rentals) >= 3
-    key_units = {f["unit"] for f in result.flags if f["tier"] == "key"}
+    key_units = {f.unit for f in result.flags if f.tier == "key"}
     assert key_units <= group_rentals
     assert len(key_units) >= len(group_rentals) - 1
     with session_scope(sqlite_session_factory) as session:
@@ -122,7 +122,7 @@ def test_simulated_group_rentals_become_cases_and_alerts_through_the_real_path(
             select(Case).where(Case.kind == "overcrowding"))}
     assert key_units <= set(cases)
     deadline = time.monotonic() + 10
-    while {a["unit"] for a in alerts} != {f["unit"] for f in result.flags}:
+    while {a["unit"] for a in alerts} != {f.unit for f in result.flags}:
         assert time.monotonic() < deadline, "alerts did not all arrive"
         time.sleep(0.05)
     for alert in alerts:

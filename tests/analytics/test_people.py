@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -213,3 +215,28 @@ def test_the_detection_chance_never_rises_above_its_default() -> None:
     config = AnalyticsConfig()
     q = fit_detection([2] * 100, [3] * 100, Prior.from_config(config), config)
     assert q <= config.detect_probability
+
+
+def test_the_meters_weigh_as_much_as_they_predict_what_the_wifi_counts() -> None:
+    """Meters that agree with the Wi-Fi keep their full say; meters that mislead lose it."""
+    from analytics.people import Prior, fit_utility_weight
+
+    config = AnalyticsConfig()
+    n = np.arange(config.max_people + 1)
+    rng = np.random.default_rng(5)
+    people = rng.integers(1, 5, size=60)
+    detected = [int(rng.binomial(p, 0.88)) for p in people]
+    registered = [int(p) for p in people]
+    caps = [config.max_people] * 60
+
+    def meter(centre: float) -> np.ndarray:
+        """A log-normal meter likelihood over N centred on ``centre`` people."""
+        return -0.5 * ((np.log(np.maximum(n, 0.05)) - np.log(centre)) / 0.25) ** 2
+
+    prior = Prior.from_config(config)
+    honest = [meter(float(p)) for p in people]
+    assert fit_utility_weight(registered, detected, honest, caps, prior, config) == 1.0
+    misleading = [meter(float(rng.choice([1, 6, 9]))) for _ in people]
+    assert fit_utility_weight(registered, detected, misleading, caps, prior, config) == 0.0
+    halved = dataclasses.replace(config, utility_weight=0.5)
+    assert fit_utility_weight(registered, detected, honest, caps, prior, halved) == 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import threading
 import time
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.config import AnalyticsConfig, Window
 from analytics.delivery import DeliveryReport, post_webhook
+from analytics.flags import FlagRecord, flag_record
 from analytics.loaders import load_registry
 from analytics.pipeline import run_analysis
 from census.events import alert_topic
@@ -128,8 +130,8 @@ def test_a_run_flags_the_group_rental_opens_a_case_and_alerts(
     assert units.at["C1/B1/0104", "estimated"] == 1  # the plug and the visitor are no one
     assert units.at["C1/B1/0101", "estimated"] == 2  # the watch is its owner's
     assert units.at["C1/B2/0201", "coverage"] == "zone"
-    key_flags = [f for f in result.flags if f["tier"] == "key"]
-    assert [f["unit"] for f in key_flags] == ["C1/B1/0102"]
+    key_flags = [f for f in result.flags if f.tier == "key"]
+    assert [f.unit for f in key_flags] == ["C1/B1/0102"]
     assert result.rollup.days_rolled == window.nights
 
     with session_scope(world) as session:
@@ -146,7 +148,7 @@ def test_a_run_flags_the_group_rental_opens_a_case_and_alerts(
     alert = next(a for a in alerts if a["unit"] == "C1/B1/0102")
     assert alert["case_id"] == case_id and alert["tier"] == "key"
     assert alert["confidence"] >= CONFIG.flag_confidence
-    assert {b["unit"] for b in webhook.bodies} == {f["unit"] for f in result.flags}
+    assert {b["unit"] for b in webhook.bodies} == {f.unit for f in result.flags}
 
     heatmaps = Path(result.heatmaps_dir)
     for name in ("unit_by_hour", "floor_by_night", "building_by_hour"):
@@ -209,16 +211,27 @@ def test_the_webhook_is_retried_on_server_errors_and_not_on_refusals(webhook: An
     report = DeliveryReport()
     config = AnalyticsConfig(webhook_retries=3)
     webhook.statuses = [503, 200, 400]
-    post_webhook(webhook.url, [{"unit": "a"}, {"unit": "b"}], report, config)
+    post_webhook(webhook.url, [_flag("a"), _flag("b")], report, config)
     assert [b["unit"] for b in webhook.bodies] == ["a", "a", "b"]
     assert (report.webhook_sent, report.webhook_failed) == (1, 1)
     assert "webhook for b failed: HTTP 400" in report.errors
 
 
+def _flag(unit: str) -> FlagRecord:
+    """A key flag record for one unit (what the webhook is sent)."""
+    return flag_record({"unit": unit, "registered": 1, "estimated": 6.0, "low": 4.0,
+                        "high": 8.0, "nights_observed": 14, "resident_devices": 6,
+                        "p_plus_two": 0.99, "p_plus_one": 1.0, "persistence": 1.0,
+                        "coverage": "unit_ap", "flag": "group_rental", "tier": "key"},
+                       Window(last_night=dt.date(2026, 11, 19), nights=14,
+                              timezone="Asia/Shanghai"),
+                       dt.datetime(2026, 11, 20, tzinfo=dt.UTC))
+
+
 def test_an_unreachable_webhook_is_reported_not_raised() -> None:
     """Connection refused on every try: counted as failed."""
     report = DeliveryReport()
-    post_webhook("http://127.0.0.1:1/alerts", [{"unit": "a"}], report,
+    post_webhook("http://127.0.0.1:1/alerts", [_flag("a")], report,
                  AnalyticsConfig(webhook_retries=2, webhook_timeout_s=1.0))
     assert report.webhook_failed == 1 and "ConnectionError" in report.errors[0]
 

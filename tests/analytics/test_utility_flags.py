@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -188,7 +189,11 @@ def test_the_flag_record_has_the_contracts_fields() -> None:
     row = assign_tiers(decide_flags(estimates(
         estimated=[9.0], p_plus_two=[0.99], p_plus_one=[1.0], persistence=[1.0],
         utility_ratio=[3.1], utility_people=[6.2]), CONFIG), pd.DataFrame()).iloc[0]
-    record = flag_record(row, window, dt.datetime(2026, 11, 20, tzinfo=dt.UTC), case_id=5)
+    flag = flag_record(row.to_dict(), window, dt.datetime(2026, 11, 20, tzinfo=dt.UTC),
+                       case_id=5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        flag.tier = "normal"  # type: ignore[misc]
+    record = flag.as_dict()
     assert {"v", "kind", "unit", "registered", "estimated", "interval", "nights_observed",
             "resident_devices", "utility", "confidence", "tier", "window", "case_id",
             "generated_at"} <= set(record)

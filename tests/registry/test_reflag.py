@@ -74,7 +74,7 @@ def test_a_dismissed_finding_is_not_put_back_unless_it_got_worse(
     records, _ = store_cases(session_factory, _flags(places.ref_a, "attention", "attention"),
                              WINDOW, config, T0)
     assert _cases(session_factory) == [(first, "dismissed", None)]
-    assert records[0]["case_id"] == first
+    assert records[0].case_id == first
     with session_factory() as db:
         notes = db.scalars(select(CaseEvent.note).where(CaseEvent.case_id == first)
                            .order_by(CaseEvent.id)).all()
