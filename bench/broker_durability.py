@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from census import services as local_services  # noqa: E402
-from census.events import PresenceEvent, encode_events, events_subscription, events_topic  # noqa: E402
+from census.channels import events_subscription, events_topic  # noqa: E402
+from census.events import PresenceEvent, encode_events  # noqa: E402
 from census.mqtt import MqttClient, ReceivedMessage  # noqa: E402
 from census.settings import Settings  # noqa: E402
 

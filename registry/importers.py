@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
+from census.channels import is_ap_id
 from census.privacy import (
     IdentityCipher,
     normalize_id_number,
@@ -45,7 +46,6 @@ LOGGER = logging.getLogger(__name__)
 
 CHUNK_ROWS = 2000
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-AP_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 PHONE_PATTERN = re.compile(r"^(1[3-9]\d{9}|\+\d{6,15})$")
 TRUE_WORDS = {"1", "yes", "true", "y"}
 FALSE_WORDS = {"0", "no", "false", "n", ""}
@@ -179,7 +179,7 @@ def parse_unit_row(row: Mapping[str, str]) -> dict[str, Any]:
 def parse_ap_row(row: Mapping[str, str]) -> dict[str, Any]:
     """Validate an aps.csv row."""
     ap_id = row["ap_id"].strip()
-    if not AP_ID_PATTERN.match(ap_id):
+    if not is_ap_id(ap_id):
         raise RowProblem(f"ap_id {ap_id!r} must be 1-64 letters, digits, . _ or -")
     coverage = _choice(row, "coverage", Coverage)
     community, building = _code(row, "community"), _code(row, "building")

@@ -157,6 +157,7 @@ def ap_agents() -> None:
     import signal
     import threading
 
+    from census.channels import command_topic
     from census.cli import configure_logging, load_settings
     from census.mqtt import MqttError
     from census.privacy import IdentityCipher
@@ -175,7 +176,7 @@ def ap_agents() -> None:
         agents.start()
     except MqttError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"AP agents answering commands on {settings.mqtt_topic_prefix}/v1/ap/+/cmd",
+    click.echo(f"AP agents answering commands on {command_topic(settings.mqtt_topic_prefix, '+')}",
                err=True)
     try:
         while not stop.wait(1.0):

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from analytics.config import AnalyticsConfig
 from analytics.evaluation import read_truth, window_for_period
 from analytics.pipeline import run_analysis
-from census.events import alert_topic
+from census.channels import alert_topic
 from census.mqtt import MqttClient, ReceivedMessage
 from census.presence_store import InfluxV1Store
 from census.privacy import IdentityCipher

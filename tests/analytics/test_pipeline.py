@@ -20,7 +20,7 @@ from analytics.config import AnalyticsConfig, Window
 from analytics.delivery import DeliveryReport, post_webhook
 from analytics.loaders import load_registry
 from analytics.pipeline import run_analysis
-from census.events import alert_topic
+from census.channels import alert_topic
 from census.mqtt import MqttClient, ReceivedMessage
 from census.presence_store import InfluxV1Store
 from census.privacy import IdentityCipher

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from census import services as local_services
-from census.events import PresenceEvent, encode_events, events_subscription, events_topic
+from census.channels import events_subscription, events_topic
+from census.events import PresenceEvent, encode_events
 from census.mqtt import MqttClient
 from census.presence_store import InfluxV1Store
 from census.settings import PREFIX, Settings, environment_of

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from census import services as local_services
-from census.events import events_topic
+from census.channels import events_topic
 from census.mqtt import MqttClient
 from census.presence_store import InfluxV1Store
 from census.settings import Settings

@@ -23,7 +23,8 @@ from pathlib import Path
 import redis
 
 from census import services as local_services
-from census.events import encode_events, events_topic
+from census.channels import events_topic
+from census.events import encode_events
 from census.mqtt import MqttClient, MqttError
 from census.presence_store import InfluxV1Store
 from census.privacy import pseudonymize_mac

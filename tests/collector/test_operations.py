@@ -14,7 +14,8 @@ import redis
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from census.events import encode_events, events_topic
+from census.channels import RedisKeys, events_topic
+from census.events import encode_events
 from census.mqtt import MqttClient
 from census.presence_store import InfluxV1Store
 from census.services import port_is_free
@@ -145,7 +146,7 @@ def test_prepare_deadletters_and_spool_commands(
     assert prepared.exit_code == 0, prepared.output
     assert "$share/grp/" in prepared.output
     discard_session(registry_settings, "test-prep-x")
-    redis_client.xadd(registry_settings.redis_key("deadletter"),
+    redis_client.xadd(RedisKeys(registry_settings.redis_key_prefix).deadletter(),
                       {"reason": "bad_json", "detail": "not UTF-8 JSON", "topic": "t",
                        "payload": b"{oops", "at": "1"})
     shown = runner.invoke(collector, ["deadletters", "--limit", "5"], env=environment)

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
+from census.channels import alert_topic, command_topic
 from census.mqtt import MqttClient, ReceivedMessage
 from census.privacy import IdentityCipher, resident_id_check_character
 from census.settings import Settings
@@ -244,8 +245,8 @@ class Subscriber:
 @pytest.fixture
 def commands(settings: Settings) -> Iterator[Subscriber]:
     """Everything published on any AP's command topic."""
-    subscriber = Subscriber(settings, settings.topic("v1", "ap", "+", "cmd"),
-                            settings.topic("v1", "ap", "probe", "cmd"))
+    subscriber = Subscriber(settings, command_topic(settings.mqtt_topic_prefix, "+"),
+                            command_topic(settings.mqtt_topic_prefix, "probe"))
     yield subscriber
     subscriber.close()
 
@@ -253,8 +254,8 @@ def commands(settings: Settings) -> Iterator[Subscriber]:
 @pytest.fixture
 def alerts_topic(settings: Settings) -> Iterator[Subscriber]:
     """Everything published on the alert topics."""
-    subscriber = Subscriber(settings, settings.topic("v1", "alerts", "+"),
-                            settings.topic("v1", "alerts", "probe"))
+    subscriber = Subscriber(settings, alert_topic(settings.mqtt_topic_prefix, "+"),
+                            alert_topic(settings.mqtt_topic_prefix, "probe"))
     yield subscriber
     subscriber.close()
 

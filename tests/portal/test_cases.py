@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from census.channels import alert_topic
 from census.settings import Settings
 from portal import create_app
 from registry.db import session_scope
@@ -165,8 +166,8 @@ def test_actions_check_role_scope_and_state_on_the_server(world: World) -> None:
 def test_a_case_goes_round_the_loop_in_the_browser_forms(world: World, settings: Settings
                                                          ) -> None:
     """Review, assign (a notice on MQTT), handle, feed back, verify, close; the inbox follows."""
-    alerts = Subscriber(settings, settings.topic("v1", "alerts", "+"),
-                        settings.topic("v1", "alerts", "probe"))
+    alerts = Subscriber(settings, alert_topic(settings.mqtt_topic_prefix, "+"),
+                        alert_topic(settings.mqtt_topic_prefix, "probe"))
     try:
         supervisor = signed_in(world, "supervisor")
         grid = signed_in(world, "grid", "en")
@@ -311,8 +312,8 @@ def test_overdue_cases_are_escalated_with_a_notice(world: World, settings: Setti
         db.add(watched)
         db.flush()
         watched_id = watched.id
-    alerts = Subscriber(settings, settings.topic("v1", "alerts", "+"),
-                        settings.topic("v1", "alerts", "probe"))
+    alerts = Subscriber(settings, alert_topic(settings.mqtt_topic_prefix, "+"),
+                        alert_topic(settings.mqtt_topic_prefix, "probe"))
     try:
         result = CliRunner().invoke(main, ["portal", "case-sweep"], env=env_of(settings))
         assert result.exit_code == 0, result.output

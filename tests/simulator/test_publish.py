@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from census.events import events_subscription, events_topic
+from census.channels import events_subscription, events_topic
 from census.mqtt import MqttClient, ReceivedMessage
 from census.settings import Settings
 from simulator import SimulationResult, publish
