@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from census.channels import RedisKeys
-from census.cli import load_settings
+from census.startup import load_settings
 from collector import logs
 
 

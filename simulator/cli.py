@@ -77,7 +77,7 @@ def simulate(units: int, days: int, seed: int, out: Path, end: dt.datetime | Non
              community_size: int, rented_share: float, group_rental_share: float, ssid: str,
              mix: str, as_json: bool) -> None:
     """Generate a synthetic community with ground truth; with --publish, send its events."""
-    from census.cli import configure_logging, load_settings
+    from census.startup import configure_logging, load_settings
 
     settings = load_settings()
     configure_logging(settings)
@@ -158,11 +158,11 @@ def ap_agents() -> None:
     import threading
 
     from census.channels import command_topic
-    from census.cli import configure_logging, load_settings
     from census.mqtt import MqttError
     from census.privacy import IdentityCipher
-    from portal.directory import ApDirectory
+    from census.startup import configure_logging, load_settings
     from registry.db import make_engine, make_session_factory
+    from registry.directory import ApDirectory
     from simulator.agents import SimulatedAgents
 
     settings = load_settings()

@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from census.firmware import issue_credentials
 from census.mqtt import MqttClient, ReceivedMessage
 from census.settings import Settings, generate_keys
+from wifi_census.firmware import issue_credentials
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 ROOT = Path(__file__).resolve().parent.parent

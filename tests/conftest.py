@@ -18,11 +18,11 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from census import services as local_services
 from census.presence_store import InfluxV1Store
 from census.privacy import IdentityCipher
 from census.settings import Settings, generate_keys
 from registry.db import make_engine, make_session_factory, upgrade
+from wifi_census import local_servers as local_services
 
 
 @pytest.fixture(scope="session")

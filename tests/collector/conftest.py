@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from census import services as local_services
 from census.channels import events_subscription, events_topic
 from census.events import PresenceEvent, encode_events
 from census.mqtt import MqttClient
@@ -25,6 +24,7 @@ from collector.service import Collector, CollectorOptions, CollectorSummary
 from registry.db import bump_registry_version, make_engine, make_session_factory, session_scope
 from registry.db import upgrade as upgrade_registry
 from registry.models import AccessPoint, Building, Community, Coverage, Unit
+from wifi_census import local_servers as local_services
 
 AP_UNIT = "ap-c1-b1-101"  # covers unit C1/B1/101 (floor 1)
 AP_FLOOR = "ap-c1-b1-f3"  # corridor AP on floor 3

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from census import services as local_services
 from census.channels import events_topic
 from census.mqtt import MqttClient
 from census.presence_store import InfluxV1Store
@@ -31,6 +30,7 @@ from tests.collector.conftest import (
     snapshot,
     wait_for,
 )
+from wifi_census import local_servers as local_services
 
 BIN = Path(sys.executable).parent
 

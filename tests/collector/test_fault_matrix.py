@@ -22,7 +22,6 @@ from pathlib import Path
 
 import redis
 
-from census import services as local_services
 from census.channels import events_topic
 from census.events import encode_events
 from census.mqtt import MqttClient, MqttError
@@ -41,6 +40,7 @@ from tests.collector.conftest import (
     wait_for,
 )
 from tests.common import free_port
+from wifi_census import local_servers as local_services
 
 BIN = Path(sys.executable).parent
 MESSAGES = 1000

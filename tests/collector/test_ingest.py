@@ -14,7 +14,6 @@ import redis
 from census.events import PresenceEvent
 from census.presence_store import InfluxV1Store
 from census.privacy import pseudonymize_mac
-from census.services import port_is_free
 from census.settings import Settings
 from collector.service import Collector
 from registry.db import bump_registry_version, make_engine, make_session_factory, session_scope
@@ -31,6 +30,7 @@ from tests.collector.conftest import (
     station,
     wait_for,
 )
+from wifi_census.local_servers import port_is_free
 
 
 def test_events_land_with_location_tags_pseudonyms_and_fields(

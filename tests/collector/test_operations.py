@@ -18,7 +18,6 @@ from census.channels import RedisKeys, events_topic
 from census.events import encode_events
 from census.mqtt import MqttClient
 from census.presence_store import InfluxV1Store
-from census.services import port_is_free
 from census.settings import Settings
 from collector.apmap import RegistryApMap
 from collector.cli import collector
@@ -33,6 +32,7 @@ from tests.collector.conftest import (
     snapshot,
     wait_for,
 )
+from wifi_census.local_servers import port_is_free
 
 BIN = Path(sys.executable).parent
 

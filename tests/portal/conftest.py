@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
 from census.channels import alert_topic, command_topic
+from census.handshake import sign_redirect
 from census.mqtt import MqttClient, ReceivedMessage
 from census.privacy import IdentityCipher, resident_id_check_character
 from census.settings import Settings
 from portal import create_app
-from portal.handshake import sign_redirect
 from portal.services import PortalServices
 from portal.sms import ConsoleSmsSender
 from registry.db import bump_registry_version, session_scope

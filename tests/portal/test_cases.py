@@ -298,8 +298,8 @@ def test_overdue_cases_are_escalated_with_a_notice(world: World, settings: Setti
     """`wifi-census portal case-sweep`: a case event and a case_escalated notice on MQTT, once."""
     from click.testing import CliRunner
 
-    from census.cli import main
     from tests.portal.test_watchlist_cli import env_of
+    from wifi_census.cli import main
 
     late = make_case(world.factory, world.places.unit_a, CaseStatus.HANDLING,
                      assignee=world.staff["grid"], due_days=-0.5)

@@ -15,13 +15,13 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from census.cli import main
+from census.handshake import verify_signed_redirect
 from census.privacy import IdentityCipher
 from census.settings import PREFIX, Settings
-from portal.handshake import verify_signed_redirect
 from portal.watchlist import WatchlistFileError, import_watchlist
 from registry.models import AccessPoint, AuditEntry, WatchlistEntry
 from tests.portal.conftest import FLOOR_AP, WATCHED_ID, ZHANG_ID, Place
+from wifi_census.cli import main
 
 
 def env_of(settings: Settings) -> dict[str, str]:

@@ -504,7 +504,7 @@ def render_command(ap_ids: tuple[str, ...], building: str | None, out: Path, gat
                    snapshot_interval: int, spool_max_files: int,
                    allow_shared_command_key: bool) -> None:
     """Write every file an AP needs (ap.conf, secrets, its bridge, the OpenWrt templates)."""
-    from census.cli import load_settings
+    from census.startup import load_settings
 
     if bool(ap_ids) == bool(building):
         raise click.UsageError("give --ap or --building")
@@ -541,7 +541,7 @@ def ap_cred() -> None:
 @click.option("--ap", "ap_id", required=True, help="AP id (must be in the registry).")
 def issue_command(ap_id: str) -> None:
     """Give AP a fresh broker password (replacing any) and print it once."""
-    from census.cli import load_settings
+    from census.startup import load_settings
 
     settings = load_settings()
     try:
@@ -557,7 +557,7 @@ def issue_command(ap_id: str) -> None:
 @click.option("--ap", "ap_id", required=True, help="AP id.")
 def revoke_command(ap_id: str) -> None:
     """Remove AP's broker user; reload the broker (SIGHUP) to refuse it."""
-    from census.cli import load_settings
+    from census.startup import load_settings
 
     settings = load_settings()
     if not revoke_credentials(settings, ap_id):

@@ -41,8 +41,12 @@ from urllib.parse import urlencode
 
 from census.channels import is_ap_id
 from census.privacy import InvalidMacError, normalize_mac
-from portal.const import HANDSHAKE_FAS, HANDSHAKE_SIGNED, OPENNDS_AUTHDIR
 
+# How the AP handed the client over.
+HANDSHAKE_SIGNED = "signed"  # this project's HMAC-signed redirect (AP runs the census agent)
+HANDSHAKE_FAS = "fas"  # stock openNDS forwarding authentication, fas_secure_enabled=1 (hid)
+# openNDS's default virtual authentication directory.
+OPENNDS_AUTHDIR = "opennds_auth"
 REDIRECT_PREFIX = "census-redirect-v1"
 REDIRECT_FIELDS = ("ap", "mac", "ip", "gw", "url", "ts", "nonce")
 MAX_FUTURE_SKEW_S = 60

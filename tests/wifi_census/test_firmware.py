@@ -20,15 +20,6 @@ from urllib.parse import urlsplit
 import pytest
 from click.testing import CliRunner, Result
 
-from census.cli import main
-from census.firmware import (
-    ProvisioningError,
-    fill,
-    issue_credentials,
-    mosquitto_password_hash,
-    remove_password,
-    set_password,
-)
 from census.mqtt import MqttClient, ReceivedMessage
 from census.privacy import IdentityCipher
 from census.settings import Settings, environment_of, generate_keys
@@ -41,6 +32,15 @@ from tests.brokers import (
     production_broker,
     registry_with_aps,
     run_as_me,
+)
+from wifi_census.cli import main
+from wifi_census.firmware import (
+    ProvisioningError,
+    fill,
+    issue_credentials,
+    mosquitto_password_hash,
+    remove_password,
+    set_password,
 )
 
 ROOT = Path(__file__).resolve().parent.parent.parent
