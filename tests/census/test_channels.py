@@ -81,4 +81,4 @@ def test_the_ap_id_pattern_is_written_once() -> None:
                     and re.fullmatch(r"\^?\[A-Za-z0-9\._-\]\{1,64\}\$?", node.value)):
                 copies.append(str(path.relative_to(ROOT)))
     assert copies == [], copies
-    assert AP_ID_PATTERN.pattern == r"[A-Za-z0-9._-]{1,64}"
+    assert AP_ID_PATTERN.pattern == r"\A[A-Za-z0-9._-]{1,64}\Z"
