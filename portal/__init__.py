@@ -162,9 +162,3 @@ def serving_role(settings: Settings, asked: str | None) -> str:
             "listener (`portal serve --role admin`, WIFI_CENSUS_PORTAL_ADMIN_HOST/_PORT) "
             "behind HTTPS, and residents with `--role captive`")
     return role
-
-
-def services_of(app: Flask) -> PortalServices:
-    """The app's PortalServices."""
-    services: PortalServices = app.extensions["portal"]
-    return services

@@ -50,10 +50,6 @@ class ClientSessions:
         """Key of the hint that a device pseudonym is bound to a resident."""
         return self._keys.portal_known(pseudonym)
 
-    def mark_known(self, pseudonym: str, seconds: int) -> None:
-        """Note that an address is bound (for as long as it may sign in with one tap)."""
-        self._redis.set(self.known_key(pseudonym), "1", ex=max(1, seconds))
-
     def forget_known(self, pseudonym: str) -> None:
         """The address is no longer bound."""
         self._redis.delete(self.known_key(pseudonym))
