@@ -3,7 +3,9 @@
 Each part of the system owns its own click group (``collector.cli``, ``analytics.cli``,
 ``portal.cli``, ``simulator.cli``); this module only wires them together with the shared
 ones (services, db, import, config, keys, demo). Parts are imported when their subcommand
-runs, so `wifi-census services up` does not pay for pandas or Flask.
+runs, so `wifi-census services up` does not pay for pandas or Flask. The two subcommands that
+need more than their part may import (`analytics accuracy`, `portal purge`) are defined here and
+added to the part's group when it is first used (docs/architecture.md).
 """
 
 from __future__ import annotations
