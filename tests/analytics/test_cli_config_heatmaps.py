@@ -21,7 +21,7 @@ from census.presence_store import InfluxV1Store
 from census.privacy import IdentityCipher
 from census.settings import Settings, environment_of
 from registry.db import session_scope
-from tests.analytics.conftest import Routine, household, import_registry, make_events, write_raw
+from tests.common import Routine, household, import_registry, make_events, write_raw
 from wifi_census.cli import main
 
 

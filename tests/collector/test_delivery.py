@@ -18,7 +18,7 @@ from census.mqtt import MqttClient
 from census.presence_store import InfluxV1Store
 from census.settings import Settings
 from collector.service import Collector
-from tests.collector.conftest import (
+from tests.common import (
     AP_FLOOR,
     AP_LOBBY,
     AP_UNIT,

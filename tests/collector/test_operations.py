@@ -24,7 +24,7 @@ from collector.cli import collector
 from collector.parser import ApLocation
 from registry.db import bump_registry_version, session_scope
 from registry.models import AccessPoint, Building, Community, Coverage, Unit
-from tests.collector.conftest import (
+from tests.common import (
     AP_UNIT,
     count_points,
     discard_session,

@@ -26,7 +26,7 @@ from portal.services import PortalServices
 from portal.signin import confirm_phone
 from portal.sms import ConsoleSmsSender
 from registry.models import Alert, AuditEntry, Device, Resident, SignIn
-from tests.portal.conftest import (
+from tests.common import (
     FLOOR_AP,
     FLOOR_AP_SECRET,
     LI_ID,

@@ -27,7 +27,7 @@ from portal.services import PortalServices
 from portal.sms import HttpSmsSender
 from registry.db import session_scope
 from registry.models import Alert, AuditEntry, Device, Resident, SignIn, Verification
-from tests.portal.conftest import (
+from tests.common import (
     FLOOR_AP,
     FLOOR_AP_SECRET,
     LI_ID,

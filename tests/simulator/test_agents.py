@@ -9,7 +9,7 @@ from census.commands import build_command
 from census.mqtt import MqttClient
 from census.settings import Settings
 from simulator.agents import SimulatedAgents
-from tests.portal.conftest import Subscriber
+from tests.common import Subscriber
 
 KEY = "agent-key-" + "0" * 30
 MAC = "a4:83:e7:12:9f:01"

@@ -27,12 +27,12 @@ from registry.db import make_engine, make_session_factory, session_scope
 from registry.models import AccessPoint
 from tests.brokers import (
     Broker,
-    free_port,
     mosquitto,
     production_broker,
     registry_with_aps,
     run_as_me,
 )
+from tests.common import free_port
 from wifi_census.cli import main
 from wifi_census.firmware import (
     ProvisioningError,

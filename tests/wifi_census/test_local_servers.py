@@ -16,14 +16,8 @@ from pathlib import Path
 import pytest
 
 from census.settings import Settings
+from tests.common import free_port
 from wifi_census import local_servers
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
