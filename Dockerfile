@@ -21,6 +21,7 @@ COPY collector ./collector
 COPY analytics ./analytics
 COPY portal ./portal
 COPY simulator ./simulator
+COPY wifi_census ./wifi_census
 RUN pip wheel --no-deps --no-build-isolation --wheel-dir /dist .
 
 # --- the image ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Entry points (docs/analytics.md describes the method):
 * ``analytics.heatmaps.build_heatmaps(...)`` / ``write_heatmaps(...)``: presence heatmaps as
   frames (for the dashboard) and as CSV, JSON and PNG files.
 * ``analytics.rollup.RollupStore``: the nightly roll-up of raw presence in InfluxDB.
-* ``analytics.evaluation.run_accuracy(...)``: accuracy against the simulator's truth (the only
+* ``wifi_census.accuracy.run_accuracy(...)``: accuracy against the simulator's truth (the only
   module that reads it; the estimator never imports it).
 
 Modules are imported where used, so ``import analytics`` stays cheap for the CLI.

@@ -21,14 +21,14 @@ LOGGER = logging.getLogger(__name__)
 
 def _settings() -> Settings:
     """Settings, or a click error naming the bad variable."""
-    from census.cli import configure_logging, load_settings
+    from census.startup import configure_logging, load_settings
 
     settings = load_settings()
     configure_logging(settings)
     return settings
 
 
-def _config(settings: Settings, path: Path | None, window: str | None) -> AnalyticsConfig:
+def command_config(settings: Settings, path: Path | None, window: str | None) -> AnalyticsConfig:
     """Analytics parameters: --config, else WIFI_CENSUS_ANALYTICS_CONFIG, else the defaults.
 
     The --window option overrides the file's window.
@@ -56,7 +56,7 @@ def _window(config: AnalyticsConfig, end: dt.datetime | None, timezone: str) -> 
     return Window.ending(end.date() if end else None, config.window_nights, timezone)
 
 
-def _progress(message: str) -> None:
+def progress(message: str) -> None:
     """Progress lines on stderr, so --json output stays clean."""
     click.echo(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {message}", err=True)
 
@@ -102,12 +102,12 @@ def run_command(window_text: str | None, community: str | None, end: dt.datetime
     if all_units and not as_json:
         raise click.UsageError("--all-units goes with --json")
     settings = _settings()
-    config = _config(settings, config_path, window_text)
+    config = command_config(settings, config_path, window_text)
     window = _window(config, end, settings.timezone)
     try:
         result = run_analysis(settings, config, window=window, community=community,
                               deliver=not no_deliver, out_dir=out_dir,
-                              recompute_rollup=recompute_rollup, progress=_progress)
+                              recompute_rollup=recompute_rollup, progress=progress)
     except StoreError as error:
         raise click.ClickException(f"InfluxDB: {error}") from None
     summary = result.summary(all_units=all_units)
@@ -176,7 +176,7 @@ def rollup_command(window_text: str | None, community: str | None, end: dt.datet
     from census.presence_store import InfluxV1Store, StoreError
 
     settings = _settings()
-    config = _config(settings, None, window_text)
+    config = command_config(settings, None, window_text)
     window = _window(config, end, settings.timezone)
     store = InfluxV1Store.from_settings(settings)
     try:
@@ -190,63 +190,3 @@ def rollup_command(window_text: str | None, community: str | None, end: dt.datet
         store.close()
     click.echo(f"{report.days_rolled} nights rolled up ({report.raw_points} raw points -> "
                f"{report.rows_written} rows), {report.days_current} already current")
-
-
-@analytics.command("accuracy")
-@click.option("--units", default=150, show_default=True, help="Units in each simulated community.")
-@click.option("--days", default=14, show_default=True, help="Nights to simulate and analyse.")
-@click.option("--seed", "seeds", type=int, multiple=True, default=(8311,), show_default=True,
-              help="Simulation seed(s); report figures on seeds never used to tune (see "
-                   "docs/analytics.md).")
-@click.option("--mix", "mixes", type=click.Choice(["default", "hard"]), multiple=True,
-              default=("default", "hard"), show_default=True,
-              help="Simulator behaviour mix(es), see docs/simulator.md.")
-@click.option("--interval", "intervals", type=click.IntRange(10, 3600), multiple=True,
-              default=(300, 600), show_default=True, help="AP snapshot cadence(s) in seconds.")
-@click.option("--group-rental-share", type=float, default=None,
-              help="Share of rentals that are group rentals (default: the simulator's, 6.44%).")
-@click.option("--move-ins", "move_in_share", type=click.FloatRange(0.0, 1.0), default=0.0,
-              show_default=True,
-              help="Share of group rentals whose people move in during the period; also "
-                   "reports how many nights after moving in each is first flagged (use "
-                   "--days 28 or more).")
-@click.option("--via", type=click.Choice(["influx", "direct"]), default="direct",
-              show_default=True,
-              help="influx: stream -> collector parser -> InfluxDB -> roll-up (the real path); "
-                   "direct: the same roll-up function in memory (same events, no database).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the simulated communities and the table "
-                   "(default: <var_dir>/accuracy).")
-@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
-@_config_option
-def accuracy_command(units: int, days: int, seeds: tuple[int, ...], mixes: tuple[str, ...],
-                     intervals: tuple[int, ...], group_rental_share: float | None,
-                     move_in_share: float, via: str, out_dir: Path | None, as_json: bool,
-                     config_path: Path | None) -> None:
-    """Simulate communities, analyse them as a deployment would, score against the truth.
-
-    Prints Wi-Fi only, meters only, combined and the naive baseline side by side for every
-    mix and cadence asked for.
-    """
-    from analytics.evaluation import matrix_table, run_matrix
-
-    settings = _settings()
-    config = _config(settings, config_path, None)
-    folder = out_dir or settings.var_dir / "accuracy"
-    rows = run_matrix(settings, folder, seeds=list(seeds), mixes=list(mixes),
-                      intervals=list(intervals), units=units, days=days,
-                      group_rental_share=group_rental_share, via=via, config=config,
-                      progress=_progress, move_in_share=move_in_share)
-    table = matrix_table(rows)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "accuracy.md").write_text(
-        f"{units} units, {days} nights, presence via {via}\n\n{table}\n", encoding="utf-8")
-    if as_json:
-        click.echo(json.dumps([row.as_dict() for row in rows], ensure_ascii=False))
-        return
-    click.echo(f"{units} units, {days} nights, presence via {via}; "
-               f"took {sum(row.seconds for row in rows):.0f} s")
-    click.echo("")
-    click.echo(table)
-    click.echo("")
-    click.echo(f"table written to {folder / 'accuracy.md'}")

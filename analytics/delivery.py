@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from analytics.config import AnalyticsConfig, Window
 from analytics.flags import TIER_ORDER, FlagRecord, flag_record, flags_to_deliver
 from analytics.loaders import records
-from census.events import alert_topic
+from census.channels import alert_topic
 from census.settings import Settings
 from registry.case_flow import OPEN_STATUSES
 from registry.db import session_scope

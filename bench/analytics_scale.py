@@ -67,13 +67,13 @@ def base_community(units: int, seed: int) -> dict[str, Any]:
         with cache.open("rb") as handle:
             data: dict[str, Any] = pickle.load(handle)
         return data
-    from analytics.evaluation import stream_events, window_for_period
     from analytics.loaders import load_registry
     from analytics.rollup import rollup_events
     from census.privacy import IdentityCipher
     from registry.db import make_engine, make_session_factory, session_scope, upgrade
     from registry.importers import import_csv
     from simulator import SimulationConfig, simulate
+    from wifi_census.accuracy import stream_events, window_for_period
 
     settings = Settings.load()
     folder = BENCH_DIR / f"sim-{units}-{seed}"
@@ -288,11 +288,11 @@ def measure_one(size: int, last_night: str, nights: int) -> dict[str, Any]:
 
 def rollup_rate(base: dict[str, Any], units: int, seed: int) -> dict[str, Any]:
     """Raw points/s of the nightly roll-up, on one simulated night of the base community."""
-    from analytics.evaluation import window_for_period, write_stream_points
     from analytics.rollup import RollupStore
     from census.presence_store import InfluxV1Store
     from collector.parser import ApLocation
     from simulator import SimulationConfig, simulate
+    from wifi_census.accuracy import window_for_period, write_stream_points
 
     settings = bench_settings(0)
     folder = BENCH_DIR / f"sim-night-{units}-{seed}"

@@ -8,7 +8,7 @@ One command:
 
 For each persistence setting (``interval:60``: the old timer; ``on:N``: ``autosave_on_changes
 true`` with ``autosave_interval N``), a private Mosquitto 2 (the project's configuration from
-census.services with only the autosave lines changed; its own folder and free port) gets a
+wifi_census.local_servers with only the autosave lines changed; its own folder and free port) gets a
 prepared collector session that is not connected, so every message queues. QoS 1 messages of
 10 snapshot events (~1 KB, what an AP sends) are published by --publishers connections, each
 waiting for every PUBACK as an AP does (one connection pipelines up to 1,000), in steps of
@@ -35,10 +35,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from census import services as local_services  # noqa: E402
-from census.events import PresenceEvent, encode_events, events_subscription, events_topic  # noqa: E402
+from census.channels import events_subscription, events_topic  # noqa: E402
+from census.events import PresenceEvent, encode_events  # noqa: E402
 from census.mqtt import MqttClient, ReceivedMessage  # noqa: E402
 from census.settings import Settings  # noqa: E402
+from wifi_census import local_servers as local_services  # noqa: E402
 
 EVENTS_PER_MESSAGE = 10
 SESSION = "durability-collector"

@@ -36,11 +36,11 @@ from bench.collector_throughput import (  # noqa: E402
     generate_stream,
     register_aps,
 )
-from census import services as local_services  # noqa: E402
-from census.events import events_topic  # noqa: E402
+from census.channels import events_topic  # noqa: E402
 from census.mqtt import MqttClient  # noqa: E402
 from census.presence_store import InfluxV1Store  # noqa: E402
 from census.settings import Settings  # noqa: E402
+from wifi_census import local_servers as local_services  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

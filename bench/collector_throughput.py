@@ -47,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 from cpu_budget import cpu_seconds, draw_cpu_budget, server_pids  # noqa: E402  (bench/ is the script's folder)
 
-from census.events import PresenceEvent, encode_events, events_topic  # noqa: E402
+from census.channels import events_topic  # noqa: E402
+from census.events import PresenceEvent, encode_events  # noqa: E402
 from census.mqtt import MqttClient  # noqa: E402
 from census.presence_store import InfluxV1Store  # noqa: E402
 from census.settings import VARIABLES, Settings  # noqa: E402

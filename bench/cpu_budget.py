@@ -57,7 +57,7 @@ def tree_cpu_seconds(root: int) -> float:
 
 def server_pids(settings: Settings, include_postgres: bool = False) -> dict[str, int]:
     """PIDs of the local servers (mosquitto, redis, influxdb, postgres) that run, by name."""
-    from census import services as local_services
+    from wifi_census import local_servers as local_services
 
     pids = {}
     for service in local_services.build_services(settings, include_postgres=include_postgres):

@@ -45,11 +45,11 @@ import redis.asyncio  # noqa: E402
 import requests  # noqa: E402
 from cpu_budget import draw_cpu_budget, server_pids, tree_cpu_seconds  # noqa: E402  (bench/ is the script's folder)
 
-from census import services as local_services  # noqa: E402
+from census.channels import command_topic  # noqa: E402
+from census.handshake import sign_redirect  # noqa: E402
 from census.mqtt import MqttClient, ReceivedMessage  # noqa: E402
 from census.privacy import IdentityCipher, resident_id_check_character  # noqa: E402
 from census.settings import PREFIX, Settings, generate_keys  # noqa: E402
-from portal.handshake import sign_redirect  # noqa: E402
 from registry.db import (  # noqa: E402
     bump_registry_version,
     make_engine,
@@ -67,6 +67,7 @@ from registry.models import (  # noqa: E402
     Unit,
     Verification,
 )
+from wifi_census import local_servers as local_services  # noqa: E402
 
 AP_ID = "ap-bench-01"
 AP_SECRET = "bench-ap-secret-" + "0123456789abcdef" * 3
@@ -417,7 +418,7 @@ class CommandCounter:
         self._client = MqttClient(settings, client_id=f"bench-{uuid.uuid4().hex[:8]}",
                                   on_message=self._handle)
         self._client.connect()
-        self._client.subscribe(settings.topic("v1", "ap", "+", "cmd"), qos=1)
+        self._client.subscribe(command_topic(settings.mqtt_topic_prefix, "+"), qos=1)
 
     def _handle(self, message: ReceivedMessage) -> None:
         """Count authorize commands."""

@@ -54,6 +54,7 @@ from bench.portal_load import (  # noqa: E402
     signed_path,
     sms_to,
 )
+from census.channels import RedisKeys  # noqa: E402
 from portal import create_app  # noqa: E402
 
 HEADERS = {
@@ -179,7 +180,7 @@ def main() -> None:
     populate(settings, total)
     app = create_app(settings)
     codes = redis.Redis.from_url(settings.redis_url)
-    last_key = f"{settings.redis_key_prefix}portal:sms:last"
+    last_key = RedisKeys(settings.redis_key_prefix).sms_last()
     # This thread's CPU only: a wall-clock profile would charge the waits for PostgreSQL, Redis
     # and the broker's PUBACK to whatever function was waiting.
     profiler = cProfile.Profile(time.thread_time) if args.profile else None

@@ -18,11 +18,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from census.events import command_topic
+from census.channels import is_ap_id
 from census.privacy import InvalidMacError, normalize_mac
 
-__all__ = ["ApCommand", "CommandAck", "CommandError", "NonceCache", "ack_topic", "build_command",
-           "command_topic", "encode_ack", "parse_ack", "parse_command", "signature",
+__all__ = ["ApCommand", "CommandAck", "CommandError", "NonceCache", "build_command",
+           "encode_ack", "parse_ack", "parse_command", "signature",
            "verify_command"]
 
 COMMAND_VERSION = 1
@@ -31,7 +31,6 @@ DEFAULT_COMMAND_TTL_S = 300
 MAX_SESSION_SECONDS = 30 * 86400
 _NONCE = re.compile(r"^[0-9a-f]{16}$")
 _SIG = re.compile(r"^[0-9a-f]{64}$")
-_AP_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _ERROR_WORD = re.compile(r"^[a-z_]{0,32}$")
 
 
@@ -71,11 +70,6 @@ class ApCommand:
         return json.dumps({k: wire[k] for k in order}, separators=(",", ":")).encode("utf-8")
 
 
-def ack_topic(prefix: str, ap_id: str) -> str:
-    """The topic an AP's agent acknowledges commands on."""
-    return f"{prefix}/v1/ap/{ap_id}/cmd/ack"
-
-
 def signature(key: str, command: ApCommand) -> str:
     """Lowercase hex HMAC-SHA256 of the command's signing string."""
     return hmac.new(key.encode("utf-8"), command.signing_string().encode("utf-8"),
@@ -88,7 +82,7 @@ def build_command(key: str, cmd: str, ap: str, mac: str, session_seconds: int = 
     """A signed command; raise CommandError for a bad command name, AP id, MAC or length."""
     if cmd not in COMMANDS:
         raise CommandError("bad_field", f"cmd must be one of {', '.join(COMMANDS)}, not {cmd!r}")
-    if not _AP_ID.match(ap):
+    if not is_ap_id(ap):
         raise CommandError("bad_field", f"ap {ap!r} is not an AP id")
     try:
         mac = normalize_mac(mac)
@@ -129,7 +123,7 @@ def parse_command(payload: bytes | str) -> ApCommand:
             raise CommandError("bad_field", f"{name} must be an integer")
     if data["cmd"] not in COMMANDS:
         raise CommandError("bad_field", f"unknown cmd {data['cmd']!r}")
-    if not _AP_ID.match(data["ap"]):
+    if not is_ap_id(data["ap"]):
         raise CommandError("bad_field", f"ap {data['ap']!r} is not an AP id")
     if not _NONCE.match(data["nonce"]):
         raise CommandError("bad_field", "nonce must be 16 lowercase hex characters")

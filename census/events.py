@@ -8,7 +8,6 @@ directions beside each other is what keeps the contract single.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,7 +18,6 @@ MAX_BATCH_EVENTS = 5000
 MAX_SSID_BYTES = 32
 MAX_EVENT_NESTING = 32  # levels of arrays/objects in one event, the event object included
 RSSI_RANGE = (-120, 0)
-AP_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 DEFAULT_SNAPSHOT_INTERVAL_S = 300
 
 
@@ -46,27 +44,6 @@ class PresenceEvent:
         if self.ssid is not None:
             wire["ssid"] = self.ssid
         return wire
-
-
-def events_topic(prefix: str, ap_id: str) -> str:
-    """The topic an AP publishes its events on."""
-    return f"{prefix}/v1/ap/{ap_id}/events"
-
-
-def events_subscription(prefix: str, share_group: str | None = None) -> str:
-    """The subscription that receives every AP's events, optionally as a shared subscription."""
-    topic = f"{prefix}/v1/ap/+/events"
-    return f"$share/{share_group}/{topic}" if share_group else topic
-
-
-def command_topic(prefix: str, ap_id: str) -> str:
-    """The topic an AP's agent receives signed commands on."""
-    return f"{prefix}/v1/ap/{ap_id}/cmd"
-
-
-def alert_topic(prefix: str, kind: str) -> str:
-    """The topic alerts of one kind are published on."""
-    return f"{prefix}/v1/alerts/{kind}"
 
 
 def encode_events(events: Iterable[PresenceEvent]) -> bytes:

@@ -292,10 +292,6 @@ class MqttClient:
             client.loop_start()
         return sent
 
-    def set_will(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = True) -> None:
-        """Set the last will (call before connect)."""
-        self._client.will_set(topic, payload, qos=qos, retain=retain)
-
     def disconnect(self) -> None:
         """Disconnect cleanly and stop the network loop."""
         try:

@@ -778,14 +778,6 @@ class Settings:
             values.update(_development_keys(values["var_dir"], missing))
         return cls(**values)
 
-    def topic(self, *levels: str) -> str:
-        """Join topic levels under the configured prefix."""
-        return "/".join((self.mqtt_topic_prefix, *levels))
-
-    def redis_key(self, *parts: str) -> str:
-        """Join Redis key parts under the configured prefix."""
-        return self.redis_key_prefix + ":".join(parts)
-
     @property
     def influx_policy_days(self) -> int:
         """Duration of the InfluxDB retention policy: the longest kept of its measurements

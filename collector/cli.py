@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from census.cli import load_settings
+from census.channels import RedisKeys
+from census.startup import load_settings
 from collector import logs
 
 
@@ -106,7 +107,7 @@ def run_command(client_id: str | None, share_group: str | None, exit_when_idle: 
 def prepare_command(client_id: str | None, share_group: str | None) -> None:
     """Create the collector's persistent session now, so events published before it first runs
     are kept by the broker for it."""
-    from census.events import events_subscription
+    from census.channels import events_subscription
     from census.mqtt import MqttClient, MqttError
 
     settings = load_settings()
@@ -132,7 +133,7 @@ def deadletters_command(limit: int) -> None:
 
     settings = load_settings()
     client = redis.Redis.from_url(settings.redis_url)
-    key = settings.redis_key("deadletter")
+    key = RedisKeys(settings.redis_key_prefix).deadletter()
     try:
         entries: list[Any] = list(client.xrevrange(key, count=limit) or [])
         kept = client.xlen(key)

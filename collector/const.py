@@ -36,6 +36,3 @@ DEADLETTER_PAYLOAD_BYTES = 4096
 # At most this many dead-letter samples per reason per flushed batch: counts are exact, samples
 # are samples, so a flood of bad input cannot turn into a flood of Redis writes.
 DEADLETTER_SAMPLES_PER_BATCH = 20
-
-DEFAULT_CLIENT_ID = "wifi-census-collector"
-DEFAULT_SHARE_GROUP = "collectors"

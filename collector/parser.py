@@ -16,8 +16,8 @@ from typing import Any, Literal, NamedTuple
 
 import msgspec
 
+from census.channels import ap_topic_head, is_ap_id
 from census.events import (
-    AP_ID_PATTERN,
     CONTRACT_VERSION,
     EVENT_TYPES,
     MAX_BATCH_EVENTS,
@@ -266,7 +266,7 @@ class EventParser:
         retention_days: int,
         max_future_s: float = MAX_FUTURE_S,
     ) -> None:
-        self._head = f"{topic_prefix}/v1/ap/"
+        self._head = ap_topic_head(topic_prefix)
         self._tail = "/events"
         self._pseudonymizer = pseudonymizer
         self._locate = locate
@@ -279,7 +279,7 @@ class EventParser:
         if not (topic.startswith(self._head) and topic.endswith(self._tail)):
             return None
         ap_id = topic[len(self._head) : len(topic) - len(self._tail)]
-        return ap_id if AP_ID_PATTERN.match(ap_id) else None
+        return ap_id if is_ap_id(ap_id) else None
 
     def parse(self, topic: str, payload: bytes, now: float) -> ParsedMessage:
         """Parse one message; every problem becomes a Reject, nothing raises."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import redis
 
+from census.channels import RedisKeys
 from collector.const import DEADLETTER_MAX_ENTRIES, PRESENCE_TTL_S
 from collector.parser import ParsedEvent
 
@@ -181,22 +182,22 @@ class RedisState:
         ttl_s: int = PRESENCE_TTL_S,
     ) -> None:
         self._client = client
-        self._prefix = key_prefix
+        self._keys = RedisKeys(key_prefix)
         self._retention_s = retention_days * 86400
         self._fallback = fallback_file
         self._ttl_s = ttl_s
         self._disconnect = client.register_script(_DISCONNECT_SCRIPT)
         self._seen = client.register_script(_SEEN_SCRIPT)
         self._next_trim = 0.0
-        self.deadletter_key = f"{key_prefix}deadletter"
+        self.deadletter_key = self._keys.deadletter()
 
     def ap_key(self, ap_id: str) -> str:
         """The presence key of an AP."""
-        return f"{self._prefix}here:ap:{ap_id}"
+        return self._keys.here_ap(ap_id)
 
     def unit_key(self, unit_ref: str) -> str:
         """The presence key of a unit."""
-        return f"{self._prefix}here:unit:{unit_ref}"
+        return self._keys.here_unit(unit_ref)
 
     def apply_presence(self, update: PresenceUpdate, now: float | None = None) -> bool:
         """Write one batch's presence changes in one pipeline; False if Redis failed."""

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import redis
 
-from census.events import events_subscription
+from census.channels import events_subscription
 from census.mqtt import MqttClient, MqttError, ReceivedMessage
 from census.presence_store import InfluxV1Store, PermanentStoreError, TransientStoreError
 from census.settings import Settings

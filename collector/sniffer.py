@@ -25,14 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from census.events import (
-    AP_ID_PATTERN,
-    MAX_SSID_BYTES,
-    RSSI_RANGE,
-    PresenceEvent,
-    encode_events,
-    events_topic,
-)
+from census.channels import events_topic, is_ap_id
+from census.events import MAX_SSID_BYTES, RSSI_RANGE, PresenceEvent, encode_events
 from census.mqtt import MqttClient
 from census.privacy import InvalidMacError, normalize_mac
 from census.settings import Settings
@@ -353,7 +347,7 @@ def run_sniffer(
     mqtt_factory: Callable[..., MqttClient] = MqttClient,
 ) -> SnifferStats:
     """Sniff (live or from a pcap) and publish events until the source ends or stop is set."""
-    if not AP_ID_PATTERN.match(ap_id):
+    if not is_ap_id(ap_id):
         raise SnifferError(f"--ap-id {ap_id!r} must be 1-64 letters, digits, . _ or -")
     if (iface is None) == (pcap is None):
         raise SnifferError("give exactly one of --iface IFACE or --pcap FILE")

@@ -19,8 +19,8 @@ from typing import Any
 
 import requests
 
-from census.commands import ApCommand, build_command, command_topic
-from census.events import alert_topic
+from census.channels import alert_topic, command_topic
+from census.commands import ApCommand, build_command
 from census.mqtt import MqttClient, MqttError
 from census.settings import Settings
 

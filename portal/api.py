@@ -9,17 +9,16 @@ client traffic without NAT to the portal, or sets ``X-Forwarded-For`` through a 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from flask import Blueprint, Response, request, url_for
 from sqlalchemy import text
 
+from census.channels import is_ap_id
 from portal.const import CAPTIVE_JSON
 from portal.services import portal_services
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-_AP_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def _json(body: dict[str, Any], status: int = 200, media_type: str = "application/json"
@@ -39,7 +38,7 @@ def captive() -> Response:
     base = settings.portal_public_url.rstrip("/")
     body: dict[str, Any] = {"captive": True}
     remaining = 0
-    if _AP_ID.match(ap_id) and services.directory.get(ap_id) is not None:
+    if is_ap_id(ap_id) and services.directory.get(ap_id) is not None:
         remaining = services.client_sessions.remaining(ap_id, request.remote_addr or "")
     if remaining > 0:
         body["captive"] = False

@@ -18,8 +18,17 @@ from flask_babel import gettext as _
 from markupsafe import Markup
 from wtforms.fields.choices import SelectChoice
 
+from census.handshake import (
+    HANDSHAKE_SIGNED,
+    MAX_FUTURE_SKEW_S,
+    Handshake,
+    HandshakeError,
+    is_handshake,
+    parse_fas,
+    verify_signed_redirect,
+)
 from census.privacy import mask_name, mask_phone, pseudonymize_mac
-from portal.const import CONSENT_VERSION, HANDSHAKE_SIGNED
+from portal.const import CONSENT_VERSION
 from portal.devices import known_device
 from portal.flow import FLOW_MAX_AGE_S, Flow, FlowError, FlowStop
 from portal.forms import (
@@ -31,14 +40,6 @@ from portal.forms import (
     ResendForm,
     SignInForm,
     flow_csrf_token,
-)
-from portal.handshake import (
-    MAX_FUTURE_SKEW_S,
-    Handshake,
-    HandshakeError,
-    is_handshake,
-    parse_fas,
-    verify_signed_redirect,
 )
 from portal.i18n import page_locale
 from portal.identity import DeclaredIdentity, clean_id_number, clean_name, clean_phone

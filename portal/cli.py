@@ -18,7 +18,7 @@ LOGGER = logging.getLogger(__name__)
 
 def _settings() -> Any:
     """Settings, or a click error naming the bad variable."""
-    from census.cli import configure_logging, load_settings
+    from census.startup import configure_logging, load_settings
 
     settings = load_settings()
     configure_logging(settings)
@@ -167,8 +167,8 @@ def ap_fas(ap_id: str, gateway: str) -> None:
     """Enable openNDS FAS hand-overs from AP_ID at its gateway address, or disable them."""
     from sqlalchemy import select
 
+    from census.handshake import valid_gateway
     from portal.audit import record
-    from portal.handshake import valid_gateway
     from registry.db import bump_registry_version, make_engine, make_session_factory, session_scope
     from registry.models import AccessPoint
 
@@ -195,10 +195,10 @@ def ap_fas(ap_id: str, gateway: str) -> None:
 def sign_redirect_command(ap_id: str, mac: str, client_ip: str, gw: str,
                           original_url: str) -> None:
     """Print a signed redirect URL as the AP's agent would build it (testing, demo)."""
+    from census.handshake import sign_redirect
     from census.privacy import IdentityCipher
-    from portal.directory import ApDirectory
-    from portal.handshake import sign_redirect
     from registry.db import make_engine, make_session_factory
+    from registry.directory import ApDirectory
 
     settings = _settings()
     factory = make_session_factory(make_engine(settings.database_url))
@@ -251,15 +251,6 @@ def confirm_phone_command(signin_id: int, staff: str) -> None:
     finally:
         engine.dispose()
     click.echo(f"resident {resident_id}: the phone of sign-in {signin_id} is now on file")
-
-
-@portal.command("purge")
-def purge() -> None:
-    """Same as `wifi-census retention run` (kept for existing scripts): every data class, not
-    only sign-ins, each to its own retention setting."""
-    from census.cli import run_retention_command
-
-    run_retention_command(as_json=False)
 
 
 @portal.command("case-sweep")

@@ -421,7 +421,7 @@ def run_command(client_id: str | None, exit_when_idle: float | None) -> None:
     """Watch command and answer topics; keep ap_commands current (a long-running service)."""
     import signal
 
-    from census.cli import configure_logging, load_settings
+    from census.startup import configure_logging, load_settings
 
     settings = load_settings()
     configure_logging(settings)
@@ -448,7 +448,7 @@ def summary_command(hours: int, as_json: bool) -> None:
     """Per AP: commands sent, done, refused (by reason) and unanswered, worst first."""
     import json
 
-    from census.cli import load_settings
+    from census.startup import load_settings
 
     settings = load_settings()
     log = CommandLog(make_session_factory(make_engine(settings.database_url)),

@@ -10,10 +10,6 @@ DEFAULT_LOCALE = "zh_CN"
 # so that sign-in records say which text was accepted.
 CONSENT_VERSION = "2026-11"
 
-# How the AP handed the client over.
-HANDSHAKE_SIGNED = "signed"  # this project's HMAC-signed redirect (AP runs the census agent)
-HANDSHAKE_FAS = "fas"  # stock openNDS forwarding authentication, fas_secure_enabled=1 (hid)
-
 METHOD_SMS = "sms"
 METHOD_ONE_TAP = "one_tap"
 
@@ -28,9 +24,6 @@ OUTCOME_VISITOR = "visitor"  # not in the registry and no unit given
 
 # The one media type RFC 8908 defines for the Captive Portal API.
 CAPTIVE_JSON = "application/captive+json"
-
-# openNDS's default virtual authentication directory.
-OPENNDS_AUTHDIR = "opennds_auth"
 
 # Rate limits: (requests, window seconds), applied per client (see portal/ratelimit.py).
 RATE_LIMITS: dict[str, tuple[int, int]] = {

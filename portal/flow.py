@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 import redis
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from census.handshake import Handshake
 from census.privacy import IdentityCipher
-from portal.handshake import Handshake
 from portal.identity import DeclaredIdentity
 
 FLOW_MAX_AGE_S = 30 * 60

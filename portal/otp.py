@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 
 import redis
 
+from census.channels import RedisKeys
+
 CODE_DIGITS = 6
 
 # KEYS: otp hash, cooldown, phone-day counter, client-day counter, AP-hour counter,
@@ -157,7 +159,7 @@ class OtpService:
     def __init__(self, client: redis.Redis, key_prefix: str, secret: str, policy: OtpPolicy,
                  timezone: str) -> None:
         self._redis = client
-        self._prefix = key_prefix
+        self._key_names = RedisKeys(key_prefix)
         self._secret = hashlib.sha256(b"wifi-census otp\x00" + secret.encode()).digest()
         self._policy = policy
         self._tz = ZoneInfo(timezone)
@@ -192,12 +194,12 @@ class OtpService:
         day, hour = local.strftime("%Y%m%d"), local.strftime("%Y%m%d%H")
         digest = self.phone_digest(phone)
         return [
-            f"{self._prefix}portal:otp:{fid}",
-            f"{self._prefix}portal:otp:cool:{digest}",
-            f"{self._prefix}portal:otp:day:phone:{digest}:{day}",
-            f"{self._prefix}portal:otp:day:client:{client}:{day}",
-            f"{self._prefix}portal:otp:hour:ap:{ap}:{hour}",
-            f"{self._prefix}portal:otp:hour:ap:{ap}:{hour}:alerted",
+            self._key_names.otp(fid),
+            self._key_names.otp_cooldown(digest),
+            self._key_names.otp_day_phone(digest, day),
+            self._key_names.otp_day_client(client, day),
+            self._key_names.otp_hour_ap(ap, hour),
+            self._key_names.otp_hour_ap_alerted(ap, hour),
         ]
 
     def issue(self, fid: str, phone: str, client: str, *, ap: str, binding: str,
@@ -239,7 +241,7 @@ class OtpService:
         """Check an entered code for what it is about to vouch for; a correct one is used up."""
         cleaned = "".join(ch for ch in code if ch in "0123456789")
         status, left = self._verify(
-            keys=[f"{self._prefix}portal:otp:{fid}"],
+            keys=[self._key_names.otp(fid)],
             args=[self._code_hash(fid, cleaned), self._policy.max_tries, binding],
         )
         word = VerifyStatus(status.decode() if isinstance(status, bytes) else status)
@@ -254,5 +256,5 @@ class OtpService:
 
     def cooldown_left(self, phone: str) -> int:
         """Seconds before another code may be sent to this number."""
-        ttl = self._redis.pttl(f"{self._prefix}portal:otp:cool:{self.phone_digest(phone)}")
+        ttl = self._redis.pttl(self._key_names.otp_cooldown(self.phone_digest(phone)))
         return max(0, -(-int(ttl) // 1000)) if isinstance(ttl, int) and ttl > 0 else 0

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, true
 from werkzeug.wrappers import Response
 
 from analytics.heatmaps import natural_key
+from census.channels import RedisKeys
 from portal.access import OPERATORS, in_scope
 from portal.admin import alerts_in_scope, roles_required
 from portal.scope import EVERY_ROLE, S, audit, services, staff
@@ -174,10 +175,10 @@ def _live(aps: list[str]) -> tuple[int, int]:
     """Devices seen in the last 15 minutes over these APs, and APs that saw none."""
     if not aps:
         return 0, 0
-    prefix = services().settings.redis_key_prefix
+    keys = RedisKeys(services().settings.redis_key_prefix)
     since = time.time() - PRESENCE_WINDOW_S
     pipe = services().redis.pipeline(transaction=False)
     for ap in aps:
-        pipe.zcount(f"{prefix}here:ap:{ap}", since, "+inf")
+        pipe.zcount(keys.here_ap(ap), since, "+inf")
     counts = [int(n) for n in pipe.execute()]
     return sum(counts), sum(1 for n in counts if n == 0)

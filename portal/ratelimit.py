@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from census.channels import RedisKeys
 from portal.const import RATE_LIMITS
 
 
@@ -36,7 +37,7 @@ class RateLimiter:
     def __init__(self, client: redis.Redis, key_prefix: str,
                  limits: dict[str, tuple[int, int]] | None = None) -> None:
         self._redis = client
-        self._prefix = key_prefix
+        self._keys = RedisKeys(key_prefix)
         self._limits = dict(RATE_LIMITS if limits is None else limits)
 
     def hit(self, name: str, ident: str, now: float | None = None) -> Decision:
@@ -78,7 +79,7 @@ class RateLimiter:
         """Queue the hit's commands; return what turns the count into a Decision."""
         limit, window = self._limits[name]
         moment = time.time() if now is None else now
-        key = f"{self._prefix}portal:rl:{name}:{ident}:{int(moment // window)}"
+        key = self._keys.rate_limit(name, ident, int(moment // window))
         pipe.incr(key)
         pipe.expire(key, window + 1)
 
@@ -94,4 +95,4 @@ class RateLimiter:
         """Forget a client's hits in the current window (after a successful staff login)."""
         _limit, window = self._limits[name]
         moment = time.time() if now is None else now
-        self._redis.delete(f"{self._prefix}portal:rl:{name}:{ident}:{int(moment // window)}")
+        self._redis.delete(self._keys.rate_limit(name, ident, int(moment // window)))

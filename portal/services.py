@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from census.privacy import IdentityCipher
 from census.settings import Settings
 from portal.apcontrol import AlertDispatcher, ApControl, Publisher
-from portal.directory import ApDirectory
 from portal.flow import FlowCodec, PendingStore
 from portal.otp import OtpPolicy, OtpService
 from portal.ratelimit import RateLimiter
@@ -20,6 +19,7 @@ from portal.sessions import ClientSessions
 from portal.sms import ConsoleSmsSender, HttpSmsSender, SmsSender
 from portal.staff_auth import LoginGuard, LoginPolicy
 from registry.db import make_engine, make_session_factory
+from registry.directory import ApDirectory
 
 SQLITE_BUSY_TIMEOUT_S = 8.0
 

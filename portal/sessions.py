@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import redis
 
+from census.channels import RedisKeys
+
 
 class ClientSessions:
     """Online clients by (AP, client IP) and by device pseudonym, expiring with the session."""
 
     def __init__(self, client: redis.Redis, key_prefix: str) -> None:
         self._redis = client
-        self._prefix = key_prefix
+        self._keys = RedisKeys(key_prefix)
 
     def _by_ip(self, ap_id: str, client_ip: str) -> str:
         """Key of a client's session by AP and IP."""
-        return f"{self._prefix}portal:client:{ap_id}:{client_ip}"
+        return self._keys.portal_client(ap_id, client_ip)
 
     def _by_device(self, pseudonym: str) -> str:
         """Key pointing from a device pseudonym to its session key."""
-        return f"{self._prefix}portal:dev:{pseudonym}"
+        return self._keys.portal_device(pseudonym)
 
     def start(self, ap_id: str, client_ip: str, pseudonym: str, seconds: int,
               known_for: int = 0, forget: tuple[str, ...] = ()) -> None:
@@ -46,11 +48,7 @@ class ClientSessions:
 
     def known_key(self, pseudonym: str) -> str:
         """Key of the hint that a device pseudonym is bound to a resident."""
-        return f"{self._prefix}portal:known:{pseudonym}"
-
-    def mark_known(self, pseudonym: str, seconds: int) -> None:
-        """Note that an address is bound (for as long as it may sign in with one tap)."""
-        self._redis.set(self.known_key(pseudonym), "1", ex=max(1, seconds))
+        return self._keys.portal_known(pseudonym)
 
     def forget_known(self, pseudonym: str) -> None:
         """The address is no longer bound."""

@@ -19,11 +19,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from census.handshake import HANDSHAKE_SIGNED, fas_auth_url
 from census.privacy import IdentityCipher, is_locally_administered, mask_name, pseudonymize_mac
 from portal import audit
 from portal.apcontrol import CommandNotSent
 from portal.const import (
-    HANDSHAKE_SIGNED,
     METHOD_ONE_TAP,
     METHOD_SMS,
     OUTCOME_MISMATCH,
@@ -34,7 +34,6 @@ from portal.const import (
 )
 from portal.devices import BindResult, Revocation, bind_device, device_label, revoke_all
 from portal.flow import FLOW_MAX_AGE_S, Flow
-from portal.handshake import fas_auth_url
 from portal.identity import DeclaredIdentity, match_identity
 from portal.services import PortalServices
 from registry.db import bump_registry_version, session_scope

@@ -16,6 +16,7 @@ from typing import Protocol
 import redis
 import requests
 
+from census.channels import RedisKeys
 from census.phones import canonical_phone
 from census.privacy import mask_phone
 
@@ -40,8 +41,8 @@ class ConsoleSmsSender:
 
     def __init__(self, client: redis.Redis, key_prefix: str) -> None:
         self._redis = client
-        self.outbox_key = f"{key_prefix}portal:sms:outbox"
-        self.last_key = f"{key_prefix}portal:sms:last"
+        self.outbox_key = RedisKeys(key_prefix).sms_outbox()
+        self.last_key = RedisKeys(key_prefix).sms_last()
 
     def send(self, phone: str, text: str, code: str) -> None:
         """Log the message and push it to the outbox list."""

@@ -24,6 +24,8 @@ from typing import Any
 
 import redis
 
+from census.channels import RedisKeys
+
 LOGGER = logging.getLogger(__name__)
 
 SESSION_GENERATION = "staff_gen"
@@ -82,7 +84,7 @@ class LoginGuard:
     def __init__(self, client: redis.Redis, key_prefix: str,
                  policy: LoginPolicy | None = None) -> None:
         self._redis = client
-        self._prefix = f"{key_prefix}portal:staff:"
+        self._keys = RedisKeys(key_prefix)
         self.policy = policy or LoginPolicy()
 
     def reserve(self, username: str, address: str, now: float | None = None) -> Attempt:
@@ -93,11 +95,11 @@ class LoginGuard:
         pair = _digest(name, address)
         attempt = Attempt(
             wait=0,
-            pair_key=f"{self._prefix}fail:{pair}",
-            name_key=f"{self._prefix}name:{_digest(name)}:{int(moment // p.name_window_s)}",
-            address_key=f"{self._prefix}addr:{_digest(address)}:"
-                        f"{int(moment // p.address_window_s)}",
-            known_key=f"{self._prefix}known:{pair}",
+            pair_key=self._keys.staff_failures(pair),
+            name_key=self._keys.staff_name(_digest(name), int(moment // p.name_window_s)),
+            address_key=self._keys.staff_address(_digest(address),
+                                              int(moment // p.address_window_s)),
+            known_key=self._keys.staff_known(pair),
         )
         pipe = self._redis.pipeline(transaction=False)
         pipe.hincrby(attempt.pair_key, "n", 1)

@@ -36,6 +36,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from analytics.config import DAY_START_HOUR, AnalyticsConfig
 from analytics.flags import HazardCategory, load_hazards
 from analytics.heatmaps import natural_key, unpack_hour_night
+from census.channels import RedisKeys
 from portal.access import DISPATCHERS
 from portal.admin import roles_required
 from portal.audit import record
@@ -81,7 +82,7 @@ def hazard_catalogue() -> dict[str, HazardCategory]:
 def present_now(unit_ref: str) -> int:
     """Devices the collector saw in the unit in the last 15 minutes (Redis live presence)."""
     settings = services().settings
-    key = f"{settings.redis_key_prefix}here:unit:{unit_ref}"
+    key = RedisKeys(settings.redis_key_prefix).here_unit(unit_ref)
     return int(services().redis.zcount(key, time.time() - PRESENCE_WINDOW_S, "+inf"))
 
 

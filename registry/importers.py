@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
+from census.channels import is_ap_id
 from census.privacy import (
     IdentityCipher,
     normalize_id_number,
@@ -46,7 +47,6 @@ LOGGER = logging.getLogger(__name__)
 
 CHUNK_ROWS = 2000
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-AP_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # A DNS host name: labels of letters, digits and inner hyphens.
 HOST_PATTERN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
                           r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -271,7 +271,7 @@ def _gateway(row: Mapping[str, str], column: str) -> str | None:
 def parse_ap_row(row: Mapping[str, str]) -> dict[str, Any]:
     """Validate an aps.csv row."""
     ap_id = row["ap_id"].strip()
-    if not AP_ID_PATTERN.match(ap_id):
+    if not is_ap_id(ap_id):
         raise RowProblem("ap_id", value=ap_id)
     coverage = _choice(row, "coverage", Coverage)
     community, building = _code(row, "community"), _code(row, "building")

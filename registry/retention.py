@@ -19,6 +19,7 @@ import redis
 from sqlalchemy import Delete, and_, delete, exists, func, or_
 from sqlalchemy.orm import Session, sessionmaker
 
+from census.channels import RedisKeys
 from census.presence_store import (
     MEASUREMENT_DAILY,
     MEASUREMENT_DAILY_STATE,
@@ -159,7 +160,7 @@ def _enforce(name: str, cutoff: dt.datetime, settings: Settings,
     if name == "dead_letters":
         if redis_client is None:
             raise OSError("no Redis client given")
-        key = f"{settings.redis_key_prefix}deadletter"
+        key = RedisKeys(settings.redis_key_prefix).deadletter()
         # Stream ids are milliseconds: everything below the cutoff's goes (exactly, not ~).
         return int(redis_client.xtrim(key, minid=str(before_ns // 1_000_000),
                                       approximate=False))

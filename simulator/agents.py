@@ -16,7 +16,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from census.commands import CommandError, NonceCache, ack_topic, encode_ack, verify_command
+from census.channels import ack_topic, ap_topic_head, command_topic
+from census.commands import CommandError, NonceCache, encode_ack, verify_command
 from census.mqtt import MqttClient, ReceivedMessage
 from census.settings import Settings
 
@@ -31,7 +32,7 @@ class SimulatedAgents:
         self._settings = settings
         self._key_for = key_for
         self._clock = clock
-        self._head = f"{settings.mqtt_topic_prefix}/v1/ap/"
+        self._head = ap_topic_head(settings.mqtt_topic_prefix)
         self._nonces: dict[str, NonceCache] = {}  # per AP, as each agent keeps its own
         self._lock = threading.Lock()
         self._answered = threading.Condition(self._lock)
@@ -43,7 +44,7 @@ class SimulatedAgents:
     def start(self) -> None:
         """Connect and subscribe to every AP's command topic."""
         self._client.connect()
-        self._client.subscribe(f"{self._head}+/cmd", qos=1)
+        self._client.subscribe(command_topic(self._settings.mqtt_topic_prefix, "+"), qos=1)
 
     def stop(self) -> None:
         """Send the last answers and disconnect."""

@@ -77,7 +77,7 @@ def simulate(units: int, days: int, seed: int, out: Path, end: dt.datetime | Non
              community_size: int, rented_share: float, group_rental_share: float, ssid: str,
              mix: str, as_json: bool) -> None:
     """Generate a synthetic community with ground truth; with --publish, send its events."""
-    from census.cli import configure_logging, load_settings
+    from census.startup import configure_logging, load_settings
 
     settings = load_settings()
     configure_logging(settings)
@@ -157,11 +157,12 @@ def ap_agents() -> None:
     import signal
     import threading
 
-    from census.cli import configure_logging, load_settings
+    from census.channels import command_topic
     from census.mqtt import MqttError
     from census.privacy import IdentityCipher
-    from portal.directory import ApDirectory
+    from census.startup import configure_logging, load_settings
     from registry.db import make_engine, make_session_factory
+    from registry.directory import ApDirectory
     from simulator.agents import SimulatedAgents
 
     settings = load_settings()
@@ -175,7 +176,7 @@ def ap_agents() -> None:
         agents.start()
     except MqttError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"AP agents answering commands on {settings.mqtt_topic_prefix}/v1/ap/+/cmd",
+    click.echo(f"AP agents answering commands on {command_topic(settings.mqtt_topic_prefix, '+')}",
                err=True)
     try:
         while not stop.wait(1.0):

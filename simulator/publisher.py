@@ -1,7 +1,7 @@
 """Send a recorded event stream to the broker, as the access points would.
 
 Each line of ``events.jsonl`` becomes one QoS 1 message on ``{p}/v1/ap/{ap_id}/events``
-(``census.events.events_topic``), through ``census.mqtt.MqttClient``. Lines the simulator wrote
+(``census.channels.events_topic``), through ``census.mqtt.MqttClient``. Lines the simulator wrote
 are sliced, not parsed: the payload bytes go out exactly as recorded. Other well-formed lines
 are parsed and re-encoded compactly; a malformed line is logged with its line number and
 skipped, and the rest of the stream still goes out.
@@ -21,14 +21,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from census.events import AP_ID_PATTERN, MAX_BATCH_EVENTS, MAX_PAYLOAD_BYTES, events_topic
+from census.channels import AP_ID_CHARS, events_topic, is_ap_id
+from census.events import MAX_BATCH_EVENTS, MAX_PAYLOAD_BYTES
 from census.mqtt import MqttClient
 from census.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
 
 # The simulator's own lines: sliced without parsing (the common, fast path).
-_LINE = re.compile(rb'^\{"ap":"([A-Za-z0-9._-]{1,64})","payload":(\[.*\])\}\s*$', re.DOTALL)
+_LINE = re.compile(rb'^\{"ap":"([' + AP_ID_CHARS.encode() + rb']{1,64})","payload":(\[.*\])\}\s*$',
+                   re.DOTALL)
 _FIRST_TS = re.compile(rb'"ts":(-?[0-9.eE+-]+)')
 # At most this many messages wait unacknowledged (paho's own queue is unbounded, see
 # census.mqtt): what keeps a multi-gigabyte stream from piling up in memory. Unpaced streams
@@ -57,7 +59,7 @@ def parse_line(raw: bytes) -> tuple[str, bytes, float | None]:
         if not isinstance(record, dict) or set(record) != {"ap", "payload"}:
             raise StreamLineError('must be an object with exactly the keys "ap" and "payload"')
         ap_id = record["ap"]
-        if not isinstance(ap_id, str) or not AP_ID_PATTERN.match(ap_id):
+        if not isinstance(ap_id, str) or not is_ap_id(ap_id):
             raise StreamLineError(f"ap {ap_id!r} is not an AP id")
         body = record["payload"]
         if isinstance(body, list) and len(body) > MAX_BATCH_EVENTS:

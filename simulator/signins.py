@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from portal.handshake import sign_redirect
+from census.handshake import sign_redirect
 
 _HIDDEN = re.compile(r'name="(flow|lang|csrf_token)" type="hidden" value="([^"]*)"')
 _OPTION = re.compile(r'<option value="([^"]*)"[^>]*>([^<]*)</option>')

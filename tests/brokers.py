@@ -27,9 +27,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from census.firmware import issue_credentials
 from census.mqtt import MqttClient, ReceivedMessage
 from census.settings import Settings, generate_keys
+from tests.common import free_port
+from wifi_census.firmware import issue_credentials
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,13 +120,6 @@ def make_pki(folder: Path, name: str = "census-test-ca") -> Pki:
     ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     server_cert, server_key = _issue(folder, "broker", ca_cert, ca_key, server=True)
     return Pki(ca_path, server_cert, server_key, ca_cert, ca_key, folder)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path,

@@ -1,18 +1,81 @@
-"""Helpers shared by tests (imported as `tests.common`, never from conftest or other tests)."""
+"""Helpers shared by tests (imported as `tests.common`, never from conftest or other tests).
+
+In order: ports and waits; the headless browser; analytics' small registry and synthetic
+presence; the collector's small registry, events and running collector; private servers; the
+portal's registry, identities, forms and staff; the back office's estimates; case-flow
+expectations; the simulator's small runs. Fixtures stay in the conftest.py files.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import queue
+import random
+import re
 import shutil
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import pandas as pd
+import psycopg
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import make_server
+from werkzeug.test import TestResponse
+
+from analytics.config import Window
+from analytics.heatmaps import pack_hour_night
+from census.channels import events_subscription, events_topic
+from census.events import PresenceEvent, encode_events
+from census.handshake import sign_redirect
+from census.mqtt import MqttClient, ReceivedMessage
+from census.presence_store import MEASUREMENT_PRESENCE, InfluxV1Store, Point
+from census.privacy import IdentityCipher, resident_id_check_character
+from census.settings import PREFIX, Settings, environment_of
+from collector.service import Collector, CollectorOptions, CollectorSummary
+from portal.services import PortalServices
+from portal.sms import ConsoleSmsSender
+from registry.db import (
+    bump_registry_version,
+    make_engine,
+    make_session_factory,
+    session_scope,
+)
+from registry.db import upgrade as upgrade_registry
+from registry.importers import import_csv
+from registry.models import (
+    AccessPoint,
+    Building,
+    Community,
+    Coverage,
+    IdType,
+    Resident,
+    StaffUser,
+    Unit,
+    UnitEstimate,
+    Verification,
+    WatchlistEntry,
+)
+from registry.staff import upsert_staff
+from simulator import SimulationConfig, SimulationResult, simulate
+from tests.cases_common import PASSWORD, Places
+from wifi_census import local_servers as local_services
 
 
 def free_port() -> int:
@@ -78,3 +141,652 @@ def save_screenshot(page: Any, name: str) -> None:
     """Save a full-page screenshot to tests/artifacts/portal/<name>.png (git-ignored)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+UNITS_HEADER = ("community,community_name,building,building_name,unit,floor,room,area_m2,"
+                "registered_occupants,rented,meter_group\n")
+
+
+UNITS_CSV = UNITS_HEADER + """C1,,B1,,0101,1,101,60,2,0,
+C1,,B1,,0102,1,102,60,1,1,
+C1,,B1,,0103,1,103,60,2,0,
+C1,,B1,,0104,1,104,60,1,1,
+C1,,B2,,0201,2,201,50,2,0,
+C1,,B2,,0202,2,202,50,1,1,
+"""
+
+
+APS_CSV = """ap_id,community,building,floor,unit,coverage,ssid
+ap-0101,C1,B1,1,0101,unit,Census-Free
+ap-0102,C1,B1,1,0102,unit,Census-Free
+ap-0103,C1,B1,1,0103,unit,Census-Free
+ap-0104,C1,B1,1,0104,unit,Census-Free
+ap-lobby,C1,B1,1,,building,Census-Free
+ap-b2-f2,C1,B2,2,,floor,Census-Free
+"""
+
+
+def recent_last_night() -> dt.date:
+    """A last night a few days back, inside InfluxDB's retention and already over."""
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).date()
+
+
+def pseudonym(name: str) -> str:
+    """A stable 16-hex pseudonym for a test device name."""
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Routine:
+    """A device's days: home from ``home`` (local hour, may pass midnight) to ``leave``."""
+
+    name: str
+    ap: str
+    home: float = 19.0
+    leave: float = 8.0
+    rssi: int = -50
+    jitter_min: int = 40
+    days: set[int] | None = None  # day indices present; None: every day
+    always: bool = False
+    randomized: bool = False
+    addresses: list[tuple[int, str]] = field(default_factory=list)  # (from day, device name)
+    companion_of: Routine | None = None  # arrives and leaves with this one
+
+    def device_on(self, day: int) -> str:
+        """The pseudonym the device uses on a day (rotating addresses)."""
+        name = self.name
+        for start, other in self.addresses:
+            if day >= start:
+                name = other
+        return pseudonym(name)
+
+
+def _stays(routine: Routine, window: Window, rng: random.Random,
+           cache: dict[str, list[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """The (start, end) Unix times a routine is present over the window."""
+    if routine.companion_of is not None:
+        return cache[routine.companion_of.name]
+    if routine.always:
+        stays = [(window.start.timestamp(), window.end.timestamp() - 1)]
+        cache[routine.name] = stays
+        return stays
+    stays = []
+    tz = window.tz
+    for index, day in enumerate(window.days):
+        if routine.days is not None and index not in routine.days:
+            continue
+        home = dt.datetime.combine(day, dt.time(0), tzinfo=tz) + dt.timedelta(hours=routine.home)
+        home += dt.timedelta(minutes=rng.randint(-routine.jitter_min, routine.jitter_min))
+        leave_day = day + dt.timedelta(days=1) if routine.leave < routine.home else day
+        leave = dt.datetime.combine(leave_day, dt.time(0), tzinfo=tz) + dt.timedelta(
+            hours=routine.leave, minutes=rng.randint(-routine.jitter_min, routine.jitter_min))
+        stays.append((max(home.timestamp(), window.start.timestamp()),
+                      min(leave.timestamp(), window.end.timestamp() - 1)))
+    cache[routine.name] = stays
+    return stays
+
+
+def make_events(routines: Iterable[Routine], window: Window, seed: int = 1,
+                interval: int = 300) -> pd.DataFrame:
+    """Raw events (ts, ap, event, device, rssi, randomized) for the routines over the window."""
+    rng = random.Random(seed)
+    cache: dict[str, list[tuple[float, float]]] = {}
+    rows = []
+    start_day = window.start.timestamp()
+    for routine in sorted(routines, key=lambda r: r.companion_of is not None):
+        for start, end in _stays(routine, window, rng, cache):
+            first = start_day + ((start - start_day) // interval + 1) * interval
+            t = first
+            while t <= end:
+                day = int((t - start_day) // 86400)
+                rows.append((t, routine.ap, "snapshot", routine.device_on(day),
+                             float(routine.rssi), routine.randomized))
+                t += interval
+    frame = pd.DataFrame(rows, columns=["ts", "ap", "event", "device", "rssi", "randomized"])
+    return frame.sort_values("ts", ignore_index=True)
+
+
+def write_raw(store: InfluxV1Store, events: pd.DataFrame, aps: pd.DataFrame) -> None:
+    """Write events as the collector does (contracts section 6 tags and fields)."""
+    tags_of = {row.ap: row for row in aps.itertuples(index=False)}
+    points = []
+    for row in events.itertuples(index=False):
+        ap = tags_of[row.ap]
+        tags = {"ap": row.ap, "event": row.event, "community": ap.community,
+                "building": ap.building,
+                "floor": "" if pd.isna(ap.floor) else str(int(ap.floor)),
+                "unit": ap.unit if ap.coverage == "unit" else ""}
+        fields: dict[str, str | int | float | bool] = {"device": row.device,
+                                                       "randomized": bool(row.randomized)}
+        if not pd.isna(row.rssi):
+            fields["rssi"] = int(row.rssi)
+        offset = int(row.device[:8], 16) % 1_000_000
+        points.append(Point(MEASUREMENT_PRESENCE, tags, fields,
+                            int(row.ts * 1000) * 1_000_000 + offset))
+    for i in range(0, len(points), 5000):
+        store.write(points[i:i + 5000])
+
+
+def import_registry(factory: sessionmaker[Session], cipher: IdentityCipher, folder: Path,
+                    units_csv: str = UNITS_CSV, aps_csv: str = APS_CSV,
+                    residents_csv: str | None = None, utilities_csv: str | None = None) -> None:
+    """Import the tiny registry through the real CSV importer."""
+    files = {"units": units_csv, "aps": aps_csv}
+    if residents_csv:
+        files["residents"] = residents_csv
+    if utilities_csv:
+        files["utilities"] = utilities_csv
+    for kind, text in files.items():
+        path = folder / f"{kind}.csv"
+        path.write_text(text, encoding="utf-8")
+        report = import_csv(kind, path, factory, cipher, actor="test")
+        assert not report.errors, report.errors
+
+
+def household(ap: str, people: int, prefix: str, **overrides: object) -> list[Routine]:
+    """``people`` day workers at one AP, each with a phone, with different rhythms."""
+    routines = []
+    for i in range(people):
+        home = 18.0 + (i % 4) * 0.75
+        leave = 7.0 + (i % 3) * 0.5
+        routines.append(Routine(f"{prefix}-p{i}", ap, home=home, leave=leave,
+                                **overrides))  # type: ignore[arg-type]
+    return routines
+
+
+AP_UNIT = "ap-c1-b1-101"  # covers unit C1/B1/101 (floor 1)
+AP_FLOOR = "ap-c1-b1-f3"  # corridor AP on floor 3
+AP_LOBBY = "ap-c1-b2-lobby"  # building B2's lobby: no floor, no unit
+UNIT_REF = "C1/B1/101"
+
+
+def add_aps(settings: Settings) -> None:
+    """A small registry: community C1, buildings B1 and B2, one unit, three APs."""
+    engine = make_engine(settings.database_url)
+    upgrade_registry(engine)
+    with session_scope(make_session_factory(engine)) as session:
+        community = Community(code="C1", name="Community one")
+        b1 = Building(community=community, code="B1")
+        b2 = Building(community=community, code="B2")
+        unit = Unit(building=b1, code="101", ref=UNIT_REF, floor=1, area_m2=60.0,
+                    registered_occupants=2)
+        session.add_all([community, b1, b2, unit])
+        session.flush()
+        session.add_all([
+            AccessPoint(ap_id=AP_UNIT, building=b1, coverage=Coverage.UNIT, unit=unit),
+            AccessPoint(ap_id=AP_FLOOR, building=b1, coverage=Coverage.FLOOR, floor=3),
+            AccessPoint(ap_id=AP_LOBBY, building=b2, coverage=Coverage.BUILDING),
+        ])
+        bump_registry_version(session)
+    engine.dispose()
+
+
+def station(index: int, randomized: bool = False) -> str:
+    """A deterministic station MAC; randomized ones have the locally-administered bit."""
+    first = 0x02 if randomized else 0x00
+    octets = (first, 0x16, 0x3E, (index >> 16) & 0xFF, (index >> 8) & 0xFF, index & 0xFF)
+    return ":".join(f"{octet:02x}" for octet in octets)
+
+
+def snapshot(count: int, ts: float, start: int = 0, rssi: int = -60) -> list[PresenceEvent]:
+    """A station snapshot of count stations, all at ts."""
+    return [PresenceEvent("snapshot", station(start + i), ts, rssi, "Census-Free")
+            for i in range(count)]
+
+
+def count_points(store: InfluxV1Store, where: str = "") -> int:
+    """How many presence points the database holds."""
+    frame = store.query(f"SELECT count(device) AS n FROM presence {where}")
+    return 0 if frame.empty else int(frame["n"].sum())
+
+
+def discard_session(settings: Settings, client_id: str) -> None:
+    """End a test collector's persistent session on the shared broker (clean start, expiry 0)."""
+    client = MqttClient(settings, client_id)
+    client.connect()
+    client.disconnect()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The WIFI_CENSUS_* variables that reproduce these settings in a child process."""
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith(PREFIX)}
+    environment.update(environment_of(settings))
+    return environment
+
+
+def options_for(settings: Settings, tmp_name: str, **overrides: Any) -> CollectorOptions:
+    """Collector options for a test: own client id and spool, short flush interval."""
+    base = CollectorOptions.from_settings(
+        settings, client_id=f"test-col-{tmp_name}-{uuid.uuid4().hex[:6]}",
+        spool_dir=settings.var_dir / "spool" / tmp_name, metrics_port=0,
+    )
+    return replace(base, flush_interval_s=0.05, store_retry_s=0.5, **overrides)
+
+
+@contextmanager
+def running_collector(collector: Collector) -> Iterator[Collector]:
+    """Run a collector in a thread; stop it gracefully (flushing) when the block ends."""
+    result: dict[str, CollectorSummary | BaseException] = {}
+
+    def target() -> None:
+        """Run and keep the outcome."""
+        try:
+            result["summary"] = collector.run()
+        except BaseException as error:  # reported by the main thread below
+            result["error"] = error
+
+    started = threading.Event()
+    original_start = collector.start
+
+    def start_and_signal() -> None:
+        """Start, then let the test go on (the subscription is in place)."""
+        try:
+            original_start()
+        except BaseException as error:
+            result["error"] = error
+            raise
+        finally:
+            started.set()
+
+    collector.start = start_and_signal  # type: ignore[method-assign]
+    thread = threading.Thread(target=target, name="test-collector", daemon=True)
+    thread.start()
+    started.wait(30)
+    if "error" in result:
+        thread.join(10)
+        raise result["error"]  # type: ignore[misc]
+    try:
+        yield collector
+    finally:
+        collector.request_stop()
+        thread.join(60)
+        assert not thread.is_alive(), "collector did not stop within 60 s"
+        discard_session(collector.settings, collector.options.client_id)
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+
+
+def kill_service(service: local_services.LocalService) -> None:
+    """SIGKILL a local server this test started; wait until its port is free again."""
+    pid = service.read_pid()
+    assert pid is not None, f"the private {service.name} is not running"
+    os.kill(pid, signal.SIGKILL)
+    # The process leaves /proc a moment before the kernel closes its listening socket.
+    deadline = time.monotonic() + 20
+    while not local_services.port_is_free(service.host, service.port):
+        assert time.monotonic() < deadline, f"killed {service.name} still holds its port"
+        time.sleep(0.05)
+
+
+class PrivateBroker:
+    """A Mosquitto of the test's own (the project's configuration, a free port) it may kill."""
+
+    def __init__(self, settings: Settings, folder: Any) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        # Saving on every change, as production does: these tests kill it and count.
+        own = Settings.load(environ={}, environment="test", var_dir=folder, mqtt_port=port,
+                            local_broker_durable=True)
+        self.service = next(s for s in local_services.build_services(own)
+                            if s.name == "mosquitto")
+        self.settings = Settings.load(environ={}, **{**settings.__dict__, "mqtt_port": port})
+        self.database = self.service.directory / "data" / "mosquitto.db"
+
+    def start(self) -> None:
+        """Start (or restart on the same data) and wait until it answers."""
+        local_services.start(self.service)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to save anything; wait until its port is free again."""
+        kill_service(self.service)
+
+    def stop(self) -> None:
+        """Stop it if it runs."""
+        local_services.stop(self.service)
+
+
+def prepare_session(settings: Settings, client_id: str) -> None:
+    """Create a collector's persistent session and subscription, as `collector prepare` does."""
+    client = MqttClient(settings, client_id, persistent_session=True, manual_ack=True)
+    client.connect()
+    client.subscribe(events_subscription(settings.mqtt_topic_prefix), qos=1)
+    client.disconnect()
+
+
+def publish_acknowledged(settings: Settings, messages: int, per_message: int) -> float:
+    """Publish distinct snapshot batches to AP_UNIT, QoS 1; return when the last PUBACK came."""
+    client = MqttClient(settings, "")
+    client.connect()
+    base = time.time() - 600
+    topic = events_topic(settings.mqtt_topic_prefix, AP_UNIT)
+    try:
+        for index in range(messages):
+            events = snapshot(per_message, base + index * 0.01, start=index * per_message)
+            client.publish(topic, encode_events(events), wait=False)
+        client.wait_until_published(timeout=120)
+        return time.time()
+    finally:
+        client.disconnect()
+
+
+def _postgres_admin(service_settings: Settings, statement: str) -> None:
+    """Run one statement on the cluster's maintenance database (CREATE/DROP DATABASE)."""
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=service_settings.postgres_port,
+        user=local_services.POSTGRES_SUPERUSER,
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        conn.execute(statement)
+
+
+def postgres_database(service_settings: Settings, name: str) -> str:
+    """Create a fresh PostgreSQL database and return its URL."""
+    _postgres_admin(service_settings, f'CREATE DATABASE "{name}"')
+    user, port = local_services.POSTGRES_SUPERUSER, service_settings.postgres_port
+    return f"postgresql://{user}@127.0.0.1:{port}/{name}"
+
+
+def drop_postgres_database(service_settings: Settings, name: str) -> None:
+    """Drop a test database."""
+    _postgres_admin(service_settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+FLOOR_AP = "ap-b03-15"
+UNIT_AP = "ap-b03-1502"
+FLOOR_AP_SECRET = "f" * 8 + "0123456789abcdef" * 3 + "floor-ap-secret"
+
+
+def make_id(first17: str) -> str:
+    """A resident ID number with its correct GB 11643 check character."""
+    return first17 + resident_id_check_character(first17)
+
+
+ZHANG_ID = make_id("12010119900307123")  # registered in 1502, phone 13800138000
+LI_ID = make_id("12010119851111456")  # registered in 1501 without a phone
+WANG_ID = make_id("37020219921212789")  # not in the registry
+WATCHED_ID = make_id("41010119800101001")  # not registered, on the watchlist
+
+
+@dataclass
+class Place:
+    """Ids of the test registry's rows."""
+
+    unit_1501: int
+    unit_1502: int
+    zhang: int
+    li: int
+
+
+def fill_registry(factory: sessionmaker[Session], cipher: IdentityCipher) -> Place:
+    """Write the test registry into a migrated database."""
+    with session_scope(factory) as session:
+        community = Community(code="TEDA-017", name="泰达第十七社区")
+        building = Building(community=community, code="B03", name="3号楼")
+        session.add_all([community, building])
+        session.flush()
+        u1501 = Unit(building_id=building.id, code="1501", ref="TEDA-017/B03/1501", floor=15,
+                     room="1501", area_m2=60, registered_occupants=2, is_rented=True)
+        u1502 = Unit(building_id=building.id, code="1502", ref="TEDA-017/B03/1502", floor=15,
+                     room="1502", area_m2=75, registered_occupants=3, is_rented=True)
+        session.add_all([u1501, u1502])
+        session.flush()
+        session.add_all([
+            AccessPoint(ap_id=FLOOR_AP, building_id=building.id, coverage=Coverage.FLOOR,
+                        floor=15, secret_encrypted=cipher.encrypt(FLOOR_AP_SECRET)),
+            AccessPoint(ap_id=UNIT_AP, building_id=building.id, coverage=Coverage.UNIT,
+                        floor=15, unit_id=u1502.id),
+        ])
+        zhang = _resident(cipher, u1502.id, "张三", ZHANG_ID, "13800138000")
+        li = _resident(cipher, u1501.id, "李四", LI_ID, "")
+        session.add_all([zhang, li, WatchlistEntry(
+            id_digest=cipher.digest(IdType.RESIDENT_ID_CARD.value, WATCHED_ID),
+            reason="test watchlist entry")])
+        bump_registry_version(session)
+        session.flush()
+        return Place(u1501.id, u1502.id, zhang.id, li.id)
+
+
+def enable_fas(services: PortalServices, ap_id: str, gateway: str) -> None:
+    """Let an AP hand over by openNDS FAS at this gateway address (as `portal ap-fas` does)."""
+    with session_scope(services.session_factory) as session:
+        ap = session.scalars(select(AccessPoint).where(AccessPoint.ap_id == ap_id)).one()
+        ap.fas_gateway = gateway
+        bump_registry_version(session)
+    services.directory.invalidate()
+
+
+def _resident(cipher: IdentityCipher, unit_id: int, name: str, number: str, phone: str
+              ) -> Resident:
+    """A registered resident with an encrypted identity."""
+    return Resident(unit_id=unit_id, id_type=IdType.RESIDENT_ID_CARD,
+                    id_number_encrypted=cipher.encrypt(number),
+                    id_digest=cipher.digest(IdType.RESIDENT_ID_CARD.value, number),
+                    id_last4=number[-4:], **cipher.person_columns(name, phone),
+                    move_in=dt.date(2024, 3, 1),
+                    verification=Verification.REGISTERED)
+
+
+def signed_query(ap: str = FLOOR_AP, mac: str = "a4:83:e7:12:9f:01", ip: str = "10.1.15.23",
+                 key: str = FLOOR_AP_SECRET, **kwargs: Any) -> str:
+    """A signed redirect query string as the AP's agent builds it."""
+    values = sign_redirect(key, ap, mac, ip, kwargs.pop("gw", "10.1.15.1:2050"),
+                           kwargs.pop("url", "http://example.com/"), **kwargs)
+    return urlencode(values)
+
+
+def hidden(html: str, name: str) -> str:
+    """The value of a hidden input in a page."""
+    match = re.search(rf'name="{name}" type="hidden" value="([^"]*)"', html) or re.search(
+        rf'id="{name}" name="{name}" type="hidden" value="([^"]*)"', html)
+    if match is None:
+        raise AssertionError(f"no hidden field {name} in page")
+    return match.group(1).replace("&amp;", "&")
+
+
+def identity_form(html: str, **fields: str) -> dict[str, str]:
+    """The sign-in form's fields, filled in (defaults: 张三's registered identity)."""
+    data = {
+        "flow": hidden(html, "flow"), "lang": hidden(html, "lang"),
+        "csrf_token": hidden(html, "csrf_token"), "name": "张三", "id_type": "resident_id_card",
+        "id_number": ZHANG_ID, "phone": "13800138000", "unit": "", "consent": "y",
+    }
+    data.update(fields)
+    return data
+
+
+def page(response: TestResponse) -> str:
+    """A response's HTML."""
+    return response.get_data(as_text=True)
+
+
+def code_form(html: str, code: str) -> dict[str, str]:
+    """The code page's form, filled in."""
+    return {"flow": hidden(html, "flow"), "lang": hidden(html, "lang"),
+            "csrf_token": hidden(html, "csrf_token"), "code": code}
+
+
+def sign_in(client: FlaskClient, services: PortalServices, query: str | None = None,
+            **fields: str) -> TestResponse:
+    """Redirect, identity form, code: the whole way, returning the last response."""
+    splash = client.get("/?" + (query or signed_query()))
+    assert splash.status_code == 200, page(splash)
+    sent = client.post("/signin", data=identity_form(page(splash), **fields))
+    assert sent.status_code == 200 and 'name="code"' in page(sent), page(sent)
+    phone = fields.get("phone", "13800138000")
+    return client.post("/verify", data=code_form(page(sent), last_code(services, phone)))
+
+
+def last_code(services: PortalServices, phone: str) -> str:
+    """The newest code the console sender 'sent' to a number."""
+    sender = services.sms
+    assert isinstance(sender, ConsoleSmsSender)
+    code = sender.last_code(phone)
+    assert code is not None, f"no SMS to {phone}"
+    return code
+
+
+class Subscriber:
+    """A real MQTT subscriber on the test's topic prefix, collecting messages."""
+
+    def __init__(self, settings: Settings, topic: str, probe_topic: str) -> None:
+        self.messages: queue.Queue[ReceivedMessage] = queue.Queue()
+        self._client = MqttClient(settings, client_id="", on_message=self.messages.put)
+        self._client.connect()
+        self._client.subscribe(topic, qos=1)
+        # SUBSCRIBE is asynchronous: a probe that comes back proves the subscription is live.
+        self._client.publish(probe_topic, b'{"probe":true}', qos=1)
+        while json.loads(self.messages.get(timeout=5).payload) != {"probe": True}:
+            pass
+
+    def get(self, timeout: float = 5.0) -> tuple[str, dict[str, Any]]:
+        """The next message's topic and JSON payload."""
+        message = self.messages.get(timeout=timeout)
+        return message.topic, json.loads(message.payload)
+
+    def empty_for(self, seconds: float) -> bool:
+        """True when nothing arrives within seconds."""
+        try:
+            self.messages.get(timeout=seconds)
+        except queue.Empty:
+            return True
+        return False
+
+    def close(self) -> None:
+        """Disconnect."""
+        self._client.disconnect()
+
+
+
+
+def staff(factory: sessionmaker[Session], username: str, role: str,
+          community: str | None = None) -> None:
+    """Create a staff account, district-wide or limited to one community."""
+    with session_scope(factory) as db:
+        upsert_staff(db, username, PASSWORD, role)
+        user = db.scalars(select(StaffUser).where(StaffUser.username == username)).one()
+        user.district_wide = community is None
+        if community is not None:
+            user.communities = [db.scalars(select(Community).where(
+                Community.code == community)).one()]
+
+
+def csrf(html: str) -> str:
+    """The staff form's CSRF token."""
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no csrf token"
+    return match.group(1)
+
+
+def login(client: FlaskClient, username: str, password: str = PASSWORD) -> Any:
+    """Sign a staff member in."""
+    form = page(client.get("/admin/login"))
+    return client.post("/admin/login", data={"username": username, "password": password,
+                                             "csrf_token": csrf(form)})
+
+
+@dataclass
+class World:
+    """The app, its registry, the staff (by name → id) and cases in community A and B."""
+
+    app: Flask
+    factory: sessionmaker[Session]
+    places: Places
+    staff: dict[str, int]
+    case_a: int
+    case_b: int
+    alert_b: int
+
+
+WINDOW_START = dt.date(2026, 11, 1)
+NIGHTS = 4
+
+
+def estimate(unit_id: int, registered: int, estimated: float, observed: int,
+             flag: str = "") -> UnitEstimate:
+    """A stored analytics estimate; nights without observation are None (no data)."""
+    nights: list[float | None] = [estimated if observed else None] * NIGHTS
+    hour_night: list[list[float] | None] = [
+        [estimated if 15 <= h <= 23 else 0.0 for h in range(24)] if observed else None
+        for _ in range(NIGHTS)]
+    return UnitEstimate(
+        unit_id=unit_id, generated_at=dt.datetime(2026, 11, 5, 1, tzinfo=dt.UTC),
+        window_start=WINDOW_START, window_end=WINDOW_START + dt.timedelta(days=NIGHTS - 1),
+        registered=registered, estimated=estimated, low=max(0.0, estimated - 1),
+        high=estimated + 2, confidence=0.97 if flag else 0.05, confidence_plus_one=0.99,
+        persistence=1.0, nights_observed=observed, resident_devices=int(estimated),
+        people_detected=int(estimated), coverage="unit_ap" if observed else "none",
+        utility_ratio=2.4 if flag else None, utility_people=6.5 if flag else None, flag=flag,
+        tier="key" if flag else "normal", nights=nights, hours=[0.0] * 24,
+        hour_night=pack_hour_night(hour_night))
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    """Environment variables that make the CLI use this test's settings."""
+    values = {
+        "environment": "test", "var_dir": str(settings.var_dir),
+        "database_url": settings.database_url, "mqtt_topic_prefix": settings.mqtt_topic_prefix,
+        "redis_key_prefix": settings.redis_key_prefix, "secret_key": settings.secret_key,
+        "pseudonym_key": settings.pseudonym_key, "identity_key": settings.identity_key,
+        "command_key": settings.command_key, "digest_key": settings.digest_key,
+    }
+    return {PREFIX + k.upper(): v for k, v in values.items()}
+
+
+# The loop as the district runs it, written out independently of the module's table:
+# "state[+pending request] action -> new state".
+EXPECTED = """
+discovered confirm -> reviewed
+discovered dismiss -> dismissed
+reviewed assign -> assigned
+reviewed dismiss -> dismissed
+assigned reassign -> assigned
+assigned start -> handling
+assigned request_return -> assigned
+assigned request_extension -> assigned
+assigned+return approve -> reviewed
+assigned+return deny -> assigned
+assigned+extend approve -> assigned
+assigned+extend deny -> assigned
+handling reassign -> assigned
+handling feedback -> feedback
+handling request_return -> handling
+handling request_extension -> handling
+handling request_park -> handling
+handling+return approve -> reviewed
+handling+return deny -> handling
+handling+extend approve -> handling
+handling+extend deny -> handling
+handling+park approve -> parked
+handling+park deny -> handling
+feedback verify -> verified
+feedback rework -> handling
+verified close -> closed
+parked resume -> handling
+"""
+
+
+def expected_transitions() -> dict[tuple[str, str, str], str]:
+    """The table above as {(state, pending, action): new state}."""
+    table = {}
+    for line in EXPECTED.strip().splitlines():
+        left, to = line.split(" -> ")
+        state, action = left.split()
+        status, _, pending = state.partition("+")
+        table[(status, pending, action)] = to
+    return table
+
+
+# A fixed end keeps runs reproducible (and inside the heating season, so heat rows appear).
+SIM_END = dt.datetime(2025, 3, 10, 12, 0, tzinfo=dt.UTC)
+
+
+def simulate_into(out: Path, **overrides: Any) -> SimulationResult:
+    """Simulate into ``out`` with small defaults and the fixed end."""
+    values: dict[str, Any] = {"units": 40, "days": 2, "seed": 11, "end": SIM_END}
+    values.update(overrides)
+    return simulate(SimulationConfig(out=out, **values))

@@ -12,17 +12,17 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from census import services as local_services
 from census.presence_store import InfluxV1Store
 from census.privacy import IdentityCipher
 from census.settings import Settings, generate_keys
 from registry.db import make_engine, make_session_factory, upgrade
+from tests.common import drop_postgres_database, postgres_database
+from wifi_census import local_servers as local_services
 
 
 @pytest.fixture(scope="session")
@@ -93,30 +93,6 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     client.close()
 
 
-def _postgres_admin(service_settings: Settings, statement: str) -> None:
-    """Run one statement on the cluster's maintenance database (CREATE/DROP DATABASE)."""
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=service_settings.postgres_port,
-        user=local_services.POSTGRES_SUPERUSER,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        conn.execute(statement)
-
-
-def _postgres_database(service_settings: Settings, name: str) -> str:
-    """Create a fresh PostgreSQL database and return its URL."""
-    _postgres_admin(service_settings, f'CREATE DATABASE "{name}"')
-    user, port = local_services.POSTGRES_SUPERUSER, service_settings.postgres_port
-    return f"postgresql://{user}@127.0.0.1:{port}/{name}"
-
-
-def _drop_postgres_database(service_settings: Settings, name: str) -> None:
-    """Drop a test database."""
-    _postgres_admin(service_settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def registry_engine(
     request: pytest.FixtureRequest, tmp_path: Path, test_id: str, service_settings: Settings
@@ -130,11 +106,11 @@ def registry_engine(
         return
     request.getfixturevalue("running_postgres")
     name = f"test_{test_id}"
-    engine = make_engine(_postgres_database(service_settings, name))
+    engine = make_engine(postgres_database(service_settings, name))
     upgrade(engine)
     yield engine
     engine.dispose()
-    _drop_postgres_database(service_settings, name)
+    drop_postgres_database(service_settings, name)
 
 
 @pytest.fixture

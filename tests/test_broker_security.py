@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from census.cli import main
-from census.firmware import revoke_credentials
 from census.mqtt import MqttClient, MqttError, ReceivedMessage
 from census.settings import Settings
-from tests.brokers import WATCHER, Broker, free_port, mosquitto, production_broker, run_as_me
+from tests.brokers import WATCHER, Broker, mosquitto, production_broker, run_as_me
+from tests.common import free_port
+from wifi_census.cli import main
+from wifi_census.firmware import revoke_credentials
 
 PREFIX = "census"
 

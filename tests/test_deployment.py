@@ -18,8 +18,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from census.cli import main
 from census.settings import VARIABLES, Settings, generate_keys
+from wifi_census.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
@@ -229,7 +229,7 @@ def test_the_broker_entrypoint_is_posix_sh() -> None:
 def test_the_production_broker_saves_on_every_change() -> None:
     """Production persists what it acknowledged, not every 60 s (so do the fault tests'
     brokers, WIFI_CENSUS_LOCAL_BROKER_DURABLE=true)."""
-    from census.services import MOSQUITTO_AUTOSAVE
+    from wifi_census.local_servers import MOSQUITTO_AUTOSAVE
 
     text = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
     settings = [line for line in text.splitlines() if line.startswith("autosave")]
@@ -240,7 +240,8 @@ def test_the_production_broker_saves_on_every_change() -> None:
 def test_the_image_contains_every_package() -> None:
     """The Dockerfile copies each top-level package (templates ship inside portal) to build."""
     dockerfile = (ROOT / "Dockerfile").read_text()
-    packages = ("census", "registry", "collector", "analytics", "portal", "simulator")
+    packages = ("census", "registry", "collector", "analytics", "portal", "simulator",
+                "wifi_census")
     for package in packages:
         assert f"COPY {package} ./{package}" in dockerfile
 

@@ -129,9 +129,9 @@ def test_the_installed_package_does_not_import_the_checkout(
     installed: Installed, installed_env: dict[str, str]
 ) -> None:
     """Run from another folder, every package resolves inside the venv."""
-    probe = ("import census, registry, collector, analytics, portal, simulator;"
+    probe = ("import census, registry, collector, analytics, portal, simulator, wifi_census;"
              "print('\\n'.join(m.__file__ for m in (census, registry, collector, analytics,"
-             " portal, simulator)))")
+             " portal, simulator, wifi_census)))")
     result = _run([str(installed.venv / "bin" / "python"), "-c", probe], cwd=installed.workdir,
                   env=installed_env)
     for path in result.stdout.split():

@@ -17,12 +17,12 @@ from analytics.devices import packed_masks
 from analytics.heatmaps import build_heatmaps, write_heatmaps
 from analytics.loaders import load_registry
 from analytics.rollup import rollup_events
-from census.cli import main
 from census.presence_store import InfluxV1Store
 from census.privacy import IdentityCipher
 from census.settings import Settings, environment_of
 from registry.db import session_scope
-from tests.analytics.conftest import Routine, household, import_registry, make_events, write_raw
+from tests.common import Routine, household, import_registry, make_events, write_raw
+from wifi_census.cli import main
 
 
 @pytest.mark.parametrize("text, nights", [("28d", 28), ("4w", 28), ("7", 7), (" 14d ", 14)])

@@ -19,7 +19,7 @@ from analytics.devices import (
 )
 from analytics.linking import link_addresses
 from analytics.rollup import rollup_events
-from tests.analytics.conftest import Routine, make_events, pseudonym
+from tests.common import Routine, make_events, pseudonym
 
 WINDOW = Window(last_night=dt.date(2026, 11, 14), nights=14, timezone="Asia/Shanghai")
 APS = pd.DataFrame({

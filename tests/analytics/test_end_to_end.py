@@ -17,9 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.config import AnalyticsConfig
-from analytics.evaluation import read_truth, window_for_period
 from analytics.pipeline import run_analysis
-from census.events import alert_topic
+from census.channels import alert_topic
 from census.mqtt import MqttClient, ReceivedMessage
 from census.presence_store import InfluxV1Store
 from census.privacy import IdentityCipher
@@ -29,6 +28,7 @@ from registry.db import session_scope
 from registry.importers import import_csv
 from registry.models import Case
 from simulator import SimulationConfig, publish, simulate
+from wifi_census.accuracy import read_truth, window_for_period
 
 
 @pytest.fixture

@@ -22,14 +22,14 @@ from analytics.delivery import DeliveryReport, post_webhook
 from analytics.flags import FlagRecord, flag_record
 from analytics.loaders import load_registry
 from analytics.pipeline import run_analysis
-from census.events import alert_topic
+from census.channels import alert_topic
 from census.mqtt import MqttClient, ReceivedMessage
 from census.presence_store import InfluxV1Store
 from census.privacy import IdentityCipher
 from census.settings import Settings
 from registry.db import session_scope
 from registry.models import Alert, Case, CaseEvent, RiskTier, Unit
-from tests.analytics.conftest import Routine, household, import_registry, make_events, write_raw
+from tests.common import Routine, household, import_registry, make_events, wait_for, write_raw
 
 CONFIG = AnalyticsConfig()
 
@@ -104,14 +104,6 @@ def webhook() -> Iterator[Any]:
     yield server
     server.shutdown()
     server.server_close()
-
-
-def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    """Poll until true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_a_run_flags_the_group_rental_opens_a_case_and_alerts(

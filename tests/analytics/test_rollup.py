@@ -18,7 +18,7 @@ from analytics.rollup import (
     unpack_masks,
 )
 from census.presence_store import InfluxV1Store
-from tests.analytics.conftest import APS_CSV, Routine, make_events, recent_last_night, write_raw
+from tests.common import APS_CSV, Routine, make_events, recent_last_night, write_raw
 
 WINDOW = Window(last_night=dt.date(2026, 11, 1), nights=2, timezone="Asia/Shanghai")
 DAY0 = WINDOW.start.timestamp()  # 2026-10-31 06:00 +08:00, the first night's census day

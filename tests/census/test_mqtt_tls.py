@@ -10,7 +10,8 @@ import pytest
 
 from census.mqtt import MqttClient, MqttError, ReceivedMessage
 from census.settings import Settings, SettingsError, generate_keys
-from tests.brokers import Pki, free_port, make_pki, mosquitto, run_as_me
+from tests.brokers import Pki, make_pki, mosquitto, run_as_me
+from tests.common import free_port
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from census.channels import alert_topic
 from census.settings import (
     VARIABLES,
     Settings,
@@ -150,7 +151,7 @@ def test_environment_overrides_defaults(tmp_path: Path) -> None:
     )
     assert settings.mqtt_port == 1883
     assert settings.retention_days == 30
-    assert settings.topic("v1", "alerts") == "site/a/v1/alerts"
+    assert alert_topic(settings.mqtt_topic_prefix, "case") == "site/a/v1/alerts/case"
 
 
 def test_secrets_are_masked_when_described(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from census.privacy import pseudonymize_mac
 from census.settings import Settings
 from collector.redis_state import DeadLetter, RedisState
 from collector.service import Collector
-from tests.collector.conftest import (
+from tests.common import (
     AP_FLOOR,
     AP_UNIT,
     count_points,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from census.presence_store import InfluxV1Store
 from collector.service import Collector
-from tests.collector.conftest import (
+from tests.common import (
     PrivateBroker,
     count_points,
     options_for,

@@ -13,13 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from census import services as local_services
-from census.events import events_topic
+from census.channels import events_topic
 from census.mqtt import MqttClient
 from census.presence_store import InfluxV1Store
 from census.settings import Settings
 from collector.service import Collector
-from tests.collector.conftest import (
+from tests.common import (
     AP_FLOOR,
     AP_LOBBY,
     AP_UNIT,
@@ -31,6 +30,7 @@ from tests.collector.conftest import (
     snapshot,
     wait_for,
 )
+from wifi_census import local_servers as local_services
 
 BIN = Path(sys.executable).parent
 

@@ -23,24 +23,25 @@ from pathlib import Path
 
 import redis
 
-from census import services as local_services
-from census.events import encode_events, events_topic
+from census.channels import events_topic
+from census.events import encode_events
 from census.mqtt import MqttClient, MqttError
 from census.presence_store import InfluxV1Store
 from census.privacy import pseudonymize_mac
 from census.settings import Settings
-from tests.collector.conftest import (
+from tests.common import (
     AP_UNIT,
     UNIT_REF,
     PrivateBroker,
     count_points,
+    free_port,
     kill_service,
     prepare_session,
     settings_environment,
     snapshot,
     wait_for,
 )
-from tests.common import free_port
+from wifi_census import local_servers as local_services
 
 BIN = Path(sys.executable).parent
 MESSAGES = 1000

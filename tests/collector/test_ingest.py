@@ -6,20 +6,21 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pytest
 import redis
 
 from census.events import PresenceEvent
 from census.presence_store import InfluxV1Store
 from census.privacy import pseudonymize_mac
-from census.services import port_is_free
 from census.settings import Settings
-from collector.service import Collector
+from collector.service import Collector, CollectorSummary
 from registry.db import bump_registry_version, make_engine, make_session_factory, session_scope
 from registry.models import AccessPoint, Building, Coverage
-from tests.collector.conftest import (
+from tests.common import (
     AP_FLOOR,
     AP_LOBBY,
     AP_UNIT,
@@ -31,79 +32,124 @@ from tests.collector.conftest import (
     station,
     wait_for,
 )
+from wifi_census.local_servers import port_is_free
 
 
-def test_events_land_with_location_tags_pseudonyms_and_fields(
-    registry_settings: Settings, influx: InfluxV1Store, redis_client: redis.Redis,
-    publisher: Callable[[str, Any], None],
-) -> None:
-    """Each event type lands once, tagged from the registry, with the MAC only as a pseudonym."""
+@dataclass(frozen=True)
+class Ingested:
+    """What one collector run stored for six events from three kinds of AP."""
+
+    settings: Settings
+    now: float
+    fixed: str  # a device with its own MAC
+    randomized: str  # a device with a locally administered (randomised) MAC
+    gone: str  # a device that only disconnected
+    frame: pd.DataFrame  # every stored presence point
+    summary: CollectorSummary
+
+    def rows(self, ap: str) -> pd.DataFrame:
+        """The points of one AP."""
+        return self.frame[self.frame["ap"] == ap]
+
+    def pseudonym(self, mac: str) -> str:
+        """A MAC as it is stored."""
+        return pseudonymize_mac(mac, self.settings.pseudonym_key)
+
+
+@pytest.fixture
+def ingested(registry_settings: Settings, influx: InfluxV1Store,
+             publisher: Callable[[str, Any], None]) -> Ingested:
+    """Every event type on a unit's AP, a probe on a corridor AP and a snapshot in a lobby."""
     settings = registry_settings
     now = round(time.time(), 3)
-    randomized = station(7, randomized=True)
-    fixed = station(8)
-    events = [
-        PresenceEvent("connect", fixed, now - 5, -50, "Census-Free"),
-        PresenceEvent("snapshot", fixed, now - 2, -52, "Census-Free"),
-        PresenceEvent("probe", randomized, now - 1, -80, ""),
-        PresenceEvent("disconnect", station(9), now - 3),
-    ]
+    randomized, fixed, gone = station(7, randomized=True), station(8), station(9)
     collector = Collector(settings, options_for(settings, "tags"))
     with running_collector(collector):
-        publisher(AP_UNIT, events)
+        publisher(AP_UNIT, [
+            PresenceEvent("connect", fixed, now - 5, -50, "Census-Free"),
+            PresenceEvent("snapshot", fixed, now - 2, -52, "Census-Free"),
+            PresenceEvent("probe", randomized, now - 1, -80, ""),
+            PresenceEvent("disconnect", gone, now - 3),
+        ])
         publisher(AP_FLOOR, [PresenceEvent("probe", fixed, now, -70, "corp wifi, \"5G\"")])
         publisher(AP_LOBBY, [PresenceEvent("snapshot", randomized, now, -66)])
         wait_for(lambda: count_points(influx) == 6, what="6 points in InfluxDB")
+    return Ingested(settings, now, fixed, randomized, gone,
+                    influx.query("SELECT * FROM presence"), collector.summary)
 
-    frame = influx.query("SELECT * FROM presence")
-    assert len(frame) == 6
-    by_ap = frame.groupby("ap")
-    unit_rows = by_ap.get_group(AP_UNIT)
-    assert set(unit_rows["event"]) == {"connect", "snapshot", "probe", "disconnect"}
+
+def test_each_event_type_lands_once_tagged_with_the_units_place(ingested: Ingested) -> None:
+    """A unit AP's four event types are four points, tagged with its community to floor."""
+    assert len(ingested.frame) == 6
+    unit_rows = ingested.rows(AP_UNIT)
+    assert sorted(unit_rows["event"]) == ["connect", "disconnect", "probe", "snapshot"]
     assert set(unit_rows["community"]) == {"C1"} and set(unit_rows["building"]) == {"B1"}
     assert set(unit_rows["unit"]) == {UNIT_REF} and set(unit_rows["floor"]) == {"1"}
-    floor_row = by_ap.get_group(AP_FLOOR).iloc[0]
-    assert floor_row["floor"] == "3" and pd.isna(floor_row["unit"])
-    assert floor_row["ssid"] == 'corp wifi, "5G"'
-    lobby_row = by_ap.get_group(AP_LOBBY).iloc[0]
-    assert lobby_row["building"] == "B2" and pd.isna(lobby_row["floor"])
-    assert bool(lobby_row["randomized"]) is True
 
-    key = settings.pseudonym_key
+
+def test_corridor_and_lobby_points_carry_only_the_place_their_ap_covers(
+    ingested: Ingested,
+) -> None:
+    """A corridor AP tags its floor but no unit; a lobby AP its building but no floor."""
+    floor_row = ingested.rows(AP_FLOOR).iloc[0]
+    assert floor_row["floor"] == "3" and pd.isna(floor_row["unit"])
+    lobby_row = ingested.rows(AP_LOBBY).iloc[0]
+    assert lobby_row["building"] == "B2" and pd.isna(lobby_row["floor"])
+
+
+def test_fields_keep_rssi_probe_ssid_and_the_randomized_bit(ingested: Ingested) -> None:
+    """RSSI when sent, the SSID of probes only (quotes and commas intact), randomised or not."""
+    unit_rows = ingested.rows(AP_UNIT)
     probe = unit_rows[unit_rows["event"] == "probe"].iloc[0]
-    assert probe["device"] == pseudonymize_mac(randomized, key)
+    assert probe["device"] == ingested.pseudonym(ingested.randomized)
     assert bool(probe["randomized"]) is True and probe["rssi"] == -80 and probe["ssid"] == ""
     snap = unit_rows[unit_rows["event"] == "snapshot"].iloc[0]
     assert bool(snap["randomized"]) is False and snap["rssi"] == -52
     assert pd.isna(snap["ssid"])  # the SSID is stored for probes only
-    # Event time kept to the millisecond; the sub-millisecond part is the device offset.
-    assert abs(snap["time"].timestamp() - (now - 2)) < 0.001
     disconnect = unit_rows[unit_rows["event"] == "disconnect"].iloc[0]
     assert pd.isna(disconnect["rssi"])  # the event had no RSSI
+    assert ingested.rows(AP_FLOOR).iloc[0]["ssid"] == 'corp wifi, "5G"'
+    assert bool(ingested.rows(AP_LOBBY).iloc[0]["randomized"]) is True
 
-    # No raw MAC anywhere in InfluxDB or Redis.
-    raw = json.dumps(frame.astype(str).to_dict("records"))
-    for mac in (randomized, fixed, station(9)):
+
+def test_event_time_is_kept_to_the_millisecond(ingested: Ingested) -> None:
+    """The sub-millisecond part of a point's time is the device offset, not the event's."""
+    unit_rows = ingested.rows(AP_UNIT)
+    snap = unit_rows[unit_rows["event"] == "snapshot"].iloc[0]
+    assert abs(snap["time"].timestamp() - (ingested.now - 2)) < 0.001
+
+
+def test_no_raw_mac_reaches_influxdb_or_redis(ingested: Ingested,
+                                              redis_client: redis.Redis) -> None:
+    """Only pseudonyms are stored: no MAC in any point, nor in any Redis value."""
+    raw = json.dumps(ingested.frame.astype(str).to_dict("records"))
+    for mac in (ingested.randomized, ingested.fixed, ingested.gone):
         assert mac not in raw
-    for redis_key in redis_client.scan_iter(match=f"{settings.redis_key_prefix}*"):
+    keys = list(redis_client.scan_iter(match=f"{ingested.settings.redis_key_prefix}*"))
+    assert keys  # the presence sets below exist, so the scan did look at something
+    for redis_key in keys:
         dump = redis_client.dump(redis_key) or b""
-        assert fixed.encode() not in dump and randomized.encode() not in dump
+        assert ingested.fixed.encode() not in dump and ingested.randomized.encode() not in dump
 
-    # Who is here now: per AP and per unit, scored by last-seen time, with a TTL.
-    ap_key = f"{settings.redis_key_prefix}here:ap:{AP_UNIT}"
+
+def test_here_now_lists_devices_per_ap_and_unit_by_last_seen(ingested: Ingested,
+                                                             redis_client: redis.Redis) -> None:
+    """Per AP and per unit, scored by the latest time seen, expiring after 900 s."""
+    prefix = ingested.settings.redis_key_prefix
+    fixed, randomized = ingested.pseudonym(ingested.fixed), ingested.pseudonym(ingested.randomized)
+    ap_key = f"{prefix}here:ap:{AP_UNIT}"
     members = dict(redis_client.zrange(ap_key, 0, -1, withscores=True))
-    assert {m.decode() for m in members} == {
-        pseudonymize_mac(fixed, key), pseudonymize_mac(randomized, key)
-    }
-    assert members[pseudonymize_mac(fixed, key).encode()] == now - 2  # latest of connect/snapshot
+    assert {m.decode() for m in members} == {fixed, randomized}
+    assert members[fixed.encode()] == ingested.now - 2  # latest of connect/snapshot
     assert 0 < redis_client.ttl(ap_key) <= 900
-    unit_key = f"{settings.redis_key_prefix}here:unit:{UNIT_REF}"
-    assert redis_client.zcard(unit_key) == 2
-    floor_members = redis_client.zrange(f"{settings.redis_key_prefix}here:ap:{AP_FLOOR}", 0, -1)
-    assert floor_members == [pseudonymize_mac(fixed, key).encode()]
-    assert not redis_client.exists(f"{settings.redis_key_prefix}here:unit:")
+    assert redis_client.zcard(f"{prefix}here:unit:{UNIT_REF}") == 2
+    assert redis_client.zrange(f"{prefix}here:ap:{AP_FLOOR}", 0, -1) == [fixed.encode()]
+    assert not redis_client.exists(f"{prefix}here:unit:")  # no unit: no unit set
 
-    summary = collector.summary
+
+def test_the_summary_counts_every_event_written_and_none_dead(ingested: Ingested) -> None:
+    """Six received, six written, nothing dead-lettered."""
+    summary = ingested.summary
     assert summary.events_received == 6 and summary.written == 6 and not summary.dead_lettered
 
 

@@ -14,17 +14,17 @@ import redis
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from census.events import encode_events, events_topic
+from census.channels import RedisKeys, events_topic
+from census.events import encode_events
 from census.mqtt import MqttClient
 from census.presence_store import InfluxV1Store
-from census.services import port_is_free
 from census.settings import Settings
 from collector.apmap import RegistryApMap
 from collector.cli import collector
 from collector.parser import ApLocation
 from registry.db import bump_registry_version, session_scope
 from registry.models import AccessPoint, Building, Community, Coverage, Unit
-from tests.collector.conftest import (
+from tests.common import (
     AP_UNIT,
     count_points,
     discard_session,
@@ -32,6 +32,7 @@ from tests.collector.conftest import (
     snapshot,
     wait_for,
 )
+from wifi_census.local_servers import port_is_free
 
 BIN = Path(sys.executable).parent
 
@@ -145,7 +146,7 @@ def test_prepare_deadletters_and_spool_commands(
     assert prepared.exit_code == 0, prepared.output
     assert "$share/grp/" in prepared.output
     discard_session(registry_settings, "test-prep-x")
-    redis_client.xadd(registry_settings.redis_key("deadletter"),
+    redis_client.xadd(RedisKeys(registry_settings.redis_key_prefix).deadletter(),
                       {"reason": "bad_json", "detail": "not UTF-8 JSON", "topic": "t",
                        "payload": b"{oops", "at": "1"})
     shown = runner.invoke(collector, ["deadletters", "--limit", "5"], env=environment)

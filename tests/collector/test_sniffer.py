@@ -34,7 +34,7 @@ from collector.sniffer import (
     read_pcap,
     run_sniffer,
 )
-from tests.collector.conftest import (
+from tests.common import (
     AP_LOBBY,
     count_points,
     options_for,

@@ -18,7 +18,7 @@ from census.presence_store import InfluxV1Store
 from census.privacy import pseudonymize_mac
 from census.settings import Settings
 from collector.service import Collector
-from tests.collector.conftest import AP_UNIT, add_aps, count_points, options_for, running_collector
+from tests.common import AP_UNIT, add_aps, count_points, free_port, options_for, running_collector
 from tests.firmware_configs.apside import PUBLISHER, TESTDATA, Script, start_script, wait_until
 from tests.firmware_configs.apside import write_conf as write_ap_conf
 
@@ -128,13 +128,6 @@ def test_a_returning_interface_is_subscribed_again(
     messages = [json.loads(line) for line in received.read_text().splitlines()]
     events = [m for m in messages if isinstance(m, dict)]
     assert [(e["type"], e["mac"]) for e in events] == [("disconnect", "ba:1c:3d:77:02:9e")], log
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager

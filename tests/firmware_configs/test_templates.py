@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from census.handshake import fas_return_token, parse_fas
 from portal.api import bp as captive_api
-from portal.handshake import fas_return_token, parse_fas
 from tests.firmware_configs.apside import BUSYBOX, FILES, ROOT, TEMPLATES
 
 AP_CONF_KEYS = (

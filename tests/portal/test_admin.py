@@ -15,44 +15,19 @@ from census.settings import Settings
 from portal import create_app
 from portal.services import PortalServices
 from registry.db import session_scope
-from registry.models import Alert, AuditEntry, Community, Device, StaffUser
-from registry.staff import upsert_staff
-from tests.portal.conftest import (
+from registry.models import Alert, AuditEntry, Community, Device
+from tests.common import (
+    PASSWORD,
     WATCHED_ID,
     ZHANG_ID,
     Place,
     Subscriber,
+    csrf,
+    login,
+    page,
+    sign_in,
+    staff,
 )
-from tests.portal.test_signin_flow import page, sign_in
-
-PASSWORD = "correct horse battery"
-
-
-def staff(factory: sessionmaker[Session], username: str, role: str,
-          community: str | None = None) -> None:
-    """Create a staff account, district-wide or limited to one community."""
-    with session_scope(factory) as db:
-        upsert_staff(db, username, PASSWORD, role)
-        user = db.scalars(select(StaffUser).where(StaffUser.username == username)).one()
-        user.district_wide = community is None
-        if community is not None:
-            user.communities = [db.scalars(select(Community).where(
-                Community.code == community)).one()]
-
-
-def csrf(html: str) -> str:
-    """The staff form's CSRF token."""
-    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
-        r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "no csrf token"
-    return match.group(1)
-
-
-def login(client: FlaskClient, username: str, password: str = PASSWORD) -> Any:
-    """Sign a staff member in."""
-    form = page(client.get("/admin/login"))
-    return client.post("/admin/login", data={"username": username, "password": password,
-                                             "csrf_token": csrf(form)})
 
 
 def search(client: FlaskClient, by: str, q: str) -> str:
@@ -267,7 +242,7 @@ def test_signins_list_shows_unverified_sign_ins(
         client: FlaskClient, services: PortalServices, place: Place,
         sqlite_session_factory: sessionmaker[Session]) -> None:
     """Self-declared residents are visible to administrators."""
-    from tests.portal.conftest import WANG_ID
+    from tests.common import WANG_ID
 
     sign_in(client, services, name="王五", id_number=WANG_ID, phone="13900139000",
             unit=str(place.unit_1501))

@@ -15,10 +15,14 @@ import pytest
 from portal.services import PortalServices
 from tests.common import (
     BROWSER_MARKS,
+    FLOOR_AP,
     IPHONE_UA,
+    Place,
+    Subscriber,
+    last_code,
     save_screenshot,
+    signed_query,
 )
-from tests.portal.conftest import FLOOR_AP, Place, Subscriber, last_code, signed_query
 
 pytestmark = BROWSER_MARKS
 

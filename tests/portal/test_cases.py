@@ -6,69 +6,19 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
+from census.channels import alert_topic
 from census.settings import Settings
-from portal import create_app
 from registry.db import session_scope
 from registry.models import Alert, Case, CaseEvent, CaseStatus, StaffUser
-from tests.cases_common import PASSWORD, Places, make_case, make_staff, two_communities
-from tests.portal.conftest import Place, Subscriber
+from tests.cases_common import PASSWORD, make_case
+from tests.common import Subscriber, World
 
 ROLES = ("admin", "admin_a", "supervisor", "hazard", "grid", "viewer")
-
-
-@dataclass
-class World:
-    """The app, its registry, the staff (by name → id) and cases in community A and B."""
-
-    app: Flask
-    factory: sessionmaker[Session]
-    places: Places
-    staff: dict[str, int]
-    case_a: int
-    case_b: int
-    alert_b: int
-
-
-@pytest.fixture
-def world(settings: Settings, place: Place, sqlite_session_factory: sessionmaker[Session],
-          redis_client: Any) -> Iterator[World]:
-    """Two communities, staff in every role (all but one admin limited to community A)."""
-    factory = sqlite_session_factory
-    places = two_communities(factory)
-    a = [places.community_a]
-    people = {
-        "admin": make_staff(factory, "admin", "admin", district_wide=True),
-        "admin_a": make_staff(factory, "admin_a", "admin", a),
-        "supervisor": make_staff(factory, "supervisor", "supervisor", a),
-        "hazard": make_staff(factory, "hazard", "hazard_team", a),
-        "grid": make_staff(factory, "grid", "grid_worker", a),
-        "viewer": make_staff(factory, "viewer", "viewer", a),
-    }
-    case_a = make_case(factory, places.unit_a, CaseStatus.DISCOVERED)
-    case_b = make_case(factory, places.unit_b, CaseStatus.DISCOVERED)
-    with session_scope(factory) as db:
-        alert = Alert(kind="overcrowding", unit_id=places.unit_b, payload={"estimated": 6,
-                                                                          "registered": 1})
-        db.add(alert)
-        db.flush()
-        alert_b = alert.id
-    app = create_app(settings, {"TESTING": True,
-                                "PORTAL_RATE_LIMITS": {"staff_login": (1000, 900),
-                                                       "page": (1000, 60),
-                                                       "signin": (1000, 60),
-                                                       "verify": (1000, 60)}})
-    yield World(app, factory, places, people, case_a, case_b, alert_b)
-    app.extensions["portal"].close()
 
 
 def _csrf(html: str) -> str:
@@ -165,8 +115,8 @@ def test_actions_check_role_scope_and_state_on_the_server(world: World) -> None:
 def test_a_case_goes_round_the_loop_in_the_browser_forms(world: World, settings: Settings
                                                          ) -> None:
     """Review, assign (a notice on MQTT), handle, feed back, verify, close; the inbox follows."""
-    alerts = Subscriber(settings, settings.topic("v1", "alerts", "+"),
-                        settings.topic("v1", "alerts", "probe"))
+    alerts = Subscriber(settings, alert_topic(settings.mqtt_topic_prefix, "+"),
+                        alert_topic(settings.mqtt_topic_prefix, "probe"))
     try:
         supervisor = signed_in(world, "supervisor")
         grid = signed_in(world, "grid", "en")
@@ -297,8 +247,8 @@ def test_overdue_cases_are_escalated_with_a_notice(world: World, settings: Setti
     """`wifi-census portal case-sweep`: a case event and a case_escalated notice on MQTT, once."""
     from click.testing import CliRunner
 
-    from census.cli import main
-    from tests.portal.test_watchlist_cli import env_of
+    from tests.common import env_of
+    from wifi_census.cli import main
 
     late = make_case(world.factory, world.places.unit_a, CaseStatus.HANDLING,
                      assignee=world.staff["grid"], due_days=-0.5)
@@ -311,8 +261,8 @@ def test_overdue_cases_are_escalated_with_a_notice(world: World, settings: Setti
         db.add(watched)
         db.flush()
         watched_id = watched.id
-    alerts = Subscriber(settings, settings.topic("v1", "alerts", "+"),
-                        settings.topic("v1", "alerts", "probe"))
+    alerts = Subscriber(settings, alert_topic(settings.mqtt_topic_prefix, "+"),
+                        alert_topic(settings.mqtt_topic_prefix, "probe"))
     try:
         result = CliRunner().invoke(main, ["portal", "case-sweep"], env=env_of(settings))
         assert result.exit_code == 0, result.output

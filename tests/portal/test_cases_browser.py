@@ -15,10 +15,10 @@ from tests.cases_common import PASSWORD
 from tests.common import (
     BROWSER_MARKS,
     IPHONE_UA,
+    World,
     live_server,
     save_screenshot,
 )
-from tests.portal.test_cases import World, world  # noqa: F401
 
 pytestmark = BROWSER_MARKS
 

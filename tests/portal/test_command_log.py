@@ -13,12 +13,11 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from census.channels import ack_topic, command_topic
 from census.commands import (
     CommandAck,
     CommandError,
-    ack_topic,
     build_command,
-    command_topic,
     encode_ack,
     parse_ack,
 )

@@ -12,7 +12,7 @@ from portal.identity import (
     phone_problem,
     same_name,
 )
-from tests.portal.conftest import ZHANG_ID, make_id
+from tests.common import ZHANG_ID, make_id
 
 CARD = "resident_id_card"
 

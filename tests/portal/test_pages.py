@@ -11,8 +11,7 @@ from portal import captive
 from portal.flow import Flow
 from portal.pages import PageCache
 from portal.services import PortalServices
-from tests.portal.conftest import hidden, identity_form, signed_query
-from tests.portal.test_signin_flow import code_form, last_code, page
+from tests.common import code_form, hidden, identity_form, last_code, page, signed_query
 
 HEADERS = {"Accept-Language": "zh-CN,zh;q=0.9"}
 

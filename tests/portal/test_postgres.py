@@ -15,9 +15,16 @@ from census.settings import Settings
 from portal import create_app
 from registry.db import make_engine, make_session_factory, upgrade
 from registry.models import Device, SignIn
-from tests.conftest import _drop_postgres_database, _postgres_database
-from tests.portal.conftest import FLOOR_AP, FLOOR_AP_SECRET, Subscriber, fill_registry
-from tests.portal.test_signin_flow import page, sign_in
+from tests.common import (
+    FLOOR_AP,
+    FLOOR_AP_SECRET,
+    Subscriber,
+    drop_postgres_database,
+    fill_registry,
+    page,
+    postgres_database,
+    sign_in,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -27,12 +34,12 @@ def pg_settings(settings: Settings, test_id: str, running_postgres: Settings,
                 service_settings: Settings) -> Iterator[Settings]:
     """This test's settings with a fresh, migrated PostgreSQL registry."""
     name = f"test_{test_id}"
-    url = _postgres_database(service_settings, name)
+    url = postgres_database(service_settings, name)
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
     yield Settings.load(environ={}, **{**settings.__dict__, "database_url": url})
-    _drop_postgres_database(service_settings, name)
+    drop_postgres_database(service_settings, name)
 
 
 def test_sign_in_on_postgresql(pg_settings: Settings, redis_client: Any,
@@ -63,8 +70,7 @@ def test_back_office_views_on_postgresql(pg_settings: Settings, redis_client: An
 
     from registry.db import session_scope
     from registry.models import Case, CaseStatus, Inspection, Unit
-    from tests.portal.test_admin import csrf, login, staff
-    from tests.portal.test_units import estimate
+    from tests.common import csrf, estimate, login, staff
 
     engine = make_engine(pg_settings.database_url)
     factory = make_session_factory(engine)

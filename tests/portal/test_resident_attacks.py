@@ -19,14 +19,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from census.handshake import encode_fas_parameter, redirect_signature
 from census.settings import Settings
 from portal import create_app
-from portal.handshake import encode_fas_parameter, redirect_signature
 from portal.services import PortalServices
 from portal.signin import confirm_phone
 from portal.sms import ConsoleSmsSender
 from registry.models import Alert, AuditEntry, Device, Resident, SignIn
-from tests.portal.conftest import (
+from tests.common import (
     FLOOR_AP,
     FLOOR_AP_SECRET,
     LI_ID,

@@ -11,8 +11,7 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from census.phones import canonical_phone, mobile_e164
-from portal.handshake import (
+from census.handshake import (
     REDIRECT_FIELDS,
     Handshake,
     HandshakeError,
@@ -21,6 +20,7 @@ from portal.handshake import (
     redirect_signature,
     verify_signed_redirect,
 )
+from census.phones import canonical_phone, mobile_e164
 from portal.identity import id_number_problem, name_problem
 from registry.models import IdType
 

@@ -18,16 +18,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from census.commands import NonceCache, verify_command
+from census.handshake import encode_fas_parameter, fas_return_token
 from census.privacy import pseudonymize_mac
 from census.settings import Settings
 from portal import create_app
 from portal.const import CAPTIVE_JSON
-from portal.handshake import encode_fas_parameter, fas_return_token
 from portal.services import PortalServices
 from portal.sms import HttpSmsSender
 from registry.db import session_scope
 from registry.models import Alert, AuditEntry, Device, Resident, SignIn, Verification
-from tests.portal.conftest import (
+from tests.common import (
     FLOOR_AP,
     FLOOR_AP_SECRET,
     LI_ID,

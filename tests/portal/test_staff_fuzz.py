@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.staff_auth import SESSION_KEYS, session_problem
-from tests.portal.test_admin import csrf, login, staff
-from tests.portal.test_signin_flow import page
+from tests.common import csrf, login, page, staff
 
 # Anything a form field may carry: any code point (NUL, surrogates excluded by HTTP encoding),
 # long values, digits from other scripts, invisible characters.

@@ -20,7 +20,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from census.cli import main
 from census.settings import Settings, generate_keys
 from portal import create_app
 from portal.services import PortalConfigError
@@ -28,9 +27,8 @@ from portal.staff_auth import SESSION_SEEN, SESSION_STARTED, LoginGuard, LoginPo
 from registry.db import session_scope
 from registry.models import Role, StaffUser
 from registry.staff import upsert_staff
-from tests.portal.conftest import Place
-from tests.portal.test_admin import PASSWORD, csrf, login, staff
-from tests.portal.test_signin_flow import page
+from tests.common import PASSWORD, Place, csrf, login, page, staff
+from wifi_census.cli import main
 
 COOKIE = "census_staff"
 

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
-from analytics.heatmaps import pack_hour_night
 from census.settings import Settings
 from portal import create_app
 from portal.services import PortalServices
@@ -31,33 +30,8 @@ from registry.models import (
     Inspection,
     InspectionPhoto,
     Unit,
-    UnitEstimate,
 )
-from tests.portal.conftest import Place
-from tests.portal.test_admin import csrf, login, staff
-from tests.portal.test_signin_flow import page
-
-WINDOW_START = dt.date(2026, 11, 1)
-NIGHTS = 4
-
-
-def estimate(unit_id: int, registered: int, estimated: float, observed: int,
-             flag: str = "") -> UnitEstimate:
-    """A stored analytics estimate; nights without observation are None (no data)."""
-    nights: list[float | None] = [estimated if observed else None] * NIGHTS
-    hour_night: list[list[float] | None] = [
-        [estimated if 15 <= h <= 23 else 0.0 for h in range(24)] if observed else None
-        for _ in range(NIGHTS)]
-    return UnitEstimate(
-        unit_id=unit_id, generated_at=dt.datetime(2026, 11, 5, 1, tzinfo=dt.UTC),
-        window_start=WINDOW_START, window_end=WINDOW_START + dt.timedelta(days=NIGHTS - 1),
-        registered=registered, estimated=estimated, low=max(0.0, estimated - 1),
-        high=estimated + 2, confidence=0.97 if flag else 0.05, confidence_plus_one=0.99,
-        persistence=1.0, nights_observed=observed, resident_devices=int(estimated),
-        people_detected=int(estimated), coverage="unit_ap" if observed else "none",
-        utility_ratio=2.4 if flag else None, utility_people=6.5 if flag else None, flag=flag,
-        tier="key" if flag else "normal", nights=nights, hours=[0.0] * 24,
-        hour_night=pack_hour_night(hour_night))
+from tests.common import NIGHTS, WINDOW_START, Place, csrf, estimate, login, page, staff
 
 
 @pytest.fixture

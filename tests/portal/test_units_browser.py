@@ -20,10 +20,12 @@ from tests.common import (
     ARTIFACTS,
     BROWSER_MARKS,
     IPHONE_UA,
+    NIGHTS,
+    PASSWORD,
+    Place,
+    estimate,
+    staff,
 )
-from tests.portal.conftest import Place
-from tests.portal.test_admin import PASSWORD, staff
-from tests.portal.test_units import NIGHTS, estimate
 
 pytestmark = BROWSER_MARKS
 

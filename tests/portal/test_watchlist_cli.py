@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,25 +14,13 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from census.cli import main
+from census.handshake import verify_signed_redirect
 from census.privacy import IdentityCipher
-from census.settings import PREFIX, Settings
-from portal.handshake import verify_signed_redirect
+from census.settings import Settings
 from portal.watchlist import WatchlistFileError, import_watchlist
 from registry.models import AccessPoint, AuditEntry, WatchlistEntry
-from tests.portal.conftest import FLOOR_AP, WATCHED_ID, ZHANG_ID, Place
-
-
-def env_of(settings: Settings) -> dict[str, str]:
-    """Environment variables that make the CLI use this test's settings."""
-    values = {
-        "environment": "test", "var_dir": str(settings.var_dir),
-        "database_url": settings.database_url, "mqtt_topic_prefix": settings.mqtt_topic_prefix,
-        "redis_key_prefix": settings.redis_key_prefix, "secret_key": settings.secret_key,
-        "pseudonym_key": settings.pseudonym_key, "identity_key": settings.identity_key,
-        "command_key": settings.command_key, "digest_key": settings.digest_key,
-    }
-    return {PREFIX + k.upper(): v for k, v in values.items()}
+from tests.common import FLOOR_AP, WATCHED_ID, ZHANG_ID, Place, env_of, free_port
+from wifi_census.cli import main
 
 
 def write(path: Path, text: str) -> Path:
@@ -114,17 +101,10 @@ def test_cli_ap_secret_and_sign_redirect(settings: Settings, place: Place,
     assert missing.exit_code == 1 and "not in the registry" in missing.output
 
 
-def _free_port() -> int:
-    """A TCP port nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_portal_serve_answers_under_gunicorn(settings: Settings, place: Place) -> None:
     """What the demo does: `wifi-census portal serve` in the background, then it answers."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **env_of(settings), "WIFI_CENSUS_LOG_LEVEL": "WARNING"}
     command = [str(Path(sys.executable).parent / "wifi-census"), "portal", "serve",
                "--port", str(port), "--workers", "2"]

@@ -18,50 +18,7 @@ from registry.case_flow import (
     sla,
 )
 from registry.models import CaseRequest, CaseStatus, Role
-
-# The loop as the district runs it, written out independently of the module's table:
-# "state[+pending request] action -> new state".
-EXPECTED = """
-discovered confirm -> reviewed
-discovered dismiss -> dismissed
-reviewed assign -> assigned
-reviewed dismiss -> dismissed
-assigned reassign -> assigned
-assigned start -> handling
-assigned request_return -> assigned
-assigned request_extension -> assigned
-assigned+return approve -> reviewed
-assigned+return deny -> assigned
-assigned+extend approve -> assigned
-assigned+extend deny -> assigned
-handling reassign -> assigned
-handling feedback -> feedback
-handling request_return -> handling
-handling request_extension -> handling
-handling request_park -> handling
-handling+return approve -> reviewed
-handling+return deny -> handling
-handling+extend approve -> handling
-handling+extend deny -> handling
-handling+park approve -> parked
-handling+park deny -> handling
-feedback verify -> verified
-feedback rework -> handling
-verified close -> closed
-parked resume -> handling
-"""
-
-
-def _expected() -> dict[tuple[str, str, str], str]:
-    """The table above as {(state, pending, action): new state}."""
-    table = {}
-    for line in EXPECTED.strip().splitlines():
-        left, to = line.split(" -> ")
-        state, action = left.split()
-        status, _, pending = state.partition("+")
-        table[(status, pending, action)] = to
-    return table
-
+from tests.common import expected_transitions
 
 ALL_TRIPLES = list(itertools.product(CaseStatus, ["", *CaseRequest], Action))
 EVERYONE = [(role, assignee) for role in Role for assignee in (False, True)]
@@ -72,7 +29,7 @@ EVERYONE = [(role, assignee) for role in Role for assignee in (False, True)]
 def test_exactly_the_district_loop_is_allowed(status: CaseStatus, pending: str,
                                               action: Action) -> None:
     """Allowed triples succeed for someone and lead where the loop says; all others refused."""
-    expected = _expected().get((status.value, pending, action.value))
+    expected = expected_transitions().get((status.value, pending, action.value))
     outcomes = []
     for role, assignee in EVERYONE:
         try:
@@ -88,7 +45,7 @@ def test_exactly_the_district_loop_is_allowed(status: CaseStatus, pending: str,
 def test_the_module_table_is_the_expected_table() -> None:
     """Nothing allowed that the district's loop does not have (and nothing missing)."""
     assert {(s.value, p, a.value): r.to.value for (s, p, a), r in TRANSITIONS.items()
-            } == _expected()
+            } == expected_transitions()
 
 
 # Who may take each action (an allowed triple), and whether they must be the assignee.
@@ -111,7 +68,7 @@ WHO = {
 }
 
 
-@pytest.mark.parametrize("triple", sorted(_expected()), ids="+".join)
+@pytest.mark.parametrize("triple", sorted(expected_transitions()), ids="+".join)
 def test_each_transition_checks_role_and_assignee(triple: tuple[str, str, str]) -> None:
     """Only the roles named may act; handler actions only by the case's own assignee."""
     status, pending, action = CaseStatus(triple[0]), triple[1], Action(triple[2])

@@ -14,7 +14,7 @@ from registry.casework import Actor, DuePolicy, apply, escalate_overdue
 from registry.db import session_scope
 from registry.models import Case, CaseEvent, CaseRequest, CaseStatus, RiskTier, Role
 from tests.cases_common import make_case, make_staff, two_communities
-from tests.registry.test_case_flow import _expected
+from tests.common import expected_transitions
 
 T0 = dt.datetime(2026, 11, 2, 1, tzinfo=dt.UTC)
 
@@ -92,7 +92,7 @@ def test_the_server_refuses_every_illegal_transition(
     wrong = []
     for status, pending, action in STORABLE:
         case_id = make_case(session_factory, places.unit_a, status, pending, assignee=worker_id)
-        expected = _expected().get((status.value, pending, action.value))
+        expected = expected_transitions().get((status.value, pending, action.value))
         results: list[str] = []
         for actor in (admin, worker):
             try:

@@ -17,7 +17,6 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from census.cli import main
 from census.presence_store import (
     MEASUREMENT_DAILY,
     MEASUREMENT_DAILY_STATE,
@@ -44,6 +43,7 @@ from registry.models import (
     Verification,
 )
 from registry.retention import run_retention
+from wifi_census.cli import main
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 

@@ -10,7 +10,6 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from census.cli import main
 from census.privacy import IdentityCipher
 from census.settings import Settings, SettingsError, generate_digest_key, generate_keys
 from registry.db import session_scope
@@ -27,6 +26,7 @@ from registry.models import (
     Unit,
 )
 from registry.rotation import rotate_keys
+from wifi_census.cli import main
 
 OLD_KEY, NEW_KEY = generate_keys()["identity_key"], generate_keys()["identity_key"]
 DIGEST_KEY = generate_digest_key()

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from simulator import SimulationConfig, SimulationResult, simulate
+from simulator import SimulationResult
 from simulator.truth import load_truth
-
-# A fixed end keeps runs reproducible (and inside the heating season, so heat rows appear).
-END = dt.datetime(2025, 3, 10, 12, 0, tzinfo=dt.UTC)
-
-
-def run(out: Path, **overrides: Any) -> SimulationResult:
-    """Simulate into ``out`` with small defaults and the fixed end."""
-    values: dict[str, Any] = {"units": 40, "days": 2, "seed": 11, "end": END}
-    values.update(overrides)
-    return simulate(SimulationConfig(out=out, **values))
+from tests.common import simulate_into
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +18,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
     Snapshots every 600 s (not the default 300) keep the stream checks quick and exercise the
     interval parameter.
     """
-    return run(tmp_path_factory.mktemp("small_run"), units=300, days=2, seed=20250310,
+    return simulate_into(tmp_path_factory.mktemp("small_run"), units=300, days=2, seed=20250310,
                snapshot_interval=600)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from census.commands import build_command, command_topic
+from census.channels import ack_topic, command_topic
+from census.commands import build_command
 from census.mqtt import MqttClient
 from census.settings import Settings
 from simulator.agents import SimulatedAgents
-from tests.portal.conftest import Subscriber
+from tests.common import Subscriber
 
 KEY = "agent-key-" + "0" * 30
 MAC = "a4:83:e7:12:9f:01"
@@ -17,8 +18,8 @@ MAC = "a4:83:e7:12:9f:01"
 def test_agents_apply_authorize_and_deauthorize_and_refuse_replays(settings: Settings) -> None:
     """Real broker: authorize lists the MAC, a replay is refused by name, deauthorize removes
     it, an AP nobody runs answers wrong_ap; every answer reaches the ack topic."""
-    answers = Subscriber(settings, settings.topic("v1", "ap", "+", "cmd", "ack"),
-                         settings.topic("v1", "ap", "probe", "cmd", "ack"))
+    answers = Subscriber(settings, ack_topic(settings.mqtt_topic_prefix, "+"),
+                         ack_topic(settings.mqtt_topic_prefix, "probe"))
     agents = SimulatedAgents(settings, {"ap-1": KEY}.get)
     agents.start()
     publisher = MqttClient(settings)

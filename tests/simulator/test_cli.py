@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from census.cli import main
 from census.settings import Settings, generate_keys
+from wifi_census.cli import main
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from simulator import ConfigError, SimulationConfig
 from simulator.config import simulation_period
 from simulator.run import FILES
-from tests.simulator.conftest import END, run
+from tests.common import SIM_END, simulate_into
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -24,31 +24,31 @@ def digests(folder: Path) -> dict[str, str]:
 
 def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
     """Two runs with one seed and end write the same bytes in all six files."""
-    run(tmp_path / "a", units=60, days=2, seed=5)
-    run(tmp_path / "b", units=60, days=2, seed=5)
+    simulate_into(tmp_path / "a", units=60, days=2, seed=5)
+    simulate_into(tmp_path / "b", units=60, days=2, seed=5)
     assert digests(tmp_path / "a") == digests(tmp_path / "b")
     assert not list((tmp_path / "a").glob(".*.partial"))
 
 
 def test_different_seeds_differ_in_every_file(tmp_path: Path) -> None:
     """Another seed gives another community, stream and truth."""
-    run(tmp_path / "a", units=60, days=2, seed=5)
-    run(tmp_path / "b", units=60, days=2, seed=6)
+    simulate_into(tmp_path / "a", units=60, days=2, seed=5)
+    simulate_into(tmp_path / "b", units=60, days=2, seed=6)
     first, second = digests(tmp_path / "a"), digests(tmp_path / "b")
     assert all(first[name] != second[name] for name in FILES)
 
 
 def test_rerun_into_the_same_folder_replaces_the_files(tmp_path: Path) -> None:
     """A second run into a folder leaves exactly the second run's files."""
-    run(tmp_path / "a", units=30, days=1, seed=1)
-    run(tmp_path / "a", units=30, days=1, seed=2)
-    run(tmp_path / "b", units=30, days=1, seed=2)
+    simulate_into(tmp_path / "a", units=30, days=1, seed=1)
+    simulate_into(tmp_path / "a", units=30, days=1, seed=2)
+    simulate_into(tmp_path / "b", units=30, days=1, seed=2)
     assert digests(tmp_path / "a") == digests(tmp_path / "b")
 
 
 def test_period_ends_at_the_last_complete_local_night(tmp_path: Path) -> None:
     """Days run 06:00 to 06:00 Asia/Shanghai and the last ends at or before --end."""
-    config = SimulationConfig(out=tmp_path, days=3, end=END)  # 20:00 local on 10 March
+    config = SimulationConfig(out=tmp_path, days=3, end=SIM_END)  # 20:00 local on 10 March
     period = simulation_period(config)
     tz = ZoneInfo("Asia/Shanghai")
     starts = [dt.datetime.fromtimestamp(day.start, tz) for day in period.days]

@@ -13,13 +13,13 @@ import pytest
 from simulator import SimulationResult
 from simulator.config import ConfigError, mix_overrides
 from simulator.truth import load_truth
-from tests.simulator.conftest import run
+from tests.common import simulate_into
 
 
 @pytest.fixture(scope="module")
 def hard(tmp_path_factory: pytest.TempPathFactory) -> tuple[SimulationResult, dict[str, Any]]:
     """A 120-unit, 4-day community in the hard mix at a 600 s cadence."""
-    result = run(tmp_path_factory.mktemp("hard"), units=120, days=4, seed=909,
+    result = simulate_into(tmp_path_factory.mktemp("hard"), units=120, days=4, seed=909,
                  snapshot_interval=600, **mix_overrides("hard"))
     return result, load_truth(result.truth_path)
 

@@ -19,7 +19,7 @@ from simulator.community import build_world
 from simulator.config import simulation_period
 from simulator.model import FIXED, GROUP_RENTAL, INFRASTRUCTURE, RESIDENT, VACANT, VISITOR
 from simulator.truth import address_index, device_at, load_truth
-from tests.simulator.conftest import END
+from tests.common import SIM_END
 
 configs = st.fixed_dictionaries({
     "units": st.integers(5, 70),
@@ -45,7 +45,7 @@ PROPERTY = settings(max_examples=12, deadline=None,
 
 def make_config(out: Path, values: dict[str, Any]) -> SimulationConfig:
     """A config from drawn values and the fixed end."""
-    return SimulationConfig(out=out, end=END, **values)
+    return SimulationConfig(out=out, end=SIM_END, **values)
 
 
 @settings(PROPERTY, max_examples=40)
@@ -191,4 +191,4 @@ def _check_single_ap(where: dict[str, tuple[str, float]], device: str, ap: str,
 
 def test_the_fixed_end_is_recent_enough_for_hypothesis_runs() -> None:
     """Guards the fixture: the end used above is a real, aware moment."""
-    assert END.tzinfo is dt.UTC
+    assert SIM_END.tzinfo is dt.UTC

@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from census.events import events_subscription, events_topic
+from census.channels import events_subscription, events_topic
 from census.mqtt import MqttClient, ReceivedMessage
 from census.settings import Settings
 from simulator import SimulationResult, publish
 from simulator.publisher import StreamLineError, parse_line
-from tests.simulator.conftest import run
+from tests.common import simulate_into
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
     """A 25-unit, 1-day run: a few thousand messages."""
-    return run(tmp_path_factory.mktemp("tiny_run"), units=25, days=1, seed=3)
+    return simulate_into(tmp_path_factory.mktemp("tiny_run"), units=25, days=1, seed=3)
 
 
 class Collector:

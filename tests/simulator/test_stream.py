@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from census.channels import is_ap_id
 from census.events import (
-    AP_ID_PATTERN,
     EVENT_TYPES,
     MAX_BATCH_EVENTS,
     MAX_PAYLOAD_BYTES,
@@ -66,7 +66,7 @@ def test_messages_follow_the_contract(small_run: SimulationResult) -> None:
             record = json.loads(raw)
             assert set(record) == {"ap", "payload"}
             ap, payload = record["ap"], record["payload"]
-            assert AP_ID_PATTERN.match(ap) and ap in known_aps
+            assert is_ap_id(ap) and ap in known_aps
             assert isinstance(payload, list) and len(payload) <= MAX_BATCH_EVENTS
             assert len(split_line(raw)[1]) <= MAX_PAYLOAD_BYTES
             if not payload:

@@ -15,7 +15,7 @@ from simulator import SimulationResult
 from simulator.community import _Builder, build_world
 from simulator.config import SimulationConfig, simulation_period
 from simulator.truth import address_index, device_at
-from tests.simulator.conftest import END
+from tests.common import SIM_END
 
 
 def test_truth_matches_the_registry_files(small_run: SimulationResult,
@@ -173,7 +173,7 @@ def _spearman(pairs: list[tuple[float, float]]) -> float:
 
 def test_default_mix_matches_teda() -> None:
     """Default shares: 20% rented, 6.44% of rentals group rentals, by exact counts."""
-    config = SimulationConfig(out=Path("unused"), units=5_000, days=1, end=END)
+    config = SimulationConfig(out=Path("unused"), units=5_000, days=1, end=SIM_END)
     world = build_world(config, simulation_period(config))
     rented = sum(unit.rented for unit in world.units)
     assert rented == 1_000
@@ -182,7 +182,7 @@ def test_default_mix_matches_teda() -> None:
 
 def test_district_layout_has_tedas_communities() -> None:
     """41,257 units fall into TEDA's 114 communities of ~362 units."""
-    config = SimulationConfig(out=Path("unused"), units=41_257, days=1, end=END)
+    config = SimulationConfig(out=Path("unused"), units=41_257, days=1, end=SIM_END)
     builder = _Builder(config, simulation_period(config))
     builder.layout()
     assert len(builder.units) == 41_257

@@ -36,6 +36,7 @@ from urllib.parse import quote, urlsplit
 
 import click
 
+from census.channels import is_ap_id
 from census.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
@@ -44,7 +45,6 @@ LOGGER = logging.getLogger(__name__)
 # key, both base64 (mosquitto_passwd's defaults; the broker reads the iteration count back).
 PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
-_AP_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Service users on the central broker. Client ids are one namespace across listeners and equal
 # the user name there, so an AP named like a service would take over that service's session.
 RESERVED_USER = re.compile(r"^(collector(-.*)?|command-log|portal|analytics)$")
@@ -147,7 +147,7 @@ def password_file(settings: Settings) -> Path:
 
 def check_ap_user(ap_id: str) -> None:
     """Refuse AP ids that cannot be broker users (bad form, or a service's name)."""
-    if not _AP_ID.match(ap_id):
+    if not is_ap_id(ap_id):
         raise ProvisioningError(f"{ap_id!r} is not an AP id ([A-Za-z0-9._-], 1-64)")
     if RESERVED_USER.match(ap_id):
         raise ProvisioningError(
@@ -504,7 +504,7 @@ def render_command(ap_ids: tuple[str, ...], building: str | None, out: Path, gat
                    snapshot_interval: int, spool_max_files: int,
                    allow_shared_command_key: bool) -> None:
     """Write every file an AP needs (ap.conf, secrets, its bridge, the OpenWrt templates)."""
-    from census.cli import load_settings
+    from census.startup import load_settings
 
     if bool(ap_ids) == bool(building):
         raise click.UsageError("give --ap or --building")
@@ -541,7 +541,7 @@ def ap_cred() -> None:
 @click.option("--ap", "ap_id", required=True, help="AP id (must be in the registry).")
 def issue_command(ap_id: str) -> None:
     """Give AP a fresh broker password (replacing any) and print it once."""
-    from census.cli import load_settings
+    from census.startup import load_settings
 
     settings = load_settings()
     try:
@@ -557,7 +557,7 @@ def issue_command(ap_id: str) -> None:
 @click.option("--ap", "ap_id", required=True, help="AP id.")
 def revoke_command(ap_id: str) -> None:
     """Remove AP's broker user; reload the broker (SIGHUP) to refuse it."""
-    from census.cli import load_settings
+    from census.startup import load_settings
 
     settings = load_settings()
     if not revoke_credentials(settings, ap_id):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -11,15 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from census import services
 from census.settings import Settings
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.common import free_port
+from wifi_census import local_servers
 
 
 @pytest.mark.slow
@@ -44,7 +37,7 @@ def test_demo_flows_to_flags_and_leaves_the_portal_serving(
     demo_settings = Settings.load(environ=env)
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "census.cli", "demo", "--units", "60", "--days", "4",
+            [sys.executable, "-m", "wifi_census.cli", "demo", "--units", "60", "--days", "4",
              "--seed", "11"],
             env=env, capture_output=True, text=True, timeout=600, check=False,
         )
@@ -63,8 +56,8 @@ def test_demo_flows_to_flags_and_leaves_the_portal_serving(
             assert r.status == 200
             assert r.headers["Content-Type"].startswith("application/captive+json")
     finally:
-        for service in services.demo_services(demo_settings, sys.executable):
-            services.stop(service)
+        for service in local_servers.demo_services(demo_settings, sys.executable):
+            local_servers.stop(service)
         from census.mqtt import MqttClient
 
         ending = MqttClient(demo_settings, f"{demo_settings.command_log_client_id}-demo")

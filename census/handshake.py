@@ -39,15 +39,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from census.channels import is_ap_id
 from census.privacy import InvalidMacError, normalize_mac
-from portal.const import HANDSHAKE_FAS, HANDSHAKE_SIGNED, OPENNDS_AUTHDIR
 
+# How the AP handed the client over.
+HANDSHAKE_SIGNED = "signed"  # this project's HMAC-signed redirect (AP runs the census agent)
+HANDSHAKE_FAS = "fas"  # stock openNDS forwarding authentication, fas_secure_enabled=1 (hid)
+# openNDS's default virtual authentication directory.
+OPENNDS_AUTHDIR = "opennds_auth"
 REDIRECT_PREFIX = "census-redirect-v1"
 REDIRECT_FIELDS = ("ap", "mac", "ip", "gw", "url", "ts", "nonce")
 MAX_FUTURE_SKEW_S = 60
 MAX_URL_LENGTH = 2048
 
-_AP_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _NONCE = re.compile(r"^[0-9a-f]{16,64}$")
 _SIG = re.compile(r"^[0-9a-f]{64}$")
 _HID = re.compile(r"^[0-9a-f]{64}$")
@@ -140,7 +144,7 @@ def verify_signed_redirect(args: Mapping[str, str], key_for: Callable[[str], str
     values = {name: args[name] for name in REDIRECT_FIELDS}
     for name in REDIRECT_FIELDS:
         _check_text(values, name)
-    if not _AP_ID.match(values["ap"]):
+    if not is_ap_id(values["ap"]):
         raise HandshakeError("malformed", "ap is not an AP id")
     if not _NONCE.match(values["nonce"]):
         raise HandshakeError("malformed", "nonce must be 16-64 lowercase hex characters")
@@ -211,7 +215,7 @@ def parse_fas(args: Mapping[str, str], fas_gateway_for: Callable[[str], str | No
     if not _HID.match(hid):
         raise HandshakeError("malformed", "hid must be 64 hex characters (sha256)")
     ap_id = fields["gatewayname"]
-    expected = fas_gateway_for(ap_id) if _AP_ID.match(ap_id) else None
+    expected = fas_gateway_for(ap_id) if is_ap_id(ap_id) else None
     if expected is None:
         raise HandshakeError("unknown_ap",
                              f"gateway {ap_id[:64]!r} is not an AP with FAS enabled")

@@ -15,15 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from census import services
 from census.settings import Settings
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.common import free_port
+from wifi_census import local_servers
 
 
 @pytest.fixture
@@ -38,37 +32,38 @@ def private_settings(tmp_path: Path) -> Iterator[Settings]:
         influx_url=f"http://127.0.0.1:{free_port()}",
     )
     yield settings
-    services.down(settings)
+    local_servers.down(settings)
 
 
-def by_name(settings: Settings, name: str) -> services.LocalService:
+def by_name(settings: Settings, name: str) -> local_servers.LocalService:
     """One service of the settings' set."""
-    return next(s for s in services.build_services(settings) if s.name == name)
+    return next(s for s in local_servers.build_services(settings) if s.name == name)
 
 
 @pytest.mark.parametrize("name", ["redis", "mosquitto"])
 def test_up_is_idempotent_and_down_stops(private_settings: Settings, name: str) -> None:
     """Start answers; a second start leaves it alone; stop ends it; a second stop is a no-op."""
     service = by_name(private_settings, name)
-    assert "started" in services.start(service)
+    assert "started" in local_servers.start(service)
     pid = service.read_pid()
-    assert pid is not None and services.status(service).answering
-    assert services.start(service) == f"{name}: already running (pid {pid}, port {service.port})"
-    assert services.stop(service) == f"{name}: stopped (pid {pid})"
-    state = services.status(service)
+    assert pid is not None and local_servers.status(service).answering
+    assert local_servers.start(service) == (
+        f"{name}: already running (pid {pid}, port {service.port})")
+    assert local_servers.stop(service) == f"{name}: stopped (pid {pid})"
+    state = local_servers.status(service)
     assert not state.running and not state.answering
-    assert services.stop(service) == f"{name}: not running"
+    assert local_servers.stop(service) == f"{name}: not running"
 
 
 def test_influxdb_starts_on_its_configured_loopback_port(private_settings: Settings) -> None:
     """InfluxDB gets a written config (loopback HTTP and RPC) and answers /ping."""
     service = by_name(private_settings, "influxdb")
-    services.start(service)
+    local_servers.start(service)
     config = (service.directory / "influxdb.conf").read_text()
     assert f'bind-address = "127.0.0.1:{service.port}"' in config
     assert "reporting-disabled = true" in config
-    assert services.status(service).answering
-    services.stop(service)
+    assert local_servers.status(service).answering
+    local_servers.stop(service)
 
 
 def test_server_output_goes_to_its_log_even_if_an_earlier_run_made_the_file(
@@ -78,14 +73,14 @@ def test_server_output_goes_to_its_log_even_if_an_earlier_run_made_the_file(
     service = by_name(private_settings, "mosquitto")
     service.directory.mkdir(parents=True, exist_ok=True)
     service.log_file.write_text("earlier run\n")
-    services.start(service)
+    local_servers.start(service)
     pid = service.read_pid()
     assert pid is not None
     assert Path(f"/proc/{pid}/fd/1").resolve() == service.log_file.resolve()
     assert Path(f"/proc/{pid}/fd/0").resolve() == Path("/dev/null")
     text = service.log_file.read_text()
     assert text.startswith("earlier run\n") and "Mosquitto" in text.removeprefix("earlier run\n")
-    services.stop(service)
+    local_servers.stop(service)
 
 
 def test_a_port_taken_by_another_program_is_named(private_settings: Settings) -> None:
@@ -94,8 +89,8 @@ def test_a_port_taken_by_another_program_is_named(private_settings: Settings) ->
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", service.port))
         squatter.listen()
-        with pytest.raises(services.ServiceError) as caught:
-            services.start(service)
+        with pytest.raises(local_servers.ServiceError) as caught:
+            local_servers.start(service)
     message = str(caught.value)
     assert f"port {service.port} on 127.0.0.1 is already in use by another program" in message
     assert service.read_pid() is None
@@ -107,8 +102,8 @@ def test_a_stale_pid_file_is_not_trusted(private_settings: Settings) -> None:
     service.directory.mkdir(parents=True, exist_ok=True)
     service.pid_file.write_text("1\n")  # init, not redis
     assert service.read_pid() is None
-    assert "started" in services.start(service)
-    services.stop(service)
+    assert "started" in local_servers.start(service)
+    local_servers.stop(service)
 
 
 def test_remote_hosts_are_not_started(tmp_path: Path) -> None:
@@ -116,7 +111,7 @@ def test_remote_hosts_are_not_started(tmp_path: Path) -> None:
     settings = Settings.load(
         environ={}, var_dir=tmp_path, environment="test", redis_url="redis://10.0.0.5:6379/0"
     )
-    assert "not loopback" in services.start(by_name(settings, "redis"))
+    assert "not loopback" in local_servers.start(by_name(settings, "redis"))
 
 
 @pytest.mark.postgres
@@ -127,16 +122,16 @@ def test_postgres_starts_from_a_0700_checkout_folder(tmp_path: Path) -> None:
     private.mkdir(mode=0o700)
     settings = Settings.load(environ={}, var_dir=private / "var", environment="test",
                              postgres_port=free_port())
-    service = next(s for s in services.build_services(settings, include_postgres=True)
+    service = next(s for s in local_servers.build_services(settings, include_postgres=True)
                    if s.name == "postgres")
     as_root = os.geteuid() == 0
     assert service.directory.is_relative_to(private) is not as_root
     assert service.run_as == ("postgres" if as_root else None)
     try:
-        assert "started" in services.start(service)
-        assert services.status(service).answering
+        assert "started" in local_servers.start(service)
+        assert local_servers.status(service).answering
     finally:
-        services.stop(service)
+        local_servers.stop(service)
         shutil.rmtree(service.directory, ignore_errors=True)
 
 
@@ -145,11 +140,12 @@ def test_the_cluster_stays_in_var_when_its_user_can_reach_it() -> None:
     reachable = Path(tempfile.mkdtemp(dir="/tmp"))
     try:
         reachable.chmod(0o755)
-        assert services.postgres_directory(reachable, "postgres") == (
+        assert local_servers.postgres_directory(reachable, "postgres") == (
             reachable / "services" / "postgres")
-        assert services.postgres_directory(reachable, None) == reachable / "services" / "postgres"
+        assert local_servers.postgres_directory(reachable, None) == (
+            reachable / "services" / "postgres")
         reachable.chmod(0o700)
-        assert not services.postgres_directory(reachable, "postgres").is_relative_to(reachable)
+        assert not local_servers.postgres_directory(reachable, "postgres").is_relative_to(reachable)
     finally:
         shutil.rmtree(reachable)
 

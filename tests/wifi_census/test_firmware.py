@@ -20,15 +20,6 @@ from urllib.parse import urlsplit
 import pytest
 from click.testing import CliRunner, Result
 
-from census.cli import main
-from census.firmware import (
-    ProvisioningError,
-    fill,
-    issue_credentials,
-    mosquitto_password_hash,
-    remove_password,
-    set_password,
-)
 from census.mqtt import MqttClient, ReceivedMessage
 from census.privacy import IdentityCipher
 from census.settings import Settings, environment_of, generate_keys
@@ -36,11 +27,20 @@ from registry.db import make_engine, make_session_factory, session_scope
 from registry.models import AccessPoint
 from tests.brokers import (
     Broker,
-    free_port,
     mosquitto,
     production_broker,
     registry_with_aps,
     run_as_me,
+)
+from tests.common import free_port
+from wifi_census.cli import main
+from wifi_census.firmware import (
+    ProvisioningError,
+    fill,
+    issue_credentials,
+    mosquitto_password_hash,
+    remove_password,
+    set_password,
 )
 
 ROOT = Path(__file__).resolve().parent.parent.parent

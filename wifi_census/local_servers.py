@@ -611,7 +611,7 @@ def portal_service(settings: Settings, python: str) -> LocalService:
     return LocalService(
         "portal", python, settings.portal_host, settings.portal_port,
         settings.var_dir / "services" / "portal",
-        lambda service: [service.binary, "-m", "census.cli", "portal", "serve",
+        lambda service: [service.binary, "-m", "wifi_census.cli", "portal", "serve",
                          "--host", service.host, "--port", str(service.port)],
         lambda service: None, _http_ready,
     )
@@ -639,7 +639,7 @@ def command_log_service(settings: Settings, python: str) -> LocalService:
     """The AP command log as a background client (the demo leaves it running)."""
     return LocalService(
         "ap-commands", python, "127.0.0.1", 0, settings.var_dir / "services" / "ap-commands",
-        lambda service: [service.binary, "-m", "census.cli", "ap-commands", "run",
+        lambda service: [service.binary, "-m", "wifi_census.cli", "ap-commands", "run",
                          "--client-id", f"{settings.command_log_client_id}-demo"],
         _fresh_log, _log_says("watching"),
     )
@@ -649,7 +649,7 @@ def agents_service(settings: Settings, python: str) -> LocalService:
     """Stand-in agents for the registry's APs as a background client (the demo's)."""
     return LocalService(
         "ap-agents", python, "127.0.0.1", 0, settings.var_dir / "services" / "ap-agents",
-        lambda service: [service.binary, "-m", "census.cli", "ap-agents"],
+        lambda service: [service.binary, "-m", "wifi_census.cli", "ap-agents"],
         _fresh_log, _log_says("AP agents answering"),
     )
 

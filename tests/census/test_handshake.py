@@ -7,8 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from portal.const import HANDSHAKE_FAS, HANDSHAKE_SIGNED
-from portal.handshake import (
+from census.handshake import (
+    HANDSHAKE_FAS,
+    HANDSHAKE_SIGNED,
     Handshake,
     HandshakeError,
     encode_fas_parameter,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from census.cli import main
 from census.settings import Settings
+from wifi_census.cli import main
 
 UNITS = (
     "community,community_name,building,building_name,unit,floor,room,area_m2,"

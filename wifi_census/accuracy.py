@@ -1,7 +1,8 @@
 """Accuracy against the simulator's ground truth, beside a naive baseline.
 
-This module is the only part of analytics that reads a truth file, and the estimator never
-imports it: ``analytics.pipeline`` sees only what a deployment sees (presence from InfluxDB,
+The harness sits in the top package because it joins what no lower package may (simulator,
+collector parser, analytics); it is the only module that reads a truth file, and the estimator
+never imports it: ``analytics.pipeline`` sees only what a deployment sees (presence from InfluxDB,
 the registry, utility readings). The harness drives the real path: the simulator writes a
 community; its registry CSVs are imported with ``registry.importers``; its event stream is
 turned into presence points exactly as the collector writes them (pseudonymised with the

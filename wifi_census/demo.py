@@ -22,8 +22,8 @@ from typing import Any
 
 import click
 
-from census.cli import configure_logging, load_settings
 from census.settings import Settings
+from census.startup import configure_logging, load_settings
 
 STEPS = 9
 DEMO_SIGNINS = 20
@@ -42,7 +42,7 @@ def done(started: float, text: str) -> None:
 
 def cli_command(*args: str) -> list[str]:
     """The wifi-census command line, run with this interpreter."""
-    return [sys.executable, "-m", "census.cli", *args]
+    return [sys.executable, "-m", "wifi_census.cli", *args]
 
 
 def reset_demo_stores(settings: Settings) -> None:
@@ -136,11 +136,11 @@ def create_admin(settings: Settings) -> tuple[str, str]:
 
 def start_portal(settings: Settings) -> str:
     """Leave the portal serving in the background; return what happened."""
-    from census import services
+    from wifi_census import local_servers
 
-    portal = services.portal_service(settings, sys.executable)
-    services.stop(portal)  # a portal from an earlier demo serves old keys and data
-    return services.start(portal)
+    portal = local_servers.portal_service(settings, sys.executable)
+    local_servers.stop(portal)  # a portal from an earlier demo serves old keys and data
+    return local_servers.start(portal)
 
 
 @click.command()
@@ -215,17 +215,17 @@ def run_signins(settings: Settings, community_dir: Path, count: int, seed: int) 
     import redis
     from sqlalchemy import func, select
 
-    from census import services
     from census.privacy import IdentityCipher
-    from portal.directory import ApDirectory
     from portal.sms import ConsoleSmsSender
     from registry.db import make_engine, make_session_factory
+    from registry.directory import ApDirectory
     from registry.models import ApCommandRecord
     from simulator.signins import pick_visitors, sign_in
+    from wifi_census import local_servers
 
-    for service in services.demo_services(settings, sys.executable)[1:]:
-        services.stop(service)  # one from an earlier demo knows an older registry
-        services.start(service)
+    for service in local_servers.demo_services(settings, sys.executable)[1:]:
+        local_servers.stop(service)  # one from an earlier demo knows an older registry
+        local_servers.start(service)
     factory = make_session_factory(make_engine(settings.database_url))
     directory = ApDirectory(factory, IdentityCipher.from_settings(settings), settings.command_key)
     outbox = ConsoleSmsSender(redis.Redis.from_url(settings.redis_url), settings.redis_key_prefix)

@@ -3,7 +3,9 @@
 Each part of the system owns its own click group (``collector.cli``, ``analytics.cli``,
 ``portal.cli``, ``simulator.cli``); this module only wires them together with the shared
 ones (services, db, import, config, keys, demo). Parts are imported when their subcommand
-runs, so `wifi-census services up` does not pay for pandas or Flask.
+runs, so `wifi-census services up` does not pay for pandas or Flask. The two subcommands that
+need more than their part may import (`analytics accuracy`, `portal purge`) are defined here and
+added to the part's group when it is first used (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -18,39 +20,23 @@ from typing import Any
 import click
 
 from census.settings import (
-    Settings,
-    SettingsError,
     generate_digest_key,
     generate_keys,
     markdown_table,
 )
+from census.startup import configure_logging, load_settings
 
 LOGGER = logging.getLogger(__name__)
-
-
-def load_settings() -> Settings:
-    """Load settings or stop with the offending variable named."""
-    try:
-        return Settings.load()
-    except SettingsError as error:
-        raise click.ClickException(f"configuration error: {error}") from None
-
-
-def configure_logging(settings: Settings) -> None:
-    """Log to stderr at the configured level."""
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 class LazyGroup(click.Group):
     """A group whose subcommands live in other packages, imported when first used."""
 
-    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None,
+                 extra: dict[str, dict[str, str]] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lazy = lazy or {}
+        self._extra = extra or {}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """Eager and lazy subcommands, sorted."""
@@ -60,11 +46,21 @@ class LazyGroup(click.Group):
         """Import a lazy subcommand on first use."""
         if cmd_name in self._lazy:
             module_name, attribute = self._lazy[cmd_name].split(":")
-            command = getattr(importlib.import_module(module_name), attribute)
-            if not isinstance(command, click.Command):
-                raise TypeError(f"{self._lazy[cmd_name]} is not a click command")
+            command = _command(self._lazy[cmd_name])
+            if isinstance(command, click.Group):
+                for name, where in self._extra.get(cmd_name, {}).items():
+                    command.add_command(_command(where), name)
             return command
         return super().get_command(ctx, cmd_name)
+
+
+def _command(where: str) -> click.Command:
+    """The click command at ``module:attribute``."""
+    module_name, attribute = where.split(":")
+    command = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{where} is not a click command")
+    return command
 
 
 LAZY_COMMANDS = {
@@ -75,12 +71,18 @@ LAZY_COMMANDS = {
     "ap-commands": "portal.command_log:ap_commands",
     "ap-agents": "simulator.cli:ap_agents",
     "simulate": "simulator.cli:simulate",
-    "demo": "census.demo:demo",
-    "firmware": "census.firmware:firmware",
+    "demo": "wifi_census.demo:demo",
+    "firmware": "wifi_census.firmware:firmware",
+}
+# Subcommands of a part's group that need more than that part may import (docs/architecture.md):
+# the top package adds them when the group is first used.
+EXTRA_SUBCOMMANDS = {
+    "analytics": {"accuracy": "wifi_census.cli:accuracy_command"},
+    "portal": {"purge": "wifi_census.cli:portal_purge"},
 }
 
 
-@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS)
+@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS, extra=EXTRA_SUBCOMMANDS)
 @click.version_option(package_name="wifi-census")
 def main() -> None:
     """wifi-census: captive-portal real-name Wi-Fi and presence analytics."""
@@ -98,34 +100,34 @@ def services() -> None:
 @click.option("--postgres", is_flag=True, help="Also start the project's PostgreSQL cluster.")
 def services_up(postgres: bool) -> None:
     """Start the local servers on 127.0.0.1 and wait until each answers."""
-    from census import services as local
+    from wifi_census import local_servers
 
     settings = load_settings()
     try:
-        for service in local.build_services(settings, include_postgres=postgres):
-            click.echo(local.start(service))
-    except local.ServiceError as error:
+        for service in local_servers.build_services(settings, include_postgres=postgres):
+            click.echo(local_servers.start(service))
+    except local_servers.ServiceError as error:
         raise click.ClickException(str(error)) from None
 
 
 @services.command("down")
 def services_down() -> None:
     """Stop the local servers this project started."""
-    from census import services as local
+    from wifi_census import local_servers
 
-    for line in local.down(load_settings()):
+    for line in local_servers.down(load_settings()):
         click.echo(line)
 
 
 @services.command("status")
 def services_status() -> None:
     """Show which local servers run and answer; exit 1 if any does not."""
-    from census import services as local
+    from wifi_census import local_servers
 
     settings = load_settings()
     healthy = True
-    for service in local.build_services(settings, include_postgres=True):
-        state = local.status(service)
+    for service in local_servers.build_services(settings, include_postgres=True):
+        state = local_servers.status(service)
         word = (
             "up"
             if state.running and state.answering
@@ -296,6 +298,80 @@ def run_retention_command(as_json: bool, actor: str = "retention") -> None:
 def retention_run(as_json: bool) -> None:
     """Delete, class by class, what is older than its WIFI_CENSUS_RETENTION_* setting."""
     run_retention_command(as_json)
+
+
+@click.command("purge")
+def portal_purge() -> None:
+    """Same as `wifi-census retention run` (kept for existing scripts): every data class, not
+    only sign-ins, each to its own retention setting."""
+    run_retention_command(as_json=False)
+
+
+# --- analytics accuracy (simulator + collector + analytics: only the top may join them) -------
+
+
+@click.command("accuracy")
+@click.option("--units", default=150, show_default=True, help="Units in each simulated community.")
+@click.option("--days", default=14, show_default=True, help="Nights to simulate and analyse.")
+@click.option("--seed", "seeds", type=int, multiple=True, default=(8311,), show_default=True,
+              help="Simulation seed(s); report figures on seeds never used to tune (see "
+                   "docs/analytics.md).")
+@click.option("--mix", "mixes", type=click.Choice(["default", "hard"]), multiple=True,
+              default=("default", "hard"), show_default=True,
+              help="Simulator behaviour mix(es), see docs/simulator.md.")
+@click.option("--interval", "intervals", type=click.IntRange(10, 3600), multiple=True,
+              default=(300, 600), show_default=True, help="AP snapshot cadence(s) in seconds.")
+@click.option("--group-rental-share", type=float, default=None,
+              help="Share of rentals that are group rentals (default: the simulator's, 6.44%).")
+@click.option("--move-ins", "move_in_share", type=click.FloatRange(0.0, 1.0), default=0.0,
+              show_default=True,
+              help="Share of group rentals whose people move in during the period; also "
+                   "reports how many nights after moving in each is first flagged (use "
+                   "--days 28 or more).")
+@click.option("--via", type=click.Choice(["influx", "direct"]), default="direct",
+              show_default=True,
+              help="influx: stream -> collector parser -> InfluxDB -> roll-up (the real path); "
+                   "direct: the same roll-up function in memory (same events, no database).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the simulated communities and the table "
+                   "(default: <var_dir>/accuracy).")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+@click.option("--config", "config_path", type=click.Path(
+    exists=True, dir_okay=False, path_type=Path), default=None,
+    help="JSON file overriding analytics parameters (see docs/analytics.md).")
+def accuracy_command(units: int, days: int, seeds: tuple[int, ...], mixes: tuple[str, ...],
+                     intervals: tuple[int, ...], group_rental_share: float | None,
+                     move_in_share: float, via: str, out_dir: Path | None, as_json: bool,
+                     config_path: Path | None) -> None:
+    """Simulate communities, analyse them as a deployment would, score against the truth.
+
+    Prints Wi-Fi only, meters only, combined and the naive baseline side by side for every
+    mix and cadence asked for.
+    """
+    from analytics.cli import command_config, progress
+    from wifi_census.accuracy import matrix_table, run_matrix
+
+    settings = load_settings()
+    configure_logging(settings)
+    config = command_config(settings, config_path, None)
+    folder = out_dir or settings.var_dir / "accuracy"
+    rows = run_matrix(settings, folder, seeds=list(seeds), mixes=list(mixes),
+                      intervals=list(intervals), units=units, days=days,
+                      group_rental_share=group_rental_share, via=via, config=config,
+                      progress=progress, move_in_share=move_in_share)
+    table = matrix_table(rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "accuracy.md").write_text(
+        f"{units} units, {days} nights, presence via {via}\n\n{table}\n", encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps([row.as_dict() for row in rows], ensure_ascii=False))
+        return
+    click.echo(f"{units} units, {days} nights, presence via {via}; "
+               f"took {sum(row.seconds for row in rows):.0f} s")
+    click.echo("")
+    click.echo(table)
+    click.echo("")
+    click.echo(f"table written to {folder / 'accuracy.md'}")
 
 
 # --- configuration ---------------------------------------------------------------------------
