@@ -49,10 +49,10 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from portal_load import AP_ID, AP_SECRET, bench_settings, populate  # noqa: E402  (bench/ is the script's folder)
 
-from census import services as local_services  # noqa: E402
+from census.handshake import REDIRECT_FIELDS, redirect_signature, sign_redirect  # noqa: E402
 from census.settings import Settings  # noqa: E402
 from portal import create_app  # noqa: E402
-from portal.handshake import REDIRECT_FIELDS, redirect_signature, sign_redirect  # noqa: E402
+from wifi_census import local_servers as local_services  # noqa: E402
 
 UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
       "(KHTML, like Gecko) Mobile/15E148")

@@ -71,7 +71,7 @@ from portal_load import (  # noqa: E402
     start_portal,
 )
 
-from census.events import events_topic  # noqa: E402
+from census.channels import events_topic  # noqa: E402
 from census.mqtt import MqttClient  # noqa: E402
 from census.presence_store import InfluxV1Store  # noqa: E402
 from census.settings import PREFIX, Settings, environment_of  # noqa: E402

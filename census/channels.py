@@ -104,6 +104,14 @@ class RedisKeys:
         """A sign-in flow's state."""
         return f"{self.prefix}portal:flow:{fid}"
 
+    def flow_draft(self, fid: str) -> str:
+        """What a resident has typed so far in a flow (encrypted), kept across a refresh."""
+        return f"{self.prefix}portal:draft:{fid}"
+
+    def flow_first_try(self, fid: str) -> str:
+        """When a flow first tried to record its sign-in: its idempotency moment."""
+        return f"{self.prefix}portal:flow:{fid}:at"
+
     def rate_limit(self, name: str, ident: str, window: int) -> str:
         """Hits of one limit by one client in one fixed window (its index)."""
         return f"{self.prefix}portal:rl:{name}:{ident}:{window}"

@@ -18,6 +18,7 @@ from flask_babel import gettext as _
 from markupsafe import Markup
 from wtforms.fields.choices import SelectChoice
 
+from census.channels import RedisKeys
 from census.handshake import (
     HANDSHAKE_SIGNED,
     MAX_FUTURE_SKEW_S,
@@ -482,7 +483,7 @@ def splash() -> Response:
             max_age = services.settings.portal_redirect_max_age
             hs = verify_signed_redirect(args, services.directory.key_for, max_age)
             # A nonce stays claimed for as long as its redirect could still be accepted.
-            key = f"{services.settings.redis_key_prefix}portal:nonce:{hs.ap_id}:{hs.nonce}"
+            key = RedisKeys(services.settings.redis_key_prefix).handshake_nonce(hs.ap_id, hs.nonce)
             pseudonym = pseudonymize_mac(hs.mac, services.settings.pseudonym_key)
             decision, fresh, known = services.limiter.hit_and_claim(
                 "page", _client_ident(hs), key, max_age + MAX_FUTURE_SKEW_S,

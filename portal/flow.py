@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import redis
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from census.channels import RedisKeys
 from census.handshake import Handshake
 from census.privacy import IdentityCipher
 from portal.identity import DeclaredIdentity
@@ -111,12 +112,12 @@ class PendingStore:
 
     def __init__(self, client: redis.Redis, key_prefix: str, cipher: IdentityCipher) -> None:
         self._redis = client
-        self._prefix = key_prefix
+        self._key_names = RedisKeys(key_prefix)
         self._cipher = cipher
 
     def key(self, fid: str) -> str:
         """The Redis key of a flow's pending identity."""
-        return f"{self._prefix}portal:flow:{fid}"
+        return self._key_names.flow(fid)
 
     def put(self, fid: str, declared: DeclaredIdentity, ttl: int) -> None:
         """Keep the identity for ttl seconds."""
@@ -142,7 +143,7 @@ class PendingStore:
 
     def draft_key(self, fid: str) -> str:
         """The Redis key of a flow's unsent form (what was typed so far)."""
-        return f"{self._prefix}portal:draft:{fid}"
+        return self._key_names.flow_draft(fid)
 
     def put_draft(self, fid: str, fields: dict[str, str], ttl: int) -> None:
         """Keep what was typed, encrypted like a pending identity, for ttl seconds: a refresh

@@ -251,7 +251,7 @@ class OtpService:
         """Arm a correct code again after its sign-in could not be finished, so the resident
         can send the same code once more (for the same binding, with a fresh lifetime)."""
         cleaned = "".join(ch for ch in code if ch in "0123456789")
-        self._restore(keys=[f"{self._prefix}portal:otp:{fid}"],
+        self._restore(keys=[self._key_names.otp(fid)],
                       args=[self._code_hash(fid, cleaned), self._policy.ttl, binding])
 
     def cooldown_left(self, phone: str) -> int:

@@ -19,6 +19,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from census.channels import RedisKeys
 from census.handshake import HANDSHAKE_SIGNED, fas_auth_url
 from census.privacy import IdentityCipher, is_locally_administered, mask_name, pseudonymize_mac
 from portal import audit
@@ -157,7 +158,7 @@ def _first_try(services: PortalServices, flow: Flow, now: dt.datetime
     """When this flow first tried to record its sign-in (now, on the first try; one Redis
     round trip) and whether a try came before: that moment, the device and the AP are the
     flow's idempotency key (the registry has no column for one, and needs no migration)."""
-    key = f"{services.settings.redis_key_prefix}portal:flow:{flow.fid}:at"
+    key = RedisKeys(services.settings.redis_key_prefix).flow_first_try(flow.fid)
     earlier = services.redis.set(key, now.isoformat(), nx=True, get=True, ex=FLOW_MAX_AGE_S)
     if earlier is None:
         return now, False

@@ -37,7 +37,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.config import AnalyticsConfig, Window
 from analytics.delivery import store_cases
-from census import services as local_services
 from census.privacy import IdentityCipher
 from census.settings import Settings
 from portal import create_app
@@ -58,6 +57,7 @@ from tests.portal.conftest import (
     page,
     signed_query,
 )
+from wifi_census import local_servers as local_services
 
 RESIDENTS = 24
 THREADS = 4

@@ -152,8 +152,8 @@ def test_a_new_group_rental_is_flagged_within_ten_nights_of_moving_in(
     """
     import json
 
-    from wifi_census.accuracy import FLAG_WITHIN_NIGHTS, flag_delays, prepare
     from simulator.config import mix_overrides
+    from wifi_census.accuracy import FLAG_WITHIN_NIGHTS, flag_delays, prepare
 
     folder = tmp_path / "move-ins"
     sim_config = SimulationConfig(out=folder, units=40, days=24, seed=8363,
