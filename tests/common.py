@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import queue
@@ -34,10 +35,12 @@ import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.serving import make_server
-from werkzeug.test import TestResponse
+from werkzeug.test import TestResponse, encode_multipart
 
 from analytics.config import Window
 from analytics.heatmaps import pack_hour_night
@@ -790,3 +793,32 @@ def simulate_into(out: Path, **overrides: Any) -> SimulationResult:
     values: dict[str, Any] = {"units": 40, "days": 2, "seed": 11, "end": SIM_END}
     values.update(overrides)
     return simulate(SimulationConfig(out=out, **values))
+
+
+def token_of(factory: sessionmaker[Session], unit_id: int) -> str:
+    """A unit's current QR token."""
+    with factory() as db:
+        return db.get(Unit, unit_id).qr_token  # type: ignore[union-attr]
+
+
+def photo_bytes(kind: str = "JPEG", size: tuple[int, int] = (64, 48)) -> bytes:
+    """A real small image."""
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(out, kind)
+    return out.getvalue()
+
+
+def inspect(client: FlaskClient, token: str, photos: list[tuple[bytes, str]] | None = None,
+            **fields: Any) -> Any:
+    """POST the inspection form of a unit."""
+    form = page(client.get(f"/q/{token}"))
+    data = MultiDict({"csrf_token": csrf(form)})
+    for key, value in fields.items():
+        for item in value if isinstance(value, list) else [value]:
+            data.add(key, item)
+    for content, name in photos or []:
+        data.add("photos", FileStorage(io.BytesIO(content), filename=name))
+    # Encoded in memory: the test client would spool a large body to a file it never closes.
+    boundary, body = encode_multipart(data)
+    return client.post(f"/q/{token}", data=body,
+                       content_type=f"multipart/form-data; boundary={boundary}")

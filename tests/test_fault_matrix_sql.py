@@ -44,18 +44,20 @@ from portal.services import PortalServices
 from registry.db import make_engine, make_session_factory, session_scope, upgrade
 from registry.models import Building, Case, Community, SignIn, Unit
 from simulator.agents import SimulatedAgents
-from tests.collector.conftest import PrivateBroker, kill_service
-from tests.common import free_port, wait_for
-from tests.portal.conftest import (
+from tests.common import (
     FLOOR_AP,
     Place,
+    PrivateBroker,
     code_form,
     fill_registry,
+    free_port,
     identity_form,
+    kill_service,
     last_code,
     make_id,
     page,
     signed_query,
+    wait_for,
 )
 from wifi_census import local_servers as local_services
 

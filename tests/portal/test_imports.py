@@ -16,9 +16,7 @@ from census.settings import Settings
 from portal.imports import ROW_PROBLEMS
 from registry.importers import PROBLEMS
 from registry.models import AuditEntry, Community, Resident, Unit
-from tests.portal.conftest import Place, make_id
-from tests.portal.test_admin import csrf, login, staff
-from tests.portal.test_signin_flow import page
+from tests.common import Place, csrf, login, make_id, page, staff
 
 UNITS_HEADER = ("community,community_name,building,building_name,unit,floor,room,area_m2,"
                 "registered_occupants,rented,meter_group\n")

@@ -17,10 +17,7 @@ from registry.models import (
     StaffUser,
 )
 from tests.cases_common import make_case
-from tests.portal.conftest import Place
-from tests.portal.test_admin import csrf, login, staff
-from tests.portal.test_signin_flow import page
-from tests.portal.test_units import inspect, photo_bytes, token_of
+from tests.common import Place, csrf, inspect, login, page, photo_bytes, staff, token_of
 
 
 def _staff_id(factory: sessionmaker[Session], username: str) -> int:

@@ -9,19 +9,25 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics.config import Window
 from analytics.delivery import _note
+from analytics.flags import FlagRecord, UtilitySignal
 from portal.inspections import inspection_note
 from portal.labels import note_text
 from registry.casework import escalate_overdue
 from registry.db import session_scope
 from registry.models import Alert, CaseEvent, CaseStatus, Inspection
-from tests.cases_common import EVIDENCE, make_case
-from tests.portal.conftest import Place
-from tests.portal.test_admin import login, staff
-from tests.portal.test_signin_flow import page
+from tests.cases_common import make_case
+from tests.common import Place, login, page, staff
 
-RECORD = {**EVIDENCE, "estimated": 6.0, "interval": [4.0, 8.0], "registered": 1,
-          "confidence": 0.97, "nights_observed": 26}
+# The flag record analytics writes the note from (the evidence's window: 28 nights to 2026-11-22).
+RECORD = FlagRecord(
+    unit="TEDA-017/B03/1501", registered=1, estimated=6.0, interval=(4.0, 8.0),
+    nights_observed=26, resident_devices=7, utility=UtilitySignal(3.1, 5), confidence=0.97,
+    confidence_plus_one=0.99, persistence=1.0, coverage="unit_ap", flag="group_rental",
+    tier="key", hazards=(), window=Window(last_night=dt.date(2026, 11, 21), nights=28,
+                                          timezone="Asia/Shanghai"),
+    generated_at=dt.datetime(2026, 11, 22, 7, 0, tzinfo=dt.UTC))
 
 
 @pytest.mark.parametrize(("note", "zh", "en"), [

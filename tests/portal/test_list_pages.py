@@ -11,9 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from census.privacy import IdentityCipher
 from registry.db import session_scope
 from registry.models import Alert, IdType, Resident, SignIn, Verification
-from tests.portal.conftest import Place
-from tests.portal.test_admin import csrf, login, staff
-from tests.portal.test_signin_flow import page
+from tests.common import Place, csrf, login, page, staff
 
 
 def _alerts(factory: sessionmaker[Session], unit_id: int, kind: str, n: int) -> None:

@@ -24,9 +24,15 @@ from portal import create_app
 from registry.db import session_scope
 from registry.models import Case, CaseEvent, CaseStatus, Inspection, RiskTier, Unit
 from tests.cases_common import PASSWORD, make_case, make_staff
-from tests.common import BROWSER_MARKS, IPHONE_UA, live_server, save_screenshot
-from tests.portal.conftest import Place
-from tests.portal.test_units import estimate, photo_bytes
+from tests.common import (
+    BROWSER_MARKS,
+    IPHONE_UA,
+    Place,
+    estimate,
+    live_server,
+    photo_bytes,
+    save_screenshot,
+)
 
 pytestmark = BROWSER_MARKS
 COUNTS = ("open-cases", "to-review", "to-dispatch", "in-handling", "to-verify", "closed-cases")

@@ -17,8 +17,7 @@ from census.settings import Settings, environment_of
 from portal.services import PortalServices
 from registry.db import session_scope
 from registry.models import AuditEntry, Community, Device, Resident, SignIn
-from tests.portal.conftest import LI_ID, ZHANG_ID, Place, Subscriber, page, sign_in
-from tests.portal.test_admin import csrf, login, staff
+from tests.common import LI_ID, ZHANG_ID, Place, Subscriber, csrf, login, page, sign_in, staff
 from wifi_census.cli import main
 
 MAC = "a4:83:e7:12:9f:01"

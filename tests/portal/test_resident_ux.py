@@ -14,7 +14,7 @@ from census.settings import Settings
 from portal import create_app
 from portal.flow import FLOW_MAX_AGE_S, FLOW_RESTART_MAX_AGE_S
 from portal.services import PortalServices
-from tests.portal.conftest import (
+from tests.common import (
     UNIT_AP,
     ZHANG_ID,
     Place,

@@ -17,8 +17,7 @@ import pytest
 
 from census.settings import Settings
 from portal.services import PortalServices
-from tests.common import BROWSER_MARKS, IPHONE_UA, save_screenshot
-from tests.portal.conftest import Place, last_code, signed_query
+from tests.common import BROWSER_MARKS, IPHONE_UA, Place, last_code, save_screenshot, signed_query
 
 pytestmark = BROWSER_MARKS
 

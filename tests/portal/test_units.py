@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import io
 import re
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.datastructures import FileStorage, MultiDict
-from werkzeug.test import encode_multipart
 
 from census.settings import Settings
 from portal import create_app
@@ -31,7 +27,19 @@ from registry.models import (
     InspectionPhoto,
     Unit,
 )
-from tests.common import NIGHTS, WINDOW_START, Place, csrf, estimate, login, page, staff
+from tests.common import (
+    NIGHTS,
+    WINDOW_START,
+    Place,
+    csrf,
+    estimate,
+    inspect,
+    login,
+    page,
+    photo_bytes,
+    staff,
+    token_of,
+)
 
 
 @pytest.fixture
@@ -62,17 +70,6 @@ def building(sqlite_session_factory: sessionmaker[Session], place: Place) -> dic
         return {"building_id": b03.id, "far_unit": far.id, "far_token": far.qr_token, **extra}
 
 
-def token_of(factory: sessionmaker[Session], unit_id: int) -> str:
-    """A unit's current QR token."""
-    with factory() as db:
-        return db.get(Unit, unit_id).qr_token  # type: ignore[union-attr]
-
-
-def photo_bytes(kind: str = "JPEG", size: tuple[int, int] = (64, 48)) -> bytes:
-    """A real small image."""
-    out = io.BytesIO()
-    Image.new("RGB", size, (200, 30, 30)).save(out, kind)
-    return out.getvalue()
 
 
 # --- building heatmap --------------------------------------------------------------------------
@@ -303,21 +300,6 @@ def test_a_qr_token_opens_only_its_own_unit(
 
 
 # --- inspections and photos --------------------------------------------------------------------
-
-def inspect(client: FlaskClient, token: str, photos: list[tuple[bytes, str]] | None = None,
-            **fields: Any) -> Any:
-    """POST the inspection form of a unit."""
-    form = page(client.get(f"/q/{token}"))
-    data = MultiDict({"csrf_token": csrf(form)})
-    for key, value in fields.items():
-        for item in value if isinstance(value, list) else [value]:
-            data.add(key, item)
-    for content, name in photos or []:
-        data.add("photos", FileStorage(io.BytesIO(content), filename=name))
-    # Encoded in memory: the test client would spool a large body to a file it never closes.
-    boundary, body = encode_multipart(data)
-    return client.post(f"/q/{token}", data=body,
-                       content_type=f"multipart/form-data; boundary={boundary}")
 
 
 def test_an_inspection_with_hazards_and_a_photo_opens_a_case(
