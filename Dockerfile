@@ -16,6 +16,7 @@ RUN uv export --frozen --no-dev --no-emit-project --format requirements.txt -o /
       -o /tmp/build.txt \
  && pip install --require-hashes -r /tmp/build.txt
 COPY census ./census
+COPY timeseries ./timeseries
 COPY registry ./registry
 COPY collector ./collector
 COPY analytics ./analytics

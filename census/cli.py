@@ -262,9 +262,9 @@ def run_retention_command(as_json: bool, actor: str = "retention") -> None:
     class could not be enforced (the others still are)."""
     import redis as redis_lib
 
-    from census.presence_store import InfluxV1Store
     from registry.db import make_engine, make_session_factory, upgrade
     from registry.retention import CLASSES, run_retention
+    from timeseries.influx_v1 import InfluxV1Store
 
     settings = load_settings()
     configure_logging(settings)

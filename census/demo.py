@@ -47,7 +47,7 @@ def cli_command(*args: str) -> list[str]:
 
 def reset_demo_stores(settings: Settings) -> None:
     """Start from empty stores: only the development defaults in var/ are ever reset."""
-    from census.presence_store import InfluxV1Store
+    from timeseries.influx_v1 import InfluxV1Store
 
     if settings.environment == "production":
         raise click.ClickException("the demo refuses to reset stores in production")

@@ -39,6 +39,7 @@ from collector.const import (
     REASON_OVERSIZED,
     REASON_UNKNOWN_AP,
 )
+from timeseries.schema import ApLocation  # the tags an AP's points carry (re-exported)
 
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 _RSSI_LOW, _RSSI_HIGH = RSSI_RANGE
@@ -59,17 +60,6 @@ _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKET_STEP = bytes(2 if byte in b"[{" else 0 if byte in b"]}" else 1 for byte in range(256))
 _JSON_SPACE = " \t\n\r"
 _COMMA = re.compile(",")
-
-
-@dataclass(frozen=True, slots=True)
-class ApLocation:
-    """Where an access point is, from the registry: the tags its points carry."""
-
-    ap_id: str
-    community: str
-    building: str
-    floor: str = ""  # the AP's floor as text, empty when it has none
-    unit: str = ""  # unit reference, only when the AP covers exactly one unit
 
 
 class ParsedEvent(NamedTuple):

@@ -9,7 +9,7 @@ Three threads, each doing one thing, joined by bounded queues::
 A message is acknowledged to the broker only after its points are durable: written to
 InfluxDB, or to the on-disk spool while InfluxDB is unreachable. Until then the broker keeps it
 in the collector's persistent session and redelivers it after a crash; redelivered points land
-on the same series and timestamp and overwrite themselves (collector.points). The broker's
+on the same series and timestamp and overwrite themselves (timeseries.presence). The broker's
 in-flight window (MQTT 5 Receive Maximum) bounds how much the collector holds, so memory stays
 flat whatever the backlog.
 """
@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +30,6 @@ import redis
 
 from census.events import events_subscription
 from census.mqtt import MqttClient, MqttError, ReceivedMessage
-from census.presence_store import InfluxV1Store, PermanentStoreError, TransientStoreError
 from census.settings import Settings
 from collector.apmap import RegistryApMap
 from collector.const import (
@@ -41,26 +40,15 @@ from collector.const import (
 )
 from collector.metrics import CollectorMetrics
 from collector.parser import ApLocation, EventParser, Pseudonymizer, dead_letter_payload
-from collector.points import LineBuilder
 from collector.redis_state import DeadLetter, PresenceBuffer, PresenceUpdate, RedisState
 from collector.spool import Spool
 from registry.db import make_engine, make_session_factory
+from timeseries import PermanentStoreError, TimeSeriesStore, TransientStoreError, open_store
+from timeseries.presence import LineBuilder
 
 LOGGER = logging.getLogger(__name__)
 
 _STOP = object()  # end-of-stream marker on the queues
-
-
-class LineStore(Protocol):
-    """What the writer needs from the time-series store (InfluxV1Store provides it)."""
-
-    def ensure_database(self, retention_days: int) -> None:
-        """Create the database and its retention policy if they do not exist."""
-        ...
-
-    def write_lines(self, lines: Sequence[str]) -> None:
-        """Write line-protocol lines; raise TransientStoreError or PermanentStoreError."""
-        ...
 
 
 class ApLocator(Protocol):
@@ -188,7 +176,7 @@ class Collector:
         settings: Settings,
         options: CollectorOptions,
         *,
-        store: LineStore | None = None,
+        store: TimeSeriesStore | None = None,
         redis_client: redis.Redis | None = None,
         ap_map: ApLocator | None = None,
         mqtt_factory: Callable[..., MqttClient] = MqttClient,
@@ -199,11 +187,7 @@ class Collector:
         self.summary = CollectorSummary()
         self.metrics = CollectorMetrics()
         self._clock = clock
-        self._store: LineStore = store or InfluxV1Store(
-            url=settings.influx_url, database=settings.influx_database,
-            username=settings.influx_username, password=settings.influx_password,
-            token=settings.influx_token, timeout_s=options.store_timeout_s,
-        )
+        self._store = store or open_store(settings, timeout_s=options.store_timeout_s)
         self._redis = redis_client or redis.Redis.from_url(
             settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
         )

@@ -19,9 +19,10 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.config import Window
-from census.presence_store import MEASUREMENT_PRESENCE, InfluxV1Store, Point
 from census.privacy import IdentityCipher
 from registry.importers import import_csv
+from timeseries import Point, TimeSeriesStore
+from timeseries.schema import MEASUREMENT_PRESENCE
 
 TZ = "Asia/Shanghai"
 LAST_NIGHT = dt.date(2026, 11, 10)  # replaced by a recent date where InfluxDB retention matters
@@ -125,7 +126,7 @@ def make_events(routines: Iterable[Routine], window: Window, seed: int = 1,
     return frame.sort_values("ts", ignore_index=True)
 
 
-def write_raw(store: InfluxV1Store, events: pd.DataFrame, aps: pd.DataFrame) -> None:
+def write_raw(store: TimeSeriesStore, events: pd.DataFrame, aps: pd.DataFrame) -> None:
     """Write events as the collector does (contracts section 6 tags and fields)."""
     tags_of = {row.ap: row for row in aps.itertuples(index=False)}
     points = []

@@ -18,12 +18,12 @@ import pytest
 from census import services as local_services
 from census.events import PresenceEvent, encode_events, events_subscription, events_topic
 from census.mqtt import MqttClient
-from census.presence_store import InfluxV1Store
 from census.settings import PREFIX, Settings, environment_of
 from collector.service import Collector, CollectorOptions, CollectorSummary
 from registry.db import bump_registry_version, make_engine, make_session_factory, session_scope
 from registry.db import upgrade as upgrade_registry
 from registry.models import AccessPoint, Building, Community, Coverage, Unit
+from timeseries import TimeSeriesStore
 
 AP_UNIT = "ap-c1-b1-101"  # covers unit C1/B1/101 (floor 1)
 AP_FLOOR = "ap-c1-b1-f3"  # corridor AP on floor 3
@@ -75,7 +75,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def count_points(store: InfluxV1Store, where: str = "") -> int:
+def count_points(store: TimeSeriesStore, where: str = "") -> int:
     """How many presence points the database holds."""
     frame = store.query(f"SELECT count(device) AS n FROM presence {where}")
     return 0 if frame.empty else int(frame["n"].sum())

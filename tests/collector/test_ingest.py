@@ -12,7 +12,6 @@ import pandas as pd
 import redis
 
 from census.events import PresenceEvent
-from census.presence_store import InfluxV1Store
 from census.privacy import pseudonymize_mac
 from census.services import port_is_free
 from census.settings import Settings
@@ -31,10 +30,11 @@ from tests.collector.conftest import (
     station,
     wait_for,
 )
+from timeseries import TimeSeriesStore
 
 
 def test_events_land_with_location_tags_pseudonyms_and_fields(
-    registry_settings: Settings, influx: InfluxV1Store, redis_client: redis.Redis,
+    registry_settings: Settings, influx: TimeSeriesStore, redis_client: redis.Redis,
     publisher: Callable[[str, Any], None],
 ) -> None:
     """Each event type lands once, tagged from the registry, with the MAC only as a pseudonym."""
@@ -108,7 +108,7 @@ def test_events_land_with_location_tags_pseudonyms_and_fields(
 
 
 def test_disconnect_removes_a_device_from_presence_unless_seen_after(
-    registry_settings: Settings, influx: InfluxV1Store, redis_client: redis.Redis,
+    registry_settings: Settings, influx: TimeSeriesStore, redis_client: redis.Redis,
     publisher: Callable[[str, Any], None],
 ) -> None:
     """A disconnect takes the device out of 'here now'; a stale disconnect does not."""
@@ -128,7 +128,7 @@ def test_disconnect_removes_a_device_from_presence_unless_seen_after(
 
 
 def test_redelivered_message_overwrites_itself(
-    registry_settings: Settings, influx: InfluxV1Store, publisher: Callable[[str, Any], None],
+    registry_settings: Settings, influx: TimeSeriesStore, publisher: Callable[[str, Any], None],
 ) -> None:
     """The same batch published twice (as a broker redelivery would) is stored once."""
     settings = registry_settings
@@ -143,7 +143,7 @@ def test_redelivered_message_overwrites_itself(
 
 
 def test_registry_change_is_picked_up_without_restart(
-    registry_settings: Settings, influx: InfluxV1Store, publisher: Callable[[str, Any], None],
+    registry_settings: Settings, influx: TimeSeriesStore, publisher: Callable[[str, Any], None],
 ) -> None:
     """An AP added to the registry while the collector runs is accepted once it is imported."""
     settings = registry_settings
@@ -167,7 +167,7 @@ def test_registry_change_is_picked_up_without_restart(
 
 
 def test_metrics_endpoint_reports_received_written_and_dead_letters(
-    registry_settings: Settings, influx: InfluxV1Store, publisher: Callable[[str, Any], None],
+    registry_settings: Settings, influx: TimeSeriesStore, publisher: Callable[[str, Any], None],
 ) -> None:
     """/metrics serves the counters Prometheus scrapes."""
     settings = registry_settings
