@@ -317,7 +317,10 @@ class EventParser:
                 payload, count=len(items)))
             return result
         if not items:
-            return result  # an AP with nobody associated: alive, nothing to store
+            # An AP with nobody associated: alive, no event to store; located (when known) so
+            # that its heartbeat is stored. An unknown AP's empty report is dropped silently.
+            result.location = self._locate(ap_id)
+            return result
         location = self._locate(ap_id)
         if location is None:
             result.rejects.append(Reject(
@@ -355,7 +358,7 @@ class EventParser:
         # isinstance, not `type(...) is list`: mypy 2 no longer narrows a union by type() identity.
         items: list[_WireEvent] = document if isinstance(document, list) else [document]
         if not items:
-            return None, []
+            return self._locate(ap_id), []  # alive, nobody there: located for its heartbeat
         # One bracket per event (and one for the batch) means no nested unknown field anywhere;
         # anything else goes to the checked path, which measures the nesting (brackets inside
         # strings send a message there too, harmlessly).

@@ -44,7 +44,7 @@ from collector.redis_state import DeadLetter, PresenceBuffer, PresenceUpdate, Re
 from collector.spool import Spool
 from registry.db import make_engine, make_session_factory
 from timeseries import PermanentStoreError, TimeSeriesStore, TransientStoreError, open_store
-from timeseries.presence import LineBuilder
+from timeseries.presence import LineBuilder, presence_points
 
 LOGGER = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class CollectorSummary:
 
     messages: int = 0
     events_received: int = 0
+    # Presence points (the per-report ap_heartbeat points are not counted here).
     written: int = 0  # points that reached InfluxDB (directly or from the spool)
     spooled: int = 0  # points that went to the spool
     dead_lettered: Counter[str] = field(default_factory=Counter)
@@ -315,7 +316,7 @@ class Collector:
         """
         if self._enqueued != self._settled:
             return False
-        return self._spool.depth == 0 or time.monotonic() < self._store_down_until
+        return self._spool.files == 0 or time.monotonic() < self._store_down_until
 
     @property
     def stopping(self) -> bool:
@@ -438,7 +439,11 @@ class Collector:
         batch.acks.append((message.mid, message.qos))
         try:
             parsed = self._parser.parse(message.topic, message.payload, now)
-            lines = self._lines.lines(parsed.location, parsed.events) if parsed.location else []
+            lines = []
+            if parsed.location is not None:
+                lines = self._lines.lines(parsed.location, parsed.events)
+                # One heartbeat per report, empty or not: "AP silent" apart from "nobody home".
+                lines.append(self._lines.heartbeat(parsed.location, parsed.events, now))
         except Exception as error:  # a parser bug must not stall the pipeline
             LOGGER.exception("parser failed on a message from %s", message.topic)
             summary.events_received += 1
@@ -540,9 +545,10 @@ class Collector:
         """Write lines to InfluxDB, or spool them while it is down; raise _Aborted only on abort."""
         if time.monotonic() >= self._store_down_until and self._write(lines):
             return
+        points = presence_points(lines)
         while True:
             try:
-                self._spool.append(lines)
+                self._spool.append(lines, points)
             except OSError as error:
                 # Neither store takes the batch: hold it (unacknowledged) and keep trying.
                 LOGGER.error("spool %s not writable: %s; retrying", self._spool.directory, error)
@@ -551,8 +557,8 @@ class Collector:
                 if self._write(lines):
                     return
                 continue
-            self.summary.spooled += len(lines)
-            self.metrics.events_spooled.inc(len(lines))
+            self.summary.spooled += points
+            self.metrics.events_spooled.inc(points)
             self.metrics.spool_depth.set(self._spool.depth)
             return
 
@@ -573,8 +579,9 @@ class Collector:
             self._keep_rejected(lines, str(error))
             return True
         self.metrics.write_seconds.observe(time.monotonic() - started)
-        self.summary.written += len(lines)
-        self.metrics.events_written.inc(len(lines))
+        points = presence_points(lines)
+        self.summary.written += points
+        self.metrics.events_written.inc(points)
         return True
 
     def _ensure_database(self) -> bool:
@@ -592,8 +599,9 @@ class Collector:
         """InfluxDB refused lines the collector built: keep them on disk and count them."""
         LOGGER.error("InfluxDB refused %d points (kept in %s): %s",
                      len(lines), self._rejected_dir, error[:500])
-        self.summary.dead_lettered[REASON_STORE_REJECTED] += len(lines)
-        self.metrics.dead_lettered.labels(reason=REASON_STORE_REJECTED).inc(len(lines))
+        points = presence_points(lines)
+        self.summary.dead_lettered[REASON_STORE_REJECTED] += points
+        self.metrics.dead_lettered.labels(reason=REASON_STORE_REJECTED).inc(points)
         try:
             Spool(self._rejected_dir).append(lines)
         except OSError as problem:
@@ -602,7 +610,7 @@ class Collector:
     def _drain_spool(self, max_files: int | None) -> None:
         """Write spooled batches to InfluxDB, oldest first, while it takes them."""
         drained = 0
-        while self._spool.depth and (max_files is None or drained < max_files):
+        while self._spool.files and (max_files is None or drained < max_files):
             if time.monotonic() < self._store_down_until:
                 return
             oldest = self._spool.oldest()
@@ -613,5 +621,5 @@ class Collector:
             self._spool.remove(oldest)
             self.metrics.spool_depth.set(self._spool.depth)
             drained += 1
-            if not self._spool.depth:
+            if not self._spool.files:
                 LOGGER.info("spool drained")

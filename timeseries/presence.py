@@ -1,4 +1,4 @@
-"""AP reports -> ``presence`` lines with idempotent timestamps (contracts, 6).
+"""AP reports -> ``presence`` and ``ap_heartbeat`` lines with idempotent timestamps (contracts, 6).
 
 A point's timestamp is the event time truncated to the millisecond, in nanoseconds, plus an
 offset in [0, 1e6) ns derived from the device pseudonym; so a redelivered event lands on the
@@ -13,13 +13,15 @@ what ``Point.to_line`` writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from timeseries.lineprotocol import escape_string, series_key
 from timeseries.schema import (
     EVENT_TYPES,
+    MEASUREMENT_HEARTBEAT,
     MEASUREMENT_PRESENCE,
+    NS_PER_MS,
     OFFSET_SLOTS,
     TAG_EVENT,
     ApLocation,
@@ -62,6 +64,10 @@ class PresenceEvent(Protocol):
         ...
 
 
+HEARTBEAT = "heartbeat"  # the prefix cache's key for an AP's heartbeat series
+_HEARTBEAT_HEAD = MEASUREMENT_HEARTBEAT + ","
+
+
 def series_prefix(location: ApLocation, event_type: str) -> str:
     """Measurement and tags (sorted by key, as InfluxDB stores them) of one AP's series."""
     return series_key(MEASUREMENT_PRESENCE, {**location.tags(), TAG_EVENT: event_type})
@@ -85,6 +91,7 @@ class LineBuilder:
             if len(self._prefixes) >= self._max_cached:
                 self._prefixes.clear()
             found = {kind: series_prefix(location, kind) for kind in EVENT_TYPES}
+            found[HEARTBEAT] = series_key(MEASUREMENT_HEARTBEAT, location.tags())
             self._prefixes[location] = found
         return found
 
@@ -122,3 +129,19 @@ class LineBuilder:
             append(f"{prefixes[kind]} {fields} {time_ns}")
         return out
 
+    def heartbeat(self, location: ApLocation, events: Sequence[PresenceEvent],
+                  received_s: float) -> str:
+        """The ``ap_heartbeat`` line of one AP report (an empty keep-alive included).
+
+        Its time is the latest event time of the report, so a redelivered report overwrites
+        itself; an empty report carries no time of its own and takes its arrival time.
+        """
+        latest = max((event.ts for event in events), default=received_s)
+        time_ns = base_time_ns(latest)
+        return (f"{self.prefixes(location)[HEARTBEAT]} events={len(events)}i,"
+                f"at_s={time_ns // (1000 * NS_PER_MS)}i {time_ns}")
+
+
+def presence_points(lines: Sequence[str]) -> int:
+    """How many of a batch's lines are presence points (its heartbeat lines left out)."""
+    return len(lines) - sum(1 for line in lines if line.startswith(_HEARTBEAT_HEAD))

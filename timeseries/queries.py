@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from timeseries.schema import (
     MEASUREMENT_DAILY,
     MEASUREMENT_DAILY_STATE,
+    MEASUREMENT_HEARTBEAT,
     MEASUREMENT_PRESENCE,
 )
 
@@ -87,6 +88,19 @@ def daily_rows(start_ns: int, end_ns: int, community: str) -> Query:
     return Query(f"SELECT {', '.join(DAILY_FIELDS)} FROM \"{MEASUREMENT_DAILY}\" "
                  "WHERE time >= $start AND time < $end AND community = $community GROUP BY *",
                  {"start": start_ns, "end": end_ns, "community": community})
+
+
+def heartbeats(start_ns: int, end_ns: int, community: str | None = None) -> Query:
+    """Per AP, its reports in [start, end): how many, the events they held, first and last.
+
+    One series per AP (``GROUP BY ap``); an AP that sent nothing in the window has no row.
+    """
+    base = Query("SELECT count(events) AS reports, sum(events) AS events, "
+                 "min(at_s) AS first_s, max(at_s) AS last_s "
+                 f"FROM \"{MEASUREMENT_HEARTBEAT}\" WHERE time >= $start AND time < $end",
+                 {"start": start_ns, "end": end_ns})
+    query = _in_community(base, community)
+    return Query(query.text + " GROUP BY ap", query.params)
 
 
 def count_before(measurement: str, field_name: str, before_ns: int) -> Query:

@@ -13,6 +13,8 @@ MEASUREMENT_PRESENCE = "presence"
 # The nightly roll-up analytics keeps, and its per-day state.
 MEASUREMENT_DAILY = "presence_daily"
 MEASUREMENT_DAILY_STATE = "presence_daily_state"
+# One point per AP report (an empty keep-alive included): "AP silent" apart from "nobody home".
+MEASUREMENT_HEARTBEAT = "ap_heartbeat"
 
 TAG_AP = "ap"
 TAG_EVENT = "event"
