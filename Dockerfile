@@ -19,6 +19,7 @@ COPY census ./census
 COPY timeseries ./timeseries
 COPY registry ./registry
 COPY collector ./collector
+COPY apcommands ./apcommands
 COPY analytics ./analytics
 COPY portal ./portal
 COPY simulator ./simulator

@@ -72,7 +72,7 @@ LAZY_COMMANDS = {
     "sniff": "collector.cli:sniff",
     "analytics": "analytics.cli:analytics",
     "portal": "portal.cli:portal",
-    "ap-commands": "portal.command_log:ap_commands",
+    "ap-commands": "apcommands.cli:ap_commands",
     "ap-agents": "simulator.cli:ap_agents",
     "simulate": "simulator.cli:simulate",
     "demo": "census.demo:demo",

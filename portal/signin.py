@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from apcommands.sender import CommandNotSent
 from census.privacy import is_locally_administered, mask_name, pseudonymize_mac
 from portal import audit
-from portal.apcontrol import CommandNotSent
 from portal.const import (
     HANDSHAKE_SIGNED,
     METHOD_ONE_TAP,
