@@ -110,7 +110,10 @@ def test_influxdb_outage_spools_and_drains_without_loss(
     with running_collector(collector):
         for index in range(5):
             publisher(AP_UNIT, snapshot(200, now + index, start=index * 200))
-        wait_for(lambda: count_points(store) == 1000, what="first part stored")
+        # Acknowledged too, not only visible: InfluxDB shows points before its write returns,
+        # and a write still in flight when it stops answers 500 and is spooled (counted twice).
+        wait_for(lambda: count_points(store) == 1000 and collector.is_idle(),
+                 what="first part stored and acknowledged")
 
         local_services.stop(private_influx)
         for index in range(5, 10):
