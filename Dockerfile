@@ -16,8 +16,10 @@ RUN uv export --frozen --no-dev --no-emit-project --format requirements.txt -o /
       -o /tmp/build.txt \
  && pip install --require-hashes -r /tmp/build.txt
 COPY census ./census
+COPY timeseries ./timeseries
 COPY registry ./registry
 COPY collector ./collector
+COPY apcommands ./apcommands
 COPY analytics ./analytics
 COPY portal ./portal
 COPY simulator ./simulator

@@ -97,7 +97,7 @@ def run_command(window_text: str | None, community: str | None, end: dt.datetime
                 no_deliver: bool, recompute_rollup: bool) -> None:
     """Estimate people per unit, flag over-occupancy, deliver cases and alerts, draw heatmaps."""
     from analytics.pipeline import run_analysis
-    from census.presence_store import StoreError
+    from timeseries import StoreError
 
     if all_units and not as_json:
         raise click.UsageError("--all-units goes with --json")
@@ -173,12 +173,12 @@ def rollup_command(window_text: str | None, community: str | None, end: dt.datet
                    recompute: bool) -> None:
     """Roll raw presence up into nightly rows (the run does this too, incrementally)."""
     from analytics.rollup import RollupStore
-    from census.presence_store import InfluxV1Store, StoreError
+    from timeseries import StoreError, open_store
 
     settings = _settings()
     config = command_config(settings, None, window_text)
     window = _window(config, end, settings.timezone)
-    store = InfluxV1Store.from_settings(settings)
+    store = open_store(settings)
     try:
         with click.progressbar(length=len(window.days), label="rolling up nights",
                                file=sys.stderr, show_pos=True) as bar:

@@ -42,9 +42,9 @@ from analytics.flags import (
 from analytics.heatmaps import build_heatmaps, presence_grid, unit_hour_night, write_heatmaps
 from analytics.loaders import RegistryFrames, load_registry, records
 from analytics.rollup import RollupReport, RollupStore
-from census.presence_store import InfluxV1Store
 from census.settings import Settings
 from registry.db import make_engine, make_session_factory, session_scope, upgrade
+from timeseries import TimeSeriesStore, open_store
 
 LOGGER = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def run_analysis(settings: Settings, config: AnalyticsConfig | None = None, *,
                  window: Window | None = None, community: str | None = None,
                  deliver: bool = True, out_dir: Path | None = None,
                  factory: sessionmaker[Session] | None = None,
-                 store: InfluxV1Store | None = None, recompute_rollup: bool = False,
+                 store: TimeSeriesStore | None = None, recompute_rollup: bool = False,
                  now: dt.datetime | None = None, progress: Progress | None = None,
                  mqtt_factory: Callable[[Settings], Any] | None = None) -> AnalysisResult:
     """Run analytics end to end against the configured stores."""
@@ -158,7 +158,7 @@ def run_analysis(settings: Settings, config: AnalyticsConfig | None = None, *,
         upgrade(engine)
         factory = make_session_factory(engine)
     own_store = store is None
-    store = store or InfluxV1Store.from_settings(settings)
+    store = store or open_store(settings)
     try:
         rollups = RollupStore(store, config)
         say(f"rolling up nights {window.first_night}..{window.days[-1]}")

@@ -14,7 +14,6 @@ reads raw events from InfluxDB a day at a time and keeps the roll-up current inc
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,17 +25,19 @@ import pandas as pd
 
 from analytics.config import BIN_SECONDS, BINS_PER_DAY, MASK_BYTES, AnalyticsConfig, Window
 from analytics.loaders import records
-from census.presence_store import (
+from timeseries import Point, TimeSeriesStore, queries
+from timeseries.schema import (
+    LOCATION_TAGS,
     MEASUREMENT_DAILY,
     MEASUREMENT_DAILY_STATE,
-    MEASUREMENT_PRESENCE,
-    InfluxV1Store,
-    Point,
+    TAG_AP,
+    TAG_EVENT,
+    TAG_SCOPE,
+    daily_offset_ns,
 )
 
 LOGGER = logging.getLogger(__name__)
 
-LOCATION_TAGS = ("community", "building", "floor", "unit")
 ROLLUP_COLUMNS = ["day", "ap", "device", "randomized", "mask", "bins", "samples",
                   "rssi_mean", "rssi_max", "first_s", "last_s", *LOCATION_TAGS]
 ALL_SCOPE = "_all"
@@ -228,12 +229,7 @@ def pack_mask(bits: np.ndarray) -> str:
     return np.packbits(bits.astype(bool)).tobytes().hex()
 
 
-# --- InfluxDB: the roll-up measurement ------------------------------------------------------
-
-def _offset_ns(device: str) -> int:
-    """A stable offset under one hour from the pseudonym, so one AP's devices differ in time."""
-    return int(hashlib.blake2b(device.encode(), digest_size=8).hexdigest(), 16) % 3_600_000_000_000
-
+# --- InfluxDB: the roll-up measurement (schema and statements in timeseries) -----------------
 
 def rollup_points(rollup: pd.DataFrame, window: Window,
                   used: set[tuple[str, int]] | None = None) -> Iterator[Point]:
@@ -246,7 +242,7 @@ def rollup_points(rollup: pd.DataFrame, window: Window,
     day_ns = {d: int(window.day_start(d).timestamp()) * 1_000_000_000 for d in window.days}
     for row in records(rollup):
         ap, device = str(row["ap"]), str(row["device"])
-        time_ns = day_ns[row["day"]] + _offset_ns(device)
+        time_ns = day_ns[row["day"]] + daily_offset_ns(device)
         while (ap, time_ns) in used:  # same AP, same day, same offset: probe the next ns
             time_ns += 1
         used.add((ap, time_ns))
@@ -258,7 +254,7 @@ def rollup_points(rollup: pd.DataFrame, window: Window,
         if not math.isnan(float(row["rssi_mean"])):
             fields["rssi_mean"] = float(row["rssi_mean"])
             fields["rssi_max"] = float(row["rssi_max"])
-        tags = {"ap": ap, **{tag: str(row[tag]) for tag in LOCATION_TAGS}}
+        tags = {TAG_AP: ap, **{tag: str(row[tag]) for tag in LOCATION_TAGS}}
         yield Point(MEASUREMENT_DAILY, tags, fields, time_ns)
 
 
@@ -275,7 +271,7 @@ class RollupReport:
 class RollupStore:
     """Reads raw presence a day at a time and keeps ``presence_daily`` current."""
 
-    def __init__(self, store: InfluxV1Store, config: AnalyticsConfig | None = None,
+    def __init__(self, store: TimeSeriesStore, config: AnalyticsConfig | None = None,
                  chunk_size: int = 100_000) -> None:
         self.store = store
         self.config = config or AnalyticsConfig()
@@ -283,20 +279,9 @@ class RollupStore:
 
     def load_raw(self, start: dt.datetime, end: dt.datetime,
                  community: str | None = None) -> pd.DataFrame:
-        """Raw association events in [start, end) as an events frame (probes left out).
-
-        ``GROUP BY *`` matters: InfluxDB 1.6 answers a multi-series SELECT without it ~50x
-        slower (measured: ~3k rows/s against ~170k rows/s here).
-        """
-        query = (f'SELECT device, rssi, randomized FROM "{MEASUREMENT_PRESENCE}" '
-                 "WHERE time >= $start AND time < $end AND event != 'probe'")
-        params: dict[str, object] = {"start": _ns(start), "end": _ns(end)}
-        if community:
-            query += " AND community = $community"
-            params["community"] = community
-        query += " GROUP BY *"
-        columns = self._collect(query, params, ["device", "rssi", "randomized"],
-                                ("ap", "event", *LOCATION_TAGS))
+        """Raw association events in [start, end) as an events frame (probes left out)."""
+        columns = self._collect(queries.raw_presence(_ns(start), _ns(end), community),
+                                list(queries.RAW_FIELDS), (TAG_AP, TAG_EVENT, *LOCATION_TAGS))
         return pd.DataFrame({
             "ts": np.asarray(columns["time"], dtype=np.int64) / 1e9,
             "ap": columns["ap"], "event": columns["event"], "device": columns["device"],
@@ -305,11 +290,11 @@ class RollupStore:
             **{tag: columns[tag] for tag in LOCATION_TAGS},
         })
 
-    def _collect(self, query: str, params: dict[str, object], fields: list[str],
+    def _collect(self, query: queries.Query, fields: list[str],
                  tags: tuple[str, ...]) -> dict[str, list[Any]]:
         """Run a GROUP BY * query and gather its rows column by column (no frame per series)."""
         out: dict[str, list[Any]] = {name: [] for name in ("time", *fields, *tags)}
-        for names, series_tags, rows in self.store.query_series(query, params,
+        for names, series_tags, rows in self.store.query_series(*query,
                                                                 chunk_size=self.chunk_size):
             position = {name: i for i, name in enumerate(names)}
             for name in ("time", *fields):
@@ -322,10 +307,7 @@ class RollupStore:
 
     def state(self, window: Window, scope: str) -> dict[dt.date, tuple[int, int]]:
         """Days of the window already rolled up for ``scope``: (raw points, computed at)."""
-        query = (f'SELECT raw_points, computed_at FROM "{MEASUREMENT_DAILY_STATE}" '
-                 "WHERE time >= $start AND time < $end AND scope = $scope GROUP BY *")
-        frame = self.store.query(query, {"start": _ns(window.start), "end": _ns(window.end),
-                                         "scope": scope})
+        frame = self.store.query(*queries.daily_state(_ns(window.start), _ns(window.end), scope))
         if frame.empty:
             return {}
         starts = {int(window.day_start(d).timestamp()): d for d in window.days}
@@ -339,13 +321,8 @@ class RollupStore:
 
     def count_raw(self, day_window: Window, community: str | None = None) -> int:
         """Raw association events stored for a day (an aggregate: cheap next to reading them)."""
-        query = (f'SELECT count(device) FROM "{MEASUREMENT_PRESENCE}" '
-                 "WHERE time >= $start AND time < $end AND event != 'probe'")
-        params: dict[str, object] = {"start": _ns(day_window.start), "end": _ns(day_window.end)}
-        if community:
-            query += " AND community = $community"
-            params["community"] = community
-        frame = self.store.query(query, params)
+        frame = self.store.query(*queries.raw_presence_count(
+            _ns(day_window.start), _ns(day_window.end), community))
         return int(frame["count"].sum()) if not frame.empty else 0
 
     def ensure(self, window: Window, community: str | None = None, *,
@@ -423,12 +400,8 @@ class RollupStore:
 
     def _replace_day(self, day_window: Window, rolled: pd.DataFrame, community: str | None) -> None:
         """Delete the day's old roll-up rows (of the community) and write the new ones."""
-        statement = (f'DELETE FROM "{MEASUREMENT_DAILY}" WHERE time >= $start AND time < $end')
-        params: dict[str, object] = {"start": _ns(day_window.start), "end": _ns(day_window.end)}
-        if community:
-            statement += " AND community = $community"
-            params["community"] = community
-        list(self.store.query_chunks(statement, params))
+        list(self.store.query_chunks(*queries.delete_daily(
+            _ns(day_window.start), _ns(day_window.end), community)))
         self.write_rollup(rolled, day_window)
 
     def _record_state(self, day_window: Window, scope: str, raw_points: int,
@@ -443,13 +416,12 @@ class RollupStore:
             "computed_at": int(dt.datetime.now(dt.UTC).timestamp())}
         if rows is not None:
             fields["rows"] = int(rows)
-        self.store.write([Point(MEASUREMENT_DAILY_STATE, {"scope": scope}, fields,
+        self.store.write([Point(MEASUREMENT_DAILY_STATE, {TAG_SCOPE: scope}, fields,
                                 _ns(day_window.start))])
 
     def communities(self) -> list[str]:
         """Community codes present in the roll-up (the tag's values)."""
-        frame = self.store.query(
-            f'SHOW TAG VALUES FROM "{MEASUREMENT_DAILY}" WITH KEY = "community"')
+        frame = self.store.query(*queries.daily_communities())
         return sorted(str(v) for v in frame["value"]) if not frame.empty else []
 
     def load(self, window: Window, community: str | None = None) -> pd.DataFrame:
@@ -460,18 +432,13 @@ class RollupStore:
         first chunk, while per-community queries start at once and stay bounded (analytics
         partitions by community, as the design says).
         """
-        query = (f'SELECT device, randomized, mask, bins, samples, rssi_mean, rssi_max, first_s, '
-                 f'last_s FROM "{MEASUREMENT_DAILY}" WHERE time >= $start AND time < $end '
-                 "AND community = $community GROUP BY *")
-        fields = ["device", "randomized", "mask", "bins", "samples", "rssi_mean", "rssi_max",
-                  "first_s", "last_s"]
+        fields = list(queries.DAILY_FIELDS)
         # '' matches series without the tag, so nothing is missed when a point has none.
         codes = [community] if community else [*self.communities(), ""]
         columns: dict[str, list[Any]] = {}
         for code in codes:
-            params: dict[str, object] = {"start": _ns(window.start), "end": _ns(window.end),
-                                         "community": code}
-            part = self._collect(query, params, fields, ("ap", *LOCATION_TAGS))
+            part = self._collect(queries.daily_rows(_ns(window.start), _ns(window.end), code),
+                                 fields, (TAG_AP, *LOCATION_TAGS))
             for name, values in part.items():
                 columns.setdefault(name, []).extend(values)
         if not columns.get("time"):

@@ -218,14 +218,14 @@ class RegistryWriter:
 def prepare(size: int, base: dict[str, Any]) -> dict[str, Any]:
     """Registry and roll-up of one district size in its own database, a copy at a time."""
     from analytics.rollup import RollupStore
-    from census.presence_store import InfluxV1Store
+    from timeseries import open_store
 
     settings = bench_settings(size)
     started = time.monotonic()
     window = Window(last_night=base["last_night"], nights=base["nights"],
                     timezone=settings.timezone)
     registry = RegistryWriter(settings)
-    store = InfluxV1Store.from_settings(settings)
+    store = open_store(settings)
     try:
         store.drop_database()
     except Exception:  # noqa: BLE001 - absent on a first run
@@ -247,9 +247,9 @@ def prepare(size: int, base: dict[str, Any]) -> dict[str, Any]:
 
 def cleanup(size: int) -> None:
     """Drop a size's InfluxDB database (the machine's InfluxDB is shared)."""
-    from census.presence_store import InfluxV1Store
+    from timeseries import open_store
 
-    store = InfluxV1Store.from_settings(bench_settings(size))
+    store = open_store(bench_settings(size))
     try:
         store.drop_database()
     finally:
@@ -289,9 +289,9 @@ def measure_one(size: int, last_night: str, nights: int) -> dict[str, Any]:
 def rollup_rate(base: dict[str, Any], units: int, seed: int) -> dict[str, Any]:
     """Raw points/s of the nightly roll-up, on one simulated night of the base community."""
     from analytics.rollup import RollupStore
-    from census.presence_store import InfluxV1Store
     from collector.parser import ApLocation
     from simulator import SimulationConfig, simulate
+    from timeseries import open_store
     from wifi_census.accuracy import window_for_period, write_stream_points
 
     settings = bench_settings(0)
@@ -303,7 +303,7 @@ def rollup_rate(base: dict[str, Any], units: int, seed: int) -> dict[str, Any]:
                                   "" if pd.isna(r.floor) else str(int(r.floor)),
                                   r.unit if r.coverage == "unit" else "")
                  for r in aps.itertuples(index=False)}
-    store = InfluxV1Store.from_settings(settings)
+    store = open_store(settings)
     store.ensure_database(settings.retention_days)
     try:
         points = write_stream_points(store, sim.events_path, locations, settings.pseudonym_key)

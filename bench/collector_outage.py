@@ -38,8 +38,8 @@ from bench.collector_throughput import (  # noqa: E402
 )
 from census.channels import events_topic  # noqa: E402
 from census.mqtt import MqttClient  # noqa: E402
-from census.presence_store import InfluxV1Store  # noqa: E402
 from census.settings import Settings  # noqa: E402
+from timeseries import TimeSeriesStore, open_store  # noqa: E402
 from wifi_census import local_servers as local_services  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -55,7 +55,7 @@ def free_port_pair() -> int:
     raise SystemExit("no free port pair for the private InfluxDB")
 
 
-def count(store: InfluxV1Store) -> int:
+def count(store: TimeSeriesStore) -> int:
     """Points in the presence measurement (0 while InfluxDB is down)."""
     try:
         frame = store.query("SELECT count(device) AS n FROM presence")
@@ -82,7 +82,7 @@ def main() -> None:
     duration = arguments.outage + 40.0
     stream = generate_stream(int(arguments.rate * duration) + 1, aps=500)
     register_aps(settings, {ap for ap, _ in stream.messages})
-    store = InfluxV1Store.from_settings(settings)
+    store = open_store(settings)
     environment = environment_for(settings)
     client_id = f"bench-outage-{run_id}"
     subprocess.run([str(BIN / "wifi-census"), "collector", "prepare", "--client-id", client_id],

@@ -50,10 +50,8 @@ from cpu_budget import cpu_seconds, draw_cpu_budget, server_pids  # noqa: E402  
 from census.channels import events_topic  # noqa: E402
 from census.events import PresenceEvent, encode_events  # noqa: E402
 from census.mqtt import MqttClient  # noqa: E402
-from census.presence_store import InfluxV1Store  # noqa: E402
 from census.settings import VARIABLES, Settings  # noqa: E402
 from collector.parser import ApLocation, EventParser, Pseudonymizer  # noqa: E402
-from collector.points import LineBuilder  # noqa: E402
 from registry.db import (  # noqa: E402
     bump_registry_version,
     make_engine,
@@ -62,6 +60,8 @@ from registry.db import (  # noqa: E402
     upgrade,
 )
 from registry.models import AccessPoint, Building, Community, Coverage  # noqa: E402
+from timeseries import open_store  # noqa: E402
+from timeseries.presence import LineBuilder  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -238,7 +238,7 @@ def stream_lines(settings: Settings, stream: Stream, locations: dict[str, ApLoca
 
 def ceiling_influx(settings: Settings, lines: list[str], batch: int) -> float:
     """Points/s at which the same points load into InfluxDB in bulk."""
-    store = InfluxV1Store.from_settings(settings, database=settings.influx_database + "_bulk")
+    store = open_store(settings, database=settings.influx_database + "_bulk")
     store.ensure_database(settings.retention_days)
     try:
         started = time.perf_counter()
@@ -421,7 +421,7 @@ def main() -> None:
           f"(mean {stream.events / len(stream.messages):.1f} events/message)")
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
           f"on {os.cpu_count()} cores")
-    store = InfluxV1Store.from_settings(settings)
+    store = open_store(settings)
     try:
         broker = ceiling_broker(settings, stream)
         print(f"ceiling 1, mosquitto_sub drains the backlog:  {broker:12,.0f} events/s", flush=True)

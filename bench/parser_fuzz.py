@@ -50,7 +50,7 @@ from collector.parser import (  # noqa: E402
     Pseudonymizer,
     dead_letter_payload,
 )
-from collector.points import LineBuilder  # noqa: E402
+from timeseries.presence import LineBuilder  # noqa: E402
 
 NOW = 1_764_000_000.0
 AP = "ap-1"

@@ -73,7 +73,6 @@ from portal_load import (  # noqa: E402
 
 from census.channels import events_topic  # noqa: E402
 from census.mqtt import MqttClient  # noqa: E402
-from census.presence_store import InfluxV1Store  # noqa: E402
 from census.settings import PREFIX, Settings, environment_of  # noqa: E402
 from registry.db import (  # noqa: E402
     bump_registry_version,
@@ -82,6 +81,7 @@ from registry.db import (  # noqa: E402
     session_scope,
 )
 from registry.models import AccessPoint, Building, Community, Coverage  # noqa: E402
+from timeseries import TimeSeriesStore, open_store  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 BIN = Path(sys.executable).parent
@@ -383,7 +383,7 @@ def main() -> None:
     plan = [(ap_id, json.loads(payload)) for ap_id, payload in stream.messages]
     register_stream_aps(settings, sorted({ap_id for ap_id, _ in plan}))
     random.Random(7).shuffle(plan)
-    store = InfluxV1Store.from_settings(settings)
+    store = open_store(settings)
     store.ensure_database(settings.retention_days)
 
     stop = threading.Event()
@@ -448,7 +448,7 @@ def main() -> None:
     print(f"picture: {picture}")
 
 
-def cleanup_run(settings: Settings, collector_id: str, store: InfluxV1Store) -> None:
+def cleanup_run(settings: Settings, collector_id: str, store: TimeSeriesStore) -> None:
     """End the collector's session; drop the run's InfluxDB database, Redis keys, registry."""
     try:
         client = MqttClient(settings, collector_id)

@@ -39,6 +39,7 @@ from collector.const import (
     REASON_OVERSIZED,
     REASON_UNKNOWN_AP,
 )
+from timeseries.schema import ApLocation  # the tags an AP's points carry (re-exported)
 
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 _RSSI_LOW, _RSSI_HIGH = RSSI_RANGE
@@ -59,17 +60,6 @@ _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKET_STEP = bytes(2 if byte in b"[{" else 0 if byte in b"]}" else 1 for byte in range(256))
 _JSON_SPACE = " \t\n\r"
 _COMMA = re.compile(",")
-
-
-@dataclass(frozen=True, slots=True)
-class ApLocation:
-    """Where an access point is, from the registry: the tags its points carry."""
-
-    ap_id: str
-    community: str
-    building: str
-    floor: str = ""  # the AP's floor as text, empty when it has none
-    unit: str = ""  # unit reference, only when the AP covers exactly one unit
 
 
 class ParsedEvent(NamedTuple):
@@ -327,7 +317,10 @@ class EventParser:
                 payload, count=len(items)))
             return result
         if not items:
-            return result  # an AP with nobody associated: alive, nothing to store
+            # An AP with nobody associated: alive, no event to store; located (when known) so
+            # that its heartbeat is stored. An unknown AP's empty report is dropped silently.
+            result.location = self._locate(ap_id)
+            return result
         location = self._locate(ap_id)
         if location is None:
             result.rejects.append(Reject(
@@ -365,7 +358,7 @@ class EventParser:
         # isinstance, not `type(...) is list`: mypy 2 no longer narrows a union by type() identity.
         items: list[_WireEvent] = document if isinstance(document, list) else [document]
         if not items:
-            return None, []
+            return self._locate(ap_id), []  # alive, nobody there: located for its heartbeat
         # One bracket per event (and one for the batch) means no nested unknown field anywhere;
         # anything else goes to the checked path, which measures the nesting (brackets inside
         # strings send a message there too, harmlessly).

@@ -1,6 +1,7 @@
 """The collector: MQTT events -> validated, pseudonymised points in InfluxDB and Redis.
 
-Three threads, each doing one thing, joined by bounded queues::
+Built on the shared acknowledge-after-commit consumer (``census.consumer``): its batcher
+thread parses, its committer thread writes, and a third thread keeps Redis presence::
 
     paho network loop --(messages)--> parser --(batches)--> writer --> InfluxDB | spool
       (census.mqtt)                   (pure parse,         (store, Redis,     acks to broker
@@ -9,7 +10,7 @@ Three threads, each doing one thing, joined by bounded queues::
 A message is acknowledged to the broker only after its points are durable: written to
 InfluxDB, or to the on-disk spool while InfluxDB is unreachable. Until then the broker keeps it
 in the collector's persistent session and redelivers it after a crash; redelivered points land
-on the same series and timestamp and overwrite themselves (collector.points). The broker's
+on the same series and timestamp and overwrite themselves (timeseries.presence). The broker's
 in-flight window (MQTT 5 Receive Maximum) bounds how much the collector holds, so memory stays
 flat whatever the backlog.
 """
@@ -17,11 +18,10 @@ flat whatever the backlog.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,8 +29,8 @@ from typing import Any, Protocol
 import redis
 
 from census.channels import events_subscription
+from census.consumer import Abandon, AckingConsumer, ConsumerOptions
 from census.mqtt import MqttClient, MqttError, ReceivedMessage
-from census.presence_store import InfluxV1Store, PermanentStoreError, TransientStoreError
 from census.settings import Settings
 from collector.apmap import RegistryApMap
 from collector.const import (
@@ -41,26 +41,13 @@ from collector.const import (
 )
 from collector.metrics import CollectorMetrics
 from collector.parser import ApLocation, EventParser, Pseudonymizer, dead_letter_payload
-from collector.points import LineBuilder
 from collector.redis_state import DeadLetter, PresenceBuffer, PresenceUpdate, RedisState
 from collector.spool import Spool
 from registry.db import make_engine, make_session_factory
+from timeseries import PermanentStoreError, TimeSeriesStore, TransientStoreError, open_store
+from timeseries.presence import LineBuilder, presence_points
 
 LOGGER = logging.getLogger(__name__)
-
-_STOP = object()  # end-of-stream marker on the queues
-
-
-class LineStore(Protocol):
-    """What the writer needs from the time-series store (InfluxV1Store provides it)."""
-
-    def ensure_database(self, retention_days: int) -> None:
-        """Create the database and its retention policy if they do not exist."""
-        ...
-
-    def write_lines(self, lines: Sequence[str]) -> None:
-        """Write line-protocol lines; raise TransientStoreError or PermanentStoreError."""
-        ...
 
 
 class ApLocator(Protocol):
@@ -127,6 +114,7 @@ class CollectorSummary:
 
     messages: int = 0
     events_received: int = 0
+    # Presence points (the per-report ap_heartbeat points are not counted here).
     written: int = 0  # points that reached InfluxDB (directly or from the spool)
     spooled: int = 0  # points that went to the spool
     dead_lettered: Counter[str] = field(default_factory=Counter)
@@ -165,19 +153,12 @@ class CollectorSummary:
 
 @dataclass
 class _Batch:
-    """Everything one flush writes and acknowledges."""
+    """Everything one flush writes (the consumer keeps the messages to acknowledge)."""
 
-    started: float  # monotonic arrival of its first message (for the latency metric)
-    opened: float  # monotonic time the parser opened it (for the flush deadline)
     lines: list[str] = field(default_factory=list)
-    acks: list[tuple[int, int]] = field(default_factory=list)  # (mid, qos), arrival order
     presence: PresenceUpdate = field(default_factory=PresenceUpdate)
     deadletters: list[DeadLetter] = field(default_factory=list)
     samples: Counter[str] = field(default_factory=Counter)
-
-
-class _Aborted(Exception):
-    """The collector is being stopped hard while a batch could not be made durable."""
 
 
 class Collector:
@@ -188,7 +169,7 @@ class Collector:
         settings: Settings,
         options: CollectorOptions,
         *,
-        store: LineStore | None = None,
+        store: TimeSeriesStore | None = None,
         redis_client: redis.Redis | None = None,
         ap_map: ApLocator | None = None,
         mqtt_factory: Callable[..., MqttClient] = MqttClient,
@@ -199,11 +180,7 @@ class Collector:
         self.summary = CollectorSummary()
         self.metrics = CollectorMetrics()
         self._clock = clock
-        self._store: LineStore = store or InfluxV1Store(
-            url=settings.influx_url, database=settings.influx_database,
-            username=settings.influx_username, password=settings.influx_password,
-            token=settings.influx_token, timeout_s=options.store_timeout_s,
-        )
+        self._store = store or open_store(settings, timeout_s=options.store_timeout_s)
         self._redis = redis_client or redis.Redis.from_url(
             settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
         )
@@ -224,21 +201,16 @@ class Collector:
         self._spool = Spool(options.spool_dir / "batches")
         self._rejected_dir = options.spool_dir / "rejected"
         self.metrics.spool_depth.set(self._spool.depth)
-        self._mqtt_factory = mqtt_factory
-        self._mqtt: MqttClient | None = None
-        # +1 so the end-of-stream marker always fits behind a full in-flight window.
-        self._inbox: queue.Queue[Any] = queue.Queue(maxsize=options.receive_maximum + 1)
-        self._outbox: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._consumer: AckingConsumer[_Batch] = AckingConsumer(
+            settings,
+            ConsumerOptions(client_id=options.client_id, subscriptions=(self.subscription,),
+                            receive_maximum=options.receive_maximum,
+                            flush_interval_s=options.flush_interval_s, name="collector"),
+            self, mqtt_factory=mqtt_factory)
         self._presence = PresenceBuffer()
-        self._writer_done = threading.Event()
-        self.metrics.track_queue(self._inbox.qsize)
-        self._stopping = threading.Event()
-        self._hard_stop = threading.Event()
+        self.metrics.track_queue(self._consumer.queue_size)
+        self._presence_thread: threading.Thread | None = None
         self._stopped = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._enqueued = 0  # messages handed to the parser (paho thread)
-        self._settled = 0  # messages acknowledged (writer thread)
-        self._last_message = time.monotonic()
         self._store_down_until = 0.0
         self._database_ready = False
         self._metrics_server: Any = None
@@ -269,27 +241,14 @@ class Collector:
                     f"cannot serve metrics on 127.0.0.1:{self.options.metrics_port}: {error} "
                     "(choose another --metrics-port / WIFI_CENSUS_METRICS_PORT; 0 turns it off)"
                 ) from None
-        self._threads = [
-            threading.Thread(target=self._parse_loop, name="collector-parser", daemon=True),
-            threading.Thread(target=self._write_loop, name="collector-writer", daemon=True),
-            threading.Thread(target=self._presence_loop, name="collector-presence", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-        self._mqtt = self._mqtt_factory(
-            self.settings, self.options.client_id, persistent_session=True, manual_ack=True,
-            on_message=self._on_message, receive_maximum=self.options.receive_maximum,
-        )
+        self._presence_thread = threading.Thread(target=self._presence_loop,
+                                                 name="collector-presence", daemon=True)
+        self._presence_thread.start()
         try:
-            self._mqtt.connect()
-            self._mqtt.subscribe(self.subscription, qos=1)
+            self._consumer.start()
         except MqttError as error:
-            self._stopping.set()
-            self._inbox.put(_STOP)
-            for thread in self._threads:
-                thread.join(timeout=10)
+            self._presence_thread.join(timeout=10)
             raise CollectorError(str(error)) from None
-        self._last_message = time.monotonic()
         LOGGER.info(
             "collector %s subscribed to %s (%d APs known, spool %s holds %d points)",
             self.options.client_id, self.subscription, self._ap_map.size,
@@ -302,7 +261,7 @@ class Collector:
         next_progress = time.monotonic() + progress_every_s
         last_events = 0
         try:
-            while not self._stopping.wait(0.1):
+            while not self._consumer.stopping.wait(0.1):
                 now = time.monotonic()
                 if now >= next_progress:
                     received = self.summary.events_received
@@ -311,12 +270,13 @@ class Collector:
                         "spool_depth=%d dead_lettered=%d queue=%d",
                         received, (received - last_events) / progress_every_s,
                         self.summary.written, self.summary.spooled, self._spool.depth,
-                        sum(self.summary.dead_lettered.values()), self._inbox.qsize(),
+                        sum(self.summary.dead_lettered.values()), self._consumer.queue_size(),
                     )
                     last_events = received
                     next_progress = now + progress_every_s
                 idle = self.options.exit_when_idle_s
-                if idle is not None and self.is_idle() and now - self._last_message >= idle:
+                if (idle is not None and self.is_idle()
+                        and now - self._consumer.last_message >= idle):
                     LOGGER.info("no message for %.1f s: stopping", idle)
                     break
         finally:
@@ -329,38 +289,30 @@ class Collector:
         While InfluxDB is down the spool cannot drain; that counts as idle too (the exit
         summary reports the spool depth, and the next run drains it).
         """
-        if self._enqueued != self._settled:
+        if not self._consumer.is_idle():
             return False
-        return self._spool.depth == 0 or time.monotonic() < self._store_down_until
+        return self._spool.files == 0 or time.monotonic() < self._store_down_until
 
     @property
     def stopping(self) -> bool:
         """True once a stop was requested."""
-        return self._stopping.is_set()
+        return self._consumer.stopping.is_set()
 
     def request_stop(self) -> None:
         """Ask for a graceful stop (safe from a signal handler)."""
-        self._stopping.set()
+        self._consumer.request_stop()
 
     def abort(self) -> None:
         """Stop without waiting for batches that cannot be stored (they stay unacknowledged)."""
-        self._hard_stop.set()
-        self._stopping.set()
+        self._consumer.abort()
 
     def shutdown(self) -> None:
         """Flush and acknowledge what was received, then disconnect."""
         if self._stopped.is_set():
             return
-        self._stopping.set()
-        self._put(self._inbox, _STOP)
-        for thread in self._threads:
-            thread.join()
-        if self._mqtt is not None:
-            try:
-                self._mqtt.wait_until_published(timeout=10.0)  # the last acks are on the wire
-            except MqttError:
-                LOGGER.warning("some acknowledgements were not sent; the broker will redeliver")
-            self._mqtt.disconnect()
+        self._consumer.stop()
+        if self._presence_thread is not None:
+            self._presence_thread.join()
         if self._metrics_server is not None:
             server, _thread = self._metrics_server
             server.shutdown()
@@ -369,80 +321,23 @@ class Collector:
         self._stopped.set()
         LOGGER.info("collector stopped: %s", self.summary.as_dict())
 
-    def _put(self, target: queue.Queue[Any], item: Any) -> None:
-        """Put on a bounded queue, giving up only on a hard stop."""
-        while True:
-            try:
-                target.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                if self._hard_stop.is_set():
-                    return
+    # --- the consumer's batcher thread: parse ---------------------------------------------------
 
-    # --- paho's network thread ----------------------------------------------------------------
+    def open_batch(self) -> _Batch:
+        """A new, empty batch."""
+        return _Batch()
 
-    def _on_message(self, message: ReceivedMessage) -> None:
-        """Hand the message to the parser; after a stop request, leave it unacknowledged."""
-        now = time.monotonic()
-        while not self._stopping.is_set():
-            try:
-                # The in-flight window makes a full queue rare; blocking then is backpressure.
-                self._inbox.put((message, now), timeout=0.5)
-            except queue.Full:
-                continue
-            self._enqueued += 1
-            self._last_message = now
-            return
-        # Not acknowledged: the broker redelivers it to this session (or the share group).
+    def is_full(self, batch: _Batch, messages: int) -> bool:
+        """A batch is written once it holds a write request's worth of points."""
+        return len(batch.lines) >= self.options.batch_size
 
-    # --- parser thread ------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Reload the AP map when the registry changed."""
+        if self._ap_map.refresh():
+            self.metrics.known_aps.set(self._ap_map.size)
+            self.metrics.registry_reloads.inc()
 
-    def _parse_loop(self) -> None:
-        """Run the parser; a bug in it stops the collector instead of stalling it silently."""
-        try:
-            self._parse_messages()
-        except Exception:
-            LOGGER.exception("parser failed: stopping (unacknowledged messages are redelivered)")
-            self.abort()
-            self._put(self._outbox, _STOP)
-
-    def _parse_messages(self) -> None:
-        """Parse messages into batches; hand a batch to the writer when full or old enough."""
-        options = self.options
-        batch: _Batch | None = None
-        max_messages = max(1, options.receive_maximum // 2)  # let acks flow before the window fills
-        while True:
-            timeout = 0.5
-            if batch is not None:
-                timeout = max(0.0, batch.opened + options.flush_interval_s - time.monotonic())
-            try:
-                item = self._inbox.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                if batch is not None:
-                    self._put(self._outbox, batch)
-                self._put(self._outbox, _STOP)
-                return
-            if item is not None:
-                message, arrived = item
-                if batch is None:
-                    # The deadline runs from now, not from arrival: a backlog's messages all
-                    # arrived long ago, and flushing each alone would make one write per message.
-                    batch = _Batch(started=arrived, opened=time.monotonic())
-                self._add(batch, message)
-            if batch is not None and (
-                len(batch.lines) >= options.batch_size
-                or len(batch.acks) >= max_messages
-                or time.monotonic() >= batch.opened + options.flush_interval_s
-            ):
-                self._put(self._outbox, batch)
-                batch = None
-            if self._ap_map.refresh():
-                self.metrics.known_aps.set(self._ap_map.size)
-                self.metrics.registry_reloads.inc()
-
-    def _add(self, batch: _Batch, message: ReceivedMessage) -> None:
+    def add(self, batch: _Batch, message: ReceivedMessage) -> None:
         """Parse one message into the batch; a bug here dead-letters, never stops the loop."""
         summary = self.summary
         if summary.first_message_at is None:
@@ -451,10 +346,13 @@ class Collector:
         now = self._clock()
         summary.messages += 1
         self.metrics.messages_received.inc()
-        batch.acks.append((message.mid, message.qos))
         try:
             parsed = self._parser.parse(message.topic, message.payload, now)
-            lines = self._lines.lines(parsed.location, parsed.events) if parsed.location else []
+            lines = []
+            if parsed.location is not None:
+                lines = self._lines.lines(parsed.location, parsed.events)
+                # One heartbeat per report, empty or not: "AP silent" apart from "nobody home".
+                lines.append(self._lines.heartbeat(parsed.location, parsed.events, now))
         except Exception as error:  # a parser bug must not stall the pipeline
             LOGGER.exception("parser failed on a message from %s", message.topic)
             summary.events_received += 1
@@ -489,60 +387,34 @@ class Collector:
             payload = dead_letter_payload(self._pseudonymizer, sample)
             batch.deadletters.append(DeadLetter(reason, detail, topic, payload, now))
 
-    # --- writer thread ------------------------------------------------------------------------
+    # --- the consumer's committer thread: write -------------------------------------------------
 
-    def _write_loop(self) -> None:
-        """Run the writer; a bug in it stops the collector instead of stalling it silently."""
-        try:
-            self._write_batches()
-        except Exception:
-            LOGGER.exception("writer failed: stopping (unacknowledged messages are redelivered)")
-            self.abort()
-        finally:
-            self._writer_done.set()
-
-    def _write_batches(self) -> None:
-        """Make batches durable, acknowledge them, drain the spool when InfluxDB is up."""
-        while True:
-            try:
-                item = self._outbox.get(timeout=0.5)
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                self._drain_spool(max_files=None)
-                return
-            if item is not None:
-                try:
-                    self._commit(item)
-                except _Aborted:
-                    LOGGER.error("stopped before a batch was durable; it stays unacknowledged")
-                    return
-            self._drain_spool(max_files=4)
-
-    def _commit(self, batch: _Batch) -> None:
-        """Store a batch durably, then Redis, then acknowledge its messages in order."""
+    def commit(self, batch: _Batch) -> None:
+        """Store a batch durably (InfluxDB or the spool), then hand presence and dead letters on."""
         for start in range(0, len(batch.lines), self.options.batch_size):
             self._persist(batch.lines[start : start + self.options.batch_size])
         self._presence.put(batch.presence)
         if batch.deadletters and not self._state.write_deadletters(batch.deadletters):
             self.summary.redis_errors += 1
             self.metrics.redis_errors.inc()
-        mqtt = self._mqtt
-        if mqtt is not None:
-            for mid, qos in batch.acks:
-                mqtt.ack(mid, qos)
+
+    def committed(self, batch: _Batch, messages: int, started: float) -> None:
+        """The batch's messages are acknowledged: record when, and the latency."""
         now = time.monotonic()
-        self._settled += len(batch.acks)
         self.summary.last_ack_at = now
         self.summary.cpu_at_last_ack = time.process_time()
-        self.metrics.batch_latency.observe(now - batch.started)
+        self.metrics.batch_latency.observe(now - started)
+
+    def idle(self, final: bool) -> None:
+        """Drain the spool when InfluxDB is up: a few files between batches, all at the end."""
+        self._drain_spool(max_files=None if final else 4)
 
     # --- presence thread ----------------------------------------------------------------------
 
     def _presence_loop(self) -> None:
         """Write live presence to Redis, off the acknowledgement path, until the writer ends."""
         while True:
-            finished = self._writer_done.is_set()  # read before take: nothing is missed
+            finished = self._consumer.committer_done.is_set()  # read before take: none missed
             update = self._presence.take(timeout=0.2)
             if update is not None and not self._state.apply_presence(update):
                 self.summary.redis_errors += 1
@@ -553,22 +425,23 @@ class Collector:
     # --- writer thread, storage -----------------------------------------------------------------
 
     def _persist(self, lines: list[str]) -> None:
-        """Write lines to InfluxDB, or spool them while it is down; raise _Aborted only on abort."""
+        """Write lines to InfluxDB, or spool them while it is down; raise Abandon only on abort."""
         if time.monotonic() >= self._store_down_until and self._write(lines):
             return
+        points = presence_points(lines)
         while True:
             try:
-                self._spool.append(lines)
+                self._spool.append(lines, points)
             except OSError as error:
                 # Neither store takes the batch: hold it (unacknowledged) and keep trying.
                 LOGGER.error("spool %s not writable: %s; retrying", self._spool.directory, error)
-                if self._hard_stop.wait(1.0):
-                    raise _Aborted from None
+                if self._consumer.aborted.wait(1.0):
+                    raise Abandon from None
                 if self._write(lines):
                     return
                 continue
-            self.summary.spooled += len(lines)
-            self.metrics.events_spooled.inc(len(lines))
+            self.summary.spooled += points
+            self.metrics.events_spooled.inc(points)
             self.metrics.spool_depth.set(self._spool.depth)
             return
 
@@ -589,8 +462,9 @@ class Collector:
             self._keep_rejected(lines, str(error))
             return True
         self.metrics.write_seconds.observe(time.monotonic() - started)
-        self.summary.written += len(lines)
-        self.metrics.events_written.inc(len(lines))
+        points = presence_points(lines)
+        self.summary.written += points
+        self.metrics.events_written.inc(points)
         return True
 
     def _ensure_database(self) -> bool:
@@ -608,8 +482,9 @@ class Collector:
         """InfluxDB refused lines the collector built: keep them on disk and count them."""
         LOGGER.error("InfluxDB refused %d points (kept in %s): %s",
                      len(lines), self._rejected_dir, error[:500])
-        self.summary.dead_lettered[REASON_STORE_REJECTED] += len(lines)
-        self.metrics.dead_lettered.labels(reason=REASON_STORE_REJECTED).inc(len(lines))
+        points = presence_points(lines)
+        self.summary.dead_lettered[REASON_STORE_REJECTED] += points
+        self.metrics.dead_lettered.labels(reason=REASON_STORE_REJECTED).inc(points)
         try:
             Spool(self._rejected_dir).append(lines)
         except OSError as problem:
@@ -618,7 +493,7 @@ class Collector:
     def _drain_spool(self, max_files: int | None) -> None:
         """Write spooled batches to InfluxDB, oldest first, while it takes them."""
         drained = 0
-        while self._spool.depth and (max_files is None or drained < max_files):
+        while self._spool.files and (max_files is None or drained < max_files):
             if time.monotonic() < self._store_down_until:
                 return
             oldest = self._spool.oldest()
@@ -629,5 +504,5 @@ class Collector:
             self._spool.remove(oldest)
             self.metrics.spool_depth.set(self._spool.depth)
             drained += 1
-            if not self._spool.depth:
+            if not self._spool.files:
                 LOGGER.info("spool drained")

@@ -2,7 +2,8 @@
 
 Each batch is one file, written to a temporary name, fsynced and renamed, so a file in the
 spool is always complete (a crash leaves at most a ``.tmp`` that is removed at start). Files
-are named ``<sequence>-<points>.lp`` so the depth is known without reading them. Draining writes
+are named ``<sequence>-<points>.lp`` so the depth (presence points; the batch's heartbeat lines
+are not counted) is known without reading them. Draining writes
 a file and then deletes it; a crash in between writes it again, which is harmless because the
 points are idempotent (contracts, section 6).
 """
@@ -58,10 +59,14 @@ class Spool:
         """How many batches wait in the spool."""
         return len(self._files)
 
-    def append(self, lines: list[str]) -> SpoolFile:
-        """Store a batch durably (fsync of the file and the folder) before returning."""
+    def append(self, lines: list[str], points: int | None = None) -> SpoolFile:
+        """Store a batch durably (fsync of the file and the folder) before returning.
+
+        ``points`` is what the batch counts for in the depth (default: every line).
+        """
         sequence = self._next
-        final = self.directory / f"{sequence:012d}-{len(lines)}.lp"
+        points = len(lines) if points is None else points
+        final = self.directory / f"{sequence:012d}-{points}.lp"
         temporary = final.with_suffix(".tmp")
         data = "\n".join(lines).encode("utf-8")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -76,7 +81,7 @@ class Spool:
         os.replace(temporary, final)
         self._fsync_directory()
         self._next += 1
-        spooled = SpoolFile(final, sequence, len(lines))
+        spooled = SpoolFile(final, sequence, points)
         self._files.append(spooled)
         self.depth += spooled.points
         return spooled

@@ -256,7 +256,8 @@ def confirm_phone_command(signin_id: int, staff: str) -> None:
 @portal.command("case-sweep")
 def case_sweep() -> None:
     """Open cases for watchlist alerts; escalate cases past their due time (with notices)."""
-    from portal.apcontrol import AlertDispatcher, Publisher
+    from apcommands.sender import Publisher
+    from portal.alerts import AlertDispatcher
     from registry.casework import escalate_overdue, open_watchlist_cases
     from registry.db import make_engine, make_session_factory, session_scope
 

@@ -9,9 +9,10 @@ from flask import Flask, current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from apcommands.sender import ApControl, Publisher
 from census.privacy import IdentityCipher
 from census.settings import Settings
-from portal.apcontrol import AlertDispatcher, ApControl, Publisher
+from portal.alerts import AlertDispatcher
 from portal.flow import FlowCodec, PendingStore
 from portal.otp import OtpPolicy, OtpService
 from portal.ratelimit import RateLimiter

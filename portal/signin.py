@@ -19,11 +19,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from apcommands.sender import CommandNotSent
 from census.channels import RedisKeys
 from census.handshake import HANDSHAKE_SIGNED, fas_auth_url
 from census.privacy import IdentityCipher, is_locally_administered, mask_name, pseudonymize_mac
 from portal import audit
-from portal.apcontrol import CommandNotSent
 from portal.const import (
     METHOD_ONE_TAP,
     METHOD_SMS,

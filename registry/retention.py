@@ -20,13 +20,6 @@ from sqlalchemy import Delete, and_, delete, exists, func, or_
 from sqlalchemy.orm import Session, sessionmaker
 
 from census.channels import RedisKeys
-from census.presence_store import (
-    MEASUREMENT_DAILY,
-    MEASUREMENT_DAILY_STATE,
-    MEASUREMENT_PRESENCE,
-    InfluxV1Store,
-    StoreError,
-)
 from census.settings import Settings
 from registry.db import session_scope
 from registry.models import (
@@ -41,6 +34,8 @@ from registry.models import (
     SignIn,
     Verification,
 )
+from timeseries import StoreError, TimeSeriesStore
+from timeseries.schema import MEASUREMENT_DAILY, MEASUREMENT_DAILY_STATE, MEASUREMENT_PRESENCE
 
 LOGGER = logging.getLogger(__name__)
 
@@ -118,7 +113,7 @@ def _registry_deletes(cutoff: dt.datetime, name: str) -> list[Delete]:
 
 
 def run_retention(settings: Settings, session_factory: sessionmaker[Session],
-                  store: InfluxV1Store | None, redis_client: redis.Redis | None,
+                  store: TimeSeriesStore | None, redis_client: redis.Redis | None,
                   now: dt.datetime | None = None, actor: str = "retention") -> RetentionReport:
     """Delete every class's data older than its setting; log and audit what went."""
     report = RetentionReport(at=now or dt.datetime.now(dt.UTC))
@@ -141,7 +136,7 @@ def run_retention(settings: Settings, session_factory: sessionmaker[Session],
 
 
 def _enforce(name: str, cutoff: dt.datetime, settings: Settings,
-             session_factory: sessionmaker[Session], store: InfluxV1Store | None,
+             session_factory: sessionmaker[Session], store: TimeSeriesStore | None,
              redis_client: redis.Redis | None) -> int:
     """Delete one class; the number of rows, points or entries it took."""
     before_ns = int(cutoff.timestamp() * 1_000_000_000)

@@ -48,7 +48,6 @@ from census.channels import events_subscription, events_topic
 from census.events import PresenceEvent, encode_events
 from census.handshake import sign_redirect
 from census.mqtt import MqttClient, ReceivedMessage
-from census.presence_store import MEASUREMENT_PRESENCE, InfluxV1Store, Point
 from census.privacy import IdentityCipher, resident_id_check_character
 from census.settings import PREFIX, Settings, environment_of
 from collector.service import Collector, CollectorOptions, CollectorSummary
@@ -78,6 +77,8 @@ from registry.models import (
 from registry.staff import upsert_staff
 from simulator import SimulationConfig, SimulationResult, simulate
 from tests.cases_common import PASSWORD, Places
+from timeseries import Point, TimeSeriesStore
+from timeseries.schema import MEASUREMENT_PRESENCE
 from wifi_census import local_servers as local_services
 
 
@@ -249,7 +250,7 @@ def make_events(routines: Iterable[Routine], window: Window, seed: int = 1,
     return frame.sort_values("ts", ignore_index=True)
 
 
-def write_raw(store: InfluxV1Store, events: pd.DataFrame, aps: pd.DataFrame) -> None:
+def write_raw(store: TimeSeriesStore, events: pd.DataFrame, aps: pd.DataFrame) -> None:
     """Write events as the collector does (contracts section 6 tags and fields)."""
     tags_of = {row.ap: row for row in aps.itertuples(index=False)}
     points = []
@@ -337,7 +338,7 @@ def snapshot(count: int, ts: float, start: int = 0, rssi: int = -60) -> list[Pre
             for i in range(count)]
 
 
-def count_points(store: InfluxV1Store, where: str = "") -> int:
+def count_points(store: TimeSeriesStore, where: str = "") -> int:
     """How many presence points the database holds."""
     frame = store.query(f"SELECT count(device) AS n FROM presence {where}")
     return 0 if frame.empty else int(frame["n"].sum())

@@ -17,11 +17,11 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from census.presence_store import InfluxV1Store
 from census.privacy import IdentityCipher
 from census.settings import Settings, generate_keys
 from registry.db import make_engine, make_session_factory, upgrade
 from tests.common import drop_postgres_database, postgres_database
+from timeseries import TimeSeriesStore, open_store
 from wifi_census import local_servers as local_services
 
 
@@ -74,9 +74,9 @@ def cipher(settings: Settings) -> IdentityCipher:
 
 
 @pytest.fixture
-def influx(settings: Settings) -> Iterator[InfluxV1Store]:
+def influx(settings: Settings) -> Iterator[TimeSeriesStore]:
     """This test's own InfluxDB database, dropped afterwards."""
-    store = InfluxV1Store.from_settings(settings)
+    store = open_store(settings)
     store.ensure_database(settings.retention_days)
     yield store
     store.drop_database()

@@ -30,8 +30,7 @@ LAYERS: dict[str, int] = {
 # Same-layer imports with a real need, each with its reason (docs/architecture.md); one way only.
 ALLOWED: dict[tuple[str, str], str] = {
     ("registry", "timeseries"): "registry.retention deletes raw presence and roll-ups past their "
-                                "retention through the time-series store (today "
-                                "census.presence_store; timeseries after branch i15stream)",
+                                "retention through the time-series store",
 }
 
 

@@ -240,8 +240,8 @@ def test_the_production_broker_saves_on_every_change() -> None:
 def test_the_image_contains_every_package() -> None:
     """The Dockerfile copies each top-level package (templates ship inside portal) to build."""
     dockerfile = (ROOT / "Dockerfile").read_text()
-    packages = ("census", "registry", "collector", "analytics", "portal", "simulator",
-                "wifi_census")
+    packages = ("census", "timeseries", "registry", "collector", "apcommands", "analytics",
+                "portal", "simulator", "wifi_census")
     for package in packages:
         assert f"COPY {package} ./{package}" in dockerfile
 

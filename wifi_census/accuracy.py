@@ -255,7 +255,7 @@ def write_stream_points(store: Any, events_path: Path, locations: dict[str, Any]
     end-to-end test covers the broker and the running collector.
     """
     from collector.parser import ParsedEvent, Pseudonymizer
-    from collector.points import LineBuilder
+    from timeseries.presence import LineBuilder
 
     pseudonymizer = Pseudonymizer(pseudonym_key)
     builder = LineBuilder()
@@ -328,11 +328,11 @@ def prepare(settings: Any, folder: Path, sim_config: Any, via: str = "direct",
 
     from analytics.loaders import load_registry
     from analytics.rollup import RollupStore, rollup_events
-    from census.presence_store import InfluxV1Store
     from census.privacy import IdentityCipher
     from registry.db import make_engine, make_session_factory, session_scope, upgrade
     from registry.importers import import_csv
     from simulator import simulate
+    from timeseries import open_store
 
     config = config or AnalyticsConfig()
     say = progress or (lambda message: LOGGER.info("%s", message))
@@ -376,7 +376,7 @@ def prepare(settings: Any, folder: Path, sim_config: Any, via: str = "direct",
         rollup = rollup_events(events, window, config)
         del events
     else:
-        store = InfluxV1Store.from_settings(
+        store = open_store(
             settings, database=f"{settings.influx_database}_accuracy_{uuid.uuid4().hex[:8]}")
         store.ensure_database(settings.retention_days)
         try:

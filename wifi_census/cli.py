@@ -68,7 +68,7 @@ LAZY_COMMANDS = {
     "sniff": "collector.cli:sniff",
     "analytics": "analytics.cli:analytics",
     "portal": "portal.cli:portal",
-    "ap-commands": "portal.command_log:ap_commands",
+    "ap-commands": "apcommands.cli:ap_commands",
     "ap-agents": "simulator.cli:ap_agents",
     "simulate": "simulator.cli:simulate",
     "demo": "wifi_census.demo:demo",
@@ -264,15 +264,15 @@ def run_retention_command(as_json: bool, actor: str = "retention") -> None:
     class could not be enforced (the others still are)."""
     import redis as redis_lib
 
-    from census.presence_store import InfluxV1Store
     from registry.db import make_engine, make_session_factory, upgrade
     from registry.retention import CLASSES, run_retention
+    from timeseries import open_store
 
     settings = load_settings()
     configure_logging(settings)
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    store = InfluxV1Store.from_settings(settings)
+    store = open_store(settings)
     client = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=10)
     try:
         report = run_retention(settings, make_session_factory(engine), store, client,

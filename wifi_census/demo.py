@@ -47,7 +47,7 @@ def cli_command(*args: str) -> list[str]:
 
 def reset_demo_stores(settings: Settings) -> None:
     """Start from empty stores: only the development defaults in var/ are ever reset."""
-    from census.presence_store import InfluxV1Store
+    from timeseries import open_store
 
     if settings.environment == "production":
         raise click.ClickException("the demo refuses to reset stores in production")
@@ -55,7 +55,7 @@ def reset_demo_stores(settings: Settings) -> None:
     if settings.database_url == default_sqlite:
         for suffix in ("", "-wal", "-shm"):
             Path(str(settings.var_dir / "registry.sqlite3") + suffix).unlink(missing_ok=True)
-    store = InfluxV1Store.from_settings(settings)
+    store = open_store(settings)
     store.drop_database()
     store.ensure_database(settings.influx_policy_days)
     # A clean-start connection under the collector's client id discards its persistent session,

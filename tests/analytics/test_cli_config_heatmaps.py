@@ -17,11 +17,11 @@ from analytics.devices import packed_masks
 from analytics.heatmaps import build_heatmaps, write_heatmaps
 from analytics.loaders import load_registry
 from analytics.rollup import rollup_events
-from census.presence_store import InfluxV1Store
 from census.privacy import IdentityCipher
 from census.settings import Settings, environment_of
 from registry.db import session_scope
 from tests.common import Routine, household, import_registry, make_events, write_raw
+from timeseries import TimeSeriesStore
 from wifi_census.cli import main
 
 
@@ -106,7 +106,7 @@ def environment(settings: Settings) -> dict[str, str]:
 
 
 def test_analytics_run_prints_a_summary_table_and_json(
-        settings: Settings, influx: InfluxV1Store, sqlite_session_factory: sessionmaker[Session],
+        settings: Settings, influx: TimeSeriesStore, sqlite_session_factory: sessionmaker[Session],
         tmp_path: Path) -> None:
     """`wifi-census analytics run` over a window ending today: table, then --json."""
     import_registry(sqlite_session_factory, IdentityCipher.from_settings(settings), tmp_path)
@@ -136,7 +136,7 @@ def test_analytics_run_prints_a_summary_table_and_json(
 
 
 def test_analytics_run_json_can_emit_every_unit_with_the_documented_columns(
-        settings: Settings, influx: InfluxV1Store, sqlite_session_factory: sessionmaker[Session],
+        settings: Settings, influx: TimeSeriesStore, sqlite_session_factory: sessionmaker[Session],
         tmp_path: Path) -> None:
     """--json --all-units lists every unit, flagged or not, with the columns of contracts §5."""
     from analytics.pipeline import UNIT_OUTPUT_COLUMNS
@@ -195,7 +195,7 @@ def test_masks_are_unchanged_by_packing_many_rows() -> None:
 
 
 def test_the_parameters_file_can_come_from_the_settings(
-        settings: Settings, influx: InfluxV1Store, tmp_path: Path) -> None:
+        settings: Settings, influx: TimeSeriesStore, tmp_path: Path) -> None:
     """WIFI_CENSUS_ANALYTICS_CONFIG is read when --config is not given; a wrong one is named."""
     parameters = tmp_path / "analytics.json"
     parameters.write_text(json.dumps({"window_nights": 3}))

@@ -20,7 +20,6 @@ from analytics.config import AnalyticsConfig
 from analytics.pipeline import run_analysis
 from census.channels import alert_topic
 from census.mqtt import MqttClient, ReceivedMessage
-from census.presence_store import InfluxV1Store
 from census.privacy import IdentityCipher
 from census.settings import Settings
 from collector.service import Collector, CollectorOptions
@@ -28,6 +27,7 @@ from registry.db import session_scope
 from registry.importers import import_csv
 from registry.models import Case
 from simulator import SimulationConfig, publish, simulate
+from timeseries import TimeSeriesStore
 from wifi_census.accuracy import read_truth, window_for_period
 
 
@@ -91,7 +91,7 @@ def run_collector_until_idle(settings: Settings, tmp_path: Path, publish_stream:
 
 @pytest.mark.slow
 def test_simulated_group_rentals_become_cases_and_alerts_through_the_real_path(
-        settings: Settings, influx: InfluxV1Store, sqlite_session_factory: sessionmaker[Session],
+        settings: Settings, influx: TimeSeriesStore, sqlite_session_factory: sessionmaker[Session],
         redis_client: redis.Redis, alerts: list[dict[str, Any]], tmp_path: Path) -> None:
     """Every key flag is a true group rental, most group rentals are flagged, cases and alerts
     carry them, and the estimator only saw what went through the broker."""

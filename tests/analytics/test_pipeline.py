@@ -24,12 +24,12 @@ from analytics.loaders import load_registry
 from analytics.pipeline import run_analysis
 from census.channels import alert_topic
 from census.mqtt import MqttClient, ReceivedMessage
-from census.presence_store import InfluxV1Store
 from census.privacy import IdentityCipher
 from census.settings import Settings
 from registry.db import session_scope
 from registry.models import Alert, Case, CaseEvent, RiskTier, Unit
 from tests.common import Routine, household, import_registry, make_events, wait_for, write_raw
+from timeseries import TimeSeriesStore
 
 CONFIG = AnalyticsConfig()
 
@@ -49,8 +49,9 @@ def routines() -> list[Routine]:
 
 
 @pytest.fixture
-def world(settings: Settings, influx: InfluxV1Store, sqlite_session_factory: sessionmaker[Session],
-          window: Window, tmp_path: Path) -> sessionmaker[Session]:
+def world(settings: Settings, influx: TimeSeriesStore,
+          sqlite_session_factory: sessionmaker[Session], window: Window,
+          tmp_path: Path) -> sessionmaker[Session]:
     """The registry imported, raw presence written to this test's InfluxDB database."""
     import_registry(sqlite_session_factory, IdentityCipher.from_settings(settings), tmp_path)
     with session_scope(sqlite_session_factory) as session:
@@ -107,7 +108,7 @@ def webhook() -> Iterator[Any]:
 
 
 def test_a_run_flags_the_group_rental_opens_a_case_and_alerts(
-        settings: Settings, influx: InfluxV1Store, world: sessionmaker[Session], window: Window,
+        settings: Settings, influx: TimeSeriesStore, world: sessionmaker[Session], window: Window,
         alerts: list[dict[str, Any]], webhook: Any, tmp_path: Path) -> None:
     """Flags, cases, tiers, MQTT alerts, webhook, heatmaps; a second run updates the case."""
     settings = dataclasses.replace(settings, alert_webhook_url=webhook.url)
@@ -170,7 +171,7 @@ def test_a_run_flags_the_group_rental_opens_a_case_and_alerts(
 
 
 def test_a_broker_that_is_down_loses_no_flag(
-        settings: Settings, influx: InfluxV1Store, world: sessionmaker[Session],
+        settings: Settings, influx: TimeSeriesStore, world: sessionmaker[Session],
         window: Window, tmp_path: Path) -> None:
     """MQTT unreachable: the cases are stored and the failed sends are reported."""
     def refusing(_settings: Settings) -> Any:
@@ -188,7 +189,7 @@ def test_a_broker_that_is_down_loses_no_flag(
 
 
 def test_without_delivery_nothing_is_written_to_the_registry(
-        settings: Settings, influx: InfluxV1Store, world: sessionmaker[Session],
+        settings: Settings, influx: TimeSeriesStore, world: sessionmaker[Session],
         window: Window, tmp_path: Path) -> None:
     """--no-deliver estimates and reports only."""
     result = run_analysis(settings, CONFIG, window=window, factory=world, store=influx,
@@ -229,7 +230,7 @@ def test_an_unreachable_webhook_is_reported_not_raised() -> None:
 
 
 def test_a_run_keeps_each_units_estimate_and_heatmaps_for_the_back_office(
-        settings: Settings, influx: InfluxV1Store, world: sessionmaker[Session], window: Window,
+        settings: Settings, influx: TimeSeriesStore, world: sessionmaker[Session], window: Window,
         tmp_path: Path) -> None:
     """One unit_estimates row per unit: interval, nights, hour x night; no data is None."""
     from analytics.heatmaps import unpack_hour_night

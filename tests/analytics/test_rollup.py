@@ -10,15 +10,15 @@ import pytest
 
 from analytics.config import AnalyticsConfig, Window
 from analytics.rollup import (
-    MEASUREMENT_DAILY,
     RollupStore,
     infer_cadence,
     pack_mask,
     rollup_events,
     unpack_masks,
 )
-from census.presence_store import InfluxV1Store
 from tests.common import APS_CSV, Routine, make_events, recent_last_night, write_raw
+from timeseries import TimeSeriesStore
+from timeseries.schema import MEASUREMENT_DAILY
 
 WINDOW = Window(last_night=dt.date(2026, 11, 1), nights=2, timezone="Asia/Shanghai")
 DAY0 = WINDOW.start.timestamp()  # 2026-10-31 06:00 +08:00, the first night's census day
@@ -130,7 +130,7 @@ def test_masks_pack_and_unpack() -> None:
     assert (unpack_masks([pack_mask(bits)])[0] == bits).all()
 
 
-def test_rollup_in_influxdb_is_incremental_and_round_trips(influx: InfluxV1Store) -> None:
+def test_rollup_in_influxdb_is_incremental_and_round_trips(influx: TimeSeriesStore) -> None:
     """Raw points in the contract schema roll up once; loading returns the same rows."""
     window = Window(last_night=recent_last_night(), nights=3, timezone="Asia/Shanghai")
     routines = [Routine("a", "ap-0101"), Routine("b", "ap-0102", rssi=-65),
@@ -160,7 +160,7 @@ def test_rollup_in_influxdb_is_incremental_and_round_trips(influx: InfluxV1Store
     assert rollups.load(window, community="C9").empty
 
 
-def test_recompute_replaces_a_day_without_leaving_stale_rows(influx: InfluxV1Store) -> None:
+def test_recompute_replaces_a_day_without_leaving_stale_rows(influx: TimeSeriesStore) -> None:
     """Rolling a day up again deletes its old rows first."""
     window = Window(last_night=recent_last_night(), nights=1, timezone="Asia/Shanghai")
     rollups = RollupStore(influx, AnalyticsConfig())
@@ -173,14 +173,14 @@ def test_recompute_replaces_a_day_without_leaving_stale_rows(influx: InfluxV1Sto
     assert rollups.load(window).empty
 
 
-def test_a_night_that_is_not_over_is_not_rolled_up(influx: InfluxV1Store) -> None:
+def test_a_night_that_is_not_over_is_not_rolled_up(influx: TimeSeriesStore) -> None:
     """The window's last night is skipped while it is still going on."""
     window = Window(last_night=recent_last_night(), nights=1, timezone="Asia/Shanghai")
     report = RollupStore(influx).ensure(window, now=window.end - dt.timedelta(hours=1))
     assert (report.days_rolled, report.days_current) == (0, 0)
 
 
-def test_a_night_that_receives_late_data_is_rolled_up_again(influx: InfluxV1Store) -> None:
+def test_a_night_that_receives_late_data_is_rolled_up_again(influx: TimeSeriesStore) -> None:
     """Rolled up right after it ended, then a spool drains into it: the next run redoes it."""
     window = Window(last_night=recent_last_night(), nights=1, timezone="Asia/Shanghai")
     aps = pd.DataFrame({"ap": ["ap-0101"], "coverage": ["unit"], "community": ["C1"],

@@ -12,7 +12,6 @@ import pytest
 import redis
 
 from census.events import PresenceEvent, encode_event
-from census.presence_store import InfluxV1Store
 from census.privacy import pseudonymize_mac
 from census.settings import Settings
 from collector.redis_state import DeadLetter, RedisState
@@ -26,12 +25,13 @@ from tests.common import (
     snapshot,
     wait_for,
 )
+from timeseries import TimeSeriesStore
 
 SECRET_MAC = "a4:83:e7:12:9f:01"
 
 
 def test_bad_input_is_counted_by_reason_and_dead_lettered_while_good_events_land(
-    registry_settings: Settings, influx: InfluxV1Store, redis_client: redis.Redis,
+    registry_settings: Settings, influx: TimeSeriesStore, redis_client: redis.Redis,
     publisher: Callable[[str, Any], None],
 ) -> None:
     """Each class of bad input: counted by reason, sampled, raw MAC redacted, no stall."""
@@ -102,7 +102,7 @@ def test_dead_letters_fall_back_to_a_file_when_redis_is_down(tmp_path: Any) -> N
 
 
 def test_presence_survives_redis_outage_without_stalling(
-    registry_settings: Settings, influx: InfluxV1Store, publisher: Callable[[str, Any], None],
+    registry_settings: Settings, influx: TimeSeriesStore, publisher: Callable[[str, Any], None],
 ) -> None:
     """Redis down: events are still stored and acknowledged; the failure is counted."""
     settings = registry_settings
@@ -122,7 +122,7 @@ def test_presence_survives_redis_outage_without_stalling(
     + b"[" * 100_000 + b"]" * 100_000 + b"}",
 ], ids=["ts 10**400", "nested 100,000 deep"])
 def test_one_poisoned_event_takes_no_good_event_with_it(
-    registry_settings: Settings, influx: InfluxV1Store, redis_client: redis.Redis,
+    registry_settings: Settings, influx: TimeSeriesStore, redis_client: redis.Redis,
     publisher: Callable[[str, Any], None], poison: bytes, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """10 good + 1 poisoned in one message: 10 stored, 1 dead-lettered by reason, no traceback."""

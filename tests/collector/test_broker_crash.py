@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from census.presence_store import InfluxV1Store
 from collector.service import Collector
 from tests.common import (
     PrivateBroker,
@@ -18,6 +17,7 @@ from tests.common import (
     running_collector,
     wait_for,
 )
+from timeseries import TimeSeriesStore
 
 
 def saves_stopped(database: Path, quiet_s: float = 0.5) -> Callable[[], bool]:
@@ -37,7 +37,7 @@ def saves_stopped(database: Path, quiet_s: float = 0.5) -> Callable[[], bool]:
 
 
 def test_events_the_broker_acknowledged_survive_kill_9_of_the_broker(
-    private_broker: PrivateBroker, influx: InfluxV1Store,
+    private_broker: PrivateBroker, influx: TimeSeriesStore,
 ) -> None:
     """20,000 events in 2,000 PUBACKed messages, broker SIGKILLed, restarted: all stored, once."""
     settings = private_broker.settings

@@ -26,7 +26,6 @@ import redis
 from census.channels import events_topic
 from census.events import encode_events
 from census.mqtt import MqttClient, MqttError
-from census.presence_store import InfluxV1Store
 from census.privacy import pseudonymize_mac
 from census.settings import Settings
 from tests.common import (
@@ -41,6 +40,7 @@ from tests.common import (
     snapshot,
     wait_for,
 )
+from timeseries import TimeSeriesStore, open_store
 from wifi_census import local_servers as local_services
 
 BIN = Path(sys.executable).parent
@@ -99,7 +99,7 @@ def collector_process(settings: Settings, client_id: str) -> subprocess.Popen[st
     return process
 
 
-def settled(store: InfluxV1Store, total: int) -> Callable[[], bool]:
+def settled(store: TimeSeriesStore, total: int) -> Callable[[], bool]:
     """A predicate: every event stored, or the count has not moved for 8 s (some are lost)."""
     last = [-1, time.monotonic()]
 
@@ -115,7 +115,7 @@ def settled(store: InfluxV1Store, total: int) -> Callable[[], bool]:
     return check
 
 
-def stored_devices(store: InfluxV1Store) -> Counter[str]:
+def stored_devices(store: TimeSeriesStore) -> Counter[str]:
     """How many points each device has (each device is in exactly one event of the stream)."""
     frame = store.query("SELECT device FROM presence")
     return Counter() if frame.empty else Counter(frame["device"])
@@ -124,7 +124,7 @@ def stored_devices(store: InfluxV1Store) -> Counter[str]:
 Fault = Callable[[list[subprocess.Popen[str]], str, "SteadyPublisher"], tuple[str, float]]
 
 
-def run_case(settings: Settings, store: InfluxV1Store, fault: Fault,
+def run_case(settings: Settings, store: TimeSeriesStore, fault: Fault,
              window_s: float = 0.0) -> str:
     """Steady ingest, the fault part-way, recovery; assert the row and return it as text.
 
@@ -184,7 +184,7 @@ def run_case(settings: Settings, store: InfluxV1Store, fault: Fault,
 
 
 def test_kill_9_of_the_collector_during_ingest_loses_and_doubles_nothing(
-    private_broker: PrivateBroker, influx: InfluxV1Store,
+    private_broker: PrivateBroker, influx: TimeSeriesStore,
 ) -> None:
     """The collector SIGKILLed mid-stream and started again on its session: all stored, once."""
     settings = private_broker.settings
@@ -202,7 +202,7 @@ def test_kill_9_of_the_collector_during_ingest_loses_and_doubles_nothing(
 
 
 def test_kill_9_of_the_broker_during_ingest_loses_nothing_it_had_saved(
-    private_broker: PrivateBroker, influx: InfluxV1Store,
+    private_broker: PrivateBroker, influx: TimeSeriesStore,
 ) -> None:
     """Collector down, 2,000 events queued, broker SIGKILLed and restarted: all stored, once."""
 
@@ -248,7 +248,7 @@ def test_kill_9_of_influxdb_during_ingest_loses_and_doubles_nothing(
     settings = Settings.load(environ={}, **{
         **private_broker.settings.__dict__,
         "influx_url": f"http://127.0.0.1:{private_influx.port}"})
-    store = InfluxV1Store.from_settings(settings)
+    store = open_store(settings)
 
     try:
         run_case(settings, store, restarting(private_influx, "kill -9 InfluxDB"))
@@ -257,7 +257,7 @@ def test_kill_9_of_influxdb_during_ingest_loses_and_doubles_nothing(
 
 
 def test_kill_9_of_redis_during_ingest_stores_every_event(
-    private_broker: PrivateBroker, influx: InfluxV1Store, tmp_path: Path,
+    private_broker: PrivateBroker, influx: TimeSeriesStore, tmp_path: Path,
 ) -> None:
     """Redis SIGKILLed mid-stream: events are stored regardless; presence refills after."""
     own = Settings.load(environ={}, environment="test", var_dir=tmp_path / "redis",

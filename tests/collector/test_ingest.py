@@ -14,7 +14,6 @@ import pytest
 import redis
 
 from census.events import PresenceEvent
-from census.presence_store import InfluxV1Store
 from census.privacy import pseudonymize_mac
 from census.settings import Settings
 from collector.service import Collector, CollectorSummary
@@ -32,6 +31,7 @@ from tests.common import (
     station,
     wait_for,
 )
+from timeseries import TimeSeriesStore
 from wifi_census.local_servers import port_is_free
 
 
@@ -57,7 +57,7 @@ class Ingested:
 
 
 @pytest.fixture
-def ingested(registry_settings: Settings, influx: InfluxV1Store,
+def ingested(registry_settings: Settings, influx: TimeSeriesStore,
              publisher: Callable[[str, Any], None]) -> Ingested:
     """Every event type on a unit's AP, a probe on a corridor AP and a snapshot in a lobby."""
     settings = registry_settings
@@ -154,7 +154,7 @@ def test_the_summary_counts_every_event_written_and_none_dead(ingested: Ingested
 
 
 def test_disconnect_removes_a_device_from_presence_unless_seen_after(
-    registry_settings: Settings, influx: InfluxV1Store, redis_client: redis.Redis,
+    registry_settings: Settings, influx: TimeSeriesStore, redis_client: redis.Redis,
     publisher: Callable[[str, Any], None],
 ) -> None:
     """A disconnect takes the device out of 'here now'; a stale disconnect does not."""
@@ -174,7 +174,7 @@ def test_disconnect_removes_a_device_from_presence_unless_seen_after(
 
 
 def test_redelivered_message_overwrites_itself(
-    registry_settings: Settings, influx: InfluxV1Store, publisher: Callable[[str, Any], None],
+    registry_settings: Settings, influx: TimeSeriesStore, publisher: Callable[[str, Any], None],
 ) -> None:
     """The same batch published twice (as a broker redelivery would) is stored once."""
     settings = registry_settings
@@ -189,7 +189,7 @@ def test_redelivered_message_overwrites_itself(
 
 
 def test_registry_change_is_picked_up_without_restart(
-    registry_settings: Settings, influx: InfluxV1Store, publisher: Callable[[str, Any], None],
+    registry_settings: Settings, influx: TimeSeriesStore, publisher: Callable[[str, Any], None],
 ) -> None:
     """An AP added to the registry while the collector runs is accepted once it is imported."""
     settings = registry_settings
@@ -213,7 +213,7 @@ def test_registry_change_is_picked_up_without_restart(
 
 
 def test_metrics_endpoint_reports_received_written_and_dead_letters(
-    registry_settings: Settings, influx: InfluxV1Store, publisher: Callable[[str, Any], None],
+    registry_settings: Settings, influx: TimeSeriesStore, publisher: Callable[[str, Any], None],
 ) -> None:
     """/metrics serves the counters Prometheus scrapes."""
     settings = registry_settings

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from census.channels import RedisKeys, events_topic
 from census.events import encode_events
 from census.mqtt import MqttClient
-from census.presence_store import InfluxV1Store
 from census.settings import Settings
 from collector.apmap import RegistryApMap
 from collector.cli import collector
@@ -32,6 +31,7 @@ from tests.common import (
     snapshot,
     wait_for,
 )
+from timeseries import TimeSeriesStore
 from wifi_census.local_servers import port_is_free
 
 BIN = Path(sys.executable).parent
@@ -51,7 +51,7 @@ def _metric(port: int, name: str) -> float:
 
 
 def test_sigterm_flushes_the_open_batch_and_prints_the_summary(
-    registry_settings: Settings, influx: InfluxV1Store,
+    registry_settings: Settings, influx: TimeSeriesStore,
 ) -> None:
     """With a 60 s flush interval, only the graceful stop can have written the events."""
     settings = registry_settings

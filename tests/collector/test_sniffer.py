@@ -22,7 +22,6 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 from scapy.utils import wrpcap
 
-from census.presence_store import InfluxV1Store
 from census.privacy import pseudonymize_mac
 from census.settings import Settings
 from collector.cli import sniff
@@ -42,6 +41,7 @@ from tests.common import (
     settings_environment,
     wait_for,
 )
+from timeseries import TimeSeriesStore
 
 AP_BSSID = "0e:00:00:00:00:01"
 RANDOMIZED = "da:a1:19:00:00:01"  # locally administered (bit 1 of the first octet)
@@ -140,7 +140,7 @@ def test_frames_become_probe_connect_and_disconnect_events(tmp_path: Path) -> No
 
 
 def test_sniffed_capture_is_stored_through_the_real_broker(
-    registry_settings: Settings, influx: InfluxV1Store, tmp_path: Path,
+    registry_settings: Settings, influx: TimeSeriesStore, tmp_path: Path,
 ) -> None:
     """`sniff --pcap`: events published as the AP, collected, stored with the right flags."""
     settings = registry_settings

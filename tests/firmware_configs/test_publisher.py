@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from census.presence_store import InfluxV1Store
 from census.privacy import pseudonymize_mac
 from census.settings import Settings
 from collector.service import Collector
 from tests.common import AP_UNIT, add_aps, count_points, free_port, options_for, running_collector
 from tests.firmware_configs.apside import PUBLISHER, TESTDATA, Script, start_script, wait_until
 from tests.firmware_configs.apside import write_conf as write_ap_conf
+from timeseries import TimeSeriesStore
 
 RECORDED = (TESTDATA / "hostapd.wlan0.notify").read_text()
 SHARED_BROKER = ("127.0.0.1", 18830)
@@ -59,7 +59,7 @@ def run_publisher(tmp_path: Path, path: str, state: Path, prefix: str, ap_id: st
 
 
 def test_collector_stores_exactly_what_hostapd_reported(
-    settings: Settings, influx: InfluxV1Store, openwrt_bin: str, ubus_state: Path, tmp_path: Path,
+    settings: Settings, influx: TimeSeriesStore, openwrt_bin: str, ubus_state: Path, tmp_path: Path,
 ) -> None:
     """assoc/disassoc become connect/disconnect, get_clients a snapshot; nothing else is stored."""
     add_aps(settings)

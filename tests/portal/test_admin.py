@@ -190,8 +190,8 @@ def test_watchlist_alert_is_listed_and_acknowledged(
 def test_an_ap_refusing_commands_is_shown_with_its_reason(
         client: FlaskClient, sqlite_session_factory: sessionmaker[Session]) -> None:
     """The command log's alert reads as the AP, how many commands and why, in Chinese."""
+    from apcommands.log import CommandLog, SeenAck, SeenCommand
     from census.commands import CommandAck, build_command
-    from portal.command_log import CommandLog, SeenAck, SeenCommand
 
     log = CommandLog(sqlite_session_factory, "p" * 40)
     now = dt.datetime.now(dt.UTC)

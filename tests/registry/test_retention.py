@@ -17,13 +17,6 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from census.presence_store import (
-    MEASUREMENT_DAILY,
-    MEASUREMENT_DAILY_STATE,
-    MEASUREMENT_PRESENCE,
-    InfluxV1Store,
-    Point,
-)
 from census.settings import PREFIX, Settings, SettingsError
 from registry.db import make_engine, make_session_factory, session_scope, upgrade
 from registry.models import (
@@ -43,6 +36,9 @@ from registry.models import (
     Verification,
 )
 from registry.retention import run_retention
+from timeseries import Point, TimeSeriesStore
+from timeseries.influx_v1 import InfluxV1Store
+from timeseries.schema import MEASUREMENT_DAILY, MEASUREMENT_DAILY_STATE, MEASUREMENT_PRESENCE
 from wifi_census.cli import main
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -149,7 +145,7 @@ def presence_points() -> list[Point]:
 
 def test_each_class_keeps_exactly_its_period(
         session_factory: sessionmaker[Session], short_settings: Settings,
-        influx: InfluxV1Store, redis_client: redis.Redis) -> None:
+        influx: TimeSeriesStore, redis_client: redis.Redis) -> None:
     """A run deletes what is past each class's period and nothing younger; it says how much
     per class and leaves an audit entry."""
     ids = fill(session_factory)
@@ -183,7 +179,7 @@ def test_each_class_keeps_exactly_its_period(
 
 
 def test_network_log_outlives_the_old_ninety_days(
-        session_factory: sessionmaker[Session], settings: Settings, influx: InfluxV1Store,
+        session_factory: sessionmaker[Session], settings: Settings, influx: TimeSeriesStore,
         redis_client: redis.Redis) -> None:
     """Sign-ins and the AP command log (who was online, when, where) are kept six months:
     the old single 90-day purge deleted them after three."""
@@ -214,7 +210,7 @@ def test_a_failing_class_does_not_stop_the_others(
 
 
 @pytest.fixture
-def cli_environment(settings: Settings, influx: InfluxV1Store) -> Iterator[dict[str, str]]:
+def cli_environment(settings: Settings, influx: TimeSeriesStore) -> Iterator[dict[str, str]]:
     """Environment variables that point the CLI at this test's registry, Redis and InfluxDB."""
     values = {
         "environment": "test", "var_dir": str(settings.var_dir),

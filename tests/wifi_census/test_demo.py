@@ -63,6 +63,6 @@ def test_demo_flows_to_flags_and_leaves_the_portal_serving(
         ending = MqttClient(demo_settings, f"{demo_settings.command_log_client_id}-demo")
         ending.connect()  # a clean start ends the demo command log's persistent session
         ending.disconnect()
-        from census.presence_store import InfluxV1Store
+        from timeseries import open_store
 
-        InfluxV1Store.from_settings(demo_settings).drop_database()
+        open_store(demo_settings).drop_database()

@@ -1,4 +1,4 @@
-"""Parsed events -> InfluxDB line protocol with idempotent timestamps (contracts, section 6).
+"""AP reports -> ``presence`` and ``ap_heartbeat`` lines with idempotent timestamps (contracts, 6).
 
 A point's timestamp is the event time truncated to the millisecond, in nanoseconds, plus an
 offset in [0, 1e6) ns derived from the device pseudonym; so a redelivered event lands on the
@@ -6,55 +6,71 @@ same series and timestamp and overwrites itself. Two devices that collide in one
 separated by probing to the next free offset, in message order, which a redelivery of the same
 message repeats exactly.
 
-Lines are formatted here directly rather than through ``Point.to_line`` because this is the
-collector's hot path; ``tests/collector/test_points.py`` checks both give the same text.
+This is the collector's hot path, so series prefixes and per-device fields are cached; the text
+comes from ``timeseries.lineprotocol``'s functions, and ``tests/timeseries`` checks it equals
+what ``Point.to_line`` writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
-from census.presence_store import MEASUREMENT_PRESENCE, _escape_key
-from collector.parser import ApLocation, ParsedEvent
-
-NS_PER_MS = 1_000_000
-OFFSET_SLOTS = 1_000_000
-
-
-def device_offset(device: str) -> int:
-    """The nanosecond offset in [0, 1e6) a device's points carry."""
-    return int(device[:8], 16) % OFFSET_SLOTS
-
-
-def base_time_ns(ts: float) -> int:
-    """Event seconds truncated to the millisecond, as nanoseconds.
-
-    The half-microsecond nudge makes values that are exact milliseconds in decimal
-    (1764000000.123) land on their millisecond although the float is a hair below it.
-    """
-    return int(ts * 1000.0 + 0.0005) * NS_PER_MS
+from timeseries.lineprotocol import escape_string, series_key
+from timeseries.schema import (
+    EVENT_TYPES,
+    MEASUREMENT_HEARTBEAT,
+    MEASUREMENT_PRESENCE,
+    NS_PER_MS,
+    OFFSET_SLOTS,
+    TAG_EVENT,
+    ApLocation,
+    base_time_ns,
+    device_offset,
+)
 
 
-def escape_string_field(value: str) -> str:
-    """A line-protocol string field value, quoted."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+class PresenceEvent(Protocol):
+    """One validated, pseudonymised AP event (collector.parser.ParsedEvent provides it)."""
+
+    @property
+    def type(self) -> str:
+        """connect, disconnect, snapshot or probe."""
+        ...
+
+    @property
+    def device(self) -> str:
+        """The device pseudonym."""
+        ...
+
+    @property
+    def randomized(self) -> bool:
+        """The MAC is locally administered."""
+        ...
+
+    @property
+    def ts(self) -> float:
+        """When the AP saw it (Unix seconds)."""
+        ...
+
+    @property
+    def rssi(self) -> int | None:
+        """Signal in dBm, when the event had one."""
+        ...
+
+    @property
+    def ssid(self) -> str | None:
+        """The SSID (probe events)."""
+        ...
+
+
+HEARTBEAT = "heartbeat"  # the prefix cache's key for an AP's heartbeat series
+_HEARTBEAT_HEAD = MEASUREMENT_HEARTBEAT + ","
 
 
 def series_prefix(location: ApLocation, event_type: str) -> str:
     """Measurement and tags (sorted by key, as InfluxDB stores them) of one AP's series."""
-    tags = {
-        "ap": location.ap_id,
-        "building": location.building,
-        "community": location.community,
-        "event": event_type,
-        "floor": location.floor,
-        "unit": location.unit,
-    }
-    parts = [MEASUREMENT_PRESENCE]
-    for key in sorted(tags):
-        if tags[key]:
-            parts.append(f",{key}={_escape_key(tags[key])}")
-    return "".join(parts)
+    return series_key(MEASUREMENT_PRESENCE, {**location.tags(), TAG_EVENT: event_type})
 
 
 class LineBuilder:
@@ -74,14 +90,12 @@ class LineBuilder:
         if found is None:
             if len(self._prefixes) >= self._max_cached:
                 self._prefixes.clear()
-            found = {
-                kind: series_prefix(location, kind)
-                for kind in ("connect", "disconnect", "snapshot", "probe")
-            }
+            found = {kind: series_prefix(location, kind) for kind in EVENT_TYPES}
+            found[HEARTBEAT] = series_key(MEASUREMENT_HEARTBEAT, location.tags())
             self._prefixes[location] = found
         return found
 
-    def lines(self, location: ApLocation, events: Iterable[ParsedEvent]) -> list[str]:
+    def lines(self, location: ApLocation, events: Iterable[PresenceEvent]) -> list[str]:
         """One line per event; timestamps idempotent and unique per series within the message."""
         prefixes = self.prefixes(location)
         taken: dict[tuple[str, int], str] = {}  # (event type, time) -> device holding it
@@ -111,6 +125,23 @@ class LineBuilder:
             if event.rssi is not None:
                 fields += f",rssi={event.rssi}i"
             if kind == "probe" and event.ssid is not None:
-                fields += ",ssid=" + escape_string_field(event.ssid)
+                fields += ",ssid=" + escape_string(event.ssid)
             append(f"{prefixes[kind]} {fields} {time_ns}")
         return out
+
+    def heartbeat(self, location: ApLocation, events: Sequence[PresenceEvent],
+                  received_s: float) -> str:
+        """The ``ap_heartbeat`` line of one AP report (an empty keep-alive included).
+
+        Its time is the latest event time of the report, so a redelivered report overwrites
+        itself; an empty report carries no time of its own and takes its arrival time.
+        """
+        latest = max((event.ts for event in events), default=received_s)
+        time_ns = base_time_ns(latest)
+        return (f"{self.prefixes(location)[HEARTBEAT]} events={len(events)}i,"
+                f"at_s={time_ns // (1000 * NS_PER_MS)}i {time_ns}")
+
+
+def presence_points(lines: Sequence[str]) -> int:
+    """How many of a batch's lines are presence points (its heartbeat lines left out)."""
+    return len(lines) - sum(1 for line in lines if line.startswith(_HEARTBEAT_HEAD))

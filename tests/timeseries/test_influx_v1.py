@@ -6,12 +6,8 @@ import time
 
 import pytest
 
-from census.presence_store import (
-    InfluxV1Store,
-    PermanentStoreError,
-    Point,
-    TransientStoreError,
-)
+from timeseries import PermanentStoreError, Point, TransientStoreError
+from timeseries.influx_v1 import InfluxV1Store
 
 
 def now_ns() -> int:

@@ -9,7 +9,8 @@ came by the command's expiry plus a grace period (agent offline, or the message 
 It runs beside the portal rather than inside it, so a sign-in pays nothing for the log, and
 with its own persistent MQTT session, so commands and answers published while it is down are
 read when it returns. A message is acknowledged to the broker only after its row is committed;
-rows are keyed by the command's nonce, so a redelivered message changes nothing.
+rows are keyed by the command's nonce, so a redelivered message changes nothing. The inbox,
+batching and acknowledge-after-commit are the shared consumer's (``census.consumer``).
 
 Refusals that mean a configuration fault rather than a late delivery (a wrong signature key, a
 command for another AP, a clock far off, a replay) raise a back-office alert, one open alert per
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import queue
 import threading
 import time
 from collections import Counter
@@ -28,13 +28,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from census.commands import ApCommand, CommandAck, CommandError, parse_ack, parse_command
-from census.mqtt import MqttClient, MqttError, ReceivedMessage
+from census.consumer import Abandon, AckingConsumer, ConsumerOptions
+from census.mqtt import ReceivedMessage
 from census.privacy import pseudonymize_mac
 from census.settings import Settings
 from registry.db import make_engine, make_session_factory, session_scope
@@ -54,6 +54,8 @@ ALERT_KIND = "ap_command_refused"
 # Alert reason for an AP answering another AP's command.
 FOREIGN_ACK = "foreign_ack"
 NO_ACK_GRACE_S = 60
+RECEIVE_MAXIMUM = 1000  # the broker's in-flight window for the log's session
+MAX_BATCH = 500  # messages per transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +268,11 @@ class TopicReader:
 
 
 class CommandLogService:
-    """Subscribe, record in batches, acknowledge after commit, sweep now and then."""
+    """Subscribe, record in batches, acknowledge after commit, sweep now and then.
+
+    The inbox, back-pressure, batching and acknowledge-after-commit are the shared consumer's
+    (``census.consumer``); this class says how a batch is recorded and when to sweep.
+    """
 
     def __init__(self, settings: Settings, client_id: str, *,
                  session_factory: sessionmaker[Session] | None = None,
@@ -279,95 +285,66 @@ class CommandLogService:
         self.log = CommandLog(session_factory, settings.pseudonym_key)
         self.reader = TopicReader(settings.mqtt_topic_prefix)
         self.totals = LogSummary()
-        self._flush_interval_s = flush_interval_s
         self._sweep_interval_s = sweep_interval_s
+        self._next_sweep = 0.0
         self._clock = clock
-        self._inbox: queue.Queue[ReceivedMessage] = queue.Queue(maxsize=2000)
-        self._stopping = threading.Event()
-        self._mqtt: MqttClient | None = None
-        self._last_message = time.monotonic()
+        self._consumer: AckingConsumer[list[ReceivedMessage]] = AckingConsumer(
+            settings,
+            ConsumerOptions(client_id=client_id, subscriptions=self.reader.subscriptions(),
+                            receive_maximum=RECEIVE_MAXIMUM, flush_interval_s=flush_interval_s,
+                            name="command-log"),
+            self)
         self.subscribed = threading.Event()  # set once both subscriptions are in place
 
     def request_stop(self) -> None:
         """Ask for a clean stop (safe from a signal handler)."""
-        self._stopping.set()
-
-    def _on_message(self, message: ReceivedMessage) -> None:
-        """paho's thread: hand over, blocking when the writer is behind (backpressure)."""
-        while not self._stopping.is_set():
-            try:
-                self._inbox.put(message, timeout=0.5)
-                self._last_message = time.monotonic()
-                return
-            except queue.Full:
-                continue
+        self._consumer.request_stop()
 
     def run(self, exit_when_idle_s: float | None = None) -> LogSummary:
         """Work until stopped (or idle for exit_when_idle_s), then flush and disconnect."""
-        self._mqtt = MqttClient(self.settings, self.client_id, persistent_session=True,
-                                manual_ack=True, on_message=self._on_message,
-                                receive_maximum=1000)
-        self._mqtt.connect()
-        for topic in self.reader.subscriptions():
-            self._mqtt.subscribe(topic, qos=1)
+        consumer = self._consumer
+        consumer.start()
         self.subscribed.set()
         LOGGER.info("command log %s watching %s", self.client_id,
                     ", ".join(self.reader.subscriptions()))
-        next_sweep = 0.0
         try:
-            while True:
-                stopping = self._stopping.is_set()
-                self._flush(self._take_batch())
-                if time.monotonic() >= next_sweep:
-                    self._sweep()
-                    next_sweep = time.monotonic() + self._sweep_interval_s
-                idle = time.monotonic() - self._last_message
-                if stopping or (exit_when_idle_s is not None and self._inbox.empty()
-                                and idle >= exit_when_idle_s):
-                    self._flush(self._drain())
+            while not consumer.stopping.wait(0.05):
+                idle = time.monotonic() - consumer.last_message
+                if (exit_when_idle_s is not None and consumer.is_idle()
+                        and idle >= exit_when_idle_s):
                     break
         finally:
-            try:
-                self._mqtt.wait_until_published(timeout=10.0)
-            except MqttError:
-                LOGGER.warning("some acknowledgements were not sent; the broker will redeliver")
-            self._mqtt.disconnect()
+            consumer.stop()
         return self.totals
 
-    def _take_batch(self) -> list[ReceivedMessage]:
-        """Messages for one transaction: whatever arrives within the flush interval."""
-        batch: list[ReceivedMessage] = []
-        deadline = time.monotonic() + self._flush_interval_s
-        while len(batch) < 500:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(self._inbox.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
+    # --- the consumer's handler -----------------------------------------------------------------
 
-    def _drain(self) -> list[ReceivedMessage]:
-        """Everything already handed over."""
-        batch: list[ReceivedMessage] = []
-        while True:
-            try:
-                batch.append(self._inbox.get_nowait())
-            except queue.Empty:
-                return batch
+    def open_batch(self) -> list[ReceivedMessage]:
+        """A new, empty batch."""
+        return []
 
-    def _flush(self, batch: list[ReceivedMessage]) -> None:
-        """Record a batch, then acknowledge its messages (malformed ones are counted, dropped)."""
-        if not batch:
-            return
+    def add(self, batch: list[ReceivedMessage], message: ReceivedMessage) -> None:
+        """Keep the message for the batch's transaction."""
+        batch.append(message)
+
+    def is_full(self, batch: list[ReceivedMessage], messages: int) -> bool:
+        """At most MAX_BATCH messages per transaction."""
+        return messages >= MAX_BATCH
+
+    def tick(self) -> None:
+        """Nothing to do between messages."""
+
+    def commit(self, batch: list[ReceivedMessage]) -> None:
+        """Record a batch (malformed messages are counted, dropped); retry until the database
+        takes it, or leave it unacknowledged when stopped meanwhile."""
         now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
         items: list[SeenCommand | SeenAck] = []
+        malformed: Counter[str] = Counter()
         for message in batch:
             try:
                 items.append(self.reader.read(message.topic, message.payload, now))
             except CommandError as error:
-                self.totals.malformed[error.reason] += 1
+                malformed[error.reason] += 1
                 LOGGER.warning("ignored a malformed message on %s: %s", message.topic[:200], error)
         while True:
             try:
@@ -376,12 +353,20 @@ class CommandLogService:
             except SQLAlchemyError as error:
                 # Nothing is acknowledged until it is recorded: wait for the database.
                 LOGGER.error("registry database unavailable, retrying: %s", error)
-                if self._stopping.wait(2.0):
-                    return  # unacknowledged: the broker redelivers them to this session
+                if self._consumer.stopping.wait(2.0):
+                    raise Abandon from None  # the broker redelivers them to this session
+        summary.malformed.update(malformed)
         self._add(summary)
-        assert self._mqtt is not None
-        for message in batch:
-            self._mqtt.ack(message.mid, message.qos)
+
+    def committed(self, batch: list[ReceivedMessage], messages: int, started: float) -> None:
+        """Nothing more to do once a batch is acknowledged."""
+
+    def idle(self, final: bool) -> None:
+        """Sweep when it is due (not on the way out)."""
+        if final or time.monotonic() < self._next_sweep:
+            return
+        self._sweep()
+        self._next_sweep = time.monotonic() + self._sweep_interval_s
 
     def _sweep(self) -> None:
         """Mark silent commands; purge past retention (skipped while the database is down)."""
@@ -402,67 +387,3 @@ class CommandLogService:
                      "purged", "alerts"):
             setattr(totals, name, getattr(totals, name) + getattr(summary, name))
         totals.malformed.update(summary.malformed)
-
-
-# --- command line ------------------------------------------------------------------------------
-
-@click.group("ap-commands")
-def ap_commands() -> None:
-    """The log of signed commands sent to AP agents and their answers."""
-
-
-@ap_commands.command("run")
-@click.option("--client-id", default=None,
-              help="MQTT client id = persistent session (default "
-                   "WIFI_CENSUS_COMMAND_LOG_CLIENT_ID).")
-@click.option("--exit-when-idle", type=click.FloatRange(min=0.1), default=None,
-              metavar="SECONDS", help="Stop, everything recorded, once idle this long.")
-def run_command(client_id: str | None, exit_when_idle: float | None) -> None:
-    """Watch command and answer topics; keep ap_commands current (a long-running service)."""
-    import signal
-
-    from census.startup import configure_logging, load_settings
-
-    settings = load_settings()
-    configure_logging(settings)
-    service = CommandLogService(settings, client_id or settings.command_log_client_id)
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: service.request_stop())
-    try:
-        totals = service.run(exit_when_idle_s=exit_when_idle)
-    except MqttError as error:
-        raise click.ClickException(str(error)) from None
-    except KeyboardInterrupt:
-        totals = service.totals
-    malformed = ", ".join(f"{k} {v}" for k, v in sorted(totals.malformed.items())) or "none"
-    click.echo(f"commands {totals.commands}, answers {totals.acks} (late {totals.late_acks}, "
-               f"before their command {totals.unmatched_acks}, from another AP, ignored "
-               f"{totals.foreign_acks}), no answer {totals.no_ack}, "
-               f"alerts {totals.alerts}, purged {totals.purged}, malformed: {malformed}")
-
-
-@ap_commands.command("summary")
-@click.option("--hours", type=click.IntRange(1, 24 * 90), default=24, show_default=True,
-              help="Commands issued in the last HOURS.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def summary_command(hours: int, as_json: bool) -> None:
-    """Per AP: commands sent, done, refused (by reason) and unanswered, worst first."""
-    import json
-
-    from census.startup import load_settings
-
-    settings = load_settings()
-    log = CommandLog(make_session_factory(make_engine(settings.database_url)),
-                     settings.pseudonym_key)
-    report = log.per_ap(dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours))
-    if as_json:
-        click.echo(json.dumps(report))
-        return
-    if not report:
-        click.echo(f"no commands in the last {hours} h")
-        return
-    click.echo(f"{'AP':<32} {'sent':>6} {'done':>6} {'refused':>8} {'no ack':>7} {'waiting':>8}"
-               "  errors")
-    for entry in report:
-        errors = ", ".join(f"{k} {v}" for k, v in entry["errors"].items())
-        click.echo(f"{entry['ap']:<32} {entry['commands']:>6} {entry['done']:>6} "
-                   f"{entry['refused']:>8} {entry['no_ack']:>7} {entry['waiting']:>8}  {errors}")

@@ -1,14 +1,11 @@
-"""The time-series store for presence events: one interface, one InfluxDB adapter.
+"""The InfluxDB adapter: the v1 HTTP API (1.x natively, 2.x through v1 compatibility + DBRP).
 
-The adapter speaks the API that InfluxDB 1.x, 2.x (v1-compatibility endpoints with a DBRP
-mapping) and 3.x share: line-protocol ``/write`` and InfluxQL ``/query`` with bound
-parameters. influxdb-client's write and query calls use ``/api/v2`` endpoints that InfluxDB 1.6
-(Debian's, the one tested here) does not have, so the adapter uses HTTP directly; the client
-library is still used where it serves (``ping``).
-
-Failures are split the way the collector needs them: ``TransientStoreError`` (cannot reach the
-server, 5xx, 429: retry or spool) and ``PermanentStoreError`` (the server rejected the data or
-query: retrying will not help).
+It speaks the API that InfluxDB 1.x, 2.x (v1-compatibility endpoints with a DBRP mapping) and
+3.x share: line-protocol ``/write`` and InfluxQL ``/query`` with bound parameters.
+influxdb-client's write and query calls use ``/api/v2`` endpoints that InfluxDB 1.6 (Debian's,
+the one tested here) does not have, so the adapter uses HTTP directly; the client library is
+still used where it serves (``ping``). Production's InfluxDB 2.7 is served through this adapter
+(docker-compose.yml, deploy/influxdb); native 2.x/3.x adapters are the next step (README.md).
 """
 
 from __future__ import annotations
@@ -18,102 +15,17 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 import requests
 
 from census.settings import Settings
+from timeseries import queries
+from timeseries.lineprotocol import Point
+from timeseries.store import PermanentStoreError, SeriesChunk, TransientStoreError
 
 LOGGER = logging.getLogger(__name__)
-
-MEASUREMENT_PRESENCE = "presence"
-# The nightly roll-up analytics keeps, and its per-day state (docs/contracts.md section 6).
-MEASUREMENT_DAILY = "presence_daily"
-MEASUREMENT_DAILY_STATE = "presence_daily_state"
-
-
-class StoreError(RuntimeError):
-    """The time-series store failed."""
-
-
-class TransientStoreError(StoreError):
-    """A failure that may pass: the server is unreachable, overloaded or restarting."""
-
-
-class PermanentStoreError(StoreError):
-    """The server rejected the request; sending it again will fail again."""
-
-
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One time-series point: measurement, tags, fields and a nanosecond timestamp."""
-
-    measurement: str
-    tags: Mapping[str, str]
-    fields: Mapping[str, str | int | float | bool]
-    time_ns: int
-
-    def to_line(self) -> str:
-        """The point in InfluxDB line protocol."""
-        parts = [_escape_key(self.measurement, measurement=True)]
-        for key in sorted(self.tags):
-            value = self.tags[key]
-            if value == "":
-                continue  # line protocol has no empty tag values: an absent tag means none
-            parts.append(f",{_escape_key(key)}={_escape_key(value)}")
-        field_text = ",".join(
-            f"{_escape_key(key)}={_format_field(value)}" for key, value in self.fields.items()
-        )
-        if not field_text:
-            raise ValueError("a point needs at least one field")
-        return f"{''.join(parts)} {field_text} {self.time_ns}"
-
-
-def _escape_key(text: str, measurement: bool = False) -> str:
-    """Escape a measurement, tag key, tag value or field key for line protocol."""
-    text = text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
-    if not measurement:
-        text = text.replace("=", "\\=")
-    return text.replace("\n", "\\n")
-
-
-def _format_field(value: str | int | float | bool) -> str:
-    """Format a field value: integers get the i suffix, strings are quoted and escaped."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value}i"
-    if isinstance(value, float):
-        return repr(value)
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
-
-
-class PresenceStore(Protocol):
-    """What the rest of the system needs from a time-series store."""
-
-    def ping(self) -> bool:
-        """True when the server answers."""
-        ...
-
-    def ensure_database(self, retention_days: int) -> None:
-        """Create the database and its retention policy if they do not exist."""
-        ...
-
-    def write(self, points: Sequence[Point]) -> None:
-        """Write points; raise TransientStoreError or PermanentStoreError on failure."""
-        ...
-
-    def query(self, influxql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        """Run one InfluxQL SELECT and return its rows (tags and fields as columns)."""
-        ...
-
-    def query_chunks(
-        self, influxql: str, params: Mapping[str, Any] | None = None, chunk_size: int = 50_000
-    ) -> Iterator[pd.DataFrame]:
-        """Run one InfluxQL SELECT, yielding its rows a chunk at a time (bounded memory)."""
-        ...
 
 
 @dataclass
@@ -139,7 +51,8 @@ class InfluxV1Store:
             self._session.auth = (self.username, self.password)
 
     @classmethod
-    def from_settings(cls, settings: Settings, database: str | None = None) -> InfluxV1Store:
+    def from_settings(cls, settings: Settings, database: str | None = None,
+                      timeout_s: float = 30.0) -> InfluxV1Store:
         """Build the store the settings describe."""
         return cls(
             url=settings.influx_url,
@@ -147,6 +60,7 @@ class InfluxV1Store:
             username=settings.influx_username,
             password=settings.influx_password,
             token=settings.influx_token,
+            timeout_s=timeout_s,
         )
 
     def close(self) -> None:
@@ -188,24 +102,20 @@ class InfluxV1Store:
 
     def count_before(self, measurement: str, field_name: str, before_ns: int) -> int:
         """How many points of a measurement are older than a time (what a delete would take)."""
-        _check_identifier(measurement)
-        _check_identifier(field_name)
         total = 0
         for _columns, _tags, rows in self.query_series(
-                f'SELECT COUNT("{field_name}") FROM "{measurement}" WHERE time < $before',
-                {"before": int(before_ns)}):
+                *queries.count_before(measurement, field_name, before_ns)):
             total += sum(int(row[1] or 0) for row in rows)
         return total
 
     def delete_before(self, measurement: str, before_ns: int) -> None:
         """Delete a measurement's points older than a time (retention per data class: one
         database, one retention policy as the backstop, shorter classes deleted here)."""
-        _check_identifier(measurement)
-        statement = f'DELETE FROM "{measurement}" WHERE time < $before'
+        statement, params = queries.delete_before(measurement, before_ns)
         try:
             response = self._session.post(
                 f"{self.url}/query", data={"db": self.database, "q": statement,
-                                           "params": json.dumps({"before": int(before_ns)})},
+                                           "params": json.dumps(params)},
                 timeout=self.timeout_s)
         except requests.RequestException as error:
             raise TransientStoreError(f"InfluxDB delete failed: {error}") from None
@@ -264,7 +174,7 @@ class InfluxV1Store:
 
     def query_series(
         self, influxql: str, params: Mapping[str, Any] | None = None, chunk_size: int = 50_000
-    ) -> Iterator[tuple[list[str], dict[str, str], list[list[Any]]]]:
+    ) -> Iterator[SeriesChunk]:
         """Run one SELECT in chunked mode; yield (columns, tags, rows) per series chunk, raw.
 
         For large reads: building a DataFrame per series (``query_chunks``) costs ~10 ms each,
@@ -335,5 +245,4 @@ def _raise_for_status(response: requests.Response, action: str) -> None:
 
 def _check_identifier(name: str) -> None:
     """Allow only plain identifiers where InfluxQL cannot take a bound parameter."""
-    if not name or not all(c.isalnum() or c in "_-" for c in name):
-        raise ValueError(f"not a safe InfluxDB identifier: {name!r}")
+    queries.identifier(name)

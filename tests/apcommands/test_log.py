@@ -13,6 +13,13 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from apcommands.log import (
+    CommandLog,
+    CommandLogService,
+    SeenAck,
+    SeenCommand,
+    TopicReader,
+)
 from census.channels import ack_topic, command_topic
 from census.commands import (
     CommandAck,
@@ -24,13 +31,6 @@ from census.commands import (
 from census.mqtt import MqttClient
 from census.privacy import pseudonymize_mac
 from census.settings import Settings
-from portal.command_log import (
-    CommandLog,
-    CommandLogService,
-    SeenAck,
-    SeenCommand,
-    TopicReader,
-)
 from registry.db import make_session_factory, upgrade
 from registry.models import Alert, ApCommandRecord
 from simulator.agents import SimulatedAgents

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from census.presence_store import Point
-from collector.parser import ApLocation, ParsedEvent
-from collector.points import (
-    LineBuilder,
-    base_time_ns,
-    device_offset,
-    series_prefix,
-)
+from collector.parser import ParsedEvent
+from timeseries import Point
+from timeseries.presence import LineBuilder, series_prefix
+from timeseries.schema import ApLocation, base_time_ns, device_offset
 
 UNIT_AP = ApLocation("ap-1", "TEDA-017", "B03", "15", "TEDA-017/B03/1502")
 LOBBY_AP = ApLocation("ap 2,x=y", "C1", "B1")
@@ -18,7 +14,7 @@ DEVICE_B = "0000000000000001"
 
 
 def test_lines_match_the_shared_point_encoder() -> None:
-    """The fast formatter writes exactly what census.presence_store.Point would."""
+    """The fast formatter writes exactly what timeseries.Point would."""
     events = [
         ParsedEvent("probe", DEVICE_A, True, 1764000000.123, -80, 'say "hi"\\ there'),
         ParsedEvent("disconnect", DEVICE_B, False, 1764000000.5, None, None),
