@@ -92,7 +92,7 @@ def bench_settings(run_id: str, database: str, base: Settings) -> Settings:
         database_url=url, mqtt_topic_prefix=f"bench-{run_id}",
         redis_key_prefix=f"bench-{run_id}:", log_level="WARNING",
         portal_otp_daily_per_phone=100, portal_otp_daily_per_ip=10_000,
-        portal_otp_hourly_per_ap=1_000_000, **generate_keys())
+        portal_otp_hourly_per_ap=100_000, **generate_keys())
 
 
 def resident_id(n: int) -> str:
@@ -525,7 +525,7 @@ def main() -> None:
           f"(completed sign-ins: {len(results['signin']['done'])})")
     print(f"splash p99 at {args.clients} clients, closed loop (as fast as they can): "
           f"{rows[1][3]:.1f} ms; open loop: "
-          + ", ".join(f"{r[3]:.1f} ms at {r[0].split()[3]}" for r in rows[6:])
+          + ", ".join(f"{r[3]:.1f} ms at {r[0].split()[3]}" for r in rows[7:])
           + " (target < 50 ms)")
     print(f"errors: {errors}; generator CPU (cores busy): "
           + ", ".join(f"{k} {v:.2f}" for k, v in generator_cpu.items()))
