@@ -8,9 +8,11 @@ PostgreSQL database, or SQLite with ``--database sqlite``), Redis key prefix and
 - ``redirect``: the AP's signed redirect (``GET /``), fields replaced, signed with the AP's
   secret or not;
 - ``fas``: an openNDS hand-over (``GET /?fas=…`` or its plain parameters);
-- ``signin``: the identity form (name, document type and number, mobile number, unit choice,
-  consent, and the flow and CSRF tokens), each field valid or hostile;
+- ``signin``: the first page (mobile number, consent, and the flow and CSRF tokens), each field
+  valid or hostile;
 - ``verify``: the code form (the code and the tokens) for a flow waiting for its code;
+- ``identity``: the identity page (name, document type and number, unit choice, the tokens) of
+  a flow whose number is proven (a fresh one after each accepted sign-in);
 - ``resend``, ``one_tap``: the flow and CSRF token verifiers behind those buttons;
 - ``resume``: a flow's form again (``GET /s``), any token and query;
 - ``lang``, ``draft``: the form posted to the language switch (any target language) and as a
@@ -74,6 +76,7 @@ HOSTILE = st.one_of(
 )
 NO_CONTENT = ""  # accepted means 204 (a draft kept)
 DONE = '<div class="ok"'  # the connected page
+CURRENT = "\x00current"  # replaced by the current page's token when the input is sent
 ID_TYPES = ("resident_id_card", "passport", "hk_macao_permit", "taiwan_permit",
             "foreign_permanent_id", "other")
 
@@ -126,13 +129,21 @@ class Run:
         return self.client.get(f"/?{query}").get_data(as_text=True)
 
     def code_page(self) -> str:
-        """A flow waiting for its code (a valid identity was sent)."""
+        """A flow waiting for its code (a valid number was sent)."""
         splash = self.splash()
         self._n += 1
         return self.client.post("/signin", data={
             "flow": _hidden(splash, "flow"), "csrf_token": _hidden(splash, "csrf_token"),
-            "lang": "zh_CN", "name": "张三", "id_type": "passport", "id_number": "E1234567",
-            "phone": f"137{self._n:08d}", "unit": "visitor", "consent": "y",
+            "lang": "zh_CN", "phone": f"137{self._n:08d}", "consent": "y",
+        }).get_data(as_text=True)
+
+    def identity_page(self) -> str:
+        """A flow whose number is proven (its code was entered): the identity page."""
+        page = self.code_page()
+        code = self.app.extensions["portal"].sms.last_code(f"137{self._n:08d}")
+        return self.client.post("/verify", data={
+            "flow": _hidden(page, "flow"), "csrf_token": _hidden(page, "csrf_token"),
+            "lang": "zh_CN", "code": code,
         }).get_data(as_text=True)
 
     def record(self, target: str, outcome: str, detail: Callable[[], str]) -> None:
@@ -205,11 +216,7 @@ def fuzz(run: Run, target: str, n: int) -> None:
             run.send(target, 'name="flow"', "GET", "/?" + urlencode(args))
     elif target in ("signin", "lang", "draft"):
         form = _form(_tokens(run.splash()) | {
-            "name": st.sampled_from(("张三", "王小明", "Anna Müller")),
-            "id_type": st.sampled_from(ID_TYPES),
-            "id_number": st.sampled_from(("E1234567", "110101199003077777")),
             "phone": st.integers(10**7, 10**8 - 1).map(lambda k: f"139{k}"),
-            "unit": st.sampled_from(("visitor", "", "1", "50", "100")),
             "consent": st.just("y"),
         })
         switch_to = st.one_of(st.sampled_from(("en", "zh_CN")), HOSTILE)
@@ -220,17 +227,37 @@ def fuzz(run: Run, target: str, n: int) -> None:
             if target == "signin":
                 run.send(target, 'name="code"', "POST", "/signin", data)
             elif target == "lang":
-                run.send(target, 'name="name"', "POST",
+                run.send(target, 'name="phone"', "POST",
                          "/lang?" + urlencode({"lang": switch_to}), data)
             else:
                 run.send(target, NO_CONTENT, "POST", "/draft", data)
+    elif target == "identity":
+        current = {"page": run.identity_page()}
+        tokens = {"flow": st.just(CURRENT), "csrf_token": st.just(CURRENT),
+                  "lang": st.sampled_from(("zh_CN", "en"))}
+        form = _form(tokens | {
+            "name": st.sampled_from(("张三", "王小明", "Anna Müller")),
+            "id_type": st.sampled_from(ID_TYPES),
+            "id_number": st.sampled_from(("E1234567", "110101199003077777")),
+            "unit": st.sampled_from(("visitor", "", "1", "50", "100")),
+        })
+
+        @config
+        @given(data=form)
+        def one(data: dict[str, str]) -> None:
+            posted = {k: _hidden(current["page"], k) if v == CURRENT else v
+                      for k, v in data.items()}
+            before = run.counts.get(target, collections.Counter())["accepted"]
+            run.send(target, DONE, "POST", "/identity", posted)
+            if run.counts[target]["accepted"] > before:
+                current["page"] = run.identity_page()  # that number has signed in: a new one
     elif target in ("change", "again"):
         page = run.code_page()
 
         @config
         @given(data=_form(_tokens(page)))
         def one(data: dict[str, str]) -> None:
-            run.send(target, 'name="name"', "POST", f"/{target}", data)
+            run.send(target, 'name="phone"', "POST", f"/{target}", data)
     elif target in ("verify", "resend"):
         page = run.code_page()
         form = _form(_tokens(page) | {"code": st.from_regex(r"\A[0-9]{6}\Z")})
@@ -239,7 +266,7 @@ def fuzz(run: Run, target: str, n: int) -> None:
         @given(data=form)
         def one(data: dict[str, str]) -> None:
             if target == "verify":
-                run.send(target, DONE, "POST", "/verify", data)
+                run.send(target, 'name="id_number"', "POST", "/verify", data)
             else:
                 run.send(target, 'name="code"', "POST", "/resend", data)
     elif target == "one_tap":
@@ -265,8 +292,8 @@ def fuzz(run: Run, target: str, n: int) -> None:
     run.seconds[target] = time.perf_counter() - started
 
 
-TARGETS = ("redirect", "fas", "signin", "verify", "resend", "one_tap", "resume", "lang", "draft",
-           "change", "again")
+TARGETS = ("redirect", "fas", "signin", "verify", "identity", "resend", "one_tap", "resume",
+           "lang", "draft", "change", "again")
 
 
 def main() -> None:

@@ -3,9 +3,10 @@
 
 Builds the portal with ``create_app`` on an isolated registry (its own PostgreSQL database, or
 SQLite), Redis key prefix and MQTT topic prefix, then walks sign-ins one after another through
-the app's WSGI callable: signed redirect -> identity form -> POST /signin (SMS code read from
-the console sender's Redis outbox) -> POST /verify (registry transaction, authorize command
-published and acknowledged by the broker). Each request's WSGI environ is built and its page
+the app's WSGI callable: signed redirect -> POST /signin, the number (SMS code read from
+the console sender's Redis outbox) -> POST /verify -> POST /identity (registry transaction,
+authorize command published and acknowledged by the broker). Each request's WSGI environ is
+built and its page
 parsed outside the measured span, so the figures are the portal's own work (gunicorn's HTTP
 parsing comes on top).
 
@@ -61,7 +62,7 @@ HEADERS = {
     "Accept-Language": "zh-CN,zh;q=0.9",
     "User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148",
 }
-STEPS = ("splash", "signin", "verify")
+STEPS = ("splash", "signin", "verify", "identity")
 
 
 class Runner:
@@ -120,16 +121,20 @@ def sign_in(runner: Runner, codes: redis.Redis, last_key: str, n: int, record: b
     status, html = runner.call("splash", "GET", signed_path(n), record=record)
     if status != 200:
         raise SystemExit(f"splash answered {status}")
-    body = {**form_fields(html), "name": name(n), "id_type": "resident_id_card",
-            "id_number": resident_id(n), "phone": phone(n), "unit": "", "consent": "y"}
+    body = {**form_fields(html), "phone": phone(n), "consent": "y"}
     status, html = runner.call("signin", "POST", "/signin", body, record=record)
     code = codes.hget(last_key, sms_to(n))
     if status != 200 or code is None:
         raise SystemExit(f"/signin answered {status}: {html[:300]!r}")
     body = {**form_fields(html), "code": code.decode() if isinstance(code, bytes) else code}
     status, html = runner.call("verify", "POST", "/verify", body, record=record)
-    if status != 200 or "连接成功".encode() not in html:
+    if status != 200 or b'name="id_number"' not in html:
         raise SystemExit(f"/verify answered {status}: {html[:300]!r}")
+    body = {**form_fields(html), "name": name(n), "id_type": "resident_id_card",
+            "id_number": resident_id(n), "unit": ""}
+    status, html = runner.call("identity", "POST", "/identity", body, record=record)
+    if status != 200 or "连接成功".encode() not in html:
+        raise SystemExit(f"/identity answered {status}: {html[:300]!r}")
 
 
 def ms(values: list[float], fn: Callable[[list[float]], float]) -> float:

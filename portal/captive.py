@@ -1,4 +1,8 @@
-"""The resident's sign-in pages: hand-over from the AP, identity form, SMS code, connected.
+"""The resident's sign-in pages: hand-over from the AP, mobile number, SMS code, identity,
+connected.
+
+The number comes first and the identity only once the code came back: the identity signed in
+always carries the number this flow proved, whatever is posted (issue #11, defect 1).
 
 Pages are small, carry their state in a signed hidden field (no cookies needed), and every
 mistake is a message on the same page, never an error page.
@@ -31,15 +35,16 @@ from census.handshake import (
 from census.privacy import mask_name, mask_phone, pseudonymize_mac
 from portal.const import CONSENT_VERSION
 from portal.devices import known_device
-from portal.flow import FLOW_MAX_AGE_S, Flow, FlowError, FlowStop
+from portal.flow import FLOW_MAX_AGE_S, Flow, FlowError, FlowStop, PhoneClaim
 from portal.forms import (
     UNIT_NOT_GIVEN,
     UNIT_VISITOR,
     CodeForm,
     FlowForm,
+    IdentityForm,
     OneTapForm,
+    PhoneForm,
     ResendForm,
-    SignInForm,
     flow_csrf_token,
 )
 from portal.i18n import page_locale
@@ -62,7 +67,7 @@ from registry.models import Verification
 LOGGER = logging.getLogger(__name__)
 bp = Blueprint("captive", __name__)
 
-PENDING_TTL_FACTOR = 3  # the typed identity waits three code lifetimes (resends included)
+PENDING_TTL_FACTOR = 3  # the number waits three code lifetimes for its code (resends included)
 
 
 @dataclass
@@ -244,7 +249,7 @@ def _unit_choices(flow: Flow) -> tuple[tuple[SelectChoice, ...], frozenset[str]]
     return cached
 
 
-def _set_unit_choices(form: SignInForm, flow: Flow) -> None:
+def _set_unit_choices(form: IdentityForm, flow: Flow) -> None:
     """Give a posted identity form the AP's unit choices."""
     choices, values = _unit_choices(flow)
     form.unit.choices = list(choices)
@@ -308,10 +313,10 @@ def _place(flow: Flow | None) -> str:
     return info.place if info else ""
 
 
-def _render_form(flow: Flow, form: SignInForm | None = None, status: int = 200,
+def _render_form(flow: Flow, form: PhoneForm | None = None, status: int = 200,
                  notice: str = "", full: bool = False, known_hint: bool | None = None
                  ) -> Response:
-    """The identity form (or, for a known device, the one-tap page)."""
+    """The first page, the mobile number (or, for a known device, the one-tap page)."""
     token = _token(flow)
     if form is None and not full:
         known = _one_tap_device(flow, known_hint)
@@ -330,26 +335,44 @@ def _render_form(flow: Flow, form: SignInForm | None = None, status: int = 200,
                 text={}, url_safe={"flow": token, "csrf": flow_csrf_token(flow.fid)})
             if html is not None:
                 return Response(html, status=status)
-        form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None,
-                          data={"flow": token, "lang": _locale()})
+        form = PhoneForm(meta={"csrf_context": flow.fid}, formdata=None,
+                         data={"flow": token, "lang": _locale()})
     else:
         form.flow.data = token
         form.lang.data = _locale()  # after a language switch, the page's new language
     return Response(render_template(
         "portal/splash.html", form=form, flow_token=token, place=_place(flow), notice=notice,
-        lang=_locale(), unit_options=_unit_options(flow, str(form.unit.data or "")),
+        lang=_locale(),
     ), status=status)
 
 
 def _splash_html(flow: Flow, token: str, csrf_token: str) -> str:
-    """The empty identity form with the given tokens (markers, for the page cache)."""
-    form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None,
-                      data={"flow": token, "lang": _locale()})
+    """The empty first page with the given tokens (markers, for the page cache)."""
+    form = PhoneForm(meta={"csrf_context": flow.fid}, formdata=None,
+                     data={"flow": token, "lang": _locale()})
     form.csrf_token.current_token = csrf_token
     return render_template(
         "portal/splash.html", form=form, flow_token=token, place=_place(flow), notice="",
-        lang=_locale(), unit_options=_unit_options(flow, ""),
+        lang=_locale(),
     )
+
+
+def _render_identity(flow: Flow, claim: PhoneClaim, form: IdentityForm | None = None,
+                     notice: str = "", status: int = 200) -> Response:
+    """The last page, once the number is proven: who signs in, and where they live."""
+    token = _token(flow)
+    if form is None:
+        form = IdentityForm(meta={"csrf_context": flow.fid}, formdata=None,
+                            data={"flow": token, "lang": _locale()})
+        _set_unit_choices(form, flow)
+    else:
+        form.flow.data = token
+        form.lang.data = _locale()
+    return Response(render_template(
+        "portal/identity.html", form=form, flow_token=token, place=_place(flow),
+        lang=_locale(), phone=mask_phone(claim.phone), notice=notice,
+        unit_options=_unit_options(flow, str(form.unit.data or "")),
+    ), status=status)
 
 
 def _code_html(flow: Flow, token: str, csrf_token: str, phone: str, wait: int) -> str:
@@ -365,7 +388,7 @@ def _code_html(flow: Flow, token: str, csrf_token: str, phone: str, wait: int) -
     )
 
 
-def _render_code(flow: Flow, declared: DeclaredIdentity, form: CodeForm | None = None,
+def _render_code(flow: Flow, declared: PhoneClaim, form: CodeForm | None = None,
                  notice: str = "", status: int = 200, wait: int | None = None) -> Response:
     """The page asking for the SMS code (wait: cooldown seconds, when already known)."""
     token = _token(flow)
@@ -505,34 +528,46 @@ def splash() -> Response:
 
 @bp.get("/s")
 def resume() -> Response:
-    """The form again for an existing flow (a refresh, "not me" on the one-tap page), with
-    what was typed so far."""
+    """The page a flow is at (a refresh, "not me" on the one-tap page): the identity page once
+    the number is proven, else the first page; with what was typed so far."""
     flow = _flow_from(request.args.get("f"))
-    draft = portal_services().pending.get_draft(flow.fid)
-    if draft:
-        form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None,
-                          data={**draft, "consent": draft.get("consent") == "y"})
+    services = portal_services()
+    claim = services.pending.get(flow.fid)
+    draft = services.pending.get_draft(flow.fid)
+    if claim is not None and claim.proven:
+        form = IdentityForm(meta={"csrf_context": flow.fid}, formdata=None,
+                            data={k: v for k, v in draft.items() if k in IDENTITY_FIELDS})
         _set_unit_choices(form, flow)
+        return _render_identity(flow, claim, form=form)
+    if draft.get("phone") or draft.get("consent"):
+        form = PhoneForm(meta={"csrf_context": flow.fid}, formdata=None,
+                         data={"phone": draft.get("phone", ""),
+                               "consent": draft.get("consent") == "y"})
         return _render_form(flow, form=form)
     return _render_form(flow, full=request.args.get("full") == "1")
 
 
-# What a draft keeps of the form, each value cut to the longest the form accepts.
+# What a draft keeps of the forms, each value cut to the longest the form accepts.
 DRAFT_FIELDS = {"name": 60, "id_type": 24, "id_number": 24, "phone": 20, "unit": 12,
                 "consent": 1}
+IDENTITY_FIELDS = frozenset(("name", "id_type", "id_number", "unit"))
 
 
 @bp.post("/draft")
 def draft() -> Response:
     """Keep what was typed so far (sent by the page's script as the resident types and when
-    the page goes away), so that a refresh shows it again."""
+    the page goes away), so that a refresh shows it again. Each page posts its own fields:
+    they are added to what the other page kept."""
     flow = _posted_step("page")
     form = ResendForm(meta={"csrf_context": flow.fid})
     if not form.validate():
         return Response(status=400)
-    fields = {name: (request.form.get(name) or "")[:limit]
-              for name, limit in DRAFT_FIELDS.items()}
-    portal_services().pending.put_draft(flow.fid, fields, FLOW_MAX_AGE_S)
+    pending = portal_services().pending
+    posted = {name: (request.form.get(name) or "")[:limit]
+              for name, limit in DRAFT_FIELDS.items() if name in request.form}
+    if "phone" in posted:
+        posted.setdefault("consent", "")  # an unticked box is not posted at all
+    pending.put_draft(flow.fid, {**pending.get_draft(flow.fid), **posted}, FLOW_MAX_AGE_S)
     return Response(status=204)
 
 
@@ -541,22 +576,20 @@ def _posted_flow() -> Flow:
     return _flow_from(request.form.get("flow"))
 
 
-def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
-               form: SignInForm | None = None, keep: bool = False) -> Response:
+def _send_code(flow: Flow, claim: PhoneClaim, resend: bool,
+               form: PhoneForm | None = None) -> Response:
     """Issue a code within the limits, send it, and show the code page (or why not).
 
-    keep: also store the identity as the flow's pending one, in the issue's round trip (only
-    when the code goes out: a refused send leaves the flow's pending identity as it was).
+    The claim (the number, not yet proven) becomes the flow's in the same round trip, only
+    when the code goes out: a refused send leaves the flow's claim as it was.
     """
     services = portal_services()
     hs = flow.handshake
     client = _sending_client(hs)
-    stash = None
-    if keep:
-        stash = (services.pending.key(flow.fid), services.pending.encode(declared),
-                 services.otp.policy.ttl * PENDING_TTL_FACTOR)
-    binding = services.otp.binding(*declared.binding_parts())
-    result = services.otp.issue(flow.fid, declared.phone, client, ap=hs.ap_id, binding=binding,
+    stash = (services.pending.key(flow.fid), services.pending.encode(claim),
+             services.otp.policy.ttl * PENDING_TTL_FACTOR)
+    binding = services.otp.binding(*claim.binding_parts())
+    result = services.otp.issue(flow.fid, claim.phone, client, ap=hs.ap_id, binding=binding,
                                 stash=stash)
     problem = ""
     if result.status is IssueStatus.COOLDOWN:
@@ -578,52 +611,48 @@ def _send_code(flow: Flow, declared: DeclaredIdentity, resend: bool,
                  "minutes. Never share it.", code=result.code,
                  minutes=services.otp.policy.ttl // 60)
         try:
-            services.sms.send(declared.phone, text, result.code)
+            services.sms.send(claim.phone, text, result.code)
         except SmsError as error:
             LOGGER.error("SMS not sent: %s", error)
-            services.otp.release(flow.fid, declared.phone, client, ap=hs.ap_id)
+            services.otp.release(flow.fid, claim.phone, client, ap=hs.ap_id)
             problem = _("The SMS could not be sent just now. Please try again in a minute.")
     if problem:
         if resend:
-            return _render_code(flow, declared, notice=problem)
-        if form is None:
-            form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None)
-            _set_unit_choices(form, flow)
+            return _render_code(flow, claim, notice=problem)
         return _render_form(flow, form=form, notice=problem)
     notice = _("A new code is on its way.") if resend else ""
     # Just sent: the cooldown is the policy's, no need to ask Redis.
-    return _render_code(flow, declared, notice=notice,
+    return _render_code(flow, claim, notice=notice,
                         wait=int(services.otp.policy.resend_seconds))
 
 
 @bp.post("/signin")
 def signin() -> Response:
-    """The identity form was sent: check it, keep it pending, send the code."""
+    """The first page was sent: check the number, send the code (the number becomes the
+    flow's claim, not yet proven)."""
     flow = _posted_step("signin")
-    form = SignInForm(meta={"csrf_context": flow.fid})
-    _set_unit_choices(form, flow)
+    form = PhoneForm(meta={"csrf_context": flow.fid})
     if not form.validate():
         return _render_form(flow, form=form)
     services = portal_services()
-    unit_id = int(form.unit.data) if (form.unit.data or "").isdigit() else None
-    declared = DeclaredIdentity(
-        name=clean_name(form.name.data or ""), id_type=form.id_type.data or "",
-        id_number=clean_id_number(form.id_number.data or ""),
+    current = services.pending.get(flow.fid)
+    if current is not None and current.proven:
+        # A number is being sent again after it was proven (the back button): whatever
+        # happens to this send, the flow has no proven number any more.
+        services.pending.drop(flow.fid)
+    claim = PhoneClaim(
         phone=clean_phone(form.phone.data or "", services.settings.portal_sms_regions),
-        unit_id=unit_id,
-        consent_version=CONSENT_VERSION,
-    )
-    return _send_code(flow, declared, resend=False, form=form, keep=True)
+        consent_version=CONSENT_VERSION)
+    return _send_code(flow, claim, resend=False, form=form)
 
 
-def _pending(flow: Flow, declared: DeclaredIdentity | None) -> DeclaredIdentity:
-    """The identity waiting for this flow's code (FlowStop: the page that says to start
-    again)."""
-    if declared is None:
+def _pending(flow: Flow, claim: PhoneClaim | None) -> PhoneClaim:
+    """The number this flow sent a code to (FlowStop: the page that says to start again)."""
+    if claim is None:
         raise FlowStop(_("Please start again"),
                        _("Your sign-in took too long and was cancelled. Please fill in the form "
                          "again."), flow=flow)
-    return declared
+    return claim
 
 
 def _posted_step(limit: str) -> Flow:
@@ -633,15 +662,17 @@ def _posted_step(limit: str) -> Flow:
     return flow
 
 
-def _posted_pending_step(limit: str) -> tuple[Flow, DeclaredIdentity]:
-    """The posted, rate-limited flow and the identity waiting for its code (the count and
-    the pending identity in one Redis round trip)."""
+def _posted_pending_step(limit: str) -> tuple[Flow, PhoneClaim, bytes]:
+    """The posted, rate-limited flow, its phone claim and the claim as stored (the count and
+    the claim in one Redis round trip)."""
     flow = _posted_flow()
     services = portal_services()
     decision, blob = services.limiter.hit_and_get(limit, _client_ident(flow.handshake),
                                                   services.pending.key(flow.fid))
     _check(limit, _client_ident(flow.handshake), decision)
-    return flow, _pending(flow, services.pending.decode(blob))
+    claim = _pending(flow, services.pending.decode(blob))
+    assert blob is not None  # a claim was read from it
+    return flow, claim, bytes(blob)
 
 
 @bp.post("/again")
@@ -656,27 +687,29 @@ def switch_language() -> Response:
     """The same page in the other language (?lang=), with what was typed so far: the switch
     posts the form instead of following a link, so nothing typed is lost."""
     flow = _posted_step("page")
-    if request.form.get("step") == "code":
-        services = portal_services()
-        declared = _pending(flow, services.pending.get(flow.fid))
-        return _render_code(flow, declared)
-    form = SignInForm(meta={"csrf_context": flow.fid})
-    _set_unit_choices(form, flow)
-    return _render_form(flow, form=form)
+    step = request.form.get("step")
+    if step in ("code", "identity"):
+        claim = _pending(flow, portal_services().pending.get(flow.fid))
+        if step == "identity" and claim.proven:
+            form = IdentityForm(meta={"csrf_context": flow.fid})
+            _set_unit_choices(form, flow)
+            return _render_identity(flow, claim, form=form)
+        if not claim.proven:
+            return _render_code(flow, claim)
+    return _render_form(flow, form=PhoneForm(meta={"csrf_context": flow.fid}))
 
 
 @bp.post("/change")
 def change_phone() -> Response:
-    """From the code page back to the form, filled in, to correct the mobile number."""
-    flow, declared = _posted_pending_step("signin")
+    """From the code page or the identity page back to the first page, filled in, to correct
+    the mobile number: the flow's number is proven no longer."""
+    flow, claim, _blob = _posted_pending_step("signin")
     if not ResendForm(meta={"csrf_context": flow.fid}).validate():
         raise FlowStop(_("Please start again"),
                        _("This page has expired. Please fill in the form again."), flow=flow)
-    form = SignInForm(meta={"csrf_context": flow.fid}, formdata=None, data={
-        "name": declared.name, "id_type": declared.id_type, "id_number": declared.id_number,
-        "phone": declared.phone, "consent": True,
-        "unit": str(declared.unit_id) if declared.unit_id is not None else ""})
-    _set_unit_choices(form, flow)
+    portal_services().pending.drop(flow.fid)
+    form = PhoneForm(meta={"csrf_context": flow.fid}, formdata=None,
+                     data={"phone": claim.phone, "consent": True})
     return _render_form(flow, form=form,
                         notice=_("Correct your mobile number, then ask for a new code."))
 
@@ -684,11 +717,13 @@ def change_phone() -> Response:
 @bp.post("/resend")
 def resend() -> Response:
     """Send a new code (after the cooldown)."""
-    flow, declared = _posted_pending_step("signin")
+    flow, claim, _blob = _posted_pending_step("signin")
+    if claim.proven:
+        return _render_identity(flow, claim)  # proven already: nothing to send
     form = ResendForm(meta={"csrf_context": flow.fid})
     if not form.validate():
-        return _render_code(flow, declared, notice=_first_error(form))
-    return _send_code(flow, declared, resend=True)
+        return _render_code(flow, claim, notice=_first_error(form))
+    return _send_code(flow, claim, resend=True)
 
 
 def _first_error(form: FlowForm) -> str:
@@ -701,40 +736,74 @@ def _first_error(form: FlowForm) -> str:
 
 @bp.post("/verify")
 def verify() -> Response:
-    """Check the code; on success finish the sign-in and let the device through."""
-    flow, declared = _posted_pending_step("verify")
+    """Check the code; a correct one proves the flow's number, and the identity page follows."""
+    flow, claim, blob = _posted_pending_step("verify")
+    if claim.proven:
+        return _render_identity(flow, claim)  # a second tap on "verify": already proven
     form = CodeForm(meta={"csrf_context": flow.fid})
     if not form.validate():
-        return _render_code(flow, declared, form=form)
+        return _render_code(flow, claim, form=form)
     services = portal_services()
-    # The code vouches only for what it was sent for: the identity signed in must be that one.
-    checked = services.otp.verify(flow.fid, form.code.data or "",
-                                  binding=services.otp.binding(*declared.binding_parts()))
+    proven = replace(claim, proven=True)
+    # The code vouches only for the number it was sent to, and proves it only while the
+    # flow's claim is still the one just read (not changed meanwhile).
+    checked = services.otp.verify(
+        flow.fid, form.code.data or "", binding=services.otp.binding(*claim.binding_parts()),
+        prove=(services.pending.key(flow.fid), blob, services.pending.encode(proven),
+               FLOW_MAX_AGE_S))
     if checked.status is VerifyStatus.WRONG:
         form.code.errors = [_("That code is not right. %(left)d tries left.",
                               left=checked.tries_left)]
-        return _render_code(flow, declared, form=form)
+        return _render_code(flow, claim, form=form)
     if checked.status is VerifyStatus.LOCKED:
         form.code.errors = [_("Too many wrong codes. Please ask for a new code.")]
-        return _render_code(flow, declared, form=form)
+        return _render_code(flow, claim, form=form)
     if checked.status in (VerifyStatus.EXPIRED, VerifyStatus.UNBOUND):
         form.code.errors = [_("This code has expired. Please ask for a new code.")]
-        return _render_code(flow, declared, form=form)
+        return _render_code(flow, claim, form=form)
+    return _render_identity(flow, proven)
+
+
+@bp.post("/identity")
+def identity() -> Response:
+    """The identity page was sent: sign in as that identity with the number this flow proved
+    (never a posted one), once."""
+    flow, claim, _blob = _posted_pending_step("signin")
+    if not claim.proven:
+        raise FlowStop(_("Please start again"),
+                       _("Please confirm your mobile number with the code first."), flow=flow)
+    form = IdentityForm(meta={"csrf_context": flow.fid})
+    _set_unit_choices(form, flow)
+    if not form.validate():
+        return _render_identity(flow, claim, form=form)
+    services = portal_services()
+    # Read and forgotten in one step: two posts of this page cannot both sign in.
+    taken = services.pending.take(flow.fid)
+    if taken is None or not taken.proven or taken.phone != claim.phone:
+        raise FlowStop(_("Please start again"),
+                       _("Your sign-in took too long and was cancelled. Please fill in the form "
+                         "again."), flow=flow)
+    unit_id = int(form.unit.data) if (form.unit.data or "").isdigit() else None
+    declared = DeclaredIdentity(
+        name=clean_name(form.name.data or ""), id_type=form.id_type.data or "",
+        id_number=clean_id_number(form.id_number.data or ""), phone=taken.phone,
+        unit_id=unit_id, consent_version=taken.consent_version,
+    )
     try:
         result = complete_sign_in(services, flow, declared, request.user_agent.string,
                                   _remote(), _locale(), _landing_url())
     except (RegistryUnavailable, NotAuthorized) as error:
-        # Not finished: the same code works again on this flow, and a second try records
-        # nothing twice (portal.signin's idempotency key) and sends the command again.
-        services.otp.restore(flow.fid, form.code.data or "",
-                             binding=services.otp.binding(*declared.binding_parts()))
+        # Not finished: the number stays proven for this flow, so sending the same page again
+        # works, records nothing twice (portal.signin's idempotency key) and sends the command
+        # again.
+        services.pending.put(flow.fid, taken, FLOW_MAX_AGE_S)
         if isinstance(error, NotAuthorized):
             notice = _("You are signed in, but the Wi-Fi access point did not answer. Please "
-                       "enter the same code again in a minute to connect.")
+                       "send this page again in a minute to connect.")
         else:
-            notice = _("Your sign-in could not be saved just now. Please enter the same code "
-                       "again in a minute.")
-        return _render_code(flow, declared, notice=notice, status=503)
+            notice = _("Your sign-in could not be saved just now. Please send this page again "
+                       "in a minute.")
+        return _render_identity(flow, taken, form=form, notice=notice, status=503)
     return _render_done(flow, result)
 
 

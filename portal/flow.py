@@ -2,8 +2,9 @@
 
 Captive mini-browsers (iOS's Captive Network Assistant, Android's captive portal login) may
 drop cookies between pages, so each page carries the flow in a hidden field: the checked
-hand-over and a random flow id, signed with the secret key and time-limited. Whatever the
-resident typed waits in Redis under the flow id, encrypted, until the code is verified.
+hand-over and a random flow id, signed with the secret key and time-limited. The number the
+code went to waits in Redis under the flow id, encrypted; the code coming back marks it proven,
+and only a proven number is ever signed in (the identity is asked for after it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from census.channels import RedisKeys
 from census.handshake import Handshake
 from census.privacy import IdentityCipher
-from portal.identity import DeclaredIdentity
 
 FLOW_MAX_AGE_S = 30 * 60
 # An expired page may start a fresh flow for its device (same AP-signed hand-over, new flow
@@ -54,6 +54,19 @@ class Flow:
     fid: str
     handshake: Handshake
     started: float
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneClaim:
+    """The number a flow's code was sent to, and whether the code came back (proven)."""
+
+    phone: str
+    consent_version: str
+    proven: bool = False
+
+    def binding_parts(self) -> tuple[str, ...]:
+        """What the flow's one-time code is bound to: this number and the accepted terms."""
+        return ("phone", self.phone, self.consent_version)
 
 
 class FlowCodec:
@@ -108,7 +121,7 @@ class FlowCodec:
 
 
 class PendingStore:
-    """The identity typed in a flow, encrypted in Redis until the code is verified."""
+    """A flow's phone claim (encrypted in Redis) and the draft of what was typed."""
 
     def __init__(self, client: redis.Redis, key_prefix: str, cipher: IdentityCipher) -> None:
         self._redis = client
@@ -116,29 +129,37 @@ class PendingStore:
         self._cipher = cipher
 
     def key(self, fid: str) -> str:
-        """The Redis key of a flow's pending identity."""
+        """The Redis key of a flow's phone claim."""
         return self._key_names.flow(fid)
 
-    def put(self, fid: str, declared: DeclaredIdentity, ttl: int) -> None:
-        """Keep the identity for ttl seconds."""
-        self._redis.set(self.key(fid), self.encode(declared), ex=ttl)
+    def put(self, fid: str, claim: PhoneClaim, ttl: int) -> None:
+        """Keep the claim for ttl seconds."""
+        self._redis.set(self.key(fid), self.encode(claim), ex=ttl)
 
-    def encode(self, declared: DeclaredIdentity) -> bytes:
-        """The stored (encrypted) form of an identity."""
-        return self._cipher.encrypt(json.dumps(declared.to_dict(), ensure_ascii=False))
+    def encode(self, claim: PhoneClaim) -> bytes:
+        """The stored (encrypted) form of a claim."""
+        return self._cipher.encrypt(json.dumps(asdict(claim), ensure_ascii=False))
 
-    def get(self, fid: str) -> DeclaredIdentity | None:
-        """The pending identity, or None when it expired."""
+    def get(self, fid: str) -> PhoneClaim | None:
+        """The flow's claim, or None when there is none (never sent, expired, or changed)."""
         return self.decode(self._redis.get(self.key(fid)))  # type: ignore[arg-type]
 
-    def decode(self, blob: bytes | None) -> DeclaredIdentity | None:
-        """A pending identity read from its key (None stays None)."""
+    def decode(self, blob: bytes | None) -> PhoneClaim | None:
+        """A claim read from its key (None stays None)."""
         if blob is None:
             return None
-        return DeclaredIdentity.from_dict(json.loads(self._cipher.decrypt(bytes(blob))))
+        return PhoneClaim(**json.loads(self._cipher.decrypt(bytes(blob))))
+
+    def take(self, fid: str) -> PhoneClaim | None:
+        """Read and forget the claim in one step: a proven number signs in once."""
+        return self.decode(self._redis.getdel(self.key(fid)))  # type: ignore[arg-type]
+
+    def drop(self, fid: str) -> None:
+        """Forget the claim (the number is being changed: it is proven no longer)."""
+        self._redis.delete(self.key(fid))
 
     def delete(self, fid: str) -> None:
-        """Forget the identity (after sign-in) and any draft of the form."""
+        """Forget the claim (after sign-in) and any draft of the form."""
         self._redis.delete(self.key(fid), self.draft_key(fid))
 
     def draft_key(self, fid: str) -> str:

@@ -155,8 +155,17 @@ class ChoiceSetField(SelectField):
                 self.invalid_choice_message or self.gettext("Not a valid choice."))
 
 
-class SignInForm(FlowForm):
-    """Name, identity document, mobile number, where one lives, consent."""
+class PhoneForm(FlowForm):
+    """The first page: the mobile number the code goes to, and consent."""
+
+    phone = StringField(_l("Mobile number"), validators=[_validate_phone])
+    consent = BooleanField(validators=[DataRequired(
+        _l("Please read and accept the terms and the privacy notice."))])
+    submit = SubmitField(_l("Get verification code"))
+
+
+class IdentityForm(FlowForm):
+    """The last page, once the number is proven: name, identity document, where one lives."""
 
     name = StringField(_l("Full name"), validators=[_problem_check(name_problem)])
     id_type = SelectField(_l("ID document"),
@@ -164,12 +173,9 @@ class SignInForm(FlowForm):
                           default=IdType.RESIDENT_ID_CARD.value,
                           invalid_choice_message=_l("Please choose from the list."))
     id_number = StringField(_l("ID number"), validators=[_validate_id_number])
-    phone = StringField(_l("Mobile number"), validators=[_validate_phone])
     unit = ChoiceSetField(_l("Where do you live?"), choices=[], validate_choice=True,
                        invalid_choice_message=_l("Please choose from the list."))
-    consent = BooleanField(validators=[DataRequired(
-        _l("Please read and accept the terms and the privacy notice."))])
-    submit = SubmitField(_l("Get verification code"))
+    submit = SubmitField(_l("Sign in and connect"))
 
 
 class CodeForm(FlowForm):

@@ -1,12 +1,13 @@
 """One-time codes by SMS, kept in Redis: hashed, short-lived, few tries, cooldown and daily caps.
 
 A code belongs to one sign-in flow (``fid``) and to one *binding*: a keyed digest of exactly
-what it was sent for (the identity typed and the number it went to). Verifying compares the
-binding of the identity about to be signed in with the stored one, so a code can never vouch
-for anything it was not delivered for. Only a keyed hash of the code is stored. Issuing checks
+what it was sent for (the number it went to). Verifying compares the binding of the flow's
+claim with the stored one, so a code can never vouch for anything it was not delivered for, and
+a correct code marks the claim proven in the same script (only if the claim is still the one
+the code was checked for). Only a keyed hash of the code is stored. Issuing checks
 and books the resend cooldown, both daily caps (per phone number, per client) and the AP's
 hourly budget in one Lua script, so that concurrent requests cannot slip past a limit; the
-flow's pending identity is written in the same script and only when the code is issued (a
+flow's phone claim is written in the same script and only when the code is issued (a
 refused send changes nothing).
 When the SMS then cannot be sent the booking is given back. Phone numbers appear in keys only
 as keyed digests.
@@ -61,11 +62,14 @@ if KEYS[7] then redis.call('SET', KEYS[7], ARGV[8], 'EX', ARGV[9]) end
 return {'ok', 0}
 """
 
-# KEYS: otp hash. ARGV: candidate hash, max tries, binding of what is about to be signed in.
+# KEYS: otp hash[, claim key]. ARGV: candidate hash, max tries, binding of what the code is
+# about to vouch for[, the claim as read, the claim proven, its ttl seconds].
 # A binding that differs means the code was sent for something else: it is spent, not tried.
+# A claim that changed since it was read (the number was changed meanwhile) is not proven.
 _VERIFY = """
 local h = redis.call('HGET', KEYS[1], 'h')
 if not h then return {'expired', 0} end
+if KEYS[2] and redis.call('GET', KEYS[2]) ~= ARGV[4] then return {'unbound', 0} end
 if redis.call('HGET', KEYS[1], 'b') ~= ARGV[3] then
   redis.call('DEL', KEYS[1])
   return {'unbound', 0}
@@ -75,6 +79,7 @@ local tries = tonumber(redis.call('HGET', KEYS[1], 'tries') or '0')
 if tries >= max then return {'locked', 0} end
 if h == ARGV[1] then
   redis.call('DEL', KEYS[1])
+  if KEYS[2] then redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6]) end
   return {'ok', 0}
 end
 tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
@@ -82,14 +87,6 @@ if tries >= max then return {'locked', 0} end
 return {'wrong', max - tries}
 """
 
-# KEYS: otp hash. ARGV: code hash, ttl seconds, binding. A code used up by a sign-in that could
-# not be finished (registry or broker away) is armed again, tries reset, for the same binding.
-_RESTORE = """
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'h', ARGV[1], 'tries', 0, 'b', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
 
 # Give back a booking whose SMS could not be sent. KEYS as _ISSUE minus nothing.
 _RELEASE = """
@@ -166,7 +163,6 @@ class OtpService:
         self._issue = client.register_script(_ISSUE)
         self._verify = client.register_script(_VERIFY)
         self._release = client.register_script(_RELEASE)
-        self._restore = client.register_script(_RESTORE)
 
     @property
     def policy(self) -> OtpPolicy:
@@ -211,7 +207,7 @@ class OtpService:
         budget pays; binding: from binding(), what the code vouches for (verify() must be
         given the same).
         stash: (key, value, ttl seconds) stored in the same round trip, only when the code is
-        issued (the sign-in form's pending identity).
+        issued (the flow's phone claim).
         """
         moment = now or dt.datetime.now(dt.UTC)
         code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
@@ -237,22 +233,24 @@ class OtpService:
         keys = self._keys(fid, phone, client, ap, now or dt.datetime.now(dt.UTC))
         self._release(keys=keys[:5])
 
-    def verify(self, fid: str, code: str, *, binding: str) -> VerifyResult:
-        """Check an entered code for what it is about to vouch for; a correct one is used up."""
+    def verify(self, fid: str, code: str, *, binding: str,
+               prove: tuple[str, bytes, bytes, int] | None = None) -> VerifyResult:
+        """Check an entered code for what it is about to vouch for; a correct one is used up.
+
+        prove: (claim key, the claim as read, the claim marked proven, ttl seconds): a correct
+        code replaces the claim with its proven form in the same script, only while the key
+        still holds what was read.
+        """
         cleaned = "".join(ch for ch in code if ch in "0123456789")
-        status, left = self._verify(
-            keys=[self._key_names.otp(fid)],
-            args=[self._code_hash(fid, cleaned), self._policy.max_tries, binding],
-        )
+        keys = [self._key_names.otp(fid)]
+        args: list[str | bytes | int] = [self._code_hash(fid, cleaned), self._policy.max_tries,
+                                         binding]
+        if prove is not None:
+            keys.append(prove[0])
+            args += [prove[1], prove[2], prove[3]]
+        status, left = self._verify(keys=keys, args=args)
         word = VerifyStatus(status.decode() if isinstance(status, bytes) else status)
         return VerifyResult(word, tries_left=int(left))
-
-    def restore(self, fid: str, code: str, *, binding: str) -> None:
-        """Arm a correct code again after its sign-in could not be finished, so the resident
-        can send the same code once more (for the same binding, with a fresh lifetime)."""
-        cleaned = "".join(ch for ch in code if ch in "0123456789")
-        self._restore(keys=[self._key_names.otp(fid)],
-                      args=[self._code_hash(fid, cleaned), self._policy.ttl, binding])
 
     def cooldown_left(self, phone: str) -> int:
         """Seconds before another code may be sent to this number."""

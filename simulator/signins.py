@@ -90,7 +90,8 @@ def pick_visitors(community_dir: Path, count: int, seed: int) -> list[Visitor]:
 
 def sign_in(portal_url: str, visitor: Visitor, redirect_key: str,
             code_for: Callable[[str], str | None], timeout: float = 10.0) -> SignInOutcome:
-    """Walk one visitor through redirect -> identity form -> SMS code -> signed in."""
+    """Walk one visitor through redirect -> mobile number -> SMS code -> identity -> signed
+    in."""
     query = sign_redirect(redirect_key, visitor.ap_id, visitor.mac, visitor.ip,
                           gw="10.0.0.1:2050", url="http://example.com/")
     headers = {"Accept-Language": "zh-CN,zh;q=0.9"}
@@ -99,24 +100,27 @@ def sign_in(portal_url: str, visitor: Visitor, redirect_key: str,
                               timeout=timeout)
         if splash.status_code != 200:
             return SignInOutcome(visitor, "splash", f"HTTP {splash.status_code}")
-        options = {html.unescape(label): value for value, label in _OPTION.findall(splash.text)}
-        unit_value = options.get(visitor.unit, "")
-        form = {**_hidden(splash.text), "name": visitor.name, "id_type": visitor.id_type,
-                "id_number": visitor.id_number, "phone": visitor.phone, "unit": unit_value,
-                "consent": "y"}
-        code_page = requests.post(f"{portal_url}/signin", data=form, headers=headers,
-                                  timeout=timeout)
+        code_page = requests.post(f"{portal_url}/signin", headers=headers, timeout=timeout,
+                                  data={**_hidden(splash.text), "phone": visitor.phone,
+                                        "consent": "y"})
         code = code_for(visitor.phone)
         if code_page.status_code != 200 or code is None:
             return SignInOutcome(visitor, "signin", f"HTTP {code_page.status_code}, "
                                                     f"code {'sent' if code else 'not sent'}")
-        done = requests.post(f"{portal_url}/verify",
-                             data={**_hidden(code_page.text), "code": code}, headers=headers,
-                             timeout=timeout)
+        identity = requests.post(f"{portal_url}/verify",
+                                 data={**_hidden(code_page.text), "code": code},
+                                 headers=headers, timeout=timeout)
+        if identity.status_code != 200 or 'name="id_number"' not in identity.text:
+            return SignInOutcome(visitor, "verify", f"HTTP {identity.status_code}")
+        options = {html.unescape(label): value
+                   for value, label in _OPTION.findall(identity.text)}
+        done = requests.post(f"{portal_url}/identity", headers=headers, timeout=timeout, data={
+            **_hidden(identity.text), "name": visitor.name, "id_type": visitor.id_type,
+            "id_number": visitor.id_number, "unit": options.get(visitor.unit, "")})
     except requests.RequestException as error:
         return SignInOutcome(visitor, "http", str(error)[:200])
     if done.status_code != 200 or SIGNED_IN_TEXT not in done.text:
-        return SignInOutcome(visitor, "verify", f"HTTP {done.status_code}")
+        return SignInOutcome(visitor, "identity", f"HTTP {done.status_code}")
     return SignInOutcome(visitor, "done")
 
 

@@ -591,12 +591,20 @@ def hidden(html: str, name: str) -> str:
     return match.group(1).replace("&amp;", "&")
 
 
+def phone_form(html: str, phone: str = "13800138000", **fields: str) -> dict[str, str]:
+    """The first page's fields (the number and consent), filled in."""
+    data = {"flow": hidden(html, "flow"), "lang": hidden(html, "lang"),
+            "csrf_token": hidden(html, "csrf_token"), "phone": phone, "consent": "y"}
+    data.update(fields)
+    return data
+
+
 def identity_form(html: str, **fields: str) -> dict[str, str]:
-    """The sign-in form's fields, filled in (defaults: 张三's registered identity)."""
+    """The identity page's fields, filled in (defaults: 张三's registered identity)."""
     data = {
         "flow": hidden(html, "flow"), "lang": hidden(html, "lang"),
         "csrf_token": hidden(html, "csrf_token"), "name": "张三", "id_type": "resident_id_card",
-        "id_number": ZHANG_ID, "phone": "13800138000", "unit": "", "consent": "y",
+        "id_number": ZHANG_ID, "unit": "",
     }
     data.update(fields)
     return data
@@ -613,15 +621,23 @@ def code_form(html: str, code: str) -> dict[str, str]:
             "csrf_token": hidden(html, "csrf_token"), "code": code}
 
 
+def prove_phone(client: FlaskClient, services: PortalServices, html: str,
+                phone: str = "13800138000") -> str:
+    """From the first page: the number, then its code; the identity page's HTML."""
+    sent = client.post("/signin", data=phone_form(html, phone))
+    assert sent.status_code == 200 and 'name="code"' in page(sent), page(sent)
+    proven = client.post("/verify", data=code_form(page(sent), last_code(services, phone)))
+    assert proven.status_code == 200 and 'name="id_number"' in page(proven), page(proven)
+    return page(proven)
+
+
 def sign_in(client: FlaskClient, services: PortalServices, query: str | None = None,
-            **fields: str) -> TestResponse:
-    """Redirect, identity form, code: the whole way, returning the last response."""
+            phone: str = "13800138000", **fields: str) -> TestResponse:
+    """Redirect, number, code, identity: the whole way, returning the last response."""
     splash = client.get("/?" + (query or signed_query()))
     assert splash.status_code == 200, page(splash)
-    sent = client.post("/signin", data=identity_form(page(splash), **fields))
-    assert sent.status_code == 200 and 'name="code"' in page(sent), page(sent)
-    phone = fields.get("phone", "13800138000")
-    return client.post("/verify", data=code_form(page(sent), last_code(services, phone)))
+    identity = prove_phone(client, services, page(splash), phone)
+    return client.post("/identity", data=identity_form(identity, **fields))
 
 
 def last_code(services: PortalServices, phone: str) -> str:

@@ -7,7 +7,8 @@ through the portal and during the analytics step that opens cases; the broker ki
 portal must send authorize commands. Each sign-in row counts, per resident: sign-ins completed
 (the resident saw the connected page), recorded (rows in sign_ins), errors seen and retried,
 authorize commands the AP agents received and applied. A resident who saw success is recorded
-once; one who saw an error sends the same code again on the same page and is recorded once.
+once; one who saw an error sends the identity page again (the number stays proven) and is
+recorded once.
 The analytics rows count cases opened after an interrupted run and its re-run: exactly one open
 case per flagged unit.
 """
@@ -56,6 +57,7 @@ from tests.common import (
     last_code,
     make_id,
     page,
+    phone_form,
     signed_query,
     wait_for,
 )
@@ -64,7 +66,8 @@ from wifi_census import local_servers as local_services
 RESIDENTS = 24
 THREADS = 4
 SIGNED_IN = "连接成功"
-RETRY_PAGE = 'name="code"'  # the code page again: send the same code once more
+CODE_PAGE = 'name="code"'
+RETRY_PAGE = 'name="id_number"'  # the identity page again: the number stays proven, send it again
 ROW_TIMEOUT_S = 50.0
 WINDOW = Window(dt.date(2026, 11, 1), 28)
 
@@ -86,11 +89,15 @@ class Resident:
         """A mainland mobile number of their own."""
         return f"1390000{self.index:04d}"
 
+    def number_form(self, html: str) -> dict[str, str]:
+        """The first page: their own number and consent."""
+        return phone_form(html, self.phone)
+
     def form(self, html: str) -> dict[str, str]:
-        """The identity form, filled in with a self-declared identity in unit 1501."""
+        """The identity page, filled in with a self-declared identity in unit 1501."""
         return identity_form(html, name="王" + chr(0x4E00 + self.index),
                              id_number=make_id(f"11010119900101{self.index:03d}"),
-                             phone=self.phone, unit=str(self.unit_id))
+                             unit=str(self.unit_id))
 
 
 @dataclasses.dataclass
@@ -111,8 +118,8 @@ class Tally:
 
 def sign_in_until_done(client: FlaskClient, services: PortalServices, resident: Resident,
                        tally: Tally, deadline: float) -> None:
-    """Redirect, form, code; after an error page send the same code again (or start over when
-    the page offers no code field) until connected or the deadline."""
+    """Redirect, number, code, identity; after an error page send the identity page again (or
+    start over when the page offers no way on) until connected or the deadline."""
     while time.monotonic() < deadline:
         query = signed_query(mac=resident.mac, ip=f"10.1.15.{resident.index + 2}")
         splash = client.get("/?" + query)
@@ -120,14 +127,20 @@ def sign_in_until_done(client: FlaskClient, services: PortalServices, resident: 
             tally.error(resident, splash.status_code)
             time.sleep(0.5)
             continue
-        sent = client.post("/signin", data=resident.form(page(splash)))
-        if sent.status_code != 200 or RETRY_PAGE not in page(sent):
+        sent = client.post("/signin", data=resident.number_form(page(splash)))
+        if sent.status_code != 200 or CODE_PAGE not in page(sent):
             tally.error(resident, sent.status_code)
             time.sleep(3.0)  # a code sent a moment ago: the resend cooldown, as a person waits
             continue
-        code, html = last_code(services, resident.phone), page(sent)
+        proven = client.post("/verify", data=code_form(page(sent),
+                                                       last_code(services, resident.phone)))
+        if proven.status_code != 200 or RETRY_PAGE not in page(proven):
+            tally.error(resident, proven.status_code)
+            time.sleep(1.0)
+            continue
+        html = page(proven)
         while time.monotonic() < deadline:
-            done = client.post("/verify", data=code_form(html, code))
+            done = client.post("/identity", data=resident.form(html))
             if done.status_code == 200 and SIGNED_IN in page(done):
                 with tally.lock:
                     tally.completed.add(resident.index)
@@ -137,6 +150,7 @@ def sign_in_until_done(client: FlaskClient, services: PortalServices, resident: 
                 break  # no way on from this page: start again from the AP's redirect
             html = page(done)
             time.sleep(1.0)
+        time.sleep(1.0)
         time.sleep(1.0)
 
 
@@ -275,7 +289,7 @@ def test_kill_9_of_postgresql_during_sign_ins_records_each_completed_one_once(
         settings: Settings, redis_client: Any,
         private_postgres: tuple[local_services.LocalService, str]) -> None:
     """PostgreSQL SIGKILLed for 8 s mid-stream of sign-ins: every resident gets through, those
-    who saw the retry page by sending the same code again, each recorded once and let through."""
+    who saw the retry page by sending the identity page again; each recorded once, let through."""
     service, url = private_postgres
     own, factory, place = with_registry(settings, url)
     try:
@@ -307,7 +321,7 @@ def test_broker_down_during_sign_ins_loses_no_authorize_command(
         settings: Settings, redis_client: Any, sqlite_session_factory: sessionmaker[Session],
         tmp_path: Path) -> None:
     """The broker SIGKILLed for 6 s while residents sign in: each sees either the connected page
-    or, while it is down, a page saying to send the same code again; each is recorded once and
+    or, while it is down, a page saying to send the identity page again; each is recorded once and
     every completed device is let through (the retry, or paho's re-send, reaches the AP)."""
     place = fill_registry(sqlite_session_factory, IdentityCipher.from_settings(settings))
     broker = PrivateBroker(settings, tmp_path / "broker")
@@ -329,7 +343,7 @@ def test_the_retry_page_after_a_lost_registry_does_not_record_the_sign_in_twice(
         settings: Settings, redis_client: Any, sqlite_session_factory: sessionmaker[Session],
         ) -> None:
     """The attack on the idempotency key: the registry committed but the answer was lost (the
-    commit raises after it happened); sending the same code again records nothing more."""
+    commit raises after it happened); sending the identity page again records nothing more."""
     from portal import signin
 
     place = fill_registry(sqlite_session_factory, IdentityCipher.from_settings(settings))
@@ -350,9 +364,10 @@ def test_the_retry_page_after_a_lost_registry_does_not_record_the_sign_in_twice(
         client = phone_client(app)
         resident = Resident(1, place.unit_1501)
         splash = client.get("/?" + signed_query(mac=resident.mac))
-        sent = client.post("/signin", data=resident.form(page(splash)))
-        done = client.post("/verify", data=code_form(page(sent),
-                                                     last_code(services, resident.phone)))
+        sent = client.post("/signin", data=resident.number_form(page(splash)))
+        proven = client.post("/verify", data=code_form(page(sent),
+                                                       last_code(services, resident.phone)))
+        done = client.post("/identity", data=resident.form(page(proven)))
         assert done.status_code == 200 and SIGNED_IN in page(done), page(done)
     finally:
         signin._record_full = original  # type: ignore[assignment]

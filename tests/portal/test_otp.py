@@ -184,6 +184,25 @@ def test_a_code_verifies_only_what_it_was_sent_for(settings: Settings,
     assert service.verify("f1", code, binding="sent-for").status is VerifyStatus.EXPIRED
 
 
+def test_a_right_code_proves_the_claim_only_while_it_is_unchanged(
+        settings: Settings, redis_client: Any) -> None:
+    """The claim the code was checked against is replaced by its proven form in the same
+    script; when the claim changed meanwhile (the number was changed), nothing is proven and
+    the code is not spent."""
+    service = otp(settings, redis_client)
+    key = f"{settings.redis_key_prefix}claim"
+    code = service.issue("f1", PHONE, "c", **K, stash=(key, b"unproven", 30)).code
+    redis_client.set(key, b"changed")  # a concurrent "change mobile number"
+    raced = service.verify("f1", code, binding=B, prove=(key, b"unproven", b"proven", 60))
+    assert raced.status is VerifyStatus.UNBOUND and redis_client.get(key) == b"changed"
+    redis_client.set(key, b"unproven")
+    done = service.verify("f1", code, binding=B, prove=(key, b"unproven", b"proven", 60))
+    assert done.status is VerifyStatus.OK and redis_client.get(key) == b"proven"
+    assert 0 < redis_client.ttl(key) <= 60
+    again = service.verify("f1", code, binding=B, prove=(key, b"proven", b"proven", 60))
+    assert again.status is VerifyStatus.EXPIRED  # used up: a replay proves nothing
+
+
 def test_rate_limiter_hit_and_get(settings: Settings, redis_client: Any) -> None:
     """A counted hit and a key's value in one round trip; the key is only read."""
     limiter = RateLimiter(redis_client, settings.redis_key_prefix, {"x": (1, 60)})

@@ -11,7 +11,14 @@ from portal import captive
 from portal.flow import Flow
 from portal.pages import PageCache
 from portal.services import PortalServices
-from tests.common import code_form, hidden, identity_form, last_code, page, signed_query
+from tests.common import (
+    hidden,
+    identity_form,
+    page,
+    phone_form,
+    prove_phone,
+    signed_query,
+)
 
 HEADERS = {"Accept-Language": "zh-CN,zh;q=0.9"}
 
@@ -33,7 +40,7 @@ def test_cached_sign_in_pages_equal_full_renders(app: Flask, client: FlaskClient
                 full = captive._splash_html(
                     flow, hidden(splash, "flow"), hidden(splash, "csrf_token"))
                 assert splash == full
-            code = page(client.post("/signin", data=identity_form(splash, phone=phone)))
+            code = page(client.post("/signin", data=phone_form(splash, phone)))
             with app.test_request_context("/signin", method="POST", data={"lang": lang}):
                 full = captive._code_html(
                     flow, hidden(code, "flow"), hidden(code, "csrf_token"),
@@ -46,9 +53,9 @@ def test_the_last_page_greets_by_masked_name_from_the_cache(
     """Two residents in a row: each sees their own masked name and link."""
     for name, phone in (("张三", "13800138000"), ("王五", "13900139000")):
         splash = page(client.get("/?" + signed_query(mac=f"a4:83:e7:12:9f:{phone[-2:]}")))
-        sent = page(client.post("/signin", data=identity_form(
-            splash, name=name, phone=phone, id_type="passport", id_number="E" + phone[3:])))
-        done = page(client.post("/verify", data=code_form(sent, last_code(services, phone))))
+        identity = prove_phone(client, services, splash, phone)
+        done = page(client.post("/identity", data=identity_form(
+            identity, name=name, id_type="passport", id_number="E" + phone[3:])))
         assert f"{name[0]}*" in done and 'href="http://example.com/"' in done
 
 

@@ -42,6 +42,8 @@ from tests.common import (
     identity_form,
     last_code,
     page,
+    phone_form,
+    prove_phone,
     sign_in,
     signed_query,
 )
@@ -55,21 +57,22 @@ VICTIM_PHONE = "13800138000"  # 张三's number in the registry
 def test_a_code_sent_to_my_phone_does_not_sign_me_in_as_a_victim(
         client: FlaskClient, services: PortalServices, place: Place,
         sqlite_session_factory: sessionmaker[Session]) -> None:
-    """Defect 1: own code, then the victim's identity refused by a cooldown, then /verify."""
+    """Defect 1: own code, then the victim's number refused by a cooldown, then /verify and
+    the identity page (the victim's number posted along with it)."""
     # Another flow puts the victim's number in its resend cooldown (anyone can do this).
     other = page(client.get("/?" + signed_query(mac="02:00:00:00:00:77")))
-    assert 'name="code"' in page(client.post("/signin", data=identity_form(other)))
-    # My flow: a code to my own number, for my own identity.
+    assert 'name="code"' in page(client.post("/signin", data=phone_form(other, VICTIM_PHONE)))
+    # My flow: a code to my own number.
     mine = page(client.get("/?" + signed_query(mac="02:00:00:00:00:66")))
-    sent = page(client.post("/signin", data=identity_form(
-        mine, name="王五", id_number=WANG_ID, phone=ATTACKER_PHONE)))
+    sent = page(client.post("/signin", data=phone_form(mine, ATTACKER_PHONE)))
     my_code = last_code(services, ATTACKER_PHONE)
-    # The same flow, the victim's name, ID and number: the send is refused (cooldown).
-    refused = page(client.post("/signin", data=identity_form(
-        sent, name="张三", id_number=ZHANG_ID, phone=VICTIM_PHONE)))
+    # The same flow, the victim's number: the send is refused (cooldown).
+    refused = page(client.post("/signin", data=phone_form(sent, VICTIM_PHONE)))
     assert "请等待" in refused
-    # My code, on the code page of my flow.
-    client.post("/verify", data=code_form(sent, my_code))
+    # My code, on the code page of my flow; then my identity, with the victim's number posted.
+    identity = page(client.post("/verify", data=code_form(sent, my_code)))
+    client.post("/identity", data=identity_form(identity, name="王五", id_number=WANG_ID,
+                                                phone=VICTIM_PHONE))
     with sqlite_session_factory() as db:
         as_victim = db.scalars(select(SignIn).where(SignIn.resident_id == place.zhang)).all()
         assert as_victim == []
@@ -84,7 +87,7 @@ def test_a_resident_without_a_phone_cannot_be_claimed_with_name_and_id_alone(
         client: FlaskClient, services: PortalServices, place: Place,
         sqlite_session_factory: sessionmaker[Session]) -> None:
     """Defect 3: 李四 has no phone on file; the claimant's verified phone proves nothing."""
-    done = sign_in(client, services, name="李四", id_number=LI_ID, phone=ATTACKER_PHONE)
+    done = sign_in(client, services, phone=ATTACKER_PHONE, name="李四", id_number=LI_ID)
     assert "连接成功" in page(done)  # online, like any other outcome
     with sqlite_session_factory() as db:
         li = db.get(Resident, place.li)
@@ -151,13 +154,13 @@ def test_a_claimed_mac_in_a_fas_hand_over_gives_no_one_tap_and_moves_no_binding(
     sign_in(client, services, signed_query(mac=VICTIM_MAC))
     enable_fas(services, FLOOR_AP, FAS_GATEWAY)
     splash = page(client.get("/?" + fas_query()))
-    assert "张*" not in splash and 'name="id_number"' in splash  # the full form, no greeting
+    assert "张*" not in splash and 'name="phone"' in splash  # the full form, no greeting
     tap = client.post("/one-tap", data={"flow": hidden(splash, "flow"), "lang": "zh_CN",
                                         "csrf_token": hidden(splash, "csrf_token")})
-    assert 'name="id_number"' in page(tap)  # back to the full form, not signed in
-    sent = page(client.post("/signin", data=identity_form(
-        splash, name="王五", id_number=WANG_ID, phone=ATTACKER_PHONE, unit=str(place.unit_1501))))
-    client.post("/verify", data=code_form(sent, last_code(services, ATTACKER_PHONE)))
+    assert 'name="phone"' in page(tap)  # back to the full form, not signed in
+    identity = prove_phone(client, services, splash, ATTACKER_PHONE)
+    client.post("/identity", data=identity_form(
+        identity, name="王五", id_number=WANG_ID, unit=str(place.unit_1501)))
     with sqlite_session_factory() as db:
         devices = db.scalars(select(Device)).all()
         assert [(d.resident_id, d.revoked_at) for d in devices] == [(place.zhang, None)]
@@ -181,8 +184,7 @@ def test_45_code_requests_from_one_address_with_spoofed_client_ips_are_limited(
                                                   ip=f"192.168.{n // 200}.{n % 200 + 2}")))
         if 'name="flow"' not in splash:
             continue  # the splash page itself was limited
-        client.post("/signin", data=identity_form(
-            splash, name="王五", id_number=WANG_ID, phone=f"1380000{n:04d}"))
+        client.post("/signin", data=phone_form(splash, f"1380000{n:04d}"))
     # The sign-in form's limit (20 a minute) holds for one sending address, whatever it claims.
     assert sent_sms(services) == 20
 
@@ -193,9 +195,9 @@ def test_another_way_of_writing_a_number_is_the_same_number(
         client: FlaskClient, services: PortalServices, written: str) -> None:
     """Defect 4: +0086 / +860 / 0086 / full-width forms share the number's cooldown."""
     first = page(client.get("/?" + signed_query(mac="02:00:00:00:00:31")))
-    client.post("/signin", data=identity_form(first))
+    client.post("/signin", data=phone_form(first))
     again = page(client.get("/?" + signed_query(mac="02:00:00:00:00:32")))
-    refused = page(client.post("/signin", data=identity_form(again, phone=written)))
+    refused = page(client.post("/signin", data=phone_form(again, written)))
     assert "请等待" in refused and sent_sms(services) == 1
 
 
@@ -205,7 +207,7 @@ def test_numbers_in_other_digits_or_outside_the_configured_regions_get_no_sms(
         client: FlaskClient, services: PortalServices, written: str) -> None:
     """Defect 4: ASCII digits only, mainland mobiles by their real ranges."""
     splash = page(client.get("/?" + signed_query()))
-    refused = page(client.post("/signin", data=identity_form(splash, phone=written)))
+    refused = page(client.post("/signin", data=phone_form(splash, written)))
     assert "能接收短信的手机号码" in refused and sent_sms(services) == 0
 
 
@@ -223,8 +225,7 @@ def test_the_ap_budget_stops_pumping_and_raises_one_alert(
     for n in range(5):
         splash = page(client.get("/?" + signed_query(mac=f"02:00:00:00:02:{n:02x}",
                                                      ip=f"10.1.15.{n + 2}")))
-        pages.append(page(client.post("/signin", data=identity_form(
-            splash, name="王五", id_number=WANG_ID, phone=f"1390000{n:04d}"))))
+        pages.append(page(client.post("/signin", data=phone_form(splash, f"1390000{n:04d}"))))
     assert sent_sms(services) == 3
     assert all("请一小时后再试" in p for p in pages[3:])
     topic, payload = alerts_topic.get()
@@ -255,22 +256,23 @@ def test_a_signed_redirect_with_a_ts_hundreds_of_digits_long_is_a_clear_400(
 def test_a_name_of_invisible_characters_is_refused(
         client: FlaskClient, services: PortalServices, name: str) -> None:
     """Defect 9: U+3164 (Hangul filler) is a letter to the regex but shows as nothing."""
-    splash = page(client.get("/?" + signed_query()))
-    refused = page(client.post("/signin", data=identity_form(splash, name=name)))
-    assert "请按证件填写姓名" in refused and sent_sms(services) == 0
+    identity = prove_phone(client, services, page(client.get("/?" + signed_query())))
+    refused = page(client.post("/identity", data=identity_form(identity, name=name)))
+    assert "请按证件填写姓名" in refused and "连接成功" not in refused
+    assert services.pending.get(services.flows.load(hidden(refused, "flow")).fid) is not None
 
 
 def test_the_next_visit_does_not_tell_whether_a_typed_identity_is_registered(
         client: FlaskClient, services: PortalServices, place: Place) -> None:
     """Defect 8: an unknown identity (self-declared, bound) used to be offered one tap next
     time and a registered one (a mismatch with my phone) not: the splash page told them apart."""
-    sign_in(client, services, signed_query(mac="02:00:00:00:03:01"), name="王五",
-            id_number=WANG_ID, phone="13900139001", unit=str(place.unit_1501))
-    sign_in(client, services, signed_query(mac="02:00:00:00:03:02"), name="张三",
-            id_number=ZHANG_ID, phone="13900139002", unit=str(place.unit_1501))
+    sign_in(client, services, signed_query(mac="02:00:00:00:03:01"), phone="13900139001",
+            name="王五", id_number=WANG_ID, unit=str(place.unit_1501))
+    sign_in(client, services, signed_query(mac="02:00:00:00:03:02"), phone="13900139002",
+            name="张三", id_number=ZHANG_ID, unit=str(place.unit_1501))
     unknown = page(client.get("/?" + signed_query(mac="02:00:00:00:03:01")))
     registered = page(client.get("/?" + signed_query(mac="02:00:00:00:03:02")))
-    assert 'name="id_number"' in unknown  # the full form, not "welcome back, 王*"
+    assert 'name="phone"' in unknown  # the full form, not "welcome back, 王*"
     tokens = re.compile(r'(value="|f=)[^"&]*')  # flow tokens differ per page, nothing else
     assert tokens.sub("", unknown) == tokens.sub("", registered)
 
@@ -301,12 +303,114 @@ def test_a_watch_listed_sign_in_costs_the_request_no_more_than_any_other(
     for n, (name, number) in enumerate((("王五", WANG_ID), ("赵六", WATCHED_ID))):
         splash = page(client.get("/?" + signed_query(mac=f"02:00:00:00:04:0{n}")))
         phone = f"1390013901{n}"
-        sent = page(client.post("/signin", data=identity_form(
-            splash, name=name, id_number=number, phone=phone, unit="visitor")))
-        code = last_code(services, phone)
+        identity = prove_phone(client, services, splash, phone)
         request_statements.clear()
-        assert "连接成功" in page(client.post("/verify", data=code_form(sent, code)))
+        assert "连接成功" in page(client.post("/identity", data=identity_form(
+            identity, name=name, id_number=number, unit="visitor")))
         counts.append(list(request_statements))
     assert counts[0] == counts[1]
     _topic, payload = alerts_topic.get()  # the alert still goes out, with its stored id
     assert payload["kind"] == "watchlist" and payload["alert_id"] > 0
+
+
+# The number comes first (issue #11, "phone + code first"): the seams of that order.
+
+def _signins(factory: sessionmaker[Session]) -> list[tuple[str, str, int | None]]:
+    """Every recorded sign-in as (name, phone, resident id)."""
+    with factory() as db:
+        return [(s.name or "", s.phone or "", s.resident_id)
+                for s in db.scalars(select(SignIn).order_by(SignIn.id))]
+
+
+def _tokens(html: str) -> dict[str, str]:
+    """A page's flow, language and CSRF token."""
+    return {k: hidden(html, k) for k in ("flow", "lang", "csrf_token")}
+
+
+def test_the_identity_page_without_a_proven_number_signs_nobody_in(
+        client: FlaskClient, services: PortalServices,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """Posted straight from the first page (no code sent), or after the code was sent to the
+    victim's number but never entered, with the victim's identity and number: refused."""
+    splash = page(client.get("/?" + signed_query(mac="02:00:00:00:05:01")))
+    never_sent = client.post("/identity", data=identity_form(splash, phone=VICTIM_PHONE))
+    assert never_sent.status_code == 400 and "请重新开始" in page(never_sent)
+    code_page = page(client.post("/signin", data=phone_form(splash, VICTIM_PHONE)))
+    assert 'name="code"' in code_page
+    unproven = client.post("/identity", data=identity_form(code_page, phone=VICTIM_PHONE))
+    assert unproven.status_code == 400 and "请先用验证码确认手机号码" in page(unproven)
+    assert "连接成功" not in page(unproven)
+    assert _signins(sqlite_session_factory) == []
+
+
+def test_another_flows_proven_number_cannot_be_used(
+        client: FlaskClient, services: PortalServices, place: Place,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """My flow proved my number; the victim's flow (a code to the victim's number I never
+    saw) stays unproven whichever flow token and CSRF token I mix."""
+    mine = prove_phone(client, services, page(client.get(
+        "/?" + signed_query(mac="02:00:00:00:05:02"))), ATTACKER_PHONE)
+    theirs = page(client.get("/?" + signed_query(mac="02:00:00:00:05:03")))
+    theirs = page(client.post("/signin", data=phone_form(theirs, VICTIM_PHONE)))
+    victim = {"name": "张三", "id_number": ZHANG_ID, "phone": VICTIM_PHONE}
+    for flow_of, csrf_of in ((theirs, mine), (mine, theirs), (theirs, theirs)):
+        mixed = identity_form(theirs, **victim) | {
+            "flow": hidden(flow_of, "flow"), "csrf_token": hidden(csrf_of, "csrf_token")}
+        assert "连接成功" not in page(client.post("/identity", data=mixed))
+    assert _signins(sqlite_session_factory) == []
+    # My proven number signs in only in my flow, and only as my number.
+    done = client.post("/identity", data=identity_form(mine, **victim))
+    assert "连接成功" in page(done)
+    assert _signins(sqlite_session_factory) == [("张三", "+86" + ATTACKER_PHONE, place.zhang)]
+    with sqlite_session_factory() as db:
+        assert db.scalars(select(SignIn)).one().outcome == "mismatch"  # not 张三's number
+        assert db.scalars(select(Device)).all() == []  # and no binding to 张三
+
+
+def test_a_replayed_verify_or_identity_post_signs_in_no_one_again(
+        client: FlaskClient, services: PortalServices,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """The right code, posted again after the sign-in, and the identity page posted again:
+    one sign-in; the flow's number is forgotten with it."""
+    splash = page(client.get("/?" + signed_query(mac="02:00:00:00:05:04")))
+    sent = page(client.post("/signin", data=phone_form(splash, ATTACKER_PHONE)))
+    verify_post = code_form(sent, last_code(services, ATTACKER_PHONE))
+    identity = page(client.post("/verify", data=verify_post))
+    identity_post = identity_form(identity, name="王五", id_number=WANG_ID)
+    assert "连接成功" in page(client.post("/identity", data=identity_post))
+    replayed = client.post("/verify", data=verify_post)
+    assert replayed.status_code == 400 and 'name="id_number"' not in page(replayed)
+    again = client.post("/identity", data=identity_post)
+    assert again.status_code == 400 and "连接成功" not in page(again)
+    assert len(_signins(sqlite_session_factory)) == 1
+    flow = services.flows.load(hidden(sent, "flow"))
+    assert services.pending.get(flow.fid) is None
+
+
+def test_changing_the_number_after_proving_it_unproves_it(
+        client: FlaskClient, services: PortalServices,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """Proven, then "change mobile number" (or the first page posted again with the victim's
+    number, refused by its cooldown): the identity page no longer signs in, and the old code
+    proves nothing."""
+    other = page(client.get("/?" + signed_query(mac="02:00:00:00:05:05")))
+    client.post("/signin", data=phone_form(other, VICTIM_PHONE))  # the victim's cooldown
+    splash = page(client.get("/?" + signed_query(mac="02:00:00:00:05:06")))
+    sent = page(client.post("/signin", data=phone_form(splash, ATTACKER_PHONE)))
+    verify_post = code_form(sent, last_code(services, ATTACKER_PHONE))
+    identity = page(client.post("/verify", data=verify_post))
+    changed = page(client.post("/change", data=_tokens(identity)))
+    assert 'name="phone"' in changed and "请改正手机号码" in changed
+    stale = client.post("/identity", data=identity_form(identity))
+    assert stale.status_code == 400 and "连接成功" not in page(stale)
+    assert "连接成功" not in page(client.post("/verify", data=verify_post))
+    # Proven again, then the first page posted again (the back button) with another number.
+    sent = page(client.post("/signin", data=phone_form(changed, "13900139005")))
+    identity = page(client.post("/verify", data=code_form(sent, last_code(
+        services, "13900139005"))))
+    assert 'name="id_number"' in identity
+    refused = page(client.post("/signin", data=phone_form(identity, VICTIM_PHONE)))
+    assert "请等待" in refused
+    stale = client.post("/identity", data=identity_form(identity, phone=VICTIM_PHONE))
+    assert stale.status_code == 400 and "连接成功" not in page(stale)
+    assert _signins(sqlite_session_factory) == []

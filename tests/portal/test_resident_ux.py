@@ -18,11 +18,11 @@ from tests.common import (
     UNIT_AP,
     ZHANG_ID,
     Place,
-    code_form,
     hidden,
     identity_form,
-    last_code,
     page,
+    phone_form,
+    prove_phone,
     signed_query,
 )
 
@@ -35,14 +35,16 @@ def _selected(html: str) -> list[str]:
 
 
 def test_a_unit_ap_preselects_nothing_and_a_visitor_says_so(
-        client: FlaskClient, settings: Settings, place: Place) -> None:
+        client: FlaskClient, services: PortalServices, settings: Settings, place: Place
+) -> None:
     """Left as it is, the unit list is refused: "I live here" or "I am visiting" is chosen."""
     splash = page(client.get("/?" + signed_query(ap=UNIT_AP, key=settings.command_key)))
-    assert _selected(splash) == [] and 'value="visitor"' in splash
-    left = page(client.post("/signin", data=identity_form(splash, unit="")))
-    assert 'name="code"' not in left and "请从列表中选择" in left
-    chosen = page(client.post("/signin", data=identity_form(left, unit="visitor")))
-    assert 'name="code"' in chosen
+    identity = prove_phone(client, services, splash)
+    assert _selected(identity) == [] and 'value="visitor"' in identity
+    left = page(client.post("/identity", data=identity_form(identity, unit="")))
+    assert "连接成功" not in left and "请从列表中选择" in left
+    chosen = page(client.post("/identity", data=identity_form(left, unit="visitor")))
+    assert "连接成功" in chosen
 
 
 def test_every_page_shows_the_help_number(client: FlaskClient, settings: Settings) -> None:
@@ -55,15 +57,22 @@ def test_every_page_shows_the_help_number(client: FlaskClient, settings: Setting
         assert f'href="tel:{settings.portal_help_phone}"' in page(response)
 
 
-def test_the_language_switch_keeps_what_was_typed(client: FlaskClient) -> None:
-    """Posting the form to /lang gives it back in the other language, filled, without errors."""
+def test_the_language_switch_keeps_what_was_typed(client: FlaskClient,
+                                                  services: PortalServices) -> None:
+    """Posting a page to /lang gives it back in the other language, filled, without errors:
+    the first page (the number) and the identity page after it."""
     splash = page(client.get("/?" + signed_query()))
-    typed = identity_form(splash, name="张三", id_number="1201011990", phone="139")
-    english = page(client.post("/lang?lang=en", data=typed))
+    english = page(client.post("/lang?lang=en", data=phone_form(splash, phone="139")))
     assert "Sign in to use the free Wi-Fi" in english
-    assert 'value="张三"' in english and 'value="1201011990"' in english
     assert 'value="139"' in english and 'class="err"' not in english
     assert hidden(english, "lang") == "en"  # the next post stays in English
+    identity = prove_phone(client, services, english)
+    assert "Who is signing in?" in identity
+    typed = identity_form(identity, name="张三", id_number="1201011990") | {"step": "identity"}
+    chinese = page(client.post("/lang?lang=zh_CN", data=typed))
+    assert "谁在登录" in chinese and 'name="code"' not in chinese
+    assert 'value="张三"' in chinese and 'value="1201011990"' in chinese
+    assert 'class="err"' not in chinese and hidden(chinese, "lang") == "zh_CN"
 
 
 def test_a_draft_comes_back_on_refresh_and_is_kept_encrypted(
@@ -72,39 +81,43 @@ def test_a_draft_comes_back_on_refresh_and_is_kept_encrypted(
     lifetime; a post without the flow's CSRF token keeps nothing."""
     splash = page(client.get("/?" + signed_query()))
     flow = services.flows.load(hidden(splash, "flow"))
-    forged = identity_form(splash, name="王五", csrf_token="x")
+    forged = phone_form(splash, phone="1380013", csrf_token="x")
     assert client.post("/draft", data=forged).status_code == 400
     assert services.pending.get_draft(flow.fid) == {}
-    draft = identity_form(splash, name="李四", id_number=ZHANG_ID, phone="1380013")
+    assert client.post("/draft", data=phone_form(splash, phone="1380013")).status_code == 204
+    again = page(client.get(f"/s?f={hidden(splash, 'flow')}"))
+    assert 'value="1380013"' in again and "checked" in again and 'class="err"' not in again
+    # The identity page, after the code: its draft comes back on the identity page.
+    identity = prove_phone(client, services, again)
+    draft = identity_form(identity, name="李四", id_number=ZHANG_ID)
     assert client.post("/draft", data=draft).status_code == 204
     raw = services.redis.get(services.pending.draft_key(flow.fid))
     assert raw is not None and "李四".encode() not in raw and ZHANG_ID.encode() not in raw
     assert 0 < services.redis.ttl(services.pending.draft_key(flow.fid)) <= FLOW_MAX_AGE_S
-    again = page(client.get(f"/s?f={hidden(splash, 'flow')}"))
-    assert 'value="李四"' in again and f'value="{ZHANG_ID}"' in again
-    assert 'value="1380013"' in again and 'class="err"' not in again
-    # Signed in: the draft is gone with the pending identity.
-    code = page(client.post("/signin", data=identity_form(again)))
-    done = client.post("/verify", data=code_form(code, last_code(services, "+8613800138000")))
-    assert done.status_code == 200
+    refreshed = page(client.get(f"/s?f={hidden(splash, 'flow')}"))
+    assert 'value="李四"' in refreshed and f'value="{ZHANG_ID}"' in refreshed
+    assert 'name="phone"' not in refreshed and 'class="err"' not in refreshed
+    # Signed in: the draft is gone with the flow's number.
+    done = client.post("/identity", data=identity_form(refreshed))
+    assert done.status_code == 200 and "连接成功" in page(done)
     assert services.redis.exists(services.pending.draft_key(flow.fid)) == 0
+    assert services.redis.exists(services.pending.key(flow.fid)) == 0
 
 
 def test_the_phone_can_be_changed_from_the_code_page(client: FlaskClient) -> None:
     """The code page's "change" button gives the form back filled in, to fix the number."""
     splash = page(client.get("/?" + signed_query()))
-    code = page(client.post("/signin", data=identity_form(splash, phone="13900139001")))
+    code = page(client.post("/signin", data=phone_form(splash, phone="13900139001")))
     form = {k: hidden(code, k) for k in ("flow", "lang", "csrf_token")}
     back = page(client.post("/change", data=form))
-    assert 'value="张三"' in back and f'value="{ZHANG_ID}"' in back
-    assert 'value="+8613900139001"' in back and "请改正手机号码" in back
+    assert 'value="+8613900139001"' in back and "请改正手机号码" in back and "checked" in back
     assert page(client.post("/change", data=form | {"csrf_token": "x"})).count("请重新开始") == 1
 
 
 def test_the_resend_cooldown_still_holds_on_the_server(client: FlaskClient) -> None:
     """The button's countdown is the page's; a resend posted early is still refused."""
     splash = page(client.get("/?" + signed_query()))
-    code = page(client.post("/signin", data=identity_form(splash)))
+    code = page(client.post("/signin", data=phone_form(splash)))
     assert 'id="resend-wait" data-wait="' in code
     form = {k: hidden(code, k) for k in ("flow", "lang", "csrf_token")}
     early = page(client.post("/resend", data=form))
@@ -125,10 +138,10 @@ def test_an_expired_page_restarts_for_its_device_within_limits(
     form and never one tap; forged or older than the restart limit: no button."""
     splash = _aged_splash(client, monkeypatch, FLOW_MAX_AGE_S + 60)
     token = hidden(splash, "flow")
-    expired = page(client.post("/signin", data=identity_form(splash)))
+    expired = page(client.post("/signin", data=phone_form(splash)))
     assert 'id="again"' in expired and "请重新开始" in expired
     fresh = page(client.post("/again", data={"flow": token}))
-    assert 'name="name"' in fresh  # the form, not one tap
+    assert 'name="phone"' in fresh  # the form, not one tap
     new = services.flows.load(hidden(fresh, "flow"))
     old = services.flows.restart(token)  # the hand-over inside the expired token
     assert new.handshake == old.handshake and hidden(fresh, "flow") != token
@@ -136,7 +149,7 @@ def test_an_expired_page_restarts_for_its_device_within_limits(
     assert forged.status_code == 400 and 'id="again"' not in page(forged)
 
     too_old = _aged_splash(client, monkeypatch, FLOW_RESTART_MAX_AGE_S + 60)
-    refused = page(client.post("/signin", data=identity_form(too_old)))
+    refused = page(client.post("/signin", data=phone_form(too_old)))
     assert 'id="again"' not in refused and "请重新开始" in refused
     assert client.post("/again", data={"flow": hidden(too_old, "flow")}).status_code == 400
 
@@ -149,12 +162,12 @@ def test_the_too_many_attempts_page_leads_back_to_the_form(
     try:
         client = app.test_client()
         splash = page(client.get("/?" + signed_query()))
-        client.post("/draft", data=identity_form(splash, name="李四"))
-        assert client.post("/signin", data=identity_form(splash, phone="1")).status_code == 200
-        limited = client.post("/signin", data=identity_form(splash, phone="2"))
+        client.post("/draft", data=phone_form(splash, phone="1380013"))
+        assert client.post("/signin", data=phone_form(splash, phone="1")).status_code == 200
+        limited = client.post("/signin", data=phone_form(splash, phone="2"))
         assert limited.status_code == 429
         back = re.search(r'<a class="button" href="([^"]+)">返回填写</a>', page(limited))
         assert back is not None
-        assert 'value="李四"' in page(client.get(back.group(1).replace("&amp;", "&")))
+        assert 'value="1380013"' in page(client.get(back.group(1).replace("&amp;", "&")))
     finally:
         app.extensions["portal"].close()

@@ -43,6 +43,8 @@ from tests.common import (
     identity_form,
     last_code,
     page,
+    phone_form,
+    prove_phone,
     sign_in,
     signed_query,
 )
@@ -120,31 +122,36 @@ def test_pages_are_small_and_self_contained(client: FlaskClient) -> None:
     ("110105194913310028", "出生日期不正确"),
 ])
 def test_a_bad_id_number_is_a_clear_message_on_the_same_form(
-        client: FlaskClient, services: PortalServices, number: str, message: str) -> None:
-    """No error page, no code sent; what was typed stays in the form."""
-    splash = page(client.get("/?" + signed_query()))
-    response = client.post("/signin", data=identity_form(splash, id_number=number))
+        client: FlaskClient, services: PortalServices, number: str, message: str,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """No error page, nothing signed in; what was typed stays in the form, and the proven
+    number stays proven (the corrected form signs in)."""
+    identity = prove_phone(client, services, page(client.get("/?" + signed_query())))
+    response = client.post("/identity", data=identity_form(identity, id_number=number))
     assert response.status_code == 200
     assert message in page(response) and 'value="张三"' in page(response)
-    assert services.sms.last_code("13800138000") is None  # type: ignore[attr-defined]
+    with sqlite_session_factory() as db:
+        assert db.scalar(select(func.count()).select_from(SignIn)) == 0
+    fixed = client.post("/identity", data=identity_form(page(response)))
+    assert "连接成功" in page(fixed)
 
 
 @pytest.mark.parametrize("unit", ["999999", "not-a-unit"])
-def test_a_unit_not_offered_by_the_ap_is_refused(client: FlaskClient, place: Place,
-                                                 unit: str) -> None:
+def test_a_unit_not_offered_by_the_ap_is_refused(client: FlaskClient, services: PortalServices,
+                                                 place: Place, unit: str) -> None:
     """Only the AP's own units (or visiting) may be chosen; the form says so."""
     splash = client.get("/?" + signed_query())
-    sent = client.post("/signin", data=identity_form(page(splash), unit=unit))
+    identity = prove_phone(client, services, page(splash))
+    sent = client.post("/identity", data=identity_form(identity, unit=unit))
     assert sent.status_code == 200 and "请从列表中选择" in page(sent)
-    offered = identity_form(page(client.get("/?" + signed_query())), unit=str(place.unit_1501),
-                            phone="13700137001")
-    assert 'name="code"' in page(client.post("/signin", data=offered))
+    offered = identity_form(page(sent), unit=str(place.unit_1501))
+    assert "连接成功" in page(client.post("/identity", data=offered))
 
 
 def test_missing_consent_is_refused(client: FlaskClient) -> None:
     """The terms and privacy notice must be accepted."""
     splash = page(client.get("/?" + signed_query()))
-    data = identity_form(splash)
+    data = phone_form(splash)
     del data["consent"]
     assert "请阅读并同意" in page(client.post("/signin", data=data))
 
@@ -179,7 +186,7 @@ def test_forms_without_a_valid_csrf_token_do_nothing(client: FlaskClient,
     first = page(client.get("/?" + signed_query()))
     other = page(client.get("/?" + signed_query(mac="a4:83:e7:12:9f:09")))
     for token in ("", "123.abc", hidden(other, "csrf_token")):
-        response = client.post("/signin", data=identity_form(first, csrf_token=token))
+        response = client.post("/signin", data=phone_form(first, csrf_token=token))
         assert "本页面已过期" in page(response)
     assert services.sms.last_code("13800138000") is None  # type: ignore[attr-defined]
 
@@ -187,7 +194,7 @@ def test_forms_without_a_valid_csrf_token_do_nothing(client: FlaskClient,
 def test_a_forged_flow_token_is_refused(client: FlaskClient) -> None:
     """The flow token is signed: changing it is caught."""
     splash = page(client.get("/?" + signed_query()))
-    data = identity_form(splash)
+    data = phone_form(splash)
     data["flow"] = data["flow"][:-3] + "AAA"
     response = client.post("/signin", data=data)
     assert response.status_code == 400 and "请重新开始" in page(response)
@@ -197,7 +204,7 @@ def test_wrong_codes_then_lock(client: FlaskClient, services: PortalServices,
                                commands: Subscriber) -> None:
     """Tries left are shown; after the last, even the right code is refused."""
     splash = page(client.get("/?" + signed_query()))
-    sent = page(client.post("/signin", data=identity_form(splash)))
+    sent = page(client.post("/signin", data=phone_form(splash)))
     code = last_code(services, "13800138000")
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     html = sent
@@ -213,27 +220,30 @@ def test_wrong_codes_then_lock(client: FlaskClient, services: PortalServices,
 def test_resend_respects_the_cooldown(client: FlaskClient, services: PortalServices) -> None:
     """Right after a code, a new one is refused with the wait shown."""
     splash = page(client.get("/?" + signed_query()))
-    sent = page(client.post("/signin", data=identity_form(splash)))
+    sent = page(client.post("/signin", data=phone_form(splash)))
     response = page(client.post("/resend", data={
         "flow": hidden(sent, "flow"), "lang": "zh_CN", "csrf_token": hidden(sent, "csrf_token")}))
     assert re.search(r"请等待 \d+ 秒后再获取", response)
 
 
 def test_the_page_is_the_same_whether_or_not_the_identity_is_registered(
-        client: FlaskClient) -> None:
-    """No user enumeration: the code page differs only in the tokens."""
-    def code_page(mac: str, **fields: str) -> str:
+        client: FlaskClient, services: PortalServices) -> None:
+    """No user enumeration: the pages after the code and after the identity differ only in
+    the tokens (and the masked number)."""
+    def pages(mac: str, phone: str, **fields: str) -> tuple[str, str]:
         splash = page(client.get("/?" + signed_query(mac=mac)))
-        html = page(client.post("/signin", data=identity_form(splash, **fields)))
-        return re.sub(r'value="[^"]*"', "", html)
+        identity = prove_phone(client, services, splash, phone)
+        done = page(client.post("/identity", data=identity_form(identity, **fields)))
+        tokens = re.compile(r'(value="|f=)[^"&]*')  # flow tokens differ per page
+        return tokens.sub("", identity), tokens.sub("", done)
 
-    registered = code_page("02:00:00:00:00:01")
-    unknown = code_page("02:00:00:00:00:02", name="王五", id_number=WANG_ID,
-                        phone="13800138001")
-    watched = code_page("02:00:00:00:00:03", name="赵六", id_number=WATCHED_ID,
-                        phone="13800138002")
-    mask = re.compile(r"138\*\*\*\*\d{4}")
-    assert mask.sub("", registered) == mask.sub("", unknown) == mask.sub("", watched)
+    registered = pages("02:00:00:00:00:01", "13800138000")
+    unknown = pages("02:00:00:00:00:02", "13800138001", name="王五", id_number=WANG_ID)
+    watched = pages("02:00:00:00:00:03", "13800138002", name="赵六", id_number=WATCHED_ID)
+    mask = re.compile(r"138\*\*\*\*\d{4}|[张王赵]\*")
+    for n in (0, 1):
+        assert mask.sub("", registered[n]) == mask.sub("", unknown[n]) == mask.sub(
+            "", watched[n])
 
 
 def test_unknown_identity_with_a_unit_is_self_declared_and_unverified(
@@ -304,7 +314,7 @@ def test_a_known_device_signs_in_with_one_tap(
     sign_in(client, services)
     commands.get()
     splash = page(client.get("/?" + signed_query()))
-    assert "欢迎回来，张*" in splash and 'name="id_number"' not in splash
+    assert "欢迎回来，张*" in splash and 'name="phone"' not in splash
     done = client.post("/one-tap", data={"flow": hidden(splash, "flow"), "lang": "zh_CN",
                                          "csrf_token": hidden(splash, "csrf_token")})
     assert "连接成功" in page(done)
@@ -351,7 +361,7 @@ def test_not_me_shows_the_full_form(client: FlaskClient, services: PortalService
     sign_in(client, services)
     splash = page(client.get("/?" + signed_query()))
     flow = hidden(splash, "flow")
-    assert 'name="id_number"' in page(client.get(f"/s?f={flow}&full=1"))
+    assert 'name="phone"' in page(client.get(f"/s?f={flow}&full=1"))
 
 
 def test_a_new_private_address_of_the_same_phone_is_rebound(
@@ -440,7 +450,7 @@ def test_move_out_revokes_every_device(
     with sqlite_session_factory() as db:
         assert all(d.revoked_at is not None for d in db.scalars(select(Device)))
         assert db.get(Resident, place.zhang).move_out == dt.date.today()  # type: ignore[union-attr]
-    assert 'name="id_number"' in page(client.get("/?" + signed_query()))
+    assert 'name="phone"' in page(client.get("/?" + signed_query()))
 
 
 def test_opennds_fas_sign_in_returns_to_the_gateway_with_the_hashed_token(
@@ -482,22 +492,22 @@ def test_captive_portal_api_before_and_after_sign_in(client: FlaskClient,
 def test_ap_unreachable_means_a_retry_page_not_a_crash(
         settings: Settings, place: Place, redis_client: Any,
         sqlite_session_factory: sessionmaker[Session], commands: Subscriber) -> None:
-    """Broker down: the sign-in is recorded and the code page asks for the same code again;
-    with the broker back, that same code connects, publishes the command, records nothing more."""
+    """Broker down: the sign-in is recorded and the identity page asks to be sent again (the
+    number stays proven); with the broker back, sending it connects, publishes the command and
+    records nothing more."""
     broken = Settings.load(environ={}, **{**settings.__dict__, "mqtt_port": 1})
     app = create_app(broken, {"TESTING": True})
     services: PortalServices = app.extensions["portal"]
     client = app.test_client()
     response = sign_in(client, services)
     assert response.status_code == 503 and "没有响应" in page(response)
-    assert 'name="code"' in page(response)
-    code = last_code(services, "13800138000")
+    assert 'name="id_number"' in page(response) and 'name="code"' not in page(response)
     services.close()
     with sqlite_session_factory() as db:
         assert db.scalar(select(func.count()).select_from(SignIn)) == 1
 
     working = create_app(settings, {"TESTING": True})  # the same keys, Redis and registry
-    again = working.test_client().post("/verify", data=code_form(page(response), code))
+    again = working.test_client().post("/identity", data=identity_form(page(response)))
     working.extensions["portal"].close()
     assert again.status_code == 200 and "连接成功" in page(again), page(again)
     _topic, payload = commands.get()
@@ -543,10 +553,10 @@ def test_http_sms_sender_posts_the_code(settings: Settings, place: Place, redis_
     client = app.test_client()
     handler.status = 500
     splash = page(client.get("/?" + signed_query()))
-    failed = page(client.post("/signin", data=identity_form(splash)))
+    failed = page(client.post("/signin", data=phone_form(splash)))
     assert "短信暂时无法发送" in failed
     handler.status = 200
-    sent = page(client.post("/signin", data=identity_form(failed)))  # no cooldown was kept
+    sent = page(client.post("/signin", data=phone_form(failed)))  # no cooldown was kept
     assert 'name="code"' in sent
     last = handler.received[-1]
     assert last["auth"] == "Bearer tok3n" and last["body"]["to"] == "+8613800138000"
@@ -563,7 +573,7 @@ def test_rate_limit_on_sign_in_posts(settings: Settings, place: Place,
                                                        "staff_login": (5, 60)}})
     client = app.test_client()
     splash = page(client.get("/?" + signed_query()))
-    data = identity_form(splash, id_number="1")
+    data = phone_form(splash, phone="1")
     statuses = [client.post("/signin", data=data).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
     refused = client.post("/signin", data=data)
