@@ -20,6 +20,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from census.handshake import encode_fas_parameter, redirect_signature
+from census.privacy import IdentityCipher
 from census.settings import Settings
 from portal import create_app
 from portal.services import PortalServices
@@ -315,10 +316,11 @@ def test_a_watch_listed_sign_in_costs_the_request_no_more_than_any_other(
 
 # The number comes first (issue #11, "phone + code first"): the seams of that order.
 
-def _signins(factory: sessionmaker[Session]) -> list[tuple[str, str, int | None]]:
-    """Every recorded sign-in as (name, phone, resident id)."""
+def _signins(factory: sessionmaker[Session], cipher: IdentityCipher
+             ) -> list[tuple[str, str, int | None]]:
+    """Every recorded sign-in as (name, phone, resident id), decrypted."""
     with factory() as db:
-        return [(s.name or "", s.phone or "", s.resident_id)
+        return [(cipher.reveal(s.name_encrypted), cipher.reveal(s.phone_encrypted), s.resident_id)
                 for s in db.scalars(select(SignIn).order_by(SignIn.id))]
 
 
@@ -340,7 +342,7 @@ def test_the_identity_page_without_a_proven_number_signs_nobody_in(
     unproven = client.post("/identity", data=identity_form(code_page, phone=VICTIM_PHONE))
     assert unproven.status_code == 400 and "请先用验证码确认手机号码" in page(unproven)
     assert "连接成功" not in page(unproven)
-    assert _signins(sqlite_session_factory) == []
+    assert _signins(sqlite_session_factory, services.cipher) == []
 
 
 def test_another_flows_proven_number_cannot_be_used(
@@ -357,11 +359,12 @@ def test_another_flows_proven_number_cannot_be_used(
         mixed = identity_form(theirs, **victim) | {
             "flow": hidden(flow_of, "flow"), "csrf_token": hidden(csrf_of, "csrf_token")}
         assert "连接成功" not in page(client.post("/identity", data=mixed))
-    assert _signins(sqlite_session_factory) == []
+    assert _signins(sqlite_session_factory, services.cipher) == []
     # My proven number signs in only in my flow, and only as my number.
     done = client.post("/identity", data=identity_form(mine, **victim))
     assert "连接成功" in page(done)
-    assert _signins(sqlite_session_factory) == [("张三", "+86" + ATTACKER_PHONE, place.zhang)]
+    assert _signins(sqlite_session_factory, services.cipher) == [
+        ("张三", "+86" + ATTACKER_PHONE, place.zhang)]
     with sqlite_session_factory() as db:
         assert db.scalars(select(SignIn)).one().outcome == "mismatch"  # not 张三's number
         assert db.scalars(select(Device)).all() == []  # and no binding to 张三
@@ -382,7 +385,7 @@ def test_a_replayed_verify_or_identity_post_signs_in_no_one_again(
     assert replayed.status_code == 400 and 'name="id_number"' not in page(replayed)
     again = client.post("/identity", data=identity_post)
     assert again.status_code == 400 and "连接成功" not in page(again)
-    assert len(_signins(sqlite_session_factory)) == 1
+    assert len(_signins(sqlite_session_factory, services.cipher)) == 1
     flow = services.flows.load(hidden(sent, "flow"))
     assert services.pending.get(flow.fid) is None
 
@@ -413,4 +416,4 @@ def test_changing_the_number_after_proving_it_unproves_it(
     assert "请等待" in refused
     stale = client.post("/identity", data=identity_form(identity, phone=VICTIM_PHONE))
     assert stale.status_code == 400 and "连接成功" not in page(stale)
-    assert _signins(sqlite_session_factory) == []
+    assert _signins(sqlite_session_factory, services.cipher) == []
