@@ -81,6 +81,11 @@ ROW_PROBLEMS: dict[str, Any] = {
     "formula": _l("%(column)s “%(value)s” starts with “%(start)s”: a spreadsheet would run "
                   "it as a formula"),
     "out_of_scope": _l("community %(value)s is not one of your communities"),
+    "too_long": _l("%(column)s is longer than %(limit)s characters"),
+    "host_port": _l("%(column)s “%(value)s” must be host:port, e.g. 192.168.8.1:2050 or "
+                    "[fd00::1]:2050"),
+    "port": _l("%(column)s port “%(value)s” must be a number from 1 to 65535"),
+    "host": _l("%(column)s host “%(value)s” is not an IP address or host name"),
 }
 ID_DETAILS: dict[str, Any] = {
     "must be 18 characters": _l("it must be 18 characters"),

@@ -84,6 +84,10 @@ PROBLEMS: dict[str, str] = {
     "formula": "{column} {value!r} starts with {start!r}: a spreadsheet would run it as a "
                "formula",
     "out_of_scope": "community {value} is not one of your communities",
+    "too_long": "{column} is longer than {limit} characters",
+    "host_port": "{column} {value!r} must be host:port, e.g. 192.168.8.1:2050 or [fd00::1]:2050",
+    "port": "{column} port {value!r} must be a number from 1 to 65535",
+    "host": "{column} host {value!r} is not an IP address or host name",
 }
 # A cell a spreadsheet would run as a formula (OWASP "CSV injection"): refused in free text,
 # so nothing imported here can later be exported into someone's spreadsheet as a formula.
@@ -244,27 +248,26 @@ def _gateway(row: Mapping[str, str], column: str) -> str | None:
     raw = row[column].strip()
     if not raw:
         return ""
-    example = "host:port, e.g. 192.168.8.1:2050 or [fd00::1]:2050"
     if len(raw) > 100:
-        raise RowProblem(f"{column} is longer than 100 characters")
+        raise RowProblem("too_long", column=column, limit=100)
     if raw.startswith("["):
         host, closing, rest = raw[1:].partition("]")
         if not closing or not rest.startswith(":"):
-            raise RowProblem(f"{column} {raw!r} must be {example}")
+            raise RowProblem("host_port", column=column, value=raw)
         port = rest[1:]
     else:
         host, colon, port = raw.rpartition(":")
         if not colon or ":" in host:
-            raise RowProblem(f"{column} {raw!r} must be {example}")
+            raise RowProblem("host_port", column=column, value=raw)
     if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
-        raise RowProblem(f"{column} port {port!r} must be a number from 1 to 65535")
+        raise RowProblem("port", column=column, value=port)
     try:
         ipaddress.ip_address(host)
     except ValueError:
         # A name whose last label is all digits is a mistyped address (999.1.1.1), not a name.
         if (raw.startswith("[") or not HOST_PATTERN.match(host)
                 or host.rsplit(".", 1)[-1].isdigit()):
-            raise RowProblem(f"{column} host {host!r} is not an IP address or host name") from None
+            raise RowProblem("host", column=column, value=host) from None
     return raw
 
 
@@ -644,6 +647,24 @@ class HeaderError(ValueError):
     """The file's header row does not match the kind's columns."""
 
 
+def _parsed_rows(path: Path, kind: ImportKind, report: ImportReport
+                 ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, parsed values) for each row that parses; each row counted, each bad one reported
+    with its line number."""
+    for line, row in _read_rows(path, kind):
+        report.rows += 1
+        if "__width__" in row:
+            found, expected = row["__width__"].split("/")
+            report.errors.append(RowError.of(line, "width", found=found, expected=expected))
+            continue
+        try:
+            values = kind.parse(row)
+        except RowProblem as problem:
+            report.errors.append(RowError.of(line, problem.code, **problem.params))
+            continue
+        yield line, values
+
+
 def _read_rows(path: Path, kind: ImportKind) -> Iterator[tuple[int, dict[str, str]]]:
     """Rows of a CSV file with their line numbers, after checking the header."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -699,17 +720,7 @@ def import_csv(
 
     # One context for caches across chunks would hold stale objects after each commit; the
     # per-chunk context keeps memory bounded at the cost of a few repeated lookups.
-    for line, row in _read_rows(path, kind):
-        report.rows += 1
-        if "__width__" in row:
-            found, expected = row["__width__"].split("/")
-            report.errors.append(RowError.of(line, "width", found=found, expected=expected))
-            continue
-        try:
-            values = kind.parse(row)
-        except RowProblem as problem:
-            report.errors.append(RowError.of(line, problem.code, **problem.params))
-            continue
+    for line, values in _parsed_rows(path, kind, report):
         first = seen.get(values["key"])
         if first is not None:
             report.errors.append(RowError.of(line, "duplicate", first=first))
@@ -772,17 +783,7 @@ def import_all_or_nothing(
     report = ImportReport(kind=kind_name)
     seen: dict[Any, int] = {}
     records: list[tuple[int, dict[str, Any]]] = []
-    for line, row in _read_rows(path, kind):
-        report.rows += 1
-        if "__width__" in row:
-            found, expected = row["__width__"].split("/")
-            report.errors.append(RowError.of(line, "width", found=found, expected=expected))
-            continue
-        try:
-            values = kind.parse(row)
-        except RowProblem as problem:
-            report.errors.append(RowError.of(line, problem.code, **problem.params))
-            continue
+    for line, values in _parsed_rows(path, kind, report):
         community = _community_of(values)
         if communities is not None and community not in communities:
             report.errors.append(RowError.of(line, "out_of_scope", value=community))

@@ -105,17 +105,25 @@ def environment(settings: Settings) -> dict[str, str]:
     return environment_of(settings)
 
 
+def six_in_0102_two_in_0101(settings: Settings, influx: TimeSeriesStore,
+                            factory: sessionmaker[Session], tmp_path: Path) -> dt.date:
+    """The test registry and eight nights ending today: six people living in C1/B1/0102 (one
+    registered), two in 0101; today's date."""
+    import_registry(factory, IdentityCipher.from_settings(settings), tmp_path)
+    today = dt.datetime.now(settings.tz).date()
+    window = Window.ending(today, 8, settings.timezone)
+    with session_scope(factory) as session:
+        aps = load_registry(session).aps
+    write_raw(influx, make_events(household("ap-0102", 6, "g") + household("ap-0101", 2, "f"),
+                                  window), aps)
+    return today
+
+
 def test_analytics_run_prints_a_summary_table_and_json(
         settings: Settings, influx: TimeSeriesStore, sqlite_session_factory: sessionmaker[Session],
         tmp_path: Path) -> None:
     """`wifi-census analytics run` over a window ending today: table, then --json."""
-    import_registry(sqlite_session_factory, IdentityCipher.from_settings(settings), tmp_path)
-    today = dt.datetime.now(settings.tz).date()
-    window = Window.ending(today, 8, settings.timezone)
-    with session_scope(sqlite_session_factory) as session:
-        aps = load_registry(session).aps
-    write_raw(influx, make_events(household("ap-0102", 6, "g") + household("ap-0101", 2, "f"),
-                                  window), aps)
+    today = six_in_0102_two_in_0101(settings, influx, sqlite_session_factory, tmp_path)
     env = environment(settings)
     runner = CliRunner()
     args = ["analytics", "run", "--window", "8d", "--end", today.isoformat(),
@@ -141,13 +149,7 @@ def test_analytics_run_json_can_emit_every_unit_with_the_documented_columns(
     """--json --all-units lists every unit, flagged or not, with the columns of contracts §5."""
     from analytics.pipeline import UNIT_OUTPUT_COLUMNS
 
-    import_registry(sqlite_session_factory, IdentityCipher.from_settings(settings), tmp_path)
-    today = dt.datetime.now(settings.tz).date()
-    window = Window.ending(today, 8, settings.timezone)
-    with session_scope(sqlite_session_factory) as session:
-        aps = load_registry(session).aps
-    write_raw(influx, make_events(household("ap-0102", 6, "g") + household("ap-0101", 2, "f"),
-                                  window), aps)
+    today = six_in_0102_two_in_0101(settings, influx, sqlite_session_factory, tmp_path)
     args = ["analytics", "run", "--window", "8d", "--end", today.isoformat(), "--json",
             "--all-units", "--no-deliver", "--out", str(tmp_path / "out")]
     result = CliRunner().invoke(main, args, env=environment(settings))

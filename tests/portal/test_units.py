@@ -117,7 +117,11 @@ def test_building_heatmap_page_loads_echarts_from_the_portal_under_a_script_poli
     assert echarts.status_code == 200 and b"echarts" in echarts.data[:2000]
     echarts.close()
     resident_page = client.get("/about")
-    assert "script-src" not in resident_page.headers["Content-Security-Policy"]
+    # Residents' pages run only the portal's own small script, never the chart library.
+    resident_policy = resident_page.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in resident_policy and "unsafe" not in resident_policy.split(
+        "style-src")[0]
+    assert "echarts" not in resident_page.get_data(as_text=True)
 
 
 def test_building_heatmap_exports_csv_with_empty_cells_for_no_data(
