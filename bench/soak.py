@@ -71,7 +71,7 @@ from portal_load import (  # noqa: E402
     start_portal,
 )
 
-from census.channels import events_topic  # noqa: E402
+from census.channels import RedisKeys, events_topic  # noqa: E402
 from census.mqtt import MqttClient  # noqa: E402
 from census.settings import PREFIX, Settings, environment_of  # noqa: E402
 from registry.db import (  # noqa: E402
@@ -158,12 +158,16 @@ def publish_steadily(settings: Settings, plan: list[tuple[str, list[dict[str, An
         client.disconnect()
 
 
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
 def sign_in_steadily(settings: Settings, port: int, rate: float, residents: int,
                      stop: threading.Event, counts: Counts) -> None:
-    """Whole sign-ins (hand-over, form, code) at rate per second, one after another."""
+    """Whole sign-ins (hand-over, number, code, identity) at rate per second, one after
+    another."""
     http = requests.Session()
     codes = redis.Redis.from_url(settings.redis_url)
-    last_key = f"{settings.redis_key_prefix}portal:sms:last"
+    last_key = RedisKeys(settings.redis_key_prefix).sms_last()
     base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
     n = 0
@@ -174,18 +178,19 @@ def sign_in_steadily(settings: Settings, port: int, rate: float, residents: int,
             ok = False
             try:
                 splash = http.get(base + signed_path(n), timeout=30)
-                body = {**form_fields(splash.content), "name": name(resident),
-                        "id_type": "resident_id_card", "id_number": resident_id(resident),
-                        "phone": phone(resident), "unit": "", "consent": "y"}
-                sent = http.post(base + "/signin", data=urlencode(body), timeout=30, headers={
-                    "Content-Type": "application/x-www-form-urlencoded"})
+                sent = http.post(base + "/signin", timeout=30, headers=FORM, data=urlencode({
+                    **form_fields(splash.content), "phone": phone(resident), "consent": "y"}))
                 code = codes.hget(last_key, sms_to(resident))
                 if sent.status_code == 200 and code is not None:
                     text = code.decode() if isinstance(code, bytes) else str(code)
-                    done = http.post(base + "/verify", timeout=30,
-                                     data=urlencode({**form_fields(sent.content), "code": text}),
-                                     headers={"Content-Type":
-                                              "application/x-www-form-urlencoded"})
+                    proven = http.post(base + "/verify", timeout=30, headers=FORM, data=urlencode(
+                        {**form_fields(sent.content), "code": text}))
+                    done = http.post(base + "/identity", timeout=30, headers=FORM,
+                                     data=urlencode({**form_fields(proven.content),
+                                                     "name": name(resident),
+                                                     "id_type": "resident_id_card",
+                                                     "id_number": resident_id(resident),
+                                                     "unit": ""}))
                     ok = done.status_code == 200 and SIGNED_IN in done.content
             except requests.RequestException:
                 ok = False
