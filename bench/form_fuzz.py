@@ -45,7 +45,6 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
 import redis  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -329,10 +328,7 @@ def main() -> None:
         for key in client.scan_iter(match=f"{settings_.redis_key_prefix}*", count=1000):
             client.delete(key)
         if args.database == "postgresql":
-            with psycopg.connect(host="127.0.0.1", port=base.postgres_port,
-                                 user=local_services.POSTGRES_SUPERUSER, dbname="postgres",
-                                 autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "bench_{run_id}" WITH (FORCE)')
+            local_services.drop_database(base, f"bench_{run_id}")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
 import redis  # noqa: E402
 import redis.asyncio  # noqa: E402
 import requests  # noqa: E402
@@ -80,12 +79,7 @@ HIDDEN = re.compile(rb'name="(flow|lang|csrf_token)" type="hidden" value="([^"]*
 def bench_settings(run_id: str, database: str, base: Settings) -> Settings:
     """Settings isolated to this run (own prefixes, database; generous OTP caps)."""
     if database == "postgresql":
-        with psycopg.connect(host="127.0.0.1", port=base.postgres_port,
-                             user=local_services.POSTGRES_SUPERUSER, dbname="postgres",
-                             autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "bench_{run_id}"')
-        url = (f"postgresql://{local_services.POSTGRES_SUPERUSER}@127.0.0.1:"
-               f"{base.postgres_port}/bench_{run_id}")
+        url = local_services.create_database(base, f"bench_{run_id}")
     else:
         url = f"sqlite:///{ROOT / 'bench' / 'out' / f'portal_{run_id}.sqlite3'}"
     return Settings.load(
@@ -567,10 +561,7 @@ def cleanup(settings: Settings, database: str, run_id: str, base: Settings) -> N
         client.delete(key)
     client.close()
     if database == "postgresql":
-        with psycopg.connect(host="127.0.0.1", port=base.postgres_port,
-                             user=local_services.POSTGRES_SUPERUSER, dbname="postgres",
-                             autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "bench_{run_id}" WITH (FORCE)')
+        local_services.drop_database(base, f"bench_{run_id}")
 
 
 if __name__ == "__main__":

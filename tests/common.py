@@ -31,7 +31,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pandas as pd
-import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -475,28 +474,14 @@ def publish_acknowledged(settings: Settings, messages: int, per_message: int) ->
         client.disconnect()
 
 
-def _postgres_admin(service_settings: Settings, statement: str) -> None:
-    """Run one statement on the cluster's maintenance database (CREATE/DROP DATABASE)."""
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=service_settings.postgres_port,
-        user=local_services.POSTGRES_SUPERUSER,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        conn.execute(statement)
-
-
 def postgres_database(service_settings: Settings, name: str) -> str:
     """Create a fresh PostgreSQL database and return its URL."""
-    _postgres_admin(service_settings, f'CREATE DATABASE "{name}"')
-    user, port = local_services.POSTGRES_SUPERUSER, service_settings.postgres_port
-    return f"postgresql://{user}@127.0.0.1:{port}/{name}"
+    return local_services.create_database(service_settings, name)
 
 
 def drop_postgres_database(service_settings: Settings, name: str) -> None:
     """Drop a test database."""
-    _postgres_admin(service_settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    local_services.drop_database(service_settings, name)
 
 
 FLOOR_AP = "ap-b03-15"

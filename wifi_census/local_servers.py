@@ -336,6 +336,26 @@ def _influx_ready(service: LocalService) -> bool:
 POSTGRES_SUPERUSER = "census"
 
 
+def _postgres_admin(settings: Settings, statement: str) -> None:
+    """Run one statement on the local cluster's maintenance database (CREATE/DROP DATABASE)."""
+    import psycopg  # only the PostgreSQL helpers need the driver
+
+    with psycopg.connect(host="127.0.0.1", port=settings.postgres_port,
+                         user=POSTGRES_SUPERUSER, dbname="postgres", autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def create_database(settings: Settings, name: str) -> str:
+    """Create a fresh database on the local PostgreSQL cluster and return its URL."""
+    _postgres_admin(settings, f'CREATE DATABASE "{name}"')
+    return f"postgresql://{POSTGRES_SUPERUSER}@127.0.0.1:{settings.postgres_port}/{name}"
+
+
+def drop_database(settings: Settings, name: str) -> None:
+    """Drop a database of the local PostgreSQL cluster (connections to it are ended)."""
+    _postgres_admin(settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _postgres_bin(name: str) -> str:
     """Path of a PostgreSQL server binary (Debian keeps them out of PATH)."""
     versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
