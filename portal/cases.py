@@ -30,6 +30,7 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional
 from portal.access import ALL_ROLES, in_scope, roles_required, staff
 from portal.audit import record
 from portal.services import portal_services
+from portal.units import hazard_catalogue
 from registry.case_flow import (
     ASSIGNABLE,
     OPEN_STATUSES,
@@ -363,7 +364,7 @@ def case_detail(case_id: int) -> str:
         assignee=assignee, actions=actions, assignees=assignees, form=CaseActionForm(),
         evidence=evidence_items(case.evidence or {}), reason_labels=REASON_LABELS,
         sla=sla(case.status, case.assigned_at, case.due_at, now).value,
-        followed_by=followed_by, inspections=inspections,
+        followed_by=followed_by, inspections=inspections, catalogue=hazard_catalogue(),
         show_photos=person.role != Role.VIEWER.value)  # photos may show people: not viewers
 
 

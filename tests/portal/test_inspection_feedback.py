@@ -65,6 +65,8 @@ def test_an_inspection_is_the_feedback_on_the_case_assigned_to_the_inspector(
     case_page = page(client.get(f"/admin/cases/{case_id}"))
     assert f"/admin/photos/{photo.id}" in case_page and "多余床位已拆除" in case_page
     assert "现场检查" in case_page
+    # The hazard reads as its name in the page's language, not as a bare catalogue code.
+    assert "FI04 室内为电动自行车或电池充电" in case_page
 
 
 def test_an_inspection_of_a_case_waiting_on_someone_else_is_added_to_its_history(
