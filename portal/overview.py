@@ -48,7 +48,9 @@ AGE_BUCKETS = ((7, "under_7"), (30, "7_30"), (None, "over_30"))  # days open
 STAGES: dict[str, tuple[CaseStatus, ...]] = {
     "to_review": (CaseStatus.DISCOVERED,),
     "to_dispatch": (CaseStatus.REVIEWED,),
-    "in_handling": (CaseStatus.ASSIGNED, CaseStatus.HANDLING, CaseStatus.PARKED),
+    "in_handling": (CaseStatus.ASSIGNED, CaseStatus.HANDLING),
+    # Parked cases are approved to wait (their SLA clock stops): not counted as being handled.
+    "parked": (CaseStatus.PARKED,),
     "to_verify": (CaseStatus.FEEDBACK, CaseStatus.VERIFIED),
 }
 

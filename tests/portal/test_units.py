@@ -391,6 +391,8 @@ def test_overview_counts_residents_estimates_tiers_and_cases(
     with session_scope(sqlite_session_factory) as db:
         db.add(Case(unit_id=place.unit_1502, kind="overcrowding", status=CaseStatus.DISCOVERED,
                     opened_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=10)))
+        db.add(Case(unit_id=place.unit_1501, kind="overcrowding", status=CaseStatus.PARKED,
+                    opened_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40)))
     services.redis.zadd(f"{services.settings.redis_key_prefix}here:ap:ap-b03-1502",
                         {"dev1": time.time(), "dev2": time.time()})
     staff(sqlite_session_factory, "ada", "admin")
@@ -399,8 +401,12 @@ def test_overview_counts_residents_estimates_tiers_and_cases(
     assert re.search(r'id="registered">2<', html)  # 张三 and 李四
     assert re.search(r'id="estimated">10<', html)  # 7 + 2 + 0 + 1
     assert "1 / 2" in html  # one AP of two saw nobody in 15 minutes
-    assert re.search(r"<td>0</td><td>1</td><td>0</td>", html)  # attention case, 7-30 days
+    # attention cases by age: the discovered one is 7-30 days, the parked one over 30
+    assert re.search(r"<td>0</td><td>1</td><td>1</td>", html)
     assert re.search(r'id="to-review"><a [^>]+>1<', html)
+    # A parked case waits with its clock stopped: its own column, not "being handled".
+    assert re.search(r'id="parked"><a [^>]+status=parked[^>]*>1<', html)
+    assert re.search(r'id="in-handling">0<', html)
 
 
 def test_the_old_counts_page_leads_to_the_one_overview_with_its_filters(
