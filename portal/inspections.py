@@ -142,7 +142,10 @@ def scan(token: str) -> Any:
     open_cases = _open_cases(unit.id)
     form = InspectionForm()
     if request.method == "GET":
-        form.case.data = open_cases[0][0].id if open_cases else 0
+        # Offer a case by default only while it waits on this person's feedback: once fed back
+        # it stays open for verification, and a later visit is not about it unless chosen.
+        waiting = [case.id for case, mine in open_cases if mine]
+        form.case.data = waiting[0] if waiting else 0
     checked = [c for c in request.form.getlist("hazard") if c in catalogue]
     if form.validate_on_submit():
         chosen = form.case.data or 0

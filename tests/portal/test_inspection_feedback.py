@@ -65,6 +65,11 @@ def test_an_inspection_is_the_feedback_on_the_case_assigned_to_the_inspector(
     case_page = page(client.get(f"/admin/cases/{case_id}"))
     assert f"/admin/photos/{photo.id}" in case_page and "多余床位已拆除" in case_page
     assert "现场检查" in case_page
+    # Fed back, the case waits for verification: the next visit's form no longer offers it
+    # by default (it would be added to the case without anyone choosing so).
+    again = page(client.get(f"/q/{token}"))
+    assert f'name="case" value="{case_id}" checked' not in again
+    assert 'name="case" value="0" checked' in again
     # The hazard reads as its name in the page's language, not as a bare catalogue code.
     assert "FI04 室内为电动自行车或电池充电" in case_page
 
