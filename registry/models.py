@@ -622,6 +622,29 @@ class ApCommandRecord(Base):
     settled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class OutboxCommand(Base):
+    """An AP command not yet held by the broker (the transactional outbox, issue 12).
+
+    Written in the transaction of the change that causes it (a sign-in, a revoked binding), so
+    a portal worker that dies before the broker answers loses nothing; ``apcommands.outbox``
+    signs it afresh at each send and deletes the row once the broker has acknowledged it.
+    """
+
+    __tablename__ = "ap_command_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    cmd: Mapped[str] = mapped_column(String(16))  # authorize or deauthorize
+    ap_id: Mapped[str] = mapped_column(String(64))
+    mac_encrypted: Mapped[bytes] = mapped_column(LargeBinary)  # the AP needs the address itself
+    session_seconds: Mapped[int] = mapped_column(Integer, default=0)  # authorize: from created_at
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Not before: the request sending it itself, or the back-off after a failed send.
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow,
+                                                         index=True)
+    last_error: Mapped[str] = mapped_column(String(200), default="")
+
+
 class RegistryVersion(Base):
     """A single row counting registry changes, so caches (collector AP map) know to reload."""
 

@@ -185,7 +185,7 @@ def test_migration_0010_closes_duplicates_already_there_into_one_case(
 
 def test_the_migration_freezes_the_models_index_condition() -> None:
     """Migration 0010 copies the models' condition; they must say the same."""
-    path = MIGRATIONS_DIR / "versions" / "0010_one_open_case.py"
+    path = MIGRATIONS_DIR / "versions" / "0010_one_open_case_and_command_outbox.py"
     spec = importlib.util.spec_from_file_location("migration_0010", path)
     assert spec is not None and spec.loader is not None
     migration = importlib.util.module_from_spec(spec)

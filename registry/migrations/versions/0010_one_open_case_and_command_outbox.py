@@ -1,4 +1,4 @@
-"""one open case per unit and kind (a partial unique index)
+"""one open case per unit and kind (a partial unique index); the AP command outbox
 
 Revision ID: 0010
 Revises: 0009
@@ -9,7 +9,10 @@ before the index is built, deterministically and without deleting anything: of a
 cases of one kind, the one a person has already moved on from "discovered" is kept (else the
 oldest; ties by id); each other one is closed with a history entry naming the case kept, and
 the kept case gets an entry naming it. Their evidence, history and alerts stay where they are.
-The downgrade drops the index; the closed duplicates stay closed.
+The downgrade drops the index and the outbox table; the closed duplicates stay closed.
+
+``ap_command_outbox`` holds AP commands written with the change that causes them until the
+broker has them (``apcommands.outbox``); a downgrade drops the commands still in it.
 """
 
 from __future__ import annotations
@@ -90,8 +93,26 @@ def upgrade() -> None:
         LOGGER.warning("0010: %d duplicate open case(s) closed", closed)
     op.create_index(INDEX, "cases", ["unit_id", "kind"], unique=True,
                     postgresql_where=sa.text(WHERE), sqlite_where=sa.text(WHERE))
+    op.create_table(
+        "ap_command_outbox",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("created_at", registry.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("cmd", sa.String(length=16), nullable=False),
+        sa.Column("ap_id", sa.String(length=64), nullable=False),
+        sa.Column("mac_encrypted", sa.LargeBinary(), nullable=False),
+        sa.Column("session_seconds", sa.Integer(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", registry.models.UTCDateTime(timezone=True),
+                  nullable=False),
+        sa.Column("last_error", sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ap_command_outbox")),
+    )
+    op.create_index(op.f("ix_ap_command_outbox_next_attempt_at"), "ap_command_outbox",
+                    ["next_attempt_at"], unique=False)
 
 
 def downgrade() -> None:
     """Revert this revision."""
+    op.drop_index(op.f("ix_ap_command_outbox_next_attempt_at"), table_name="ap_command_outbox")
+    op.drop_table("ap_command_outbox")
     op.drop_index(INDEX, table_name="cases")
