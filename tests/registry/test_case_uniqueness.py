@@ -37,7 +37,7 @@ from registry.models import (
 
 WINDOW = Window(dt.date(2026, 11, 1), 28)
 T0 = dt.datetime(2026, 11, 29, 2, tzinfo=dt.UTC)
-UNITS = 200
+UNITS = 60
 
 
 def make_units(factory: sessionmaker[Session], count: int = UNITS) -> list[str]:
