@@ -72,7 +72,6 @@ def test_a_sign_in_answered_while_the_broker_is_down_reaches_the_ap_after_the_wo
     the AP did not answer; the worker is SIGKILLed right after. The broker comes back, gunicorn
     starts a new worker, and the authorize written with the sign-in reaches the AP, once."""
     started = time.monotonic()
-    fill_registry(sqlite_session_factory, IdentityCipher.from_settings(settings))
     own = broker.settings
     port = free_port()
     env = {**os.environ, **env_of(own), "WIFI_CENSUS_MQTT_PORT": str(own.mqtt_port)}
@@ -86,6 +85,8 @@ def test_a_sign_in_answered_while_the_broker_is_down_reaches_the_ap_after_the_wo
     phone = requests.Session()
     base = f"http://127.0.0.1:{port}"
     try:
+        # While gunicorn starts (most of this test's time); its worker reads it on first use.
+        fill_registry(sqlite_session_factory, IdentityCipher.from_settings(settings))
         wait_for(lambda: len(worker_pids(portal.pid)) == 1, timeout=30, what="a portal worker")
         phone.headers.update({"User-Agent": "Mozilla/5.0 (iPhone) Mobile/15E148",
                               "Accept-Language": "zh-CN,zh;q=0.9"})
