@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 import requests
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.config import AnalyticsConfig, Window
@@ -34,6 +35,7 @@ from analytics.loaders import records
 from census.channels import alert_topic
 from census.settings import Settings
 from registry.case_flow import OPEN_STATUSES
+from registry.casework import is_duplicate_open_case
 from registry.db import session_scope
 from registry.models import (
     Alert,
@@ -50,6 +52,9 @@ LOGGER = logging.getLogger(__name__)
 
 CASE_KIND = "overcrowding"
 ACTOR = "analytics"
+# A run that lost a race for a unit's case reads again and updates it; each try can lose only
+# to a run that committed meanwhile, so a few tries settle any number of concurrent runs.
+OPEN_CASE_RACE_TRIES = 5
 
 
 @dataclass
@@ -90,8 +95,26 @@ def store_cases(factory: sessionmaker[Session], units: pd.DataFrame, window: Win
     ``units`` is the tiered estimate frame (``flags.assign_tiers``); which of its flags are
     delivered is ``flags.flags_to_deliver``'s decision. Returns the flag records (with their
     case ids) of the flags to send, and the report so far.
+
+    Another run committing a unit's case between this run's read and its insert trips the
+    one-open-case index: the case is open already, so the whole (rolled back) transaction runs
+    again and updates it, as a run after that one would.
     """
     now = now or dt.datetime.now(dt.UTC)
+    for attempt in range(1, OPEN_CASE_RACE_TRIES + 1):
+        try:
+            return _store_cases_once(factory, units, window, config, now)
+        except IntegrityError as error:
+            if not is_duplicate_open_case(error) or attempt == OPEN_CASE_RACE_TRIES:
+                raise
+            LOGGER.info("another run opened a case meanwhile (try %d): storing again", attempt)
+    raise AssertionError("unreachable")
+
+
+def _store_cases_once(factory: sessionmaker[Session], units: pd.DataFrame, window: Window,
+                      config: AnalyticsConfig, now: dt.datetime,
+                      ) -> tuple[list[FlagRecord], DeliveryReport]:
+    """store_cases in one transaction."""
     report = DeliveryReport()
     deliver = flags_to_deliver(units, config)
     flagged_refs = set(deliver["unit"])

@@ -78,6 +78,9 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         PORTAL_STAFF_LOGIN=None,  # a portal.staff_auth.LoginPolicy (None: the defaults)
         # captive, admin or both; None: both, except in production where it is captive
         PORTAL_ROLE=None,
+        # Send what the AP command outbox holds from a thread of this process (None: unless
+        # TESTING; tests that count commands start it themselves).
+        PORTAL_OUTBOX_DRAIN=None,
     )
     if test_config:
         app.config.update(test_config)
@@ -87,6 +90,11 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
                                     rate_limits=app.config["PORTAL_RATE_LIMITS"],
                                     login_policy=app.config["PORTAL_STAFF_LOGIN"])
     app.extensions["portal"] = services
+    drain = app.config["PORTAL_OUTBOX_DRAIN"]
+    if drain or (drain is None and not app.config.get("TESTING")):
+        # gunicorn builds the app in each worker after the fork: each worker drains, and a
+        # worker that replaces a killed one sends what it left behind first thing.
+        services.outbox.start()
     if app.config["PORTAL_PROXY_HOPS"]:
         hops = int(app.config["PORTAL_PROXY_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

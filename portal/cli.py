@@ -343,7 +343,7 @@ def resident_erase(resident_id: int, staff: str, reason: str, yes: bool) -> None
     from portal.audit import record
     from portal.devices import Revocation
     from portal.services import PortalServices
-    from portal.signin import send_revocations
+    from portal.signin import queue_revocations, send_revocations
     from registry.db import session_scope
     from registry.subject_rights import erase_resident
 
@@ -363,8 +363,10 @@ def resident_erase(resident_id: int, staff: str, reason: str, yes: bool) -> None
                 raise click.ClickException(str(error)) from None
             record(session, f"cli:{staff}", "erase_resident", f"resident:{resident_id}",
                    {"reason": reason.strip(), **report.as_dict()})
-        sent = send_revocations(services, [Revocation(device_id, ap, mac, "erased")
-                                           for device_id, mac, ap in report.revoked])
+            revoked = [Revocation(device_id, ap, mac, "erased")
+                       for device_id, mac, ap in report.revoked]
+            queued = queue_revocations(session, services, revoked, dt.datetime.now(dt.UTC))
+        sent = send_revocations(services, revoked, queued)
     finally:
         services.close()
     kept = report.kept.get("signins")

@@ -40,7 +40,7 @@ from portal.audit import record
 from portal.const import OUTCOME_UNCONFIRMED
 from portal.devices import Revocation
 from portal.services import portal_services
-from portal.signin import confirm_phone, send_revocations
+from portal.signin import confirm_phone, queue_revocations, send_revocations
 from registry.db import session_scope
 from registry.models import Resident, Role, SignIn
 from registry.subject_rights import erase_resident, export_resident
@@ -159,8 +159,10 @@ def erase(resident_id: int) -> BaseResponse:
         record(db, current_staff().username, "erase_resident", f"resident:{resident_id}",
                {"reason": (form.reason.data or "").strip(), **report.as_dict()},
                request.remote_addr or "")
-    send_revocations(services, [Revocation(device_id, ap, mac, "erased")
-                                for device_id, mac, ap in report.revoked])
+        revoked = [Revocation(device_id, ap, mac, "erased")
+                   for device_id, mac, ap in report.revoked]
+        queued = queue_revocations(db, services, revoked, dt.datetime.now(dt.UTC))
+    send_revocations(services, revoked, queued)
     services.directory.invalidate()
     LOGGER.info("resident %d erased by %s", resident_id, current_staff().username)
     flash(_("The resident is erased. Kept as the law requires: %(count)d sign-in(s) of the "

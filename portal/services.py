@@ -9,6 +9,7 @@ from flask import Flask, current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from apcommands.outbox import CommandOutbox
 from apcommands.sender import ApControl, Publisher
 from census.privacy import IdentityCipher
 from census.settings import Settings
@@ -41,6 +42,7 @@ class PortalServices:
     directory: ApDirectory
     publisher: Publisher
     control: ApControl
+    outbox: CommandOutbox
     alerts: AlertDispatcher
     otp: OtpService
     limiter: RateLimiter
@@ -89,6 +91,7 @@ class PortalServices:
             settings=settings, redis=client, engine=engine, session_factory=factory,
             cipher=cipher, directory=directory, publisher=publisher,
             control=ApControl(settings, publisher, directory.key_for),
+            outbox=CommandOutbox(settings, factory, cipher, publisher, directory.key_for),
             alerts=AlertDispatcher(settings, publisher),
             otp=OtpService(client, prefix, settings.secret_key, policy, settings.timezone),
             limiter=RateLimiter(client, prefix, rate_limits), sms=sms,
@@ -100,6 +103,7 @@ class PortalServices:
 
     def close(self) -> None:
         """Release connections (tests, shutdown)."""
+        self.outbox.stop()
         self.alerts.flush(timeout=5)
         self.publisher.close()
         self.redis.close()

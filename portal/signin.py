@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from apcommands.outbox import enqueue
 from apcommands.sender import CommandNotSent
 from census.channels import RedisKeys
 from census.handshake import HANDSHAKE_SIGNED, fas_auth_url
@@ -85,6 +86,10 @@ class _Recorded:
     alert: PendingAlert | None
     pseudonym: str
     one_tap: bool  # bound to a registered resident: may sign in with one tap next time
+    # The authorize and the deauthorize commands written into the outbox with the sign-in
+    # (none when an earlier try recorded it: that try's rows are the drain's to send).
+    authorize_id: int | None = None
+    revoked_ids: tuple[int, ...] = ()
 
 
 def local_today(services: PortalServices, now: dt.datetime) -> dt.date:
@@ -285,9 +290,11 @@ def _record_full(services: PortalServices, flow: Flow, declared: DeclaredIdentit
         audit.write(connection, "resident", "sign_in", f"signin:{signin_id}",
                     {"outcome": outcome, "ap": hs.ap_id, "method": METHOD_SMS,
                      "handshake": hs.kind}, remote_ip)
-        return _Recorded(signin_id, outcome, mask_name(declared.name),
-                         bind.revoked if bind else [], alert, pseudonym,
-                         bind is not None and outcome == OUTCOME_REGISTERED)
+        revoked = bind.revoked if bind else []
+        return _Recorded(signin_id, outcome, mask_name(declared.name), revoked, alert,
+                         pseudonym, bind is not None and outcome == OUTCOME_REGISTERED,
+                         _queue_authorize(connection, services, flow, now),
+                         queue_revocations(connection, services, revoked, now))
 
 
 def _record_one_tap(services: PortalServices, flow: Flow, device_id: int, user_agent: str,
@@ -329,24 +336,43 @@ def _record_one_tap(services: PortalServices, flow: Flow, device_id: int, user_a
                 "handshake": hs.kind}, remote_ip)
         return _Recorded(signin.id, outcome,
                          mask_name(services.cipher.reveal(resident.name_encrypted)), [], alert,
-                         pseudonym,
-                         True)
+                         pseudonym, True, _queue_authorize(session, services, flow, now))
 
 
-def send_revocations(services: PortalServices, revoked: list[Revocation]) -> int:
-    """Deauthorize ended bindings on their APs; return how many commands went out."""
-    sent = 0
+def _queue_authorize(connection: Connection | Session, services: PortalServices, flow: Flow,
+                     now: dt.datetime) -> int | None:
+    """Write the sign-in's authorize into the outbox, in its transaction (signed redirects
+    only: a FAS hand-over lets the device through by the browser's redirect)."""
+    hs = flow.handshake
+    if hs.kind != HANDSHAKE_SIGNED:
+        return None
+    return enqueue(connection, services.cipher, "authorize", hs.ap_id, hs.mac,
+                   services.settings.portal_session_seconds, now)
+
+
+def queue_revocations(connection: Connection | Session, services: PortalServices,
+                      revoked: list[Revocation], now: dt.datetime) -> tuple[int, ...]:
+    """Write a deauthorize per ended binding into the outbox, in the caller's transaction."""
+    return tuple(enqueue(connection, services.cipher, "deauthorize", item.ap_id, item.mac, 0,
+                         now) for item in revoked if item.ap_id)
+
+
+def send_revocations(services: PortalServices, revoked: list[Revocation],
+                     queued: tuple[int, ...]) -> int:
+    """End ended bindings' sessions and send their deauthorize commands (queued in the
+    outbox by queue_revocations); return how many the broker took now (the drain sends the
+    rest when it can)."""
     for item in revoked:
         pseudonym = pseudonymize_mac(item.mac, services.settings.pseudonym_key)
         services.client_sessions.end(pseudonym)
         services.client_sessions.forget_known(pseudonym)
-        if not item.ap_id:
-            continue
+    sent = 0
+    for row_id in queued:
         try:
-            services.control.deauthorize(item.ap_id, item.mac)
+            services.outbox.send(row_id)
             sent += 1
         except CommandNotSent:
-            LOGGER.error("deauthorize of device %s on %s not sent", item.device_id, item.ap_id)
+            LOGGER.error("deauthorize %s not sent yet: the outbox sends it later", row_id)
     return sent
 
 
@@ -360,11 +386,14 @@ def _finish(services: PortalServices, flow: Flow, recorded: _Recorded,
         # durable record, and the request costs the same as any other.
         services.alerts.dispatch("watchlist", recorded.alert.payload,
                                  store=functools.partial(_store_alert, services, recorded.alert))
-    send_revocations(services, recorded.revoked)
+    send_revocations(services, recorded.revoked, recorded.revoked_ids)
     fas_url = None
     if hs.kind == HANDSHAKE_SIGNED:
         try:
-            services.control.authorize(hs.ap_id, hs.mac, seconds)
+            if recorded.authorize_id is not None:
+                services.outbox.send(recorded.authorize_id)
+            else:  # a retry of a recorded sign-in: its own row is the drain's by now
+                services.control.authorize(hs.ap_id, hs.mac, seconds)
         except CommandNotSent as error:
             raise NotAuthorized(str(error)) from None
     else:
@@ -410,10 +439,11 @@ def move_out(services: PortalServices, resident_id: int, when: dt.date, actor: s
             raise LookupError(f"no resident {resident_id}")
         resident.move_out = when
         revoked = revoke_all(session, services.cipher, resident, "moved_out", now)
+        queued = queue_revocations(session, services, revoked, now)
         bump_registry_version(session)
         audit.record(session, actor, "move_out", f"resident:{resident_id}",
                {"move_out": when.isoformat(), "devices_revoked": len(revoked)}, client_ip)
-    return send_revocations(services, revoked)
+    return send_revocations(services, revoked, queued)
 
 
 def confirm_phone(session_factory: sessionmaker[Session], signin_id: int, actor: str,

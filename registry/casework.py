@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, distinct, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.case_flow import (
@@ -30,6 +31,7 @@ from registry.case_flow import (
     due_days,
 )
 from registry.models import (
+    ONE_OPEN_CASE_INDEX,
     Alert,
     Building,
     Case,
@@ -79,6 +81,14 @@ class DuePolicy:
     def days(self, tier: RiskTier) -> int:
         """Days for a tier."""
         return due_days(tier, self.key, self.attention, self.normal)
+
+
+def is_duplicate_open_case(error: IntegrityError) -> bool:
+    """Whether an insert failed because the unit already has an open case of that kind."""
+    text = str(error.orig)
+    # PostgreSQL names the index; SQLite names the columns of a unique index it broke.
+    return (ONE_OPEN_CASE_INDEX in text
+            or "UNIQUE constraint failed: cases.unit_id, cases.kind" in text)
 
 
 def community_of(session: Session, case: Case) -> Community:

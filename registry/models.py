@@ -28,6 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     inspect,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import (
@@ -170,6 +171,17 @@ class CaseStatus(enum.StrEnum):
     CLOSED = "closed"  # 结案
     DISMISSED = "dismissed"  # the reviewer found nothing to act on (with a reason)
     PARKED = "parked"  # a known open problem, with a supervisor's approval: 挂账
+
+
+FINAL_CASE_STATUSES = (CaseStatus.CLOSED, CaseStatus.DISMISSED)
+ONE_OPEN_CASE_KINDS = ("overcrowding", "watchlist")
+ONE_OPEN_CASE_INDEX = "uq_cases_one_open_per_unit_kind"
+# Every state before closed or dismissed is open (registry.case_flow.OPEN_STATUSES); written
+# as "not final" so that a state added later is covered without a new migration.
+ONE_OPEN_CASE_WHERE = (
+    "status NOT IN (" + ", ".join(f"'{s.value}'" for s in FINAL_CASE_STATUSES) + ") "
+    "AND kind IN (" + ", ".join(f"'{k}'" for k in ONE_OPEN_CASE_KINDS) + ")"
+)
 
 
 class CaseRequest(enum.StrEnum):
@@ -392,7 +404,14 @@ class Case(Base):
     """A hazard case (from an analytics flag or an inspection) through the closed loop."""
 
     __tablename__ = "cases"
-    __table_args__ = (Index("ix_cases_unit_kind_open", "unit_id", "kind", "status"),)
+    __table_args__ = (
+        Index("ix_cases_unit_kind_open", "unit_id", "kind", "status"),
+        # One open case per unit and kind, held by the database (issue 12): two analytics runs
+        # at once both found no open case and both inserted one. Only for the kinds opened by
+        # machines per unit; an inspection opens its own case, so a unit may hold several.
+        Index(ONE_OPEN_CASE_INDEX, "unit_id", "kind", unique=True,
+              postgresql_where=text(ONE_OPEN_CASE_WHERE), sqlite_where=text(ONE_OPEN_CASE_WHERE)),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
@@ -601,6 +620,29 @@ class ApCommandRecord(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     error: Mapped[str] = mapped_column(String(32), default="")
     settled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class OutboxCommand(Base):
+    """An AP command not yet held by the broker (the transactional outbox, issue 12).
+
+    Written in the transaction of the change that causes it (a sign-in, a revoked binding), so
+    a portal worker that dies before the broker answers loses nothing; ``apcommands.outbox``
+    signs it afresh at each send and deletes the row once the broker has acknowledged it.
+    """
+
+    __tablename__ = "ap_command_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    cmd: Mapped[str] = mapped_column(String(16))  # authorize or deauthorize
+    ap_id: Mapped[str] = mapped_column(String(64))
+    mac_encrypted: Mapped[bytes] = mapped_column(LargeBinary)  # the AP needs the address itself
+    session_seconds: Mapped[int] = mapped_column(Integer, default=0)  # authorize: from created_at
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Not before: the request sending it itself, or the back-off after a failed send.
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow,
+                                                         index=True)
+    last_error: Mapped[str] = mapped_column(String(200), default="")
 
 
 class RegistryVersion(Base):

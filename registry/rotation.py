@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from census.privacy import IdentityCipher
 from registry.db import session_scope
-from registry.models import AccessPoint, AuditEntry, Device, Resident, SignIn
+from registry.models import AccessPoint, AuditEntry, Device, OutboxCommand, Resident, SignIn
 
 LOGGER = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ ENCRYPTED_COLUMNS: dict[str, tuple[Any, str]] = {
     "devices": (Device, "mac_encrypted"),
     "access_points": (AccessPoint, "secret_encrypted"),
     "access_point_broker_secrets": (AccessPoint, "broker_secret_encrypted"),
+    "ap_command_outbox": (OutboxCommand, "mac_encrypted"),
 }
 
 

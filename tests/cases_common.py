@@ -73,14 +73,18 @@ def make_staff(factory: sessionmaker[Session], username: str, role: str,
 def make_case(factory: sessionmaker[Session], unit_id: int, status: CaseStatus,
               pending: str = "", assignee: int | None = None,
               tier: RiskTier = RiskTier.KEY, now: dt.datetime | None = None,
-              due_days: float = 3) -> int:
-    """A case put straight into a state (for tests of what may happen from there)."""
+              due_days: float = 3, kind: str = "overcrowding") -> int:
+    """A case put straight into a state (for tests of what may happen from there).
+
+    A unit holds one open overcrowding case at most (the database's index); tests that need
+    several open cases on one unit make the others inspection cases, which the loop treats alike.
+    """
     now = now or dt.datetime.now(dt.UTC)
     clock = status in (CaseStatus.ASSIGNED, CaseStatus.HANDLING, CaseStatus.FEEDBACK,
                        CaseStatus.VERIFIED, CaseStatus.PARKED)
     with session_scope(factory) as db:
         ref = db.get_one(Unit, unit_id).ref
-        case = Case(unit_id=unit_id, kind="overcrowding", status=status, tier=tier,
+        case = Case(unit_id=unit_id, kind=kind, status=status, tier=tier,
                     evidence={**EVIDENCE, "unit": ref}, opened_at=now, updated_at=now,
                     assigned_to_id=assignee if clock else None,
                     assigned_at=now if clock else None,

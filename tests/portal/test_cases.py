@@ -161,7 +161,7 @@ def test_case_list_filters_counts_and_pages(world: World) -> None:
     """Filters by status and tier; the page says how many there are and pages by 50."""
     for _ in range(55):
         make_case(world.factory, world.places.unit_a, CaseStatus.HANDLING,
-                  assignee=world.staff["grid"], due_days=-1)
+                  assignee=world.staff["grid"], due_days=-1, kind="inspection")
     client = signed_in(world, "supervisor")
     first = client.get("/admin/cases").get_data(as_text=True)
     assert "找到 56 个案件。" in first and "第 1 / 2 页" in first
@@ -251,9 +251,9 @@ def test_overdue_cases_are_escalated_with_a_notice(world: World, settings: Setti
     from wifi_census.cli import main
 
     late = make_case(world.factory, world.places.unit_a, CaseStatus.HANDLING,
-                     assignee=world.staff["grid"], due_days=-0.5)
+                     assignee=world.staff["grid"], due_days=-0.5, kind="inspection")
     make_case(world.factory, world.places.unit_a, CaseStatus.HANDLING,
-              assignee=world.staff["grid"], due_days=2)
+              assignee=world.staff["grid"], due_days=2, kind="inspection")
     with session_scope(world.factory) as db:
         watched = Alert(kind="watchlist", unit_id=world.places.unit_a, payload={
             "kind": "watchlist", "ap": "ap-7", "outcome": "self_declared", "method": "sms",

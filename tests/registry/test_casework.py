@@ -91,7 +91,8 @@ def test_the_server_refuses_every_illegal_transition(
     worker = Actor(worker_id, "grid", Role.GRID_WORKER)
     wrong = []
     for status, pending, action in STORABLE:
-        case_id = make_case(session_factory, places.unit_a, status, pending, assignee=worker_id)
+        case_id = make_case(session_factory, places.unit_a, status, pending, assignee=worker_id,
+                            kind="inspection")
         expected = expected_transitions().get((status.value, pending, action.value))
         results: list[str] = []
         for actor in (admin, worker):
@@ -185,7 +186,7 @@ def test_overdue_cases_are_escalated_once_per_due_time(
     late = make_case(session_factory, places.unit_a, CaseStatus.HANDLING, assignee=worker_id,
                      now=T0)
     make_case(session_factory, places.unit_a, CaseStatus.HANDLING, assignee=worker_id, now=T0,
-              due_days=10)
+              due_days=10, kind="inspection")
     make_case(session_factory, places.unit_b, CaseStatus.PARKED, assignee=worker_id, now=T0)
     later = T0 + dt.timedelta(days=4)
     with session_scope(session_factory) as db:
@@ -218,7 +219,7 @@ def test_the_loops_figures_count_closure_on_time_and_rework(
     on_time = make_case(session_factory, places.unit_a, CaseStatus.HANDLING, assignee=worker_id,
                         now=T0)
     late = make_case(session_factory, places.unit_a, CaseStatus.HANDLING, assignee=worker_id,
-                     now=T0)
+                     now=T0, kind="inspection")
     for case_id, finish in ((on_time, T0 + dt.timedelta(days=1)),
                             (late, T0 + dt.timedelta(days=5))):
         _act(session_factory, case_id, worker, Action.FEEDBACK, reason="done", now=finish)
@@ -228,8 +229,10 @@ def test_the_loops_figures_count_closure_on_time_and_rework(
         _act(session_factory, case_id, boss, Action.VERIFY, now=finish)
         _act(session_factory, case_id, boss, Action.CLOSE, now=finish)
     make_case(session_factory, places.unit_a, CaseStatus.DISMISSED)
-    make_case(session_factory, places.unit_a, CaseStatus.DISCOVERED, tier=RiskTier.NORMAL)
-    make_case(session_factory, places.unit_a, CaseStatus.HANDLING, assignee=worker_id, now=T0)
+    make_case(session_factory, places.unit_a, CaseStatus.DISCOVERED, tier=RiskTier.NORMAL,
+              kind="inspection")
+    make_case(session_factory, places.unit_a, CaseStatus.HANDLING, assignee=worker_id, now=T0,
+              kind="watchlist")
     make_case(session_factory, places.unit_b, CaseStatus.HANDLING, assignee=worker_id, now=T0)
     in_a = select(Case.id).join(Case.unit).where(Case.unit_id == places.unit_a)
     with session_factory() as db:

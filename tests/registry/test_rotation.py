@@ -21,6 +21,7 @@ from registry.models import (
     Coverage,
     Device,
     IdType,
+    OutboxCommand,
     Resident,
     SignIn,
     Unit,
@@ -55,6 +56,8 @@ def fill(factory: sessionmaker[Session], cipher: IdentityCipher) -> None:
         db.add_all([
             Device(resident_id=residents[0].id, mac_pseudonym="p" * 16,
                    mac_encrypted=cipher.encrypt("a4:83:e7:12:9f:01")),
+            OutboxCommand(cmd="deauthorize", ap_id="ap-1",
+                          mac_encrypted=cipher.encrypt("a4:83:e7:12:9f:02")),
             SignIn(ap_id="ap-1", handshake="signed", method="sms", outcome="registered",
                    mac_pseudonym="p" * 16, id_number_encrypted=cipher.encrypt(NUMBERS[0]),
                    **cipher.person_columns("居民0", PHONES[0])),
@@ -74,6 +77,7 @@ def values(factory: sessionmaker[Session], cipher: IdentityCipher) -> list[str]:
                   *db.scalars(select(SignIn.name_encrypted)),
                   *db.scalars(select(SignIn.phone_encrypted)),
                   *db.scalars(select(Device.mac_encrypted)),
+                  *db.scalars(select(OutboxCommand.mac_encrypted)),
                   *db.scalars(select(AccessPoint.secret_encrypted)),
                   *db.scalars(select(AccessPoint.broker_secret_encrypted))]
     return [cipher.decrypt(token) for token in tokens if token is not None]
@@ -92,7 +96,7 @@ def test_rotation_moves_every_value_to_the_new_key_and_keeps_digests(
     assert report.rotated == {"residents": 5, "resident_names": 5, "resident_phones": 4,
                               "portal_signins": 1, "signin_names": 1, "signin_phones": 1,
                               "devices": 1, "access_points": 1,
-                              "access_point_broker_secrets": 1}
+                              "access_point_broker_secrets": 1, "ap_command_outbox": 1}
     assert report.finished
     new_only = IdentityCipher(NEW_KEY, digest_key=DIGEST_KEY)
     assert values(session_factory, new_only) == expected
@@ -122,7 +126,7 @@ def test_interrupted_rotation_resumes_where_it_stopped(
         rotate_keys(session_factory, both, batch_size=2, after_batch=stop)
     report = rotate_keys(session_factory, both, batch_size=2)
     assert (report.current["residents"], report.rotated["residents"]) == (2, 3)
-    assert len(values(session_factory, IdentityCipher(NEW_KEY, digest_key=DIGEST_KEY))) == 20
+    assert len(values(session_factory, IdentityCipher(NEW_KEY, digest_key=DIGEST_KEY))) == 21
 
 
 def test_a_value_under_an_unknown_key_is_reported_and_left_alone(
@@ -171,7 +175,7 @@ def test_keys_rotate_command(settings: Settings, sqlite_session_factory: session
     result = CliRunner().invoke(main, ["keys", "rotate", "--batch", "2"], env=environment)
     assert result.exit_code == 0, result.output
     assert "may now be emptied" in result.output
-    assert len(values(sqlite_session_factory, IdentityCipher(NEW_KEY, digest_key=DIGEST_KEY))) == 20
+    assert len(values(sqlite_session_factory, IdentityCipher(NEW_KEY, digest_key=DIGEST_KEY))) == 21
 
 
 def test_every_encrypted_column_is_rotated() -> None:
