@@ -592,7 +592,13 @@ def _send_code(flow: Flow, claim: PhoneClaim, resend: bool,
     result = services.otp.issue(flow.fid, claim.phone, client, ap=hs.ap_id, binding=binding,
                                 stash=stash)
     problem = ""
-    if result.status is IssueStatus.COOLDOWN:
+    if result.status is IssueStatus.PENDING and not resend:
+        # The number came back unchanged within its cooldown ("change number", then the same
+        # number): the code already sent to it stands, and its countdown goes on.
+        return _render_code(flow, claim, wait=result.retry_after,
+                            notice=_("The code sent to this number a moment ago is still "
+                                     "valid. Please enter it."))
+    if result.status in (IssueStatus.COOLDOWN, IssueStatus.PENDING):
         problem = _("A code was sent to this number a moment ago. Please wait %(seconds)d "
                     "seconds before asking for another.", seconds=result.retry_after)
     elif result.status is IssueStatus.CAP_PHONE:

@@ -10,6 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 from itsdangerous.timed import TimestampSigner
 
+from census.channels import RedisKeys
 from census.settings import Settings
 from portal import create_app
 from portal.flow import FLOW_MAX_AGE_S, FLOW_RESTART_MAX_AGE_S
@@ -18,8 +19,10 @@ from tests.common import (
     UNIT_AP,
     ZHANG_ID,
     Place,
+    code_form,
     hidden,
     identity_form,
+    last_code,
     page,
     phone_form,
     prove_phone,
@@ -112,6 +115,27 @@ def test_the_phone_can_be_changed_from_the_code_page(client: FlaskClient) -> Non
     back = page(client.post("/change", data=form))
     assert 'value="+8613900139001"' in back and "请改正手机号码" in back and "checked" in back
     assert page(client.post("/change", data=form | {"csrf_token": "x"})).count("请重新开始") == 1
+
+
+def test_the_same_number_back_within_its_cooldown_keeps_its_code(
+        client: FlaskClient, services: PortalServices) -> None:
+    """"Change number", then the same number again: the code page with the code already sent
+    (no new SMS, the countdown goes on), and that code proves the number."""
+    splash = page(client.get("/?" + signed_query()))
+    sent = page(client.post("/signin", data=phone_form(splash, phone="13900139001")))
+    outbox = services.redis.llen(RedisKeys(services.settings.redis_key_prefix).sms_outbox())
+    first_wait = int(re.findall(r'data-wait="(\d+)"', sent)[0])
+    form = {k: hidden(sent, k) for k in ("flow", "lang", "csrf_token")}
+    back = page(client.post("/change", data=form))
+    again = page(client.post("/signin", data=phone_form(back, phone="13900139001")))
+    assert 'name="code"' in again and "刚才发送到该号码的验证码仍然有效" in again
+    assert "139****9001" in again
+    assert 0 < int(re.findall(r'data-wait="(\d+)"', again)[0]) <= first_wait
+    assert services.redis.llen(
+        RedisKeys(services.settings.redis_key_prefix).sms_outbox()) == outbox  # no new SMS
+    proven = page(client.post("/verify", data=code_form(again, last_code(services,
+                                                                          "13900139001"))))
+    assert 'name="id_number"' in proven and "139****9001" in proven
 
 
 def test_the_resend_cooldown_still_holds_on_the_server(client: FlaskClient) -> None:
