@@ -94,6 +94,14 @@ def _parse_url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _parse_page_url(raw: str) -> str:
+    """Check a link for a resident's browser: http(s) with a host, nothing else."""
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host name")
+    return raw
+
+
 def _parse_timezone(raw: str) -> str:
     """Check that a name is a known IANA time zone."""
     try:
@@ -453,6 +461,14 @@ VARIABLES: tuple[Variable, ...] = (
         "hotline; set the community service centre's own)",
     ),
     Variable(
+        "portal_restart_url",
+        _parse_page_url,
+        "http://status.client/login",
+        "where the \"start again\" button of a page with no valid sign-in link goes: a plain-HTTP "
+        "address the AP intercepts and answers with a fresh portal redirect (default: openNDS's "
+        "RFC 8910 login URL on its default gatewayfqdn)",
+    ),
+    Variable(
         "portal_reverify_days",
         _parse_int(0, 365),
         "30",
@@ -704,6 +720,7 @@ class Settings:
     portal_session_seconds: int
     portal_device_quota: int
     portal_help_phone: str
+    portal_restart_url: str
     portal_reverify_days: int
     portal_redirect_max_age: int
     portal_otp_ttl: int

@@ -3,6 +3,7 @@ walks, checked on the pages themselves, and the limits that must not move with i
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
@@ -195,3 +196,27 @@ def test_the_too_many_attempts_page_leads_back_to_the_form(
         assert 'value="1380013"' in page(client.get(back.group(1).replace("&amp;", "&")))
     finally:
         app.extensions["portal"].close()
+
+
+def test_a_forged_or_missing_flow_token_offers_the_configured_restart(
+        settings: Settings, place: Place, redis_client: object) -> None:
+    """No flow left to restart (forged, missing, a bad link): a "start again" button to the
+    configured address the AP intercepts, whatever the request names as a target."""
+    restart = "http://login.census/login"
+    app = create_app(dataclasses.replace(settings, portal_restart_url=restart))
+    client = app.test_client()
+    splash = page(client.get("/?" + signed_query()))
+    forged = phone_form(splash) | {"flow": hidden(splash, "flow")[:-3] + "abc",
+                                   "url": "http://evil.example/", "next": "http://evil.example/"}
+    bad_link = "/?" + signed_query(key="x" * 64, url="http://evil.example/")  # not the AP's key
+    for response in (client.post("/signin?url=http://evil.example/", data=forged),
+                     client.post("/verify", data={"code": "123456"}),
+                     client.get("/s?f=&next=http://evil.example/"),
+                     client.get(bad_link)):
+        html = page(response)
+        assert response.status_code in (400, 403) and "请重新开始" in html
+        assert f'id="restart" class="button" href="{restart}"' in html
+        assert "evil.example" not in html
+        assert f'href="tel:{settings.portal_help_phone}"' in html
+    english = page(client.get("/s?f=x&lang=en"))
+    assert f'href="{restart}">Start again</a>' in english
