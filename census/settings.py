@@ -155,6 +155,14 @@ def _parse_digest_key(raw: str) -> str:
     return raw.lower()
 
 
+def _parse_digest_keys(raw: str) -> str:
+    """Comma-separated blind-index keys (empty: none), each 64 hex digits."""
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    if any(not re.fullmatch(r"[0-9a-fA-F]{64}", key) for key in keys):
+        raise ValueError("must be 64 hex digits each, comma separated")
+    return ",".join(key.lower() for key in keys)
+
+
 def _parse_choice(*choices: str) -> Callable[[str], str]:
     """Build a parser accepting one of a fixed set of words."""
 
@@ -428,6 +436,14 @@ VARIABLES: tuple[Variable, ...] = (
         "",
         "HMAC key (64 hex digits) of the identity lookup digests; empty: derived from the "
         "identity key (must be set to rotate it: `wifi-census keys digest`)",
+        secret=True,
+    ),
+    Variable(
+        "digest_keys_previous",
+        _parse_digest_keys,
+        "",
+        "earlier digest keys, comma separated: still matched, never written; empty them once "
+        "`wifi-census keys rotate --digest` has finished",
         secret=True,
     ),
     Variable(
@@ -715,6 +731,7 @@ class Settings:
     identity_key: str = field(repr=False)
     identity_keys_previous: str = field(repr=False)
     digest_key: str = field(repr=False)
+    digest_keys_previous: str = field(repr=False)
     command_key: str = field(repr=False)
     log_level: str
     portal_session_seconds: int
@@ -787,6 +804,10 @@ class Settings:
                 "must be set while WIFI_CENSUS_IDENTITY_KEYS_PREVIOUS is (the digest key would "
                 "otherwise follow the new identity key); `wifi-census keys digest` prints the "
                 "one in use now")
+        if values["digest_keys_previous"] and not values["digest_key"]:
+            raise SettingsError(
+                PREFIX + "DIGEST_KEY", "",
+                "must be set while WIFI_CENSUS_DIGEST_KEYS_PREVIOUS is (the new digest key)")
         missing = [name for name in GENERATED_KEYS if values[name] is None]
         if missing:
             if values["environment"] == "production":

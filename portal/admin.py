@@ -249,16 +249,18 @@ def _search(db: Session, by: str, query: str) -> Select[Any]:
     cipher = portal_services().cipher
     if by == "id":
         number = normalize_id_number(query)
-        digests = [cipher.digest(t.value, number) for t in IdType]
+        # Every document type, under every configured digest key (a digest rotation may run).
+        digests = [d for t in IdType for d in cipher.digests(t.value, number)]
         statement = statement.where(Resident.id_digest.in_(digests))
     elif by == "phone":
         # Every stored number is digested in E.164, however it was written.
-        statement = statement.where(Resident.phone_digest == cipher.phone_digest(query))
+        phones = [d for d in cipher.phone_digests(query) if d]
+        statement = statement.where(Resident.phone_digest.in_(phones))
     elif by == "unit":
         statement = statement.join(Unit, Resident.unit_id == Unit.id).where(
             Unit.ref.startswith(query, autoescape=True))
     else:
-        statement = statement.where(Resident.name_digest == cipher.name_digest(query))
+        statement = statement.where(Resident.name_digest.in_(cipher.name_digests(query)))
     return _scoped(statement)
 
 
