@@ -485,6 +485,13 @@ VARIABLES: tuple[Variable, ...] = (
         "RFC 8910 login URL on its default gatewayfqdn)",
     ),
     Variable(
+        "portal_name_search_max",
+        _parse_int(0, 1_000_000),
+        "5000",
+        "most residents whose names one back-office search by part of a name may decrypt (the "
+        "staff member's communities; 0 turns that search off)",
+    ),
+    Variable(
         "portal_reverify_days",
         _parse_int(0, 365),
         "30",
@@ -738,6 +745,7 @@ class Settings:
     portal_device_quota: int
     portal_help_phone: str
     portal_restart_url: str
+    portal_name_search_max: int
     portal_reverify_days: int
     portal_redirect_max_age: int
     portal_otp_ttl: int
