@@ -24,20 +24,31 @@ hundred inputs; their own tests are in tests/portal). Each input is counted as a
 next step's page), rejected (a page saying what is wrong, 4xx included) or 5xx/unhandled,
 which must stay 0; the first few of those are printed with their input.
 
-    .venv/bin/python bench/form_fuzz.py --inputs 100000          # the issue's run
+    .venv/bin/python bench/form_fuzz.py --inputs 100000 --jobs 2  # the issue's run
     .venv/bin/python bench/form_fuzz.py --inputs 800 --database sqlite
+
+The run is cut into units of one target and ``--chunk`` inputs (default 2,000, about half a
+minute of one core). ``--jobs N`` runs units in N worker processes, each with its own portal
+app on the same registry. After each unit its counts go into a state file
+(``bench/out/form_fuzz_<seed>_<inputs>_<chunk>.json``): an interrupted run started again with
+the same numbers skips the finished units (``--fresh`` starts over). A unit's inputs come from
+a Hypothesis seed made of the run's seed, the target and the unit's number, so the units of one
+target differ from each other and a unit gives the same inputs when run again.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
+import json
 import logging
+import multiprocessing
 import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -46,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from portal_load import AP_ID, AP_SECRET, bench_settings, populate  # noqa: E402  (bench/ is the script's folder)
 
@@ -107,7 +118,7 @@ def _hidden(html: str, name: str) -> str:
 class Run:
     """The portal under test, one flow per page it needs, and the counts."""
 
-    def __init__(self, settings_: Settings) -> None:
+    def __init__(self, settings_: Settings, worker: int = 0) -> None:
         limits = {name: (10**9, 60) for name in ("page", "signin", "verify")}
         self.app = create_app(settings_, {"TESTING": True, "PORTAL_RATE_LIMITS": limits})
         self.client = self.app.test_client()
@@ -116,7 +127,8 @@ class Run:
         self.counts: dict[str, collections.Counter[str]] = {}
         self.failures: list[str] = []
         self.seconds: dict[str, float] = {}
-        self._n = 0
+        # Workers share the registry: each numbers its devices and phones in its own range.
+        self._n = worker * 10_000_000
 
     def splash(self) -> str:
         """A fresh flow's identity form."""
@@ -177,8 +189,8 @@ def _tokens(page: str) -> dict[str, st.SearchStrategy[str]]:
             "lang": st.sampled_from(("zh_CN", "en"))}
 
 
-def fuzz(run: Run, target: str, n: int) -> None:
-    """Send n generated inputs to one target."""
+def fuzz(run: Run, target: str, n: int, unit_seed: int | None = None) -> None:
+    """Send n generated inputs to one target (from Hypothesis seed unit_seed when given)."""
     config = settings(max_examples=n, phases=[Phase.generate], database=None, deadline=None,
                       suppress_health_check=list(HealthCheck))
     now = str(int(time.time()))
@@ -286,50 +298,162 @@ def fuzz(run: Run, target: str, n: int) -> None:
             run.send(target, 'name="flow"', "GET", "/s?" + urlencode(query))
     else:
         raise SystemExit(f"unknown target {target}")
+    if unit_seed is not None:
+        one = seed(unit_seed)(one)
     started = time.perf_counter()
     one()
-    run.seconds[target] = time.perf_counter() - started
+    run.seconds[target] = run.seconds.get(target, 0.0) + time.perf_counter() - started
 
 
 TARGETS = ("redirect", "fas", "signin", "verify", "identity", "resend", "one_tap", "resume",
            "lang", "draft", "change", "again")
 
 
-def main() -> None:
-    """Parse the command line, fuzz each target, print the counts and throughput."""
+Unit = tuple[str, int, int]  # target, unit number, inputs
+_WORKER: dict[str, Run] = {}
+
+
+def unit_seed(run_seed: int, target: str, index: int) -> int:
+    """The Hypothesis seed of one unit: stable across runs, different for every unit."""
+    digest = hashlib.sha256(f"{run_seed}\x00{target}\x00{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def _start_worker(settings_: Settings, counter: Any) -> None:
+    """A worker process's portal app (its own, on the shared registry and Redis prefix)."""
+    logging.basicConfig(level=logging.ERROR)
+    with counter.get_lock():
+        counter.value += 1
+        worker = counter.value
+    _WORKER["run"] = Run(settings_, worker)
+
+
+def run_unit(job: tuple[Unit, int]) -> dict[str, Any]:
+    """Fuzz one unit in this worker; its counts, seconds and first failures."""
+    (target, index, size), run_seed = job
+    run = _WORKER["run"]
+    run.counts, run.failures, run.seconds = {}, [], {}
+    fuzz(run, target, size, unit_seed(run_seed, target, index))
+    return {"target": target, "index": index, "seconds": run.seconds[target],
+            "counts": dict(run.counts.get(target, collections.Counter())),
+            "failures": run.failures}
+
+
+def run_units(settings_: Settings, todo: list[Unit], jobs: int, run_seed: int
+              ) -> Iterator[dict[str, Any]]:
+    """Each unit's result as it finishes, from up to jobs worker processes."""
+    if not todo:
+        return
+    # spawn: the workers start clean, without the parent's database and Redis connections.
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("i", 0)
+    with context.Pool(min(jobs, len(todo)), initializer=_start_worker,
+                      initargs=(settings_, counter)) as pool:
+        yield from pool.imap_unordered(run_unit, [(unit, run_seed) for unit in todo])
+
+
+def load_state(path: Path, key: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Finished units of an earlier run with the same seed, inputs and chunk (else none)."""
+    try:
+        state = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    if {name: state.get(name) for name in key} != key:
+        return {}
+    done: dict[str, dict[str, Any]] = state["done"]
+    return done
+
+
+def save_state(path: Path, key: dict[str, int], done: dict[str, dict[str, Any]]) -> None:
+    """Write the finished units (to a temporary file first: a kill leaves the old state)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({**key, "done": done}))
+    temporary.replace(path)
+
+
+def main() -> int:
+    """Parse the command line, fuzz each target's units (in worker processes), print the
+    counts and throughput; exit 1 when any input got a 5xx or raised."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=100_000, help="inputs per target")
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--chunk", type=int, default=2_000,
+                        help="inputs per unit: the state file is written after each unit")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--state", type=Path, default=None,
+                        help="resume file (default bench/out/form_fuzz_<seed>_<inputs>_<chunk>"
+                             ".json)")
+    parser.add_argument("--fresh", action="store_true", help="ignore an earlier state file")
     args = parser.parse_args()
+    if args.inputs < 1 or args.chunk < 1 or args.jobs < 1:
+        parser.error("--inputs, --chunk and --jobs must be at least 1")
+    targets = args.targets.split(",")
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
     logging.basicConfig(level=logging.ERROR)
+    key = {"seed": args.seed, "inputs": args.inputs, "chunk": args.chunk}
+    state = args.state or ROOT / "bench" / "out" / (
+        f"form_fuzz_{args.seed}_{args.inputs}_{args.chunk}.json")
+    done = {} if args.fresh else load_state(state, key)
+    units = [(target, index, min(args.chunk, args.inputs - start)) for target in targets
+             for index, start in enumerate(range(0, args.inputs, args.chunk))]
+    todo = [unit for unit in units if f"{unit[0]}:{unit[1]}" not in done]
+    if len(todo) < len(units):
+        print(f"resuming from {state}: {len(units) - len(todo)} of {len(units)} units done",
+              flush=True)
     run_id = uuid.uuid4().hex[:8]
     base = Settings.load(environ={})
     settings_ = bench_settings(run_id, args.database, base)
+    started, sent = time.perf_counter(), 0
     try:
-        populate(settings_, 50)
-        run = Run(settings_)
-        for target in args.targets.split(","):
-            fuzz(run, target, args.inputs)
-            counts = run.counts.get(target, collections.Counter())
+        if todo:
+            populate(settings_, 50)
+        for result in run_units(settings_, todo, args.jobs, args.seed):
+            done[f"{result['target']}:{result['index']}"] = result
+            save_state(state, key, done)
+            counts = result["counts"]
             total = sum(counts.values())
-            print(f"{target:9} inputs {total:7,}  accepted {counts['accepted']:7,}  "
-                  f"rejected {counts['rejected']:7,}  5xx {counts['5xx']:3}  "
-                  f"{total / run.seconds[target]:7.0f} inputs/s", flush=True)
-        for failure in run.failures:
-            print("5xx:", failure)
-        total = sum(sum(c.values()) for c in run.counts.values())
-        seconds = sum(run.seconds.values())
-        print(f"all       inputs {total:7,}  5xx {sum(c['5xx'] for c in run.counts.values())}  "
-              f"{total / seconds:.0f} inputs/s over {seconds:.1f} s")
-        run.app.extensions["portal"].close()
+            sent += total
+            left = sum(size for target, index, size in todo if f"{target}:{index}" not in done)
+            elapsed = time.perf_counter() - started
+            print(f"{result['target']:9} unit {result['index'] + 1:3}: {total:6,} inputs, "
+                  f"5xx {counts.get('5xx', 0)}, {total / result['seconds']:5.0f} inputs/s; "
+                  f"about {left * elapsed / max(sent, 1) / 60:.1f} min left", flush=True)
     finally:
         client = redis.Redis.from_url(settings_.redis_url)
-        for key in client.scan_iter(match=f"{settings_.redis_key_prefix}*", count=1000):
-            client.delete(key)
+        for stale in client.scan_iter(match=f"{settings_.redis_key_prefix}*", count=1000):
+            client.delete(stale)
         if args.database == "postgresql":
             local_services.drop_database(base, f"bench_{run_id}")
+    errors = 0
+    failures: list[str] = []
+    cpu_seconds = 0.0
+    for target in targets:
+        results = [done[f"{t}:{i}"] for t, i, _size in units if t == target]
+        counts: collections.Counter[str] = collections.Counter()
+        for result in results:
+            counts.update(result["counts"])
+            failures += result["failures"]
+        seconds = sum(result["seconds"] for result in results)
+        cpu_seconds += seconds
+        total = sum(counts.values())
+        errors += counts["5xx"]
+        print(f"{target:9} inputs {total:7,}  accepted {counts['accepted']:7,}  "
+              f"rejected {counts['rejected']:7,}  5xx {counts['5xx']:3}  "
+              f"{total / max(seconds, 1e-9):7.0f} inputs/s")
+    for failure in failures[:10]:
+        print("5xx:", failure)
+    total = sum(sum(r["counts"].values()) for r in done.values()
+                if r["target"] in targets)
+    print(f"all       inputs {total:7,}  5xx {errors}  {total / max(cpu_seconds, 1e-9):.0f} "
+          f"inputs/s per worker over {cpu_seconds:.1f} s in the workers, "
+          f"{time.perf_counter() - started:.1f} s wall for this run, state {state}")
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -64,8 +64,8 @@ class IdentityCipher:
     """
 
     def __init__(self, fernet_key: str, previous_keys: Sequence[str] = (),
-                 digest_key: str = "") -> None:
-        if previous_keys and not digest_key:
+                 digest_key: str = "", previous_digest_keys: Sequence[str] = ()) -> None:
+        if (previous_keys or previous_digest_keys) and not digest_key:
             # A derived digest key would follow the new primary and orphan every digest.
             raise ValueError("a digest key must be given while previous keys are")
         self._primary = Fernet(fernet_key.encode("ascii"))
@@ -75,12 +75,22 @@ class IdentityCipher:
         # column alone cannot be reversed by hashing the 10^8-ish space of plausible numbers.
         self._index_key = (bytes.fromhex(digest_key) if digest_key
                            else derived_digest_key(fernet_key))
+        # Earlier digest keys are matched, never written, while `keys rotate --digest` moves
+        # the stored digests to the primary one.
+        self._index_keys = (self._index_key,
+                            *(bytes.fromhex(key) for key in previous_digest_keys))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IdentityCipher:
         """The cipher the settings describe (primary, previous and digest keys)."""
         previous = [key for key in settings.identity_keys_previous.split(",") if key]
-        return cls(settings.identity_key, previous, settings.digest_key)
+        previous_digests = [key for key in settings.digest_keys_previous.split(",") if key]
+        return cls(settings.identity_key, previous, settings.digest_key, previous_digests)
+
+    @property
+    def rotating_digests(self) -> bool:
+        """True while earlier digest keys are configured (stored digests may be under them)."""
+        return len(self._index_keys) > 1
 
     def encrypt(self, plaintext: str) -> bytes:
         """Encrypt a value under the primary key (authenticated, random IV)."""
@@ -110,26 +120,40 @@ class IdentityCipher:
 
     def digest(self, id_type: str, number: str) -> str:
         """A keyed digest of (type, number) for finding a resident without decrypting."""
-        message = f"{id_type}\x00{normalize_id_number(number)}".encode()
-        return hmac.new(self._index_key, message, hashlib.sha256).hexdigest()
+        return self.digests(id_type, number)[0]
+
+    def digests(self, id_type: str, number: str) -> tuple[str, ...]:
+        """The digest of (type, number) under every configured digest key, primary first
+        (what a lookup matches while a digest rotation runs)."""
+        return self._all(f"{id_type}\x00{normalize_id_number(number)}")
 
     def name_digest(self, name: str) -> str:
         """A keyed digest of a name in its comparable form (exact search, sign-in matching)."""
+        return self.name_digests(name)[0]
+
+    def name_digests(self, name: str) -> tuple[str, ...]:
+        """A name's digest under every configured digest key, primary first."""
         # The "name" prefix keeps it apart from the identity digests (whose prefixes are
         # document types) under the same key.
-        message = f"name\x00{name_match_key(name)}".encode()
-        return hmac.new(self._index_key, message, hashlib.sha256).hexdigest()
+        return self._all(f"name\x00{name_match_key(name)}")
 
     def phone_digest(self, phone: str) -> str:
         """A keyed digest of a phone number in E.164 (empty for no number)."""
-        return self._e164_digest(canonical_phone(phone) if phone.strip() else "")
+        return self.phone_digests(phone)[0]
+
+    def phone_digests(self, phone: str) -> tuple[str, ...]:
+        """A phone's digest under every configured digest key, primary first (("",) for none)."""
+        canonical = canonical_phone(phone) if phone.strip() else ""
+        return self._all(f"phone\x00{canonical}") if canonical else ("",)
 
     def _e164_digest(self, canonical: str) -> str:
         """The digest of a number already in its canonical form (empty for none)."""
-        if not canonical:
-            return ""
-        message = f"phone\x00{canonical}".encode()
-        return hmac.new(self._index_key, message, hashlib.sha256).hexdigest()
+        return self._all(f"phone\x00{canonical}")[0] if canonical else ""
+
+    def _all(self, message: str) -> tuple[str, ...]:
+        """HMAC-SHA256 of a message under each digest key, primary first."""
+        data = message.encode()
+        return tuple(hmac.new(key, data, hashlib.sha256).hexdigest() for key in self._index_keys)
 
     def person_columns(self, name: str | None, phone: str | None) -> dict[str, bytes | str | None]:
         """The stored form of a name and a phone: encrypted, with their lookup digests.

@@ -94,6 +94,14 @@ def _parse_url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _parse_page_url(raw: str) -> str:
+    """Check a link for a resident's browser: http(s) with a host, nothing else."""
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host name")
+    return raw
+
+
 def _parse_timezone(raw: str) -> str:
     """Check that a name is a known IANA time zone."""
     try:
@@ -145,6 +153,14 @@ def _parse_digest_key(raw: str) -> str:
         raise ValueError("must be 64 hex digits (use `wifi-census keys`, or `wifi-census keys "
                          "digest` for the one in use now)")
     return raw.lower()
+
+
+def _parse_digest_keys(raw: str) -> str:
+    """Comma-separated blind-index keys (empty: none), each 64 hex digits."""
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    if any(not re.fullmatch(r"[0-9a-fA-F]{64}", key) for key in keys):
+        raise ValueError("must be 64 hex digits each, comma separated")
+    return ",".join(key.lower() for key in keys)
 
 
 def _parse_choice(*choices: str) -> Callable[[str], str]:
@@ -423,6 +439,14 @@ VARIABLES: tuple[Variable, ...] = (
         secret=True,
     ),
     Variable(
+        "digest_keys_previous",
+        _parse_digest_keys,
+        "",
+        "earlier digest keys, comma separated: still matched, never written; empty them once "
+        "`wifi-census keys rotate --digest` has finished",
+        secret=True,
+    ),
+    Variable(
         "command_key",
         _parse_key,
         None,
@@ -451,6 +475,21 @@ VARIABLES: tuple[Variable, ...] = (
         "12345",
         "the help number shown on every resident page (default: the government service "
         "hotline; set the community service centre's own)",
+    ),
+    Variable(
+        "portal_restart_url",
+        _parse_page_url,
+        "http://status.client/login",
+        "where the \"start again\" button of a page with no valid sign-in link goes: a plain-HTTP "
+        "address the AP intercepts and answers with a fresh portal redirect (default: openNDS's "
+        "RFC 8910 login URL on its default gatewayfqdn)",
+    ),
+    Variable(
+        "portal_name_search_max",
+        _parse_int(0, 1_000_000),
+        "5000",
+        "most residents whose names one back-office search by part of a name may decrypt (the "
+        "staff member's communities; 0 turns that search off)",
     ),
     Variable(
         "portal_reverify_days",
@@ -699,11 +738,14 @@ class Settings:
     identity_key: str = field(repr=False)
     identity_keys_previous: str = field(repr=False)
     digest_key: str = field(repr=False)
+    digest_keys_previous: str = field(repr=False)
     command_key: str = field(repr=False)
     log_level: str
     portal_session_seconds: int
     portal_device_quota: int
     portal_help_phone: str
+    portal_restart_url: str
+    portal_name_search_max: int
     portal_reverify_days: int
     portal_redirect_max_age: int
     portal_otp_ttl: int
@@ -770,6 +812,10 @@ class Settings:
                 "must be set while WIFI_CENSUS_IDENTITY_KEYS_PREVIOUS is (the digest key would "
                 "otherwise follow the new identity key); `wifi-census keys digest` prints the "
                 "one in use now")
+        if values["digest_keys_previous"] and not values["digest_key"]:
+            raise SettingsError(
+                PREFIX + "DIGEST_KEY", "",
+                "must be set while WIFI_CENSUS_DIGEST_KEYS_PREVIOUS is (the new digest key)")
         missing = [name for name in GENERATED_KEYS if values[name] is None]
         if missing:
             if values["environment"] == "production":

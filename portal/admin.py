@@ -32,11 +32,11 @@ from flask_login import (
     login_user,
     logout_user,
 )
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, true
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from census.privacy import mask_name, mask_phone, normalize_id_number
+from census.privacy import mask_name, mask_phone, name_match_key, normalize_id_number
 from portal import staff_auth
 from portal.access import (
     OPERATORS,
@@ -249,17 +249,59 @@ def _search(db: Session, by: str, query: str) -> Select[Any]:
     cipher = portal_services().cipher
     if by == "id":
         number = normalize_id_number(query)
-        digests = [cipher.digest(t.value, number) for t in IdType]
+        # Every document type, under every configured digest key (a digest rotation may run).
+        digests = [d for t in IdType for d in cipher.digests(t.value, number)]
         statement = statement.where(Resident.id_digest.in_(digests))
     elif by == "phone":
         # Every stored number is digested in E.164, however it was written.
-        statement = statement.where(Resident.phone_digest == cipher.phone_digest(query))
+        phones = [d for d in cipher.phone_digests(query) if d]
+        statement = statement.where(Resident.phone_digest.in_(phones))
     elif by == "unit":
         statement = statement.join(Unit, Resident.unit_id == Unit.id).where(
             Unit.ref.startswith(query, autoescape=True))
     else:
-        statement = statement.where(Resident.name_digest == cipher.name_digest(query))
+        statement = statement.where(Resident.name_digest.in_(cipher.name_digests(query)))
     return _scoped(statement)
+
+
+NAME_PART_BATCH = 500  # names decrypted per query of a search by part of a name
+
+
+class NameSearchTooWide(Exception):
+    """More residents in scope than a search by part of a name may decrypt."""
+
+    def __init__(self, residents: int) -> None:
+        super().__init__(residents)
+        self.residents = residents
+
+
+def _name_part_search(db: Session, query: str) -> tuple[Select[Any], int]:
+    """Residents in the staff member's communities whose name contains query (compared as
+    names are: folded, no spacing), and how many names were decrypted for it.
+
+    Names are stored encrypted and found whole by digest; this decrypts, batch by batch, the
+    names of the residents in scope only, at most WIFI_CENSUS_PORTAL_NAME_SEARCH_MAX of them
+    (NameSearchTooWide beyond: a district-wide account narrows by unit instead).
+    """
+    wanted = name_match_key(query)
+    limit = portal_services().settings.portal_name_search_max
+    if not wanted:
+        return select(Resident).where(false()), 0
+    in_scope = db.scalar(_scoped(select(func.count(Resident.id)))) or 0
+    if in_scope > limit or limit == 0:
+        raise NameSearchTooWide(in_scope)
+    cipher = portal_services().cipher
+    scoped = (select(Resident.id, Resident.name_encrypted)
+              .where(Resident.unit_id.in_(units_in_scope())).order_by(Resident.id))
+    matched: list[int] = []
+    last = 0
+    while True:
+        rows = db.execute(scoped.where(Resident.id > last).limit(NAME_PART_BATCH)).all()
+        if not rows:
+            break
+        matched += [rid for rid, token in rows if wanted in name_match_key(cipher.reveal(token))]
+        last = rows[-1][0]
+    return select(Resident).where(Resident.id.in_(matched)), in_scope
 
 
 @bp.route("/residents", methods=["GET", "POST"])
@@ -276,14 +318,25 @@ def residents() -> str:
     searched = request.method == "POST" and bool(query)
     page = Pager(1, 0)
     if searched:
+        detail: dict[str, Any] = {"by": by}
         with portal_services().session_factory() as db:
-            statement = _search(db, by, query)
+            try:
+                if by == "name_part":
+                    statement, detail["decrypted"] = _name_part_search(db, query)
+                else:
+                    statement = _search(db, by, query)
+            except NameSearchTooWide as error:
+                detail["refused"] = error.residents
+                flash(_("Your communities have %(count)d residents, more than a search by part "
+                        "of a name may look through. Search by full name, or by unit.",
+                        count=error.residents), "error")
+                statement = select(Resident).where(false())
             page = pager(db, statement)
             found = list(db.scalars(statement.order_by(Resident.id).offset(page.offset)
                                     .limit(PAGE_SIZE)))
             ids = {r.unit_id for r in found}
             units = dict(db.execute(select(Unit.id, Unit.ref).where(Unit.id.in_(ids))).all())
-        _audit("search_residents", "", {"by": by, "results": page.total, "page": page.page})
+        _audit("search_residents", "", detail | {"results": page.total, "page": page.page})
     shown = query if by != "id" else ""  # an ID number is not echoed back into the page
     return render_template("admin/residents.html", residents=found, units=units, by=by,
                            q=shown, searched=searched, pager=page)

@@ -145,12 +145,15 @@ def _sending_client(hs: Handshake) -> str:
 
 def _message(title: str, text: str, status: int = 200, flow: Flow | None = None,
              retry_after: int = 0, forward: tuple[str, str] | None = None,
-             restart_token: str = "") -> Response:
+             restart_token: str = "", restart: bool = False) -> Response:
     """A short page with one message (bad link, too many attempts, expired...) and a way on:
-    forward is (label, URL) of a button; restart_token offers a fresh flow for the device."""
+    forward is (label, URL) of a button; restart_token offers a fresh flow for the device;
+    restart a button to the configured address that makes the AP hand the device over again
+    (for a page with no flow left to restart)."""
+    restart_url = portal_services().settings.portal_restart_url if restart else ""
     response = Response(render_template(
         "portal/message.html", title=title, text=text, flow_token=_token(flow) if flow else "",
-        lang=_locale(), forward=forward, restart_token=restart_token,
+        lang=_locale(), forward=forward, restart_token=restart_token, restart_url=restart_url,
     ), status=status)
     if retry_after:
         response.headers["Retry-After"] = str(retry_after)
@@ -221,9 +224,10 @@ def _refused(error: HandshakeError) -> Response:
                             status=_REFUSALS.get(error.reason, 400),
                             forward=(_("Open the sign-in page again"), original))
     else:
-        text = _("This sign-in link is not valid. Connect to the community Wi-Fi and open any "
-                 "web page to get the sign-in page.")
-    return _message(_("Please start again"), text, status=_REFUSALS.get(error.reason, 400))
+        text = _("This sign-in link is not valid. Tap the button to get a fresh sign-in page. "
+                 "If nothing opens, connect to the community Wi-Fi and open any web page.")
+    return _message(_("Please start again"), text, status=_REFUSALS.get(error.reason, 400),
+                    restart=True)
 
 
 def _unit_choices(flow: Flow) -> tuple[tuple[SelectChoice, ...], frozenset[str]]:
@@ -467,9 +471,13 @@ def _expired(error: FlowError) -> Response:
         return _message(_("Please start again"),
                         _("This page has expired. Tap the button to start again."), status=400,
                         restart_token=token)
+    # Forged, missing or too old: nothing here names the device, so the way forward is the
+    # AP's own: a configured plain-HTTP address it intercepts and answers with a fresh
+    # hand-over (never a URL taken from the request: that would be an open redirect).
     return _message(_("Please start again"),
-                    _("This page has expired. Close it and open any web page to sign in "
-                      "again."), status=400)
+                    _("This page is no longer valid. Tap the button to start again. If nothing "
+                      "opens, close this page and open any web page."), status=400,
+                    restart=True)
 
 
 @bp.errorhandler(FlowStop)
@@ -480,7 +488,7 @@ def _stopped(error: FlowStop) -> Response:
         forward = (_("Fill in the form again"),
                    url_for("captive.resume", f=_token(error.flow), full=1, lang=_locale()))
     return _message(error.title, error.text, status=error.status, flow=error.flow,
-                    forward=forward)
+                    forward=forward, restart=forward is None)
 
 
 def _landing_url() -> str:
@@ -592,7 +600,13 @@ def _send_code(flow: Flow, claim: PhoneClaim, resend: bool,
     result = services.otp.issue(flow.fid, claim.phone, client, ap=hs.ap_id, binding=binding,
                                 stash=stash)
     problem = ""
-    if result.status is IssueStatus.COOLDOWN:
+    if result.status is IssueStatus.PENDING and not resend:
+        # The number came back unchanged within its cooldown ("change number", then the same
+        # number): the code already sent to it stands, and its countdown goes on.
+        return _render_code(flow, claim, wait=result.retry_after,
+                            notice=_("The code sent to this number a moment ago is still "
+                                     "valid. Please enter it."))
+    if result.status in (IssueStatus.COOLDOWN, IssueStatus.PENDING):
         problem = _("A code was sent to this number a moment ago. Please wait %(seconds)d "
                     "seconds before asking for another.", seconds=result.retry_after)
     elif result.status is IssueStatus.CAP_PHONE:

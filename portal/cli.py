@@ -239,13 +239,15 @@ def confirm_phone_command(signin_id: int, staff: str) -> None:
 
     Only for an `unconfirmed` sign-in (a registered resident with no phone on file).
     """
+    from census.privacy import IdentityCipher
     from portal.signin import confirm_phone
     from registry.db import make_engine, make_session_factory
 
     settings = _settings()
     engine = make_engine(settings.database_url)
     try:
-        resident_id = confirm_phone(make_session_factory(engine), signin_id, f"cli:{staff}")
+        resident_id = confirm_phone(make_session_factory(engine), signin_id, f"cli:{staff}",
+                                    cipher=IdentityCipher.from_settings(settings))
     except LookupError as error:
         raise click.ClickException(str(error)) from None
     finally:

@@ -15,7 +15,7 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import String, bindparam, select
+from sqlalchemy import String, bindparam, literal_column, select
 from sqlalchemy.orm import Session
 
 from census.phones import mobile_e164
@@ -173,16 +173,18 @@ class IdentityMatch:
 
 _RESIDENTS = Resident.metadata.tables[Resident.__tablename__]
 _WATCHLIST = WatchlistEntry.metadata.tables[WatchlistEntry.__tablename__]
-# Both lookups in one statement, built once: a one-row query of the digest, outer-joined to
-# the residents and to the watchlist (each digest column is unique: at most one row each).
-_WANTED = select(bindparam("digest", type_=String).label("digest")).subquery()
+# Both lookups in one statement, built once: a one-row query outer-joined to the residents and
+# to the watchlist by the identity's digests (one per configured digest key: while a digest
+# rotation runs a row may still hold the old key's). Each identity has at most one row in each.
+_ONE = select(literal_column("1").label("one")).subquery()
+_DIGESTS = bindparam("digests", type_=String, expanding=True)
 _MATCH = (
     select(_RESIDENTS.c.id, _RESIDENTS.c.unit_id, _RESIDENTS.c.name_digest,
            _RESIDENTS.c.phone_digest,
            _RESIDENTS.c.move_out, _WATCHLIST.c.id.label("watch_id"), _WATCHLIST.c.reason)
-    .select_from(_WANTED
-                 .outerjoin(_RESIDENTS, _RESIDENTS.c.id_digest == _WANTED.c.digest)
-                 .outerjoin(_WATCHLIST, _WATCHLIST.c.id_digest == _WANTED.c.digest))
+    .select_from(_ONE
+                 .outerjoin(_RESIDENTS, _RESIDENTS.c.id_digest.in_(_DIGESTS))
+                 .outerjoin(_WATCHLIST, _WATCHLIST.c.id_digest.in_(_DIGESTS)))
 )
 
 
@@ -190,8 +192,10 @@ def match_identity(session: Session, cipher: IdentityCipher, declared: DeclaredI
                    today: dt.date) -> IdentityMatch:
     """Look the identity up in the registry and the watchlist (by keyed digests only: the
     name and phone are compared as digests too, nothing is decrypted)."""
-    digest = cipher.digest(declared.id_type, declared.id_number)
-    row = session.connection().execute(_MATCH, {"digest": digest}).one()
+    digests = cipher.digests(declared.id_type, declared.id_number)
+    row = session.connection().execute(_MATCH, {"digests": list(digests)}).first()
+    assert row is not None  # the one-row query always answers
+    digest = digests[0]  # what a new row is stored under: the primary key's
     watch = WatchHit(row.watch_id, row.reason) if row.watch_id is not None else None
     if row.id is None:
         return IdentityMatch(digest, None, False, False, False, watch)
@@ -200,7 +204,7 @@ def match_identity(session: Session, cipher: IdentityCipher, declared: DeclaredI
     # The verified phone must be the one on file, or anybody who knows a neighbour's name and
     # ID number could sign in as them. No phone on file proves nothing: the number becomes the
     # resident's only by staff confirmation or the registry import (issue #11 defect 3).
-    phone_ok = bool(row.phone_digest) and row.phone_digest == cipher.phone_digest(declared.phone)
-    name_ok = row.name_digest == cipher.name_digest(declared.name)
+    phone_ok = bool(row.phone_digest) and row.phone_digest in cipher.phone_digests(declared.phone)
+    name_ok = row.name_digest in cipher.name_digests(declared.name)
     return IdentityMatch(digest, resident, name_ok, phone_ok,
                          moved_out, watch)

@@ -33,12 +33,22 @@ CODE_DIGITS = 6
 #       AP-hour alerted flag[, stash key]
 # ARGV: code hash, ttl seconds, cooldown milliseconds, phone cap, client cap, binding, AP cap
 #       [, stash value, stash ttl seconds]
-# The stash (the flow's pending identity) is written only with the code it belongs to: a refused
-# send must leave the flow exactly as it was (issue #11, defect 1). The AP's hourly budget
-# answers 'cap_ap' with 1 the first time in the hour (the caller raises one alert), else 0.
+# The stash (the flow's phone claim) is written only with the code it belongs to: a refused
+# send must leave the flow exactly as it was (issue #11, defect 1). One exception: in the
+# number's cooldown, when this flow's live code was sent for exactly this binding (the number
+# came back unchanged after "change number"), the claim is put back for that code ('pending':
+# no new code, no new cooldown). The code still proves only what it was sent for. The AP's
+# hourly budget answers 'cap_ap' with 1 the first time in the hour (the caller raises one
+# alert), else 0.
 _ISSUE = """
 local cooldown = redis.call('PTTL', KEYS[2])
-if cooldown > 0 then return {'cooldown', cooldown} end
+if cooldown > 0 then
+  if KEYS[7] and redis.call('HGET', KEYS[1], 'b') == ARGV[6] then
+    redis.call('SET', KEYS[7], ARGV[8], 'EX', ARGV[9])
+    return {'pending', cooldown}
+  end
+  return {'cooldown', cooldown}
+end
 local phone_count = tonumber(redis.call('GET', KEYS[3]) or '0')
 if phone_count >= tonumber(ARGV[4]) then return {'cap_phone', 0} end
 local client_count = tonumber(redis.call('GET', KEYS[4]) or '0')
@@ -103,6 +113,7 @@ class IssueStatus(StrEnum):
     """Why a code was or was not issued."""
 
     OK = "ok"
+    PENDING = "pending"  # this flow's live code was sent for the same number: use it
     COOLDOWN = "cooldown"
     CAP_PHONE = "cap_phone"
     CAP_CLIENT = "cap_client"
@@ -207,7 +218,8 @@ class OtpService:
         budget pays; binding: from binding(), what the code vouches for (verify() must be
         given the same).
         stash: (key, value, ttl seconds) stored in the same round trip, only when the code is
-        issued (the flow's phone claim).
+        issued (the flow's phone claim), or when the number is in its cooldown and this flow's
+        live code was sent for the same binding (PENDING: that code stands, nothing is sent).
         """
         moment = now or dt.datetime.now(dt.UTC)
         code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
@@ -223,7 +235,8 @@ class OtpService:
         word = IssueStatus(status.decode() if isinstance(status, bytes) else status)
         if word is IssueStatus.OK:
             return IssueResult(word, code=code)
-        retry = -(-int(extra) // 1000) if word is IssueStatus.COOLDOWN else 0
+        waiting = word in (IssueStatus.COOLDOWN, IssueStatus.PENDING)
+        retry = -(-int(extra) // 1000) if waiting else 0
         return IssueResult(word, retry_after=retry,
                            first_over_budget=word is IssueStatus.CAP_AP and int(extra) == 1)
 

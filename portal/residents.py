@@ -188,7 +188,7 @@ def confirm_signin_phone(signin_id: int) -> BaseResponse:
         abort(404)  # not unconfirmed, not yours, or gone: the same answer
     try:
         confirm_phone(services.session_factory, signin_id, current_staff().username,
-                      request.remote_addr or "")
+                      request.remote_addr or "", cipher=services.cipher)
     except LookupError as error:
         LOGGER.info("confirm-phone of sign-in %d refused: %s", signin_id, error)
         flash(_("This phone cannot be confirmed: the resident already has one on file, or the "

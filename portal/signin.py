@@ -170,6 +170,15 @@ def _first_try(services: PortalServices, flow: Flow, now: dt.datetime
     return dt.datetime.fromisoformat(bytes(earlier).decode()), True  # type: ignore[arg-type]
 
 
+def _identity_digests(cipher: IdentityCipher, resident: Resident) -> list[str]:
+    """A resident's identity digest under every configured digest key (during a digest
+    rotation the watchlist entry may be under the other key): the stored one alone otherwise."""
+    if not cipher.rotating_digests:
+        return [resident.id_digest]
+    number = cipher.decrypt(resident.id_number_encrypted)
+    return [resident.id_digest, *cipher.digests(resident.id_type.value, number)]
+
+
 def _earlier_try(session: Session, cipher: IdentityCipher, flow: Flow, pseudonym: str,
                  at: dt.datetime) -> _Recorded | None:
     """The sign-in an earlier try of this flow committed (its answer lost with the connection,
@@ -316,7 +325,7 @@ def _record_one_tap(services: PortalServices, flow: Flow, device_id: int, user_a
         device.ap_id = hs.ap_id
         outcome = OUTCOME_REGISTERED
         watch = session.scalar(select(WatchlistEntry).where(
-            WatchlistEntry.id_digest == resident.id_digest))
+            WatchlistEntry.id_digest.in_(_identity_digests(services.cipher, resident))))
         signin = SignIn(
             at=now, ap_id=hs.ap_id, handshake=hs.kind, method=METHOD_ONE_TAP, outcome=outcome,
             mac_pseudonym=pseudonym, randomized=device.randomized, resident_id=resident.id,
@@ -447,7 +456,7 @@ def move_out(services: PortalServices, resident_id: int, when: dt.date, actor: s
 
 
 def confirm_phone(session_factory: sessionmaker[Session], signin_id: int, actor: str,
-                  client_ip: str = "") -> int:
+                  client_ip: str = "", cipher: IdentityCipher | None = None) -> int:
     """Make an unconfirmed sign-in's verified phone its resident's (staff saw the person and
     their document); return the resident id. Refused unless the resident still has none."""
     with session_scope(session_factory) as session:
@@ -460,9 +469,13 @@ def confirm_phone(session_factory: sessionmaker[Session], signin_id: int, actor:
             raise LookupError(f"sign-in {signin_id} has no resident any more")
         if resident.phone_digest:
             raise LookupError(f"resident {resident.id} already has a phone on file")
-        # The sign-in's token and digest are the resident's now: nothing is decrypted.
-        resident.phone_encrypted, resident.phone_digest = (signin.phone_encrypted,
-                                                           signin.phone_digest)
+        # The sign-in's token and digest are the resident's now: nothing is decrypted, unless
+        # a digest rotation runs (the sign-in's digest may be under the old key, and the
+        # resident's row may have been passed already).
+        phone_digest = signin.phone_digest
+        if cipher is not None and cipher.rotating_digests:
+            phone_digest = cipher.phone_digest(cipher.decrypt(signin.phone_encrypted))
+        resident.phone_encrypted, resident.phone_digest = signin.phone_encrypted, phone_digest
         bump_registry_version(session)
         audit.record(session, actor, "confirm_phone", f"resident:{resident.id}",
                      {"signin": signin_id}, client_ip)

@@ -1,8 +1,10 @@
-"""Importing the watchlist: identities stored only as keyed digests, never in clear.
+"""Importing the watchlist: identities matched by keyed digests, kept encrypted, never in clear.
 
 CSV with a header ``id_type,id_number,reason`` (UTF-8, a byte-order mark accepted). Each row is
 checked on its own; a bad row is reported with its line number (the header is line 1) and
-skipped. Importing the same file twice changes nothing.
+skipped. Importing the same file twice changes nothing. The encrypted number lets `wifi-census
+keys rotate --digest` digest the entry under a new key; an entry from before it was kept gets
+it when the list is imported again.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def import_watchlist(path: Path, session_factory: sessionmaker[Session], cipher:
                     + (f"; unknown column(s) {', '.join(extra)}" if extra else "")
                     + (f"; missing {', '.join(missing)}" if missing else "")
                 )
-            entries: dict[str, tuple[int, str]] = {}
+            entries: dict[str, tuple[int, str, str, str]] = {}
             for line, values in enumerate(reader, start=2):
                 if not any(v.strip() for v in values):
                     continue
@@ -78,23 +80,35 @@ def import_watchlist(path: Path, session_factory: sessionmaker[Session], cipher:
                 if len(reason) > MAX_REASON:
                     report.errors.append((line, f"reason is longer than {MAX_REASON} characters"))
                     continue
-                digest = cipher.digest(id_type, clean_id_number(row["id_number"]))
+                number = clean_id_number(row["id_number"])
+                digest = cipher.digest(id_type, number)
                 if digest in entries:
                     report.errors.append((line, f"duplicate of line {entries[digest][0]}"))
                     continue
-                entries[digest] = (line, reason)
+                entries[digest] = (line, reason, id_type, number)
     except UnicodeDecodeError as error:
         raise WatchlistFileError(f"{path.name}: not UTF-8 ({error.reason})") from None
+    # An entry is found under any configured digest key (a digest rotation may be running).
+    primary_of = {any_key: digest for digest, (_l, _r, id_type, number) in entries.items()
+                  for any_key in cipher.digests(id_type, number)}
     with session_scope(session_factory) as session:
-        existing = {e.id_digest: e for e in session.scalars(
-            select(WatchlistEntry).where(WatchlistEntry.id_digest.in_(list(entries))))}
-        for digest, (_line, reason) in entries.items():
+        existing = {primary_of[e.id_digest]: e for e in session.scalars(
+            select(WatchlistEntry).where(WatchlistEntry.id_digest.in_(list(primary_of))))}
+        for digest, (_line, reason, id_type, number) in entries.items():
             entry = existing.get(digest)
             if entry is None:
-                session.add(WatchlistEntry(id_digest=digest, reason=reason))
+                session.add(WatchlistEntry(id_digest=digest, reason=reason, id_type=id_type,
+                                           id_number_encrypted=cipher.encrypt(number)))
                 report.created += 1
-            elif entry.reason != reason:
-                entry.reason = reason
+                continue
+            changed = entry.reason != reason
+            entry.reason = reason
+            if entry.id_number_encrypted is None or entry.id_digest != digest:
+                # Kept as a digest only (imported before), or under an earlier digest key.
+                entry.id_type, entry.id_digest = id_type, digest
+                entry.id_number_encrypted = cipher.encrypt(number)
+                changed = True
+            if changed:
                 report.updated += 1
             else:
                 report.unchanged += 1

@@ -510,9 +510,16 @@ def _apply_residents(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -
     digests = {
         ctx.cipher.digest(v["id_type"].value, v["id_number"]): (line, v) for line, v in records
     }
+    # Every configured digest key's digest finds the row (a digest rotation may be running);
+    # the row is keyed here by the primary one.
+    primary_of = {
+        any_key: digest for digest, (_line, v) in digests.items()
+        for any_key in ctx.cipher.digests(v["id_type"].value, v["id_number"])
+    }
     existing = {
-        r.id_digest: r
-        for r in ctx.session.scalars(select(Resident).where(Resident.id_digest.in_(digests)))
+        primary_of[r.id_digest]: r
+        for r in ctx.session.scalars(select(Resident).where(
+            Resident.id_digest.in_(list(primary_of))))
     }
     units = _units_by_ref(ctx.session, {v["unit_ref"] for _, v in records})
     for digest, (line, values) in digests.items():
@@ -530,6 +537,8 @@ def _apply_residents(ctx: _Context, records: list[tuple[int, dict[str, Any]]]) -
         # Name and phone are compared by digest (a fresh encryption never equals the stored
         # one) and encrypted only when they changed: importing a file again changes nothing.
         known = existing.get(digest)
+        if known is not None and known.id_digest != digest:
+            fields_["id_digest"] = digest  # under an earlier digest key: moved to the primary
         if (known is None or known.name_digest != fields_["name_digest"]
                 or known.phone_digest != fields_["phone_digest"]):
             fields_.update(ctx.cipher.person_columns(values["name"], values["phone"]))

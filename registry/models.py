@@ -565,13 +565,18 @@ class AuditEntry(Base):
 
 
 class WatchlistEntry(Base):
-    """An identity whose sign-in raises an alert to the back office (stored as a digest)."""
+    """An identity whose sign-in raises an alert to the back office (matched by its digest)."""
 
     __tablename__ = "watchlist"
     __table_args__ = (UniqueConstraint("id_digest"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     id_digest: Mapped[str] = mapped_column(String(64))
+    # The identity itself, encrypted, so that `keys rotate --digest` can digest it under a new
+    # key. Empty for an entry of a list imported before (migration 0011 fills in what the
+    # residents and sign-ins hold): only importing the list again gives it back.
+    id_type: Mapped[str] = mapped_column(String(32), default="")
+    id_number_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     reason: Mapped[str] = mapped_column(String(200), default="")
     added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -4,7 +4,12 @@
 A value already under the primary key is left alone, so an interrupted run simply starts again
 and finds the finished batches current: it is resumable without a progress table, and it never
 overwrites a value someone re-wrote meanwhile (the update is conditional on the old token).
-Digests do not change: their key is separate (``WIFI_CENSUS_DIGEST_KEY``).
+Digests do not change in it: their key is separate (``WIFI_CENSUS_DIGEST_KEY``).
+
+``wifi-census keys rotate --digest`` (``rotate_digests``) moves the lookup digests of residents,
+sign-ins and the watchlist to a new digest key the same way: recomputed from the decrypted
+values, written only where they differ, in batches, resumable; lookups match the earlier keys
+(``WIFI_CENSUS_DIGEST_KEYS_PREVIOUS``) until it has finished.
 """
 
 from __future__ import annotations
@@ -19,7 +24,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from census.privacy import IdentityCipher
 from registry.db import session_scope
-from registry.models import AccessPoint, AuditEntry, Device, OutboxCommand, Resident, SignIn
+from registry.models import (
+    AccessPoint,
+    AuditEntry,
+    Device,
+    OutboxCommand,
+    Resident,
+    SignIn,
+    WatchlistEntry,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,6 +48,7 @@ ENCRYPTED_COLUMNS: dict[str, tuple[Any, str]] = {
     "access_points": (AccessPoint, "secret_encrypted"),
     "access_point_broker_secrets": (AccessPoint, "broker_secret_encrypted"),
     "ap_command_outbox": (OutboxCommand, "mac_encrypted"),
+    "watchlist": (WatchlistEntry, "id_number_encrypted"),
 }
 
 
@@ -91,6 +105,113 @@ def rotate_keys(factory: sessionmaker[Session], cipher: IdentityCipher, batch_si
         report.unreadable[table] = unreadable
     with session_scope(factory) as session:
         session.add(AuditEntry(actor=actor, action="keys_rotate", subject="", detail={
+            "rotated": report.rotated, "current": report.current,
+            "unreadable": {t: len(ids) for t, ids in report.unreadable.items()}}))
+    return report
+
+
+class DigestRotationRefused(RuntimeError):
+    """The digest key cannot be rotated yet (watchlist entries held as digests only)."""
+
+
+def _resident_digests(cipher: IdentityCipher, row: Any) -> dict[str, str]:
+    """A resident's three lookup digests under the primary digest key, from its values."""
+    phone = cipher.decrypt(row.phone_encrypted) if row.phone_encrypted else ""
+    return {"id_digest": cipher.digest(str(row.id_type), cipher.decrypt(row.id_number_encrypted)),
+            "name_digest": cipher.name_digest(cipher.decrypt(row.name_encrypted)),
+            "phone_digest": cipher.phone_digest(phone)}
+
+
+def _signin_digests(cipher: IdentityCipher, row: Any) -> dict[str, str]:
+    """A sign-in's lookup digests under the primary key ("" where it holds no value: one tap,
+    or an erased resident's name)."""
+    number = cipher.decrypt(row.id_number_encrypted) if row.id_number_encrypted else ""
+    name = cipher.decrypt(row.name_encrypted) if row.name_encrypted else ""
+    phone = cipher.decrypt(row.phone_encrypted) if row.phone_encrypted else ""
+    return {"id_digest": cipher.digest(row.id_type, number) if number else "",
+            "name_digest": cipher.name_digest(name) if name else "",
+            "phone_digest": cipher.phone_digest(phone)}
+
+
+def _watchlist_digests(cipher: IdentityCipher, row: Any) -> dict[str, str]:
+    """A watchlist entry's digest under the primary key."""
+    return {"id_digest": cipher.digest(row.id_type, cipher.decrypt(row.id_number_encrypted))}
+
+
+_PERSON_DIGESTS = ("id_digest", "name_digest", "phone_digest")
+_PERSON_VALUES = ("id_type", "id_number_encrypted", "name_encrypted", "phone_encrypted")
+# Every table whose rows are found by digests: name -> (model, the digest columns, the columns
+# they are computed from, how).
+DIGESTED_TABLES: dict[str, tuple[Any, tuple[str, ...], tuple[str, ...],
+                                 Callable[[IdentityCipher, Any], dict[str, str]]]] = {
+    "residents": (Resident, _PERSON_DIGESTS, _PERSON_VALUES, _resident_digests),
+    "portal_signins": (SignIn, _PERSON_DIGESTS, _PERSON_VALUES, _signin_digests),
+    "watchlist": (WatchlistEntry, ("id_digest",), ("id_type", "id_number_encrypted"),
+                  _watchlist_digests),
+}
+
+
+def digest_only_watchlist_entries(factory: sessionmaker[Session]) -> int:
+    """Watchlist entries held as a digest only (imported before the number was kept)."""
+    with factory() as session:
+        return len(session.scalars(select(WatchlistEntry.id).where(
+            WatchlistEntry.id_number_encrypted.is_(None))).all())
+
+
+def rotate_digests(factory: sessionmaker[Session], cipher: IdentityCipher,
+                   batch_size: int = 500, after_batch: Callable[[str, int], None] | None = None,
+                   actor: str = "cli") -> RotationReport:
+    """Re-digest, batch by batch, every row whose digests are not the primary digest key's.
+
+    The cipher must still match the earlier digest keys (WIFI_CENSUS_DIGEST_KEYS_PREVIOUS) so
+    that lookups find every row while this runs. Resumable: a row's digests are recomputed from
+    its decrypted values and written only when they differ, conditional on the digest read.
+    Refused (DigestRotationRefused) while a watchlist entry holds a digest only: it could never
+    be matched again under the new key.
+    """
+    legacy = digest_only_watchlist_entries(factory)
+    if legacy:
+        raise DigestRotationRefused(
+            f"{legacy} watchlist entries are held as digests only: import the watchlist again "
+            "(wifi-census portal watchlist-import) before rotating the digest key")
+    report = RotationReport()
+    for table, (model, digest_columns, sources, digests_of) in DIGESTED_TABLES.items():
+        rotated = current = 0
+        unreadable: list[int] = []
+        last_id = 0
+        while True:
+            with session_scope(factory) as session:
+                columns = (*digest_columns, *(c for c in sources if c not in digest_columns))
+                rows = session.execute(
+                    select(model.id, *(getattr(model, c) for c in columns))
+                    .where(model.id > last_id).order_by(model.id).limit(batch_size)).all()
+                if not rows:
+                    break
+                for row in rows:
+                    try:
+                        fresh = digests_of(cipher, row)
+                    except ValueError:
+                        unreadable.append(row.id)
+                        LOGGER.error("%s %d: no configured key opens its values", table, row.id)
+                        continue
+                    if all(getattr(row, c) == fresh[c] for c in digest_columns):
+                        current += 1
+                        continue
+                    # Conditional on the digest read: a row re-written meanwhile (by an import
+                    # or a sign-in, under the primary key already) is left as it is.
+                    session.execute(update(model).where(model.id == row.id,
+                                                        model.id_digest == row.id_digest)
+                                    .values(fresh))
+                    rotated += 1
+                last_id = rows[-1].id
+            LOGGER.info("keys rotate --digest %s: up to id %d (%d re-digested so far)", table,
+                        last_id, rotated)
+            if after_batch is not None:
+                after_batch(table, last_id)
+        report.rotated[table], report.current[table] = rotated, current
+        report.unreadable[table] = unreadable
+    with session_scope(factory) as session:
+        session.add(AuditEntry(actor=actor, action="keys_rotate_digest", subject="", detail={
             "rotated": report.rotated, "current": report.current,
             "unreadable": {t: len(ids) for t, ids in report.unreadable.items()}}))
     return report

@@ -533,6 +533,7 @@ def fill_registry(factory: sessionmaker[Session], cipher: IdentityCipher) -> Pla
         li = _resident(cipher, u1501.id, "李四", LI_ID, "")
         session.add_all([zhang, li, WatchlistEntry(
             id_digest=cipher.digest(IdType.RESIDENT_ID_CARD.value, WATCHED_ID),
+            id_type=IdType.RESIDENT_ID_CARD.value, id_number_encrypted=cipher.encrypt(WATCHED_ID),
             reason="test watchlist entry")])
         bump_registry_version(session)
         session.flush()

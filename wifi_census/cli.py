@@ -414,28 +414,44 @@ def keys_digest() -> None:
 @keys_command.command("rotate")
 @click.option("--batch", "batch_size", type=click.IntRange(1, 100_000), default=500,
               show_default=True, help="Rows per transaction.")
-def keys_rotate(batch_size: int) -> None:
-    """Re-encrypt every stored value under WIFI_CENSUS_IDENTITY_KEY (resumable: run it again
-    after an interruption); then WIFI_CENSUS_IDENTITY_KEYS_PREVIOUS may be emptied."""
+@click.option("--digest", "digests", is_flag=True,
+              help="Re-digest residents, sign-ins and the watchlist under WIFI_CENSUS_DIGEST_KEY "
+                   "instead (earlier keys in WIFI_CENSUS_DIGEST_KEYS_PREVIOUS).")
+def keys_rotate(batch_size: int, digests: bool) -> None:
+    """Re-encrypt every stored value under WIFI_CENSUS_IDENTITY_KEY, or with --digest move every
+    lookup digest to WIFI_CENSUS_DIGEST_KEY (resumable: run it again after an interruption);
+    then the previous keys may be emptied."""
     from census.privacy import IdentityCipher
     from registry.db import make_engine, make_session_factory, upgrade
-    from registry.rotation import rotate_keys
+    from registry.rotation import DigestRotationRefused, rotate_digests, rotate_keys
 
     settings = load_settings()
     configure_logging(settings)
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    report = rotate_keys(make_session_factory(engine), IdentityCipher.from_settings(settings),
-                         batch_size)
-    engine.dispose()
+    cipher = IdentityCipher.from_settings(settings)
+    try:
+        if digests:
+            report = rotate_digests(make_session_factory(engine), cipher, batch_size)
+        else:
+            report = rotate_keys(make_session_factory(engine), cipher, batch_size)
+    except DigestRotationRefused as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        engine.dispose()
+    done = "re-digested" if digests else "re-encrypted"
     for table in report.rotated:
-        click.echo(f"{table:15} re-encrypted {report.rotated[table]:>8}  already current "
+        click.echo(f"{table:15} {done} {report.rotated[table]:>8}  already current "
                    f"{report.current[table]:>8}  unreadable {len(report.unreadable[table])}")
     if not report.finished:
         raise click.ClickException("some values open with no configured key (ids logged); "
                                    "keep the previous keys until they are dealt with")
-    click.echo("every value is under the primary key: WIFI_CENSUS_IDENTITY_KEYS_PREVIOUS may "
-               "now be emptied")
+    if digests:
+        click.echo("every digest is under the primary digest key: WIFI_CENSUS_DIGEST_KEYS_PREVIOUS "
+                   "may now be emptied")
+    else:
+        click.echo("every value is under the primary key: WIFI_CENSUS_IDENTITY_KEYS_PREVIOUS may "
+                   "now be emptied")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,6 +44,8 @@ def test_defaults_point_at_the_local_services(tmp_path: Path) -> None:
         ("WIFI_CENSUS_MQTT_TOPIC_PREFIX", "census/#", "must be a plain topic level path"),
         ("WIFI_CENSUS_LOG_LEVEL", "LOUD", "must be one of DEBUG, INFO, WARNING, ERROR"),
         ("WIFI_CENSUS_ENVIRONMENT", "staging", "must be one of development, production, test"),
+        ("WIFI_CENSUS_PORTAL_RESTART_URL", "javascript:alert(1)", "must be an http:// or https"),
+        ("WIFI_CENSUS_PORTAL_RESTART_URL", "http:///login", "must be an http:// or https"),
     ],
 )
 def test_bad_value_names_the_variable_and_the_value(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from typing import Any
@@ -129,6 +130,42 @@ def test_search_by_name_phone_and_unit(client: FlaskClient,
         assert "张*" in search(client, by, q), by
     assert "未找到" in search(client, "name", "钱")
     assert "未找到" in search(client, "name", "张")  # a prefix is not a name
+
+
+def test_search_by_part_of_a_name_decrypts_only_the_staff_members_communities(
+        app: Flask, client: FlaskClient, services: PortalServices, place: Place,
+        sqlite_session_factory: sessionmaker[Session], monkeypatch: Any) -> None:
+    """A surname or a given name finds the resident within the staff member's communities
+    (the names decrypted there and counted in the audit entry); another community's staff find
+    nobody and decrypt nothing; past the configured bound the search is refused, audited."""
+    with session_scope(sqlite_session_factory) as db:
+        db.add(Community(code="OTHER", name="other"))
+    staff(sqlite_session_factory, "wang", "admin")
+    staff(sqlite_session_factory, "li", "grid_worker", community="OTHER")
+    login(client, "wang")
+    for part in ("张", "三", " 张 三 "):
+        assert "张*" in search(client, "name_part", part), part
+    assert "李*" in search(client, "name_part", "李") and "张*" not in search(client, "name_part",
+                                                                             "李")
+    assert "未找到" in search(client, "name_part", "钱")
+    with sqlite_session_factory() as db:
+        details = [e.detail for e in db.scalars(select(AuditEntry).where(
+            AuditEntry.actor == "wang", AuditEntry.action == "search_residents"))]
+    assert details[0] == {"by": "name_part", "decrypted": 2, "results": 1, "page": 1}
+    monkeypatch.setattr(services, "settings", dataclasses.replace(
+        services.settings, portal_name_search_max=1))
+    refused = search(client, "name_part", "张")
+    assert "张*" not in refused and "按姓名的一部分查找" in refused
+    with sqlite_session_factory() as db:
+        last = db.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+        assert last is not None and last.detail["refused"] == 2
+    other = app.test_client()
+    login(other, "li")
+    assert "未找到" in search(other, "name_part", "张")
+    with sqlite_session_factory() as db:
+        last = db.scalars(select(AuditEntry).where(AuditEntry.action == "search_residents")
+                          .order_by(AuditEntry.id.desc())).first()
+        assert last is not None and last.actor == "li" and last.detail["decrypted"] == 0
 
 
 def test_staff_of_another_community_see_nobody(

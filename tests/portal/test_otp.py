@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from census.channels import RedisKeys
 from census.settings import Settings
 from portal.otp import IssueStatus, OtpPolicy, OtpService, VerifyStatus
 from portal.ratelimit import RateLimiter
@@ -229,3 +230,28 @@ def test_locale_from_accept_language(header: str, locale: str) -> None:
     from portal.i18n import best_locale
 
     assert best_locale(parse_accept_header(header, LanguageAccept)) == locale
+
+
+def test_the_same_number_back_in_its_cooldown_keeps_its_code(settings: Settings,
+                                                              redis_client: Any) -> None:
+    """Within the cooldown, the flow whose live code was sent for exactly this binding gets its
+    claim back for that code (no new code, no new cooldown); another binding or another flow
+    gets the cooldown and its stash is not written."""
+    service = otp(settings, redis_client, resend_seconds=60)
+    key, other_key = f"{settings.redis_key_prefix}claim", f"{settings.redis_key_prefix}other"
+    sent = service.issue("f1", PHONE, "c", **K, stash=(key, b"claim", 30))
+    redis_client.delete(key)  # "change number"
+    cooldown = RedisKeys(settings.redis_key_prefix).otp_cooldown(service.phone_digest(PHONE))
+    cooldown_before = redis_client.pttl(cooldown)
+    back = service.issue("f1", PHONE, "c", **K, stash=(key, b"claim again", 30))
+    assert back.status is IssueStatus.PENDING and not back.code
+    assert 0 < back.retry_after <= 60 and redis_client.get(key) == b"claim again"
+    assert redis_client.pttl(cooldown) <= cooldown_before  # not booked again
+    redis_client.delete(key)
+    other = service.issue("f1", PHONE, "c", ap="ap-1", binding="another number",
+                          stash=(key, b"x", 30))
+    assert other.status is IssueStatus.COOLDOWN and redis_client.get(key) is None
+    elsewhere = service.issue("f2", PHONE, "c", **K, stash=(other_key, b"x", 30))
+    assert elsewhere.status is IssueStatus.COOLDOWN and redis_client.get(other_key) is None
+    assert service.verify("f2", sent.code, binding=B).status is VerifyStatus.EXPIRED
+    assert service.verify("f1", sent.code, binding=B).status is VerifyStatus.OK

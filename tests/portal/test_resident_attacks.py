@@ -417,3 +417,46 @@ def test_changing_the_number_after_proving_it_unproves_it(
     stale = client.post("/identity", data=identity_form(identity, phone=VICTIM_PHONE))
     assert stale.status_code == 400 and "连接成功" not in page(stale)
     assert _signins(sqlite_session_factory, services.cipher) == []
+
+
+def test_a_number_restored_after_a_change_proves_only_itself(
+        client: FlaskClient, services: PortalServices,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """My code's number changed to the victim's (refused: their cooldown) or to another
+    number (a new code) and then back: my old code proves no other number, the number back
+    within its cooldown gets its pending code only in the flow it was sent in, and the sign-in
+    carries the number that code went to."""
+    other = page(client.get("/?" + signed_query(mac="02:00:00:00:05:07")))
+    client.post("/signin", data=phone_form(other, VICTIM_PHONE))  # the victim's cooldown
+    splash = page(client.get("/?" + signed_query(mac="02:00:00:00:05:08")))
+    sent = page(client.post("/signin", data=phone_form(splash, ATTACKER_PHONE)))
+    mine = last_code(services, ATTACKER_PHONE)
+    changed = page(client.post("/change", data=_tokens(sent)))
+    refused = page(client.post("/signin", data=phone_form(changed, VICTIM_PHONE)))
+    assert "请等待" in refused and 'name="code"' not in refused
+    stale = client.post("/verify", data=code_form(sent, mine))
+    assert stale.status_code == 400 and 'name="id_number"' not in page(stale)
+    # Another flow cannot pick up my pending code by sending my number in its cooldown.
+    theirs = page(client.get("/?" + signed_query(mac="02:00:00:00:05:09")))
+    elsewhere = page(client.post("/signin", data=phone_form(theirs, ATTACKER_PHONE)))
+    assert "请等待" in elsewhere and 'name="code"' not in elsewhere
+    borrowed = client.post("/verify", data=code_form(theirs, mine))
+    assert borrowed.status_code == 400 and 'name="id_number"' not in page(borrowed)
+    # A new number replaces my code; my number back in its cooldown has no code any more.
+    page(client.post("/signin", data=phone_form(changed, "13900139007")))
+    newer = last_code(services, "13900139007")
+    changed = page(client.post("/change", data=_tokens(changed)))
+    back = page(client.post("/signin", data=phone_form(changed, ATTACKER_PHONE)))
+    assert "请等待" in back and 'name="code"' not in back
+    assert client.post("/verify", data=code_form(sent, mine)).status_code == 400
+    # The newer number back within its cooldown: its own code proves it, and it signs in.
+    restored = page(client.post("/signin", data=phone_form(changed, "13900139007")))
+    assert "仍然有效" in restored
+    assert 'name="id_number"' not in page(client.post("/verify", data=code_form(restored, mine)))
+    identity = page(client.post("/verify", data=code_form(restored, newer)))
+    victim = {"name": "张三", "id_number": ZHANG_ID, "phone": VICTIM_PHONE}
+    assert "连接成功" in page(client.post("/identity", data=identity_form(identity, **victim)))
+    assert [(name, phone) for name, phone, _r in _signins(
+        sqlite_session_factory, services.cipher)] == [("张三", "+8613900139007")]
+    with sqlite_session_factory() as db:
+        assert db.scalars(select(SignIn)).one().outcome == "mismatch"

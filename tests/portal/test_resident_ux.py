@@ -3,6 +3,7 @@ walks, checked on the pages themselves, and the limits that must not move with i
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
@@ -10,6 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from itsdangerous.timed import TimestampSigner
 
+from census.channels import RedisKeys
 from census.settings import Settings
 from portal import create_app
 from portal.flow import FLOW_MAX_AGE_S, FLOW_RESTART_MAX_AGE_S
@@ -18,8 +20,10 @@ from tests.common import (
     UNIT_AP,
     ZHANG_ID,
     Place,
+    code_form,
     hidden,
     identity_form,
+    last_code,
     page,
     phone_form,
     prove_phone,
@@ -114,6 +118,27 @@ def test_the_phone_can_be_changed_from_the_code_page(client: FlaskClient) -> Non
     assert page(client.post("/change", data=form | {"csrf_token": "x"})).count("请重新开始") == 1
 
 
+def test_the_same_number_back_within_its_cooldown_keeps_its_code(
+        client: FlaskClient, services: PortalServices) -> None:
+    """"Change number", then the same number again: the code page with the code already sent
+    (no new SMS, the countdown goes on), and that code proves the number."""
+    splash = page(client.get("/?" + signed_query()))
+    sent = page(client.post("/signin", data=phone_form(splash, phone="13900139001")))
+    outbox = services.redis.llen(RedisKeys(services.settings.redis_key_prefix).sms_outbox())
+    first_wait = int(re.findall(r'data-wait="(\d+)"', sent)[0])
+    form = {k: hidden(sent, k) for k in ("flow", "lang", "csrf_token")}
+    back = page(client.post("/change", data=form))
+    again = page(client.post("/signin", data=phone_form(back, phone="13900139001")))
+    assert 'name="code"' in again and "刚才发送到该号码的验证码仍然有效" in again
+    assert "139****9001" in again
+    assert 0 < int(re.findall(r'data-wait="(\d+)"', again)[0]) <= first_wait
+    assert services.redis.llen(
+        RedisKeys(services.settings.redis_key_prefix).sms_outbox()) == outbox  # no new SMS
+    proven = page(client.post("/verify", data=code_form(again, last_code(services,
+                                                                          "13900139001"))))
+    assert 'name="id_number"' in proven and "139****9001" in proven
+
+
 def test_the_resend_cooldown_still_holds_on_the_server(client: FlaskClient) -> None:
     """The button's countdown is the page's; a resend posted early is still refused."""
     splash = page(client.get("/?" + signed_query()))
@@ -171,3 +196,27 @@ def test_the_too_many_attempts_page_leads_back_to_the_form(
         assert 'value="1380013"' in page(client.get(back.group(1).replace("&amp;", "&")))
     finally:
         app.extensions["portal"].close()
+
+
+def test_a_forged_or_missing_flow_token_offers_the_configured_restart(
+        settings: Settings, place: Place, redis_client: object) -> None:
+    """No flow left to restart (forged, missing, a bad link): a "start again" button to the
+    configured address the AP intercepts, whatever the request names as a target."""
+    restart = "http://login.census/login"
+    app = create_app(dataclasses.replace(settings, portal_restart_url=restart))
+    client = app.test_client()
+    splash = page(client.get("/?" + signed_query()))
+    forged = phone_form(splash) | {"flow": hidden(splash, "flow")[:-3] + "abc",
+                                   "url": "http://evil.example/", "next": "http://evil.example/"}
+    bad_link = "/?" + signed_query(key="x" * 64, url="http://evil.example/")  # not the AP's key
+    for response in (client.post("/signin?url=http://evil.example/", data=forged),
+                     client.post("/verify", data={"code": "123456"}),
+                     client.get("/s?f=&next=http://evil.example/"),
+                     client.get(bad_link)):
+        html = page(response)
+        assert response.status_code in (400, 403) and "请重新开始" in html
+        assert f'id="restart" class="button" href="{restart}"' in html
+        assert "evil.example" not in html
+        assert f'href="tel:{settings.portal_help_phone}"' in html
+    english = page(client.get("/s?f=x&lang=en"))
+    assert f'href="{restart}">Start again</a>' in english

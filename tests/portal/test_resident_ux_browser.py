@@ -200,3 +200,35 @@ def test_an_expired_page_starts_again_for_the_same_device(
     assert new_flow.handshake.mac == case["mac"]  # for the same device
     save_screenshot(page, f"ux-{lang}-14-started-again")
     context.close()
+
+
+@pytest.mark.parametrize("lang", ["zh_CN", "en"])
+def test_a_forged_link_or_token_offers_start_again_inside_the_sheet(
+        browser: Any, live_portal: str, services: PortalServices, place: Place,
+        lang: str) -> None:
+    """No flow to restart (a forged flow token, a link the AP did not sign): a "start again"
+    button to the configured address the AP answers with a fresh hand-over (the captive sheet
+    has no address bar), visible without scrolling, beside the help number."""
+    case = CASES[lang]
+    context, page = _phone(browser, case)
+    restart = services.settings.portal_restart_url
+    page.goto(f"{live_portal}/?{signed_query(mac=case['mac'])}")
+    page.evaluate("document.querySelector('#flow').value = 'forged'")
+    page.fill("#phone", "13800138000")
+    page.check("#consent")
+    page.click("#submit")
+    for shot, opened in (("15-forged-token", None),
+                         ("16-link-not-signed-by-the-ap",
+                          f"{live_portal}/?{signed_query(mac=case['mac'], key='x' * 64)}")):
+        if opened is not None:
+            page.goto(opened)
+        assert page.locator("h2").inner_text() == case["start_again"]
+        button = page.locator("#restart")
+        assert button.inner_text() == case["restart"]
+        assert button.get_attribute("href") == restart
+        box = button.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        assert box["y"] + box["height"] <= 844  # in the first screen, no scrolling
+        assert case["help"] in page.locator("footer").inner_text()
+        save_screenshot(page, f"ux-{lang}-{shot}")
+    context.close()

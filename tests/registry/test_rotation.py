@@ -96,7 +96,8 @@ def test_rotation_moves_every_value_to_the_new_key_and_keeps_digests(
     assert report.rotated == {"residents": 5, "resident_names": 5, "resident_phones": 4,
                               "portal_signins": 1, "signin_names": 1, "signin_phones": 1,
                               "devices": 1, "access_points": 1,
-                              "access_point_broker_secrets": 1, "ap_command_outbox": 1}
+                              "access_point_broker_secrets": 1, "ap_command_outbox": 1,
+                              "watchlist": 0}
     assert report.finished
     new_only = IdentityCipher(NEW_KEY, digest_key=DIGEST_KEY)
     assert values(session_factory, new_only) == expected
