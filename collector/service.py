@@ -399,6 +399,11 @@ class Collector:
         """Store a batch durably (InfluxDB or the spool), then hand presence and dead letters on."""
         for start in range(0, len(batch.lines), self.options.batch_size):
             self._persist(batch.lines[start : start + self.options.batch_size])
+        # Durable now. Confirmed before the broker's acks go out (on the same connection, so
+        # in this order): killed in between, the broker redelivers, the points are written
+        # again and confirmed again. The other way round, a kill would leave messages acked
+        # and never confirmed, re-sent only after the AP's timeout.
+        self._confirm(batch)
         self._presence.put(batch.presence)
         if batch.deadletters and not self._state.write_deadletters(batch.deadletters):
             self.summary.redis_errors += 1
@@ -406,7 +411,6 @@ class Collector:
 
     def committed(self, batch: _Batch, messages: int, started: float) -> None:
         """The batch's messages are acknowledged: record when, and the latency."""
-        self._confirm(batch)
         now = time.monotonic()
         self.summary.last_ack_at = now
         self.summary.cpu_at_last_ack = time.process_time()
@@ -415,9 +419,9 @@ class Collector:
     def _confirm(self, batch: _Batch) -> None:
         """Tell each AP which of its messages are stored: one QoS 1 message per AP per batch.
 
-        Only ever called after ``commit`` returned, so every point is in InfluxDB or fsynced in
-        the spool. Not waited for: a confirmation lost on the way only makes the AP re-send,
-        and a re-sent event overwrites its own point.
+        Only ever called once the batch's points are in InfluxDB or fsynced in the spool (or
+        refused for good and kept on disk). Not waited for: a confirmation lost on the way only
+        makes the AP re-send, and a re-sent event overwrites its own point.
         """
         prefix = self.settings.mqtt_topic_prefix
         for ap_id, ids in batch.confirm.items():

@@ -228,11 +228,11 @@ class ConfirmedPublisher:
             return set(self._pending)
 
     def publish(self, ap_id: str, events_payload: bytes, wait: bool = True,
-                timeout: float = 30.0) -> str:
-        """Send one message for ap_id and keep it until confirmed; return its id.
+                timeout: float = 30.0) -> tuple[str, bool]:
+        """Send one message for ap_id and keep it until confirmed: (its id, PUBACKed in time).
 
-        Raises MqttError when it was not acknowledged in time; it is kept all the same, and
-        ``resend_due`` sends it again.
+        A message not acknowledged in time (broker away) is kept all the same: paho sends it
+        on reconnection, and ``resend_due`` again if it stays unconfirmed.
         """
         prefix = self._settings.mqtt_topic_prefix
         if ap_id not in self._watched:
@@ -244,16 +244,21 @@ class ConfirmedPublisher:
             topic = events_topic(prefix, ap_id)
             envelope = encode_envelope(message_id, events_payload)
             self._pending[message_id] = (topic, envelope, self._clock())
-        self._client.publish(topic, envelope, qos=1, wait=wait, timeout=timeout)
-        return message_id
+        try:
+            self._client.publish(topic, envelope, qos=1, wait=wait, timeout=timeout)
+        except MqttError as error:
+            LOGGER.debug("publish to %s not acknowledged: %s", topic, error)
+            return message_id, False
+        return message_id, True
 
-    def resend_due(self) -> int:
-        """Send again every message unconfirmed for resend_s; return how many were sent."""
+    def resend_due(self, everything: bool = False) -> int:
+        """Send again every message unconfirmed for resend_s (every unconfirmed one, with
+        everything); return how many were sent."""
         now = self._clock()
         with self._lock:
             due = [(message_id, topic, envelope)
                    for message_id, (topic, envelope, sent) in self._pending.items()
-                   if now - sent >= self._resend_s]
+                   if everything or now - sent >= self._resend_s]
             for message_id, topic, envelope in due:
                 self._pending[message_id] = (topic, envelope, now)
         for _message_id, topic, envelope in due:

@@ -81,7 +81,9 @@ def test_events_acknowledged_just_before_kill_9_of_the_broker_are_stored_once_wi
     def send(number: int) -> None:
         """One AP's share, one message at a time, each waiting for its PUBACK (as an AP does)."""
         for index in range(number, MESSAGES, CONNECTIONS):
-            message_id = publishers[number].publish(APS[number % len(APS)], bodies[index])
+            message_id, acknowledged = publishers[number].publish(APS[number % len(APS)],
+                                                                  bodies[index])
+            assert acknowledged
             message_of[message_id] = index
 
     def unconfirmed() -> set[int]:
