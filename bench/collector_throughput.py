@@ -50,7 +50,7 @@ from cpu_budget import cpu_seconds, draw_cpu_budget, server_pids  # noqa: E402  
 from census.channels import events_topic  # noqa: E402
 from census.events import PresenceEvent, encode_envelope, encode_events  # noqa: E402
 from census.mqtt import MqttClient  # noqa: E402
-from census.settings import VARIABLES, Settings  # noqa: E402
+from census.settings import Settings, environment_of  # noqa: E402
 from collector.parser import ApLocation, EventParser, Pseudonymizer  # noqa: E402
 from registry.db import (  # noqa: E402
     bump_registry_version,
@@ -160,9 +160,9 @@ def bench_settings(tmp: Path, run_id: str) -> Settings:
 def environment_for(settings: Settings) -> dict[str, str]:
     """The variables that reproduce settings in a child process."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("WIFI_CENSUS_")}
-    for variable in VARIABLES:
-        value = getattr(settings, variable.attribute)
-        environment[variable.env_name] = "" if value is None else str(value)
+    # census.settings writes lists and booleans the way they load back (str() of a tuple did
+    # not: WIFI_CENSUS_PORTAL_SMS_REGIONS="('CN',)" stopped the collector at start).
+    environment.update(environment_of(settings))
     return environment
 
 
