@@ -396,3 +396,25 @@ def test_an_unconfirmed_message_is_sent_again_until_a_confirmation_deletes_it(
         listener.wait(5)
     assert len(received.read_text().splitlines()) == count, log
     assert "sending it again" in log
+
+
+def test_the_spool_cap_counts_messages_awaiting_confirmation(
+    openwrt_bin: str, ubus_state: Path, tmp_path: Path, test_id: str,
+) -> None:
+    """The broker takes everything, nobody confirms: SPOOL_MAX_FILES still bounds what the AP
+    keeps, the oldest awaiting confirmation going first."""
+    spool = tmp_path / "spool"
+    script = run_publisher(tmp_path, openwrt_bin, ubus_state, f"test-{test_id}", "ap-cap",
+                           SHARED_BROKER[1], SPOOL_MAX_FILES=2)
+    try:
+        wait_until(lambda: len(awaiting(spool)) == 1, 20, "the snapshot sent, unconfirmed")
+        wait_until(lambda: bool(subscriptions(ubus_state)), 20, "the subscription")
+        notify(ubus_state, RECORDED)
+        wait_until(lambda: "dropped the 1 oldest" in script.output() and not spooled(spool)
+                   and '"disconnect"' in "".join(p.read_text() for p in awaiting(spool)),
+                   20, "the cap to drop the oldest awaiting ones")
+    finally:
+        log = script.stop()
+    kept = [event for path in awaiting(spool) for event in events_of(path.read_text())]
+    assert [(e["type"], e["mac"]) for e in kept] == [
+        ("connect", "ba:1c:3d:77:02:9e"), ("disconnect", "a4:83:e7:12:9f:01")], log
