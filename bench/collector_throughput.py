@@ -48,9 +48,9 @@ sys.path.insert(0, str(ROOT))
 from cpu_budget import cpu_seconds, draw_cpu_budget, server_pids  # noqa: E402  (bench/ is the script's folder)
 
 from census.channels import events_topic  # noqa: E402
-from census.events import PresenceEvent, encode_events  # noqa: E402
+from census.events import PresenceEvent, encode_envelope, encode_events  # noqa: E402
 from census.mqtt import MqttClient  # noqa: E402
-from census.settings import VARIABLES, Settings  # noqa: E402
+from census.settings import Settings, environment_of  # noqa: E402
 from collector.parser import ApLocation, EventParser, Pseudonymizer  # noqa: E402
 from registry.db import (  # noqa: E402
     bump_registry_version,
@@ -160,9 +160,9 @@ def bench_settings(tmp: Path, run_id: str) -> Settings:
 def environment_for(settings: Settings) -> dict[str, str]:
     """The variables that reproduce settings in a child process."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("WIFI_CENSUS_")}
-    for variable in VARIABLES:
-        value = getattr(settings, variable.attribute)
-        environment[variable.env_name] = "" if value is None else str(value)
+    # census.settings writes lists and booleans the way they load back (str() of a tuple did
+    # not: WIFI_CENSUS_PORTAL_SMS_REGIONS="('CN',)" stopped the collector at start).
+    environment.update(environment_of(settings))
     return environment
 
 
@@ -407,6 +407,9 @@ def main() -> None:
     parser.add_argument("--collectors", type=int, default=1, help="collector processes")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of memory soak (600)")
     parser.add_argument("--soak-rate", type=float, default=50_000.0, help="events/s in the soak")
+    parser.add_argument("--confirmed", action="store_true",
+                        help="send every message in an end-to-end envelope (contracts 2a), so "
+                             "the collector confirms each AP's stored messages per batch")
     arguments = parser.parse_args()
 
     run_id = uuid.uuid4().hex[:8]
@@ -414,6 +417,9 @@ def main() -> None:
     settings = bench_settings(tmp, run_id)
     stream = (load_stream(arguments.stream) if arguments.stream
               else generate_stream(arguments.events, arguments.aps))
+    if arguments.confirmed:
+        stream.messages = [(ap_id, encode_envelope(f"bench-{index}", payload))
+                           for index, (ap_id, payload) in enumerate(stream.messages)]
     ap_ids = {ap_id for ap_id, _ in stream.messages}
     register_aps(settings, ap_ids)
     batch = settings.influx_batch_size

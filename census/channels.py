@@ -41,6 +41,11 @@ def events_subscription(prefix: str, share_group: str | None = None) -> str:
     return f"$share/{share_group}/{topic}" if share_group else topic
 
 
+def stored_topic(prefix: str, ap_id: str) -> str:
+    """The topic the collector confirms an AP's stored messages on (end-to-end acknowledgement)."""
+    return f"{ap_topic_head(prefix)}{ap_id}/stored"
+
+
 def command_topic(prefix: str, ap_id: str) -> str:
     """The topic an AP's agent receives signed commands on."""
     return f"{ap_topic_head(prefix)}{ap_id}/cmd"

@@ -145,6 +145,22 @@ class AckingConsumer(Generic[BatchT]):
             raise
         self.last_message = time.monotonic()
 
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
+        """Publish on the consumer's connection without waiting; False when it could not.
+
+        For what a handler sends after a commit (the collector's confirmations to APs): paho
+        sends it from its own thread; a message that cannot be queued is logged, not raised.
+        """
+        mqtt = self._mqtt
+        if mqtt is None:
+            return False
+        try:
+            mqtt.publish(topic, payload, qos=qos, wait=False)
+        except MqttError as error:
+            LOGGER.warning("%s could not publish to %s: %s", self.options.name, topic, error)
+            return False
+        return True
+
     def queue_size(self) -> int:
         """Messages waiting in the inbox."""
         return self._inbox.qsize()

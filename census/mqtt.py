@@ -214,6 +214,10 @@ class MqttClient:
             self._client.loop_stop()
             raise MqttError(f"broker refused the connection: {self._connect_error}")
 
+    def is_connected(self) -> bool:
+        """True while the connection is up (paho reconnects by itself after a loss)."""
+        return self._connected.is_set() and self._connect_error is None
+
     def subscribe(self, topic: str, qos: int = 1, wait: bool = True, timeout: float = 10.0) -> None:
         """Subscribe now and again after every reconnect; with wait, until the broker grants it."""
         self._subscriptions.append((topic, qos))

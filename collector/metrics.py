@@ -43,6 +43,9 @@ class CollectorMetrics:
         self.write_seconds = Histogram(
             "census_collector_store_write_seconds", "duration of one InfluxDB write request",
             buckets=_LATENCY_BUCKETS, registry=r)
+        self.confirmations = Counter(
+            "census_collector_confirmations",
+            "end-to-end confirmations published to APs (one per AP per stored batch)", registry=r)
         self.redis_errors = Counter(
             "census_collector_redis_errors", "failed Redis presence or dead-letter writes",
             registry=r)

@@ -25,6 +25,7 @@ from census.events import (
     MAX_PAYLOAD_BYTES,
     MAX_SSID_BYTES,
     RSSI_RANGE,
+    is_message_id,
 )
 from census.privacy import InvalidMacError, is_locally_administered, pseudonymize_mac
 from collector.const import (
@@ -96,6 +97,8 @@ class ParsedMessage:
     location: ApLocation | None
     events: list[ParsedEvent] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
+    # The id of a confirmed envelope (contracts section 2a): confirmed to the AP once stored.
+    message_id: str | None = None
 
     @property
     def rejected(self) -> int:
@@ -182,6 +185,18 @@ class _WireEvent(msgspec.Struct, gc=False):
 
 
 _WIRE_DECODER = msgspec.json.Decoder(list[_WireEvent] | _WireEvent)
+
+
+class _WireEnvelope(msgspec.Struct, gc=False):
+    """A confirmed message (contracts section 2a): the AP's message id around its events."""
+
+    v: int
+    id: str
+    events: list[_WireEvent]
+
+
+_ENVELOPE_DECODER = msgspec.json.Decoder(_WireEnvelope)
+_ENVELOPE_KEY = b'"events"'
 
 
 class Pseudonymizer:
@@ -277,8 +292,9 @@ class EventParser:
         if ap_id is not None and len(payload) <= MAX_PAYLOAD_BYTES:
             fast = self._fast_events(ap_id, payload, now)
             if fast is not None:
-                location, events = fast
-                return ParsedMessage(topic=topic, ap_id=ap_id, location=location, events=events)
+                location, events, message_id = fast
+                return ParsedMessage(topic=topic, ap_id=ap_id, location=location, events=events,
+                                     message_id=message_id)
         return self.parse_checked(topic, payload, now)
 
     def parse_checked(self, topic: str, payload: bytes, now: float) -> ParsedMessage:
@@ -310,6 +326,11 @@ class EventParser:
             result.rejects.append(Reject(REASON_BAD_JSON, f"not UTF-8 JSON: {error}"[:200],
                                          payload))
             return result
+        if type(document) is dict and "events" in document:
+            opened = self._open_envelope(document, payload, result)
+            if opened is None:
+                return result
+            document = opened
         items: list[Any] = document if isinstance(document, list) else [document]
         if len(items) > MAX_BATCH_EVENTS:
             result.rejects.append(Reject(
@@ -341,9 +362,38 @@ class EventParser:
                 rejects.append(outcome)  # type: ignore[arg-type]
         return result
 
+    @staticmethod
+    def _open_envelope(document: dict[str, Any], payload: bytes,
+                       result: ParsedMessage) -> list[Any] | None:
+        """The events of a confirmed envelope, its id noted in result; None when it is refused.
+
+        A valid id is kept even when the rest is refused: dead-lettered messages are confirmed.
+        """
+        message_id = document.get("id")
+        if is_message_id(message_id):
+            result.message_id = message_id
+        events = document.get("events")
+        count = len(events) if type(events) is list else 1
+        version = document.get("v")
+        if type(version) is not int:
+            reject = Reject(REASON_BAD_FIELD, "envelope v is missing or not an integer", payload,
+                            count)
+        elif version != CONTRACT_VERSION:
+            reject = Reject(REASON_BAD_VERSION, f"unsupported envelope version {version}",
+                            payload, count)
+        elif result.message_id is None:
+            reject = Reject(REASON_BAD_FIELD, "envelope id must be 1-64 of A-Za-z0-9._-",
+                            payload, count)
+        elif type(events) is not list:
+            reject = Reject(REASON_BAD_FIELD, "envelope events must be an array", payload)
+        else:
+            return events
+        result.rejects.append(reject)
+        return None
+
     def _fast_events(
         self, ap_id: str, payload: bytes, now: float
-    ) -> tuple[ApLocation | None, list[ParsedEvent]] | None:
+    ) -> tuple[ApLocation | None, list[ParsedEvent], str | None] | None:
         """The location and events of a message that is valid throughout, else None.
 
         Nearly every message is valid, so it is decoded and type-checked in one C pass; the
@@ -351,18 +401,35 @@ class EventParser:
         name the reason. Both paths accept exactly the same messages (tests/collector/
         test_parser.py runs every case through both).
         """
-        try:
-            document = _WIRE_DECODER.decode(payload)
-        except (msgspec.DecodeError, RecursionError):
-            return None
-        # isinstance, not `type(...) is list`: mypy 2 no longer narrows a union by type() identity.
-        items: list[_WireEvent] = document if isinstance(document, list) else [document]
+        message_id: str | None = None
+        items: list[_WireEvent]
+        if _ENVELOPE_KEY in payload:
+            # A confirmed envelope (or, rarely, an event whose text holds "events": the checked
+            # path sorts that out).
+            try:
+                envelope = _ENVELOPE_DECODER.decode(payload)
+            except (msgspec.DecodeError, RecursionError):
+                return None
+            if envelope.v != CONTRACT_VERSION or not is_message_id(envelope.id):
+                return None
+            message_id = envelope.id
+            items = envelope.events
+            brackets = len(items) + 2  # the envelope's object and its array
+        else:
+            try:
+                document = _WIRE_DECODER.decode(payload)
+            except (msgspec.DecodeError, RecursionError):
+                return None
+            # isinstance, not `type(...) is list`: mypy 2 no longer narrows a union by type().
+            items = document if isinstance(document, list) else [document]
+            brackets = len(items) + (document is items)
         if not items:
-            return self._locate(ap_id), []  # alive, nobody there: located for its heartbeat
+            # alive, nobody there: located for its heartbeat
+            return self._locate(ap_id), [], message_id
         # One bracket per event (and one for the batch) means no nested unknown field anywhere;
         # anything else goes to the checked path, which measures the nesting (brackets inside
         # strings send a message there too, harmlessly).
-        if payload.count(b"[") + payload.count(b"{") != len(items) + (document is items):
+        if payload.count(b"[") + payload.count(b"{") != brackets:
             return None
         if len(items) > MAX_BATCH_EVENTS:
             return None
@@ -402,7 +469,7 @@ class EventParser:
             if ap is not None and ap != ap_id:
                 return None
             append(ParsedEvent(kind, identity[0], identity[1], ts, rssi, ssid))
-        return location, events
+        return location, events, message_id
 
     def _check_event(
         self, item: Any, ap_id: str, oldest: float, newest: float

@@ -28,8 +28,9 @@ from typing import Any, Protocol
 
 import redis
 
-from census.channels import events_subscription
+from census.channels import events_subscription, stored_topic
 from census.consumer import Abandon, AckingConsumer, ConsumerOptions
+from census.events import MAX_CONFIRMED_IDS, encode_confirmation
 from census.mqtt import MqttClient, MqttError, ReceivedMessage
 from census.settings import Settings
 from collector.apmap import RegistryApMap
@@ -159,6 +160,8 @@ class _Batch:
     presence: PresenceUpdate = field(default_factory=PresenceUpdate)
     deadletters: list[DeadLetter] = field(default_factory=list)
     samples: Counter[str] = field(default_factory=Counter)
+    # AP id -> ids of its confirmed envelopes in this batch, confirmed once the batch is durable.
+    confirm: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Collector:
@@ -348,6 +351,9 @@ class Collector:
         self.metrics.messages_received.inc()
         try:
             parsed = self._parser.parse(message.topic, message.payload, now)
+            if parsed.message_id is not None and parsed.ap_id is not None:
+                # Stored or dead-lettered, it is handled either way: confirmed after the commit.
+                batch.confirm.setdefault(parsed.ap_id, []).append(parsed.message_id)
             lines = []
             if parsed.location is not None:
                 lines = self._lines.lines(parsed.location, parsed.events)
@@ -393,6 +399,11 @@ class Collector:
         """Store a batch durably (InfluxDB or the spool), then hand presence and dead letters on."""
         for start in range(0, len(batch.lines), self.options.batch_size):
             self._persist(batch.lines[start : start + self.options.batch_size])
+        # Durable now. Confirmed before the broker's acks go out (on the same connection, so
+        # in this order): killed in between, the broker redelivers, the points are written
+        # again and confirmed again. The other way round, a kill would leave messages acked
+        # and never confirmed, re-sent only after the AP's timeout.
+        self._confirm(batch)
         self._presence.put(batch.presence)
         if batch.deadletters and not self._state.write_deadletters(batch.deadletters):
             self.summary.redis_errors += 1
@@ -404,6 +415,21 @@ class Collector:
         self.summary.last_ack_at = now
         self.summary.cpu_at_last_ack = time.process_time()
         self.metrics.batch_latency.observe(now - started)
+
+    def _confirm(self, batch: _Batch) -> None:
+        """Tell each AP which of its messages are stored: one QoS 1 message per AP per batch.
+
+        Only ever called once the batch's points are in InfluxDB or fsynced in the spool (or
+        refused for good and kept on disk). Not waited for: a confirmation lost on the way only
+        makes the AP re-send, and a re-sent event overwrites its own point.
+        """
+        prefix = self.settings.mqtt_topic_prefix
+        for ap_id, ids in batch.confirm.items():
+            for start in range(0, len(ids), MAX_CONFIRMED_IDS):
+                self._consumer.publish(stored_topic(prefix, ap_id),
+                                       encode_confirmation(ids[start : start + MAX_CONFIRMED_IDS]))
+        if batch.confirm:
+            self.metrics.confirmations.inc(len(batch.confirm))
 
     def idle(self, final: bool) -> None:
         """Drain the spool when InfluxDB is up: a few files between batches, all at the end."""

@@ -16,14 +16,20 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from census.channels import AP_ID_CHARS, events_topic, is_ap_id
-from census.events import MAX_BATCH_EVENTS, MAX_PAYLOAD_BYTES
-from census.mqtt import MqttClient
+from census.channels import AP_ID_CHARS, events_topic, is_ap_id, stored_topic
+from census.events import (
+    MAX_BATCH_EVENTS,
+    MAX_PAYLOAD_BYTES,
+    decode_confirmation,
+    encode_envelope,
+)
+from census.mqtt import MqttClient, MqttError, ReceivedMessage
 from census.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
@@ -171,3 +177,116 @@ def _paced(client: MqttClient, stream: Iterator[tuple[int, str, bytes, float | N
             progress(1000)
     client.wait_until_published(timeout=120.0)
     return sent
+
+
+class ConfirmedPublisher:
+    """An AP's sender with end-to-end acknowledgement (contracts section 2a).
+
+    Every message goes out in an envelope with a message id (``{boot}-{sequence}``) and is kept
+    until the collector confirms it on the AP's ``stored`` topic; one still unconfirmed
+    ``resend_s`` after it was last sent is sent again. A PUBACK alone deletes nothing: the
+    broker may lose what it acknowledged if it is killed before its next save.
+    """
+
+    def __init__(self, settings: Settings, client_id: str = "", resend_s: float = 120.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._resend_s = resend_s
+        self._clock = clock
+        self._boot = uuid.uuid4().hex[:12]  # ids stay unique across restarts of the sender
+        self._sequence = 0
+        self._lock = threading.Lock()
+        # message id -> (topic, envelope, when last sent)
+        self._pending: dict[str, tuple[str, bytes, float]] = {}
+        self._watched: set[str] = set()
+        self.confirmed = 0
+        self.resent = 0
+        self._client = MqttClient(settings, client_id or f"census-sim-{uuid.uuid4().hex[:8]}",
+                                  on_message=self._on_confirmation)
+
+    def connect(self) -> None:
+        """Connect to the broker (paho reconnects and re-subscribes by itself after that)."""
+        self._client.connect()
+
+    def disconnect(self) -> None:
+        """Disconnect; what is unconfirmed is forgotten (an AP keeps it in its spool)."""
+        self._client.disconnect()
+
+    def is_connected(self) -> bool:
+        """True while connected to the broker."""
+        return self._client.is_connected()
+
+    @property
+    def unconfirmed(self) -> int:
+        """Messages sent and not yet confirmed."""
+        with self._lock:
+            return len(self._pending)
+
+    def unconfirmed_ids(self) -> set[str]:
+        """The ids of the messages sent and not yet confirmed."""
+        with self._lock:
+            return set(self._pending)
+
+    def publish(self, ap_id: str, events_payload: bytes, wait: bool = True,
+                timeout: float = 30.0) -> tuple[str, bool]:
+        """Send one message for ap_id and keep it until confirmed: (its id, PUBACKed in time).
+
+        A message not acknowledged in time (broker away) is kept all the same: paho sends it
+        on reconnection, and ``resend_due`` again if it stays unconfirmed.
+        """
+        prefix = self._settings.mqtt_topic_prefix
+        if ap_id not in self._watched:
+            self._client.subscribe(stored_topic(prefix, ap_id), qos=1)
+            self._watched.add(ap_id)
+        with self._lock:
+            self._sequence += 1
+            message_id = f"{self._boot}-{self._sequence}"
+            topic = events_topic(prefix, ap_id)
+            envelope = encode_envelope(message_id, events_payload)
+            self._pending[message_id] = (topic, envelope, self._clock())
+        try:
+            self._client.publish(topic, envelope, qos=1, wait=wait, timeout=timeout)
+        except MqttError as error:
+            LOGGER.debug("publish to %s not acknowledged: %s", topic, error)
+            return message_id, False
+        return message_id, True
+
+    def resend_due(self, everything: bool = False) -> int:
+        """Send again every message unconfirmed for resend_s (every unconfirmed one, with
+        everything); return how many were sent."""
+        now = self._clock()
+        with self._lock:
+            due = [(message_id, topic, envelope)
+                   for message_id, (topic, envelope, sent) in self._pending.items()
+                   if everything or now - sent >= self._resend_s]
+            for message_id, topic, envelope in due:
+                self._pending[message_id] = (topic, envelope, now)
+        for _message_id, topic, envelope in due:
+            try:
+                self._client.publish(topic, envelope, qos=1, wait=False)
+            except MqttError as error:  # not connected: the next round tries again
+                LOGGER.debug("re-send to %s failed: %s", topic, error)
+        self.resent += len(due)
+        return len(due)
+
+    def wait_confirmed(self, timeout: float, poll_s: float = 0.1) -> bool:
+        """Re-send as due until every message is confirmed; False if some are not by timeout."""
+        deadline = self._clock() + timeout
+        while self.unconfirmed:
+            if self._clock() >= deadline:
+                return False
+            self.resend_due()
+            time.sleep(poll_s)
+        return True
+
+    def _on_confirmation(self, message: ReceivedMessage) -> None:
+        """Forget the messages a confirmation names (paho's thread)."""
+        try:
+            ids = decode_confirmation(message.payload)
+        except ValueError as error:
+            LOGGER.warning("ignored a confirmation on %s: %s", message.topic, error)
+            return
+        with self._lock:
+            for message_id in ids:
+                if self._pending.pop(message_id, None) is not None:
+                    self.confirmed += 1

@@ -122,6 +122,35 @@ def test_an_ap_cannot_read_another_aps_commands(broker: Broker) -> None:
     assert {payload for _, payload in seen} | {m.payload for m in inbox.queue} == {b"for ap-1"}
 
 
+def test_an_ap_reads_only_its_own_confirmations_and_cannot_forge_one(broker: Broker) -> None:
+    """End-to-end acknowledgement attacked: ap-2 subscribes to ap-1's confirmations (and to every
+    AP's) and publishes a forged confirmation on ap-1's topic; ap-1 gets only the collector's
+    confirmation, ap-2 only its own."""
+    mine: queue.Queue[ReceivedMessage] = queue.Queue()
+    spied: queue.Queue[ReceivedMessage] = queue.Queue()
+    victim = broker.ap("ap-1", inbox=mine)
+    attacker = broker.ap("ap-2", inbox=spied)
+    collector = broker.service("collector-1")
+    try:
+        victim.subscribe(topic("ap-1", "stored"), qos=1)
+        for pattern in (topic("ap-1", "stored"), f"{PREFIX}/v1/ap/+/stored", "#"):
+            attacker.subscribe(pattern, qos=1)
+        # A forged confirmation would make ap-1 delete events the collector never stored.
+        attacker.publish(topic("ap-1", "stored"), b'{"v":1,"ids":["forged"]}', qos=1)
+        collector.publish(topic("ap-1", "stored"), b'{"v":1,"ids":["for-ap-1"]}', qos=1)
+        collector.publish(topic("ap-2", "stored"), b'{"v":1,"ids":["for-ap-2"]}', qos=1)
+        victim_saw = drain(mine, topic("ap-1", "stored"))
+        attacker_saw = drain(spied, topic("ap-2", "stored"))
+        time.sleep(0.3)  # anything else (a forged copy, a copy through '#') would be here by now
+    finally:
+        for client in (victim, attacker, collector):
+            client.disconnect()
+    assert victim_saw == [(topic("ap-1", "stored"), b'{"v":1,"ids":["for-ap-1"]}')]
+    assert mine.empty()
+    assert {payload for _, payload in attacker_saw} | {m.payload for m in spied.queue} == \
+        {b'{"v":1,"ids":["for-ap-2"]}'}
+
+
 def test_an_ap_cannot_take_over_the_collectors_session(broker: Broker) -> None:
     """The incident: a client connects with the collector's client id (clean start off) while
     events wait for it. Here an AP does it on its listener: it gets a session of its own (the
@@ -178,15 +207,15 @@ def test_an_ap_cannot_take_over_another_aps_session(broker: Broker) -> None:
 
 
 @pytest.mark.parametrize(("user", "allowed", "refused"), [
-    ("collector-1", None, topic("ap-2", "cmd")),
+    ("collector-1", topic("ap-2", "stored"), topic("ap-2", "cmd")),
     ("command-log", None, topic("ap-2", "cmd/ack")),
     ("analytics", f"{PREFIX}/v1/alerts/overcrowding", topic("ap-2", "cmd")),
     ("portal", topic("ap-2", "cmd"), f"{PREFIX}/v1/alerts/overcrowding"),
 ])
 def test_each_service_publishes_only_what_it_needs(broker: Broker, user: str,
                                                    allowed: str | None, refused: str) -> None:
-    """The collector and command log publish nothing; analytics only its alerts; the portal
-    commands and watchlist alerts, not overcrowding alerts."""
+    """The collector publishes only confirmations, the command log nothing; analytics only its
+    alerts; the portal commands and watchlist alerts, not overcrowding alerts."""
     inbox: queue.Queue[ReceivedMessage] = queue.Queue()
     watcher = broker.service(WATCHER[0], inbox=inbox)
     watcher.subscribe(f"{PREFIX}/#", qos=1)

@@ -63,6 +63,9 @@ BRIDGE_ACL = "etc/mosquitto/census.acl"
 DEFAULT_SNAPSHOT_INTERVAL = 300
 DEFAULT_SPOOL_DIR = "/var/spool/wifi-census"
 DEFAULT_SPOOL_MAX_FILES = 1000
+# End-to-end acknowledgement: seconds an AP waits for the collector's confirmation before it
+# sends a message again (docs/contracts.md section 2a; 0 turns it off).
+DEFAULT_CONFIRM_RESEND_S = 120
 # The AP's (or gateway's) own broker, where its scripts connect.
 LOCAL_BROKER_PORT = 1883
 
@@ -199,6 +202,7 @@ class RenderOptions:
     snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL
     spool_dir: str = DEFAULT_SPOOL_DIR
     spool_max_files: int = DEFAULT_SPOOL_MAX_FILES
+    confirm_resend_s: int = DEFAULT_CONFIRM_RESEND_S
     gateway_host: str = ""  # set: the APs use the building's gateway, not a broker of their own
     allow_shared_command_key: bool = False
 
@@ -235,6 +239,7 @@ class Renderer:
             "SNAPSHOT_INTERVAL": str(self.options.snapshot_interval),
             "SPOOL_DIR": self.options.spool_dir,
             "SPOOL_MAX_FILES": str(self.options.spool_max_files),
+            "CONFIRM_RESEND_S": str(self.options.confirm_resend_s),
             "SESSION_DEFAULT_MINUTES": str(max(1, self.settings.portal_session_seconds // 60)),
         }
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from census.events import PresenceEvent, encode_event, encode_events
+from census.events import PresenceEvent, encode_envelope, encode_event, encode_events
 from census.privacy import pseudonymize_mac
 from collector.parser import (
     ApLocation,
@@ -218,6 +218,7 @@ def assert_both_paths_agree(body: bytes, topic: str = TOPIC) -> None:
     checked = make_parser().parse_checked(topic, body, NOW)
     assert fast.events == checked.events, body
     assert fast.location == checked.location, body
+    assert fast.message_id == checked.message_id, body
     assert [(r.reason, r.detail, r.count) for r in fast.rejects] == \
            [(r.reason, r.detail, r.count) for r in checked.rejects], body
 
@@ -429,3 +430,32 @@ def test_fuzzed_payloads_never_raise(body: bytes, topic: str) -> None:
     assert_both_paths_agree(body, topic)
     for reject in result.rejects:
         dead_letter_payload(Pseudonymizer(KEY), reject.sample)
+
+
+def test_a_confirmed_envelope_carries_its_id_and_its_events() -> None:
+    """{"v":1,"id":...,"events":[...]}: the events as if sent bare, and the id to confirm."""
+    body = encode_envelope("boot7-42", json.dumps([GOOD, dict(GOOD, rssi="loud")]).encode())
+    result = parse(body)
+    assert result.message_id == "boot7-42"
+    assert len(result.events) == 1 and [r.reason for r in result.rejects] == ["bad_field"]
+    assert parse(encode_envelope("x", b"[]")).message_id == "x"  # an empty report is confirmed
+    assert parse([GOOD]).message_id is None  # no envelope: accepted, never confirmed
+    assert_both_paths_agree(body)
+
+
+@pytest.mark.parametrize(("envelope", "reason", "message_id"), [
+    ({"v": 2, "id": "a", "events": [GOOD]}, "bad_version", "a"),
+    ({"v": "1", "id": "a", "events": [GOOD]}, "bad_field", "a"),
+    ({"v": 1, "id": "a/b", "events": [GOOD]}, "bad_field", None),
+    ({"v": 1, "id": 7, "events": [GOOD]}, "bad_field", None),
+    ({"v": 1, "id": "a", "events": GOOD}, "bad_field", "a"),
+])
+def test_a_broken_envelope_is_refused_whole_and_confirmed_when_its_id_is_readable(
+    envelope: dict[str, Any], reason: str, message_id: str | None,
+) -> None:
+    """A bad envelope dead-letters its events; a readable id is still confirmed (handled)."""
+    body = json.dumps(envelope).encode()
+    result = parse(body)
+    assert result.events == [] and [r.reason for r in result.rejects] == [reason]
+    assert result.message_id == message_id
+    assert_both_paths_agree(body)

@@ -39,8 +39,22 @@ def subscriptions(state: Path) -> list[str]:
 
 
 def spooled(spool: Path) -> list[str]:
-    """The messages waiting in the spool, oldest first."""
+    """The messages waiting in the spool to be sent, oldest first."""
     return [path.read_text() for path in sorted(spool.glob("*.json"))]
+
+
+def awaiting(spool: Path) -> list[Path]:
+    """The messages sent and waiting for the collector's confirmation, oldest first."""
+    return sorted((spool / "sent").glob("*.json"))
+
+
+def events_of(message: str) -> list[dict[str, object]]:
+    """The events of one message: an envelope's (contracts 2a), a batch, or one event."""
+    document = json.loads(message)
+    if isinstance(document, dict) and "events" in document:
+        assert isinstance(document["id"], str)
+        return list(document["events"])
+    return document if isinstance(document, list) else [document]
 
 
 def run_publisher(tmp_path: Path, path: str, state: Path, prefix: str, ap_id: str,
@@ -54,7 +68,7 @@ def run_publisher(tmp_path: Path, path: str, state: Path, prefix: str, ap_id: st
     ap_conf = write_ap_conf(tmp_path / "ap.conf", **keys)
     return start_script(PUBLISHER, path, tmp_path / "publisher.log", CENSUS_CONF=str(ap_conf),
                         CENSUS_RUN_DIR=str(tmp_path / "run"), CENSUS_WATCH_INTERVAL="1",
-                        CENSUS_RETRY_MAX="1", CENSUS_MQTT_TIMEOUT="5",
+                        CENSUS_RETRY_MAX="1", CENSUS_MQTT_TIMEOUT="5", CENSUS_CONFIRM_WINDOW="2",
                         UBUS_STANDIN_DIR=str(state))
 
 
@@ -73,6 +87,10 @@ def test_collector_stores_exactly_what_hostapd_reported(
             notify(ubus_state, RECORDED)
             wait_until(lambda: count_points(influx) >= 5, 20, "5 points in InfluxDB")
             time.sleep(1.0)  # a sixth point would be a bug: give it time to show
+            # The collector confirmed every message it stored: nothing waits on the AP.
+            spool = tmp_path / "spool"
+            wait_until(lambda: not spooled(spool) and not awaiting(spool), 20,
+                       "every message confirmed and deleted")
         finally:
             log = script.stop()
     frame = influx.query("SELECT * FROM presence")
@@ -125,8 +143,8 @@ def test_a_returning_interface_is_subscribed_again(
         log = script.stop()
         listener.terminate()
         listener.wait(5)
-    messages = [json.loads(line) for line in received.read_text().splitlines()]
-    events = [m for m in messages if isinstance(m, dict)]
+    events = [e for line in received.read_text().splitlines() for e in events_of(line)
+              if e["type"] != "snapshot"]
     assert [(e["type"], e["mac"]) for e in events] == [("disconnect", "ba:1c:3d:77:02:9e")], log
 
 
@@ -182,8 +200,10 @@ def test_spool_keeps_every_message_in_order_while_the_broker_is_down(
     finally:
         log = script.stop()
     assert received == waiting, log
-    assert json.loads(received[0])[0]["type"] == "snapshot"
-    assert [json.loads(m)["type"] for m in received[1:]] == ["connect", "connect", "disconnect"]
+    assert events_of(received[0])[0]["type"] == "snapshot"
+    assert [events_of(m)[0]["type"] for m in received[1:]] == ["connect", "connect", "disconnect"]
+    # PUBACKed but not confirmed (no collector here): kept, awaiting confirmation.
+    assert len(awaiting(spool)) == 4
     assert "broker reachable again" in log
 
 
@@ -202,7 +222,7 @@ def test_spool_is_bounded_and_says_what_it_dropped(
                    and '"disconnect"' in "".join(spooled(spool)), 20, "the spool to overflow")
     finally:
         log = script.stop()
-    kept = [json.loads(message) for message in spooled(spool)]
+    kept = [event for message in spooled(spool) for event in events_of(message)]
     assert [(m["type"], m["mac"]) for m in kept] == [
         ("connect", "ba:1c:3d:77:02:9e"), ("disconnect", "a4:83:e7:12:9f:01")], log
 
@@ -218,7 +238,7 @@ def test_snapshots_repeat_every_interval(
         wait_until(lambda: len(spooled(spool)) >= 2, 20, "two snapshots")
     finally:
         log = script.stop()
-    batches = [json.loads(message) for message in spooled(spool)]
+    batches = [events_of(message) for message in spooled(spool)]
     assert all(isinstance(batch, list) and len(batch) == 2 for batch in batches), log
     stamps = [batch[0]["ts"] for batch in batches]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
@@ -254,7 +274,7 @@ def test_an_ssid_with_quotes_and_backslashes_stays_valid_json(
         wait_until(lambda: len(spooled(spool)) == 1, 20, "the first snapshot")
     finally:
         log = script.stop()
-    batch = json.loads(spooled(spool)[0])
+    batch = events_of(spooled(spool)[0])
     assert [event["ssid"] for event in batch] == [ssid, ssid], log
 
 
@@ -337,5 +357,64 @@ def test_the_publisher_speaks_tls_with_a_client_certificate(
             listener.wait(5)
         broker.terminate()
         broker.wait(10)
-    batch = json.loads(received.read_text().splitlines()[0])
+    batch = events_of(received.read_text().splitlines()[0])
     assert [event["mac"] for event in batch] == ["ba:1c:3d:77:02:9e", "00:16:3e:00:00:07"], log
+
+
+def test_an_unconfirmed_message_is_sent_again_until_a_confirmation_deletes_it(
+    openwrt_bin: str, ubus_state: Path, tmp_path: Path, test_id: str,
+) -> None:
+    """No collector confirms: the snapshot goes out again after CONFIRM_RESEND_S with the same
+    id; the confirmation naming that id deletes it, and nothing is sent after that."""
+    prefix = f"test-{test_id}"
+    ap_id = "ap-confirm"
+    received = tmp_path / "received.jsonl"
+    port = str(SHARED_BROKER[1])
+    with open(received, "w") as sink:
+        listener = subprocess.Popen(["mosquitto_sub", "-p", port, "-q", "1",
+                                     "-t", f"{prefix}/v1/ap/{ap_id}/events"], stdout=sink)
+    spool = tmp_path / "spool"
+    script = run_publisher(tmp_path, openwrt_bin, ubus_state, prefix, ap_id, SHARED_BROKER[1],
+                           CONFIRM_RESEND_S=2)
+    try:
+        wait_until(lambda: len(received.read_text().splitlines()) >= 2, 20, "a re-send")
+        first, again = received.read_text().splitlines()[:2]
+        assert first == again  # the same envelope, the same id: the points overwrite themselves
+        message_id = json.loads(first)["id"]
+        assert [path.name.split(".", 1)[1] for path in awaiting(spool)] == [f"{message_id}.json"]
+        # A forged id, a path and the real one: only the real one deletes anything.
+        confirmation = json.dumps({"v": 1, "ids": ["../x", "nothing", message_id]})
+        subprocess.run(["mosquitto_pub", "-p", port, "-q", "1", "-t",
+                        f"{prefix}/v1/ap/{ap_id}/stored", "-m", confirmation], check=True,
+                       timeout=10)
+        wait_until(lambda: not awaiting(spool), 10, "the confirmed message deleted")
+        count = len(received.read_text().splitlines())
+        time.sleep(3)  # past the resend timeout: nothing more goes out
+    finally:
+        log = script.stop()
+        listener.terminate()
+        listener.wait(5)
+    assert len(received.read_text().splitlines()) == count, log
+    assert "sending it again" in log
+
+
+def test_the_spool_cap_counts_messages_awaiting_confirmation(
+    openwrt_bin: str, ubus_state: Path, tmp_path: Path, test_id: str,
+) -> None:
+    """The broker takes everything, nobody confirms: SPOOL_MAX_FILES still bounds what the AP
+    keeps, the oldest awaiting confirmation going first."""
+    spool = tmp_path / "spool"
+    script = run_publisher(tmp_path, openwrt_bin, ubus_state, f"test-{test_id}", "ap-cap",
+                           SHARED_BROKER[1], SPOOL_MAX_FILES=2)
+    try:
+        wait_until(lambda: len(awaiting(spool)) == 1, 20, "the snapshot sent, unconfirmed")
+        wait_until(lambda: bool(subscriptions(ubus_state)), 20, "the subscription")
+        notify(ubus_state, RECORDED)
+        wait_until(lambda: "dropped the 1 oldest" in script.output() and not spooled(spool)
+                   and '"disconnect"' in "".join(p.read_text() for p in awaiting(spool)),
+                   20, "the cap to drop the oldest awaiting ones")
+    finally:
+        log = script.stop()
+    kept = [event for path in awaiting(spool) for event in events_of(path.read_text())]
+    assert [(e["type"], e["mac"]) for e in kept] == [
+        ("connect", "ba:1c:3d:77:02:9e"), ("disconnect", "a4:83:e7:12:9f:01")], log

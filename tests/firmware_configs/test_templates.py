@@ -18,7 +18,8 @@ from tests.firmware_configs.apside import BUSYBOX, FILES, ROOT, TEMPLATES
 AP_CONF_KEYS = (
     "AP_ID", "TOPIC_PREFIX", "BROKER_HOST", "BROKER_PORT", "BROKER_USER", "BROKER_PASSWORD_FILE",
     "BROKER_CAFILE", "BROKER_CERTFILE", "BROKER_KEYFILE", "COMMAND_KEY_FILE",
-    "SNAPSHOT_INTERVAL", "SPOOL_DIR", "SPOOL_MAX_FILES", "SESSION_DEFAULT_MINUTES",
+    "SNAPSHOT_INTERVAL", "SPOOL_DIR", "SPOOL_MAX_FILES", "CONFIRM_RESEND_S",
+    "SESSION_DEFAULT_MINUTES",
 )
 PORTAL_KEYS = ("PORTAL_FQDN", "PORTAL_PORT", "FAS_KEY")
 PLACEHOLDER = re.compile(r"@([A-Z][A-Z0-9_]*)@")
@@ -28,7 +29,7 @@ VALUES = {
     "BROKER_PASSWORD_FILE": "/etc/wifi-census/broker.password",
     "BROKER_CAFILE": "/etc/wifi-census/ca.crt", "BROKER_CERTFILE": "", "BROKER_KEYFILE": "",
     "COMMAND_KEY_FILE": "/etc/wifi-census/command.key", "SNAPSHOT_INTERVAL": "300",
-    "SPOOL_DIR": "/tmp/wifi-census/spool", "SPOOL_MAX_FILES": "500",
+    "SPOOL_DIR": "/tmp/wifi-census/spool", "SPOOL_MAX_FILES": "500", "CONFIRM_RESEND_S": "120",
     "SESSION_DEFAULT_MINUTES": "1440", "PORTAL_FQDN": "portal.example.cn", "PORTAL_PORT": "8080",
     "FAS_KEY": "s3cret-of-this-ap",
 }

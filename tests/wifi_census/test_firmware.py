@@ -48,6 +48,7 @@ SAMPLES = Path(__file__).resolve().parent / "firmware_templates"
 AP_CONF_KEYS = ["AP_ID", "TOPIC_PREFIX", "BROKER_HOST", "BROKER_PORT", "BROKER_USER",
                 "BROKER_PASSWORD_FILE", "BROKER_CAFILE", "BROKER_CERTFILE", "BROKER_KEYFILE",
                 "COMMAND_KEY_FILE", "SNAPSHOT_INTERVAL", "SPOOL_DIR", "SPOOL_MAX_FILES",
+                "CONFIRM_RESEND_S",
                 "SESSION_DEFAULT_MINUTES"]
 AP_SECRET = "s" * 64
 
@@ -171,7 +172,7 @@ def test_render_writes_every_file_an_ap_needs(provisioning: Settings, tmp_path: 
         "BROKER_PASSWORD_FILE": "/etc/wifi-census/broker.password", "BROKER_CAFILE": "",
         "BROKER_CERTFILE": "", "BROKER_KEYFILE": "",
         "COMMAND_KEY_FILE": "/etc/wifi-census/command.key", "SNAPSHOT_INTERVAL": "300",
-        "SPOOL_DIR": "/var/spool/wifi-census", "SPOOL_MAX_FILES": "1000",
+        "SPOOL_DIR": "/var/spool/wifi-census", "SPOOL_MAX_FILES": "1000", "CONFIRM_RESEND_S": "120",
         "SESSION_DEFAULT_MINUTES": "1440"}
     assert (out / "etc/wifi-census/broker.password").read_text() == password + "\n"
     assert (out / "etc/wifi-census/command.key").read_text() == AP_SECRET + "\n"

@@ -31,6 +31,7 @@ census_load_config() {
 	SNAPSHOT_INTERVAL=${SNAPSHOT_INTERVAL:-300}
 	SPOOL_DIR=${SPOOL_DIR:-/tmp/wifi-census/spool}
 	SPOOL_MAX_FILES=${SPOOL_MAX_FILES:-500}
+	CONFIRM_RESEND_S=${CONFIRM_RESEND_S:-120}
 	SESSION_DEFAULT_MINUTES=${SESSION_DEFAULT_MINUTES:-1440}
 	census_check_ap_id "$AP_ID" || census_die "AP_ID='$AP_ID': must be 1-64 of A-Z a-z 0-9 . _ -"
 	[ -n "$BROKER_HOST" ] || census_die "BROKER_HOST is empty"
@@ -41,6 +42,8 @@ census_load_config() {
 	if ! census_is_count "$SPOOL_MAX_FILES" || [ "$SPOOL_MAX_FILES" -eq 0 ]; then
 		census_die "SPOOL_MAX_FILES='$SPOOL_MAX_FILES': must be a whole number above 0"
 	fi
+	census_is_count "$CONFIRM_RESEND_S" ||
+		census_die "CONFIRM_RESEND_S='$CONFIRM_RESEND_S': must be a whole number of seconds (0: off)"
 	case $TOPIC_PREFIX in
 	*[!A-Za-z0-9._-]* | '') census_die "TOPIC_PREFIX='$TOPIC_PREFIX': letters, digits, . _ - only" ;;
 	esac
