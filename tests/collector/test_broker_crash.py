@@ -112,8 +112,19 @@ def test_events_acknowledged_just_before_kill_9_of_the_broker_are_stored_once_wi
         time.sleep(0.2)  # their re-subscriptions go out with the reconnection
         collector = Collector(settings, options_for(settings, "crash", client_id=client_id))
         with running_collector(collector):
-            wait_for(lambda: collector.summary.messages > 0 and saved_confirmed(), timeout=60,
-                     what="what the broker had saved stored and confirmed")
+            seen = {"messages": -1, "at": time.monotonic()}
+
+            def drained() -> bool:
+                """The saved queue is in: nothing new for a second, all of it written, and every
+                stored message confirmed (the first message alone proves nothing yet)."""
+                summary = collector.summary
+                if summary.messages != seen["messages"]:
+                    seen.update(messages=summary.messages, at=time.monotonic())
+                    return False
+                return (summary.messages > 0 and time.monotonic() - seen["at"] >= 1.0
+                        and summary.written == summary.events_received and saved_confirmed())
+
+            wait_for(drained, timeout=60, what="what the broker had saved stored and confirmed")
             lost_by_broker = len(unconfirmed())
             clock.shift = 7200.0  # the resend timeout has passed: re-send the unconfirmed
             for publisher in publishers:
