@@ -474,9 +474,15 @@ def publish_acknowledged(settings: Settings, messages: int, per_message: int) ->
         client.disconnect()
 
 
-def postgres_database(service_settings: Settings, name: str) -> str:
-    """Create a fresh PostgreSQL database and return its URL."""
-    return local_services.create_database(service_settings, name)
+def postgres_database(service_settings: Settings, name: str, template: str | None = None
+                      ) -> str:
+    """Create a fresh PostgreSQL database (a copy of template, if given) and return its URL."""
+    return local_services.create_database(service_settings, name, template)
+
+
+def copy_sqlite(template: Path, url: str) -> None:
+    """Start the SQLite database at url as a copy of template (a closed, checkpointed file)."""
+    shutil.copyfile(template, url.split("///", 1)[-1])
 
 
 def drop_postgres_database(service_settings: Settings, name: str) -> None:
