@@ -73,9 +73,8 @@ from registry.models import (
     Verification,
     WatchlistEntry,
 )
-from registry.staff import upsert_staff
 from simulator import SimulationConfig, SimulationResult, simulate
-from tests.cases_common import PASSWORD, Places
+from tests.cases_common import PASSWORD, Places, upsert_staff
 from timeseries import Point, TimeSeriesStore
 from timeseries.schema import MEASUREMENT_PRESENCE
 from wifi_census import local_servers as local_services
