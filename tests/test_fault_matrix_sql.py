@@ -236,10 +236,13 @@ def durable(command: list[str]) -> list[str]:
     return kept
 
 
-@pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[tuple[local_services.LocalService, str]]:
-    """A PostgreSQL cluster of this test's own on a free port, and a migrated database's URL."""
-    own = Settings.load(environ={}, environment="test", var_dir=tmp_path / "pg",
+@pytest.fixture(scope="module")
+def private_cluster(tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[local_services.LocalService]:
+    """A PostgreSQL cluster of this module's own on a free port, shared by its tests (each kills
+    and restarts it; initdb, start and the durable shutdown cost ~11 s a cluster)."""
+    folder = tmp_path_factory.mktemp("private-postgres")
+    own = Settings.load(environ={}, environment="test", var_dir=folder / "pg",
                         postgres_port=free_port())
     local = local_services.build_services(own, include_postgres=True)[-1]
     # Durable as production's PostgreSQL is (docker-compose: the image's defaults). The local
@@ -248,20 +251,36 @@ def private_postgres(tmp_path: Path) -> Iterator[tuple[local_services.LocalServi
     service = dataclasses.replace(local, command=lambda s: durable(local.command(s)))
     local_services.start(service)
     try:
-        with psycopg.connect(host="127.0.0.1", port=service.port, dbname="postgres",
-                             user=local_services.POSTGRES_SUPERUSER, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE registry")
-        url = (f"postgresql://{local_services.POSTGRES_SUPERUSER}@127.0.0.1:{service.port}"
-               "/registry")
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        yield service, url
+        yield service
     finally:
         local_services.stop(service)
-        with contextlib.suppress(OSError):  # the server's log stays with the test's files
-            shutil.copy(service.log_file, tmp_path / "postgres.log")
+        with contextlib.suppress(OSError):  # the server's log stays with the tests' files
+            shutil.copy(service.log_file, folder / "postgres.log")
         shutil.rmtree(service.directory, ignore_errors=True)
+
+
+def _private_admin(service: local_services.LocalService, statement: str) -> None:
+    """One CREATE/DROP DATABASE statement on the private cluster."""
+    with psycopg.connect(host="127.0.0.1", port=service.port, dbname="postgres",
+                         user=local_services.POSTGRES_SUPERUSER, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@pytest.fixture
+def private_postgres(private_cluster: local_services.LocalService, test_id: str
+                     ) -> Iterator[tuple[local_services.LocalService, str]]:
+    """The private cluster (running) and a migrated database of this test's own on it."""
+    service = private_cluster
+    local_services.start(service)  # running already, unless an earlier test left it down
+    name = f"registry_{test_id}"
+    _private_admin(service, f'CREATE DATABASE "{name}"')
+    url = f"postgresql://{local_services.POSTGRES_SUPERUSER}@127.0.0.1:{service.port}/{name}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield service, url
+    local_services.start(service)
+    _private_admin(service, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def kill_and_restart(service: local_services.LocalService, down_s: float) -> float:
