@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
+from unittest import mock
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.security import generate_password_hash
 
 from registry.db import session_scope
 from registry.models import (
@@ -19,7 +22,7 @@ from registry.models import (
     StaffUser,
     Unit,
 )
-from registry.staff import upsert_staff
+from registry.staff import upsert_staff as _upsert_staff
 
 PASSWORD = "correct horse battery"
 EVIDENCE = {"v": 1, "kind": "overcrowding", "unit": "", "registered": 1, "estimated": 6.0,
@@ -29,6 +32,20 @@ EVIDENCE = {"v": 1, "kind": "overcrowding", "unit": "", "registered": 1, "estima
             "flag": "group_rental", "hazards": [], "tier": "key",
             "window": {"start": "2026-10-25", "end": "2026-11-22", "nights": 28,
                        "timezone": "Asia/Shanghai"}}
+
+
+@functools.cache
+def _password_hash(password: str) -> str:
+    """Werkzeug's scrypt hash of a password, computed once per run."""
+    return generate_password_hash(password)
+
+
+def upsert_staff(session: Session, username: str, password: str, role: str) -> bool:
+    """registry.staff.upsert_staff for a test account: each account gets a real scrypt hash of
+    its password, the same one for every account with that password (one hash costs 0.1-0.4 s
+    here and set-ups make ~150 accounts; logins still check it at full cost)."""
+    with mock.patch("registry.staff.generate_password_hash", _password_hash):
+        return _upsert_staff(session, username, password, role)
 
 
 @dataclass

@@ -73,9 +73,8 @@ from registry.models import (
     Verification,
     WatchlistEntry,
 )
-from registry.staff import upsert_staff
 from simulator import SimulationConfig, SimulationResult, simulate
-from tests.cases_common import PASSWORD, Places
+from tests.cases_common import PASSWORD, Places, upsert_staff
 from timeseries import Point, TimeSeriesStore
 from timeseries.schema import MEASUREMENT_PRESENCE
 from wifi_census import local_servers as local_services
@@ -474,9 +473,15 @@ def publish_acknowledged(settings: Settings, messages: int, per_message: int) ->
         client.disconnect()
 
 
-def postgres_database(service_settings: Settings, name: str) -> str:
-    """Create a fresh PostgreSQL database and return its URL."""
-    return local_services.create_database(service_settings, name)
+def postgres_database(service_settings: Settings, name: str, template: str | None = None
+                      ) -> str:
+    """Create a fresh PostgreSQL database (a copy of template, if given) and return its URL."""
+    return local_services.create_database(service_settings, name, template)
+
+
+def copy_sqlite(template: Path, url: str) -> None:
+    """Start the SQLite database at url as a copy of template (a closed, checkpointed file)."""
+    shutil.copyfile(template, url.split("///", 1)[-1])
 
 
 def drop_postgres_database(service_settings: Settings, name: str) -> None:

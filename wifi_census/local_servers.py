@@ -345,9 +345,13 @@ def _postgres_admin(settings: Settings, statement: str) -> None:
         conn.execute(statement)
 
 
-def create_database(settings: Settings, name: str) -> str:
-    """Create a fresh database on the local PostgreSQL cluster and return its URL."""
-    _postgres_admin(settings, f'CREATE DATABASE "{name}"')
+def create_database(settings: Settings, name: str, template: str | None = None) -> str:
+    """Create a fresh database on the local PostgreSQL cluster and return its URL.
+
+    template: a database to copy (nobody may be connected to it), e.g. an already migrated one.
+    """
+    _postgres_admin(settings, f'CREATE DATABASE "{name}"'
+                    + (f' TEMPLATE "{template}"' if template else ""))
     return f"postgresql://{POSTGRES_SUPERUSER}@127.0.0.1:{settings.postgres_port}/{name}"
 
 
