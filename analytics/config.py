@@ -72,6 +72,12 @@ class AnalyticsConfig:
     # the owner comes home, even after a trip: up to three days, if the daily rhythm agrees.
     link_max_gap_s: int = 3 * 86400
     link_min_similarity: float = 0.55  # hour-of-day rhythm similarity for a slow link
+    # Inferred links are chosen per AP by one global assignment on the evidence that two
+    # addresses are one device (gap, signal level, rhythm: a log-likelihood ratio in nats). A
+    # link needs ``link_min_evidence`` and must beat the next-best candidate of either address
+    # by ``link_margin``: after a mass rotation (an AP reboot) ambiguous pairs stay unlinked.
+    link_min_evidence: float = 0.0
+    link_margin: float = 1.0
     # --- devices to people --------------------------------------------------------------------
     same_person_min_score: float = 0.80  # co-movement score to merge devices into one person
     # Prior for people the Wi-Fi cannot see (children without phones, elderly without a

@@ -66,10 +66,41 @@ def _dilate(x: np.ndarray) -> np.ndarray:
 
 FALLBACK_CONTAINMENT = 0.97  # with too few shared moments, only near-total containment merges
 FALLBACK_SCORE = 0.85
+# One person's devices leave and arrive in the same five-minute bin: they cross the door at
+# the same moment. Co-workers on one shift come and go a few minutes apart, so only about
+# 60% of their shared moments fall in one bin (two departures up to +-3 min from the shift's
+# time). With enough shared moments to tell, devices whose agreeing moments are not this
+# exact are different people however well they co-move.
+SAME_MOMENT_MIN_SHARE = 0.85
+SAME_MOMENT_MIN_MOMENTS = 8
+# Two devices that are each present most nights and leave and return on their own (phones)
+# are two people unless their moments agree to the bin nearly always: few people carry two
+# phones, and co-workers who walk out together are common.
+PHONE_PAIR_MIN_SHARE = 0.95
+# Sleeps here: present in the night window on at least two nights and this share of its days
+# (a night-shift worker's phone is home on the nights off: a third, or a seventh; a watch
+# charges at night and a laptop sleeps, so neither is).
+PHONE_NIGHT_SHARE = 0.15
+PHONE_MIN_NIGHTS = 2
+NIGHT_BINS = (216, 276)  # 00:00-05:00 in bins of the census day (06:00-06:00)
 
 
-def comovement_scores(presence: np.ndarray) -> np.ndarray:
-    """Pairwise co-movement scores (symmetric, 0..1) of devices' timelines.
+@dataclass(frozen=True)
+class Comovement:
+    """Pairwise co-movement of devices' timelines (symmetric matrices, zero diagonal).
+
+    ``score``: the share of the anchor's moments the other device shared within five
+    minutes; ``exact``: of those shared moments, the share in the very same bin;
+    ``moments``: how many moments the score rests on.
+    """
+
+    score: np.ndarray
+    exact: np.ndarray
+    moments: np.ndarray
+
+
+def comovement(presence: np.ndarray) -> Comovement:
+    """Co-movement scores, their exactness and their support, for every pair of devices.
 
     For a pair, the more present device is the anchor. Its *moments* are its departures while
     the other device was there, and its arrivals when the other device is there right after.
@@ -80,7 +111,7 @@ def comovement_scores(presence: np.ndarray) -> np.ndarray:
     """
     n = presence.shape[0]
     if n == 0:
-        return np.zeros((0, 0))
+        return Comovement(np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0)))
     p = presence.astype(bool)
     prev = np.empty_like(p)
     prev[:, 0] = p[:, 0]  # no transition at the window's start
@@ -94,47 +125,99 @@ def comovement_scores(presence: np.ndarray) -> np.ndarray:
     events = dep_f @ prev.astype(f).T + arr_f @ after.astype(f).T  # [anchor, other]
     agree = (dep_f @ (prev & _dilate(dep)).astype(f).T
              + arr_f @ (after & _dilate(arr)).astype(f).T)
+    same_bin = dep_f @ (prev & dep).astype(f).T + arr_f @ (after & arr).astype(f).T
     pf = p.astype(f)
     overlap = pf @ pf.T
     bins = pf.sum(axis=1)
     scores = np.zeros((n, n))
+    exact = np.zeros((n, n))
+    moments = np.zeros((n, n))
     for i in range(n):
         for j in range(i + 1, n):
             anchor, other = (i, j) if bins[i] >= bins[j] else (j, i)
             if bins[other] == 0:
                 continue
-            moments = events[anchor, other]
-            if moments >= 2:
-                score = float(agree[anchor, other] / moments)
+            count = events[anchor, other]
+            if count >= 2:
+                score = float(agree[anchor, other] / count)
             else:
                 contained = overlap[anchor, other] / bins[other]
                 score = FALLBACK_SCORE if contained >= FALLBACK_CONTAINMENT else 0.0
+            shared = float(agree[anchor, other])
             scores[i, j] = scores[j, i] = score
-    return scores
+            exact[i, j] = exact[j, i] = same_bin[anchor, other] / shared if shared else 0.0
+            moments[i, j] = moments[j, i] = shared
+    return Comovement(scores, exact, moments)
+
+
+def comovement_scores(presence: np.ndarray) -> np.ndarray:
+    """Pairwise co-movement scores (symmetric, 0..1) of devices' timelines (see ``comovement``)."""
+    return comovement(presence).score
+
+
+def phone_like(presence: np.ndarray) -> np.ndarray:
+    """Per device, whether it sleeps here and comes and goes: a person's own carried phone.
+
+    Present in the night window on ``PHONE_MIN_NIGHTS`` nights and ``PHONE_NIGHT_SHARE`` of
+    the days it was seen at all, and leaving at least once: a watch is off at night, a
+    laptop is asleep, a TV never leaves.
+    """
+    n = presence.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    days = presence.reshape(n, -1, BINS_PER_DAY)
+    seen = days.any(axis=2).sum(axis=1)
+    nights = days[:, :, NIGHT_BINS[0]:NIGHT_BINS[1]].any(axis=2).sum(axis=1)
+    leaves = (presence[:, :-1] & ~presence[:, 1:]).any(axis=1)
+    return ((nights >= PHONE_MIN_NIGHTS) & (nights >= PHONE_NIGHT_SHARE * seen)) & leaves
+
+
+def same_person(co: Comovement, phones: np.ndarray, i: int, j: int,
+                config: AnalyticsConfig) -> bool:
+    """Whether devices i and j move as one person's do (see the module's grouping notes)."""
+    if co.score[i, j] < config.same_person_min_score:
+        return False
+    if co.moments[i, j] < SAME_MOMENT_MIN_MOMENTS:
+        # Too few shared moments to judge their exactness: two phones stay two people.
+        return not (phones[i] and phones[j])
+    need = PHONE_PAIR_MIN_SHARE if phones[i] and phones[j] else SAME_MOMENT_MIN_SHARE
+    return bool(co.exact[i, j] >= need)
 
 
 def group_people(devices: Sequence[str], presence: np.ndarray,
                  config: AnalyticsConfig) -> tuple[list[int], list[float]]:
-    """Cluster devices into people; return each device's person index and match score."""
+    """Cluster devices into people; return each device's person index and match score.
+
+    Devices are taken most present first; each joins the person whose first device it moves
+    with best (``same_person``), else starts a new person. A person holds at most two
+    phone-like devices: co-movement of many phones at once is a shift, not one person.
+    """
     n = len(devices)
     if n == 0:
         return [], []
-    scores = comovement_scores(presence)
+    co = comovement(presence)
+    phones = phone_like(presence)
     order = np.argsort(-presence.sum(axis=1), kind="stable")
     anchors: list[int] = []
+    phones_of: list[int] = []
     person = [-1] * n
     match = [1.0] * n
     for i in order:
         best, best_score = -1, 0.0
         for k, anchor in enumerate(anchors):
-            if scores[i, anchor] > best_score:
-                best, best_score = k, float(scores[i, anchor])
-        if best >= 0 and best_score >= config.same_person_min_score:
+            if phones[i] and phones_of[k] >= 2:
+                continue
+            if co.score[i, anchor] > best_score and same_person(co, phones, int(i), anchor,
+                                                                config):
+                best, best_score = k, float(co.score[i, anchor])
+        if best >= 0:
             person[i] = best
             match[i] = best_score
+            phones_of[best] += int(phones[i])
         else:
             person[i] = len(anchors)
             anchors.append(int(i))
+            phones_of.append(int(phones[i]))
     return person, match
 
 

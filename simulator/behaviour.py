@@ -192,6 +192,22 @@ class DayEngine:
         away = complement(home, length)
         return PersonDay(home, [s for s, _ in away if s > 0], [e for _, e in away if e < length])
 
+    @staticmethod
+    def follow(plan: PersonDay, length: int, rng: Rng) -> PersonDay:
+        """A shift-group member's day: the leader's, each coming and going up to 3 min apart."""
+        spread = 3 * MINUTE
+        home: list[Interval] = []
+        for start, end in plan.home:
+            if start > 0:
+                start = max(1, start + rng.randint(-spread, spread))
+            if end < length:
+                end = min(length - 1, end + rng.randint(-spread, spread))
+            if end - start >= MINUTE:
+                home.append((start, end))
+        home = merge(home)
+        away = complement(home, length)
+        return PersonDay(home, [s for s, _ in away if s > 0], [e for _, e in away if e < length])
+
     def _routine(self, person: Person, day: Day, rng: Rng) -> list[Interval]:
         """The outings of an ordinary day for the person's role (ms from 06:00)."""
         role, weekday = person.role, day.weekday
@@ -318,10 +334,18 @@ class DayEngine:
         day_start_ms = day.start * 1000
         for unit in world.units:
             plans: list[tuple[Person, PersonDay]] = []
+            led: dict[int, PersonDay] = {}  # shift-group leaders' days, by person index
             for person in unit.occupants:
                 self._today_workday[person.index] = (
                     day.weekday < person.workdays if person.role == DAY_WORKER else day.weekday < 5)
-                plan = self.person_day(person, day, rng)
+                leader = person.shift_leader
+                if leader is not None and leader in led:
+                    plan = self.follow(led[leader], length, rng)
+                    self.state[person.index] = self.state[leader]
+                else:
+                    plan = self.person_day(person, day, rng)
+                if person.shift_group and leader is None:
+                    led[person.index] = plan
                 plans.append((person, plan))
                 home_hours[unit.index] += sum(e - s for s, e in plan.home) / HOUR
             anyone_home = merge(iv for _, plan in plans for iv in plan.home)
@@ -448,20 +472,26 @@ class DayEngine:
                     part_flags |= CONNECT  # re-joining after the reboot
                 if reboot is not None and part_end == reboot[0]:
                     part_flags &= ~DISCONNECT  # the AP died: it never reports the drop
-                if device.mode == ROTATING_RECONNECT and part_flags & CONNECT:
+                rejoined = reboot is not None and reboot[1] <= part_start < reboot[1] + MINUTE
+                if part_flags & CONNECT and (device.mode == ROTATING_RECONNECT
+                                             or (device.reboot_rotates and rejoined)):
                     self._new_address(device, day_start_ms + part_start)
                 mac = device.address_at(day_start_ms + part_start)
                 segments[ap.index].append(
                     (part_start, part_end, mac, rssi, part_flags, device.index))
 
     def _new_address(self, device: Device, at_ms: int) -> None:
-        """A reconnect-rotating device takes a fresh address from ``at_ms`` on."""
-        mac, start, end = device.addresses[-1]
+        """The device takes a fresh address from ``at_ms`` until its next planned rotation."""
+        last = len(device.addresses) - 1
+        position = next((i for i, (_, start, end) in enumerate(device.addresses)
+                         if start <= at_ms < end or (i == last and at_ms >= end)), None)
+        if position is None:
+            return
+        mac, start, end = device.addresses[position]
         if at_ms <= start:
             return
-        device.addresses[-1] = (mac, start, at_ms)
         fresh = self.probe_addresses.reconnect(device.index, len(device.addresses))
-        device.addresses.append((fresh, at_ms, end))
+        device.addresses[position:position + 1] = [(mac, start, at_ms), (fresh, at_ms, end)]
 
     def _transits(self, device: Device, unit: Unit, departures: list[int], arrivals: list[int],
                   day: Day, rng: Rng, segments: list[list[Segment]],
@@ -592,6 +622,7 @@ class DayEngine:
                 # Stations were already cut at the reboot (_emit); the AP is silent meanwhile.
                 result.append(reboot)
                 ap.outages.append((day.start * 1000 + reboot[0], day.start * 1000 + reboot[1]))
+                ap.reboots.append(ap.outages[-1])
                 continue
             if not rng.chance(self.config.outage_rate):
                 result.append(None)

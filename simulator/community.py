@@ -267,6 +267,9 @@ class _Builder:
                 workers += [self._person(unit, rng.randint(18, 48), GROUP_ROLES.draw(rng),
                                          local=False, registered=False) for _ in range(missing)]
             self._settle(unit, workers, months=(1, 24))
+            # Drawn only when asked for, so every existing seed gives the same world.
+            if self.config.shift_group_share > 0 and rng.chance(self.config.shift_group_share):
+                self._shift_groups(unit)
             return
         if unit.scenario == VACANT:
             if rng.chance(0.4):
@@ -289,6 +292,35 @@ class _Builder:
             people.append(gone)
         self._settle(unit, people, months=(1, 36) if unit.rented else (6, 180))
         self._infrastructure(unit, vacant=False)
+
+    def _shift_groups(self, unit: Unit) -> None:
+        """Split a group rental's workers into shift groups of 3-6 that share one schedule.
+
+        Co-workers on one shift leave and come home together; each group's first member
+        leads, the others copy its role, work days, shift cycle and trips (the day engine
+        copies its whole day, a few minutes apart).
+        """
+        rng = self.rng
+        members = [p for p in unit.occupants if p.age >= 18]
+        rng.shuffle(members)
+        groups = 0
+        while len(members) >= 3:
+            size = min(len(members), rng.randint(3, 6))
+            group, members = members[:size], members[size:]
+            group.sort(key=lambda p: p.index)  # the leader's day is drawn first
+            leader = group[0]
+            if leader.role not in (DAY_WORKER, NIGHT_SHIFT):
+                leader.role = DAY_WORKER
+            groups += 1
+            tag = f"{unit.ref}#S{groups}"
+            leader.shift_group = tag
+            for follower in group[1:]:
+                follower.role = leader.role
+                follower.workdays = leader.workdays
+                follower.shift_cycle = leader.shift_cycle
+                follower.trips = list(leader.trips)
+                follower.shift_leader = leader.index
+                follower.shift_group = tag
 
     def _family(self, unit: Unit, size: int) -> list[Person]:
         """An owner-occupier household: adults, children, sometimes grandparents."""
@@ -402,18 +434,25 @@ class _Builder:
             kinds.append("phone")
             if config.second_phone_share > 0 and rng.chance(config.second_phone_share):
                 kinds.append("phone")
+            watch = config.watch_share
+            if watch is None:
+                watch = 0.03 if group else 0.12
             for kind, share in (("laptop", 0.15 if group else 0.40),
                                 ("tablet", 0.05 if group else 0.18),
-                                ("watch", 0.03 if group else 0.12)):
+                                ("watch", watch)):
                 if len(kinds) < 3 and rng.chance(share):
                     kinds.append(kind)
-        person.night_wifi_off = "phone" in kinds and rng.chance(0.05)
+        person.night_wifi_off = "phone" in kinds and rng.chance(self.config.night_wifi_off_share)
         home_share = self.config.home_device_share
+        travelling = self.config.travelling_tablet_share
         for position, kind in enumerate(kinds):
             if kind in ("phone", "watch"):
                 follows = CARRIED
-                if kind == "phone" and position > 0 and rng.chance(0.5):
+                if (kind == "phone" and position > 0
+                        and rng.chance(1.0 - self.config.second_phone_carried)):
                     follows = DOZING  # a second phone left at home
+            elif kind == "tablet" and travelling > 0 and rng.chance(travelling):
+                follows = CARRIED  # a tablet that goes where its owner goes
             elif kind == "laptop" and rng.chance(0.15):
                 follows = ALWAYS  # a desktop or a laptop that never sleeps
             elif home_share > 0 and rng.chance(home_share):
@@ -427,6 +466,10 @@ class _Builder:
                 mode = ROTATING_RECONNECT
             device = self._device(RESIDENT, kind, mode, follows, person, person.unit, OUIS[kind])
             device.probes = kind in ("phone", "watch")
+            rotates = self.config.reboot_rotation_share
+            # Drawn only when asked for, so every existing seed gives the same world.
+            if rotates > 0 and mode != FIXED and rng.chance(rotates):
+                device.reboot_rotates = True
             person.devices.append(device)
 
     def _infrastructure(self, unit: Unit, vacant: bool) -> None:

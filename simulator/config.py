@@ -70,6 +70,17 @@ class SimulationConfig:
     night_shift_share: float = 0.0  # extra chance that a working adult works night shifts
     meter_household_cv: float = 0.0  # per-household spread of use per person (log-normal CV)
     broken_meter_share: float = 0.0  # meters stuck, reading zero, or off by a factor
+    # Randomizing devices whose address is new at each re-join after their AP reboots
+    # (non-persistent randomization): a reboot is then a mass rotation of the AP's stations.
+    reboot_rotation_share: float = 0.0
+    # Group rentals whose working residents go in shift groups: several people with one
+    # schedule, leaving and coming home together within a few minutes.
+    shift_group_share: float = 0.0
+    # --- device habits (varied in the "habits" mix; the defaults are the documented ones) --
+    watch_share: float | None = None  # adults with a watch (None: 12%, 3% in group rentals)
+    second_phone_carried: float = 0.5  # second phones carried (the rest stay home, dozing)
+    travelling_tablet_share: float = 0.0  # tablets carried like a phone (not at home)
+    night_wifi_off_share: float = 0.05  # phone owners switching Wi-Fi off 23:30-06:30
     # Group rentals that start during the period: all their people arrive on one day between
     # a quarter and half of the way in (how soon a new group rental is flagged).
     group_move_in_share: float = 0.0
@@ -87,10 +98,17 @@ class SimulationConfig:
                      "overnight_guest_rate", "trip_rate", "snapshot_loss", "reboot_rate",
                      "reconnect_rotation_share", "home_device_share", "second_phone_share",
                      "deviceless_share", "night_shift_share", "meter_household_cv",
-                     "broken_meter_share", "group_move_in_share"):
+                     "broken_meter_share", "group_move_in_share", "reboot_rotation_share",
+                     "shift_group_share", "second_phone_carried", "travelling_tablet_share",
+                     "night_wifi_off_share"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise ConfigError(name, value, "must be a number between 0 and 1")
+        if self.watch_share is not None and (
+                isinstance(self.watch_share, bool) or not isinstance(self.watch_share, int | float)
+                or not 0 <= self.watch_share <= 1):
+            raise ConfigError("watch_share", self.watch_share,
+                              "must be a number between 0 and 1, or None")
         if self.vacant_share + self.extra_occupant_share + self.fewer_share > 0.9:
             raise ConfigError("vacant_share", self.vacant_share,
                               "vacant + extra_occupant + fewer must leave 10% of units matching")
@@ -122,7 +140,7 @@ class SimulationConfig:
         return values
 
 
-MIXES = ("default", "hard")
+MIXES = ("default", "hard", "habits")
 
 # The hard mix: the behaviours that broke the estimator on districts it was not developed on
 # (issue 16), at the strength seen there. A cadence is chosen separately (300 s or 600 s).
@@ -140,6 +158,19 @@ HARD_MIX: dict[str, Any] = {
     "meter_household_cv": 0.5,
     "broken_meter_share": 0.03,
     "shared_meter_share": 0.05,
+    "reboot_rotation_share": 1.0,
+    "shift_group_share": 0.5,
+}
+
+# Device habits the estimator was not developed on, on top of the hard mix: more watches and
+# carried second phones, tablets that travel, phones that sleep Wi-Fi at night. Held out.
+HABITS_MIX: dict[str, Any] = {
+    **HARD_MIX,
+    "watch_share": 0.35,
+    "second_phone_share": 0.30,
+    "second_phone_carried": 0.8,
+    "travelling_tablet_share": 0.5,
+    "night_wifi_off_share": 0.25,
 }
 
 
@@ -147,7 +178,7 @@ def mix_overrides(mix: str) -> dict[str, Any]:
     """The parameter values of a named behaviour mix ("default": none changed)."""
     if mix not in MIXES:
         raise ConfigError("mix", mix, f"must be one of {', '.join(MIXES)}")
-    return dict(HARD_MIX) if mix == "hard" else {}
+    return {"hard": dict(HARD_MIX), "habits": dict(HABITS_MIX)}.get(mix, {})
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

@@ -70,6 +70,7 @@ class AccessPoint:
     phase: int = 0  # seconds after each snapshot grid point at which this AP reports
     units: list[Unit] = field(default_factory=list)
     outages: list[tuple[int, int]] = field(default_factory=list)  # ms, filled day by day
+    reboots: list[tuple[int, int]] = field(default_factory=list)  # ms (also in outages)
 
 
 @dataclass(slots=True, eq=False)
@@ -143,6 +144,10 @@ class Person:
     overnight_rate: float = 0.005  # chance per night of sleeping elsewhere
     night_wifi_off: bool = False  # switches Wi-Fi (or the phone) off at night
     arrives: int | None = None  # moves in during the period: away until this day's daytime
+    # A shift group of a group rental: its members copy the leader's day (index into the
+    # world's people), each coming and going within a few minutes of the leader.
+    shift_leader: int | None = None
+    shift_group: str = ""
 
     def on_trip(self, boundary: int) -> bool:
         """Whether the person is away on a trip at the start of day ``boundary`` (06:00)."""
@@ -184,6 +189,7 @@ class Device:
     bleed_ap: AccessPoint | None = None  # a neighbour's AP it sometimes joins
     probes: bool = False  # sends probe requests that sniffers hear
     probe_days: int = 0  # bit d set: it probed at a sniffer on day d
+    reboot_rotates: bool = False  # a new address at each re-join after its AP reboots
 
     def address_at(self, when_ms: int) -> str:
         """The address the device uses at a moment."""

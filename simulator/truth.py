@@ -79,6 +79,7 @@ def person_record(person: Person) -> dict[str, Any]:
         "workdays": person.workdays,
         "shift_cycle": list(person.shift_cycle) if person.role == "night_shift" else None,
         "night_wifi_off": person.night_wifi_off,
+        "shift_group": person.shift_group or None,
     }
 
 
@@ -103,6 +104,7 @@ def device_record(device: Device, period: Period, allocator: AddressAllocator) -
                       for mac, start, end in device.addresses],
         "probe_addresses": probe_addresses,
         "bleeds_to": device.bleed_ap.ap_id if device.bleed_ap else None,
+        "reboot_rotates": device.reboot_rotates,
     }
 
 
@@ -177,7 +179,8 @@ def write_truth(handle: TextIO, world: World, config: SimulationConfig, period: 
     _array(handle, "aps", ({"ap": ap.ap_id, "coverage": ap.coverage,
                             "units": [u.ref for u in ap.units], "sniffer": ap.sniffer,
                             "phase": ap.phase,
-                            "outages": [[_seconds(a), _seconds(b)] for a, b in ap.outages]}
+                            "outages": [[_seconds(a), _seconds(b)] for a, b in ap.outages],
+                            "reboots": [[_seconds(a), _seconds(b)] for a, b in ap.reboots]}
                            for ap in world.aps), last=True)
     handle.write("}\n")
 

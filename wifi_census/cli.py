@@ -316,7 +316,7 @@ def portal_purge() -> None:
 @click.option("--seed", "seeds", type=int, multiple=True, default=(8311,), show_default=True,
               help="Simulation seed(s); report figures on seeds never used to tune (see "
                    "docs/analytics.md).")
-@click.option("--mix", "mixes", type=click.Choice(["default", "hard"]), multiple=True,
+@click.option("--mix", "mixes", type=click.Choice(["default", "hard", "habits"]), multiple=True,
               default=("default", "hard"), show_default=True,
               help="Simulator behaviour mix(es), see docs/simulator.md.")
 @click.option("--interval", "intervals", type=click.IntRange(10, 3600), multiple=True,

@@ -119,3 +119,46 @@ def test_applying_links_merges_a_mid_day_rotation_into_one_row() -> None:
     assert day0.iloc[0]["bins"] == 130
     assert unpack_masks([day0.iloc[0]["mask"]])[0][150:280].all()
     assert merged["device"].nunique() == 1
+
+
+def mass_rotation(levels: dict[str, float], rejoin: dict[str, int]) -> list[dict[str, object]]:
+    """Stations on one AP, all dropped by a reboot on day 4 and back under new addresses.
+
+    ``levels``: each station's signal (dBm); ``rejoin``: the bin each re-appears in, as its
+    new address ``<name>2`` (the AP's re-join order has nothing to do with who is who).
+    """
+    reboot = START + 4 * DAY + 200 * 300
+    rows: list[dict[str, object]] = []
+    for name, level in levels.items():
+        old = [row(f"{name}1", d) for d in range(4)]
+        old.append(row(f"{name}1", 4, bins=range(150, 200), last=reboot))
+        back = rejoin[name]
+        new = [row(f"{name}2", 4, bins=range(back, 280), first=START + 4 * DAY + back * 300)]
+        new += [row(f"{name}2", d) for d in range(5, 10)]
+        for item in (*old, *new):
+            item["rssi_mean"] = level
+        rows += old + new
+    return rows
+
+
+def test_a_mass_rotation_is_matched_by_signal_not_by_who_rejoined_first() -> None:
+    """Four stations of one AP re-join after a reboot in another order: each finds its own."""
+    levels = {"p": -42.0, "q": -50.0, "r": -58.0, "s": -66.0}
+    rejoin = {"p": 203, "q": 202, "r": 201, "s": 200}  # shortest gap would pair p1 with s2
+    links = link_addresses(frame(mass_rotation(levels, rejoin)), no_bindings(), START,
+                           END).set_index("device")
+    for name in levels:
+        assert links.at[f"{name}2", "logical"] == f"{name}1"
+        assert links.at[f"{name}2", "link"] == "inferred"
+
+
+def test_stations_that_cannot_be_told_apart_after_a_reboot_stay_unlinked() -> None:
+    """Two stations at the same signal and rhythm: either pairing is a guess, so neither."""
+    levels = {"p": -42.0, "q": -55.0, "t": -70.0, "u": -70.4}
+    rejoin = {"p": 201, "q": 200, "t": 202, "u": 201}
+    links = link_addresses(frame(mass_rotation(levels, rejoin)), no_bindings(), START,
+                           END).set_index("device")
+    assert links.at["p2", "logical"] == "p1" and links.at["q2", "logical"] == "q1"
+    for name in ("t2", "u2"):
+        assert links.at[name, "logical"] == name
+        assert links.at[name, "link"] == "none"

@@ -240,3 +240,41 @@ def test_the_meters_weigh_as_much_as_they_predict_what_the_wifi_counts() -> None
     assert fit_utility_weight(registered, detected, misleading, caps, prior, config) == 0.0
     halved = dataclasses.replace(config, utility_weight=0.5)
     assert fit_utility_weight(registered, detected, honest, caps, prior, halved) == 0.5
+
+
+def shift(members: int, spread_min: float, seed: int = 5) -> np.ndarray:
+    """Phones of people on one day shift: out 07:00-08:45 and back 17:00-20:00, home at
+    night, each person leaving and returning up to ``spread_min`` minutes from the shift."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((members, DAYS * 288), dtype=bool)
+    for d in range(DAYS):
+        leave, back = rng.uniform(60, 165), rng.uniform(660, 840)  # minutes after 06:00
+        for m in range(members):
+            a = int((leave + rng.uniform(-spread_min, spread_min)) // 5)
+            b = int((back + rng.uniform(-spread_min, spread_min)) // 5)
+            out[m, d * 288: d * 288 + a] = True
+            out[m, d * 288 + b: (d + 1) * 288] = True
+    return out
+
+
+def test_a_shift_of_four_phones_moving_together_stays_four_people() -> None:
+    """Co-workers leave and come home within minutes of each other: four people, not one."""
+    phones = shift(4, spread_min=3.0)
+    assert (comovement_scores(phones)[np.triu_indices(4, 1)] >= CONFIG.same_person_min_score
+            ).all()  # they do co-move: what merged them before
+    people, _ = group_people(["a", "b", "c", "d"], phones, CONFIG)
+    assert len(set(people)) == 4
+
+
+def test_two_phones_of_one_person_move_to_the_bin_and_are_one_person() -> None:
+    """A second phone carried along leaves and arrives in the very same bins: one person."""
+    phone = shift(1, spread_min=0.0)[0]
+    people, _ = group_people(["phone", "second"], np.vstack([phone, phone.copy()]), CONFIG)
+    assert people[0] == people[1]
+
+
+def test_a_person_holds_at_most_two_phones() -> None:
+    """Three phones in perfect lockstep are not one person carrying three phones."""
+    phone = shift(1, spread_min=0.0)[0]
+    people, _ = group_people(["a", "b", "c"], np.vstack([phone] * 3), CONFIG)
+    assert len(set(people)) == 2
