@@ -175,3 +175,45 @@ def test_a_new_group_rental_is_flagged_within_ten_nights_of_moving_in(
     flagged = [n for n in delays.values() if n is not None]
     assert len(flagged) >= 0.75 * len(delays), delays
     assert all(1 <= n <= FLAG_WITHIN_NIGHTS for n in flagged), delays
+
+
+def test_calibrate_writes_the_chosen_interval_mass_into_the_config_file(
+        settings: Settings, tmp_path: Path) -> None:
+    """The smallest mass covering the conformal share of development units lands in the file."""
+    import json
+
+    from click.testing import CliRunner
+
+    from wifi_census.accuracy import CANDIDATE_MASSES
+    from wifi_census.cli import main
+
+    config_file = tmp_path / "analytics.json"
+    config_file.write_text(json.dumps({"flag_confidence": 0.91}), encoding="utf-8")
+    env = {"WIFI_CENSUS_VAR_DIR": str(settings.var_dir), "WIFI_CENSUS_ENVIRONMENT": "test",
+           "WIFI_CENSUS_DATABASE_URL": settings.database_url}
+    result = CliRunner().invoke(main, [
+        "analytics", "calibrate", "--case", "hard:600:101", "--units", "16", "--days", "5",
+        "--group-rental-share", "0.5", "--config", str(config_file), "--json",
+        "--out", str(tmp_path / "sims")], env=env)
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output.strip().splitlines()[-1])
+    written = json.loads(config_file.read_text(encoding="utf-8"))
+    assert written == {"flag_confidence": 0.91, "interval_mass": found["interval_mass"]}
+    coverage = {float(m): v for m, v in found["coverage"].items()}
+    assert set(found["by_mix"]) == {"hard"} and found["units"] >= 10
+    chosen = found["interval_mass"]
+    assert coverage[chosen] >= found["needed"] or chosen == CANDIDATE_MASSES[-1]
+    assert all(coverage[m] < found["needed"] for m in CANDIDATE_MASSES if m < chosen)
+    assert AnalyticsConfig.from_file(config_file).interval_mass == chosen
+
+
+def test_calibrate_refuses_a_case_it_cannot_read(settings: Settings) -> None:
+    """A malformed --case is refused by name before anything is simulated."""
+    from click.testing import CliRunner
+
+    from wifi_census.cli import main
+
+    env = {"WIFI_CENSUS_VAR_DIR": str(settings.var_dir), "WIFI_CENSUS_ENVIRONMENT": "test"}
+    result = CliRunner().invoke(main, ["analytics", "calibrate", "--case", "hard:600",
+                                       "--dry-run"], env=env)
+    assert result.exit_code == 2 and "MIX:CADENCE:SEED" in result.output
