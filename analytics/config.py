@@ -115,6 +115,10 @@ class AnalyticsConfig:
     # truth needed). Households whose use per person varies widely, and broken or shared
     # meters, then lower the meters' say where they are noisy and only there.
     utility_weight_fit: bool = True
+    # Kinds that share the household's habit (water and electricity of a frugal household are
+    # both low) are fewer independent readings than there are kinds: their log-likelihoods
+    # are scaled by 1 / (1 + (K - 1) rho), rho measured per community (utility.kinds_correlation).
+    utility_kinds_shared: bool = True
     # 0 switches the Wi-Fi evidence off (meters and registry only: the accuracy report's
     # "meters only" column); persistence then cannot be measured and is not required.
     wifi_weight: float = 1.0

@@ -518,14 +518,20 @@ def _wifi_excess(count: int, registered: list[int], prior: Prior,
 
 def _persistence(weekly: list[int], observed: list[bool], registered: list[int], prior: Prior,
                  config: AnalyticsConfig) -> tuple[float, int]:
-    """Share of observed weeks whose own people count makes registered + 2 more likely than not.
+    """Share of observed weeks, from the first that showed the excess on, that showed it.
 
-    The Wi-Fi's own check: the registry prior and that week's count, without the meters (a
-    meter far off its peers must not make every week look crowded). For a corridor zone the
-    check is on the zone's total.
+    A week shows the excess when its own people count makes registered + 2 more likely than
+    not: the Wi-Fi's own check, the registry prior and that week's count, without the meters
+    (a meter far off its peers must not make every week look crowded). Counting from the first
+    such week lets a group rental that moved in lately be persistent since it came (the weeks
+    before, heard empty or with the former household, say nothing about it), while a crowded
+    week followed by ordinary ones is not. For a corridor zone the check is on the zone's total.
     """
     weeks = [w for w, seen in zip(weekly, observed, strict=False) if seen]
     if not weeks:
         return 0.0, 0
-    hits = sum(1 for count in weeks if _wifi_excess(count, registered, prior, config) >= 0.5)
-    return hits / len(weeks), len(weeks)
+    shows = [_wifi_excess(count, registered, prior, config) >= 0.5 for count in weeks]
+    if not any(shows):
+        return 0.0, len(weeks)
+    since = shows[shows.index(True):]
+    return sum(since) / len(since), len(weeks)
