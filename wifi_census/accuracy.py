@@ -61,6 +61,18 @@ def iter_stream(path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 def stream_events(path: Path, pseudonym_key: str, aps: pd.DataFrame) -> pd.DataFrame:
     """A recorded stream as the events frame the collector would store (pseudonymised)."""
+    return stream_frames(path, pseudonym_key, aps)[0]
+
+
+def stream_frames(path: Path, pseudonym_key: str,
+                  aps: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A recorded stream, read once, as (its events, its reports) as the collector stores them.
+
+    Events are pseudonymised (``presence``). Reports are one row per AP message (ts, ap:
+    ``ap_heartbeat``): a report's time is its latest event's; an empty keep-alive carries none
+    and takes its arrival time, here the time of the stream (written in time order) when it
+    arrived.
+    """
     pseudonyms: dict[str, tuple[str, bool]] = {}
     ts: list[float] = []
     ap_ids: list[str] = []
@@ -68,42 +80,33 @@ def stream_events(path: Path, pseudonym_key: str, aps: pd.DataFrame) -> pd.DataF
     devices: list[str] = []
     rssi: list[float] = []
     randomized: list[bool] = []
+    report_ts: list[float] = []
+    report_ap: list[str] = []
+    clock = 0.0
     for ap, events in iter_stream(path):
+        latest = -math.inf
         for event in events:
             mac = event["mac"]
             known = pseudonyms.get(mac)
             if known is None:
                 known = (pseudonymize_mac(mac, pseudonym_key), is_locally_administered(mac))
                 pseudonyms[mac] = known
-            ts.append(float(event["ts"]))
+            at = float(event["ts"])
+            latest = max(latest, at)
+            ts.append(at)
             ap_ids.append(ap)
             kinds.append(event["type"])
             devices.append(known[0])
             rssi.append(float(event["rssi"]) if event.get("rssi") is not None else math.nan)
             randomized.append(known[1])
+        if events:
+            clock = max(clock, latest)
+        report_ts.append(latest if events else clock)
+        report_ap.append(ap)
     frame = pd.DataFrame({"ts": ts, "ap": ap_ids, "event": kinds, "device": devices,
                           "rssi": rssi, "randomized": randomized})
-    return attach_locations(frame, aps)
-
-
-def stream_reports(path: Path, aps: pd.DataFrame) -> pd.DataFrame:
-    """One row per AP report of a recorded stream (ts, ap, location tags): its heartbeat.
-
-    As the collector stores it: a report's time is its latest event's; an empty keep-alive
-    carries none and takes its arrival time, here the time of the stream (written in time
-    order) when it arrived.
-    """
-    ts: list[float] = []
-    ap_ids: list[str] = []
-    clock = 0.0
-    for ap, events in iter_stream(path):
-        if events:
-            clock = max(clock, max(float(event["ts"]) for event in events))
-            ts.append(max(float(event["ts"]) for event in events))
-        else:
-            ts.append(clock)
-        ap_ids.append(ap)
-    return attach_locations(pd.DataFrame({"ts": ts, "ap": ap_ids}), aps)
+    reports = pd.DataFrame({"ts": report_ts, "ap": report_ap})
+    return attach_locations(frame, aps), attach_locations(reports, aps)
 
 
 def attach_locations(frame: pd.DataFrame, aps: pd.DataFrame) -> pd.DataFrame:
@@ -398,11 +401,10 @@ def prepare(settings: Any, folder: Path, sim_config: Any, via: str = "direct",
     mark = time.monotonic()
     if via == "direct":
         say("rolling the stream up in memory")
-        events = stream_events(sim.events_path, settings.pseudonym_key, registry.aps)
+        events, reports = stream_frames(sim.events_path, settings.pseudonym_key, registry.aps)
         rollup = rollup_events(events, window, config)
         del events
-        heard = rollup_heard(stream_reports(sim.events_path, registry.aps), window, config)
-        rollup = pd.concat([rollup, heard], ignore_index=True)
+        rollup = pd.concat([rollup, rollup_heard(reports, window, config)], ignore_index=True)
     else:
         store = open_store(
             settings, database=f"{settings.influx_database}_accuracy_{uuid.uuid4().hex[:8]}")
