@@ -121,6 +121,10 @@ class AnalyticsConfig:
     # truth needed). Households whose use per person varies widely, and broken or shared
     # meters, then lower the meters' say where they are noisy and only there.
     utility_weight_fit: bool = True
+    # Kinds that share the household's habit (water and electricity of a frugal household are
+    # both low) are fewer independent readings than there are kinds: their log-likelihoods
+    # are scaled by 1 / (1 + (K - 1) rho), rho measured per community (utility.kinds_correlation).
+    utility_kinds_shared: bool = True
     # 0 switches the Wi-Fi evidence off (meters and registry only: the accuracy report's
     # "meters only" column); persistence then cannot be measured and is not required.
     wifi_weight: float = 1.0
@@ -128,6 +132,12 @@ class AnalyticsConfig:
     flag_confidence: float = 0.90  # P(people >= registered + 2) needed to flag a group rental
     attention_confidence: float = 0.80  # P(people >= registered + 1) for an attention case
     persistence_min_fraction: float = 0.5  # share of observed weeks that must show the excess
+    # The Wi-Fi's own say on a group rental, where it has data: P(people >= registered + 2)
+    # from the registry prior and the Wi-Fi count alone must reach this. The meters may
+    # strengthen the case to ``flag_confidence`` but never create it against the Wi-Fi: a
+    # household's use per person varies with a CV of about 0.5, so a meter far off its peers
+    # is often a habit, not a crowd (a meter-tipped false flag at 120 s and 900 s showed it).
+    flag_wifi_support: float = 0.5
     min_nights_observed: int = 7
     hazards_path: str = str(DEFAULT_HAZARDS_PATH)
     inspection_lookback_days: int = 180
@@ -160,6 +170,7 @@ class AnalyticsConfig:
             ("resident_min_fraction", 0.0 <= self.resident_min_fraction <= 1.0, "must be 0..1"),
             ("persistence_min_fraction", 0.0 <= self.persistence_min_fraction <= 1.0,
              "must be 0..1"),
+            ("flag_wifi_support", 0.0 <= self.flag_wifi_support < 1.0, "must be 0..<1"),
         ]
         for name, ok, reason in checks:
             if not ok:

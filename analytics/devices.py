@@ -144,7 +144,7 @@ def choose_home(features: pd.DataFrame, aps: pd.DataFrame, observed: pd.Series,
         "other_aps": others.reindex(best.index).fillna(0).astype("int64").to_numpy(),
         "randomized": best["randomized"].to_numpy(dtype=bool),
     })
-    out["observed_days"] = out["home_ap"].map(observed).fillna(0).astype("int64")
+    out["observed_days"] = out["home_ap"].map(observed).fillna(0).astype("float64")
     out["presence"] = out["bins"] / (BINS_PER_DAY * out["observed_days"].clip(lower=1))
     # Bleed: a stronger AP exists for this device where it also stays: it lives there.
     stronger = best_rssi.reindex(best.index).to_numpy() - out["rssi"].to_numpy()

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analytics.config import AnalyticsConfig, Window
+from analytics.config import BINS_PER_DAY, AnalyticsConfig, Window
 from analytics.devices import (
-    ap_observed_days,
     choose_home,
+    count_bins_window,
     daily_features,
     device_ap_features,
     mark_home_devices,
+    night_bins,
     packed_masks,
     place_devices,
     zones_for_aps,
@@ -44,6 +45,7 @@ from analytics.people import (
     wifi_likelihood,
     zone_posteriors,
 )
+from analytics.rollup import split_heard
 from analytics.utility import daily_consumption, utility_evidence
 
 LOGGER = logging.getLogger(__name__)
@@ -51,8 +53,8 @@ LOGGER = logging.getLogger(__name__)
 UNIT_RESULT_COLUMNS = [
     "unit", "community", "building", "floor", "registered", "rented", "coverage",
     "nights_observed", "resident_devices", "people_detected", "estimated", "mean", "low", "high",
-    "p_plus_one", "p_plus_two", "persistence", "weeks_observed", "utility_ratio",
-    "utility_people", "zone", "zone_units",
+    "p_plus_one", "p_plus_two", "wifi_p_plus_two", "persistence", "weeks_observed",
+    "utility_ratio", "utility_people", "zone", "zone_units",
 ]
 
 
@@ -65,6 +67,9 @@ class Estimates:
     links: pd.DataFrame
     prior: Prior
     presence: pd.DataFrame = field(repr=False)
+    # Each analysed unit's posterior over N = 0..max_people (``analytics calibrate`` reads
+    # intervals of other masses from them).
+    posteriors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
 def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: Window,
@@ -76,6 +81,7 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     units = registry.units
     start_s, end_s = window.start.timestamp(), window.end.timestamp()
 
+    rollup, heard = split_heard(rollup)
     step("linking randomized addresses")
     links = link_addresses(rollup, registry.bindings, start_s, end_s, config)
     presence = apply_links(rollup, links).reset_index(drop=True)
@@ -83,9 +89,11 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
 
     step("classifying devices")
     daily = daily_features(presence, packed, config)
+    daily["away"] = away_while_heard(presence, packed, heard, daily["away"].to_numpy())
     features = device_ap_features(presence, daily)
-    observed = ap_observed_days(presence)
-    homes = mark_home_devices(choose_home(features, registry.aps, observed, config), presence,
+    observation = ap_observation(presence, heard, config)
+    days_heard = observation.groupby("ap")["day_share"].sum()
+    homes = mark_home_devices(choose_home(features, registry.aps, days_heard, config), presence,
                               registry.aps, config)
     coverage = zones_for_aps(registry.aps, units)
     placed = place_devices(homes, coverage, links, registry.bindings)
@@ -126,13 +134,15 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     util_frame, util_logliks = utility_evidence(units, consumption, config)
 
     step("estimating people per unit")
-    wifi = wifi_evidence(placed, observed, home_rows, home_stay, person_of, day_index,
+    wifi = wifi_evidence(placed, observation, home_rows, home_stay, person_of, day_index,
                          len(window.days))
     meters = MeterEvidence(util_frame.set_index("unit") if not util_frame.empty
                            else pd.DataFrame(), util_logliks)
+    posteriors: dict[str, np.ndarray] = {}
     result, prior = unit_results(units, unit_coverage(registry.aps, coverage), wifi, meters,
-                                 len(window.days), config)
-    return Estimates(units=result, devices=placed, links=links, prior=prior, presence=presence)
+                                 len(window.days), config, posteriors)
+    return Estimates(units=result, devices=placed, links=links, prior=prior, presence=presence,
+                     posteriors=posteriors)
 
 
 @dataclass(frozen=True)
@@ -178,10 +188,68 @@ def unit_coverage(aps: pd.DataFrame, coverage: pd.DataFrame) -> Coverage:
     return Coverage(own_ap={str(u): list(a) for u, a in own_ap.items()}, zones=zones)
 
 
-def wifi_evidence(placed: pd.DataFrame, observed: pd.Series, home_rows: pd.DataFrame,
+OBSERVATION_COLUMNS = ["ap", "day", "day_share", "night_share"]
+
+
+def away_while_heard(presence: pd.DataFrame, packed: np.ndarray, heard: pd.DataFrame,
+                     away: np.ndarray) -> np.ndarray:
+    """Per roll-up row, away that day: a whole 40-minute block unseen while its AP was heard.
+
+    An AP that was down for an hour made every device look away, so a TV that never leaves
+    stopped looking like one; a block the AP was not heard in says nothing. Rows of APs
+    without report rows that day keep ``away`` (inferred from the sightings alone).
+    """
+    if heard.empty or presence.empty:
+        return away
+    heard_packed = packed_masks(heard["mask"])
+    index = {key: i for i, key in enumerate(zip(heard["ap"], heard["day"], strict=True))}
+    rows = np.fromiter((index.get(key, -1) for key in zip(presence["ap"], presence["day"],
+                                                          strict=True)),
+                       dtype=np.int64, count=len(presence))
+    known = rows >= 0
+    out = away.copy()
+    out[known] = ((packed[known] == 0) & (heard_packed[rows[known]] == 0xFF)).any(axis=1)
+    return out
+
+
+def ap_observation(presence: pd.DataFrame, heard: pd.DataFrame,
+                   config: AnalyticsConfig) -> pd.DataFrame:
+    """Per AP and day it was observed: the share of the day and of the night it was heard.
+
+    The AP's own reports (its ``AP_HEARD`` roll-up rows, from ``ap_heartbeat``) are the
+    evidence where they exist: a day the AP was heard with nobody there is observed and empty,
+    a day it was silent (down, unplugged, its uplink cut) is not observed at all, and a day it
+    was down for part of is observed for that part only. Where an AP has no report rows that
+    day (data from before the collector stored heartbeats), a day with any device seen counts
+    as observed, whole, as before.
+    """
+    start, end = night_bins(config)
+    parts = []
+    if not heard.empty:
+        packed = packed_masks(heard["mask"])
+        parts.append(pd.DataFrame({
+            "ap": heard["ap"].to_numpy(), "day": heard["day"].to_numpy(),
+            "day_share": heard["bins"].to_numpy(dtype=float) / BINS_PER_DAY,
+            "night_share": count_bins_window(packed, start, end) / float(end - start)}))
+    if not presence.empty:
+        seen = presence[["ap", "day"]].drop_duplicates()
+        if parts:
+            known = set(zip(parts[0]["ap"], parts[0]["day"], strict=True))
+            seen = seen.loc[[key not in known for key in zip(seen["ap"], seen["day"],
+                                                              strict=True)]]
+        parts.append(seen.assign(day_share=1.0, night_share=1.0))
+    if not parts:
+        return pd.DataFrame(columns=OBSERVATION_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[OBSERVATION_COLUMNS]
+
+
+def wifi_evidence(placed: pd.DataFrame, observation: pd.DataFrame, home_rows: pd.DataFrame,
                   home_stay: np.ndarray, person_of: dict[str, int],
                   day_index: Mapping[Any, int], n_days: int) -> WifiEvidence:
-    """Counts per AP and unit: nights, people placed, resident devices, people per week."""
+    """Counts per AP and unit: nights, people placed, resident devices, people per week.
+
+    An AP's nights are the nights it was heard, a partly heard night counting as its share.
+    """
     persons = _person_unit(placed)
     resident_devices = placed.loc[placed["class"] == "resident"]
     # Weekly people per AP (persistence): people with two or more stay days at home that week.
@@ -198,8 +266,10 @@ def wifi_evidence(placed: pd.DataFrame, observed: pd.Series, home_rows: pd.DataF
     weekly_by_ap: dict[str, list[int]] = {}
     for (ap, week), count in zip(weekly.index, weekly.to_numpy(), strict=True):
         weekly_by_ap.setdefault(str(ap), [0] * weeks)[int(week)] = int(count)
+    nights = observation.groupby("ap")["night_share"].sum() if not observation.empty else (
+        pd.Series(dtype="float64"))
     return WifiEvidence(
-        nights_by_ap=observed,
+        nights_by_ap=(nights + 1e-9).round().astype("int64"),
         detected_by_unit=(persons.loc[persons["unit"] != ""].groupby("unit").size()
                           if not persons.empty else pd.Series(dtype="int64")),
         unplaced_by_ap=(persons.loc[persons["unit"] == ""].groupby("home_ap").size()
@@ -208,7 +278,7 @@ def wifi_evidence(placed: pd.DataFrame, observed: pd.Series, home_rows: pd.DataF
         devices_by_unit=resident_devices.loc[resident_devices["unit"] != ""].groupby(
             "unit").size(),
         weekly_by_ap=weekly_by_ap,
-        observed_weeks_by_ap=_observed_weeks(home_rows, day_index, n_days),
+        observed_weeks_by_ap=_observed_weeks(observation, day_index, n_days),
     )
 
 
@@ -272,7 +342,11 @@ def _own_ap_unit(unit: Mapping[str, Any], aps_here: list[str], wifi: WifiEvidenc
     seen = detected if nights >= 1 and config.wifi_weight > 0 else None
     post = unit_posterior(registered, seen, prior, loglik, config, cap)
     row["persistence"], row["weeks_observed"] = _persistence(
-        unit_weeks, weeks_seen, [registered], prior, [loglik], config)
+        unit_weeks, weeks_seen, [registered], prior, config)
+    row["wifi_p_plus_two"] = None
+    if seen is not None:
+        alone = unit_posterior(registered, seen, prior, None, config, cap)
+        row["wifi_p_plus_two"] = float(alone[registered + 2:].sum())
     if config.wifi_weight == 0:
         row["persistence"] = 1.0  # no weekly Wi-Fi counts to check against
     return row, post
@@ -284,7 +358,7 @@ def _unseen_unit(unit: Mapping[str, Any], meters: MeterEvidence, prior: Prior, c
     ref, registered = str(unit["unit"]), int(unit["registered"])
     row = _registry_columns(unit, meters)
     row.update(coverage="none", nights_observed=0, resident_devices=0, people_detected=0,
-               persistence=0.0, weeks_observed=0)
+               persistence=0.0, weeks_observed=0, wifi_p_plus_two=None)
     return row, unit_posterior(registered, None, prior, meters.logliks.get(ref), config, cap)
 
 
@@ -306,7 +380,10 @@ def _zone_units(zone_ap: str, members: list[str], unit_info: Mapping[str, Mappin
                  for u, r, ll in zip(members, regs, logliks, strict=True)]
     persistence, weeks_observed = _persistence(
         wifi.weekly_by_ap.get(zone_ap, []), wifi.observed_weeks_by_ap.get(zone_ap, []), regs,
-        prior, logliks, config)
+        prior, config)
+    # What the corridor's Wi-Fi alone says about the zone's total (it cannot say which unit).
+    wifi_support = (_wifi_excess(detected, regs, prior, config)
+                    if nights >= 1 and config.wifi_weight > 0 else None)
     if config.wifi_weight == 0:
         persistence = 1.0
     out = []
@@ -315,18 +392,19 @@ def _zone_units(zone_ap: str, members: list[str], unit_info: Mapping[str, Mappin
         row.update(coverage="zone", nights_observed=nights,
                    resident_devices=int(wifi.devices_by_unit.get(unit_ref, 0)),
                    people_detected=b, persistence=persistence, weeks_observed=weeks_observed,
-                   zone=zone_ap, zone_units=len(members))
+                   wifi_p_plus_two=wifi_support, zone=zone_ap, zone_units=len(members))
         out.append((row, post))
     return out
 
 
 def unit_results(units: pd.DataFrame, cover: Coverage, wifi: WifiEvidence,
                  meters: MeterEvidence, n_days: int, config: AnalyticsConfig,
+                 posteriors: dict[str, np.ndarray] | None = None,
                  ) -> tuple[pd.DataFrame, Prior]:
     """Posterior per unit (own AP, corridor zone, or no coverage) and its summary row.
 
     Returns the rows (``UNIT_RESULT_COLUMNS``, in the registry's unit order) and the prior
-    fitted to the district.
+    fitted to the district; ``posteriors``, when given, receives each unit's posterior.
     """
     unit_records = records(units)
     unit_info = {str(u["unit"]): u for u in unit_records}
@@ -348,6 +426,8 @@ def unit_results(units: pd.DataFrame, cover: Coverage, wifi: WifiEvidence,
     for ref in units["unit"]:
         if ref in found:
             row, post = found[ref]
+            if posteriors is not None:
+                posteriors[str(ref)] = post
             rows.append({**row, **summarise(post, int(unit_info[ref]["registered"]),
                                             config.interval_mass)})
     return pd.DataFrame(rows, columns=UNIT_RESULT_COLUMNS), prior
@@ -379,13 +459,14 @@ def _maybe(frame: pd.DataFrame, unit: str, column: str) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
-def _observed_weeks(home_rows: pd.DataFrame, day_index: Mapping[Any, int],
+def _observed_weeks(observation: pd.DataFrame, day_index: Mapping[Any, int],
                     n_days: int) -> dict[str, list[bool]]:
-    """Per AP, whether each week had at least three days with data."""
+    """Per AP, whether each week had at least three days observed (heard half the day)."""
     weeks = _weeks(n_days)
-    if home_rows.empty:
+    if observation.empty:
         return {}
-    days = home_rows.drop_duplicates(["ap", "day"])
+    days = observation.loc[observation["day_share"] >= 0.5]
+    days = days.loc[days["day"].isin(set(day_index))]
     week = np.minimum(np.fromiter((day_index[d] for d in days["day"]), dtype=np.int64,
                                   count=len(days)) // 7, weeks - 1)
     counts = pd.DataFrame({"ap": days["ap"].to_numpy(), "week": week}).groupby(
@@ -414,31 +495,43 @@ def _max_weeks(series: list[list[bool]], n_days: int) -> list[bool]:
     return total
 
 
-def _persistence(weekly: list[int], observed: list[bool], registered: list[int], prior: Prior,
-                 logliks: list[np.ndarray | None], config: AnalyticsConfig) -> tuple[float, int]:
-    """Share of observed weeks whose own people count makes registered + 2 more likely than not.
+def _total_prior(registered: list[int], prior: Prior, config: AnalyticsConfig) -> np.ndarray:
+    """The prior over the total people of one or more units (convolved), without the meters."""
+    total = np.array([1.0])
+    for r in registered:
+        total = np.convolve(total, prior_distribution(r, prior, config.max_people))
+    return total
 
-    For a corridor zone the check is on the zone's total: the units' priors (with their utility
-    evidence) convolved, against the people the corridor AP saw that week.
+
+def _wifi_excess(count: int, registered: list[int], prior: Prior,
+                 config: AnalyticsConfig) -> float:
+    """P(total >= registered + 2) from the registry prior and the Wi-Fi count alone."""
+    total_prior = _total_prior(registered, prior, config)
+    lik = wifi_likelihood(count, len(total_prior) - 1, config.detect_probability,
+                          config.spurious_clusters_mean * len(registered),
+                          config.detect_concentration)
+    post = total_prior * lik
+    if post.sum() <= 0:
+        return 0.0
+    return float(post[sum(registered) + 2:].sum() / post.sum())
+
+
+def _persistence(weekly: list[int], observed: list[bool], registered: list[int], prior: Prior,
+                 config: AnalyticsConfig) -> tuple[float, int]:
+    """Share of observed weeks, from the first that showed the excess on, that showed it.
+
+    A week shows the excess when its own people count makes registered + 2 more likely than
+    not: the Wi-Fi's own check, the registry prior and that week's count, without the meters
+    (a meter far off its peers must not make every week look crowded). Counting from the first
+    such week lets a group rental that moved in lately be persistent since it came (the weeks
+    before, heard empty or with the former household, say nothing about it), while a crowded
+    week followed by ordinary ones is not. For a corridor zone the check is on the zone's total.
     """
     weeks = [w for w, seen in zip(weekly, observed, strict=False) if seen]
     if not weeks:
         return 0.0, 0
-    m = config.max_people
-    total_prior = np.array([1.0])
-    for r, ll in zip(registered, logliks, strict=True):
-        dist = prior_distribution(r, prior, m)
-        if ll is not None:
-            dist = dist * np.exp(config.utility_weight * (ll - ll.max()))
-            dist = dist / dist.sum()
-        total_prior = np.convolve(total_prior, dist)
-    threshold = sum(registered) + 2
-    k = len(registered)
-    hits = 0
-    for count in weeks:
-        lik = wifi_likelihood(count, len(total_prior) - 1, config.detect_probability,
-                              config.spurious_clusters_mean * k, config.detect_concentration)
-        post = total_prior * lik
-        if post.sum() > 0 and post[threshold:].sum() / post.sum() >= 0.5:
-            hits += 1
-    return hits / len(weeks), len(weeks)
+    shows = [_wifi_excess(count, registered, prior, config) >= 0.5 for count in weeks]
+    if not any(shows):
+        return 0.0, len(weeks)
+    since = shows[shows.index(True):]
+    return sum(since) / len(since), len(weeks)

@@ -2,9 +2,12 @@
 
 A unit is flagged as a **group rental** (tier *key*) when the posterior probability that at
 least ``registered + 2`` people live there reaches ``flag_confidence``, the excess shows in at
-least ``persistence_min_fraction`` of the observed weeks, and the unit's APs reported on at
-least ``min_nights_observed`` nights. One unregistered extra person is an **attention** case:
-``P(people >= registered + 1) >= attention_confidence`` without the group-rental evidence.
+least ``persistence_min_fraction`` of the observed weeks, the unit's APs reported on at
+least ``min_nights_observed`` nights, and the Wi-Fi alone (registry prior and Wi-Fi count,
+without the meters) makes ``registered + 2`` at least ``flag_wifi_support`` likely: meters may
+strengthen a group rental the Wi-Fi sees, never create one it does not. One unregistered
+extra person is an **attention** case: ``P(people >= registered + 1) >= attention_confidence``
+without the group-rental evidence.
 Inspection findings raise the tier by the hazard categories' own tiers (``hazards.json``,
 46 categories in the district's list; configurable).
 """
@@ -66,8 +69,12 @@ def decide_flags(units: pd.DataFrame, config: AnalyticsConfig) -> pd.DataFrame:
     """Add the flag decision per unit: ``flag`` is 'group_rental', 'attention' or ''."""
     out = units.copy()
     enough = out["nights_observed"] >= config.min_nights_observed
+    # No Wi-Fi-only figure (meters only, or no Wi-Fi data): nothing to check against.
+    wifi = pd.to_numeric(out["wifi_p_plus_two"], errors="coerce") if (
+        "wifi_p_plus_two" in out.columns) else pd.Series(float("nan"), index=out.index)
+    supported = wifi.isna() | (wifi >= config.flag_wifi_support)
     group = (enough & (out["p_plus_two"] >= config.flag_confidence)
-             & (out["persistence"] >= config.persistence_min_fraction))
+             & (out["persistence"] >= config.persistence_min_fraction) & supported)
     attention = (enough & ~group & (out["p_plus_one"] >= config.attention_confidence)
                  & (out["estimated"] >= out["registered"] + 1))
     out["flag"] = ""

@@ -41,6 +41,11 @@ LOGGER = logging.getLogger(__name__)
 ROLLUP_COLUMNS = ["day", "ap", "device", "randomized", "mask", "bins", "samples",
                   "rssi_mean", "rssi_max", "first_s", "last_s", *LOCATION_TAGS]
 ALL_SCOPE = "_all"
+# The roll-up row of an AP's own reports (``ap_heartbeat``: every snapshot, connect and empty
+# keep-alive it sent), kept beside its devices' rows under this reserved device name: its mask
+# is the 5-minute bins in which the AP was heard. Device pseudonyms are hex digests, so the
+# name never collides with one.
+AP_HEARD = "ap-heard"
 
 
 def day_starts_utc(days: Sequence[dt.date], window: Window) -> np.ndarray:
@@ -209,6 +214,34 @@ def rollup_events(events: pd.DataFrame, window: Window,
     return out[ROLLUP_COLUMNS].sort_values(["day", "ap", "device"], ignore_index=True)
 
 
+def rollup_heard(reports: pd.DataFrame, window: Window,
+                 config: AnalyticsConfig | None = None) -> pd.DataFrame:
+    """Roll AP reports up into one ``AP_HEARD`` row per (census day, AP): when it was heard.
+
+    ``reports`` has columns ts (Unix seconds: a report's latest event time, or its arrival
+    for an empty keep-alive), ap, and optionally the location tags: one row per report. The
+    reports are rolled up as the sightings of one station per AP, so the AP counts as heard
+    from a report until the next one unless they are further apart than its stay gap (a lost
+    report or two never opens a hole; an outage does), and for one of its intervals after
+    the last.
+    """
+    if reports.empty:
+        return empty_rollup()
+    frame = reports.assign(event="snapshot", device=AP_HEARD, rssi=np.nan, randomized=False)
+    return rollup_events(frame, window, config)
+
+
+def split_heard(rollup: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A roll-up frame as (its devices' rows, its APs' ``AP_HEARD`` rows)."""
+    if rollup.empty or "device" not in rollup.columns:
+        return rollup, rollup.iloc[0:0]
+    heard = (rollup["device"] == AP_HEARD).to_numpy()
+    if not heard.any():
+        return rollup, rollup.iloc[0:0]
+    return (rollup.loc[~heard].reset_index(drop=True),
+            rollup.loc[heard].reset_index(drop=True))
+
+
 def _ap_locations(frame: pd.DataFrame) -> pd.DataFrame:
     """The location tags of each AP (the first seen; they follow the AP)."""
     present = [tag for tag in LOCATION_TAGS if tag in frame.columns]
@@ -290,6 +323,20 @@ class RollupStore:
             **{tag: columns[tag] for tag in LOCATION_TAGS},
         })
 
+    def load_reports(self, start: dt.datetime, end: dt.datetime,
+                     community: str | None = None) -> pd.DataFrame:
+        """The APs' reports in [start, end) from ``ap_heartbeat``: ts, ap, location tags.
+
+        Empty before the collector stored heartbeats (older data): the estimator then infers
+        when each AP was heard from its devices' sightings, as it did before.
+        """
+        columns = self._collect(queries.raw_heartbeats(_ns(start), _ns(end), community),
+                                ["at_s"], (TAG_AP, *LOCATION_TAGS))
+        return pd.DataFrame({
+            "ts": np.asarray(columns["time"], dtype=np.int64) / 1e9, "ap": columns["ap"],
+            **{tag: columns[tag] for tag in LOCATION_TAGS},
+        })
+
     def _collect(self, query: queries.Query, fields: list[str],
                  tags: tuple[str, ...]) -> dict[str, list[Any]]:
         """Run a GROUP BY * query and gather its rows column by column (no frame per series)."""
@@ -364,6 +411,10 @@ class RollupStore:
                 LOGGER.info("night %s received data after its roll-up: rolling it up again", day)
             events = self.load_raw(day_window.start, day_window.end, community)
             rolled = rollup_events(events, day_window, self.config)
+            heard = rollup_heard(self.load_reports(day_window.start, day_window.end, community),
+                                 day_window, self.config)
+            if not heard.empty:
+                rolled = pd.concat([rolled, heard], ignore_index=True)
             self._replace_day(day_window, rolled, community)
             self._record_state(day_window, scope, len(events), len(rolled))
             report.days_rolled += 1

@@ -103,6 +103,14 @@ def heartbeats(start_ns: int, end_ns: int, community: str | None = None) -> Quer
     return Query(query.text + " GROUP BY ap", query.params)
 
 
+def raw_heartbeats(start_ns: int, end_ns: int, community: str | None = None) -> Query:
+    """Every AP report in [start, end) (one ``ap_heartbeat`` point each), one series per AP."""
+    base = Query(f"SELECT at_s FROM \"{MEASUREMENT_HEARTBEAT}\" "
+                 "WHERE time >= $start AND time < $end", {"start": start_ns, "end": end_ns})
+    query = _in_community(base, community)
+    return Query(query.text + " GROUP BY *", query.params)
+
+
 def count_before(measurement: str, field_name: str, before_ns: int) -> Query:
     """How many points of a measurement are older than a time (COUNT of one of its fields)."""
     return Query(f"SELECT COUNT({identifier(field_name)}) FROM {identifier(measurement)} "

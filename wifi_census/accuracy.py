@@ -61,6 +61,18 @@ def iter_stream(path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 def stream_events(path: Path, pseudonym_key: str, aps: pd.DataFrame) -> pd.DataFrame:
     """A recorded stream as the events frame the collector would store (pseudonymised)."""
+    return stream_frames(path, pseudonym_key, aps)[0]
+
+
+def stream_frames(path: Path, pseudonym_key: str,
+                  aps: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A recorded stream, read once, as (its events, its reports) as the collector stores them.
+
+    Events are pseudonymised (``presence``). Reports are one row per AP message (ts, ap:
+    ``ap_heartbeat``): a report's time is its latest event's; an empty keep-alive carries none
+    and takes its arrival time, here the time of the stream (written in time order) when it
+    arrived.
+    """
     pseudonyms: dict[str, tuple[str, bool]] = {}
     ts: list[float] = []
     ap_ids: list[str] = []
@@ -68,22 +80,33 @@ def stream_events(path: Path, pseudonym_key: str, aps: pd.DataFrame) -> pd.DataF
     devices: list[str] = []
     rssi: list[float] = []
     randomized: list[bool] = []
+    report_ts: list[float] = []
+    report_ap: list[str] = []
+    clock = 0.0
     for ap, events in iter_stream(path):
+        latest = -math.inf
         for event in events:
             mac = event["mac"]
             known = pseudonyms.get(mac)
             if known is None:
                 known = (pseudonymize_mac(mac, pseudonym_key), is_locally_administered(mac))
                 pseudonyms[mac] = known
-            ts.append(float(event["ts"]))
+            at = float(event["ts"])
+            latest = max(latest, at)
+            ts.append(at)
             ap_ids.append(ap)
             kinds.append(event["type"])
             devices.append(known[0])
             rssi.append(float(event["rssi"]) if event.get("rssi") is not None else math.nan)
             randomized.append(known[1])
+        if events:
+            clock = max(clock, latest)
+        report_ts.append(latest if events else clock)
+        report_ap.append(ap)
     frame = pd.DataFrame({"ts": ts, "ap": ap_ids, "event": kinds, "device": devices,
                           "rssi": rssi, "randomized": randomized})
-    return attach_locations(frame, aps)
+    reports = pd.DataFrame({"ts": report_ts, "ap": report_ap})
+    return attach_locations(frame, aps), attach_locations(reports, aps)
 
 
 def attach_locations(frame: pd.DataFrame, aps: pd.DataFrame) -> pd.DataFrame:
@@ -106,7 +129,9 @@ def naive_baseline(rollup: pd.DataFrame, units: pd.DataFrame, aps: pd.DataFrame,
     all registered people.
     """
     from analytics.devices import count_bins_window, night_bins, packed_masks
+    from analytics.rollup import split_heard
 
+    rollup, _heard = split_heard(rollup)
     if rollup.empty:
         return pd.Series(0.0, index=units["unit"])
     start, end = night_bins(config)
@@ -261,8 +286,11 @@ def write_stream_points(store: Any, events_path: Path, locations: dict[str, Any]
     builder = LineBuilder()
     lines: list[str] = []
     written = 0
+    clock = 0.0  # the stream's time so far: an empty keep-alive's arrival
     for ap, events in iter_stream(events_path):
         location = locations.get(ap)
+        if events:
+            clock = max(clock, max(float(event["ts"]) for event in events))
         if location is None:
             continue  # the collector dead-letters events of APs the registry does not know
         parsed = []
@@ -274,6 +302,7 @@ def write_stream_points(store: Any, events_path: Path, locations: dict[str, Any]
             parsed.append(ParsedEvent(event["type"], found[0], found[1], float(event["ts"]),
                                       None if rssi is None else int(rssi), event.get("ssid")))
         lines.extend(builder.lines(location, parsed))
+        lines.append(builder.heartbeat(location, parsed, clock))  # one per report, as stored
         if len(lines) >= batch_lines:
             store.write_lines(lines)
             written += len(lines)
@@ -327,7 +356,7 @@ def prepare(settings: Any, folder: Path, sim_config: Any, via: str = "direct",
     import uuid
 
     from analytics.loaders import load_registry
-    from analytics.rollup import RollupStore, rollup_events
+    from analytics.rollup import RollupStore, rollup_events, rollup_heard
     from census.privacy import IdentityCipher
     from registry.db import make_engine, make_session_factory, session_scope, upgrade
     from registry.importers import import_csv
@@ -372,9 +401,10 @@ def prepare(settings: Any, folder: Path, sim_config: Any, via: str = "direct",
     mark = time.monotonic()
     if via == "direct":
         say("rolling the stream up in memory")
-        events = stream_events(sim.events_path, settings.pseudonym_key, registry.aps)
+        events, reports = stream_frames(sim.events_path, settings.pseudonym_key, registry.aps)
         rollup = rollup_events(events, window, config)
         del events
+        rollup = pd.concat([rollup, rollup_heard(reports, window, config)], ignore_index=True)
     else:
         store = open_store(
             settings, database=f"{settings.influx_database}_accuracy_{uuid.uuid4().hex[:8]}")
@@ -433,14 +463,18 @@ def flag_delays(prepared: Prepared, config: AnalyticsConfig, most_nights: int = 
     return found
 
 
-def score_methods(prepared: Prepared, config: AnalyticsConfig) -> dict[str, Score]:
-    """Score Wi-Fi only, meters only, combined and the naive baseline on one community."""
+def score_methods(prepared: Prepared, config: AnalyticsConfig,
+                  methods: tuple[str, ...] = ("wifi", "meters", "combined")) -> dict[str, Score]:
+    """Score the estimator's ``methods`` (Wi-Fi only, meters only, combined) and the naive
+    baseline on one community."""
     from analytics.pipeline import analyse_frames
 
     registry, truth = prepared.registry, prepared.truth
     capacity = unit_capacity(registry.units, config)
     scores: dict[str, Score] = {}
     for name, method_config in method_configs(config).items():
+        if name not in methods:
+            continue
         _estimates, tiered = analyse_frames(prepared.rollup, registry, prepared.window,
                                             method_config)
         indexed = tiered.set_index("unit")
@@ -482,7 +516,7 @@ def matrix_table(rows: list[MatrixRow]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        for method in METHODS:
+        for method in (m for m in METHODS if m in row.scores):
             s = row.scores[method]
             coverage = "-" if s.coverage is None else f"{s.coverage:.1%}"
             lines.append(
@@ -588,8 +622,13 @@ def run_accuracy(settings: Any, folder: Path, *, units: int = 1000, days: int = 
                  seed: int = 2024, group_rental_share: float | None = None,
                  via: str = "influx", config: AnalyticsConfig | None = None,
                  progress: ProgressFn | None = None, now: dt.datetime | None = None,
-                 mix: str = "default", snapshot_interval: int = 300) -> AccuracyOutcome:
-    """Simulate, import, store presence, analyse as a deployment would, and score."""
+                 mix: str = "default", snapshot_interval: int = 300,
+                 methods: tuple[str, ...] = ("wifi", "meters", "combined")) -> AccuracyOutcome:
+    """Simulate, import, store presence, analyse as a deployment would, and score.
+
+    ``methods``: which of the estimator's three ways to score beside the baseline (combined
+    is always scored: it is the estimator's outcome).
+    """
     import time
 
     from simulator import SimulationConfig
@@ -605,19 +644,137 @@ def run_accuracy(settings: Any, folder: Path, *, units: int = 1000, days: int = 
                                   snapshot_interval=snapshot_interval, **extra)
     prepared = prepare(settings, folder, sim_config, via, config, progress, now)
     mark = time.monotonic()
-    methods = score_methods(prepared, config)
+    scored = score_methods(prepared, config, tuple({*methods, "combined"}))
     timings = dict(prepared.timings)
     timings["estimate"] = time.monotonic() - mark
-    estimator, baseline = methods["combined"], methods["baseline"]
+    estimator, baseline = scored["combined"], scored["baseline"]
     table = accuracy_table(estimator, baseline)
     table_path = folder / "accuracy.md"
     timings["total"] = time.monotonic() - began
     outcome = AccuracyOutcome(
         estimator=estimator, baseline=baseline, bounds=meets_bounds(estimator), table=table,
         table_path=table_path, seed=seed, units=units, nights=len(prepared.window.days),
-        via=via, simulation=prepared.counts, timings=timings, methods=methods)
-    side_by_side = matrix_table([MatrixRow(mix, snapshot_interval, seed, methods,
+        via=via, simulation=prepared.counts, timings=timings, methods=scored)
+    side_by_side = matrix_table([MatrixRow(mix, snapshot_interval, seed, scored,
                                            prepared.counts, timings["total"])])
     table_path.write_text(f"{outcome.describe()}\n\n{table}\n\n{side_by_side}\n",
                           encoding="utf-8")
     return outcome
+
+
+# --- interval calibration (``wifi-census analytics calibrate``) ------------------------------
+
+# The development communities the reported interval is calibrated on: (mix, cadence, seed).
+# Never held-out seeds (docs/analytics.md section 10 lists which are).
+DEVELOPMENT_CASES: tuple[tuple[str, int, int], ...] = (
+    ("hard", 600, 101), ("hard", 600, 102), ("hard", 300, 103), ("hard", 300, 104),
+    ("default", 600, 101), ("default", 600, 102), ("default", 300, 103), ("default", 300, 104))
+CANDIDATE_MASSES = tuple(round(0.3 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
+
+
+def central_interval(posterior: np.ndarray, mass: float) -> tuple[int, int]:
+    """The central ``mass`` interval of a posterior over N (as ``people.summarise`` takes it)."""
+    cdf = np.cumsum(posterior)
+    tail = (1.0 - mass) / 2
+    return int(np.searchsorted(cdf, tail)), int(np.searchsorted(cdf, 1.0 - tail))
+
+
+@dataclass
+class Calibration:
+    """The conformal choice of ``interval_mass`` and the coverage behind it."""
+
+    mass: float
+    target: float
+    needed: float  # the finite-sample conformal share: ceil((n + 1) x target) / n
+    units: int
+    coverage: dict[float, float]  # candidate mass -> share of development units covered
+    by_mix: dict[str, dict[float, float]]  # mix -> candidate mass -> share covered
+    cases: list[tuple[str, int, int]]
+
+    def table(self) -> str:
+        """Coverage per candidate mass, all development units and per mix (Markdown)."""
+        masses = sorted(self.coverage)
+        head = "| posterior mass | " + " | ".join(f"{m:.2f}" for m in masses) + " |"
+        lines = [head, "|---" * (len(masses) + 1) + "|"]
+
+        def row(name: str, values: dict[float, float]) -> str:
+            """One line of coverages, the chosen mass in bold."""
+            cells = [f"**{values[m]:.1%}**" if m == self.mass else f"{values[m]:.1%}"
+                     for m in masses]
+            return f"| {name} | " + " | ".join(cells) + " |"
+
+        lines.append(row(f"all ({self.units} occupied units)", self.coverage))
+        for mix, values in sorted(self.by_mix.items()):
+            lines.append(row(f"{mix} mix", values))
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The calibration as JSON values."""
+        return {"interval_mass": self.mass, "target": self.target, "needed": self.needed,
+                "units": self.units, "cases": [list(c) for c in self.cases],
+                "coverage": {f"{m:.2f}": v for m, v in self.coverage.items()},
+                "by_mix": {mix: {f"{m:.2f}": v for m, v in values.items()}
+                           for mix, values in self.by_mix.items()}}
+
+
+def calibrate_interval(settings: Any, folder: Path, *,
+                       cases: tuple[tuple[str, int, int], ...] = DEVELOPMENT_CASES,
+                       units: int = 80, days: int = 14, group_rental_share: float = 0.3,
+                       target: float = 0.9, config: AnalyticsConfig | None = None,
+                       progress: ProgressFn | None = None) -> Calibration:
+    """Choose ``interval_mass`` by split-conformal calibration on development communities.
+
+    Each community is simulated and analysed once with the combined estimator (what is
+    delivered); every occupied unit's posterior is kept, and for each candidate mass its
+    central interval is checked against the truth. The chosen mass is the smallest whose
+    intervals hold the true count in at least ceil((n + 1) x target) / n of the n units.
+    """
+    from analytics.pipeline import analyse_frames
+    from simulator import SimulationConfig
+    from simulator.config import mix_overrides
+
+    config = config or AnalyticsConfig()
+    found: list[tuple[str, int, np.ndarray]] = []  # (mix, true people, posterior)
+    for mix, interval, seed in cases:
+        sim_config = SimulationConfig(
+            out=folder / f"{mix}-{interval}-{seed}", units=units, days=days, seed=seed,
+            timezone=settings.timezone, snapshot_interval=interval,
+            **{**mix_overrides(mix), "group_rental_share": group_rental_share})
+        prepared = prepare(settings, sim_config.out, sim_config, "direct", config, progress)
+        estimates, _units = analyse_frames(prepared.rollup, prepared.registry, prepared.window,
+                                           config)
+        truth = prepared.truth.set_index("unit")["true_occupants"]
+        for unit, posterior in estimates.posteriors.items():
+            people = int(truth.get(unit, 0))
+            if people > 0:
+                found.append((mix, people, posterior))
+    if not found:
+        raise ValueError("no occupied unit in the development communities")
+    n = len(found)
+    needed = math.ceil((n + 1) * target) / n
+    coverage: dict[float, float] = {}
+    by_mix: dict[str, dict[float, float]] = {}
+    for mass in CANDIDATE_MASSES:
+        hits: dict[str, list[bool]] = {}
+        for mix, people, posterior in found:
+            low, high = central_interval(posterior, mass)
+            hits.setdefault(mix, []).append(low <= people <= high)
+        every = [h for values in hits.values() for h in values]
+        coverage[mass] = round(sum(every) / n, 4)
+        for mix, values in hits.items():
+            by_mix.setdefault(mix, {})[mass] = round(sum(values) / len(values), 4)
+    chosen = next((m for m in CANDIDATE_MASSES if coverage[m] >= needed), CANDIDATE_MASSES[-1])
+    return Calibration(mass=chosen, target=target, needed=round(needed, 4), units=n,
+                       coverage=coverage, by_mix=by_mix, cases=list(cases))
+
+
+def write_interval_mass(path: Path, mass: float) -> None:
+    """Set ``interval_mass`` in an analytics config file (a JSON object), keeping the rest."""
+    data: dict[str, Any] = {}
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: must hold a JSON object of parameter names to values")
+    data["interval_mass"] = mass
+    AnalyticsConfig.from_mapping(data)  # refuse to write a file the estimator would refuse
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -77,7 +77,8 @@ LAZY_COMMANDS = {
 # Subcommands of a part's group that need more than that part may import (docs/architecture.md):
 # the top package adds them when the group is first used.
 EXTRA_SUBCOMMANDS = {
-    "analytics": {"accuracy": "wifi_census.cli:accuracy_command"},
+    "analytics": {"accuracy": "wifi_census.cli:accuracy_command",
+                  "calibrate": "wifi_census.cli:calibrate_command"},
     "portal": {"purge": "wifi_census.cli:portal_purge"},
 }
 
@@ -372,6 +373,77 @@ def accuracy_command(units: int, days: int, seeds: tuple[int, ...], mixes: tuple
     click.echo(table)
     click.echo("")
     click.echo(f"table written to {folder / 'accuracy.md'}")
+
+
+def _case(text: str) -> tuple[str, int, int]:
+    """MIX:CADENCE:SEED (e.g. hard:600:101) as a tuple, or a click error naming it."""
+    parts = text.split(":")
+    if len(parts) != 3 or parts[0] not in ("default", "hard") or not all(
+            p.isdigit() for p in parts[1:]):
+        raise click.BadParameter(f"{text!r}: must be MIX:CADENCE:SEED, e.g. hard:600:101")
+    return parts[0], int(parts[1]), int(parts[2])
+
+
+@click.command("calibrate")
+@click.option("--case", "cases", multiple=True, metavar="MIX:CADENCE:SEED",
+              help="Development community (repeatable; default: hard and default mixes, "
+                   "seeds 101 and 102 at 600 s, 103 and 104 at 300 s). Never held-out seeds.")
+@click.option("--units", default=80, show_default=True, help="Units in each community.")
+@click.option("--days", default=14, show_default=True, help="Nights to simulate and analyse.")
+@click.option("--group-rental-share", type=float, default=0.3, show_default=True,
+              help="Share of rentals that are group rentals.")
+@click.option("--target", type=click.FloatRange(0.5, 0.99), default=0.9, show_default=True,
+              help="Coverage the reported interval should have.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None,
+              help="The analytics config file (JSON) to calibrate with and write "
+                   "interval_mass into (default: WIFI_CENSUS_ANALYTICS_CONFIG).")
+@click.option("--dry-run", is_flag=True, help="Print the choice; write nothing.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the simulated communities (default: <var_dir>/calibrate).")
+@click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
+def calibrate_command(cases: tuple[str, ...], units: int, days: int, group_rental_share: float,
+                      target: float, config_path: Path | None, dry_run: bool,
+                      out_dir: Path | None, as_json: bool) -> None:
+    """Choose the reported interval's posterior mass by conformal calibration, and keep it.
+
+    Simulates the development communities, analyses each with the combined estimator, picks
+    the smallest mass whose intervals cover TARGET of their occupied units, prints the
+    coverage per mix and writes ``interval_mass`` into the analytics config file.
+    """
+    from analytics.cli import command_config, progress
+    from wifi_census.accuracy import DEVELOPMENT_CASES, calibrate_interval, write_interval_mass
+
+    settings = load_settings()
+    configure_logging(settings)
+    path = config_path or (Path(settings.analytics_config) if settings.analytics_config
+                           else None)
+    if path is None and not dry_run:
+        raise click.UsageError("name the analytics config file to write: --config FILE or "
+                               "WIFI_CENSUS_ANALYTICS_CONFIG (or use --dry-run)")
+    config = command_config(settings, path if path is not None and path.is_file() else None,
+                            None)
+    chosen = tuple(_case(c) for c in cases) or DEVELOPMENT_CASES
+    result = calibrate_interval(settings, out_dir or settings.var_dir / "calibrate",
+                                cases=chosen, units=units, days=days,
+                                group_rental_share=group_rental_share, target=target,
+                                config=config, progress=progress)
+    if path is not None and not dry_run:
+        try:
+            write_interval_mass(path, result.mass)
+        except (OSError, ValueError) as error:
+            raise click.ClickException(f"{path}: {error}") from None
+    if as_json:
+        click.echo(json.dumps({**result.as_dict(), "written_to": None if dry_run else str(path)},
+                              ensure_ascii=False))
+        return
+    click.echo(f"{result.units} occupied units in {len(result.cases)} development communities; "
+               f"the interval must cover {result.needed:.1%} of them (target {target:.0%})")
+    click.echo("")
+    click.echo(result.table())
+    click.echo("")
+    click.echo(f"interval_mass = {result.mass:.2f}"
+               + ("" if dry_run else f", written to {path}"))
 
 
 # --- configuration ---------------------------------------------------------------------------

@@ -202,3 +202,48 @@ def test_the_flag_record_has_the_contracts_fields() -> None:
     assert record["window"] == {"start": "2026-10-23", "end": "2026-11-20", "nights": 28,
                                 "timezone": "Asia/Shanghai"}
     json.dumps(record)
+
+
+def test_meters_strengthen_a_group_rental_the_wifi_sees_but_never_create_one() -> None:
+    """Confident with the meters, but the Wi-Fi alone says otherwise: attention, not key."""
+    frame = estimates(
+        estimated=[5.0, 5.0, 5.0], p_plus_two=[0.95, 0.95, 0.95], p_plus_one=[1.0, 1.0, 1.0],
+        persistence=[1.0, 1.0, 1.0], wifi_p_plus_two=[0.2, 0.6, None])
+    flags = decide_flags(frame, CONFIG)["flag"].tolist()
+    # The third has no Wi-Fi-only figure (meters only): nothing to check against.
+    assert flags == ["attention", "group_rental", "group_rental"]
+
+
+def test_persistence_counts_from_the_first_week_that_showed_the_excess() -> None:
+    """Moved in for the last two weeks: persistent; one crowded week then ordinary: not."""
+    from analytics.estimate import _persistence
+    from analytics.people import Prior
+
+    prior = Prior.from_config(CONFIG)
+    observed = [True] * 4
+    moved_in, _ = _persistence([1, 1, 6, 6], observed, [1], prior, CONFIG)
+    party, _ = _persistence([6, 1, 1, 1], observed, [1], prior, CONFIG)
+    assert moved_in == 1.0
+    assert party == 0.25
+
+
+def test_kinds_that_share_a_households_habit_count_as_fewer_readings() -> None:
+    """Water and electricity off their peers together: each unit's evidence is scaled down."""
+    rng = np.random.default_rng(3)
+    n = 40
+    registered = list(rng.integers(1, 5, n))
+    habit = np.exp(rng.normal(-0.11, 0.47, n))  # a CV of about 0.5 per household
+    refs = [f"C1/B1/{i:04d}" for i in range(n)]
+    units = pd.DataFrame({
+        "unit": refs, "community": "C1", "building": "B1", "floor": 1,
+        "registered": registered, "area_m2": 60.0, "rented": False, "meter_group": "",
+        "residents": registered, "unit_id": range(n)})
+    consumption = pd.DataFrame({
+        "water": 0.12 * np.array(registered) * habit,
+        "electricity": (2.0 + 3.0 * np.array(registered)) * habit}, index=refs)
+    shared_config = dataclasses.replace(CONFIG, utility_kinds=("water", "electricity"))
+    _frame, shared = utility_evidence(units, consumption, shared_config)
+    _frame, apart = utility_evidence(
+        units, consumption, dataclasses.replace(shared_config, utility_kinds_shared=False))
+    ratio = [float(np.ptp(shared[u]) / np.ptp(apart[u])) for u in refs if np.ptp(apart[u]) > 0]
+    assert 0.5 <= float(np.median(ratio)) < 0.75  # rho near 0.7-1: about one and a bit readings
