@@ -138,8 +138,9 @@ def _depths(text: str) -> tuple[str, list[int]]:
 def _load_json(text: str) -> Any:
     """Decode JSON text; a batch element nested too deep becomes a _TooDeep, left undecoded.
 
-    Raises ValueError for text that is not JSON and _NestingError for a message that is one
-    value nested too deep.
+    A batch is an array of events or an envelope whose ``events`` is one; either way one deep
+    element is refused alone and its neighbours are decoded. Raises ValueError for text that is
+    not JSON and _NestingError for a message that is one value nested too deep.
     """
     if text.count("[") + text.count("{") <= MAX_EVENT_NESTING:
         return json.loads(text, parse_int=_parse_int)  # cannot be too deep: the common case
@@ -147,24 +148,64 @@ def _load_json(text: str) -> Any:
     if max(depths) <= MAX_EVENT_NESTING:
         return json.loads(text, parse_int=_parse_int)
     start = len(text) - len(text.lstrip(_JSON_SPACE))
-    if text[start : start + 1] != "[":
+    opener = text[start : start + 1]
+    if opener not in ("[", "{"):
         raise _NestingError
     if min(depths) < 0 or 0 not in depths[start:]:
         raise ValueError("unbalanced brackets")
-    end = depths.index(0, start)  # the array's closing bracket
+    end = depths.index(0, start)  # the closing bracket of the message's array or object
     if text[end + 1 :].strip(_JSON_SPACE):
-        raise ValueError("extra data after the array")
+        raise ValueError("extra data after the message")
+    if opener == "[":
+        return _split_items(text, flat, depths, start, end, level=1)
+    return _split_envelope(text, flat, depths, start, end)
+
+
+def _split_items(text: str, flat: str, depths: list[int], start: int, end: int,
+                 level: int) -> list[Any]:
+    """The elements of the array text[start:end + 1], whose elements sit at depth ``level``."""
+    if not text[start + 1 : end].strip(_JSON_SPACE):
+        return []
     commas = (match.start() for match in _COMMA.finditer(flat, start + 1, end))
-    bounds = [start, *(index for index in commas if depths[index] == 1), end]
+    bounds = [start, *(index for index in commas if depths[index] == level), end]
     items: list[Any] = []
     for left, right in zip(bounds, bounds[1:], strict=False):
         element = text[left + 1 : right]
-        # The array is level 1 of the message, so an element may reach one level more.
-        if max(depths[left + 1 : right], default=1) > MAX_EVENT_NESTING + 1:
+        # An element may nest as deep as an event does, counted from its own level.
+        if max(depths[left + 1 : right], default=level) > MAX_EVENT_NESTING + level:
             items.append(_TooDeep(element.strip(_JSON_SPACE)))
         else:
             items.append(json.loads(element, parse_int=_parse_int))
     return items
+
+
+def _split_envelope(text: str, flat: str, depths: list[int], start: int,
+                    end: int) -> dict[str, Any]:
+    """An object too deep to decode whole, as an envelope: its ``events`` array split like a
+    bare batch (so a deep event does not take its neighbours with it); any other member too
+    deep refuses the message (_NestingError)."""
+    commas = (match.start() for match in _COMMA.finditer(flat, start + 1, end))
+    bounds = [start, *(index for index in commas if depths[index] == 1), end]
+    document: dict[str, Any] = {}
+    for left, right in zip(bounds, bounds[1:], strict=False):
+        colon = flat.find(":", left + 1, right)  # strings are blanked in flat: the key's colon
+        if colon < 0:
+            raise ValueError("an object member without a value")
+        key = json.loads(text[left + 1 : colon])
+        if type(key) is not str:
+            raise ValueError("an object key that is not a string")
+        value_start = colon + 1 + len(text[colon + 1 : right]) - len(
+            text[colon + 1 : right].lstrip(_JSON_SPACE))
+        if key == "events" and text[value_start : value_start + 1] == "[":
+            close = depths.index(1, value_start)  # back to the envelope's level: the array ends
+            if text[close + 1 : right].strip(_JSON_SPACE):
+                raise ValueError("extra data after the events array")
+            document[key] = _split_items(text, flat, depths, value_start, close, level=2)
+        elif max(depths[colon + 1 : right], default=1) > MAX_EVENT_NESTING + 1:
+            raise _NestingError
+        else:
+            document[key] = json.loads(text[colon + 1 : right], parse_int=_parse_int)
+    return document
 
 
 class _WireEvent(msgspec.Struct, gc=False):

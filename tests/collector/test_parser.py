@@ -443,6 +443,24 @@ def test_a_confirmed_envelope_carries_its_id_and_its_events() -> None:
     assert_both_paths_agree(body)
 
 
+@pytest.mark.parametrize("deep", ["[" * 40 + "]" * 40, '{"a":' * 200 + "0" + "}" * 200])
+def test_a_deep_event_inside_an_envelope_takes_no_good_event_with_it(deep: str) -> None:
+    """Found by bench/parser_fuzz.py: nesting was counted from the envelope, so one deep event
+    refused the whole envelope; now it is refused alone, as in a bare batch."""
+    events = json.dumps([GOOD]).encode()[:-1] + b"," + deep.encode() + b"," + json.dumps(
+        dict(GOOD, mac="02:16:3e:00:00:02")).encode() + b"]"
+    for body in (encode_envelope("boot-1", events),
+                 b'{"events":' + events + b',"id":"boot-1","v":1}',
+                 encode_envelope("boot-1", b"[" + deep.encode() + b"]")):
+        result = parse(body)
+        assert result.message_id == "boot-1"
+        assert [r.reason for r in result.rejects] == ["bad_field"]
+        assert_both_paths_agree(body)
+    assert len(parse(encode_envelope("boot-1", events)).events) == 2
+    deep_id = b'{"v":1,"id":' + deep.encode() + b',"events":' + events + b"}"
+    assert parse(deep_id).events == []  # an envelope field nested too deep: refused whole
+
+
 @pytest.mark.parametrize(("envelope", "reason", "message_id"), [
     ({"v": 2, "id": "a", "events": [GOOD]}, "bad_version", "a"),
     ({"v": "1", "id": "a", "events": [GOOD]}, "bad_field", "a"),
