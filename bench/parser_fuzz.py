@@ -16,7 +16,9 @@ Each message is generated from a seeded random source (a run is reproducible fro
 batches of good events with hostile events placed among them (any JSON value, a good event with
 one field made hostile: numbers of 400 or 5,000 digits, NaN, Infinity, nesting up to 100,000
 levels, lone surrogates, control characters, brackets inside strings), whole messages nested
-too deep, random bytes, good messages cut or with bytes flipped, unknown APs and bad topics.
+too deep, random bytes, good messages cut or with bytes flipped, unknown APs and bad topics;
+three in ten batches in an end-to-end acknowledgement envelope (whose id must be read back,
+or the AP would re-send it for ever) and now and then a hostile envelope.
 Every message goes through what the collector does with it: ``EventParser.parse``, the line
 protocol of the accepted events, and the dead-letter sample of every reject. Printed: how many
 messages raised (must be 0), good events placed among hostile ones and how many were accepted
@@ -157,7 +159,41 @@ def hostile_event(rng: random.Random) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def message(rng: random.Random) -> tuple[str, bytes, int, list[str]]:
+MESSAGE_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
+
+def enveloped(rng: random.Random, batch: bytes) -> tuple[bytes, str]:
+    """A batch in an end-to-end acknowledgement envelope (docs/contracts.md, 2a), and its id."""
+    message_id = "".join(rng.choice(MESSAGE_ID_CHARS) for _ in range(rng.randint(1, 64)))
+    fields = [b'"v":1', b'"id":' + json.dumps(message_id).encode(), b'"events":' + batch]
+    rng.shuffle(fields)
+    return b"{" + b",".join(fields) + b"}", message_id
+
+
+def hostile_envelope(rng: random.Random) -> bytes:
+    """An envelope no collector may store from: a bad version, id or events value."""
+    fields = {"v": "1", "id": json.dumps("boot-1"), "events": "[]"}
+    name = rng.choice(tuple(fields))
+    fields[name] = rng.choice((hostile_number(rng), nested(rng, deep(rng)), '"\\ud800"', "null",
+                               json.dumps("a/b"), json.dumps("x" * 65), '"2"', "{}"))
+    return ("{" + ",".join(f'"{k}":{v}' for k, v in fields.items()) + "}").encode(
+        "utf-8", "surrogatepass")
+
+
+def message(rng: random.Random) -> tuple[str, bytes, int, list[str], str | None]:
+    """A topic, a payload, how many events it holds (-1: unknown), the good MACs placed, and
+    the envelope id the collector must read back to confirm (None: none expected)."""
+    topic, body, held, good_macs = bare_message(rng)
+    if topic == TOPIC and held >= 0 and len(body) < MAX_PAYLOAD_BYTES - 200 \
+            and rng.random() < 0.3:
+        body, message_id = enveloped(rng, body)
+        return topic, body, held, good_macs, message_id
+    if rng.random() < 0.02:
+        return TOPIC, hostile_envelope(rng), -1, [], None
+    return topic, body, held, good_macs, None
+
+
+def bare_message(rng: random.Random) -> tuple[str, bytes, int, list[str]]:
     """A topic, a payload, how many events it holds (-1: unknown) and the good MACs placed."""
     choice = rng.random()
     if choice < 0.70:  # good events with hostile ones among them: the case that matters
@@ -239,7 +275,7 @@ def run_chunk(seed: int, index: int, size: int) -> Tally:
     tally = Tally(messages=size)
     started = time.perf_counter()
     for _ in range(size):
-        topic, body, held, good_macs = message(rng)
+        topic, body, held, good_macs, message_id = message(rng)
         tally.payload_bytes += len(body)
         try:
             parsed = parser.parse(topic, body, NOW)
@@ -254,6 +290,8 @@ def run_chunk(seed: int, index: int, size: int) -> Tally:
                                    or f"{body[:200]!r}\n{traceback.format_exc()}")
             continue
         tally.accepted += len(parsed.events)
+        if message_id is not None and parsed.message_id != message_id:
+            tally.unhandled["envelope_id_lost"] += 1  # never confirmed: re-sent for ever
         if held >= 0 and parsed.total != held:
             tally.unhandled["miscounted"] += 1
         if good_macs:
