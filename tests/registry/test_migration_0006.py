@@ -40,7 +40,8 @@ def _seed_at_0003(engine: Engine) -> None:
 def test_old_statuses_and_staff_map_onto_the_new_loop(registry_engine: Engine) -> None:
     """handed_over → assigned (clock started), fed_back → feedback, supervised → verified."""
     _seed_at_0003(registry_engine)
-    upgrade(registry_engine)
+    # 0006 itself: from 0010 on, the four open cases of one unit are folded into one.
+    upgrade(registry_engine, "0006")
     with registry_engine.begin() as db:
         statuses = dict(db.execute(text("SELECT id, status FROM cases")).all())
         assert statuses == {1: "discovered", 2: "assigned", 3: "feedback", 4: "verified",
@@ -69,7 +70,7 @@ def test_old_statuses_and_staff_map_onto_the_new_loop(registry_engine: Engine) -
 def test_downgrade_folds_the_new_states_back(registry_engine: Engine) -> None:
     """Back at 0003, every case holds a status the old schema knows."""
     _seed_at_0003(registry_engine)
-    upgrade(registry_engine)
+    upgrade(registry_engine, "0006")
     with registry_engine.begin() as db:
         db.execute(text("UPDATE cases SET status = 'parked' WHERE id = 1"))
         db.execute(text("UPDATE staff_users SET role = 'viewer' WHERE id = 2"))
