@@ -7,6 +7,7 @@ import functools
 from dataclasses import dataclass
 from unittest import mock
 
+import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import generate_password_hash
@@ -117,3 +118,26 @@ def make_case(factory: sessionmaker[Session], unit_id: int, status: CaseStatus,
         db.add(CaseEvent(case_id=case.id, at=now, actor="analytics", from_status="",
                          to_status=CaseStatus.DISCOVERED.value, note="opened: group rental"))
         return case.id
+
+
+def flagged_units(factory: sessionmaker[Session], count: int, community: str) -> list[str]:
+    """A community of ``count`` one-person units, for runs that flag them all; their refs."""
+    refs = [f"{community}/B1/{i:04d}" for i in range(count)]
+    with session_scope(factory) as session:
+        place = Community(code=community, name="")
+        building = Building(community=place, code="B1")
+        session.add_all([place, building])
+        session.flush()
+        session.add_all([Unit(building_id=building.id, code=ref[-4:], ref=ref, floor=1,
+                              area_m2=50.0, registered_occupants=1) for ref in refs])
+    return refs
+
+
+def flagged_frame(refs: list[str]) -> pd.DataFrame:
+    """The tiered estimate frame of flagged units, as flags.assign_tiers leaves it."""
+    return pd.DataFrame([{
+        "unit": ref, "registered": 1, "estimated": 6.0, "low": 4.0, "high": 8.0,
+        "nights_observed": 26, "resident_devices": 7, "utility_people": None,
+        "utility_ratio": None, "p_plus_two": 0.97, "p_plus_one": 0.99, "persistence": 1.0,
+        "coverage": "unit_ap", "flag": "group_rental", "tier": "key", "hazards": []}
+        for ref in refs])

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import psycopg
 import pytest
 from flask.testing import FlaskClient
@@ -43,9 +42,10 @@ from census.settings import Settings
 from portal import create_app, signin
 from portal import services as portal_services
 from portal.services import PortalServices
-from registry.db import make_engine, make_session_factory, session_scope, upgrade
-from registry.models import Building, Case, Community, SignIn, Unit
+from registry.db import make_engine, make_session_factory, upgrade
+from registry.models import Case, SignIn
 from simulator.agents import SimulatedAgents
+from tests.cases_common import flagged_frame, flagged_units
 from tests.common import (
     FLOOR_AP,
     Place,
@@ -416,35 +416,12 @@ def test_the_retry_page_after_a_lost_registry_does_not_record_the_sign_in_twice(
 FLAGGED_UNITS = 1000
 
 
-def many_units(factory: sessionmaker[Session]) -> list[str]:
-    """A community with FLAGGED_UNITS units; their references."""
-    refs = [f"F-1/B1/{i:04d}" for i in range(FLAGGED_UNITS)]
-    with session_scope(factory) as session:
-        community = Community(code="F-1", name="")
-        building = Building(community=community, code="B1")
-        session.add_all([community, building])
-        session.flush()
-        session.add_all([Unit(building_id=building.id, code=ref[-4:], ref=ref, floor=1,
-                              area_m2=50.0, registered_occupants=1) for ref in refs])
-    return refs
-
-
-def flagged(refs: list[str]) -> pd.DataFrame:
-    """The tiered estimate frame of flagged units, as flags.assign_tiers leaves it."""
-    return pd.DataFrame([{
-        "unit": ref, "registered": 1, "estimated": 6.0, "low": 4.0, "high": 8.0,
-        "nights_observed": 26, "resident_devices": 7, "utility_people": None,
-        "utility_ratio": None, "p_plus_two": 0.97, "p_plus_one": 0.99, "persistence": 1.0,
-        "coverage": "unit_ap", "flag": "group_rental", "tier": "key", "hazards": []}
-        for ref in refs])
-
-
 def interrupted_then_rerun(factory: sessionmaker[Session], rerun_factory: sessionmaker[Session],
                            refs: list[str], fault: Callable[[], str],
                            strike_after_s: float) -> str:
     """Open cases for every flagged unit while the fault strikes (strike_after_s into the run,
     or before it with 0); run again; count the cases."""
-    units = flagged(refs)
+    units = flagged_frame(refs)
     outcome: dict[str, Any] = {}
 
     def first_run() -> None:
@@ -488,7 +465,7 @@ def test_kill_9_of_postgresql_during_an_analytics_run_opens_each_case_exactly_on
     service, url = private_postgres
     engine = make_engine(url)
     factory = make_session_factory(engine)
-    refs = many_units(factory)
+    refs = flagged_units(factory, FLAGGED_UNITS, "F-1")
 
     def fault() -> str:
         """Kill while the transaction is being written, start again."""
@@ -506,7 +483,7 @@ def test_sqlite_held_locked_during_an_analytics_run_opens_each_case_exactly_once
         sqlite_session_factory: sessionmaker[Session], settings: Settings) -> None:
     """Another connection holds SQLite's write lock past the run's wait: the run fails with
     "database is locked", nothing half-done; the re-run opens each case once."""
-    refs = many_units(sqlite_session_factory)
+    refs = flagged_units(sqlite_session_factory, FLAGGED_UNITS, "F-1")
     database = settings.database_url.split("///", 1)[1]
     # The run as analytics makes it, with a shorter wait for the lock (30 s by default).
     engine = make_engine(settings.database_url, sqlite_busy_timeout_s=2.0)

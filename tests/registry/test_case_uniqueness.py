@@ -12,7 +12,6 @@ import time
 from collections import Counter
 from typing import Any
 
-import pandas as pd
 import pytest
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.exc import IntegrityError
@@ -27,40 +26,16 @@ from registry.db import MIGRATIONS_DIR, downgrade, make_session_factory, session
 from registry.models import (
     ONE_OPEN_CASE_INDEX,
     ONE_OPEN_CASE_WHERE,
-    Building,
     Case,
     CaseEvent,
     CaseStatus,
-    Community,
     Unit,
 )
+from tests.cases_common import flagged_frame, flagged_units
 
 WINDOW = Window(dt.date(2026, 11, 1), 28)
 T0 = dt.datetime(2026, 11, 29, 2, tzinfo=dt.UTC)
 UNITS = 60
-
-
-def make_units(factory: sessionmaker[Session], count: int = UNITS) -> list[str]:
-    """A community with count units; their references."""
-    refs = [f"U-1/B1/{i:04d}" for i in range(count)]
-    with session_scope(factory) as session:
-        community = Community(code="U-1", name="")
-        building = Building(community=community, code="B1")
-        session.add_all([community, building])
-        session.flush()
-        session.add_all([Unit(building_id=building.id, code=ref[-4:], ref=ref, floor=1,
-                              area_m2=50.0, registered_occupants=1) for ref in refs])
-    return refs
-
-
-def flagged(refs: list[str]) -> pd.DataFrame:
-    """The tiered estimate frame of flagged units, as flags.assign_tiers leaves it."""
-    return pd.DataFrame([{
-        "unit": ref, "registered": 1, "estimated": 6.0, "low": 4.0, "high": 8.0,
-        "nights_observed": 26, "resident_devices": 7, "utility_people": None,
-        "utility_ratio": None, "p_plus_two": 0.97, "p_plus_one": 0.99, "persistence": 1.0,
-        "coverage": "unit_ap", "flag": "group_rental", "tier": "key", "hazards": []}
-        for ref in refs])
 
 
 def open_cases_per_unit(factory: sessionmaker[Session]) -> Counter[int]:
@@ -75,8 +50,8 @@ def test_two_analytics_runs_at_once_open_each_units_case_once(
         caplog: pytest.LogCaptureFixture) -> None:
     """Two runs both read "no open case" before either writes (held at a barrier there, so the
     race happens every time): the loser trips the index, reads again and updates instead."""
-    refs = make_units(session_factory)
-    units = flagged(refs)
+    refs = flagged_units(session_factory, UNITS, "U-1")
+    units = flagged_frame(refs)
     barrier = threading.Barrier(2, timeout=20)
     first_reads = threading.local()
     original = delivery._last_final_cases
@@ -122,7 +97,7 @@ def test_the_database_refuses_a_second_open_case_of_a_unit(
         session_factory: sessionmaker[Session]) -> None:
     """Written past the application (as a racing run would): refused. A closed case, another
     kind, or a second inspection case of the unit are not."""
-    [ref] = make_units(session_factory, 1)
+    [ref] = flagged_units(session_factory, 1, "U-1")
     with session_scope(session_factory) as db:
         unit_id = db.scalars(select(Unit.id).where(Unit.ref == ref)).one()
         db.add_all([Case(unit_id=unit_id, kind="overcrowding", status=CaseStatus.CLOSED),
@@ -143,7 +118,7 @@ def test_migration_0010_closes_duplicates_already_there_into_one_case(
     index and lets duplicates in again."""
     factory = make_session_factory(registry_engine)
     downgrade(registry_engine, "0009")
-    refs = make_units(factory, 2)
+    refs = flagged_units(factory, 2, "U-1")
     with session_scope(factory) as db:
         first, second = db.scalars(select(Unit.id).where(Unit.ref.in_(refs)).order_by(Unit.id))
         made = [  # (unit, kind, status, hours after T0)
