@@ -55,6 +55,12 @@ class AnalyticsConfig:
     min_stay_bins: int = 60  # 5 h in a day makes a "stay day" (covers night-shift sleepers)
     resident_min_days: int = 7  # fewer stay days than this is a visitor or guest
     resident_min_fraction: float = 0.35  # ... or fewer than this share of observed days
+    # People who stayed together: a count of people (resident persons and other addresses,
+    # each with a stay day) present together at one AP holds once reached on this many days.
+    # Phones that take a new address at each reconnect or AP reboot are split into fragments
+    # of a few days that never reach ``resident_min_days``, but each fragment still stays
+    # there; a guest stays a day or two, not this many.
+    together_min_days: int = 4
     # Always-on devices: present in nearly every bin and never away for an hour.
     infra_min_presence: float = 0.93
     infra_max_away_days: float = 0.15
@@ -167,6 +173,8 @@ class AnalyticsConfig:
             ("wifi_weight", self.wifi_weight in (0.0, 1.0), "must be 0 (off) or 1 (on)"),
             ("utility_weight", 0.0 <= self.utility_weight <= 5.0, "must be 0..5"),
             ("interval_mass", 0.05 <= self.interval_mass <= 0.99, "must be 0.05..0.99"),
+            ("together_min_days", 1 <= self.together_min_days <= 31,
+             "must be 1..31"),
             ("resident_min_fraction", 0.0 <= self.resident_min_fraction <= 1.0, "must be 0..1"),
             ("persistence_min_fraction", 0.0 <= self.persistence_min_fraction <= 1.0,
              "must be 0..1"),

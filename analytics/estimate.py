@@ -34,6 +34,7 @@ from analytics.loaders import RegistryFrames, records
 from analytics.people import (
     Prior,
     capacity,
+    dilate,
     fit_detection,
     fit_prior,
     fit_utility_weight,
@@ -128,6 +129,8 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     placed["person"] = placed["device"].map(person_of).fillna(-1).astype("int64")
     placed["person_score"] = placed["device"].map(person_score).astype("float64")
 
+    together = people_together(presence, packed, daily, placed, day_index, len(window.days))
+
     step("reading the utility signal")
     consumption = daily_consumption(registry.utilities, window.first_night,
                                     window.days[-1], config.utility_kinds)
@@ -135,7 +138,7 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
 
     step("estimating people per unit")
     wifi = wifi_evidence(placed, observation, home_rows, home_stay, person_of, day_index,
-                         len(window.days))
+                         len(window.days), together, config)
     meters = MeterEvidence(util_frame.set_index("unit") if not util_frame.empty
                            else pd.DataFrame(), util_logliks)
     posteriors: dict[str, np.ndarray] = {}
@@ -164,6 +167,14 @@ class WifiEvidence:
     devices_by_unit: pd.Series  # resident devices placed in a unit
     weekly_by_ap: dict[str, list[int]]  # people with two or more stay days, per week
     observed_weeks_by_ap: dict[str, list[bool]]  # weeks with at least three days of data
+    # People who stayed there together, held on ``together_min_days`` days, per AP.
+    together_by_ap: dict[str, int] = field(default_factory=dict)
+
+    def unit_detected(self, unit: str, aps_here: list[str]) -> int:
+        """People seen in a unit with its own AP(s): its person-clusters, or more when that
+        many stayed there together on enough days."""
+        clusters = int(self.detected_by_unit.get(unit, 0))
+        return max([clusters, *(self.together_by_ap.get(a, 0) for a in aps_here)])
 
 
 @dataclass(frozen=True)
@@ -243,13 +254,132 @@ def ap_observation(presence: pd.DataFrame, heard: pd.DataFrame,
     return pd.concat(parts, ignore_index=True)[OBSERVATION_COLUMNS]
 
 
+TOGETHER_MIN_BINS = 12  # a count of people present together holds for an hour of the day
+# Share of an address's time that lies within one resident person's (within five minutes)
+# for the address to be that person's device rather than another sleeper.
+FRAGMENT_CONTAINED = 0.97
+SLEEP_BINS = 96  # eight hours in a day: time to have slept there, by night or by day
+# A fragment's first and last days may be cut short by the rotations that bound it.
+FRAGMENT_PARTIAL_DAYS = 2
+
+
+def people_together(presence: pd.DataFrame, packed: np.ndarray, daily: pd.DataFrame,
+                    placed: pd.DataFrame, day_index: Mapping[Any, int],
+                    n_days: int) -> dict[str, np.ndarray]:
+    """Per home AP and day of the window, how many people stayed there together.
+
+    A day's people are the resident persons that made a stay day there (``min_stay_bins``)
+    and the other (visitor-class) addresses that slept there: present in the night window
+    (``min_night_bins``) or for ``SLEEP_BINS`` (a night-shift worker sleeps by day); the
+    count is the most of them present in the same five minutes for ``TOGETHER_MIN_BINS``
+    bins of the day (an AP reboot, where every address changes at once, overlaps old and new
+    for a bin or two). Linking leaves such a mass rotation unlinked and cannot link a phone
+    that takes a new address at each reconnect, so a household that moved in lately is, for
+    its first weeks, mostly fragments of a few days that never reach ``resident_min_days``;
+    fragments of one phone follow each other and are never there at once, so counting what is
+    there together counts the phone once, and an address only ever there while one resident person
+    is counts as that person (``_owned_fragments``). Home devices, infrastructure and
+    neighbours' bleed are left out; a guest who stays a day or two is left out by
+    ``together_min_days`` and ``_held``.
+    """
+    # A fragment of someone living here stays on (nearly) every day it is seen; a laptop or
+    # tablet used now and then, and a guest who comes for evenings, do not.
+    sleeper = ((placed["class"] == "visitor")
+               & (placed["stay_days"] >= placed["days"] - FRAGMENT_PARTIAL_DAYS)
+               & (2 * placed["stay_days"] >= placed["days"]))
+    counted = placed.loc[((placed["class"] == "resident") | sleeper)
+                         & placed["coverage"].isin(["unit", "floor"])]
+    if counted.empty or presence.empty:
+        return {}
+    who_of = dict(zip(counted["device"],
+                      np.where(counted["person"].to_numpy() >= 0,
+                               "p" + counted["person"].astype(str).to_numpy(),
+                               "d" + counted["device"].astype(str).to_numpy()), strict=True))
+    home = dict(zip(counted["device"], counted["home_ap"], strict=True))
+    resident = set(counted.loc[counted["class"] == "resident", "device"])
+    is_resident = presence["device"].isin(resident).to_numpy()
+    slept = daily["night"].to_numpy() | (presence["bins"].to_numpy() >= SLEEP_BINS)
+    keep = daily["stay"].to_numpy() & (is_resident | slept)
+    keep &= (presence["device"].map(home) == presence["ap"]).to_numpy()
+    keep &= presence["day"].isin(set(day_index)).to_numpy()
+    if not keep.any():
+        return {}
+    rows = presence.loc[keep]
+    bits = np.unpackbits(packed[keep], axis=1).astype(np.int64)
+    frame = pd.DataFrame({"ap": rows["ap"].to_numpy(),
+                          "day": [day_index[d] for d in rows["day"]],
+                          "who": [who_of[d] for d in rows["device"]]})
+    frame["who"] = _owned_fragments(frame, bits)
+    # One person's devices (or one address's rows) count once per bin.
+    person_bits = pd.DataFrame(bits).groupby([frame["ap"], frame["day"], frame["who"]]).max()
+    per_day = person_bits.groupby(level=["ap", "day"]).sum()
+    held = np.sort(per_day.to_numpy(), axis=1)[:, ::-1][:, TOGETHER_MIN_BINS - 1]
+    out: dict[str, np.ndarray] = {}
+    for (ap, day), count in zip(per_day.index, held, strict=True):
+        out.setdefault(str(ap), np.zeros(n_days, dtype=np.int64))[int(day)] = int(count)
+    return out
+
+
+def _owned_fragments(frame: pd.DataFrame, bits: np.ndarray) -> pd.Series:
+    """``frame["who"]`` with each address that is only ever there while one resident person
+    is (within five minutes) given to that person: a tablet or second phone that takes a new
+    address at each reconnect stays on while its owner is home, and is not another sleeper.
+    """
+    who = frame["who"].copy()
+    key = frame["ap"].astype(str) + "\x00" + frame["day"].astype(str)
+    for _ap, rows in frame.groupby("ap").indices.items():
+        labels = frame["who"].to_numpy()[rows]
+        persons = sorted({w for w in labels if w.startswith("p")})
+        fragments = sorted({w for w in labels if w.startswith("d")})
+        if not persons or not fragments:
+            continue
+        days = key.to_numpy()[rows]
+        present: dict[tuple[str, str], np.ndarray] = {}
+        for label, day, row in zip(labels, days, rows, strict=True):
+            mark = bits[row].astype(bool)
+            if label.startswith("p"):
+                mark = dilate(mark[None, :])[0]
+            previous = present.get((label, day))
+            present[(label, day)] = mark if previous is None else previous | mark
+        for fragment in fragments:
+            own_days = [d for (w, d) in present if w == fragment]
+            total = sum(int(present[(fragment, d)].sum()) for d in own_days)
+            for person in persons:
+                inside = sum(int((present[(fragment, d)] & present[(person, d)]).sum())
+                             for d in own_days if (person, d) in present)
+                if total and inside >= FRAGMENT_CONTAINED * total:
+                    who.iloc[rows[labels == fragment]] = person
+                    break
+    return who
+
+
+def _held(counts: np.ndarray, days: int) -> int:
+    """The most people who stayed together on ``days`` days and on at least half of the days
+    since that many first did (0 if none): a household is there day after day, guests come
+    and go.
+    """
+    for count in range(int(counts.max(initial=0)), 0, -1):
+        reached = counts >= count
+        since = len(counts) - int(np.argmax(reached))
+        if reached.sum() >= days and 2 * reached.sum() >= since:
+            return count
+    return 0
+
+
 def wifi_evidence(placed: pd.DataFrame, observation: pd.DataFrame, home_rows: pd.DataFrame,
                   home_stay: np.ndarray, person_of: dict[str, int],
-                  day_index: Mapping[Any, int], n_days: int) -> WifiEvidence:
+                  day_index: Mapping[Any, int], n_days: int,
+                  together: Mapping[str, np.ndarray] | None = None,
+                  config: AnalyticsConfig | None = None) -> WifiEvidence:
     """Counts per AP and unit: nights, people placed, resident devices, people per week.
 
     An AP's nights are the nights it was heard, a partly heard night counting as its share.
+    ``together`` (``people_together``) adds the people who stayed there together: per AP the
+    count reached on ``together_min_days`` days, and per week the count reached on two days
+    (as a week's people are those with two stay days).
     """
+    config = config or AnalyticsConfig()
+    together = together or {}
     persons = _person_unit(placed)
     resident_devices = placed.loc[placed["class"] == "resident"]
     # Weekly people per AP (persistence): people with two or more stay days at home that week.
@@ -266,6 +396,11 @@ def wifi_evidence(placed: pd.DataFrame, observation: pd.DataFrame, home_rows: pd
     weekly_by_ap: dict[str, list[int]] = {}
     for (ap, week), count in zip(weekly.index, weekly.to_numpy(), strict=True):
         weekly_by_ap.setdefault(str(ap), [0] * weeks)[int(week)] = int(count)
+    for ap, counts in together.items():
+        week_counts = weekly_by_ap.setdefault(ap, [0] * weeks)
+        for week in range(weeks):
+            end = n_days if week == weeks - 1 else (week + 1) * 7
+            week_counts[week] = max(week_counts[week], _held(counts[week * 7:end], 2))
     nights = observation.groupby("ap")["night_share"].sum() if not observation.empty else (
         pd.Series(dtype="float64"))
     return WifiEvidence(
@@ -279,6 +414,8 @@ def wifi_evidence(placed: pd.DataFrame, observation: pd.DataFrame, home_rows: pd
             "unit").size(),
         weekly_by_ap=weekly_by_ap,
         observed_weeks_by_ap=_observed_weeks(observation, day_index, n_days),
+        together_by_ap={ap: _held(counts, config.together_min_days)
+                        for ap, counts in together.items()},
     )
 
 
@@ -297,7 +434,7 @@ def fit_district(units: pd.DataFrame, cover: Coverage, wifi: WifiEvidence,
         nights = max((int(wifi.nights_by_ap.get(a, 0)) for a in aps_here), default=0)
         if aps_here and nights >= config.min_nights_observed and config.wifi_weight > 0:
             fit_r.append(int(registered))
-            fit_d.append(int(wifi.detected_by_unit.get(ref, 0)))
+            fit_d.append(wifi.unit_detected(str(ref), aps_here))
             fit_units.append(str(ref))
     if config.detect_fit and len(fit_r) >= config.detect_fit_min_units:
         q = fit_detection(fit_r, fit_d, Prior.from_config(config), config)
@@ -332,7 +469,7 @@ def _own_ap_unit(unit: Mapping[str, Any], aps_here: list[str], wifi: WifiEvidenc
     ref, registered = str(unit["unit"]), int(unit["registered"])
     loglik = meters.logliks.get(ref)
     nights = max(int(wifi.nights_by_ap.get(a, 0)) for a in aps_here)
-    detected = int(wifi.detected_by_unit.get(ref, 0))
+    detected = wifi.unit_detected(ref, aps_here)
     unit_weeks = _sum_weeks([wifi.weekly_by_ap.get(a, []) for a in aps_here], n_days)
     weeks_seen = _max_weeks([wifi.observed_weeks_by_ap.get(a, []) for a in aps_here], n_days)
     row = _registry_columns(unit, meters)
@@ -369,7 +506,8 @@ def _zone_units(zone_ap: str, members: list[str], unit_info: Mapping[str, Mappin
     """Rows and posteriors of the units one corridor AP covers, estimated jointly."""
     nights = int(wifi.nights_by_ap.get(zone_ap, 0))
     bound_counts = [int(wifi.detected_by_unit.get(u, 0)) for u in members]
-    detected = int(wifi.unplaced_by_ap.get(zone_ap, 0)) + sum(bound_counts)
+    detected = max(int(wifi.unplaced_by_ap.get(zone_ap, 0)) + sum(bound_counts),
+                   wifi.together_by_ap.get(zone_ap, 0))
     regs = [int(unit_info[u]["registered"]) for u in members]
     logliks = [meters.logliks.get(u) for u in members]
     if nights >= 1 and config.wifi_weight > 0:

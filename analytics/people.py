@@ -56,7 +56,7 @@ def timelines(rows: pd.DataFrame, packed: np.ndarray, devices: Sequence[str],
     return out.reshape(len(devices), n_days * BINS_PER_DAY)
 
 
-def _dilate(x: np.ndarray) -> np.ndarray:
+def dilate(x: np.ndarray) -> np.ndarray:
     """Widen every set bit by one bin each side (five-minute tolerance)."""
     out = x.copy()
     out[:, 1:] |= x[:, :-1]
@@ -123,8 +123,8 @@ def comovement(presence: np.ndarray) -> Comovement:
     f = np.float32
     dep_f, arr_f = dep.astype(f), arr.astype(f)
     events = dep_f @ prev.astype(f).T + arr_f @ after.astype(f).T  # [anchor, other]
-    agree = (dep_f @ (prev & _dilate(dep)).astype(f).T
-             + arr_f @ (after & _dilate(arr)).astype(f).T)
+    agree = (dep_f @ (prev & dilate(dep)).astype(f).T
+             + arr_f @ (after & dilate(arr)).astype(f).T)
     same_bin = dep_f @ (prev & dep).astype(f).T + arr_f @ (after & arr).astype(f).T
     pf = p.astype(f)
     overlap = pf @ pf.T

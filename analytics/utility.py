@@ -35,6 +35,10 @@ OUTLIER_WEIGHT = 0.05
 # ~0.6 at two people); noisy households (CV 0.5) and wrong registrations attenuate the fitted
 # slope below that, which made a meter 47% over its peers read as twelve people, not five.
 SLOPE_BOUNDS = (0.5, 1.5)
+# A sustained step up this large, after at least this many readings, is a household moving
+# into an empty flat (see ``_since_moved_in``).
+MOVED_IN_RATIO = 5.0
+MOVED_IN_MIN_READINGS = 3
 MAX_COMMUNITY_PEERS = 60  # community fallback: the peers nearest in area (bounds the fit's cost)
 
 
@@ -53,9 +57,40 @@ def daily_consumption(utilities: pd.DataFrame, start: dt.date, end: dt.date,
     frame["share"] = frame["amount"] * overlap / length
     frame["days"] = overlap
     frame = frame.loc[frame["days"] > 0]
+    frame = frame.loc[_since_moved_in(frame, length)]
     grouped = frame.groupby(["unit", "kind"])
     per_day = (grouped["share"].sum() / grouped["days"].sum()).unstack("kind")
     return per_day.reindex(columns=list(kinds))
+
+
+def _since_moved_in(frame: pd.DataFrame, length: pd.Series) -> np.ndarray:
+    """Which readings belong to the unit's current household: all, or those since it moved in.
+
+    A flat that stood empty and then filled (a new group rental) draws a few percent of a
+    household's use and then many times more; averaged over the whole window, the empty weeks
+    hide the household that lives there now. Where the readings after some point use at least
+    ``MOVED_IN_RATIO`` times as much per day as the (at least ``MOVED_IN_MIN_READINGS``)
+    readings before it, only those after count. A household's own day-to-day variation (a CV
+    of about 0.5) does not make averages of several readings differ that much.
+    """
+    keep = np.ones(len(frame), dtype=bool)
+    rate = (frame["amount"] / length.reindex(frame.index)).to_numpy(dtype=float)
+    days = frame["days"].to_numpy(dtype=float)
+    starts = pd.to_datetime(frame["period_start"]).to_numpy()
+    for found in frame.groupby(["unit", "kind"]).indices.values():
+        if len(found) < 2 * MOVED_IN_MIN_READINGS:
+            continue
+        rows = np.asarray(found, dtype=np.int64)
+        rows = rows[np.argsort(starts[rows], kind="stable")]
+        r, d = rate[rows], days[rows]
+        best, best_ratio = 0, MOVED_IN_RATIO
+        for split in range(MOVED_IN_MIN_READINGS, len(rows) - MOVED_IN_MIN_READINGS + 1):
+            before = float(r[:split] @ d[:split] / d[:split].sum())
+            after = float(r[split:] @ d[split:] / d[split:].sum())
+            if after >= best_ratio * max(before, 1e-12):
+                best, best_ratio = split, after / max(before, 1e-12)
+        keep[rows[:best]] = False
+    return keep
 
 
 def theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -47,6 +47,30 @@ def test_readings_are_prorated_to_the_window() -> None:
     assert per_day.at["u1", "water"] == pytest.approx((5.0 + 20.0) / 10)
 
 
+def daily_readings(unit: str, amounts: list[float]) -> pd.DataFrame:
+    """One water reading per day from 2026-11-01, with the given amounts."""
+    first = dt.date(2026, 11, 1)
+    return pd.DataFrame({
+        "unit": unit, "kind": "water",
+        "period_start": [first + dt.timedelta(days=i) for i in range(len(amounts))],
+        "period_end": [first + dt.timedelta(days=i + 1) for i in range(len(amounts))],
+        "amount": amounts})
+
+
+def test_a_flat_that_filled_is_read_over_its_new_household_only() -> None:
+    """Empty for twelve days, then a group: the average is the group's use, not the window's.
+    A household whose use merely varies from day to day keeps its whole-window average."""
+    moved = [0.3] * 12 + [6.0, 7.0, 8.0, 6.5, 7.5, 7.0, 6.0, 8.0]
+    varying = [0.2, 0.9, 0.3, 1.2, 0.25, 0.8, 0.3, 1.1, 0.2, 0.9, 0.4, 1.0, 0.3, 0.7, 1.2, 0.2,
+               0.9, 0.3, 1.0, 0.6]
+    readings = pd.concat([daily_readings("moved", moved), daily_readings("varying", varying)],
+                         ignore_index=True)
+    per_day = daily_consumption(readings, dt.date(2026, 11, 1), dt.date(2026, 11, 21),
+                                ("water",))
+    assert per_day.at["moved", "water"] == pytest.approx(np.mean(moved[12:]))
+    assert per_day.at["varying", "water"] == pytest.approx(np.mean(varying))
+
+
 def test_theil_sen_ignores_an_outlier() -> None:
     """One unit consuming like a dormitory does not bend the line."""
     x = np.array([1, 1, 2, 2, 3, 3, 4, 1.0])

@@ -178,7 +178,10 @@ def test_a_new_group_rental_is_flagged_within_ten_nights_of_moving_in(
     assert set(delays) == set(moved)
     # Measured on this seed: four of five flagged after 7 nights (min_nights_observed), the
     # fifth (2 registered, 6 living there) not within 14 nights: the Wi-Fi sees too few of
-    # them to be 90% sure. The target is every one; this holds what was reached.
+    # them to be 90% sure. After the mass-rotation linking, three of five (night 7); counting
+    # the people who stayed together (2026-11-29, run once): four of five after 4-5 nights,
+    # the fifth (own AP, 1 registered, 9 living there) not within 10. The target is
+    # every one; this holds what was reached.
     flagged = [n for n in delays.values() if n is not None]
     assert len(flagged) >= 0.75 * len(delays), delays
     assert all(1 <= n <= FLAG_WITHIN_NIGHTS for n in flagged), delays

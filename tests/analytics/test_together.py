@@ -1,0 +1,76 @@
+"""People who stay together count, however their phones' addresses are split (issue 16)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from analytics.config import AnalyticsConfig, Window
+from analytics.loaders import RegistryFrames
+from analytics.pipeline import analyse_frames
+from analytics.rollup import rollup_events, rollup_heard
+from tests.common import Routine, household, make_events
+
+WINDOW = Window(last_night=dt.date(2026, 11, 14), nights=14, timezone="Asia/Shanghai")
+UNIT, OTHER = "C1/B1/0101", "C1/B1/0102"
+APS = pd.DataFrame({
+    "ap": ["ap-a", "ap-b"], "coverage": ["unit", "unit"], "community": ["C1"] * 2,
+    "building": ["B1"] * 2, "floor": pd.array([1, 1], dtype="Int64"), "unit": [UNIT, OTHER],
+})
+UNITS = pd.DataFrame({
+    "unit_id": [1, 2], "unit": [UNIT, OTHER], "community": ["C1"] * 2,
+    "building": ["B1"] * 2, "floor": [1, 1], "area_m2": [90.0, 60.0], "registered": [2, 1],
+    "rented": [True, False], "meter_group": ["", ""], "residents": [2, 1],
+})
+REGISTRY = RegistryFrames(
+    units=UNITS, aps=APS,
+    bindings=pd.DataFrame(columns=["device", "unit", "resident_id", "randomized", "bound_at",
+                                   "revoked_at"]),
+    utilities=pd.DataFrame(columns=["unit", "kind", "period_start", "period_end", "amount"]),
+    inspections=pd.DataFrame(columns=["unit", "at", "hazards", "people_found"]))
+CONFIG = AnalyticsConfig()
+
+
+def heard_all_window() -> pd.DataFrame:
+    """Both APs reporting every five minutes through the window (so every day is observed)."""
+    ticks = np.arange(WINDOW.start.timestamp() + 7, WINDOW.end.timestamp(), 300)
+    return pd.DataFrame({"ts": np.tile(ticks, 2), "ap": np.repeat(["ap-a", "ap-b"], len(ticks))})
+
+
+def analyse(routines: list[Routine]) -> tuple[pd.Series, pd.DataFrame]:
+    """The unit's flagged row and its devices, from the routines' presence and the reports."""
+    rollup = pd.concat([rollup_events(make_events(routines, WINDOW), WINDOW, CONFIG),
+                        rollup_heard(heard_all_window(), WINDOW, CONFIG)], ignore_index=True)
+    estimates, tiered = analyse_frames(rollup, REGISTRY, WINDOW, CONFIG)
+    devices = estimates.devices
+    return tiered.set_index("unit").loc[UNIT], devices.loc[devices["home_ap"] == "ap-a"]
+
+
+def test_a_group_that_moved_in_with_rotating_phones_is_flagged() -> None:
+    """Six people move in on day 8; their phones all take new addresses every second morning
+    at once (as at an AP reboot), so no address stays the seven days that make a resident,
+    and the rotations are too alike to link. Six stayed there together night after night."""
+    arrival = 8
+    group = household("ap-a", 6, "g", days=set(range(arrival, 14)), randomized=True)
+    for routine in group:
+        routine.addresses = [(day, f"{routine.name}-{day}") for day in range(arrival, 14, 2)]
+    row, devices = analyse([*group, *household("ap-b", 1, "b")])
+    assert (devices["class"] == "resident").sum() == 0  # fragments only: the cause
+    assert devices["addresses"].max() < 3  # the mass rotations are left (mostly) unlinked
+    assert row["people_detected"] == 6
+    assert row["flag"] == "group_rental"
+
+
+def test_evening_guests_and_a_weekend_visit_are_not_people_who_live_there() -> None:
+    """Two residents; on six different days a guest stays five and a half hours, and a couple
+    sleeps over two nights: nobody more lives there, nothing is flagged."""
+    guests = [Routine(f"guest-{day}", "ap-a", home=17.0, leave=22.5, days={day},
+                      randomized=True) for day in (1, 3, 5, 8, 10, 12)]
+    couple = household("ap-a", 2, "couple", days={6, 7}, randomized=True)
+    row, _devices = analyse([*household("ap-a", 2, "a"), *guests, *couple,
+                             *household("ap-b", 1, "b")])
+    assert row["people_detected"] == 2
+    assert row["estimated"] == 2
+    assert row["flag"] == ""
