@@ -573,6 +573,13 @@ def signed_query(ap: str = FLOOR_AP, mac: str = "a4:83:e7:12:9f:01", ip: str = "
     return urlencode(values)
 
 
+def tampered(token: str) -> str:
+    """The token with one character near its middle changed to another: a forgery that always
+    differs in its bytes (changing the last characters can touch only base64's unused bits)."""
+    index = next(i for i in range(len(token) // 2, len(token)) if token[i].isalnum())
+    return token[:index] + ("B" if token[index] == "A" else "A") + token[index + 1:]
+
+
 def hidden(html: str, name: str) -> str:
     """The value of a hidden input in a page."""
     match = re.search(rf'name="{name}" type="hidden" value="([^"]*)"', html) or re.search(

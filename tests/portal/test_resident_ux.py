@@ -28,6 +28,7 @@ from tests.common import (
     phone_form,
     prove_phone,
     signed_query,
+    tampered,
 )
 
 
@@ -170,7 +171,7 @@ def test_an_expired_page_restarts_for_its_device_within_limits(
     new = services.flows.load(hidden(fresh, "flow"))
     old = services.flows.restart(token)  # the hand-over inside the expired token
     assert new.handshake == old.handshake and hidden(fresh, "flow") != token
-    forged = client.post("/again", data={"flow": token[:-2] + "xx"})
+    forged = client.post("/again", data={"flow": tampered(token)})
     assert forged.status_code == 400 and 'id="again"' not in page(forged)
 
     too_old = _aged_splash(client, monkeypatch, FLOW_RESTART_MAX_AGE_S + 60)
@@ -206,7 +207,7 @@ def test_a_forged_or_missing_flow_token_offers_the_configured_restart(
     app = create_app(dataclasses.replace(settings, portal_restart_url=restart))
     client = app.test_client()
     splash = page(client.get("/?" + signed_query()))
-    forged = phone_form(splash) | {"flow": hidden(splash, "flow")[:-3] + "abc",
+    forged = phone_form(splash) | {"flow": tampered(hidden(splash, "flow")),
                                    "url": "http://evil.example/", "next": "http://evil.example/"}
     bad_link = "/?" + signed_query(key="x" * 64, url="http://evil.example/")  # not the AP's key
     for response in (client.post("/signin?url=http://evil.example/", data=forged),

@@ -47,6 +47,7 @@ from tests.common import (
     prove_phone,
     sign_in,
     signed_query,
+    tampered,
 )
 
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
@@ -195,7 +196,7 @@ def test_a_forged_flow_token_is_refused(client: FlaskClient) -> None:
     """The flow token is signed: changing it is caught."""
     splash = page(client.get("/?" + signed_query()))
     data = phone_form(splash)
-    data["flow"] = data["flow"][:-3] + "AAA"
+    data["flow"] = tampered(data["flow"])
     response = client.post("/signin", data=data)
     assert response.status_code == 400 and "请重新开始" in page(response)
 
