@@ -43,6 +43,7 @@ from werkzeug.test import TestResponse, encode_multipart
 
 from analytics.config import Window
 from analytics.heatmaps import pack_hour_night
+from analytics.loaders import RegistryFrames
 from census.channels import events_subscription, events_topic
 from census.events import PresenceEvent, encode_events
 from census.handshake import sign_redirect
@@ -837,3 +838,13 @@ def inspect(client: FlaskClient, token: str, photos: list[tuple[bytes, str]] | N
     boundary, body = encode_multipart(data)
     return client.post(f"/q/{token}", data=body,
                        content_type=f"multipart/form-data; boundary={boundary}")
+
+
+def registry_frames(units: pd.DataFrame, aps: pd.DataFrame) -> RegistryFrames:
+    """Registry frames of units and APs alone: no bindings, meter readings or inspections."""
+    return RegistryFrames(
+        units=units, aps=aps,
+        bindings=pd.DataFrame(columns=["device", "unit", "resident_id", "randomized",
+                                       "bound_at", "revoked_at"]),
+        utilities=pd.DataFrame(columns=["unit", "kind", "period_start", "period_end", "amount"]),
+        inspections=pd.DataFrame(columns=["unit", "at", "hazards", "people_found"]))

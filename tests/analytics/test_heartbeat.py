@@ -9,9 +9,8 @@ import pandas as pd
 
 from analytics.config import AnalyticsConfig, Window
 from analytics.estimate import estimate_occupancy
-from analytics.loaders import RegistryFrames
 from analytics.rollup import AP_HEARD, rollup_events, rollup_heard, split_heard
-from tests.common import Routine, household, make_events
+from tests.common import Routine, household, make_events, registry_frames
 
 WINDOW = Window(last_night=dt.date(2026, 11, 14), nights=14, timezone="Asia/Shanghai")
 UNIT = "C1/B1/0101"
@@ -25,12 +24,7 @@ UNITS = pd.DataFrame({
     "building": ["B1"] * 2, "floor": [1, 1], "area_m2": [80.0, 60.0], "registered": [2, 1],
     "rented": [True, False], "meter_group": ["", ""], "residents": [2, 1],
 })
-REGISTRY = RegistryFrames(
-    units=UNITS, aps=APS,
-    bindings=pd.DataFrame(columns=["device", "unit", "resident_id", "randomized", "bound_at",
-                                   "revoked_at"]),
-    utilities=pd.DataFrame(columns=["unit", "kind", "period_start", "period_end", "amount"]),
-    inspections=pd.DataFrame(columns=["unit", "at", "hazards", "people_found"]))
+REGISTRY = registry_frames(UNITS, APS)
 CONFIG = AnalyticsConfig()
 DAY_S = 86400
 
