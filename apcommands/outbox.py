@@ -29,12 +29,9 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from apcommands.sender import CommandNotSent, Publisher
-from census.channels import command_topic
-from census.commands import ApCommand, build_command
-from census.mqtt import MqttError
+from apcommands.sender import ApControl, CommandNotSent
+from census.commands import ApCommand
 from census.privacy import IdentityCipher
-from census.settings import Settings
 from registry.models import OutboxCommand
 
 LOGGER = logging.getLogger(__name__)
@@ -81,16 +78,13 @@ class DrainReport:
 class CommandOutbox:
     """Sends the outbox's commands: the request's own, and every due one from a drain thread."""
 
-    def __init__(self, settings: Settings, factory: sessionmaker[Session],
-                 cipher: IdentityCipher, publisher: Publisher,
-                 key_for: Callable[[str], str | None],
+    def __init__(self, factory: sessionmaker[Session], cipher: IdentityCipher,
+                 control: ApControl,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
                  interval_s: float = DRAIN_INTERVAL_S) -> None:
-        self._settings = settings
         self._factory = factory
         self._cipher = cipher
-        self._publisher = publisher
-        self._key_for = key_for
+        self._control = control
         self._clock = clock
         self._interval_s = interval_s
         self._stop = threading.Event()
@@ -157,20 +151,14 @@ class CommandOutbox:
             LOGGER.error("outbox: %s %s for AP %s unreadable: %s", row.cmd, row.id, row.ap_id,
                          error)
             raise CommandNotSent(str(error)) from None
-        key = self._key_for(row.ap_id) or self._settings.command_key
-        command = build_command(key, row.cmd, row.ap_id, mac, seconds,
-                                now=now.timestamp())
-        topic = command_topic(self._settings.mqtt_topic_prefix, row.ap_id)
         try:
-            self._publisher.publish(topic, command.to_json())
-        except MqttError as error:
+            command = self._control.send(row.cmd, row.ap_id, mac, seconds, now=now.timestamp())
+        except CommandNotSent as error:
             self._failed(row, now, str(error))
             LOGGER.error("outbox: %s %s for AP %s not sent (attempt %d): %s", row.cmd, row.id,
                          row.ap_id, row.attempts + 1, error)
-            raise CommandNotSent(str(error)) from None
+            raise
         self._delete(row.id)
-        LOGGER.debug("outbox: %s %s sent to %s (nonce %s)", row.cmd, row.id, row.ap_id,
-                     command.nonce)
         return command
 
     def _delete(self, row_id: int) -> None:

@@ -68,10 +68,12 @@ class ApControl:
         self._publisher = publisher
         self._key_for = key_for
 
-    def _send(self, cmd: str, ap_id: str, mac: str, session_seconds: int) -> ApCommand:
-        """Build, sign and publish one command."""
+    def send(self, cmd: str, ap_id: str, mac: str, session_seconds: int,
+             now: float | None = None) -> ApCommand:
+        """Build, sign (issued ``now``, default the clock) and publish one command; raise
+        CommandNotSent when the broker did not take it."""
         key = self._key_for(ap_id) or self._settings.command_key
-        command = build_command(key, cmd, ap_id, mac, session_seconds)
+        command = build_command(key, cmd, ap_id, mac, session_seconds, now=now)
         topic = command_topic(self._settings.mqtt_topic_prefix, ap_id)
         try:
             self._publisher.publish(topic, command.to_json())
@@ -83,8 +85,8 @@ class ApControl:
 
     def authorize(self, ap_id: str, mac: str, session_seconds: int) -> ApCommand:
         """Tell the AP to let the MAC through for session_seconds."""
-        return self._send("authorize", ap_id, mac, session_seconds)
+        return self.send("authorize", ap_id, mac, session_seconds)
 
     def deauthorize(self, ap_id: str, mac: str) -> ApCommand:
         """Tell the AP to cut the MAC off."""
-        return self._send("deauthorize", ap_id, mac, 0)
+        return self.send("deauthorize", ap_id, mac, 0)

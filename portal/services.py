@@ -71,6 +71,7 @@ class PortalServices:
         cipher = IdentityCipher.from_settings(settings)
         directory = ApDirectory(factory, cipher, settings.command_key)
         publisher = Publisher(settings)
+        control = ApControl(settings, publisher, directory.key_for)
         prefix = settings.redis_key_prefix
         if sms is None:
             if settings.portal_sms_sender == "http":
@@ -90,8 +91,7 @@ class PortalServices:
         return cls(
             settings=settings, redis=client, engine=engine, session_factory=factory,
             cipher=cipher, directory=directory, publisher=publisher,
-            control=ApControl(settings, publisher, directory.key_for),
-            outbox=CommandOutbox(settings, factory, cipher, publisher, directory.key_for),
+            control=control, outbox=CommandOutbox(factory, cipher, control),
             alerts=AlertDispatcher(settings, publisher),
             otp=OtpService(client, prefix, settings.secret_key, policy, settings.timezone),
             limiter=RateLimiter(client, prefix, rate_limits), sms=sms,

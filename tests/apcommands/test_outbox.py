@@ -205,8 +205,7 @@ def test_a_due_command_is_claimed_by_one_sender_only(
     """Two portal workers draining at once: one claims the row, the other leaves it."""
     services, _agents = outbox_world
     row_id = _queue(services, "deauthorize", 0, 0)
-    other = CommandOutbox(settings, services.session_factory, services.cipher,
-                          services.publisher, services.directory.key_for)
+    other = CommandOutbox(services.session_factory, services.cipher, services.control)
     with services.session_factory() as db:
         row = db.get_one(OutboxCommand, row_id)
     now = dt.datetime.now(dt.UTC)
