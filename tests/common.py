@@ -34,6 +34,7 @@ import pandas as pd
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -848,3 +849,148 @@ def registry_frames(units: pd.DataFrame, aps: pd.DataFrame) -> RegistryFrames:
                                        "bound_at", "revoked_at"]),
         utilities=pd.DataFrame(columns=["unit", "kind", "period_start", "period_end", "amount"]),
         inspections=pd.DataFrame(columns=["unit", "at", "hazards", "people_found"]))
+
+
+# --- AP command fuzzing: tests/census/test_command_fuzz.py briefly, bench/command_fuzz.py long.
+
+FUZZ_COMMAND_KEY = "agent-key-" + "0" * 30
+FUZZ_COMMAND_AP = "ap-1"
+FUZZ_NOW = 1_764_000_000
+COMMAND_FIELDS = ("v", "cmd", "ap", "mac", "session_seconds", "issued", "expires", "nonce",
+                  "sig")
+ACK_FIELDS = ("v", "nonce", "ok", "error")
+# Values that broke verifiers elsewhere: a trailing newline ("$" matches before it), other
+# scripts' digits and letters, huge and nested numbers, surrogates, control characters.
+_FUZZ_NASTY: tuple[object, ...] = (
+    "", " ", "\n", "\x00", "\ud800", "０１２３４５６７８９ａｂｃｄｅｆ", "ap-１", "AP-1", "ap-1\n",
+    "a4:83:e7:12:9f:01\n", "A4:83:E7:12:9F:01", "a4-83-e7-12-9f-01", "ａ4:83:e7:12:9f:01",
+    "authorize\n", "Authorize", "authorize\u200b", True, False, None, 1.0, 1e309, -1, 0,
+    2**32, 2**63, 10**400, -(10**30), [], {}, [[[[[]]]]], "9" * 5000,
+)
+_JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(),
+                       st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40))
+_JSON = st.recursive(_JSON_LEAF, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12)
+
+
+def _near(value: object) -> st.SearchStrategy[object]:
+    """Values close to a valid one: one character more, less or changed, another type."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return st.sampled_from(_FUZZ_NASTY)
+    if isinstance(value, int):
+        return st.one_of(st.integers(value - 3, value + 3), st.just(str(value)),
+                         st.just(float(value)), st.just(value + 2**32), st.just(-value))
+    text = value
+    return st.one_of(
+        st.sampled_from([text + "\n", " " + text, text.upper(), text[:-1], text + "0",
+                         text.replace("a", "\u0430"),  # Cyrillic a
+                         "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)]),
+        st.integers(0, max(len(text) - 1, 0)).flatmap(
+            lambda i: st.characters().map(lambda c: text[:i] + c + text[i + 1:])))
+
+
+def _spoilt(original: dict[str, object],
+            fields: tuple[str, ...]) -> st.SearchStrategy[dict[str, object]]:
+    """The original object with up to three fields changed, left out, or an extra one added."""
+    @st.composite
+    def build(draw: st.DrawFn) -> dict[str, object]:
+        data = dict(original)
+        for name in draw(st.sets(st.sampled_from(fields), max_size=3)):
+            choice = draw(st.integers(0, 3))
+            if choice == 0:
+                data.pop(name, None)
+            elif choice == 1:
+                data[name] = draw(_JSON)
+            else:
+                data[name] = draw(_near(original[name]))
+        if draw(st.booleans()) and draw(st.booleans()):
+            data[draw(st.text(max_size=8))] = draw(_JSON)
+        return data
+
+    return build()
+
+
+def _encoded(data: object) -> bytes:
+    """JSON bytes, with numbers Python's json would not write (10**400) written out anyway."""
+    return json.dumps(data, separators=(",", ":"), default=str).encode("utf-8",
+                                                                       "surrogatepass")
+
+
+def _payloads(original: dict[str, object],
+              fields: tuple[str, ...]) -> st.SearchStrategy[bytes]:
+    """Hostile payloads around a valid one: spoilt fields, any JSON, any bytes, cut or deep."""
+    good = _encoded(original)
+    return st.one_of(
+        _spoilt(original, fields).map(_encoded),
+        _spoilt(original, fields).map(_encoded),
+        _JSON.map(_encoded),
+        st.binary(max_size=300),
+        st.integers(0, len(good)).map(lambda n: good[:n]),
+        st.integers(1, 20_000).map(lambda depth: b"[" * depth + b"]" * depth),
+        st.integers(4000, 6000).map(lambda digits: b'{"v":' + b"7" * digits + b"}"),
+    )
+
+
+def fuzz_command() -> dict[str, object]:
+    """The one validly signed command the fuzzers spoil."""
+    from census.commands import build_command
+
+    command = build_command(FUZZ_COMMAND_KEY, "authorize", FUZZ_COMMAND_AP, "a4:83:e7:12:9f:01",
+                            86400, now=FUZZ_NOW, nonce="9c1d4e0b7a2f6e31")
+    data: dict[str, object] = json.loads(command.to_json())
+    return data
+
+
+def command_payloads() -> st.SearchStrategy[bytes]:
+    """Hostile AP command payloads (contracts §4)."""
+    return _payloads(fuzz_command(), COMMAND_FIELDS)
+
+
+def ack_payloads() -> st.SearchStrategy[bytes]:
+    """Hostile acknowledgement payloads."""
+    return _payloads({"v": 1, "nonce": "9c1d4e0b7a2f6e31", "ok": False, "error": "expired"},
+                     ACK_FIELDS)
+
+
+def check_command(payload: bytes) -> str:
+    """verify_command's verdict on one payload: 'ok' or the refusal word.
+
+    AssertionError when the verifier breaks its contract: anything raised but CommandError,
+    or a payload accepted whose fields (with their JSON types) are not the signed original's.
+    """
+    from census.commands import CommandError, NonceCache, verify_command
+
+    try:
+        verify_command(payload, FUZZ_COMMAND_KEY, FUZZ_COMMAND_AP, NonceCache(), now=FUZZ_NOW + 1)
+    except CommandError as error:
+        return error.reason
+    sent = json.loads(payload)
+    original = fuzz_command()
+    assert {name: (type(sent[name]), sent[name]) for name in COMMAND_FIELDS} == {
+        name: (type(original[name]), original[name]) for name in COMMAND_FIELDS}, payload[:300]
+    return "ok"
+
+
+ACK_NONCE = re.compile(r"[0-9a-f]{16}")
+ACK_ERROR = re.compile(r"[a-z_]{0,32}")
+
+
+def check_ack(topic: str, payload: bytes) -> str:
+    """The command log's reading of one message on an AP's ack topic: 'ok' or the refusal.
+
+    AssertionError when anything but CommandError is raised, or an accepted answer's fields
+    are not what the contract allows (nonce 16 hex, error a short word, none when ok).
+    """
+    from apcommands.log import SeenAck, TopicReader
+    from census.commands import CommandError
+
+    try:
+        seen = TopicReader("census").read(topic, payload, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    except CommandError as error:
+        return error.reason
+    if isinstance(seen, SeenAck):
+        ack = seen.ack
+        assert ACK_NONCE.fullmatch(ack.nonce) and ACK_ERROR.fullmatch(ack.error), payload[:300]
+        assert not (ack.ok and ack.error), payload[:300]
+    return "ok"

@@ -210,6 +210,9 @@ REFUSALS = {
     "session as text": (lambda a: _edited(a, session_seconds="3600"), "bad_field"),
     "unknown cmd": (lambda a: _resigned(a, cmd="reboot"), "bad_field"),
     "short nonce": (lambda a: _edited(a, nonce="abc"), "bad_field"),
+    "nonce and a newline": (lambda a: _edited(a, nonce="9c1d4e0b7a2f6e31\n"), "bad_field"),
+    "issued past 2106": (lambda a: _resigned(a, issued=2**40, expires=2**40 + 300), "bad_field"),
+    "thirty-digit expiry": (lambda a: _resigned(a, expires=10**30), "bad_field"),
     "truncated JSON": (lambda a: build_command(a.key, "authorize", a.ap_id, MAC,
                                                60).to_json()[:-20], "bad_json"),
 }
