@@ -244,7 +244,7 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
     return raw
 
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([dw]?)\s*$")
+_DURATION = re.compile(r"\A\s*(\d+)\s*([dw]?)\s*\Z")
 
 
 def parse_window(text: str) -> int:

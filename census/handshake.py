@@ -52,12 +52,12 @@ REDIRECT_FIELDS = ("ap", "mac", "ip", "gw", "url", "ts", "nonce")
 MAX_FUTURE_SKEW_S = 60
 MAX_URL_LENGTH = 2048
 
-_NONCE = re.compile(r"^[0-9a-f]{16,64}$")
-_SIG = re.compile(r"^[0-9a-f]{64}$")
-_HID = re.compile(r"^[0-9a-f]{64}$")
-_TS = re.compile(r"^[0-9]{1,12}$")
-_GATEWAY = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,100}$")
-_AUTHDIR = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NONCE = re.compile(r"\A[0-9a-f]{16,64}\Z")
+_SIG = re.compile(r"\A[0-9a-f]{64}\Z")
+_HID = re.compile(r"\A[0-9a-f]{64}\Z")
+_TS = re.compile(r"\A[0-9]{1,12}\Z")
+_GATEWAY = re.compile(r"\A[A-Za-z0-9.\-\[\]:]{1,100}\Z")
+_AUTHDIR = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 
 
 class HandshakeError(ValueError):

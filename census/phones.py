@@ -20,7 +20,7 @@ from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberTyp
 DEFAULT_REGION = "CN"
 # After NFKC (full-width folded): an optional plus, then ASCII digits and the separators people
 # type. Anything else (letters, other scripts' digits, a second plus) is not a phone number.
-_TYPED = re.compile(r"^\+?[0-9][0-9 ()\-.]{0,39}$")
+_TYPED = re.compile(r"\A\+?[0-9][0-9 ()\-.]{0,39}\Z")
 _MOBILE = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
 
 

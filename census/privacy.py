@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 
-_MAC_PATTERN = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+_MAC_PATTERN = re.compile(r"\A[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}\Z")
 
 PSEUDONYM_HEX_LENGTH = 16
 

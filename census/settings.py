@@ -186,7 +186,7 @@ def _parse_regions(raw: str) -> tuple[str, ...]:
     return codes
 
 
-_HELP_PHONE = re.compile(r"^\+?[0-9][0-9 \-]{1,23}[0-9]$")
+_HELP_PHONE = re.compile(r"\A\+?[0-9][0-9 \-]{1,23}[0-9]\Z")
 
 
 def _parse_help_phone(raw: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 LOGGER = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^(\d{12})-(\d+)\.lp$")
+_NAME = re.compile(r"\A(\d{12})-(\d+)\.lp\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,10 @@ from registry.models import IdType, Resident, WatchlistEntry
 
 # Regions whose mobiles receive codes unless settings say otherwise.
 DEFAULT_SMS_REGIONS = ("CN",)
-OTHER_ID_PATTERN = re.compile(r"^[A-Z0-9]{5,20}$")
+OTHER_ID_PATTERN = re.compile(r"\A[A-Z0-9]{5,20}\Z")
 # Letters of any script, spaces, the middle dot of minority and transliterated names (·, •),
 # and the punctuation of foreign names.
-NAME_PATTERN = re.compile(r"^[^\W\d_]+(?:[ ·•.'\-][^\W\d_]+)*\.?$")
+NAME_PATTERN = re.compile(r"\A[^\W\d_]+(?:[ ·•.'\-][^\W\d_]+)*\.?\Z")
 MAX_NAME_LENGTH = 60
 # Characters that are letters to the regex but show as nothing: Hangul fillers (U+3164 alone
 # passed as a name), other default-ignorable code points, variation selectors, bidi controls.

@@ -25,7 +25,7 @@ from collections.abc import Callable, Hashable, Mapping
 from markupsafe import escape
 
 # Characters that read the same in HTML text, attributes and URL query values.
-URL_SAFE = re.compile(r"^[A-Za-z0-9_.\-]*$")
+URL_SAFE = re.compile(r"\A[A-Za-z0-9_.\-]*\Z")
 
 
 class PageCache:

@@ -46,11 +46,11 @@ from registry.models import (
 LOGGER = logging.getLogger(__name__)
 
 CHUNK_ROWS = 2000
-CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+CODE_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{1,32}\Z")
 # A DNS host name: labels of letters, digits and inner hyphens.
 HOST_PATTERN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
                           r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-PHONE_PATTERN = re.compile(r"^(1[3-9]\d{9}|\+\d{6,15})$")
+PHONE_PATTERN = re.compile(r"\A(1[3-9]\d{9}|\+\d{6,15})\Z")
 TRUE_WORDS = {"1", "yes", "true", "y"}
 FALSE_WORDS = {"0", "no", "false", "n", ""}
 
@@ -312,7 +312,7 @@ def parse_resident_row(row: Mapping[str, str]) -> dict[str, Any]:
         problem = resident_id_problem(number)
         if problem:
             raise RowProblem("id_invalid", detail=problem)
-    elif not re.match(r"^[A-Z0-9]{5,20}$", number):
+    elif not re.fullmatch(r"[A-Z0-9]{5,20}", number):
         raise RowProblem("id_format")
     name = _text(row, "name", 201)
     if not name or len(name) > 200:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,3 +27,20 @@ def test_mypy_finds_nothing() -> None:
     """mypy passes on every package."""
     result = run(str(BIN / "mypy"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# A whole-string pattern anchored with "$" also matches before a final newline: a nonce
+# "…\n" passed for 16 hex characters in the AP command verifier (issue #11).
+DOLLAR_ANCHORED = re.compile(
+    r"""re\.(?:compile|match|fullmatch|search)\(\s*r?f?["']\^[^"'\n]*\$["']""")
+
+
+def test_no_validation_pattern_ends_with_a_dollar() -> None:
+    """Validation patterns use \\A and \\Z (or fullmatch), never ^ and $."""
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["packages"]
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for package in packages for path in sorted((ROOT / package).rglob("*.py"))
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if DOLLAR_ANCHORED.search(line)]
+    assert not found, "\n".join(found)
+    assert DOLLAR_ANCHORED.search('X = re.compile(r"^[0-9a-f]{16}$")')  # the check can fail

@@ -47,7 +47,7 @@ PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
 # Service users on the central broker. Client ids are one namespace across listeners and equal
 # the user name there, so an AP named like a service would take over that service's session.
-RESERVED_USER = re.compile(r"^(collector(-.*)?|command-log|portal|analytics)$")
+RESERVED_USER = re.compile(r"\A(collector(-.*)?|command-log|portal|analytics)\Z")
 _PLACEHOLDER = re.compile(r"@([A-Z][A-Z0-9_]*)@")
 
 AP_DIR = "etc/wifi-census"
