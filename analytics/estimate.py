@@ -35,6 +35,7 @@ from analytics.people import (
     Prior,
     capacity,
     dilate,
+    district_interval_mass,
     fit_detection,
     fit_prior,
     fit_utility_weight,
@@ -71,6 +72,8 @@ class Estimates:
     # Each analysed unit's posterior over N = 0..max_people (``analytics calibrate`` reads
     # intervals of other masses from them).
     posteriors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # The central posterior mass of this district's reported intervals.
+    interval_mass: float = 0.9
 
 
 def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: Window,
@@ -142,10 +145,10 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     meters = MeterEvidence(util_frame.set_index("unit") if not util_frame.empty
                            else pd.DataFrame(), util_logliks)
     posteriors: dict[str, np.ndarray] = {}
-    result, prior = unit_results(units, unit_coverage(registry.aps, coverage), wifi, meters,
-                                 len(window.days), config, posteriors)
+    result, prior, mass = unit_results(units, unit_coverage(registry.aps, coverage), wifi,
+                                       meters, len(window.days), config, posteriors)
     return Estimates(units=result, devices=placed, links=links, prior=prior, presence=presence,
-                     posteriors=posteriors)
+                     posteriors=posteriors, interval_mass=mass)
 
 
 @dataclass(frozen=True)
@@ -538,11 +541,13 @@ def _zone_units(zone_ap: str, members: list[str], unit_info: Mapping[str, Mappin
 def unit_results(units: pd.DataFrame, cover: Coverage, wifi: WifiEvidence,
                  meters: MeterEvidence, n_days: int, config: AnalyticsConfig,
                  posteriors: dict[str, np.ndarray] | None = None,
-                 ) -> tuple[pd.DataFrame, Prior]:
+                 ) -> tuple[pd.DataFrame, Prior, float]:
     """Posterior per unit (own AP, corridor zone, or no coverage) and its summary row.
 
-    Returns the rows (``UNIT_RESULT_COLUMNS``, in the registry's unit order) and the prior
-    fitted to the district; ``posteriors``, when given, receives each unit's posterior.
+    Returns the rows (``UNIT_RESULT_COLUMNS``, in the registry's unit order), the prior
+    fitted to the district and the central mass of its intervals
+    (``people.district_interval_mass``); ``posteriors``, when given, receives each unit's
+    posterior.
     """
     unit_records = records(units)
     unit_info = {str(u["unit"]): u for u in unit_records}
@@ -560,15 +565,17 @@ def unit_results(units: pd.DataFrame, cover: Coverage, wifi: WifiEvidence,
         for row, post in _zone_units(zone_ap, members, unit_info, wifi, meters, prior, cap_of,
                                      config):
             found[str(row["unit"])] = (row, post)
+    mass = district_interval_mass((post for _row, post in found.values()),
+                                  config.interval_self_coverage)
+    LOGGER.info("interval: central %.2f of each posterior (%d units)", mass, len(found))
     rows = []
     for ref in units["unit"]:
         if ref in found:
             row, post = found[ref]
             if posteriors is not None:
                 posteriors[str(ref)] = post
-            rows.append({**row, **summarise(post, int(unit_info[ref]["registered"]),
-                                            config.interval_mass)})
-    return pd.DataFrame(rows, columns=UNIT_RESULT_COLUMNS), prior
+            rows.append({**row, **summarise(post, int(unit_info[ref]["registered"]), mass)})
+    return pd.DataFrame(rows, columns=UNIT_RESULT_COLUMNS), prior, mass
 
 
 def _person_unit(placed: pd.DataFrame) -> pd.DataFrame:

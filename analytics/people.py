@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -331,13 +331,55 @@ def wifi_likelihood(detected: int, max_people: int, q: float, spurious: float,
                             float(concentration))
 
 
+def central_interval(posterior: np.ndarray, mass: float) -> tuple[int, int]:
+    """The central ``mass`` interval of a posterior over N: its (mass/2 either side) quantiles."""
+    cdf = np.cumsum(posterior)
+    tail = (1.0 - mass) / 2
+    return int(np.searchsorted(cdf, tail)), int(np.searchsorted(cdf, 1.0 - tail))
+
+
+# The central masses a district's interval may take (see ``district_interval_mass``).
+INTERVAL_MASSES = (*(round(0.2 + 0.05 * i, 2) for i in range(16)), 0.99)
+
+
+def district_interval_mass(posteriors: Iterable[np.ndarray], self_coverage: float) -> float:
+    """The central mass whose intervals hold, on average, ``self_coverage`` of the posteriors.
+
+    People are whole numbers and most households hold exactly their registered people, so a
+    district's interval of a given central mass covers the truth more or less often depending
+    on how sure its posteriors are: where most units are near certain (honest meters agreeing
+    with the Wi-Fi) a single number already covers about 90% of them, where evidence is weak
+    it needs to be wider. On development communities the posteriors' own mass inside an
+    interval tracked its real coverage within a few points in every simulator mix, so the
+    district's mass is the smallest one whose intervals hold ``self_coverage`` of their own
+    posteriors on average (calibrated by ``wifi-census analytics calibrate``).
+    """
+    posts = list(posteriors)
+    if not posts:
+        return INTERVAL_MASSES[-1]
+    width = max(len(p) for p in posts)
+    matrix = np.zeros((len(posts), width))
+    for row, post in enumerate(posts):
+        matrix[row, :len(post)] = post
+    cdf = np.cumsum(matrix, axis=1)
+    for mass in INTERVAL_MASSES:
+        tail = (1.0 - mass) / 2
+        # np.searchsorted per row, as central_interval takes it: the first index whose
+        # cumulative mass reaches the tail.
+        low = (cdf < tail).sum(axis=1)
+        high = np.minimum((cdf < 1.0 - tail).sum(axis=1), width - 1)
+        below = np.where(low > 0, cdf[np.arange(len(posts)), np.maximum(low - 1, 0)], 0.0)
+        inside = cdf[np.arange(len(posts)), high] - below
+        if float(inside.mean()) >= self_coverage:
+            return mass
+    return INTERVAL_MASSES[-1]
+
+
 def summarise(posterior: np.ndarray, registered: int, mass: float = 0.9) -> dict[str, float]:
     """Median, the central ``mass`` interval and the flag probabilities of a posterior over N."""
     cdf = np.cumsum(posterior)
-    tail = (1.0 - mass) / 2
     median = int(np.searchsorted(cdf, 0.5))
-    low = int(np.searchsorted(cdf, tail))
-    high = int(np.searchsorted(cdf, 1.0 - tail))
+    low, high = central_interval(posterior, mass)
     mean = float(np.arange(len(posterior)) @ posterior)
     return {
         "estimated": float(median), "mean": mean, "low": float(low), "high": float(high),

@@ -90,6 +90,7 @@ class AnalysisResult:
             "rollup": self.rollup.__dict__,
             "delivery": self.delivery.as_dict() if self.delivery else None,
             "prior": {k: round(float(v), 4) for k, v in self.estimates.prior.__dict__.items()},
+            "interval_mass": self.estimates.interval_mass,
             "heatmaps_dir": self.heatmaps_dir,
             "report_path": self.report_path,
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},

@@ -668,39 +668,35 @@ def run_accuracy(settings: Any, folder: Path, *, units: int = 1000, days: int = 
 # Never held-out seeds (docs/analytics.md section 10 lists which are).
 DEVELOPMENT_CASES: tuple[tuple[str, int, int], ...] = (
     ("hard", 600, 101), ("hard", 600, 102), ("hard", 300, 103), ("hard", 300, 104),
-    ("default", 600, 101), ("default", 600, 102), ("default", 300, 103), ("default", 300, 104))
-CANDIDATE_MASSES = tuple(round(0.3 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
-
-
-def central_interval(posterior: np.ndarray, mass: float) -> tuple[int, int]:
-    """The central ``mass`` interval of a posterior over N (as ``people.summarise`` takes it)."""
-    cdf = np.cumsum(posterior)
-    tail = (1.0 - mass) / 2
-    return int(np.searchsorted(cdf, tail)), int(np.searchsorted(cdf, 1.0 - tail))
+    ("default", 600, 101), ("default", 600, 102), ("default", 300, 103), ("default", 300, 104),
+    ("habits", 300, 101), ("habits", 600, 102))
+# Candidate values of ``interval_self_coverage``: 0.80 .. 0.99.
+CANDIDATE_SELF_COVERAGES = tuple(round(0.8 + 0.01 * i, 2) for i in range(20))
 
 
 @dataclass
 class Calibration:
-    """The conformal choice of ``interval_mass`` and the coverage behind it."""
+    """The conformal choice of ``interval_self_coverage`` and the coverage behind it."""
 
-    mass: float
+    self_coverage: float
     target: float
     needed: float  # the finite-sample conformal share: ceil((n + 1) x target) / n
     units: int
-    coverage: dict[float, float]  # candidate mass -> share of development units covered
-    by_mix: dict[str, dict[float, float]]  # mix -> candidate mass -> share covered
+    coverage: dict[float, float]  # candidate -> share of development units covered
+    by_mix: dict[str, dict[float, float]]  # mix -> candidate -> share covered
+    masses: dict[float, list[float]]  # candidate -> each community's interval mass
     cases: list[tuple[str, int, int]]
 
     def table(self) -> str:
-        """Coverage per candidate mass, all development units and per mix (Markdown)."""
-        masses = sorted(self.coverage)
-        head = "| posterior mass | " + " | ".join(f"{m:.2f}" for m in masses) + " |"
-        lines = [head, "|---" * (len(masses) + 1) + "|"]
+        """Coverage per candidate, all development units and per mix (Markdown)."""
+        shown = sorted(self.coverage)
+        head = "| interval_self_coverage | " + " | ".join(f"{m:.2f}" for m in shown) + " |"
+        lines = [head, "|---" * (len(shown) + 1) + "|"]
 
         def row(name: str, values: dict[float, float]) -> str:
-            """One line of coverages, the chosen mass in bold."""
-            cells = [f"**{values[m]:.1%}**" if m == self.mass else f"{values[m]:.1%}"
-                     for m in masses]
+            """One line of coverages, the chosen candidate in bold."""
+            cells = [f"**{values[m]:.1%}**" if m == self.self_coverage else f"{values[m]:.1%}"
+                     for m in shown]
             return f"| {name} | " + " | ".join(cells) + " |"
 
         lines.append(row(f"all ({self.units} occupied units)", self.coverage))
@@ -710,31 +706,38 @@ class Calibration:
 
     def as_dict(self) -> dict[str, Any]:
         """The calibration as JSON values."""
-        return {"interval_mass": self.mass, "target": self.target, "needed": self.needed,
-                "units": self.units, "cases": [list(c) for c in self.cases],
+        return {"interval_self_coverage": self.self_coverage, "target": self.target,
+                "needed": self.needed, "units": self.units,
+                "cases": [list(c) for c in self.cases],
                 "coverage": {f"{m:.2f}": v for m, v in self.coverage.items()},
                 "by_mix": {mix: {f"{m:.2f}": v for m, v in values.items()}
-                           for mix, values in self.by_mix.items()}}
+                           for mix, values in self.by_mix.items()},
+                "masses": {f"{m:.2f}": v for m, v in self.masses.items()}}
 
 
 def calibrate_interval(settings: Any, folder: Path, *,
                        cases: tuple[tuple[str, int, int], ...] = DEVELOPMENT_CASES,
-                       units: int = 80, days: int = 14, group_rental_share: float = 0.3,
+                       units: int = 120, days: int = 14, group_rental_share: float = 0.3,
                        target: float = 0.9, config: AnalyticsConfig | None = None,
                        progress: ProgressFn | None = None) -> Calibration:
-    """Choose ``interval_mass`` by split-conformal calibration on development communities.
+    """Choose ``interval_self_coverage`` by split-conformal calibration on development
+    communities.
 
     Each community is simulated and analysed once with the combined estimator (what is
-    delivered); every occupied unit's posterior is kept, and for each candidate mass its
-    central interval is checked against the truth. The chosen mass is the smallest whose
-    intervals hold the true count in at least ceil((n + 1) x target) / n of the n units.
+    delivered), keeping every unit's posterior. For each candidate value, each community's
+    interval mass is chosen from its own posteriors as the estimator chooses it
+    (``people.district_interval_mass``), and its occupied units' intervals are checked against
+    the truth. The chosen value is the smallest whose intervals hold the true count in at
+    least ceil((n + 1) x target) / n of the n occupied units of all communities.
     """
+    from analytics.people import central_interval, district_interval_mass
     from analytics.pipeline import analyse_frames
     from simulator import SimulationConfig
     from simulator.config import mix_overrides
 
     config = config or AnalyticsConfig()
-    found: list[tuple[str, int, np.ndarray]] = []  # (mix, true people, posterior)
+    # Per community: its mix, every unit's posterior, and (true people, posterior) if occupied.
+    found: list[tuple[str, list[np.ndarray], list[tuple[int, np.ndarray]]]] = []
     for mix, interval, seed in cases:
         sim_config = SimulationConfig(
             out=folder / f"{mix}-{interval}-{seed}", units=units, days=days, seed=seed,
@@ -744,37 +747,46 @@ def calibrate_interval(settings: Any, folder: Path, *,
         estimates, _units = analyse_frames(prepared.rollup, prepared.registry, prepared.window,
                                            config)
         truth = prepared.truth.set_index("unit")["true_occupants"]
-        for unit, posterior in estimates.posteriors.items():
-            people = int(truth.get(unit, 0))
-            if people > 0:
-                found.append((mix, people, posterior))
-    if not found:
+        occupied = [(int(truth.get(unit, 0)), post) for unit, post in
+                    estimates.posteriors.items() if int(truth.get(unit, 0)) > 0]
+        found.append((mix, list(estimates.posteriors.values()), occupied))
+    n = sum(len(occupied) for _mix, _posts, occupied in found)
+    if n == 0:
         raise ValueError("no occupied unit in the development communities")
-    n = len(found)
-    needed = math.ceil((n + 1) * target) / n
+    needed_units = math.ceil((n + 1) * target)
+    needed = needed_units / n
     coverage: dict[float, float] = {}
+    covered: dict[float, int] = {}
     by_mix: dict[str, dict[float, float]] = {}
-    for mass in CANDIDATE_MASSES:
+    masses: dict[float, list[float]] = {}
+    for candidate in CANDIDATE_SELF_COVERAGES:
         hits: dict[str, list[bool]] = {}
-        for mix, people, posterior in found:
-            low, high = central_interval(posterior, mass)
-            hits.setdefault(mix, []).append(low <= people <= high)
-        every = [h for values in hits.values() for h in values]
-        coverage[mass] = round(sum(every) / n, 4)
+        for mix, posts, occupied in found:
+            mass = district_interval_mass(posts, candidate)
+            masses.setdefault(candidate, []).append(mass)
+            for people, posterior in occupied:
+                low, high = central_interval(posterior, mass)
+                hits.setdefault(mix, []).append(low <= people <= high)
+        covered[candidate] = sum(h for values in hits.values() for h in values)
+        coverage[candidate] = round(covered[candidate] / n, 4)
         for mix, values in hits.items():
-            by_mix.setdefault(mix, {})[mass] = round(sum(values) / len(values), 4)
-    chosen = next((m for m in CANDIDATE_MASSES if coverage[m] >= needed), CANDIDATE_MASSES[-1])
-    return Calibration(mass=chosen, target=target, needed=round(needed, 4), units=n,
-                       coverage=coverage, by_mix=by_mix, cases=list(cases))
+            by_mix.setdefault(mix, {})[candidate] = round(sum(values) / len(values), 4)
+    # Counted in units, not compared as rounded shares.
+    chosen = next((c for c in CANDIDATE_SELF_COVERAGES if covered[c] >= needed_units),
+                  CANDIDATE_SELF_COVERAGES[-1])
+    return Calibration(self_coverage=chosen, target=target, needed=round(needed, 4), units=n,
+                       coverage=coverage, by_mix=by_mix, masses=masses, cases=list(cases))
 
 
-def write_interval_mass(path: Path, mass: float) -> None:
-    """Set ``interval_mass`` in an analytics config file (a JSON object), keeping the rest."""
+def write_self_coverage(path: Path, value: float) -> None:
+    """Set ``interval_self_coverage`` in an analytics config file (a JSON object), keeping
+    the rest (and dropping ``interval_mass``, which it replaced)."""
     data: dict[str, Any] = {}
     if path.exists():
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError(f"{path}: must hold a JSON object of parameter names to values")
-    data["interval_mass"] = mass
+    data.pop("interval_mass", None)
+    data["interval_self_coverage"] = value
     AnalyticsConfig.from_mapping(data)  # refuse to write a file the estimator would refuse
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -378,7 +378,7 @@ def accuracy_command(units: int, days: int, seeds: tuple[int, ...], mixes: tuple
 def _case(text: str) -> tuple[str, int, int]:
     """MIX:CADENCE:SEED (e.g. hard:600:101) as a tuple, or a click error naming it."""
     parts = text.split(":")
-    if len(parts) != 3 or parts[0] not in ("default", "hard") or not all(
+    if len(parts) != 3 or parts[0] not in ("default", "hard", "habits") or not all(
             p.isdigit() for p in parts[1:]):
         raise click.BadParameter(f"{text!r}: must be MIX:CADENCE:SEED, e.g. hard:600:101")
     return parts[0], int(parts[1]), int(parts[2])
@@ -387,8 +387,9 @@ def _case(text: str) -> tuple[str, int, int]:
 @click.command("calibrate")
 @click.option("--case", "cases", multiple=True, metavar="MIX:CADENCE:SEED",
               help="Development community (repeatable; default: hard and default mixes, "
-                   "seeds 101 and 102 at 600 s, 103 and 104 at 300 s). Never held-out seeds.")
-@click.option("--units", default=80, show_default=True, help="Units in each community.")
+                   "seeds 101 and 102 at 600 s, 103 and 104 at 300 s; habits mix, 101 at "
+                   "300 s and 102 at 600 s). Never held-out seeds.")
+@click.option("--units", default=120, show_default=True, help="Units in each community.")
 @click.option("--days", default=14, show_default=True, help="Nights to simulate and analyse.")
 @click.option("--group-rental-share", type=float, default=0.3, show_default=True,
               help="Share of rentals that are group rentals.")
@@ -397,7 +398,7 @@ def _case(text: str) -> tuple[str, int, int]:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None,
               help="The analytics config file (JSON) to calibrate with and write "
-                   "interval_mass into (default: WIFI_CENSUS_ANALYTICS_CONFIG).")
+                   "interval_self_coverage into (default: WIFI_CENSUS_ANALYTICS_CONFIG).")
 @click.option("--dry-run", is_flag=True, help="Print the choice; write nothing.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the simulated communities (default: <var_dir>/calibrate).")
@@ -405,14 +406,15 @@ def _case(text: str) -> tuple[str, int, int]:
 def calibrate_command(cases: tuple[str, ...], units: int, days: int, group_rental_share: float,
                       target: float, config_path: Path | None, dry_run: bool,
                       out_dir: Path | None, as_json: bool) -> None:
-    """Choose the reported interval's posterior mass by conformal calibration, and keep it.
+    """Calibrate the reported interval by conformal calibration, and keep the result.
 
     Simulates the development communities, analyses each with the combined estimator, picks
-    the smallest mass whose intervals cover TARGET of their occupied units, prints the
-    coverage per mix and writes ``interval_mass`` into the analytics config file.
+    the smallest ``interval_self_coverage`` (the share of its own posterior mass each
+    district's intervals must hold) whose intervals cover TARGET of their occupied units,
+    prints the coverage per mix and writes it into the analytics config file.
     """
     from analytics.cli import command_config, progress
-    from wifi_census.accuracy import DEVELOPMENT_CASES, calibrate_interval, write_interval_mass
+    from wifi_census.accuracy import DEVELOPMENT_CASES, calibrate_interval, write_self_coverage
 
     settings = load_settings()
     configure_logging(settings)
@@ -430,7 +432,7 @@ def calibrate_command(cases: tuple[str, ...], units: int, days: int, group_renta
                                 config=config, progress=progress)
     if path is not None and not dry_run:
         try:
-            write_interval_mass(path, result.mass)
+            write_self_coverage(path, result.self_coverage)
         except (OSError, ValueError) as error:
             raise click.ClickException(f"{path}: {error}") from None
     if as_json:
@@ -442,7 +444,7 @@ def calibrate_command(cases: tuple[str, ...], units: int, days: int, group_renta
     click.echo("")
     click.echo(result.table())
     click.echo("")
-    click.echo(f"interval_mass = {result.mass:.2f}"
+    click.echo(f"interval_self_coverage = {result.self_coverage:.2f}"
                + ("" if dry_run else f", written to {path}"))
 
 

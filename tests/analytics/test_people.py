@@ -9,9 +9,12 @@ import pytest
 
 from analytics.config import AnalyticsConfig
 from analytics.people import (
+    INTERVAL_MASSES,
     Prior,
     capacity,
+    central_interval,
     comovement_scores,
+    district_interval_mass,
     fit_detection,
     fit_prior,
     group_people,
@@ -278,3 +281,47 @@ def test_a_person_holds_at_most_two_phones() -> None:
     phone = shift(1, spread_min=0.0)[0]
     people, _ = group_people(["a", "b", "c"], np.vstack([phone] * 3), CONFIG)
     assert len(set(people)) == 2
+
+
+def _peaked(at: int, share: float, width: int = 41) -> np.ndarray:
+    """A posterior with ``share`` at one count and the rest spread over its two neighbours."""
+    post = np.zeros(width)
+    post[at] = share
+    post[at - 1] = post[at + 1] = (1 - share) / 2
+    return post
+
+
+def test_a_district_of_sure_units_gets_single_number_intervals() -> None:
+    """Where every posterior holds 97% on one count, that count alone holds 91% on average."""
+    posts = [_peaked(3, 0.97)] * 50
+    mass = district_interval_mass(posts, 0.91)
+    assert mass == INTERVAL_MASSES[0]
+    assert summarise(posts[0], 3, mass)["low"] == summarise(posts[0], 3, mass)["high"] == 3
+
+
+def test_a_district_of_unsure_units_gets_wider_intervals() -> None:
+    """Posteriors with only 60% on one count: the interval takes in the neighbours."""
+    sure, unsure = [_peaked(3, 0.97)] * 50, [_peaked(3, 0.6)] * 50
+    mass = district_interval_mass(unsure, 0.91)
+    assert mass > district_interval_mass(sure, 0.91)
+    low, high = central_interval(unsure[0], mass)
+    assert (low, high) == (2, 4) and unsure[0][low:high + 1].sum() >= 0.91
+    # One mass per district: a few unsure units among many sure ones do not widen the rest.
+    assert district_interval_mass(sure + unsure[:3], 0.91) == INTERVAL_MASSES[0]
+
+
+def test_the_district_mass_is_the_smallest_that_holds_the_share() -> None:
+    """Against a direct count over every candidate mass, on random posteriors."""
+    rng = np.random.default_rng(7)
+    posts = [rng.dirichlet(np.full(41, a)) for a in rng.uniform(0.05, 2.0, 200)]
+
+    def direct(share: float) -> float:
+        for mass in INTERVAL_MASSES:
+            held = [p[central_interval(p, mass)[0]:central_interval(p, mass)[1] + 1].sum()
+                    for p in posts]
+            if np.mean(held) >= share:
+                return mass
+        return INTERVAL_MASSES[-1]
+
+    for share in (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99):
+        assert district_interval_mass(posts, share) == direct(share)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analytics.config import AnalyticsConfig, Window
+from analytics.config import AnalyticsConfig, ConfigError, Window
 from analytics.loaders import load_registry
 from analytics.pipeline import analyse_frames
 from analytics.rollup import rollup_events
@@ -187,34 +187,43 @@ def test_a_new_group_rental_is_flagged_within_ten_nights_of_moving_in(
     assert all(1 <= n <= FLAG_WITHIN_NIGHTS for n in flagged), delays
 
 
-def test_calibrate_writes_the_chosen_interval_mass_into_the_config_file(
+def test_calibrate_writes_the_chosen_self_coverage_into_the_config_file(
         settings: Settings, tmp_path: Path) -> None:
-    """The smallest mass covering the conformal share of development units lands in the file."""
+    """The smallest value covering the conformal share of development units lands in the file,
+    replacing the interval_mass an older calibration wrote."""
     import json
 
     from click.testing import CliRunner
 
-    from wifi_census.accuracy import CANDIDATE_MASSES
+    from wifi_census.accuracy import CANDIDATE_SELF_COVERAGES
     from wifi_census.cli import main
 
     config_file = tmp_path / "analytics.json"
-    config_file.write_text(json.dumps({"flag_confidence": 0.91}), encoding="utf-8")
+    config_file.write_text(json.dumps({"flag_confidence": 0.91, "interval_mass": 0.6}),
+                           encoding="utf-8")
+    with pytest.raises(ConfigError, match="interval_self_coverage"):
+        AnalyticsConfig.from_file(config_file)  # the old name is refused, saying what to do
     env = {"WIFI_CENSUS_VAR_DIR": str(settings.var_dir), "WIFI_CENSUS_ENVIRONMENT": "test",
            "WIFI_CENSUS_DATABASE_URL": settings.database_url}
+    config_file.write_text(json.dumps({"flag_confidence": 0.91}), encoding="utf-8")
     result = CliRunner().invoke(main, [
-        "analytics", "calibrate", "--case", "hard:600:101", "--units", "16", "--days", "5",
-        "--group-rental-share", "0.5", "--config", str(config_file), "--json",
-        "--out", str(tmp_path / "sims")], env=env)
+        "analytics", "calibrate", "--case", "hard:600:101", "--case", "habits:300:102",
+        "--units", "16", "--days", "5", "--group-rental-share", "0.5",
+        "--config", str(config_file), "--json", "--out", str(tmp_path / "sims")], env=env)
     assert result.exit_code == 0, result.output
     found = json.loads(result.output.strip().splitlines()[-1])
     written = json.loads(config_file.read_text(encoding="utf-8"))
-    assert written == {"flag_confidence": 0.91, "interval_mass": found["interval_mass"]}
+    chosen = found["interval_self_coverage"]
+    assert written == {"flag_confidence": 0.91, "interval_self_coverage": chosen}
     coverage = {float(m): v for m, v in found["coverage"].items()}
-    assert set(found["by_mix"]) == {"hard"} and found["units"] >= 10
-    chosen = found["interval_mass"]
-    assert coverage[chosen] >= found["needed"] or chosen == CANDIDATE_MASSES[-1]
-    assert all(coverage[m] < found["needed"] for m in CANDIDATE_MASSES if m < chosen)
-    assert AnalyticsConfig.from_file(config_file).interval_mass == chosen
+    assert set(found["by_mix"]) == {"hard", "habits"} and found["units"] >= 10
+    assert coverage[chosen] >= found["needed"] or chosen == CANDIDATE_SELF_COVERAGES[-1]
+    assert all(coverage[m] < found["needed"] for m in CANDIDATE_SELF_COVERAGES if m < chosen)
+    # A higher self-coverage never narrows a community's interval.
+    masses = [found["masses"][f"{m:.2f}"] for m in CANDIDATE_SELF_COVERAGES]
+    assert all(a <= b for lower, higher in zip(masses, masses[1:], strict=False)
+               for a, b in zip(lower, higher, strict=True))
+    assert AnalyticsConfig.from_file(config_file).interval_self_coverage == chosen
 
 
 def test_calibrate_refuses_a_case_it_cannot_read(settings: Settings) -> None:
