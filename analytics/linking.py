@@ -251,8 +251,9 @@ def _candidates(ends: pd.DataFrame, starts: pd.DataFrame,
     end_pos = np.repeat(np.arange(len(ends)), counts)
     offsets = np.arange(len(end_pos)) - np.repeat(np.cumsum(counts) - counts, counts)
     start_pos = by_key[np.repeat(lo, counts) + offsets]
-    merged = np.lexsort((start_pos, end_pos))  # the merge's order
-    end_pos, start_pos = end_pos[merged], start_pos[merged]
+    # The merge's order: by end, then by start (each pair once, so sorting one number will do).
+    pair_key = np.sort(end_pos * len(starts) + start_pos)
+    end_pos, start_pos = np.divmod(pair_key, len(starts))
     gap = starts["first_s"].to_numpy()[start_pos] - ends["last_s"].to_numpy()[end_pos]
     names, _uniques = pd.factorize(pd.concat([ends["device"], starts["device"]],
                                              ignore_index=True))
@@ -311,30 +312,55 @@ def _similarities(profiles: pd.DataFrame, earlier: np.ndarray, later: np.ndarray
     return out
 
 
+def _first_seen_rank(ids: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Per element, the rank of its id within its group by where the id first occurs.
+
+    What ``pd.factorize`` gives each group's ids, for all groups at once. The ids are
+    0..n-1, all present, and an id belongs to one group only.
+    """
+    first = np.full(int(ids.max()) + 1, len(ids))
+    np.minimum.at(first, ids, np.arange(len(ids)))
+    owner = group[first]
+    order = np.lexsort((first, owner))
+    position = np.empty(len(first), dtype=np.int64)
+    position[order] = np.arange(len(first))
+    rank = position - np.searchsorted(owner[order], owner, side="left")
+    return rank[ids]
+
+
+def _dense(positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The positions that occur (sorted) and each element's index among them."""
+    seen = np.zeros(size, dtype=bool)
+    seen[positions] = True
+    return np.flatnonzero(seen), (np.cumsum(seen) - 1)[positions]
+
+
 def _assign_per_ap(aps: np.ndarray, end_pos: np.ndarray, start_pos: np.ndarray,
                    evidence: np.ndarray, config: AnalyticsConfig) -> np.ndarray:
     """The chosen pairs (positions into the candidates), AP by AP in the APs' name order.
 
-    Each AP's matrix has its ends and starts in the order they first occur among its pairs,
-    so the assignment (which breaks ties by position) sees exactly the matrix it always saw.
+    Each AP's matrix has its ends and starts in the order they first occur among its pairs
+    (an address ends, or starts, on one AP only), so the assignment, which breaks ties by
+    position, sees exactly the matrix it always saw.
     """
     codes, names = pd.factorize(aps)
     rank = np.empty(len(names), dtype=np.int64)
     rank[np.argsort(np.asarray(names, dtype=object), kind="stable")] = np.arange(len(names))
-    order = np.argsort(rank[codes], kind="stable")
-    bounds = np.flatnonzero(np.diff(rank[codes][order])) + 1
+    ap_rank = rank[codes]
+    rows = _first_seen_rank(end_pos, ap_rank)
+    cols = _first_seen_rank(start_pos, ap_rank)
+    order = np.argsort(ap_rank, kind="stable")
+    bounds = np.flatnonzero(np.diff(ap_rank[order])) + 1
     chosen: list[np.ndarray] = []
     for group in np.split(order, bounds):
-        rows, row_names = pd.factorize(end_pos[group])
-        cols, col_names = pd.factorize(start_pos[group])
-        matrix = np.full((len(row_names), len(col_names)), np.nan)
-        matrix[rows, cols] = evidence[group]
-        where = np.full(matrix.shape, -1, dtype=np.int64)
-        where[rows, cols] = group
+        i, j = rows[group], cols[group]
+        matrix = np.full((int(i.max()) + 1, int(j.max()) + 1), np.nan)
+        matrix[i, j] = evidence[group]
         picked = assign_links(matrix, config)
         if picked:
-            i, j = np.array(picked).T
-            chosen.append(where[i, j])
+            where = np.full(matrix.shape, -1, dtype=np.int64)
+            where[i, j] = group
+            chosen.append(where[tuple(np.array(picked).T)])
     return np.concatenate(chosen) if chosen else np.array([], dtype=np.int64)
 
 
@@ -365,8 +391,8 @@ def inferred_links(rollup: pd.DataFrame, summary: pd.DataFrame, window_start: fl
         return pd.DataFrame(columns=columns)
     # Each address's profile and signal is looked up once and then taken by position for its
     # pairs (a busy AP has hundreds of thousands of pairs and only hundreds of addresses).
-    used_ends, end_pos = np.unique(end_pos, return_inverse=True)
-    used_starts, start_pos = np.unique(start_pos, return_inverse=True)
+    used_ends, end_pos = _dense(end_pos, len(ends))
+    used_starts, start_pos = _dense(start_pos, len(starts))
     earlier = ends["device"].to_numpy()[used_ends]
     later = starts["device"].to_numpy()[used_starts]
     profiles = hour_profiles(rollup, pd.Index(pd.unique(np.concatenate([earlier, later]))))
