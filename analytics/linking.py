@@ -195,13 +195,16 @@ def assign_links(evidence: np.ndarray, config: AnalyticsConfig) -> list[tuple[in
     keep = gain[rows, cols] > 0
     rows, cols = rows[keep], cols[keep]
     n_ends, n_starts = gain.shape
-    # Each start's current end (and its gain), each end's current start: -1 when unlinked.
+    # Each start's current end (and its gain), each end's current start: -1 when unlinked,
+    # which picks the zero row (column) padded onto the gains.
     end_of = np.full(n_starts, -1)
     end_of[cols] = rows
     start_of = np.full(n_ends, -1)
     start_of[rows] = cols
-    held_by_start = np.where(end_of >= 0, gain[np.maximum(end_of, 0), np.arange(n_starts)], 0.0)
-    held_by_end = np.where(start_of >= 0, gain[np.arange(n_ends), np.maximum(start_of, 0)], 0.0)
+    padded = np.zeros((n_ends + 1, n_starts + 1))
+    padded[:-1, :-1] = gain
+    held_by_start = padded[end_of, np.arange(n_starts)]
+    held_by_end = padded[np.arange(n_ends), start_of]
     # Every chosen pair's exchanges at once, a block of pairs at a time (a pair by pair loop
     # was most of the linking's time on a busy AP); the sums keep the loop's order of terms,
     # so the margins are the same to the last bit.
@@ -212,12 +215,14 @@ def assign_links(evidence: np.ndarray, config: AnalyticsConfig) -> list[tuple[in
         here = gain[i, j][:, None]
         picked = np.arange(len(i))
         # End i moves to start k; k's end (if any) takes start j instead (or nothing).
-        back = np.where(end_of >= 0, gain[np.ix_(np.maximum(end_of, 0), j)].T, 0.0)
-        moves = here + held_by_start - gain[i] - back
+        moves = here + held_by_start
+        moves -= gain[i]
+        moves -= padded[np.ix_(end_of, j)].T
         moves[picked, j] = here[:, 0]  # leaving the pair unlinked
         # Start j goes to end k; k's start (if any) goes to end i instead (or nothing).
-        back_end = np.where(start_of >= 0, gain[np.ix_(i, np.maximum(start_of, 0))], 0.0)
-        swaps = here + held_by_end - gain[:, j].T - back_end
+        swaps = here + held_by_end
+        swaps -= gain[:, j].T
+        swaps -= padded[np.ix_(i, start_of)]
         swaps[picked, i] = here[:, 0]
         ok[lo:lo + block] = np.minimum(moves.min(axis=1), swaps.min(axis=1)) >= config.link_margin
     return [(int(i), int(j)) for i, j in zip(rows[ok], cols[ok], strict=True)]
