@@ -16,7 +16,8 @@ to back, the best kept:
   (``link_addresses``).
 
 The machine is shared: run it under ``nice`` and read the ratios, which hold from run to run
-better than the seconds do.
+better than the seconds do. The simulated files go to ``bench/out/linking_speed`` (git-ignored)
+and are deleted once rolled up, unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import argparse
 import cProfile
 import datetime as dt
 import pstats
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -158,7 +160,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--interval", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each, best kept")
-    parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "linking_speed")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "linking_speed")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the simulated files (about 1 GiB for the default community)")
     args = parser.parse_args()
 
     settings = load_settings()
@@ -168,7 +172,11 @@ def main() -> None:
                            timezone=settings.timezone, snapshot_interval=args.interval,
                            group_rental_share=0.25, **mix_overrides(args.mix))
     began = time.perf_counter()
-    prepared = prepare(settings, folder, sim, "direct", config, say, NOW)
+    try:
+        prepared = prepare(settings, folder, sim, "direct", config, say, NOW)
+    finally:
+        if not args.keep:  # the roll-up is in memory; the raw stream is not needed again
+            shutil.rmtree(folder, ignore_errors=True)
     say(f"prepared in {time.perf_counter() - began:.1f} s")
 
     # The inputs link_addresses gives inferred_links, built once.
