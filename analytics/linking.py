@@ -126,6 +126,8 @@ RSSI_SD_OTHERS_DB = 9.0
 RSSI_SD_SAMPLE_DB = 2.5
 SESSION_S = 6 * 3600  # an end and a start this close share a session's signal level
 RHYTHM_WEIGHT = 6.0  # nats per unit of hour-profile similarity above ``link_min_similarity``
+MARGIN_BLOCK_CELLS = 1 << 20  # exchanges weighed at once in ``assign_links`` (8 MiB a matrix)
+SIMILARITY_BLOCK = 1 << 16  # candidate pairs whose hour profiles are multiplied at once
 
 
 def _edge_rows(rollup: pd.DataFrame, devices: pd.Index, first: bool) -> pd.DataFrame:
@@ -193,29 +195,178 @@ def assign_links(evidence: np.ndarray, config: AnalyticsConfig) -> list[tuple[in
     keep = gain[rows, cols] > 0
     rows, cols = rows[keep], cols[keep]
     n_ends, n_starts = gain.shape
-    # Each start's current end (and its gain), each end's current start: -1 when unlinked.
+    # Each start's current end (and its gain), each end's current start: -1 when unlinked,
+    # which picks the zero row (column) padded onto the gains.
     end_of = np.full(n_starts, -1)
     end_of[cols] = rows
     start_of = np.full(n_ends, -1)
     start_of[rows] = cols
-    held_by_start = np.where(end_of >= 0, gain[np.maximum(end_of, 0), np.arange(n_starts)], 0.0)
-    held_by_end = np.where(start_of >= 0, gain[np.arange(n_ends), np.maximum(start_of, 0)], 0.0)
-    chosen = []
-    for i, j in zip(rows, cols, strict=True):
-        here = gain[i, j]
+    padded = np.zeros((n_ends + 1, n_starts + 1))
+    padded[:-1, :-1] = gain
+    held_by_start = padded[end_of, np.arange(n_starts)]
+    held_by_end = padded[np.arange(n_ends), start_of]
+    # Every chosen pair's exchanges at once, a block of pairs at a time (a pair by pair loop
+    # was most of the linking's time on a busy AP); the sums keep the loop's order of terms,
+    # so the margins are the same to the last bit.
+    ok = np.empty(len(rows), dtype=bool)
+    block = max(1, MARGIN_BLOCK_CELLS // max(n_ends, n_starts, 1))
+    for lo in range(0, len(rows), block):
+        i, j = rows[lo:lo + block], cols[lo:lo + block]
+        here = gain[i, j][:, None]
+        picked = np.arange(len(i))
         # End i moves to start k; k's end (if any) takes start j instead (or nothing).
-        partner = end_of
-        back = np.where(partner >= 0, gain[np.maximum(partner, 0), j], 0.0)
-        moves = here + held_by_start - gain[i] - back
-        moves[j] = here  # leaving the pair unlinked
+        moves = here + held_by_start
+        moves -= gain[i]
+        moves -= padded[np.ix_(end_of, j)].T
+        moves[picked, j] = here[:, 0]  # leaving the pair unlinked
         # Start j goes to end k; k's start (if any) goes to end i instead (or nothing).
-        other = start_of
-        back_end = np.where(other >= 0, gain[i, np.maximum(other, 0)], 0.0)
-        swaps = here + held_by_end - gain[:, j] - back_end
-        swaps[i] = here
-        if min(moves.min(), swaps.min()) >= config.link_margin:
-            chosen.append((int(i), int(j)))
-    return chosen
+        swaps = here + held_by_end
+        swaps -= gain[:, j].T
+        swaps -= padded[np.ix_(i, start_of)]
+        swaps[picked, i] = here[:, 0]
+        ok[lo:lo + block] = np.minimum(moves.min(axis=1), swaps.min(axis=1)) >= config.link_margin
+    return [(int(i), int(j)) for i, j in zip(rows[ok], cols[ok], strict=True)]
+
+
+def _candidates(ends: pd.DataFrame, starts: pd.DataFrame,
+                config: AnalyticsConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs as positions into ``ends`` and ``starts``, and their gaps.
+
+    The pairs of an end and a start on one AP within the gap bounds, never an address with
+    itself, in the order an inner merge of the two on the AP gives (ends in order, then starts
+    in order). Only the starts inside each end's gap window are visited: pairing every end
+    with every start of its AP first was most of the work over a long window.
+    """
+    aps, _names = pd.factorize(pd.concat([ends["last_ap"], starts["first_ap"]],
+                                         ignore_index=True))
+    end_ap, start_ap = aps[:len(ends)], aps[len(ends):]
+    last = ends["last_s"].to_numpy(dtype=float)
+    first = starts["first_s"].to_numpy(dtype=float)
+    # One sort key, AP then time, in bands far enough apart that no window reaches the next
+    # AP's band; one second of slack either side (the exact bounds are applied below).
+    base = min(last.min(), first.min())
+    span = max(last.max(), first.max()) - base + OVERLAP_SLACK_S + config.link_max_gap_s + 4
+    start_key = start_ap * span + (first - base)
+    by_key = np.argsort(start_key, kind="stable")
+    sorted_key = start_key[by_key]
+    end_key = end_ap * span + (last - base)
+    lo = np.searchsorted(sorted_key, end_key - OVERLAP_SLACK_S - 1, side="left")
+    hi = np.searchsorted(sorted_key, end_key + config.link_max_gap_s + 1, side="right")
+    counts = np.where(end_ap >= 0, hi - lo, 0)  # an AP-less address has no candidates
+    end_pos = np.repeat(np.arange(len(ends)), counts)
+    offsets = np.arange(len(end_pos)) - np.repeat(np.cumsum(counts) - counts, counts)
+    start_pos = by_key[np.repeat(lo, counts) + offsets]
+    # The merge's order: by end, then by start (each pair once, so sorting one number will do).
+    pair_key = np.sort(end_pos * len(starts) + start_pos)
+    end_pos, start_pos = np.divmod(pair_key, len(starts))
+    gap = starts["first_s"].to_numpy()[start_pos] - ends["last_s"].to_numpy()[end_pos]
+    names, _uniques = pd.factorize(pd.concat([ends["device"], starts["device"]],
+                                             ignore_index=True))
+    same = names[:len(ends)][end_pos] == names[len(ends):][start_pos]
+    keep = ((gap >= -OVERLAP_SLACK_S) & (gap <= config.link_max_gap_s) & ~same
+            & (end_ap[end_pos] == start_ap[start_pos]))
+    return end_pos[keep], start_pos[keep], gap[keep]
+
+
+def _lookup(frame: pd.DataFrame, column: str, devices: np.ndarray) -> np.ndarray:
+    """``frame[column]`` for each device (NaN where the device has no row)."""
+    at = frame.index.get_indexer(pd.Index(devices))
+    values = np.append(frame[column].to_numpy(dtype=float), np.nan)
+    return values[np.where(at >= 0, at, len(values) - 1)]
+
+
+def _row_sums(values: np.ndarray, pairwise: bool) -> np.ndarray:
+    """Each row's sum: numpy's pairwise sum of the row, or its hours added one after another."""
+    if pairwise:  # numpy reduces each row of a row-major array pairwise
+        return np.add.reduce(np.ascontiguousarray(values), axis=1)
+    total = values[:, 0].copy()
+    for column in range(1, values.shape[1]):
+        total += values[:, column]
+    return total
+
+
+def _similarities(profiles: pd.DataFrame, earlier: np.ndarray, later: np.ndarray,
+                  end_pos: np.ndarray, start_pos: np.ndarray) -> np.ndarray:
+    """Cosine similarity of the hour profiles of each pair (0 where one is empty).
+
+    ``earlier`` and ``later`` are the addresses of the ends and the starts, ``end_pos`` and
+    ``start_pos`` the pairs as positions into them.
+    """
+    table = profiles.to_numpy(dtype=float).reshape(len(profiles), 24)
+    table = np.vstack([np.where(np.isnan(table), 0.0, table), np.zeros((1, 24))])
+    missing = len(table) - 1  # the zero profile of an address without one
+    a_rows = profiles.index.get_indexer(pd.Index(earlier))
+    b_rows = profiles.index.get_indexer(pd.Index(later))
+    a_rows = np.where(a_rows < 0, missing, a_rows)[end_pos]
+    b_rows = np.where(b_rows < 0, missing, b_rows)[start_pos]
+    # The first linking summed (pairs x 24) copies of the profiles, whose memory layout is
+    # the profiles' own: row by row (numpy sums a row pairwise) when the frame is row-major
+    # (a roll-up not sorted by address), hour after hour when it is column-major, unless there
+    # is a single pair (a one-row copy is row-major too). Summing in the same order keeps
+    # every similarity the same to the last bit.
+    pairwise = len(a_rows) == 1 or bool(profiles.to_numpy(dtype=float).flags.c_contiguous)
+    # Norms per address, dot products per pair (in blocks: 24 floats per pair and side).
+    norm = np.sqrt(_row_sums(table * table, pairwise))
+    out = np.empty(len(a_rows))
+    for lo in range(0, len(a_rows), SIMILARITY_BLOCK):
+        a, b = a_rows[lo:lo + SIMILARITY_BLOCK], b_rows[lo:lo + SIMILARITY_BLOCK]
+        norms = norm[a] * norm[b]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[lo:lo + SIMILARITY_BLOCK] = np.where(
+                norms > 0, _row_sums(table[a] * table[b], pairwise) / norms, 0.0)
+    return out
+
+
+def _first_seen_rank(ids: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Per element, the rank of its id within its group by where the id first occurs.
+
+    What ``pd.factorize`` gives each group's ids, for all groups at once. The ids are
+    0..n-1, all present, and an id belongs to one group only.
+    """
+    first = np.full(int(ids.max()) + 1, len(ids))
+    np.minimum.at(first, ids, np.arange(len(ids)))
+    owner = group[first]
+    order = np.lexsort((first, owner))
+    position = np.empty(len(first), dtype=np.int64)
+    position[order] = np.arange(len(first))
+    rank = position - np.searchsorted(owner[order], owner, side="left")
+    return rank[ids]
+
+
+def _dense(positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The positions that occur (sorted) and each element's index among them."""
+    seen = np.zeros(size, dtype=bool)
+    seen[positions] = True
+    return np.flatnonzero(seen), (np.cumsum(seen) - 1)[positions]
+
+
+def _assign_per_ap(aps: np.ndarray, end_pos: np.ndarray, start_pos: np.ndarray,
+                   evidence: np.ndarray, config: AnalyticsConfig) -> np.ndarray:
+    """The chosen pairs (positions into the candidates), AP by AP in the APs' name order.
+
+    Each AP's matrix has its ends and starts in the order they first occur among its pairs
+    (an address ends, or starts, on one AP only), so the assignment, which breaks ties by
+    position, sees exactly the matrix it always saw.
+    """
+    codes, names = pd.factorize(aps)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[np.argsort(np.asarray(names, dtype=object), kind="stable")] = np.arange(len(names))
+    ap_rank = rank[codes]
+    rows = _first_seen_rank(end_pos, ap_rank)
+    cols = _first_seen_rank(start_pos, ap_rank)
+    order = np.argsort(ap_rank, kind="stable")
+    bounds = np.flatnonzero(np.diff(ap_rank[order])) + 1
+    chosen: list[np.ndarray] = []
+    for group in np.split(order, bounds):
+        i, j = rows[group], cols[group]
+        matrix = np.full((int(i.max()) + 1, int(j.max()) + 1), np.nan)
+        matrix[i, j] = evidence[group]
+        picked = assign_links(matrix, config)
+        if picked:
+            where = np.full(matrix.shape, -1, dtype=np.int64)
+            where[i, j] = group
+            chosen.append(where[tuple(np.array(picked).T)])
+    return np.concatenate(chosen) if chosen else np.array([], dtype=np.int64)
 
 
 def inferred_links(rollup: pd.DataFrame, summary: pd.DataFrame, window_start: float,
@@ -240,45 +391,38 @@ def inferred_links(rollup: pd.DataFrame, summary: pd.DataFrame, window_start: fl
         starts = starts.loc[~starts["device"].isin(taken_starts)]
     if ends.empty or starts.empty:
         return pd.DataFrame(columns=columns)
-    pairs = ends[["device", "last_s", "last_ap", "days"]].merge(
-        starts[["device", "first_s", "first_ap", "days"]], left_on="last_ap",
-        right_on="first_ap", suffixes=("_end", "_start"))
-    pairs["gap_s"] = pairs["first_s"] - pairs["last_s"]
-    pairs = pairs.loc[(pairs["gap_s"] >= -OVERLAP_SLACK_S)
-                      & (pairs["gap_s"] <= config.link_max_gap_s)
-                      & (pairs["device_end"] != pairs["device_start"])].reset_index(drop=True)
-    if pairs.empty:
+    end_pos, start_pos, gap = _candidates(ends, starts, config)
+    if not len(end_pos):
         return pd.DataFrame(columns=columns)
-    involved = pd.Index(pd.unique(pd.concat([pairs["device_end"], pairs["device_start"]])))
-    profiles = hour_profiles(rollup, involved)
-    a = profiles.reindex(pairs["device_end"]).fillna(0.0).to_numpy(dtype=float)
-    b = profiles.reindex(pairs["device_start"]).fillna(0.0).to_numpy(dtype=float)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pairs["similarity"] = np.where(norms > 0, (a * b).sum(axis=1) / norms, 0.0)
-    last_rows = _edge_rows(rollup, pd.Index(pairs["device_end"].unique()), first=False)
-    first_rows = _edge_rows(rollup, pd.Index(pairs["device_start"].unique()), first=True)
-    pairs["rssi_end"] = pairs["device_end"].map(last_rows["rssi"])
-    pairs["n_end"] = pairs["device_end"].map(last_rows["samples"]).fillna(1.0)
-    pairs["rssi_start"] = pairs["device_start"].map(first_rows["rssi"])
-    pairs["n_start"] = pairs["device_start"].map(first_rows["samples"]).fillna(1.0)
-    pairs["evidence"] = link_evidence(pairs, config)
-    chosen = []
-    for _ap, group in pairs.groupby("last_ap", sort=True):
-        end_codes, end_names = pd.factorize(group["device_end"])
-        start_codes, start_names = pd.factorize(group["device_start"])
-        matrix = np.full((len(end_names), len(start_names)), np.nan)
-        matrix[end_codes, start_codes] = group["evidence"].to_numpy(dtype=float)
-        where = {(int(i), int(j)): k for i, j, k in zip(end_codes, start_codes, group.index,
-                                                        strict=True)}
-        for i, j in assign_links(matrix, config):
-            chosen.append(where[(i, j)])
-    picked = pairs.loc[chosen]
-    return pd.DataFrame({"earlier": picked["device_end"].to_numpy(),
-                         "later": picked["device_start"].to_numpy(),
-                         "gap_s": picked["gap_s"].to_numpy(dtype=float),
-                         "similarity": picked["similarity"].to_numpy(dtype=float),
-                         "evidence": picked["evidence"].to_numpy(dtype=float)},
+    # Each address's profile and signal is looked up once and then taken by position for its
+    # pairs (a busy AP has hundreds of thousands of pairs and only hundreds of addresses).
+    used_ends, end_pos = _dense(end_pos, len(ends))
+    used_starts, start_pos = _dense(start_pos, len(starts))
+    earlier = ends["device"].to_numpy()[used_ends]
+    later = starts["device"].to_numpy()[used_starts]
+    profiles = hour_profiles(rollup, pd.Index(pd.unique(np.concatenate([earlier, later]))))
+    last_rows = _edge_rows(rollup, pd.Index(earlier), first=False)
+    first_rows = _edge_rows(rollup, pd.Index(later), first=True)
+    n_end = _lookup(last_rows, "samples", earlier)[end_pos]
+    n_start = _lookup(first_rows, "samples", later)[start_pos]
+    pairs = pd.DataFrame({
+        "gap_s": gap,
+        "similarity": _similarities(profiles, earlier, later, end_pos, start_pos),
+        "days_end": ends["days"].to_numpy()[used_ends][end_pos],
+        "days_start": starts["days"].to_numpy()[used_starts][start_pos],
+        "rssi_end": _lookup(last_rows, "rssi", earlier)[end_pos],
+        "n_end": np.where(np.isnan(n_end), 1.0, n_end),
+        "rssi_start": _lookup(first_rows, "rssi", later)[start_pos],
+        "n_start": np.where(np.isnan(n_start), 1.0, n_start),
+    })
+    evidence = link_evidence(pairs, config)
+    chosen = _assign_per_ap(ends["last_ap"].to_numpy()[used_ends][end_pos], end_pos, start_pos,
+                            evidence, config)
+    return pd.DataFrame({"earlier": earlier[end_pos[chosen]],
+                         "later": later[start_pos[chosen]],
+                         "gap_s": gap[chosen].astype(float),
+                         "similarity": pairs["similarity"].to_numpy()[chosen],
+                         "evidence": evidence[chosen]},
                         columns=columns)
 
 
