@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import numpy as np
 import pandas as pd
 import pytest
 from flask import Flask
@@ -45,6 +46,7 @@ from werkzeug.test import TestResponse, encode_multipart
 from analytics.config import Window
 from analytics.heatmaps import pack_hour_night
 from analytics.loaders import RegistryFrames
+from analytics.rollup import pack_mask
 from census.channels import events_subscription, events_topic
 from census.events import PresenceEvent, encode_events
 from census.handshake import sign_redirect
@@ -994,3 +996,21 @@ def check_ack(topic: str, payload: bytes) -> str:
         assert ACK_NONCE.fullmatch(ack.nonce) and ACK_ERROR.fullmatch(ack.error), payload[:300]
         assert not (ack.ok and ack.error), payload[:300]
     return "ok"
+
+
+def rollup_row(window: Window, device: str, day: int, ap: str = "ap1",
+               bins: Iterable[int] = range(150, 280), rssi: float = -50.0,
+               randomized: bool = True, first: float | None = None,
+               last: float | None = None) -> dict[str, object]:
+    """One roll-up row: ``device`` at ``ap`` in the 5-minute ``bins`` of census day ``day``
+    of ``window``, in unit C1/B1/0101 (first and last seen: the bins' edges unless given)."""
+    chosen = sorted(bins)
+    present = np.zeros(288, dtype=bool)
+    present[chosen] = True
+    day_start = window.start.timestamp() + day * 86400
+    return {"day": window.days[day], "ap": ap, "device": device, "randomized": randomized,
+            "mask": pack_mask(present), "bins": len(chosen), "samples": len(chosen),
+            "rssi_mean": rssi, "rssi_max": rssi + 5.0,
+            "first_s": int(first if first is not None else day_start + chosen[0] * 300),
+            "last_s": int(last if last is not None else day_start + chosen[-1] * 300),
+            "community": "C1", "building": "B1", "floor": "1", "unit": "C1/B1/0101"}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import pandas as pd
 
 from analytics.config import AnalyticsConfig, Window
 from analytics.linking import apply_links, link_addresses
-from analytics.rollup import pack_mask, unpack_masks
+from analytics.rollup import unpack_masks
+from tests.common import rollup_row
 
 WINDOW = Window(last_night=dt.date(2026, 11, 10), nights=10, timezone="Asia/Shanghai")
 START = WINDOW.start.timestamp()
@@ -20,16 +20,9 @@ DAY = 86400
 def row(device: str, day: int, ap: str = "ap1", bins: range = range(150, 280),
         randomized: bool = True, first: float | None = None,
         last: float | None = None) -> dict[str, object]:
-    """One roll-up row: present in ``bins`` of census day ``day``."""
-    bits = np.zeros(288, dtype=bool)
-    bits[list(bins)] = True
-    day_start = START + day * DAY
-    return {"day": WINDOW.days[day], "ap": ap, "device": device, "randomized": randomized,
-            "mask": pack_mask(bits), "bins": int(bits.sum()), "samples": int(bits.sum()),
-            "rssi_mean": -50.0, "rssi_max": -45.0,
-            "first_s": int(first if first is not None else day_start + bins.start * 300),
-            "last_s": int(last if last is not None else day_start + (bins.stop - 1) * 300),
-            "community": "C1", "building": "B1", "floor": "1", "unit": "C1/B1/0101"}
+    """One roll-up row of this file's window."""
+    return rollup_row(WINDOW, device, day, ap, bins, randomized=randomized, first=first,
+                      last=last)
 
 
 def frame(rows: list[dict[str, object]]) -> pd.DataFrame:

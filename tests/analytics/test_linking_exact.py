@@ -24,7 +24,7 @@ from analytics.linking import (
     inferred_links,
     link_evidence,
 )
-from analytics.rollup import pack_mask
+from tests.common import rollup_row
 
 WINDOW = Window(last_night=dt.date(2026, 11, 10), nights=10, timezone="Asia/Shanghai")
 START = WINDOW.start.timestamp()
@@ -131,15 +131,7 @@ def rows_of(device: str, ap: str, day: int, bins: Sequence[int], rssi: float,
             randomized: bool = True, first: float | None = None,
             last: float | None = None) -> dict[str, object]:
     """One roll-up row: ``device`` at ``ap`` in ``bins`` of census day ``day``."""
-    bits = np.zeros(288, dtype=bool)
-    bits[list(bins)] = True
-    day_start = START + day * DAY
-    return {"day": WINDOW.days[day], "ap": ap, "device": device, "randomized": randomized,
-            "mask": pack_mask(bits), "bins": len(bins), "samples": len(bins),
-            "rssi_mean": rssi, "rssi_max": rssi + 3.0,
-            "first_s": int(first if first is not None else day_start + min(bins) * BIN),
-            "last_s": int(last if last is not None else day_start + max(bins) * BIN),
-            "community": "C1", "building": "B1", "floor": "1", "unit": "C1/B1/0101"}
+    return rollup_row(WINDOW, device, day, ap, bins, rssi, randomized, first, last)
 
 
 def random_rollup(seed: int, aps: int = 3, phones: int = 10) -> pd.DataFrame:
