@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from census.privacy import IdentityCipher
@@ -59,11 +60,14 @@ class RotationReport:
     rotated: dict[str, int] = field(default_factory=dict)
     current: dict[str, int] = field(default_factory=dict)
     unreadable: dict[str, list[int]] = field(default_factory=dict)
+    # Digest rotation only: ids whose new digest another row holds already (the same identity
+    # twice, one under each key); they keep the old digest until the two rows are merged.
+    conflicts: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
         """True when every value is under the primary key (previous keys may be dropped)."""
-        return not any(self.unreadable.values())
+        return not any(self.unreadable.values()) and not any(self.conflicts.values())
 
 
 def rotate_keys(factory: sessionmaker[Session], cipher: IdentityCipher, batch_size: int = 500,
@@ -178,6 +182,7 @@ def rotate_digests(factory: sessionmaker[Session], cipher: IdentityCipher,
     for table, (model, digest_columns, sources, digests_of) in DIGESTED_TABLES.items():
         rotated = current = 0
         unreadable: list[int] = []
+        conflicts: list[int] = []
         last_id = 0
         while True:
             with session_scope(factory) as session:
@@ -199,9 +204,20 @@ def rotate_digests(factory: sessionmaker[Session], cipher: IdentityCipher,
                         continue
                     # Conditional on the digest read: a row re-written meanwhile (by an import
                     # or a sign-in, under the primary key already) is left as it is.
-                    session.execute(update(model).where(model.id == row.id,
-                                                        model.id_digest == row.id_digest)
-                                    .values(fresh))
+                    try:
+                        with session.begin_nested():
+                            session.execute(update(model).where(model.id == row.id,
+                                                                model.id_digest == row.id_digest)
+                                            .values(fresh))
+                    except IntegrityError:
+                        # Another row holds this identity under the new key already (written
+                        # by something that did not look under the old key). Failing here
+                        # would stop the rotation at this batch on every run; this row keeps
+                        # its old digest, still matched while the previous key is configured.
+                        conflicts.append(row.id)
+                        LOGGER.error("%s %d: its identity is held by another row under the new "
+                                     "digest key already; merge the two", table, row.id)
+                        continue
                     rotated += 1
                 last_id = rows[-1].id
             LOGGER.info("keys rotate --digest %s: up to id %d (%d re-digested so far)", table,
@@ -209,9 +225,10 @@ def rotate_digests(factory: sessionmaker[Session], cipher: IdentityCipher,
             if after_batch is not None:
                 after_batch(table, last_id)
         report.rotated[table], report.current[table] = rotated, current
-        report.unreadable[table] = unreadable
+        report.unreadable[table], report.conflicts[table] = unreadable, conflicts
     with session_scope(factory) as session:
         session.add(AuditEntry(actor=actor, action="keys_rotate_digest", subject="", detail={
             "rotated": report.rotated, "current": report.current,
-            "unreadable": {t: len(ids) for t, ids in report.unreadable.items()}}))
+            "unreadable": {t: len(ids) for t, ids in report.unreadable.items()},
+            "conflicts": {t: ids for t, ids in report.conflicts.items()}}))
     return report

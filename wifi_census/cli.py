@@ -515,11 +515,17 @@ def keys_rotate(batch_size: int, digests: bool) -> None:
         engine.dispose()
     done = "re-digested" if digests else "re-encrypted"
     for table in report.rotated:
+        conflicts = report.conflicts.get(table, [])
         click.echo(f"{table:15} {done} {report.rotated[table]:>8}  already current "
-                   f"{report.current[table]:>8}  unreadable {len(report.unreadable[table])}")
-    if not report.finished:
+                   f"{report.current[table]:>8}  unreadable {len(report.unreadable[table])}"
+                   + (f"  held twice (ids {', '.join(map(str, conflicts))})" if conflicts else ""))
+    if any(report.unreadable.values()):
         raise click.ClickException("some values open with no configured key (ids logged); "
                                    "keep the previous keys until they are dealt with")
+    if not report.finished:
+        raise click.ClickException("some identities are held twice, once under each digest key "
+                                   "(ids above): merge those rows, run this again, and keep "
+                                   "the previous digest key until then")
     if digests:
         click.echo("every digest is under the primary digest key: WIFI_CENSUS_DIGEST_KEYS_PREVIOUS "
                    "may now be emptied")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from census.privacy import IdentityCipher
@@ -203,3 +203,41 @@ def test_keys_rotate_digest_command(settings: Settings,
     assert "WIFI_CENSUS_DIGEST_KEYS_PREVIOUS may now be emptied" in result.output
     assert matches(sqlite_session_factory,
                    IdentityCipher(KEY, digest_key=NEW_DIGEST)) == EXPECTED
+
+
+def test_an_identity_held_under_both_keys_is_reported_and_the_rest_rotates(
+        settings: Settings, registry_engine: Engine,
+        session_factory: sessionmaker[Session]) -> None:
+    """A resident re-digested onto a digest another row holds already (the same identity written
+    under the new key by something that did not look under the old one): the unique index
+    refused it and stopped the rotation at that batch, every run. Now that row keeps its old
+    digest, is named, every other row moves, and the command says to merge and keep the key."""
+    old = IdentityCipher(KEY, digest_key=OLD_DIGEST)
+    both = IdentityCipher(KEY, digest_key=NEW_DIGEST, previous_digest_keys=[OLD_DIGEST])
+    new = IdentityCipher(KEY, digest_key=NEW_DIGEST)
+    fill(session_factory, old)
+    with session_scope(session_factory) as db:
+        twin = db.scalars(select(Resident).order_by(Resident.id)).first()
+        assert twin is not None
+        first_id = twin.id
+        db.add(Resident(unit_id=twin.unit_id, id_type=IdType.PASSPORT,
+                        id_number_encrypted=new.encrypt(NUMBERS[0]),
+                        id_digest=new.digest(IdType.PASSPORT.value, NUMBERS[0]),
+                        id_last4=NUMBERS[0][-4:], **new.person_columns("居民0", PHONES[0])))
+    report = rotate_digests(session_factory, both, batch_size=2)
+    assert report.conflicts["residents"] == [first_id] and not report.finished
+    assert report.rotated == {"residents": 3, "portal_signins": 4, "watchlist": 2}
+    with session_factory() as db:
+        held = db.scalar(select(Resident.id_digest).where(Resident.id == first_id))
+        audit = db.scalars(select(AuditEntry.detail)).one()
+    assert held == old.digest(IdType.PASSPORT.value, NUMBERS[0])  # kept, still matched
+    assert matches(session_factory, both) == EXPECTED
+    assert audit["conflicts"]["residents"] == [first_id]
+
+    url = registry_engine.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(main, ["keys", "rotate", "--digest"], env={
+        "WIFI_CENSUS_VAR_DIR": str(settings.var_dir), "WIFI_CENSUS_DATABASE_URL": url,
+        "WIFI_CENSUS_IDENTITY_KEY": KEY, "WIFI_CENSUS_DIGEST_KEY": NEW_DIGEST,
+        "WIFI_CENSUS_DIGEST_KEYS_PREVIOUS": OLD_DIGEST})
+    assert result.exit_code == 1, result.output
+    assert f"held twice (ids {first_id})" in result.output and "merge those rows" in result.output
