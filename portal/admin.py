@@ -306,7 +306,7 @@ def _name_part_search(db: Session, query: str) -> tuple[Select[Any], int]:
 
 @bp.route("/residents", methods=["GET", "POST"])
 @roles_required(*ALL_STAFF)
-def residents() -> str:
+def residents() -> str | tuple[str, int]:
     """Find residents; results are masked and the search is audited (not its raw text).
 
     Searches are POSTed so that identity numbers never land in URLs, logs or history.
@@ -319,6 +319,13 @@ def residents() -> str:
     page = Pager(1, 0)
     if searched:
         detail: dict[str, Any] = {"by": by}
+        decision = portal_services().limiter.hit("staff_search", str(_staff().id))
+        if not decision.allowed:
+            _audit("search_residents", "", detail | {"refused": "rate"})
+            flash(_("Too many searches in a short time. Try again in %(minutes)d minutes.",
+                    minutes=max(1, -(-decision.retry_after // 60))), "error")
+            return render_template("admin/residents.html", residents=[], units={}, by=by,
+                                   q="", searched=False, pager=page), 429
         with portal_services().session_factory() as db:
             try:
                 if by == "name_part":

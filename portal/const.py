@@ -30,6 +30,10 @@ RATE_LIMITS: dict[str, tuple[int, int]] = {
     "page": (120, 60),  # splash / start pages
     "signin": (20, 60),  # identity form submissions, code resends
     "verify": (30, 60),  # code entries (each code also has its own tries)
+    # Resident searches per staff member: each shows masked identities, and a search by part of
+    # a name decrypts every name in scope; a desk that looks people up case by case stays far
+    # below it, a script walking the alphabet to copy the register does not.
+    "staff_search": (60, 600),
 }
 # Staff password attempts are limited by portal.staff_auth.LoginPolicy (per name and address,
 # per address, per name), staff sessions by WIFI_CENSUS_PORTAL_STAFF_IDLE_MINUTES/_SESSION_HOURS.

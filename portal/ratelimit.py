@@ -38,7 +38,8 @@ class RateLimiter:
                  limits: dict[str, tuple[int, int]] | None = None) -> None:
         self._redis = client
         self._keys = RedisKeys(key_prefix)
-        self._limits = dict(RATE_LIMITS if limits is None else limits)
+        # Limits given override the defaults of the same name; the others keep theirs.
+        self._limits = {**RATE_LIMITS, **(limits or {})}
 
     def hit(self, name: str, ident: str, now: float | None = None) -> Decision:
         """Count one hit; not allowed once the window's count passes the limit."""

@@ -168,6 +168,37 @@ def test_search_by_part_of_a_name_decrypts_only_the_staff_members_communities(
         assert last is not None and last.actor == "li" and last.detail["decrypted"] == 0
 
 
+def test_resident_searches_are_limited_per_staff_member(
+        settings: Settings, place: Place, redis_client: Any,
+        sqlite_session_factory: sessionmaker[Session]) -> None:
+    """A script walking the alphabet through the search (each page shows masked identities, a
+    search by part of a name decrypts every name in scope) is stopped after the limit, per
+    staff member, with a page saying when to try again; the refusal is audited."""
+    application = create_app(settings, {"TESTING": True,
+                                        "PORTAL_RATE_LIMITS": {"staff_search": (3, 600)}})
+    try:
+        staff(sqlite_session_factory, "wang", "admin")
+        staff(sqlite_session_factory, "zhao", "admin")
+        harvester, colleague = application.test_client(), application.test_client()
+        login(harvester, "wang")
+        login(colleague, "zhao")
+        for part in ("张", "李", "王"):
+            assert "短时间内查询次数过多" not in search(harvester, "name_part", part)
+        form = page(harvester.get("/admin/residents"))
+        refused = harvester.post("/admin/residents", data={"by": "name_part", "q": "三",
+                                                           "csrf_token": csrf(form)})
+        assert refused.status_code == 429
+        text = page(refused)
+        assert "短时间内查询次数过多" in text and "10 分钟后再试" in text and "张*" not in text
+        assert "张*" in search(colleague, "name_part", "张")  # another staff member's own limit
+        with sqlite_session_factory() as db:
+            last = db.scalars(select(AuditEntry).where(AuditEntry.actor == "wang")
+                              .order_by(AuditEntry.id.desc())).first()
+        assert last is not None and last.detail == {"by": "name_part", "refused": "rate"}
+    finally:
+        application.extensions["portal"].close()
+
+
 def test_staff_of_another_community_see_nobody(
         client: FlaskClient, sqlite_session_factory: sessionmaker[Session], place: Place) -> None:
     """A grid worker limited to another community cannot find or open these residents."""
