@@ -95,7 +95,10 @@ class FlowCSRF(CSRF):
     def validate_csrf_token(self, form: Any, field: Any) -> None:
         """Refuse a token that is missing, forged, for another flow or too old."""
         stamp, _, mac = str(field.data or "").partition(".")
-        if not stamp.isdigit() or not hmac.compare_digest(self._mac(stamp), mac):
+        # ASCII first: compare_digest raises TypeError on a non-ASCII str (a 500, found by
+        # bench/form_fuzz.py), and str.isdigit() is true for other scripts' digits.
+        if not (stamp.isascii() and stamp.isdigit() and mac.isascii()) or not (
+                hmac.compare_digest(self._mac(stamp), mac)):
             raise ValidationError(_l("This page has expired. Please start again."))
         if time.time() - int(stamp) > int(self.form_meta.csrf_time_limit or 3600):
             raise ValidationError(_l("This page has expired. Please start again."))
