@@ -278,12 +278,19 @@ def fuzz(run: Run, target: str, n: int, unit_seed: int | None = None) -> None:
             if run.counts[target]["accepted"] > before:
                 current["page"] = run.identity_page()  # that number has signed in: a new one
     elif target in ("change", "again"):
-        page = run.code_page()
+        waiting = {"page": run.code_page()}
+        tokens = {"flow": st.just(CURRENT), "csrf_token": st.just(CURRENT),
+                  "lang": st.sampled_from(("zh_CN", "en"))}
 
         @config
-        @given(data=_form(_tokens(page)))
+        @given(data=_form(tokens))
         def one(data: dict[str, str]) -> None:
-            run.send(target, 'name="phone"', "POST", f"/{target}", data)
+            posted = {k: _hidden(waiting["page"], k) if v == CURRENT else v
+                      for k, v in data.items()}
+            before = run.counts.get(target, collections.Counter())["accepted"]
+            run.send(target, 'name="phone"', "POST", f"/{target}", posted)
+            if target == "change" and run.counts[target]["accepted"] > before:
+                waiting["page"] = run.code_page()  # that flow is back at its number: a new one
     elif target in ("verify", "resend"):
         page = run.code_page()
         form = _form(_tokens(page) | {"code": st.from_regex(r"\A[0-9]{6}\Z")})
