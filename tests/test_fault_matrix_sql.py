@@ -193,7 +193,14 @@ def run_sign_ins(settings: Settings, factory: sessionmaker[Session], place: Plac
         label = fault()
         for thread in threads:
             thread.join(max(1.0, deadline - time.monotonic() + 5))
-        agents.wait_for_answers(len(tally.completed), timeout=15)
+        # Every completed device let through, not just as many answers as sign-ins: the outbox
+        # sends some commands twice (its retries), so the answer count can reach the number of
+        # sign-ins while one device's command is still waiting for its next try (a fresh
+        # clone saw 46 answers for 24 sign-ins with one device not yet applied).
+        done = {r.mac for r in residents if r.index in tally.completed}
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: done <= set(agents.authorized.get(FLOOR_AP, {})), timeout=15,
+                     what="every completed device let through")
         time.sleep(0.5)  # an answer counted a moment before its command was applied
         with factory() as db:
             rows = Counter(services.cipher.reveal(token)
