@@ -88,6 +88,9 @@ HOSTILE = st.one_of(
 NO_CONTENT = ""  # accepted means 204 (a draft kept)
 DONE = '<div class="ok"'  # the connected page
 CURRENT = "\x00current"  # replaced by the current page's token when the input is sent
+# The flow and CSRF fields of whichever page is current when an input is sent.
+CURRENT_TOKENS = {"flow": st.just(CURRENT), "csrf_token": st.just(CURRENT),
+                  "lang": st.sampled_from(("zh_CN", "en"))}
 ID_TYPES = ("resident_id_card", "passport", "hk_macao_permit", "taiwan_permit",
             "foreign_permanent_id", "other")
 
@@ -159,6 +162,16 @@ class Run:
             "lang": "zh_CN", "code": code,
         }).get_data(as_text=True)
         return _reached(page, 'name="id_number"', "the identity page")
+
+    def send_on(self, current: dict[str, str], target: str, accepted: str, path: str,
+                data: dict[str, str], renew: Callable[[], str] | None) -> None:
+        """POST data with its CURRENT values taken from current["page"]; after an accepted
+        input, current["page"] becomes renew()'s page (a flow that has left the step)."""
+        posted = {k: _hidden(current["page"], k) if v == CURRENT else v for k, v in data.items()}
+        before = self.counts.get(target, collections.Counter())["accepted"]
+        self.send(target, accepted, "POST", path, posted)
+        if renew is not None and self.counts[target]["accepted"] > before:
+            current["page"] = renew()
 
     def record(self, target: str, outcome: str, detail: Callable[[], str]) -> None:
         """Count one input's outcome; keep the first few failures' inputs."""
@@ -259,9 +272,7 @@ def fuzz(run: Run, target: str, n: int, unit_seed: int | None = None) -> None:
                 run.send(target, NO_CONTENT, "POST", "/draft", data)
     elif target == "identity":
         current = {"page": run.identity_page()}
-        tokens = {"flow": st.just(CURRENT), "csrf_token": st.just(CURRENT),
-                  "lang": st.sampled_from(("zh_CN", "en"))}
-        form = _form(tokens | {
+        form = _form(CURRENT_TOKENS | {
             "name": st.sampled_from(("张三", "王小明", "Anna Müller")),
             "id_type": st.sampled_from(ID_TYPES),
             "id_number": st.sampled_from(("E1234567", "110101199003077777")),
@@ -271,26 +282,17 @@ def fuzz(run: Run, target: str, n: int, unit_seed: int | None = None) -> None:
         @config
         @given(data=form)
         def one(data: dict[str, str]) -> None:
-            posted = {k: _hidden(current["page"], k) if v == CURRENT else v
-                      for k, v in data.items()}
-            before = run.counts.get(target, collections.Counter())["accepted"]
-            run.send(target, DONE, "POST", "/identity", posted)
-            if run.counts[target]["accepted"] > before:
-                current["page"] = run.identity_page()  # that number has signed in: a new one
+            # That number has signed in: the next inputs go to a new one.
+            run.send_on(current, target, DONE, "/identity", data, run.identity_page)
     elif target in ("change", "again"):
         waiting = {"page": run.code_page()}
-        tokens = {"flow": st.just(CURRENT), "csrf_token": st.just(CURRENT),
-                  "lang": st.sampled_from(("zh_CN", "en"))}
 
         @config
-        @given(data=_form(tokens))
+        @given(data=_form(CURRENT_TOKENS))
         def one(data: dict[str, str]) -> None:
-            posted = {k: _hidden(waiting["page"], k) if v == CURRENT else v
-                      for k, v in data.items()}
-            before = run.counts.get(target, collections.Counter())["accepted"]
-            run.send(target, 'name="phone"', "POST", f"/{target}", posted)
-            if target == "change" and run.counts[target]["accepted"] > before:
-                waiting["page"] = run.code_page()  # that flow is back at its number: a new one
+            # A changed flow is back at its number: the next inputs go to a new one.
+            run.send_on(waiting, target, 'name="phone"', f"/{target}", data,
+                        run.code_page if target == "change" else None)
     elif target in ("verify", "resend"):
         page = run.code_page()
         form = _form(_tokens(page) | {"code": st.from_regex(r"\A[0-9]{6}\Z")})
