@@ -3,7 +3,9 @@ the broker has it.
 
 ``enqueue`` inserts a row of ``ap_command_outbox`` in the caller's transaction (a sign-in, a
 revoked binding), so a command exists exactly when its cause was committed. ``CommandOutbox``
-sends rows: the request that wrote one sends it at once (``send``); a drain thread in every
+sends rows: the request that wrote one sends it at once (``send``, from the row it holds in
+memory: the registry may be gone a moment after the commit, and the resident who is signed in
+should be let through all the same); a drain thread in every
 portal process (``start``) sends whatever is due, so what a worker killed before the broker's
 PUBACK left behind goes out after the restart. A row is deleted once the broker has
 acknowledged it (QoS 1); a failed send is tried again with a doubling back-off.
@@ -56,14 +58,16 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 
 def enqueue(connection: Connection | Session, cipher: IdentityCipher, cmd: str, ap_id: str,
-            mac: str, session_seconds: int, now: dt.datetime) -> int:
-    """Write one command into the outbox, in the caller's transaction; the row's id."""
-    row_id = connection.execute(insert(OUTBOX).returning(OUTBOX.c.id), {
+            mac: str, session_seconds: int, now: dt.datetime) -> OutboxCommand:
+    """Write one command into the outbox, in the caller's transaction; the row as written
+    (detached: for the caller to ``send`` after its commit without reading it back)."""
+    values = {
         "created_at": now, "cmd": cmd, "ap_id": ap_id, "mac_encrypted": cipher.encrypt(mac),
         "session_seconds": session_seconds, "attempts": 0,
         "next_attempt_at": now + dt.timedelta(seconds=HOLD_S), "last_error": "",
-    }).scalar_one()
-    return int(row_id)
+    }
+    row_id = connection.execute(insert(OUTBOX).returning(OUTBOX.c.id), values).scalar_one()
+    return OutboxCommand(id=int(row_id), **values)
 
 
 @dataclass
@@ -90,14 +94,11 @@ class CommandOutbox:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def send(self, row_id: int) -> ApCommand | None:
-        """Send a row now (the request that wrote it): the command, or None when a drain that
-        took it over has sent it already; raise CommandNotSent, leaving it due."""
-        with self._factory() as db:
-            row = db.get(OutboxCommand, row_id)
-            if row is None:
-                return None
-            db.expunge(row)
+    def send(self, row: OutboxCommand) -> ApCommand:
+        """Send a row now (the request that wrote it, once committed): the command; raise
+        CommandNotSent, leaving it due. The registry is not read: a registry lost since the
+        commit leaves only the delete undone, and the drain's later re-send is harmless. (A
+        drain that took the row over after its hold has sent it too, equally harmlessly.)"""
         return self._deliver(row, self._clock())
 
     def drain(self) -> DrainReport:

@@ -43,6 +43,7 @@ from registry.models import (
     Alert,
     Device,
     IdType,
+    OutboxCommand,
     Resident,
     SignIn,
     Unit,
@@ -88,8 +89,8 @@ class _Recorded:
     one_tap: bool  # bound to a registered resident: may sign in with one tap next time
     # The authorize and the deauthorize commands written into the outbox with the sign-in
     # (none when an earlier try recorded it: that try's rows are the drain's to send).
-    authorize_id: int | None = None
-    revoked_ids: tuple[int, ...] = ()
+    authorize: OutboxCommand | None = None
+    revoked_commands: tuple[OutboxCommand, ...] = ()
 
 
 def local_today(services: PortalServices, now: dt.datetime) -> dt.date:
@@ -349,7 +350,7 @@ def _record_one_tap(services: PortalServices, flow: Flow, device_id: int, user_a
 
 
 def _queue_authorize(connection: Connection | Session, services: PortalServices, flow: Flow,
-                     now: dt.datetime) -> int | None:
+                     now: dt.datetime) -> OutboxCommand | None:
     """Write the sign-in's authorize into the outbox, in its transaction (signed redirects
     only: a FAS hand-over lets the device through by the browser's redirect)."""
     hs = flow.handshake
@@ -360,14 +361,15 @@ def _queue_authorize(connection: Connection | Session, services: PortalServices,
 
 
 def queue_revocations(connection: Connection | Session, services: PortalServices,
-                      revoked: list[Revocation], now: dt.datetime) -> tuple[int, ...]:
+                      revoked: list[Revocation], now: dt.datetime
+                      ) -> tuple[OutboxCommand, ...]:
     """Write a deauthorize per ended binding into the outbox, in the caller's transaction."""
     return tuple(enqueue(connection, services.cipher, "deauthorize", item.ap_id, item.mac, 0,
                          now) for item in revoked if item.ap_id)
 
 
 def send_revocations(services: PortalServices, revoked: list[Revocation],
-                     queued: tuple[int, ...]) -> int:
+                     queued: tuple[OutboxCommand, ...]) -> int:
     """End ended bindings' sessions and send their deauthorize commands (queued in the
     outbox by queue_revocations); return how many the broker took now (the drain sends the
     rest when it can)."""
@@ -376,12 +378,12 @@ def send_revocations(services: PortalServices, revoked: list[Revocation],
         services.client_sessions.end(pseudonym)
         services.client_sessions.forget_known(pseudonym)
     sent = 0
-    for row_id in queued:
+    for row in queued:
         try:
-            services.outbox.send(row_id)
+            services.outbox.send(row)
             sent += 1
         except CommandNotSent:
-            LOGGER.error("deauthorize %s not sent yet: the outbox sends it later", row_id)
+            LOGGER.error("deauthorize %s not sent yet: the outbox sends it later", row.id)
     return sent
 
 
@@ -395,12 +397,12 @@ def _finish(services: PortalServices, flow: Flow, recorded: _Recorded,
         # durable record, and the request costs the same as any other.
         services.alerts.dispatch("watchlist", recorded.alert.payload,
                                  store=functools.partial(_store_alert, services, recorded.alert))
-    send_revocations(services, recorded.revoked, recorded.revoked_ids)
+    send_revocations(services, recorded.revoked, recorded.revoked_commands)
     fas_url = None
     if hs.kind == HANDSHAKE_SIGNED:
         try:
-            if recorded.authorize_id is not None:
-                services.outbox.send(recorded.authorize_id)
+            if recorded.authorize is not None:
+                services.outbox.send(recorded.authorize)
             else:  # a retry of a recorded sign-in: its own row is the drain's by now
                 services.control.authorize(hs.ap_id, hs.mac, seconds)
         except CommandNotSent as error:

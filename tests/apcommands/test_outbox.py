@@ -24,7 +24,7 @@ from apcommands.outbox import HOLD_S, CommandOutbox, enqueue
 from census.privacy import IdentityCipher
 from census.settings import Settings
 from portal.services import PortalServices
-from registry.db import session_scope
+from registry.db import make_engine, make_session_factory, session_scope
 from registry.models import OutboxCommand, SignIn
 from simulator.agents import SimulatedAgents
 from tests.common import (
@@ -151,14 +151,33 @@ def outbox_world(settings: Settings, sqlite_session_factory: sessionmaker[Sessio
     services.close()
 
 
-def _queue(services: PortalServices, cmd: str, seconds: int, age_s: float) -> int:
+def _queue(services: PortalServices, cmd: str, seconds: int, age_s: float) -> OutboxCommand:
     """A command queued age_s ago and due now."""
     now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age_s)
     with session_scope(services.session_factory) as db:
-        row_id = enqueue(db, services.cipher, cmd, FLOOR_AP, MAC, seconds, now)
-        db.execute(update(OutboxCommand).where(OutboxCommand.id == row_id)
+        row = enqueue(db, services.cipher, cmd, FLOOR_AP, MAC, seconds, now)
+        db.execute(update(OutboxCommand).where(OutboxCommand.id == row.id)
                    .values(next_attempt_at=now))
-    return row_id
+    return row
+
+
+def test_the_request_sends_its_command_when_the_registry_is_lost_after_the_commit(
+        outbox_world: tuple[PortalServices, SimulatedAgents],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The sign-in committed, then the registry went away (a CI run saw PostgreSQL killed in
+    that moment turn a recorded sign-in into a 500): the request still sends the command it
+    wrote, from memory, and the AP applies it; the undone delete only means one re-send."""
+    services, agents = outbox_world
+    row = _queue(services, "authorize", 3600, 0)
+    gone = make_session_factory(make_engine(f"postgresql://census@127.0.0.1:{free_port()}/gone"))
+    cut_off = CommandOutbox(gone, services.cipher, services.control)
+    caplog.set_level(logging.WARNING, logger="apcommands.outbox")
+    command = cut_off.send(row)
+    assert command.cmd == "authorize" and command.mac == MAC
+    assert agents.wait_for_answers(1, timeout=10)
+    assert dict(agents.answers) == {"ok": 1}
+    assert f"row {row.id} sent but not deleted" in caplog.text
+    assert outbox_rows(services.session_factory) == 1  # the drain sends it again, harmlessly
 
 
 def test_a_command_sent_again_after_a_lost_delete_is_applied_again_harmlessly(
@@ -167,11 +186,11 @@ def test_a_command_sent_again_after_a_lost_delete_is_applied_again_harmlessly(
     """The broker took it but the worker could not mark it: the drain sends it again, signed
     afresh, and the agent accepts both (a fresh nonce each; authorize is idempotent)."""
     services, agents = outbox_world
-    row_id = _queue(services, "authorize", 3600, 0)
+    row = _queue(services, "authorize", 3600, 0)
     lost = monkeypatch.context()
     with lost as patch:
         patch.setattr(CommandOutbox, "_delete", lambda self, row: None)
-        first = services.outbox.send(row_id)
+        first = services.outbox.send(row)
     # Its hold ended (the request did not delete it): due again.
     with session_scope(services.session_factory) as db:
         db.execute(update(OutboxCommand).values(next_attempt_at=dt.datetime.now(dt.UTC)))
@@ -204,13 +223,11 @@ def test_a_due_command_is_claimed_by_one_sender_only(
         outbox_world: tuple[PortalServices, SimulatedAgents], settings: Settings) -> None:
     """Two portal workers draining at once: one claims the row, the other leaves it."""
     services, _agents = outbox_world
-    row_id = _queue(services, "deauthorize", 0, 0)
+    row = _queue(services, "deauthorize", 0, 0)
     other = CommandOutbox(services.session_factory, services.cipher, services.control)
-    with services.session_factory() as db:
-        row = db.get_one(OutboxCommand, row_id)
     now = dt.datetime.now(dt.UTC)
     assert services.outbox._claim(row, now) is True
     assert other._claim(row, now) is False
     with services.session_factory() as db:
-        held = db.get_one(OutboxCommand, row_id).next_attempt_at
+        held = db.get_one(OutboxCommand, row.id).next_attempt_at
     assert held >= now + dt.timedelta(seconds=HOLD_S - 1)
