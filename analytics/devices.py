@@ -22,6 +22,14 @@ BITS_PER_HOUR = 3600 // BIN_SECONDS
 CLASSES = ("resident", "visitor", "infrastructure", "neighbour", "home_device")
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
+# A unit with no AP of its own is heard through the wall of a neighbour's: its residents' phones
+# join the neighbour's unit AP at a signal too weak to be from inside that flat (see
+# ``choose_home``'s ``weak_rssi_dbm``). Those weak devices are moved to a "wall AP" standing for
+# the uncovered units next to that flat, and estimated as those units' Wi-Fi evidence instead
+# of being dropped as neighbours. No real AP id contains "~" (census.channels.AP_ID_CHARS).
+WALL_AP_SUFFIX = "~wall"
+WALL_FLOORS = 1  # a wall, floor or ceiling: the uncovered units up to one floor away
+
 
 def packed_masks(masks: pd.Series, chunk: int = 500_000) -> np.ndarray:
     """Hex masks -> packed bit matrix (rows x 36 bytes), converted a chunk at a time."""
@@ -120,7 +128,7 @@ def choose_home(features: pd.DataFrame, aps: pd.DataFrame, observed: pd.Series,
     """
     coverage = aps.set_index("ap")["coverage"]
     frame = features.assign(coverage=features["ap"].map(coverage).fillna("unknown"))
-    homes = frame.loc[frame["coverage"].isin(["unit", "floor"])].copy()
+    homes = frame.loc[frame["coverage"].isin(["unit", "floor", "wall"])].copy()
     columns = ["device", "home_ap", "coverage", "class", "days", "stay_days", "nights",
                "away_days", "bins", "rssi", "observed_days", "presence", "other_aps",
                "randomized"]
@@ -202,9 +210,11 @@ def mark_home_devices(homes: pd.DataFrame, presence: pd.DataFrame, aps: pd.DataF
     return out
 
 
-def zones_for_aps(aps: pd.DataFrame, units: pd.DataFrame) -> pd.DataFrame:
-    """Per unit or corridor AP, the units it covers (one row per AP and unit)."""
-    rows = []
+def zones_for_aps(aps: pd.DataFrame, units: pd.DataFrame,
+                  walls: dict[str, tuple[list[str], list[str]]] | None = None) -> pd.DataFrame:
+    """Per unit, corridor or wall AP, the units it covers (one row per AP and unit)."""
+    rows = [(wall, unit) for wall, (_sources, covered) in (walls or {}).items()
+            for unit in covered]
     by_floor = units.groupby(["community", "building", "floor"])["unit"].apply(list).to_dict()
     for ap in records(aps):
         if ap["coverage"] == "unit" and ap["unit"]:
@@ -229,7 +239,10 @@ def place_devices(homes: pd.DataFrame, coverage: pd.DataFrame, links: pd.DataFra
     out["unit"] = ""
     out["placement"] = "zone"
     out["placement_confidence"] = 0.0
-    single = out["zone"].map(lambda z: isinstance(z, tuple) and len(z) == 1)
+    # A wall AP's devices stay in its zone even when it stands for one unit: heard through a
+    # wall, they are evidence for the Wi-Fi count, not people certainly living there.
+    single = (out["zone"].map(lambda z: isinstance(z, tuple) and len(z) == 1)
+              & ~out["home_ap"].astype(str).str.endswith(WALL_AP_SUFFIX))
     out.loc[single, "unit"] = out.loc[single, "zone"].map(lambda z: z[0])
     out.loc[single, "placement"] = "unit_ap"
     out.loc[single, "placement_confidence"] = 1.0
@@ -252,4 +265,118 @@ def place_devices(homes: pd.DataFrame, coverage: pd.DataFrame, links: pd.DataFra
     no_zone = out["zone"].isna()
     out.loc[no_zone, "placement"] = "none"
     out["zone_key"] = out["zone"].map(lambda z: "|".join(z) if isinstance(z, tuple) else "")
+    return out
+
+
+def is_wall_ap(ap: str) -> bool:
+    """Whether an AP id is a wall AP made by ``wall_coverage`` (not a real AP)."""
+    return ap.endswith(WALL_AP_SUFFIX)
+
+
+def wall_coverage(aps: pd.DataFrame, units: pd.DataFrame
+                  ) -> dict[str, tuple[list[str], list[str]]]:
+    """Wall APs: id -> (the real unit APs whose weak devices it takes, the uncovered units it
+    stands for).
+
+    Uncovered: a unit with no unit AP of its own and no corridor AP on its floor. Each unit AP
+    of the same building within ``WALL_FLOORS`` floors of one may hear it; unit APs that hear
+    the same uncovered units share one wall AP, so that every uncovered unit is in one only.
+    """
+    if aps.empty or units.empty:
+        return {}
+    unit_aps = aps.loc[(aps["coverage"] == "unit") & (aps["unit"] != "")]
+    own = set(unit_aps["unit"])
+    floors = aps.loc[(aps["coverage"] == "floor") & aps["floor"].notna()]
+    corridor = {(str(c), str(b), int(f)) for c, b, f in zip(
+        floors["community"], floors["building"], floors["floor"], strict=True)}
+    place = {str(u): (str(c), str(b), int(f)) for u, c, b, f in zip(
+        units["unit"], units["community"], units["building"], units["floor"], strict=True)}
+    uncovered: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for ref, (community, building, floor) in place.items():
+        if ref not in own and (community, building, floor) not in corridor:
+            uncovered.setdefault((community, building), []).append((floor, ref))
+    if not uncovered:
+        return {}
+    # Union-find over unit APs and the uncovered units they hear.
+    parent: dict[str, str] = {}
+
+    def root(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for ap, ref in zip(unit_aps["ap"], unit_aps["unit"], strict=True):
+        where = place.get(str(ref))
+        if where is None:
+            continue
+        community, building, floor = where
+        for other_floor, other in uncovered.get((community, building), []):
+            if abs(other_floor - floor) <= WALL_FLOORS:
+                parent[root("ap:" + str(ap))] = root("unit:" + other)
+    groups: dict[str, tuple[list[str], list[str]]] = {}
+    for node in list(parent):
+        sources, covered = groups.setdefault(root(node), ([], []))
+        (sources if node.startswith("ap:") else covered).append(node.split(":", 1)[1])
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for sources, covered in groups.values():
+        if sources and covered:
+            out[min(sources) + WALL_AP_SUFFIX] = (sorted(sources), sorted(covered))
+    return out
+
+
+def hear_through_walls(presence: pd.DataFrame, heard: pd.DataFrame,
+                       walls: dict[str, tuple[list[str], list[str]]],
+                       config: AnalyticsConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Move each weak device's rows at a wall AP's unit APs to that wall AP; the wall AP is
+    heard when any of its unit APs is (its ``AP_HEARD`` rows, bins OR-ed per day)."""
+    if not walls or presence.empty:
+        return presence, heard
+    wall_of = {ap: wall for wall, (sources, _units) in walls.items() for ap in sources}
+    at_source = presence["ap"].isin(wall_of).to_numpy()
+    if not at_source.any():
+        return presence, heard
+    rows = presence.loc[at_source, ["device", "ap", "rssi_mean"]]
+    typical = rows.groupby(["device", "ap"])["rssi_mean"].median()
+    weak = typical.loc[typical <= config.weak_rssi_dbm]
+    if weak.empty:
+        return presence, heard
+    weak_keys = set(weak.index)
+    move = np.zeros(len(presence), dtype=bool)
+    move[np.flatnonzero(at_source)] = [key in weak_keys for key in zip(
+        rows["device"], rows["ap"], strict=True)]
+    out = presence.copy()
+    out.loc[move, "ap"] = out.loc[move, "ap"].map(wall_of)
+    if heard.empty:
+        return out, heard
+    source_rows = heard.loc[heard["ap"].isin(wall_of)]
+    if source_rows.empty:
+        return out, heard
+    bits = packed_masks(source_rows["mask"])
+    positions: dict[tuple[str, Any], list[int]] = {}
+    for position, key in enumerate(zip(source_rows["ap"].map(wall_of), source_rows["day"],
+                                       strict=True)):
+        positions.setdefault(key, []).append(position)
+    wall_rows = []
+    for (wall, day), index in positions.items():
+        merged = np.bitwise_or.reduce(bits[index], axis=0)
+        first = source_rows.iloc[index[0]]
+        wall_rows.append({**first.to_dict(), "ap": wall, "day": day,
+                          "mask": merged.tobytes().hex(),
+                          "bins": int(count_bits(merged[None, :])[0])})
+    return out, pd.concat([heard, pd.DataFrame(wall_rows, columns=heard.columns)],
+                          ignore_index=True)
+
+
+def with_wall_aps(aps: pd.DataFrame, walls: dict[str, tuple[list[str], list[str]]]
+                  ) -> pd.DataFrame:
+    """The AP table with a row per wall AP (coverage ``wall``, in its unit APs' building)."""
+    if not walls:
+        return aps
+    table = aps.set_index("ap")
+    rows = [{"ap": wall, "coverage": "wall", "community": table.at[sources[0], "community"],
+             "building": table.at[sources[0], "building"], "floor": pd.NA, "unit": ""}
+            for wall, (sources, _covered) in walls.items()]
+    out = pd.concat([aps, pd.DataFrame(rows, columns=aps.columns)], ignore_index=True)
+    out["floor"] = out["floor"].astype("Int64")
     return out

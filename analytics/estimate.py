@@ -23,10 +23,14 @@ from analytics.devices import (
     count_bins_window,
     daily_features,
     device_ap_features,
+    hear_through_walls,
+    is_wall_ap,
     mark_home_devices,
     night_bins,
     packed_masks,
     place_devices,
+    wall_coverage,
+    with_wall_aps,
     zones_for_aps,
 )
 from analytics.linking import apply_links, link_addresses
@@ -89,6 +93,9 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     step("linking randomized addresses")
     links = link_addresses(rollup, registry.bindings, start_s, end_s, config)
     presence = apply_links(rollup, links).reset_index(drop=True)
+    walls = wall_coverage(registry.aps, units)
+    presence, heard = hear_through_walls(presence, heard, walls, config)
+    aps = with_wall_aps(registry.aps, walls)
     packed = packed_masks(presence["mask"]) if len(presence) else np.zeros((0, 36), np.uint8)
 
     step("classifying devices")
@@ -97,9 +104,9 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     features = device_ap_features(presence, daily)
     observation = ap_observation(presence, heard, config)
     days_heard = observation.groupby("ap")["day_share"].sum()
-    homes = mark_home_devices(choose_home(features, registry.aps, days_heard, config), presence,
-                              registry.aps, config)
-    coverage = zones_for_aps(registry.aps, units)
+    homes = mark_home_devices(choose_home(features, aps, days_heard, config), presence, aps,
+                              config)
+    coverage = zones_for_aps(aps, units, walls)
     placed = place_devices(homes, coverage, links, registry.bindings)
     address_count = links.groupby("logical").size()
     placed["addresses"] = placed["device"].map(address_count).fillna(1).astype("int64")
@@ -145,7 +152,7 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     meters = MeterEvidence(util_frame.set_index("unit") if not util_frame.empty
                            else pd.DataFrame(), util_logliks)
     posteriors: dict[str, np.ndarray] = {}
-    result, prior, mass = unit_results(units, unit_coverage(registry.aps, coverage), wifi,
+    result, prior, mass = unit_results(units, unit_coverage(aps, coverage), wifi,
                                        meters, len(window.days), config, posteriors)
     return Estimates(units=result, devices=placed, links=links, prior=prior, presence=presence,
                      posteriors=posteriors, interval_mass=mass)
@@ -196,7 +203,8 @@ def unit_coverage(aps: pd.DataFrame, coverage: pd.DataFrame) -> Coverage:
     """Which units have their own AP and which corridor AP covers the others."""
     unit_aps = aps.loc[(aps["coverage"] == "unit") & (aps["unit"] != "")]
     own_ap = unit_aps.groupby("unit")["ap"].apply(list).to_dict()
-    corridor = coverage.loc[coverage["ap"].isin(aps.loc[aps["coverage"] == "floor", "ap"])]
+    corridor = coverage.loc[coverage["ap"].isin(
+        aps.loc[aps["coverage"].isin(["floor", "wall"]), "ap"])]
     zone_units = corridor.loc[~corridor["unit"].isin(own_ap)].groupby("ap")["unit"].apply(list)
     zones = {str(ap): sorted(str(u) for u in covered) for ap, covered in zone_units.items()}
     return Coverage(own_ap={str(u): list(a) for u, a in own_ap.items()}, zones=zones)
@@ -530,7 +538,8 @@ def _zone_units(zone_ap: str, members: list[str], unit_info: Mapping[str, Mappin
     out = []
     for unit_ref, post, b in zip(members, posts, bound_counts, strict=True):
         row = _registry_columns(unit_info[unit_ref], meters)
-        row.update(coverage="zone", nights_observed=nights,
+        row.update(coverage="neighbour_ap" if is_wall_ap(zone_ap) else "zone",
+                   nights_observed=nights,
                    resident_devices=int(wifi.devices_by_unit.get(unit_ref, 0)),
                    people_detected=b, persistence=persistence, weeks_observed=weeks_observed,
                    wifi_p_plus_two=wifi_support, zone=zone_ap, zone_units=len(members))

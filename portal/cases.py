@@ -121,6 +121,8 @@ OUTCOME_LABELS: dict[str, Any] = {
 }
 COVERAGE_LABELS: dict[str, Any] = {"unit_ap": _l("its own access point"),
                                    "zone": _l("a corridor access point shared on the floor"),
+                                   "neighbour_ap": _l("a neighbour's access point, through "
+                                                      "the wall"),
                                    "none": _l("no access point")}
 
 
