@@ -78,6 +78,10 @@ class Estimates:
     posteriors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     # The central posterior mass of this district's reported intervals.
     interval_mass: float = 0.9
+    # The AP table the estimate used: the registry's, plus a wall AP per group of uncovered
+    # units (``analytics.devices.wall_coverage``: id -> its unit APs, the units it covers).
+    aps: pd.DataFrame | None = field(default=None, repr=False)
+    walls: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict, repr=False)
 
 
 def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: Window,
@@ -155,7 +159,7 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     result, prior, mass = unit_results(units, unit_coverage(aps, coverage), wifi,
                                        meters, len(window.days), config, posteriors)
     return Estimates(units=result, devices=placed, links=links, prior=prior, presence=presence,
-                     posteriors=posteriors, interval_mass=mass)
+                     posteriors=posteriors, interval_mass=mass, aps=aps, walls=walls)
 
 
 @dataclass(frozen=True)

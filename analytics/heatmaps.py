@@ -98,7 +98,9 @@ def presence_grid(presence: pd.DataFrame, packed: np.ndarray, devices: pd.DataFr
 def build_heatmaps(presence: pd.DataFrame, packed: np.ndarray, devices: pd.DataFrame,
                    aps: pd.DataFrame, units: pd.DataFrame, window: Window,
                    config: AnalyticsConfig, chunk: int = 400_000,
-                   grid: PresenceGrid | None = None) -> dict[str, pd.DataFrame]:
+                   grid: PresenceGrid | None = None,
+                   walls: Mapping[str, tuple[list[str], list[str]]] | None = None,
+                   ) -> dict[str, pd.DataFrame]:
     """Heatmap frames keyed '<level>_by_hour' and '<level>_by_night'.
 
     Rows: unit reference, 'community/building/floor' or 'community/building', floors and units
@@ -112,7 +114,7 @@ def build_heatmaps(presence: pd.DataFrame, packed: np.ndarray, devices: pd.DataF
     by_ap_hour = by_ap_hour[sorted(by_ap_hour.columns)]
     by_ap_night = pd.DataFrame(np.where(grid.reported, grid.night, np.nan), index=grid.aps,
                                columns=[d.isoformat() for d in window.days])
-    weights = _ap_weights(aps, units)
+    weights = _ap_weights(aps, units, walls)
     out: dict[str, pd.DataFrame] = {}
     for level in LEVELS:
         w = weights[level]
@@ -133,7 +135,8 @@ HOUR_NIGHT_NO_DATA = 255  # the stored byte of a no-data cell
 HOUR_NIGHT_MAX = 254  # larger counts are stored as 25.4 (no unit holds more in an hour)
 
 
-def unit_hour_night(grid: PresenceGrid, aps: pd.DataFrame, units: pd.DataFrame
+def unit_hour_night(grid: PresenceGrid, aps: pd.DataFrame, units: pd.DataFrame,
+                    walls: Mapping[str, tuple[list[str], list[str]]] | None = None
                     ) -> dict[str, str]:
     """Per unit, its nights x hours (from 06:00) of people-like devices, packed for storage.
 
@@ -142,7 +145,7 @@ def unit_hour_night(grid: PresenceGrid, aps: pd.DataFrame, units: pd.DataFrame
     numbers took 20 s to build and 100 MB to store; packed they take 1 s and 37 MB.
     """
     n_days = grid.n_days
-    weights = _ap_weights(aps, units)["unit"]
+    weights = _ap_weights(aps, units, walls)["unit"]
     ap_pos = pd.Series(np.arange(len(grid.aps)), index=grid.aps)
     weights = weights.loc[weights["ap"].isin(ap_pos.index)]
     if weights.empty:
@@ -205,8 +208,11 @@ def _places(units: pd.DataFrame, level: str) -> list[str]:
         buildings, key=lambda r: (natural_key(str(r[0])), natural_key(str(r[1]))))]
 
 
-def _ap_weights(aps: pd.DataFrame, units: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """How much of an AP's count goes to each unit, floor and building."""
+def _ap_weights(aps: pd.DataFrame, units: pd.DataFrame,
+                walls: Mapping[str, tuple[list[str], list[str]]] | None = None
+                ) -> dict[str, pd.DataFrame]:
+    """How much of an AP's count goes to each unit, floor and building (a wall AP's to the
+    uncovered units it stands for, shared equally)."""
     rows: dict[str, list[tuple[str, str, float]]] = {level: [] for level in LEVELS}
     by_floor = units.groupby(["community", "building", "floor"])["unit"].apply(list).to_dict()
     unit_floor = {u: (c, b, f) for u, c, b, f in zip(units["unit"], units["community"],
@@ -226,6 +232,14 @@ def _ap_weights(aps: pd.DataFrame, units: pd.DataFrame) -> dict[str, pd.DataFram
                 rows["unit"].append((ap, u, 1.0 / len(covered)))
             rows["floor"].append((ap, f"{community}/{building}/{int(floor)}", 1.0))
             rows["building"].append((ap, f"{community}/{building}", 1.0))
+        elif coverage == "wall" and walls and ap in walls:
+            covered = [u for u in walls[ap][1] if u in unit_floor]
+            for u in covered:
+                c, b, f = unit_floor[u]
+                rows["unit"].append((ap, u, 1.0 / len(covered)))
+                rows["floor"].append((ap, f"{c}/{b}/{f}", 1.0 / len(covered)))
+            if covered:
+                rows["building"].append((ap, f"{community}/{building}", 1.0))
     return {level: pd.DataFrame(r, columns=["ap", "place", "weight"]) for level, r in rows.items()}
 
 

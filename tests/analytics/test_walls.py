@@ -18,11 +18,13 @@ from analytics.devices import (
     WALL_AP_SUFFIX,
     hear_through_walls,
     is_wall_ap,
+    packed_masks,
     wall_coverage,
     with_wall_aps,
     zones_for_aps,
 )
 from analytics.estimate import estimate_occupancy
+from analytics.heatmaps import build_heatmaps
 from analytics.rollup import rollup_events, rollup_heard, split_heard
 from tests.common import Routine, household, make_events, registry_frames
 
@@ -107,8 +109,8 @@ def test_a_group_rental_with_no_ap_is_counted_through_the_wall_and_the_neighbour
                 *household("ap-0102", 6, "crowd", rssi=WEAK), *household("ap-0301", 1, "c"),
                 Routine("a-p0", "ap-0102", rssi=-85, home=23.0, leave=1.0, days={2, 5, 9})]
     rollup = rollup_events(make_events(routines, WINDOW), WINDOW, CONFIG)
-    units = estimate_occupancy(rollup, registry_frames(UNITS, APS), WINDOW, CONFIG).units
-    row = units.set_index("unit")
+    estimates = estimate_occupancy(rollup, registry_frames(UNITS, APS), WINDOW, CONFIG)
+    row = estimates.units.set_index("unit")
     assert row.at[UNCOVERED, "coverage"] == "neighbour_ap"
     assert row.at[UNCOVERED, "zone"] == "ap-0101~wall"
     assert row.at[UNCOVERED, "nights_observed"] == 14
@@ -116,6 +118,14 @@ def test_a_group_rental_with_no_ap_is_counted_through_the_wall_and_the_neighbour
     assert row.at[UNCOVERED, "p_plus_two"] >= CONFIG.flag_confidence
     assert row.at["C1/B1/0101", "estimated"] == 2 and row.at["C1/B1/0102", "estimated"] == 1
     assert row.at["C1/B1/0101", "coverage"] == "unit_ap"
+    # The heatmaps show the flat's nights from its wall AP; next door's stay its own.
+    assert estimates.aps is not None
+    maps = build_heatmaps(estimates.presence, packed_masks(estimates.presence["mask"]),
+                          estimates.devices, estimates.aps, UNITS, WINDOW, CONFIG,
+                          walls=estimates.walls)
+    nights = maps["unit_by_night"]
+    assert nights.loc[UNCOVERED].median() == 6
+    assert nights.loc["C1/B1/0102"].median() == 1 and nights.loc["C1/B1/0101"].median() == 2
     # Nobody weak at the unit APs: the flat is seen empty of Wi-Fi, not as six people.
     quiet = [r for r in routines if r.rssi != WEAK]
     rollup = rollup_events(make_events(quiet, WINDOW), WINDOW, CONFIG)
