@@ -201,7 +201,7 @@ def mark_home_devices(homes: pd.DataFrame, presence: pd.DataFrame, aps: pd.DataF
     travelled = set(lobby_rows["device"])
     home_place = list(zip(out["home_ap"].map(ap_table["community"]).astype(str),
                           out["home_ap"].map(ap_table["building"]).astype(str), strict=True))
-    judged = ((out["class"] == "resident") & (out["coverage"] == "unit")
+    judged = ((out["class"] == "resident") & out["coverage"].isin(["unit", "wall"])
               & (out["days"] >= config.home_device_min_days)
               & pd.Series([place in active for place in home_place], index=out.index))
     carried = out["device"].isin(travelled)

@@ -137,10 +137,10 @@ def test_zones_list_the_units_each_ap_covers() -> None:
 
 CONFIG = AnalyticsConfig()
 HOME_APS = pd.DataFrame({
-    "ap": ["ap-0101", "ap-0102", "ap-lobby", "ap-w-f1"],
-    "community": ["C1", "C1", "C1", "C1"], "building": ["B1", "B1", "B1", "B2"],
-    "floor": [1, 1, 1, 1], "unit": ["C1/B1/0101", "C1/B1/0102", "", ""],
-    "coverage": ["unit", "unit", "building", "floor"]})
+    "ap": ["ap-0101", "ap-0102", "ap-lobby", "ap-w-f1", "ap-0101~wall"],
+    "community": ["C1"] * 5, "building": ["B1", "B1", "B1", "B2", "B1"],
+    "floor": [1, 1, 1, 1, None], "unit": ["C1/B1/0101", "C1/B1/0102", "", "", ""],
+    "coverage": ["unit", "unit", "building", "floor", "wall"]})
 
 
 def residents_at(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
@@ -163,6 +163,15 @@ def test_a_device_that_never_passes_the_lobby_while_a_housemate_does_is_a_home_d
     marked = mark_home_devices(homes, lobby_sightings(["phone"]), HOME_APS, CONFIG)
     assert marked.set_index("device")["class"].to_dict() == {
         "phone": "resident", "tablet": "home_device", "tv": "resident"}  # 3 days: too few
+
+
+def test_a_flat_heard_through_the_wall_has_its_home_devices_told_apart_the_same_way() -> None:
+    """A flat without an AP (its devices on a wall AP): its laptop, never at the lobby while
+    its phone is, is a home device too, not a second person."""
+    homes = residents_at([("phone", "ap-0101~wall", 14), ("laptop", "ap-0101~wall", 14)])
+    marked = mark_home_devices(homes, lobby_sightings(["phone"]), HOME_APS, CONFIG)
+    assert marked.set_index("device")["class"].to_dict() == {
+        "phone": "resident", "laptop": "home_device"}
 
 
 def test_nobody_is_made_a_home_device_where_no_device_of_the_home_travels() -> None:
