@@ -17,6 +17,7 @@ import pandas as pd
 
 from analytics.config import BIN_SECONDS, BINS_PER_DAY, DAY_START_HOUR, MASK_BYTES, AnalyticsConfig
 from analytics.loaders import records
+from census.channels import AP_ID_MAX
 
 BITS_PER_HOUR = 3600 // BIN_SECONDS
 CLASSES = ("resident", "visitor", "infrastructure", "neighbour", "home_device")
@@ -319,9 +320,14 @@ def wall_coverage(aps: pd.DataFrame, units: pd.DataFrame
         sources, covered = groups.setdefault(root(node), ([], []))
         (sources if node.startswith("ap:") else covered).append(node.split(":", 1)[1])
     out: dict[str, tuple[list[str], list[str]]] = {}
-    for sources, covered in groups.values():
+    for sources, covered in sorted(groups.values()):
         if sources and covered:
-            out[min(sources) + WALL_AP_SUFFIX] = (sorted(sources), sorted(covered))
+            # An AP id has at most 64 characters, and so has the stored zone it becomes.
+            wall = min(sources)[:AP_ID_MAX - len(WALL_AP_SUFFIX)] + WALL_AP_SUFFIX
+            if wall in out:  # two long ids alike in their first 59 characters
+                wall = f"{min(sources)[:AP_ID_MAX - len(WALL_AP_SUFFIX) - 4]}~{len(out):03d}"
+                wall += WALL_AP_SUFFIX
+            out[wall] = (sorted(sources), sorted(covered))
     return out
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 # An AP id is a path level of its topics and a part of Redis keys: no '/', '+', '#', ':' or
 # spaces, so it can never widen a subscription or a key (contracts section 1).
 AP_ID_CHARS = "A-Za-z0-9._-"
+AP_ID_MAX = 64
 # \A and \Z, not ^ and $: '$' also matches before a trailing newline, so 'ap-1\n' passed.
-AP_ID_PATTERN = re.compile(rf"\A[{AP_ID_CHARS}]{{1,64}}\Z")
+AP_ID_PATTERN = re.compile(rf"\A[{AP_ID_CHARS}]{{1,{AP_ID_MAX}}}\Z")
 
 
 def is_ap_id(value: str) -> bool:

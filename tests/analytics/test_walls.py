@@ -131,3 +131,20 @@ def test_a_group_rental_with_no_ap_is_counted_through_the_wall_and_the_neighbour
     rollup = rollup_events(make_events(quiet, WINDOW), WINDOW, CONFIG)
     units = estimate_occupancy(rollup, registry_frames(UNITS, APS), WINDOW, CONFIG).units
     assert units.set_index("unit").at[UNCOVERED, "estimated"] <= 1
+
+
+def test_wall_ap_ids_fit_where_ap_ids_are_stored_even_for_the_longest_ap_ids() -> None:
+    """A wall AP's id becomes the unit's stored zone (64 characters at most, as AP ids): two
+    64-character unit APs alike in their first 59 characters still get two distinct ids."""
+    long_a, long_b = "a" * 63 + "1", "a" * 63 + "2"
+    aps = pd.DataFrame({
+        "ap": [long_a, long_b], "coverage": ["unit", "unit"], "community": ["C1"] * 2,
+        "building": ["B1", "B1"], "floor": pd.array([1, 9], dtype="Int64"),
+        "unit": ["C1/B1/0101", "C1/B1/0901"]})
+    units = pd.DataFrame({
+        "unit": ["C1/B1/0101", "C1/B1/0102", "C1/B1/0901", "C1/B1/0902"],
+        "community": ["C1"] * 4, "building": ["B1"] * 4, "floor": [1, 1, 9, 9]})
+    walls = wall_coverage(aps, units)
+    assert sorted(covered for _sources, covered in walls.values()) == [
+        ["C1/B1/0102"], ["C1/B1/0902"]]
+    assert len(walls) == 2 and all(len(w) <= 64 and is_wall_ap(w) for w in walls)
