@@ -666,10 +666,15 @@ def run_accuracy(settings: Any, folder: Path, *, units: int = 1000, days: int = 
 
 # The development communities the reported interval is calibrated on: (mix, cadence, seed).
 # Never held-out seeds (docs/analytics.md section 10 lists which are).
+# Ten communities chose 0.91, and the held-out ones then came out 2-3 points below 90% in the
+# hard mix (a choice fitted to few communities is optimistic); 22 chose 0.92.
 DEVELOPMENT_CASES: tuple[tuple[str, int, int], ...] = (
     ("hard", 600, 101), ("hard", 600, 102), ("hard", 300, 103), ("hard", 300, 104),
+    ("hard", 600, 105), ("hard", 300, 106), ("hard", 600, 107), ("hard", 300, 108),
     ("default", 600, 101), ("default", 600, 102), ("default", 300, 103), ("default", 300, 104),
-    ("habits", 300, 101), ("habits", 600, 102))
+    ("default", 600, 105), ("default", 300, 106), ("default", 600, 107), ("default", 300, 108),
+    ("habits", 300, 101), ("habits", 600, 102), ("habits", 300, 105), ("habits", 600, 106),
+    ("habits", 300, 107), ("habits", 600, 108))
 # Candidate values of ``interval_self_coverage``: 0.80 .. 0.99.
 CANDIDATE_SELF_COVERAGES = tuple(round(0.8 + 0.01 * i, 2) for i in range(20))
 

@@ -386,9 +386,9 @@ def _case(text: str) -> tuple[str, int, int]:
 
 @click.command("calibrate")
 @click.option("--case", "cases", multiple=True, metavar="MIX:CADENCE:SEED",
-              help="Development community (repeatable; default: hard and default mixes, "
-                   "seeds 101 and 102 at 600 s, 103 and 104 at 300 s; habits mix, 101 at "
-                   "300 s and 102 at 600 s). Never held-out seeds.")
+              help="Development community (repeatable; default: 22 of them, seeds 101-108 "
+                   "in the hard, default and habits mixes at 300 s and 600 s, see "
+                   "docs/analytics.md). Never held-out seeds.")
 @click.option("--units", default=120, show_default=True, help="Units in each community.")
 @click.option("--days", default=14, show_default=True, help="Nights to simulate and analyse.")
 @click.option("--group-rental-share", type=float, default=0.3, show_default=True,
