@@ -243,7 +243,7 @@ def place_devices(homes: pd.DataFrame, coverage: pd.DataFrame, links: pd.DataFra
     # A wall AP's devices stay in its zone even when it stands for one unit: heard through a
     # wall, they are evidence for the Wi-Fi count, not people certainly living there.
     single = (out["zone"].map(lambda z: isinstance(z, tuple) and len(z) == 1)
-              & ~out["home_ap"].astype(str).str.endswith(WALL_AP_SUFFIX))
+              & ~out["home_ap"].astype(str).map(is_wall_ap))
     out.loc[single, "unit"] = out.loc[single, "zone"].map(lambda z: z[0])
     out.loc[single, "placement"] = "unit_ap"
     out.loc[single, "placement_confidence"] = 1.0

@@ -78,9 +78,8 @@ class Estimates:
     posteriors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     # The central posterior mass of this district's reported intervals.
     interval_mass: float = 0.9
-    # The AP table the estimate used: the registry's, plus a wall AP per group of uncovered
-    # units (``analytics.devices.wall_coverage``: id -> its unit APs, the units it covers).
-    aps: pd.DataFrame | None = field(default=None, repr=False)
+    # A wall AP per group of uncovered units (``analytics.devices.wall_coverage``: id -> its
+    # unit APs, the units it covers); ``presence`` and ``devices`` name them as APs.
     walls: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict, repr=False)
 
 
@@ -159,7 +158,7 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     result, prior, mass = unit_results(units, unit_coverage(aps, coverage), wifi,
                                        meters, len(window.days), config, posteriors)
     return Estimates(units=result, devices=placed, links=links, prior=prior, presence=presence,
-                     posteriors=posteriors, interval_mass=mass, aps=aps, walls=walls)
+                     posteriors=posteriors, interval_mass=mass, walls=walls)
 
 
 @dataclass(frozen=True)

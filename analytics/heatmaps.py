@@ -232,14 +232,15 @@ def _ap_weights(aps: pd.DataFrame, units: pd.DataFrame,
                 rows["unit"].append((ap, u, 1.0 / len(covered)))
             rows["floor"].append((ap, f"{community}/{building}/{int(floor)}", 1.0))
             rows["building"].append((ap, f"{community}/{building}", 1.0))
-        elif coverage == "wall" and walls and ap in walls:
-            covered = [u for u in walls[ap][1] if u in unit_floor]
-            for u in covered:
-                c, b, f = unit_floor[u]
-                rows["unit"].append((ap, u, 1.0 / len(covered)))
-                rows["floor"].append((ap, f"{c}/{b}/{f}", 1.0 / len(covered)))
-            if covered:
-                rows["building"].append((ap, f"{community}/{building}", 1.0))
+    for wall, (_sources, wall_units) in (walls or {}).items():
+        covered = [u for u in wall_units if u in unit_floor]
+        for u in covered:
+            c, b, f = unit_floor[u]
+            rows["unit"].append((wall, u, 1.0 / len(covered)))
+            rows["floor"].append((wall, f"{c}/{b}/{f}", 1.0 / len(covered)))
+        if covered:  # a wall AP's units are of one building (wall_coverage)
+            c, b, _f = unit_floor[covered[0]]
+            rows["building"].append((wall, f"{c}/{b}", 1.0))
     return {level: pd.DataFrame(r, columns=["ap", "place", "weight"]) for level, r in rows.items()}
 
 

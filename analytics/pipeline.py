@@ -211,11 +211,11 @@ def run_analysis(settings: Settings, config: AnalyticsConfig | None = None, *,
     hour_night: dict[str, str] = {}
     if packed is not None:
         grid = presence_grid(presence, packed, estimates.devices, window, config)
-        aps = estimates.aps if estimates.aps is not None else registry.aps
-        heatmaps = build_heatmaps(presence, packed, estimates.devices, aps, registry.units,
-                                  window, config, grid=grid, walls=estimates.walls)
+        heatmaps = build_heatmaps(presence, packed, estimates.devices, registry.aps,
+                                  registry.units, window, config, grid=grid,
+                                  walls=estimates.walls)
         if deliver:
-            hour_night = unit_hour_night(grid, aps, registry.units, estimates.walls)
+            hour_night = unit_hour_night(grid, registry.aps, registry.units, estimates.walls)
         files = write_heatmaps(heatmaps, folder / "heatmaps", title=community or "district")
     timings["heatmaps"] = time.monotonic() - mark
     if deliver:
