@@ -91,6 +91,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free_influx_port() -> int:
+    """A loopback port p with p and p+2 free (InfluxDB also binds p+2 for its RPC)."""
+    for _ in range(50):
+        port = free_port()
+        if port < 65000 and local_services.port_is_free("127.0.0.1", port + 2):
+            return port
+    raise RuntimeError("no free port pair")
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 20.0,
              what: str = "condition") -> None:
     """Poll predicate until it holds; fail the test naming what never happened."""

@@ -164,9 +164,10 @@ def phone_client(app: Any) -> FlaskClient:
 
 
 def run_sign_ins(settings: Settings, factory: sessionmaker[Session], place: Place,
-                 fault: Callable[[], str], fault_after: int = 4) -> str:
+                 fault: Callable[[threading.Event], str], fault_after: int = 4) -> str:
     """RESIDENTS sign in from THREADS phones at once; the fault strikes once fault_after are
-    recorded; assert the row and return it as text."""
+    recorded (and sets the event it is given the moment it has struck); assert the row and
+    return it as text."""
     # Errors become the styled 500 page, as in production, instead of propagating to the test.
     app = create_app(settings, {"TESTING": True, "PROPAGATE_EXCEPTIONS": False})
     services: PortalServices = app.extensions["portal"]
@@ -176,11 +177,17 @@ def run_sign_ins(settings: Settings, factory: sessionmaker[Session], place: Plac
     tally = Tally()
     started = time.monotonic()
     deadline = started + ROW_TIMEOUT_S
+    # Once fault_after are through, the rest wait until the fault has struck: sign-ins got
+    # fast enough that all 24 could finish before it (a fresh clone saw 24 in 1.2 s, the
+    # SQLite lock taken after the last), and the row then tested nothing.
+    struck = threading.Event()
 
     def worker(mine: list[Resident]) -> None:
         """One phone after another."""
         client = phone_client(app)
         for resident in mine:
+            if len(tally.completed) >= fault_after:
+                struck.wait(30)
             sign_in_until_done(client, services, resident, tally, deadline)
 
     threads = [threading.Thread(target=worker, args=(residents[i::THREADS],), daemon=True)
@@ -190,7 +197,8 @@ def run_sign_ins(settings: Settings, factory: sessionmaker[Session], place: Plac
             thread.start()
         wait_for(lambda: len(tally.completed) >= fault_after, timeout=30,
                  what=f"{fault_after} sign-ins before the fault")
-        label = fault()
+        label = fault(struck)
+        struck.set()
         for thread in threads:
             thread.join(max(1.0, deadline - time.monotonic() + 5))
         # Every completed device let through, not just as many answers as sign-ins: the outbox
@@ -290,11 +298,15 @@ def private_postgres(private_cluster: local_services.LocalService, test_id: str
     _private_admin(service, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def kill_and_restart(service: local_services.LocalService, down_s: float) -> float:
-    """kill -9 the server, keep it down down_s, start it again; return when it was killed."""
+def kill_and_restart(service: local_services.LocalService, down_s: float,
+                     struck: threading.Event | None = None) -> float:
+    """kill -9 the server (then set ``struck``), keep it down down_s, start it again; return
+    when it was killed."""
     killed_at = time.time()
     pid = service.read_pid()
     kill_service(service)
+    if struck is not None:
+        struck.set()
     # Reap it when it was our child (a subreaper adopts it here): PostgreSQL refuses to start
     # while the PID in its postmaster.pid still exists, a zombie included.
     with contextlib.suppress(ChildProcessError, TypeError):
@@ -326,8 +338,8 @@ def test_kill_9_of_postgresql_during_sign_ins_records_each_completed_one_once(
     service, url = private_postgres
     own, factory, place = with_registry(settings, url)
     try:
-        row = run_sign_ins(own, factory, place, lambda: (
-            kill_and_restart(service, 2 * signin.REGISTRY_RETRY_S),
+        row = run_sign_ins(own, factory, place, lambda struck: (
+            kill_and_restart(service, 2 * signin.REGISTRY_RETRY_S, struck),
             "kill -9 PostgreSQL during sign-ins")[1])
     finally:
         factory.kw["bind"].dispose()
@@ -349,10 +361,11 @@ def test_sqlite_held_locked_during_sign_ins_records_each_completed_one_once(
     place = fill_registry(sqlite_session_factory, IdentityCipher.from_settings(settings))
     database = settings.database_url.split("///", 1)[1]
 
-    def hold_lock() -> str:
+    def hold_lock(struck: threading.Event) -> str:
         """BEGIN IMMEDIATE in another connection, released after held_s in the background."""
         holder = sqlite3.connect(database, timeout=30, check_same_thread=False)
         holder.execute("BEGIN IMMEDIATE")
+        struck.set()
         threading.Timer(held_s, lambda: (holder.rollback(), holder.close())).start()
         return f"SQLite write-locked {held_s:.0f} s during sign-ins"
 
@@ -370,9 +383,10 @@ def test_broker_down_during_sign_ins_loses_no_authorize_command(
     broker = PrivateBroker(settings, tmp_path / "broker")
     broker.start()
     try:
-        def fault() -> str:
+        def fault(struck: threading.Event) -> str:
             """Kill the broker, keep it down, start it on the same data."""
             broker.kill()
+            struck.set()
             time.sleep(6.0)
             broker.start()
             return "kill -9 broker during sign-ins"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,7 +12,7 @@ from census.channels import events_topic
 from census.events import encode_events
 from census.mqtt import MqttClient
 from census.settings import Settings
-from tests.common import PrivateBroker, add_aps
+from tests.common import PrivateBroker, add_aps, free_influx_port
 from wifi_census import local_servers as local_services
 
 
@@ -39,22 +38,11 @@ def publisher(settings: Settings) -> Iterator[Callable[[str, Any], None]]:
     client.disconnect()
 
 
-def _free_port_pair() -> int:
-    """A loopback port p with p and p+2 free (InfluxDB also binds p+2 for its RPC)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port < 65000 and local_services.port_is_free("127.0.0.1", port + 2):
-            return port
-    raise RuntimeError("no free port pair")
-
-
 @pytest.fixture
 def private_influx(tmp_path: Any) -> Iterator[local_services.LocalService]:
     """A private InfluxDB (its own folder and port) that a test may stop and start."""
     private = Settings.load(environ={}, environment="test", var_dir=tmp_path / "private",
-                            influx_url=f"http://127.0.0.1:{_free_port_pair()}")
+                            influx_url=f"http://127.0.0.1:{free_influx_port()}")
     service = next(s for s in local_services.build_services(private) if s.name == "influxdb")
     local_services.start(service)
     yield service

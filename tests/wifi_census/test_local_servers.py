@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from census.settings import Settings
-from tests.common import free_port
+from tests.common import free_influx_port, free_port
 from wifi_census import local_servers
 
 
@@ -29,7 +29,7 @@ def private_settings(tmp_path: Path) -> Iterator[Settings]:
         environment="test",
         mqtt_port=free_port(),
         redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        influx_url=f"http://127.0.0.1:{free_port()}",
+        influx_url=f"http://127.0.0.1:{free_influx_port()}",
     )
     yield settings
     local_servers.down(settings)
