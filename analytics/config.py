@@ -149,6 +149,12 @@ class AnalyticsConfig:
     # the meters 0.91); on the development communities every true flag's Wi-Fi alone was
     # at least 0.98, so asking it for the flag's own confidence costs them nothing.
     flag_wifi_support: float = 0.9
+    # A corridor AP sees its zone's total, not which flat holds it. Where the Wi-Fi makes the
+    # zone's excess certain (``flag_wifi_support`` on the total), the flat the meters place it
+    # on is flagged at this lower confidence, if it is also ``zone_flag_lead`` times as likely
+    # as the zone's next flat: the visit is to one corridor, and the record says it was placed.
+    zone_flag_confidence: float = 0.6
+    zone_flag_lead: float = 2.0
     min_nights_observed: int = 7
     hazards_path: str = str(DEFAULT_HAZARDS_PATH)
     inspection_lookback_days: int = 180
@@ -185,6 +191,9 @@ class AnalyticsConfig:
             ("persistence_min_fraction", 0.0 <= self.persistence_min_fraction <= 1.0,
              "must be 0..1"),
             ("flag_wifi_support", 0.0 <= self.flag_wifi_support < 1.0, "must be 0..<1"),
+            ("zone_flag_confidence", 0.5 <= self.zone_flag_confidence <= self.flag_confidence,
+             "must be 0.5..flag_confidence"),
+            ("zone_flag_lead", self.zone_flag_lead >= 1.0, "must be at least 1"),
         ]
         for name, ok, reason in checks:
             if not ok:

@@ -59,8 +59,8 @@ LOGGER = logging.getLogger(__name__)
 UNIT_RESULT_COLUMNS = [
     "unit", "community", "building", "floor", "registered", "rented", "coverage",
     "nights_observed", "resident_devices", "people_detected", "estimated", "mean", "low", "high",
-    "p_plus_one", "p_plus_two", "wifi_p_plus_two", "persistence", "weeks_observed",
-    "utility_ratio", "utility_people", "zone", "zone_units",
+    "p_plus_one", "p_plus_two", "wifi_p_plus_two", "zone_wifi_p_group", "persistence",
+    "weeks_observed", "utility_ratio", "utility_people", "zone", "zone_units",
 ]
 
 
@@ -534,8 +534,13 @@ def _zone_units(zone_ap: str, members: list[str], unit_info: Mapping[str, Mappin
         wifi.weekly_by_ap.get(zone_ap, []), wifi.observed_weeks_by_ap.get(zone_ap, []), regs,
         prior, config)
     # What the corridor's Wi-Fi alone says about the zone's total (it cannot say which unit).
-    wifi_support = (_wifi_excess(detected, regs, prior, config)
-                    if nights >= 1 and config.wifi_weight > 0 else None)
+    heard = nights >= 1 and config.wifi_weight > 0
+    wifi_support = _wifi_excess(detected, regs, prior, config) if heard else None
+    # Registered + 2 on the total is only two extras somewhere: one each in two flats is a
+    # family's relative twice, not a group rental. With k flats, registered + k + 1 puts at
+    # least two on one flat whichever way they are shared out.
+    group_support = (_wifi_excess(detected, regs, prior, config, extra=len(members) + 1)
+                     if heard and len(members) > 1 else None)
     if config.wifi_weight == 0:
         persistence = 1.0
     out = []
@@ -545,7 +550,8 @@ def _zone_units(zone_ap: str, members: list[str], unit_info: Mapping[str, Mappin
                    nights_observed=nights,
                    resident_devices=int(wifi.devices_by_unit.get(unit_ref, 0)),
                    people_detected=b, persistence=persistence, weeks_observed=weeks_observed,
-                   wifi_p_plus_two=wifi_support, zone=zone_ap, zone_units=len(members))
+                   wifi_p_plus_two=wifi_support, zone_wifi_p_group=group_support,
+                   zone=zone_ap, zone_units=len(members))
         out.append((row, post))
     return out
 
@@ -661,8 +667,8 @@ def _total_prior(registered: list[int], prior: Prior, config: AnalyticsConfig) -
 
 
 def _wifi_excess(count: int, registered: list[int], prior: Prior,
-                 config: AnalyticsConfig) -> float:
-    """P(total >= registered + 2) from the registry prior and the Wi-Fi count alone."""
+                 config: AnalyticsConfig, extra: int = 2) -> float:
+    """P(total >= registered + extra) from the registry prior and the Wi-Fi count alone."""
     total_prior = _total_prior(registered, prior, config)
     lik = wifi_likelihood(count, len(total_prior) - 1, config.detect_probability,
                           config.spurious_clusters_mean * len(registered),
@@ -670,7 +676,7 @@ def _wifi_excess(count: int, registered: list[int], prior: Prior,
     post = total_prior * lik
     if post.sum() <= 0:
         return 0.0
-    return float(post[sum(registered) + 2:].sum() / post.sum())
+    return float(post[sum(registered) + extra:].sum() / post.sum())
 
 
 def _persistence(weekly: list[int], observed: list[bool], registered: list[int], prior: Prior,

@@ -73,7 +73,8 @@ def decide_flags(units: pd.DataFrame, config: AnalyticsConfig) -> pd.DataFrame:
     wifi = pd.to_numeric(out["wifi_p_plus_two"], errors="coerce") if (
         "wifi_p_plus_two" in out.columns) else pd.Series(float("nan"), index=out.index)
     supported = wifi.isna() | (wifi >= config.flag_wifi_support)
-    group = (enough & (out["p_plus_two"] >= config.flag_confidence)
+    confident = (out["p_plus_two"] >= config.flag_confidence) | placed_in_zone(out, config)
+    group = (enough & confident
              & (out["persistence"] >= config.persistence_min_fraction) & supported)
     attention = (enough & ~group & (out["p_plus_one"] >= config.attention_confidence)
                  & (out["estimated"] >= out["registered"] + 1))
@@ -81,6 +82,32 @@ def decide_flags(units: pd.DataFrame, config: AnalyticsConfig) -> pd.DataFrame:
     out.loc[group, "flag"] = "group_rental"
     out.loc[attention, "flag"] = "attention"
     return out
+
+
+def placed_in_zone(units: pd.DataFrame, config: AnalyticsConfig) -> pd.Series:
+    """Units of a corridor zone that hold the zone's excess: the zone's likeliest flat, at
+    ``zone_flag_confidence`` or more and ``zone_flag_lead`` times its next flat.
+
+    The corridor's Wi-Fi alone must put at least two extras on one of its flats
+    (``zone_wifi_p_group`` at ``flag_wifi_support``); the meters only say which flat, and
+    that flat's own meters must read like registered + 2 people or more: a flat whose lead
+    comes from the registry prior alone (its meters read like everyone else's) is not placed.
+    """
+    placed = pd.Series(False, index=units.index)
+    if "zone_wifi_p_group" not in units.columns:
+        return placed
+    group = pd.to_numeric(units["zone_wifi_p_group"], errors="coerce")
+    metered = pd.to_numeric(units["utility_people"], errors="coerce")
+    reads_crowded = metered >= units["registered"] + 2
+    zoned = units.loc[group >= config.flag_wifi_support]
+    for _, members in zoned.groupby("zone", sort=False):
+        odds = members["p_plus_two"].sort_values(ascending=False)
+        runner_up = float(odds.iloc[1]) if len(odds) > 1 else 0.0
+        top = float(odds.iloc[0])
+        if (top >= config.zone_flag_confidence and top >= config.zone_flag_lead * runner_up
+                and bool(reads_crowded.loc[odds.index[0]])):
+            placed.loc[odds.index[0]] = True
+    return placed
 
 
 def hazard_tiers(inspections: pd.DataFrame, catalogue: dict[str, HazardCategory],

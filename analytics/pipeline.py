@@ -106,8 +106,9 @@ class AnalysisResult:
 UNIT_OUTPUT_COLUMNS = [
     "unit", "community", "building", "floor", "registered", "rented", "coverage",
     "nights_observed", "resident_devices", "people_detected", "estimated", "mean", "low", "high",
-    "p_plus_one", "p_plus_two", "wifi_p_plus_two", "persistence", "weeks_observed",
-    "utility_ratio", "utility_people", "zone", "zone_units", "flag", "tier", "hazards",
+    "p_plus_one", "p_plus_two", "wifi_p_plus_two", "zone_wifi_p_group", "persistence",
+    "weeks_observed", "utility_ratio", "utility_people", "zone", "zone_units", "flag", "tier",
+    "hazards",
 ]
 
 

@@ -62,6 +62,9 @@ def test_parameters_are_checked_and_unknown_names_refused(tmp_path: Path) -> Non
     for bad, message in (({"flag_confidense": 0.9}, "unknown analytics parameter"),
                          ({"window_nights": "28"}, "window_nights='28': must be a whole number"),
                          ({"flag_confidence": 1.5}, "flag_confidence=1.5"),
+                         # A zone's placement may not ask for more than a flat's own flag.
+                         ({"zone_flag_confidence": 0.95}, "zone_flag_confidence=0.95"),
+                         ({"zone_flag_lead": 0.5}, "zone_flag_lead=0.5: must be at least 1"),
                          ({"utility_kinds": ["steam"]}, "unknown kind")):
         with pytest.raises(ConfigError, match=message):
             AnalyticsConfig.from_mapping(bad)

@@ -154,6 +154,18 @@ def test_a_corridor_that_sees_the_registered_total_leaves_every_unit_at_register
     assert [summarise(p, r)["estimated"] for p, r in zip(posts, [2, 3], strict=True)] == [2, 3]
 
 
+def test_a_corridor_shows_a_group_rental_only_when_its_extras_cannot_all_be_single() -> None:
+    """Three flats of 2 registered: 10 clusters seen make registered + 2 on the total all but
+    sure, yet three extras (one each would do) are as likely as four or more, so not a group
+    rental; 12 seen put two at least on one flat whichever way they are shared."""
+    from analytics.estimate import _wifi_excess
+
+    registered = [2, 2, 2]
+    assert _wifi_excess(10, registered, PRIOR, CONFIG) > 0.98
+    assert _wifi_excess(10, registered, PRIOR, CONFIG, extra=len(registered) + 1) < 0.9
+    assert _wifi_excess(12, registered, PRIOR, CONFIG, extra=len(registered) + 1) > 0.99
+
+
 def test_bound_residents_set_a_floor_under_their_unit() -> None:
     """Two residents bound to a corridor unit mean at least two people there."""
     posts = zone_posteriors([0, 2], 4, [2, 0], PRIOR, [None, None], CONFIG)
