@@ -26,6 +26,7 @@ from registry.models import (
     Inspection,
     InspectionPhoto,
     Unit,
+    UnitEstimate,
 )
 from tests.common import (
     NIGHTS,
@@ -180,6 +181,32 @@ def test_opening_a_unit_file_shows_its_evidence_masked_and_is_audited(
                            .order_by(AuditEntry.id.desc())).first()
         assert entry is not None
         assert (entry.action, entry.subject) == ("view_unit_file", "unit:TEDA-017/B03/1502")
+
+
+def test_the_unit_file_says_how_a_corridor_or_a_wall_sees_the_flat(
+        client: FlaskClient, sqlite_session_factory: sessionmaker[Session],
+        building: dict[str, Any], place: Place) -> None:
+    """A group rental placed on a corridor's flat by its meters tells the visit to check the
+    corridor's other flats; a flat heard through a neighbour's wall says so (it read "no
+    access point" before)."""
+    with session_scope(sqlite_session_factory) as db:
+        zoned = db.scalars(select(UnitEstimate).where(
+            UnitEstimate.unit_id == place.unit_1502)).one()
+        zoned.coverage, zoned.zone, zoned.zone_units = "zone", "ap-b03-f15", 3
+        walled = estimate(building["1101"], 1, 2.0, NIGHTS)
+        walled.coverage, walled.zone = "neighbour_ap", "ap-b03-1102~wall"
+        db.add(walled)
+    staff(sqlite_session_factory, "ada", "hazard_team")
+    login(client, "ada")
+    html = page(client.get("/admin/units/TEDA-017/B03/1502"))
+    assert "楼道接入点（ap-b03-f15），3 户共用" in html
+    assert "该接入点只能看到 3 户的总人数" in html and "一并核查" in html
+    html = page(client.get("/admin/units/TEDA-017/B03/1101"))
+    assert "隔墙的邻户接入点（ap-b03-1102~wall）" in html and "无接入点" not in html
+    assert "一并核查" not in html  # not flagged
+    english = page(client.get("/admin/units/TEDA-017/B03/1502",
+                              headers={"Accept-Language": "en"}))
+    assert "Check the other flats it serves on the same visit." in english
 
 
 def test_unit_presence_json_has_hours_by_night_with_no_data_as_null(
