@@ -70,6 +70,21 @@ def test_scores_count_interval_coverage_and_estimates_above_capacity() -> None:
     assert s.mae == pytest.approx((0 + 2 + 2) / 3, abs=1e-4)
 
 
+def test_scores_count_the_group_rentals_on_shared_aps_apart() -> None:
+    """Two group rentals, one on a corridor shared with another flat (not flagged), one
+    with its own AP (flagged): 0 of 1 on shared APs, recall 0.5."""
+    truth = pd.DataFrame({"unit": ["a", "b", "c"], "true_registered": [2, 1, 1],
+                          "true_occupants": [9, 2, 8], "group_rental": [True, False, True],
+                          "scenario": ["group_rental", "match", "group_rental"],
+                          "own_ap": [False, False, True]})
+    estimated = pd.Series([3.0, 2.0, 7.0], index=["a", "b", "c"])
+    flagged = pd.Series([False, False, True], index=estimated.index)
+    shared = pd.Series([True, True, False], index=estimated.index)
+    s = score(estimated, flagged, truth, shared=shared)
+    assert (s.shared_group_rentals, s.shared_true_positives, s.recall) == (1, 0, 0.5)
+    assert score(estimated, flagged, truth).shared_group_rentals == 0  # not asked: not counted
+
+
 def estimate_from(folder: Path, window: Window, settings: Settings,
                   config: AnalyticsConfig) -> pd.DataFrame:
     """The estimator on a simulated folder, using only the registry CSVs and the stream."""
