@@ -68,3 +68,25 @@ def test_evening_guests_and_a_weekend_visit_are_not_people_who_live_there() -> N
     assert row["people_detected"] == 2
     assert row["estimated"] == 2
     assert row["flag"] == ""
+
+
+def test_people_who_follow_one_another_are_one_person_at_a_time() -> None:
+    """At one flat: a phone whose address rotated unlinked on day 7 is two clusters, days 0-6
+    and 7-13 (sharing no day), and counts once; two flatmates all fortnight count twice;
+    a cluster that stays while two others follow one another makes two at most."""
+    from analytics.estimate import _overlapping
+
+    persons = pd.DataFrame({"person": [0, 1, 2, 3], "home_ap": ["ap-a"] * 3 + ["ap-b"],
+                            "unit": [UNIT] * 3 + [OTHER], "devices": [1, 1, 1, 1]})
+    days = {0: range(0, 7), 1: range(7, 14), 2: range(0, 14), 3: range(0, 14)}
+    stays = pd.DataFrame([(p, d) for p, span in days.items() for d in span],
+                         columns=["person", "day"])
+    counted = _overlapping(persons, stays).groupby("unit")["counts"].sum()
+    assert counted.to_dict() == {UNIT: 2, OTHER: 1}
+    # The rotation's halves overlapping by one night (it rotated during a long night) are
+    # still one at a time; overlapping by two they are two.
+    for second_from, expected in ((6, 2), (5, 3)):
+        days[1] = range(second_from, 14)
+        stays = pd.DataFrame([(p, d) for p, span in days.items() for d in span],
+                             columns=["person", "day"])
+        assert _overlapping(persons, stays).groupby("unit")["counts"].sum()[UNIT] == expected
