@@ -49,7 +49,11 @@ def tower(sqlite_session_factory: sessionmaker[Session], place: Place) -> int:
                     continue  # never observed: no data
                 people = 0.0 if (floor * room) % 11 == 0 else float(2 + (floor * room) % 3)
                 flag = "group_rental" if (floor, room) in ((3, 2), (10, 4)) else ""
-                db.add(estimate(unit.id, 2, 6.0 if flag else people, NIGHTS, flag=flag))
+                row = estimate(unit.id, 2, 6.0 if flag else people, NIGHTS, flag=flag)
+                if (floor, room) == (3, 2):  # a corridor's group rental, placed by the meters
+                    row.coverage, row.zone, row.zone_units = "zone", "ap-teda017-b03-f03", 4
+                    row.confidence = 0.78
+                db.add(row)
         return b03.id
 
 
@@ -96,6 +100,11 @@ def test_admin_opens_a_building_heatmap_and_a_units_file(
     page.wait_for_selector("#unit-trend[data-ready='1'] canvas", timeout=15000)
     assert "群租" in page.inner_text("main")
     shot(page, "units-2-unit-file")
+    page.goto(f"{live_portal}/admin/units/TEDA-017/B03/302")
+    page.wait_for_selector("#unit-heatmap[data-ready='1'] canvas", timeout=15000)
+    main = page.inner_text("main")
+    assert "楼道接入点（ap-teda017-b03-f03），4 户共用" in main and "一并核查" in main
+    shot(page, "units-2b-corridor-unit-file")
     page.goto(f"{live_portal}/admin/")
     assert page.inner_text("#registered") == "2"
     shot(page, "units-6-overview")
