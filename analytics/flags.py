@@ -5,7 +5,9 @@ least ``registered + 2`` people live there reaches ``flag_confidence``, the exce
 least ``persistence_min_fraction`` of the observed weeks, the unit's APs reported on at
 least ``min_nights_observed`` nights, and the Wi-Fi alone (registry prior and Wi-Fi count,
 without the meters) makes ``registered + 2`` at least ``flag_wifi_support`` likely: meters may
-strengthen a group rental the Wi-Fi sees, never create one it does not. One unregistered
+strengthen a group rental the Wi-Fi sees, never create one it does not. On a corridor,
+where the Wi-Fi sees the flats' total, the meters may also say which flat holds a group
+rental the corridor's Wi-Fi is sure of (``placed_in_zone``). One unregistered
 extra person is an **attention** case: ``P(people >= registered + 1) >= attention_confidence``
 without the group-rental evidence.
 Inspection findings raise the tier by the hazard categories' own tiers (``hazards.json``,
