@@ -149,10 +149,12 @@ class AnalyticsConfig:
     # the meters 0.91); on the development communities every true flag's Wi-Fi alone was
     # at least 0.98, so asking it for the flag's own confidence costs them nothing.
     flag_wifi_support: float = 0.9
-    # A corridor AP sees its zone's total, not which flat holds it. Where the Wi-Fi makes the
-    # zone's excess certain (``flag_wifi_support`` on the total), the flat the meters place it
-    # on is flagged at this lower confidence, if it is also ``zone_flag_lead`` times as likely
-    # as the zone's next flat: the visit is to one corridor, and the record says it was placed.
+    # A corridor AP sees its zone's total, not which flat holds it. Where the corridor's Wi-Fi
+    # alone puts two extras on one of its k flats (total >= registered + k + 1 at
+    # ``flag_wifi_support``), the flat the meters place them on is flagged at this lower
+    # confidence, if it is also ``zone_flag_lead`` times as likely as the zone's next flat and
+    # its own meters read registered + 2 or more (``flags.placed_in_zone``): the visit is to
+    # one corridor, and the unit file says the flat was placed.
     # On the development communities a corridor's likeliest flat at 0.6-0.7 held the group
     # rental about half the time (4 of 7), at 0.7-0.9 five times in six.
     zone_flag_confidence: float = 0.7

@@ -536,13 +536,15 @@ def _zone_units(zone_ap: str, members: list[str], unit_info: Mapping[str, Mappin
         wifi.weekly_by_ap.get(zone_ap, []), wifi.observed_weeks_by_ap.get(zone_ap, []), regs,
         prior, config)
     # What the corridor's Wi-Fi alone says about the zone's total (it cannot say which unit).
-    heard = nights >= 1 and config.wifi_weight > 0
-    wifi_support = _wifi_excess(detected, regs, prior, config) if heard else None
-    # Registered + 2 on the total is only two extras somewhere: one each in two flats is a
-    # family's relative twice, not a group rental. With k flats, registered + k + 1 puts at
-    # least two on one flat whichever way they are shared out.
-    group_support = (_wifi_excess(detected, regs, prior, config, extra=len(members) + 1)
-                     if heard and len(members) > 1 else None)
+    wifi_support = group_support = None
+    if nights >= 1 and config.wifi_weight > 0:
+        total = _wifi_total(detected, regs, prior, config)
+        wifi_support = float(total[sum(regs) + 2:].sum())
+        # Registered + 2 on the total is only two extras somewhere: one each in two flats is
+        # a family's relative twice, not a group rental. With k flats, registered + k + 1
+        # puts at least two on one flat whichever way they are shared out.
+        if len(members) > 1:
+            group_support = float(total[sum(regs) + len(members) + 1:].sum())
     if config.wifi_weight == 0:
         persistence = 1.0
     out = []
@@ -627,24 +629,27 @@ def _overlapping(persons: pd.DataFrame, stays: pd.DataFrame) -> pd.DataFrame:
     if out.empty or stays.empty:
         return out
     spans = stays.groupby("person")["day"].agg(["min", "max"])
+    first = out["person"].map(spans["min"]).to_numpy()
+    last = out["person"].map(spans["max"]).to_numpy()
     place = np.where(out["unit"] != "", "u:" + out["unit"].astype(str),
                      "a:" + out["home_ap"].astype(str))
-    for key in pd.unique(place):
-        members = out.index[place == key]
-        known = [i for i in members if out.at[i, "person"] in spans.index]
-        if len(known) < 2:
+    known = np.flatnonzero(~np.isnan(first))
+    counts = out["counts"].to_numpy().copy()
+    for positions in pd.Series(place[known]).groupby(place[known]).indices.values():
+        if len(positions) < 2:
             continue
-        first = spans.loc[out.loc[known, "person"], "min"].to_numpy()
-        last = spans.loc[out.loc[known, "person"], "max"].to_numpy()
+        rows = known[positions]
+        starts = first[rows].astype(np.int64)
         # Most spans covering one day: sweep starts and ends, an end before a start on the
         # same day. A span ends on its last day, not the day after: an address that rotates
         # during a long night leaves both halves a stay day on that day.
-        end = np.maximum(last, first + 1)
-        events = np.concatenate([np.stack([first, np.ones_like(first)], 1),
-                                 np.stack([end, -np.ones_like(end)], 1)])
+        ends = np.maximum(last[rows].astype(np.int64), starts + 1)
+        events = np.concatenate([np.stack([starts, np.ones_like(starts)], 1),
+                                 np.stack([ends, -np.ones_like(ends)], 1)])
         events = events[np.lexsort((events[:, 1], events[:, 0]))]
         most = int(np.cumsum(events[:, 1]).max())
-        out.loc[known[most:], "counts"] = 0
+        counts[rows[most:]] = 0
+    out["counts"] = counts
     return out
 
 
@@ -705,17 +710,22 @@ def _total_prior(registered: list[int], prior: Prior, config: AnalyticsConfig) -
     return total
 
 
-def _wifi_excess(count: int, registered: list[int], prior: Prior,
-                 config: AnalyticsConfig, extra: int = 2) -> float:
-    """P(total >= registered + extra) from the registry prior and the Wi-Fi count alone."""
+def _wifi_total(count: int, registered: list[int], prior: Prior,
+                config: AnalyticsConfig) -> np.ndarray:
+    """The posterior over the total people from the registry prior and the Wi-Fi count alone
+    (all zeros when the count is impossible under the prior)."""
     total_prior = _total_prior(registered, prior, config)
     lik = wifi_likelihood(count, len(total_prior) - 1, config.detect_probability,
                           config.spurious_clusters_mean * len(registered),
                           config.detect_concentration)
     post = total_prior * lik
-    if post.sum() <= 0:
-        return 0.0
-    return float(post[sum(registered) + extra:].sum() / post.sum())
+    return post / post.sum() if post.sum() > 0 else np.zeros_like(post)
+
+
+def _wifi_excess(count: int, registered: list[int], prior: Prior,
+                 config: AnalyticsConfig, extra: int = 2) -> float:
+    """P(total >= registered + extra) from the registry prior and the Wi-Fi count alone."""
+    return float(_wifi_total(count, registered, prior, config)[sum(registered) + extra:].sum())
 
 
 def _persistence(weekly: list[int], observed: list[bool], registered: list[int], prior: Prior,
