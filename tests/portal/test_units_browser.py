@@ -105,6 +105,14 @@ def test_admin_opens_a_building_heatmap_and_a_units_file(
     main = page.inner_text("main")
     assert "楼道接入点（ap-teda017-b03-f03），4 户共用" in main and "一并核查" in main
     shot(page, "units-2b-corridor-unit-file")
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US",
+                                extra_http_headers={"Accept-Language": "en"})
+    phone.add_cookies(context.cookies())
+    english = phone.new_page()
+    english.goto(f"{live_portal}/admin/units/TEDA-017/B03/302")
+    assert "Check the other flats it serves on the same visit." in english.inner_text("main")
+    shot(english, "units-2c-corridor-unit-file-en-phone")
+    phone.close()
     page.goto(f"{live_portal}/admin/")
     assert page.inner_text("#registered") == "2"
     shot(page, "units-6-overview")
