@@ -110,7 +110,13 @@ def test_admin_opens_a_building_heatmap_and_a_units_file(
     phone.add_cookies(context.cookies())
     english = phone.new_page()
     english.goto(f"{live_portal}/admin/units/TEDA-017/B03/302")
+    english.wait_for_selector("#unit-heatmap[data-ready='1'] canvas", timeout=15000)
     assert "Check the other flats it serves on the same visit." in english.inner_text("main")
+    # A grid worker on a phone reads the whole file by scrolling down only: wide tables
+    # scroll inside their own box.
+    assert english.evaluate("document.documentElement.scrollWidth") <= 390
+    assert english.evaluate(
+        "[...document.querySelectorAll('main table')].every(t => t.closest('.scroll') || t.scrollWidth <= 390)")
     shot(english, "units-2c-corridor-unit-file-en-phone")
     phone.close()
     page.goto(f"{live_portal}/admin/")

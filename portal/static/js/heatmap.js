@@ -21,6 +21,16 @@
     return loaded[url];
   }
 
+  // A title wider than the chart (a phone) breaks onto a second line instead of running under
+  // the save button and off the edge; the plot then starts one line lower.
+  var TOOLBOX_WIDTH = 48;
+  function heading(element, text) {
+    return { text: text, left: 12, top: 8,
+             textStyle: { fontSize: 14, width: Math.max(120, element.clientWidth - 12 - TOOLBOX_WIDTH),
+                          overflow: "break" } };
+  }
+  function plotTop(element, top) { return element.clientWidth < 600 ? top + 20 : top; }
+
   function toolbox(name, labels) {
     return { right: 12, feature: { saveAsImage: { name: name, title: labels.save, pixelRatio: 2,
                                                   backgroundColor: "#fff" } } };
@@ -41,8 +51,7 @@
     });
     var chart = echarts.init(element);
     chart.setOption({
-      title: { text: data.building.community + "/" + data.building.code + " \u00b7 " + L.title,
-               left: 12, top: 8, textStyle: { fontSize: 14 } },
+      title: heading(element, data.building.community + "/" + data.building.code + " \u00b7 " + L.title),
       toolbox: toolbox("heatmap_" + data.building.community + "_" + data.building.code, L),
       tooltip: { formatter: function (p) {
         var c = p.data.cell;
@@ -54,7 +63,7 @@
         if (c.flag) { lines.push("\u2691 " + L.flagged); }
         return lines.join("<br>");
       } },
-      grid: { left: 70, right: 24, top: 56, bottom: 90 },
+      grid: { left: 70, right: 24, top: plotTop(element, 56), bottom: 90 },
       xAxis: { type: "category", data: data.columns, name: L.position, nameLocation: "middle",
                nameGap: 28, splitArea: { show: true } },
       yAxis: { type: "category", data: data.floors, name: L.floor, splitArea: { show: true } },
@@ -80,11 +89,11 @@
   function trend(element, nights, present, registered, title, L, name) {
     var chart = echarts.init(element);
     chart.setOption({
-      title: { text: title, left: 12, top: 8, textStyle: { fontSize: 14 } },
+      title: heading(element, title),
       toolbox: toolbox(name, L),
       tooltip: { trigger: "axis", valueFormatter: function (v) { return v === null || v === undefined ? L.no_data : v; } },
       legend: { bottom: 4 },
-      grid: { left: 50, right: 24, top: 50, bottom: 60 },
+      grid: { left: 50, right: 24, top: plotTop(element, 50), bottom: 60 },
       xAxis: { type: "category", data: nights, axisLabel: { formatter: function (d) { return d.slice(5); } } },
       yAxis: { type: "value", minInterval: 1 },
       series: [
@@ -105,13 +114,13 @@
     });
     var chart = echarts.init(element);
     chart.setOption({
-      title: { text: data.unit + " \u00b7 " + L.unit_title, left: 12, top: 8, textStyle: { fontSize: 14 } },
+      title: heading(element, data.unit + " \u00b7 " + L.unit_title),
       toolbox: toolbox("presence_" + data.unit.replace(/\//g, "_"), L),
       tooltip: { formatter: function (p) {
         var v = p.seriesIndex === 1 ? L.no_data : p.value[2];
         return data.nights[p.value[1]] + " " + data.hours[p.value[0]] + ":00<br>" + v;
       } },
-      grid: { left: 80, right: 24, top: 50, bottom: 96 },
+      grid: { left: 80, right: 24, top: plotTop(element, 50), bottom: 96 },
       xAxis: { type: "category", data: data.hours, name: L.hour, nameLocation: "middle", nameGap: 26 },
       yAxis: { type: "category", data: data.nights, inverse: true },
       visualMap: { type: "continuous", seriesIndex: 0, min: 0, max: max, calculable: true,
