@@ -77,12 +77,14 @@ SAME_MOMENT_MIN_MOMENTS = 8
 # are two people unless their moments agree to the bin nearly always: few people carry two
 # phones, and co-workers who walk out together are common.
 PHONE_PAIR_MIN_SHARE = 0.95
-# Sleeps here: present in the night window on at least two nights and this share of its days
-# (a night-shift worker's phone is home on the nights off: a third, or a seventh; a watch
-# charges at night and a laptop sleeps, so neither is).
+# Sleeps here: present in the night window, or by day for six hours at a stretch (a
+# night-shift worker sleeps from the morning into the afternoon), on at least two days and
+# this share of its days. A watch charges while its owner sleeps, a laptop sleeps and wakes
+# for minutes, a TV is on for an evening: none of them is.
 PHONE_NIGHT_SHARE = 0.15
 PHONE_MIN_NIGHTS = 2
 NIGHT_BINS = (216, 276)  # 00:00-05:00 in bins of the census day (06:00-06:00)
+DAY_SLEEP_BINS = 72  # six hours without a break between 06:00 and midnight
 
 
 @dataclass(frozen=True)
@@ -158,18 +160,31 @@ def comovement_scores(presence: np.ndarray) -> np.ndarray:
 def phone_like(presence: np.ndarray) -> np.ndarray:
     """Per device, whether it sleeps here and comes and goes: a person's own carried phone.
 
-    Present in the night window on ``PHONE_MIN_NIGHTS`` nights and ``PHONE_NIGHT_SHARE`` of
-    the days it was seen at all, and leaving at least once: a watch is off at night, a
-    laptop is asleep, a TV never leaves.
+    Sleeps here (in the night window, or ``DAY_SLEEP_BINS`` at a stretch by day: a
+    night-shift worker) on ``PHONE_MIN_NIGHTS`` days and ``PHONE_NIGHT_SHARE`` of the days it
+    was seen at all, and leaves at least once: a watch is off while its owner sleeps, a
+    laptop is asleep, a TV never leaves. Night-shift co-workers' phones were otherwise
+    grouped as one person: they come and go together.
     """
     n = presence.shape[0]
     if n == 0:
         return np.zeros(0, dtype=bool)
     days = presence.reshape(n, -1, BINS_PER_DAY)
     seen = days.any(axis=2).sum(axis=1)
-    nights = days[:, :, NIGHT_BINS[0]:NIGHT_BINS[1]].any(axis=2).sum(axis=1)
+    at_night = days[:, :, NIGHT_BINS[0]:NIGHT_BINS[1]].any(axis=2)
+    by_day = _longest_run_reaches(days[:, :, :NIGHT_BINS[0]], DAY_SLEEP_BINS)
+    slept = (at_night | by_day).sum(axis=1)
     leaves = (presence[:, :-1] & ~presence[:, 1:]).any(axis=1)
-    return ((nights >= PHONE_MIN_NIGHTS) & (nights >= PHONE_NIGHT_SHARE * seen)) & leaves
+    return ((slept >= PHONE_MIN_NIGHTS) & (slept >= PHONE_NIGHT_SHARE * seen)) & leaves
+
+
+def _longest_run_reaches(bits: np.ndarray, length: int) -> np.ndarray:
+    """Whether each row of the last axis holds ``length`` set bits in a row."""
+    if bits.shape[-1] < length:
+        return np.zeros(bits.shape[:-1], dtype=bool)
+    total = np.cumsum(bits, axis=-1, dtype=np.int32)
+    total = np.concatenate([np.zeros((*bits.shape[:-1], 1), np.int32), total], axis=-1)
+    return (total[..., length:] - total[..., :-length] == length).any(axis=-1)
 
 
 def same_person(co: Comovement, phones: np.ndarray, i: int, j: int,

@@ -18,6 +18,7 @@ from analytics.people import (
     fit_detection,
     fit_prior,
     group_people,
+    phone_like,
     prior_distribution,
     summarise,
     unit_posterior,
@@ -279,6 +280,40 @@ def test_a_shift_of_four_phones_moving_together_stays_four_people() -> None:
             ).all()  # they do co-move: what merged them before
     people, _ = group_people(["a", "b", "c", "d"], phones, CONFIG)
     assert len(set(people)) == 4
+
+
+def night_shift(members: int, spread_min: float, nights_home: tuple[int, ...] = (4, 11),
+                seed: int = 7) -> np.ndarray:
+    """Phones of people on one night shift: home from about 08:00 to 19:00 to sleep, out at
+    night except on ``nights_home``, each member up to ``spread_min`` minutes from the shift."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((members, DAYS * 288), dtype=bool)
+    for d in range(DAYS):
+        back, leave = rng.uniform(110, 140), rng.uniform(760, 800)  # minutes after 06:00
+        for m in range(members):
+            a = int((back + rng.uniform(-spread_min, spread_min)) // 5)
+            b = int((leave + rng.uniform(-spread_min, spread_min)) // 5)
+            end = (d + 1) * 288 if d in nights_home else d * 288 + b
+            out[m, d * 288 + a: end] = True
+    return out
+
+
+def test_a_night_shift_of_four_phones_stays_four_people() -> None:
+    """Night-shift co-workers sleep here by day and are rarely home at night: their phones
+    are still phones (one person carries at most two), so four people, not one or two."""
+    phones = night_shift(4, spread_min=3.0)
+    assert phones.reshape(4, DAYS, 288)[:, :, 216:276].any(axis=2).sum(axis=1).max() <= 2
+    assert phone_like(phones).all()
+    people, _ = group_people(["a", "b", "c", "d"], phones, CONFIG)
+    assert len(set(people)) == 4
+
+
+def test_devices_used_for_hours_by_day_are_not_phones() -> None:
+    """A laptop used four hours every afternoon and a tablet used for an evening never stay
+    six hours at a stretch by day nor into the night: they are not night-shift phones."""
+    laptop = timeline([(84, 132)])  # 13:00-17:00
+    tablet = timeline([(150, 190)])
+    assert not phone_like(np.vstack([laptop, tablet])).any()
 
 
 def test_two_phones_of_one_person_move_to_the_bin_and_are_one_person() -> None:
