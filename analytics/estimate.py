@@ -323,7 +323,8 @@ def people_together(presence: pd.DataFrame, packed: np.ndarray, daily: pd.DataFr
     frame = pd.DataFrame({"ap": rows["ap"].to_numpy(),
                           "day": [day_index[d] for d in rows["day"]],
                           "who": [who_of[d] for d in rows["device"]]})
-    frame["who"] = _owned_fragments(frame, bits)
+    own_aps = set(counted.loc[counted["coverage"] == "unit", "home_ap"])
+    frame["who"] = _owned_fragments(frame, bits, own_aps)
     # One person's devices (or one address's rows) count once per bin.
     person_bits = pd.DataFrame(bits).groupby([frame["ap"], frame["day"], frame["who"]]).max()
     per_day = person_bits.groupby(level=["ap", "day"]).sum()
@@ -334,14 +335,24 @@ def people_together(presence: pd.DataFrame, packed: np.ndarray, daily: pd.DataFr
     return out
 
 
-def _owned_fragments(frame: pd.DataFrame, bits: np.ndarray) -> pd.Series:
+def _owned_fragments(frame: pd.DataFrame, bits: np.ndarray,
+                     single_household: set[str]) -> pd.Series:
     """``frame["who"]`` with each address that is only ever there while one resident person
     is (within five minutes) given to that person: a tablet or second phone that takes a new
     address at each reconnect stays on while its owner is home, and is not another sleeper.
+
+    At a flat's own AP (``single_household``) a person takes one such device: the addresses
+    given to one person follow each other (overlapping by less than ``TOGETHER_MIN_BINS`` a
+    day, as one device's do at a rotation). A second address there at the same time is
+    another sleeper: night-shift co-workers come home and leave within minutes of each other,
+    so a co-worker's rotating phone is always there while the person is, and was counted as
+    the person's own device. A corridor AP's persons are fewer than its people (a reboot
+    splits residents' phones into halves too short to be residents), so there every address
+    a person holds stays its own.
     """
     who = frame["who"].copy()
     key = frame["ap"].astype(str) + "\x00" + frame["day"].astype(str)
-    for _ap, rows in frame.groupby("ap").indices.items():
+    for ap, rows in frame.groupby("ap").indices.items():
         labels = frame["who"].to_numpy()[rows]
         persons = sorted({w for w in labels if w.startswith("p")})
         fragments = sorted({w for w in labels if w.startswith("d")})
@@ -355,15 +366,25 @@ def _owned_fragments(frame: pd.DataFrame, bits: np.ndarray) -> pd.Series:
                 mark = dilate(mark[None, :])[0]
             previous = present.get((label, day))
             present[(label, day)] = mark if previous is None else previous | mark
+        taken: dict[tuple[str, str], np.ndarray] = {}  # (person, day) -> given addresses' bins
         for fragment in fragments:
             own_days = [d for (w, d) in present if w == fragment]
             total = sum(int(present[(fragment, d)].sum()) for d in own_days)
             for person in persons:
                 inside = sum(int((present[(fragment, d)] & present[(person, d)]).sum())
                              for d in own_days if (person, d) in present)
-                if total and inside >= FRAGMENT_CONTAINED * total:
-                    who.iloc[rows[labels == fragment]] = person
-                    break
+                if not total or inside < FRAGMENT_CONTAINED * total:
+                    continue
+                if ap in single_household and any(
+                        int((present[(fragment, d)] & taken[(person, d)]).sum())
+                        >= TOGETHER_MIN_BINS for d in own_days if (person, d) in taken):
+                    continue
+                for d in own_days:
+                    previous = taken.get((person, d))
+                    mark = present[(fragment, d)]
+                    taken[(person, d)] = mark if previous is None else previous | mark
+                who.iloc[rows[labels == fragment]] = person
+                break
     return who
 
 

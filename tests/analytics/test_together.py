@@ -90,3 +90,29 @@ def test_people_who_follow_one_another_are_one_person_at_a_time() -> None:
         stays = pd.DataFrame([(p, d) for p, span in days.items() for d in span],
                              columns=["person", "day"])
         assert _overlapping(persons, stays).groupby("unit")["counts"].sum()[UNIT] == expected
+
+
+def rotating_daily(name: str, leader: Routine) -> Routine:
+    """A phone that comes and goes with ``leader`` and takes a new address every day."""
+    return Routine(name, leader.ap, randomized=True, companion_of=leader,
+                   addresses=[(day, f"{name}-{day}") for day in range(1, 14)])
+
+
+def test_night_shift_co_workers_with_rotating_phones_are_not_one_persons_devices() -> None:
+    """A night shift of three at a flat's own AP: one phone keeps its address, two take a new
+    one every day, and all three sleep there by day and leave together. One rotating address
+    there with the person can be the person's own second phone; the second one at the same
+    time is someone else. (Before, both were given to the person: one person, not two.)"""
+    leader = Routine("shift-0", "ap-a", home=8.0, leave=19.0, jitter_min=10)
+    co_workers = [rotating_daily(f"shift-{i}", leader) for i in (1, 2)]
+    row, devices = analyse([leader, *co_workers, *household("ap-b", 1, "b")])
+    assert (devices["class"] == "resident").sum() == 1  # the rotating phones are fragments
+    assert row["people_detected"] == 2
+
+
+def test_a_persons_rotating_second_phone_is_still_that_persons() -> None:
+    """One day worker carries a phone that keeps its address and a second phone that takes
+    a new one every day: one person."""
+    owner = Routine("owner", "ap-a", home=18.5, leave=7.5, jitter_min=10)
+    row, _devices = analyse([owner, rotating_daily("second", owner), *household("ap-b", 1, "b")])
+    assert row["people_detected"] == 1
