@@ -112,9 +112,9 @@ class AnalyticsConfig:
     # The reported interval is a 90% interval: per district, the central posterior mass whose
     # intervals hold this share of the units' own posterior mass on average
     # (``people.district_interval_mass``), chosen by conformal calibration on development
-    # communities so that 90% of their occupied units were covered in every simulator mix.
-    # See docs/analytics.md "Interval calibration" (22 development communities: 0.92).
-    interval_self_coverage: float = 0.92
+    # communities so that 90% of their occupied units were covered (``analytics calibrate``).
+    # See docs/analytics.md "Interval calibration" (68 development communities: 0.93).
+    interval_self_coverage: float = 0.93
     # Physical capacity: nobody is estimated above area / this (bunk beds leave about 2.5 m²
     # of floor per sleeper; a 40 m² flat holds at most 16). Unknown area: max_people.
     capacity_m2_per_person: float = 2.5
