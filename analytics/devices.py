@@ -211,6 +211,47 @@ def mark_home_devices(homes: pd.DataFrame, presence: pd.DataFrame, aps: pd.DataF
     return out
 
 
+# A device left at home that sleeps and wakes for a minute or two every quarter to full hour
+# (a tablet, a laptop, a second phone) is heard in nearly every hour of the day and night, yet
+# never for long at a stretch; a carried phone is gone for hours when its owner is out, or,
+# with an owner at home, stays on for hours.
+DOZING_MIN_HOURS = 20  # hours of the day it was heard in
+DOZING_MAX_RUN_BINS = 36  # never three hours at a stretch
+DOZING_MIN_DAY_SHARE = 0.5  # on at least this share of its days
+
+
+def mark_dozing_devices(homes: pd.DataFrame, presence: pd.DataFrame, packed: np.ndarray,
+                        config: AnalyticsConfig) -> pd.DataFrame:
+    """Residents that are around at every hour but asleep most of it are the home's devices.
+
+    Where a building has no lobby AP (``mark_home_devices``), such a device was a person of
+    its own: co-movement cannot tie it to its owner, because it does not leave when the
+    owner does. On at least ``DOZING_MIN_DAY_SHARE`` of at least ``home_device_min_days``
+    days it must be heard in ``DOZING_MIN_HOURS`` hours without ever staying
+    ``DOZING_MAX_RUN_BINS`` bins at a stretch.
+    """
+    out = homes.copy()
+    judged = (out["class"] == "resident") & (out["days"] >= config.home_device_min_days)
+    if not judged.any() or presence.empty:
+        return out
+    home_of = dict(zip(out.loc[judged, "device"], out.loc[judged, "home_ap"], strict=True))
+    rows = (presence["device"].map(home_of) == presence["ap"]).to_numpy()
+    if not rows.any():
+        return out
+    bits = np.unpackbits(packed[rows], axis=1)[:, :BINS_PER_DAY].astype(bool)
+    hours = bits.reshape(len(bits), 24, BINS_PER_DAY // 24).any(axis=2).sum(axis=1)
+    runs = np.cumsum(bits, axis=1, dtype=np.int32)
+    runs = np.concatenate([np.zeros((len(bits), 1), np.int32), runs], axis=1)
+    stays = (runs[:, DOZING_MAX_RUN_BINS:] - runs[:, :-DOZING_MAX_RUN_BINS]
+             == DOZING_MAX_RUN_BINS).any(axis=1)
+    dozing_day = pd.Series((hours >= DOZING_MIN_HOURS) & ~stays,
+                           index=presence.loc[rows, "device"].to_numpy())
+    share = dozing_day.groupby(level=0).mean()
+    dozing = set(share.index[share >= DOZING_MIN_DAY_SHARE])
+    out.loc[judged & out["device"].isin(dozing), "class"] = "home_device"
+    return out
+
+
 def zones_for_aps(aps: pd.DataFrame, units: pd.DataFrame,
                   walls: dict[str, tuple[list[str], list[str]]] | None = None) -> pd.DataFrame:
     """Per unit, corridor or wall AP, the units it covers (one row per AP and unit)."""

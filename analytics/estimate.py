@@ -25,6 +25,7 @@ from analytics.devices import (
     device_ap_features,
     hear_through_walls,
     is_wall_ap,
+    mark_dozing_devices,
     mark_home_devices,
     night_bins,
     packed_masks,
@@ -109,6 +110,7 @@ def estimate_occupancy(rollup: pd.DataFrame, registry: RegistryFrames, window: W
     days_heard = observation.groupby("ap")["day_share"].sum()
     homes = mark_home_devices(choose_home(features, aps, days_heard, config), presence, aps,
                               config)
+    homes = mark_dozing_devices(homes, presence, packed, config)
     coverage = zones_for_aps(aps, units, walls)
     placed = place_devices(homes, coverage, links, registry.bindings)
     address_count = links.groupby("logical").size()

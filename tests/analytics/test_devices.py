@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 
 from analytics.config import AnalyticsConfig, Window
@@ -12,6 +13,7 @@ from analytics.devices import (
     choose_home,
     daily_features,
     device_ap_features,
+    mark_dozing_devices,
     mark_home_devices,
     packed_masks,
     place_devices,
@@ -190,3 +192,37 @@ def test_without_a_lobby_ap_reporting_nothing_is_judged() -> None:
     homes = residents_at([("phone", "ap-0101", 14), ("laptop", "ap-0101", 14)])
     assert mark_home_devices(homes, pd.DataFrame({"device": ["x"], "ap": ["ap-0102"]}),
                              HOME_APS, CONFIG)["class"].eq("resident").all()
+
+
+def day_masks(devices: dict[str, tuple[np.ndarray, int]], ap: str) -> tuple[pd.DataFrame,
+                                                                             np.ndarray]:
+    """Presence rows and their packed masks: each device's one-day bit pattern on N days."""
+    rows, masks = [], []
+    for device, (bits, days) in devices.items():
+        for day in range(days):
+            rows.append({"device": device, "ap": ap, "day": day})
+            masks.append(np.packbits(bits))
+    return pd.DataFrame(rows), np.vstack(masks)
+
+
+def test_a_device_heard_at_every_hour_but_never_for_long_is_a_home_device() -> None:
+    """A tablet left at home wakes for a few minutes every half hour, day and night; no lobby
+    AP is needed to tell it from a person. A phone home for the night, a homebody's phone
+    there all day, and a laptop used for an evening are not such devices; nor is a dozing
+    device seen on too few days to judge."""
+    dozing = np.zeros(288, dtype=bool)
+    dozing[::6] = True
+    night = np.zeros(288, dtype=bool)
+    night[156:288] = True  # 19:00 to 06:00
+    evening = np.zeros(288, dtype=bool)
+    evening[168:192] = True
+    presence, packed = day_masks({
+        "tablet": (dozing, 14), "phone": (night, 14), "homebody": (np.ones(288, bool), 14),
+        "laptop": (evening, 14), "new-tablet": (dozing, 3)}, "ap-w-f1")
+    homes = residents_at([(d, "ap-w-f1", n) for d, n in
+                          (("tablet", 14), ("phone", 14), ("homebody", 14), ("laptop", 14),
+                           ("new-tablet", 3))])
+    marked = mark_dozing_devices(homes, presence, packed, CONFIG)
+    assert marked.set_index("device")["class"].to_dict() == {
+        "tablet": "home_device", "phone": "resident", "homebody": "resident",
+        "laptop": "resident", "new-tablet": "resident"}
