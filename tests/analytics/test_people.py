@@ -258,18 +258,26 @@ def test_the_meters_weigh_as_much_as_they_predict_what_the_wifi_counts() -> None
     assert fit_utility_weight(registered, detected, honest, caps, prior, halved) == 0.5
 
 
-def shift(members: int, spread_min: float, seed: int = 5) -> np.ndarray:
-    """Phones of people on one day shift: out 07:00-08:45 and back 17:00-20:00, home at
-    night, each person leaving and returning up to ``spread_min`` minutes from the shift."""
+def shift(members: int, spread_min: float, seed: int = 5, night: bool = False,
+          nights_home: tuple[int, ...] = (4, 11)) -> np.ndarray:
+    """Phones of people on one shift, each member leaving and returning up to ``spread_min``
+    minutes from the shift's time. A day shift is out 07:00-08:45 and back 17:00-20:00, home
+    at night; a night shift (``night``) is home from about 08:00 to 19:00 to sleep and out at
+    night, except on ``nights_home``."""
     rng = np.random.default_rng(seed)
     out = np.zeros((members, DAYS * 288), dtype=bool)
     for d in range(DAYS):
-        leave, back = rng.uniform(60, 165), rng.uniform(660, 840)  # minutes after 06:00
+        # Minutes after 06:00 of the shift's two moments (the first one earlier in the day).
+        first, second = ((rng.uniform(110, 140), rng.uniform(760, 800)) if night
+                         else (rng.uniform(60, 165), rng.uniform(660, 840)))
         for m in range(members):
-            a = int((leave + rng.uniform(-spread_min, spread_min)) // 5)
-            b = int((back + rng.uniform(-spread_min, spread_min)) // 5)
-            out[m, d * 288: d * 288 + a] = True
-            out[m, d * 288 + b: (d + 1) * 288] = True
+            a = int((first + rng.uniform(-spread_min, spread_min)) // 5)
+            b = int((second + rng.uniform(-spread_min, spread_min)) // 5)
+            if night:
+                out[m, d * 288 + a: (d + 1) * 288 if d in nights_home else d * 288 + b] = True
+            else:
+                out[m, d * 288: d * 288 + a] = True
+                out[m, d * 288 + b: (d + 1) * 288] = True
     return out
 
 
@@ -282,26 +290,10 @@ def test_a_shift_of_four_phones_moving_together_stays_four_people() -> None:
     assert len(set(people)) == 4
 
 
-def night_shift(members: int, spread_min: float, nights_home: tuple[int, ...] = (4, 11),
-                seed: int = 7) -> np.ndarray:
-    """Phones of people on one night shift: home from about 08:00 to 19:00 to sleep, out at
-    night except on ``nights_home``, each member up to ``spread_min`` minutes from the shift."""
-    rng = np.random.default_rng(seed)
-    out = np.zeros((members, DAYS * 288), dtype=bool)
-    for d in range(DAYS):
-        back, leave = rng.uniform(110, 140), rng.uniform(760, 800)  # minutes after 06:00
-        for m in range(members):
-            a = int((back + rng.uniform(-spread_min, spread_min)) // 5)
-            b = int((leave + rng.uniform(-spread_min, spread_min)) // 5)
-            end = (d + 1) * 288 if d in nights_home else d * 288 + b
-            out[m, d * 288 + a: end] = True
-    return out
-
-
 def test_a_night_shift_of_four_phones_stays_four_people() -> None:
     """Night-shift co-workers sleep here by day and are rarely home at night: their phones
     are still phones (one person carries at most two), so four people, not one or two."""
-    phones = night_shift(4, spread_min=3.0)
+    phones = shift(4, spread_min=3.0, seed=7, night=True)
     assert phones.reshape(4, DAYS, 288)[:, :, 216:276].any(axis=2).sum(axis=1).max() <= 2
     assert phone_like(phones).all()
     people, _ = group_people(["a", "b", "c", "d"], phones, CONFIG)
