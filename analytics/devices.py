@@ -17,6 +17,7 @@ import pandas as pd
 
 from analytics.config import BIN_SECONDS, BINS_PER_DAY, DAY_START_HOUR, MASK_BYTES, AnalyticsConfig
 from analytics.loaders import records
+from analytics.people import run_reaches
 from census.channels import AP_ID_MAX
 
 BITS_PER_HOUR = 3600 // BIN_SECONDS
@@ -240,10 +241,7 @@ def mark_dozing_devices(homes: pd.DataFrame, presence: pd.DataFrame, packed: np.
         return out
     bits = np.unpackbits(packed[rows], axis=1)[:, :BINS_PER_DAY].astype(bool)
     hours = bits.reshape(len(bits), 24, BINS_PER_DAY // 24).any(axis=2).sum(axis=1)
-    runs = np.cumsum(bits, axis=1, dtype=np.int32)
-    runs = np.concatenate([np.zeros((len(bits), 1), np.int32), runs], axis=1)
-    stays = (runs[:, DOZING_MAX_RUN_BINS:] - runs[:, :-DOZING_MAX_RUN_BINS]
-             == DOZING_MAX_RUN_BINS).any(axis=1)
+    stays = run_reaches(bits, DOZING_MAX_RUN_BINS)
     dozing_day = pd.Series((hours >= DOZING_MIN_HOURS) & ~stays,
                            index=presence.loc[rows, "device"].to_numpy())
     share = dozing_day.groupby(level=0).mean()

@@ -377,14 +377,14 @@ def _owned_fragments(frame: pd.DataFrame, bits: np.ndarray,
                              for d in own_days if (person, d) in present)
                 if not total or inside < FRAGMENT_CONTAINED * total:
                     continue
-                if ap in single_household and any(
-                        int((present[(fragment, d)] & taken[(person, d)]).sum())
-                        >= TOGETHER_MIN_BINS for d in own_days if (person, d) in taken):
-                    continue
-                for d in own_days:
-                    previous = taken.get((person, d))
-                    mark = present[(fragment, d)]
-                    taken[(person, d)] = mark if previous is None else previous | mark
+                if ap in single_household:
+                    if any(int((present[(fragment, d)] & taken[(person, d)]).sum())
+                           >= TOGETHER_MIN_BINS for d in own_days if (person, d) in taken):
+                        continue
+                    for d in own_days:
+                        previous = taken.get((person, d))
+                        mark = present[(fragment, d)]
+                        taken[(person, d)] = mark if previous is None else previous | mark
                 who.iloc[rows[labels == fragment]] = person
                 break
     return who

@@ -172,13 +172,13 @@ def phone_like(presence: np.ndarray) -> np.ndarray:
     days = presence.reshape(n, -1, BINS_PER_DAY)
     seen = days.any(axis=2).sum(axis=1)
     at_night = days[:, :, NIGHT_BINS[0]:NIGHT_BINS[1]].any(axis=2)
-    by_day = _longest_run_reaches(days[:, :, :NIGHT_BINS[0]], DAY_SLEEP_BINS)
+    by_day = run_reaches(days[:, :, :NIGHT_BINS[0]], DAY_SLEEP_BINS)
     slept = (at_night | by_day).sum(axis=1)
     leaves = (presence[:, :-1] & ~presence[:, 1:]).any(axis=1)
     return ((slept >= PHONE_MIN_NIGHTS) & (slept >= PHONE_NIGHT_SHARE * seen)) & leaves
 
 
-def _longest_run_reaches(bits: np.ndarray, length: int) -> np.ndarray:
+def run_reaches(bits: np.ndarray, length: int) -> np.ndarray:
     """Whether each row of the last axis holds ``length`` set bits in a row."""
     if bits.shape[-1] < length:
         return np.zeros(bits.shape[:-1], dtype=bool)
