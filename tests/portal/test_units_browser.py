@@ -115,8 +115,8 @@ def test_admin_opens_a_building_heatmap_and_a_units_file(
     # A grid worker on a phone reads the whole file by scrolling down only: wide tables
     # scroll inside their own box.
     assert english.evaluate("document.documentElement.scrollWidth") <= 390
-    assert english.evaluate(
-        "[...document.querySelectorAll('main table')].every(t => t.closest('.scroll') || t.scrollWidth <= 390)")
+    assert english.evaluate("[...document.querySelectorAll('main table')]"
+                            ".every(t => t.closest('.scroll') || t.scrollWidth <= 390)")
     shot(english, "units-2c-corridor-unit-file-en-phone")
     phone.close()
     page.goto(f"{live_portal}/admin/")
