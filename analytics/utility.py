@@ -120,8 +120,10 @@ def utility_evidence(units: pd.DataFrame, consumption: pd.DataFrame,
     data = units.set_index("unit").join(consumption, how="left").reset_index()
     kinds = [k for k in config.utility_kinds if k in data.columns]
     n = np.arange(config.max_people + 1, dtype=float)
-    fits: dict[tuple[str, bytes], tuple[float, float, float, float] | None] = {}
     for _community, frame in data.groupby("community", sort=False):
+        # Peers are positions within the community's frame: a cache shared across
+        # communities would hand one community's line to another with the same positions.
+        fits: dict[tuple[str, bytes], tuple[float, float, float, float] | None] = {}
         residuals: dict[str, dict[str, float]] = {}  # unit -> kind -> z at its registered
         kinds_used: dict[str, int] = {}
         refs = frame["unit"].to_numpy()

@@ -315,3 +315,38 @@ def test_kinds_that_share_a_households_habit_count_as_fewer_readings() -> None:
         units, consumption, dataclasses.replace(shared_config, utility_kinds_shared=False))
     ratio = [float(np.ptp(shared[u]) / np.ptp(apart[u])) for u in refs if np.ptp(apart[u]) > 0]
     assert 0.5 <= float(np.median(ratio)) < 0.75  # rho near 0.7-1: about one and a bit readings
+
+
+def community(name: str, registered: list[int], habit: np.ndarray, water_per_person: float,
+              area_m2: float = 60.0, building_code: str = "B1") -> pd.DataFrame:
+    """One building's units, with their water and electricity use as columns."""
+    refs = [f"{name}/{building_code}/{i:04d}" for i in range(len(registered))]
+    people = np.array(registered, dtype=float)
+    return pd.DataFrame({
+        "unit": refs, "community": name, "building": building_code, "floor": 1,
+        "area_m2": area_m2, "registered": registered, "rented": False, "meter_group": "",
+        "water": water_per_person * people * habit,
+        "electricity": (2.0 + 3.0 * people) * habit})
+
+
+def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Registry columns and consumption columns (indexed by unit) of ``community`` frames."""
+    return (frame.drop(columns=["water", "electricity"]),
+            frame.set_index("unit")[["water", "electricity"]])
+
+
+def test_each_community_is_judged_against_its_own_peers() -> None:
+    """Two communities laid out alike, one using three times as much water per person: a
+    unit's evidence is the same whether its community is analysed alone or with the other
+    (peers are positions within a community, and one community's line must not serve both)."""
+    rng = np.random.default_rng(11)
+    registered = list(rng.integers(1, 5, 12))
+    habit = np.exp(rng.normal(-0.11, 0.47, 12))
+    thrifty = community("C1", registered, habit, 0.12)
+    lavish = community("C2", registered, habit, 0.36)
+    config = dataclasses.replace(CONFIG, utility_kinds=("water",))
+    _frame, together = utility_evidence(*split(pd.concat([thrifty, lavish])), config)
+    _frame, alone = utility_evidence(*split(lavish), config)
+    for unit in lavish["unit"]:
+        np.testing.assert_allclose(together[unit], alone[unit])
+
