@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,13 @@ import pandas as pd
 from analytics.config import AnalyticsConfig
 
 MIN_SPREAD = 0.12  # log-units; below this the peers agree better than people's habits allow
+# A spread measured on a handful of peers is mostly chance: with 5-9 peers the fitted spreads
+# ranged 0.12-0.97 log-units where fits on 30+ peers of the same communities gave 0.19-0.43
+# (electricity). Households vary alike across a community, so each fit's spread is pooled
+# with the community's (for that kind) as if the community added this many peers' residuals.
+# Without it a flat with five peers got the 0.12 floor: its meters, reading 34 people, said
+# nothing more for 15 people than for 2 (every count was equally "an outlier").
+SPREAD_PRIOR_PEERS = 10
 VACANT_SHARE = 0.05  # an empty unit draws this share of a one-person unit's consumption
 # A meter can be broken, stuck, shared without the registry knowing, or the household can be
 # unusual: one reading is never allowed to be decisive. Each kind's likelihood is a mixture of
@@ -123,7 +131,7 @@ def utility_evidence(units: pd.DataFrame, consumption: pd.DataFrame,
     for _community, frame in data.groupby("community", sort=False):
         # Peers are positions within the community's frame: a cache shared across
         # communities would hand one community's line to another with the same positions.
-        fits: dict[tuple[str, bytes], tuple[float, float, float, float] | None] = {}
+        fits: dict[tuple[str, bytes], Fit | None] = {}
         residuals: dict[str, dict[str, float]] = {}  # unit -> kind -> z at its registered
         kinds_used: dict[str, int] = {}
         refs = frame["unit"].to_numpy()
@@ -132,6 +140,7 @@ def utility_evidence(units: pd.DataFrame, consumption: pd.DataFrame,
         own_meter = (frame["meter_group"] == "").to_numpy()
         values = {kind: frame[kind].to_numpy(dtype=float) for kind in kinds}
         eligible_c: np.ndarray = np.flatnonzero((registered > 0) & own_meter)
+        chosen: list[tuple[int, np.ndarray]] = []
         for indices in frame.groupby("building", sort=False).indices.values():
             positions = np.asarray(indices, dtype=np.int64)
             eligible_b: np.ndarray = positions[(registered[positions] > 0) & own_meter[positions]]
@@ -149,16 +158,21 @@ def utility_evidence(units: pd.DataFrame, consumption: pd.DataFrame,
                                                 for c in (similar, eligible_b, nearest)]
                 peers = next((c for c in candidates if len(c) >= config.utility_min_peers),
                              None)
-                if peers is None:
-                    continue
-                result = _unit_evidence(str(refs[position]), int(registered[position]),
-                                        {k: values[k][position] for k in kinds},
-                                        peers, registered, values, fits, n, config)
-                if result is not None:
-                    rows.append(result[0])
-                    logliks[str(refs[position])] = result[1]
-                    residuals[str(refs[position])] = result[2]
-                    kinds_used[str(refs[position])] = len(str(result[0]["kinds"]).split(","))
+                if peers is not None:
+                    chosen.append((position, peers))
+        community_fits = {kind: [_fit(peers, kind, registered, values[kind], fits,
+                                      config.utility_min_peers) for _, peers in chosen]
+                          for kind in kinds}
+        pooled = {kind: _pooled_spread(found) for kind, found in community_fits.items()}
+        for position, peers in chosen:
+            result = _unit_evidence(str(refs[position]), int(registered[position]),
+                                    {k: values[k][position] for k in kinds},
+                                    peers, registered, values, fits, pooled, n, config)
+            if result is not None:
+                rows.append(result[0])
+                logliks[str(refs[position])] = result[1]
+                residuals[str(refs[position])] = result[2]
+                kinds_used[str(refs[position])] = len(str(result[0]["kinds"]).split(","))
         if config.utility_kinds_shared:
             _share_household(residuals, kinds_used, logliks, kinds)
     return pd.DataFrame(rows, columns=columns), logliks
@@ -204,10 +218,38 @@ def _share_household(residuals: dict[str, dict[str, float]], kinds_used: dict[st
             logliks[unit] = logliks[unit] / (1.0 + (k - 1) * rho)
 
 
+class Fit(NamedTuple):
+    """Peers' robust line for one kind: consumption = base + per_person * people."""
+
+    base: float
+    per_person: float
+    spread: float  # robust spread of the peers' log residuals, floored at MIN_SPREAD
+    median_per_person: float  # the peers' median consumption per registered person
+    peers: int  # peers with a reading
+
+
+def _pooled_spread(found: list[Fit | None]) -> float | None:
+    """The community's spread for one kind: its fits' spreads pooled by degrees of freedom."""
+    distinct = {id(f): f for f in found if f is not None}.values()
+    freedom = [(f.peers - 2, f.spread) for f in distinct if f.peers > 2]
+    total = sum(dof for dof, _ in freedom)
+    if total <= 0:
+        return None
+    return math.sqrt(sum(dof * spread * spread for dof, spread in freedom) / total)
+
+
+def _moderated_spread(fit: Fit, pooled: float | None) -> float:
+    """A fit's spread pooled with its community's (see ``SPREAD_PRIOR_PEERS``)."""
+    if pooled is None:
+        return fit.spread
+    dof = max(fit.peers - 2, 0)
+    return math.sqrt((dof * fit.spread ** 2 + SPREAD_PRIOR_PEERS * pooled ** 2)
+                     / (dof + SPREAD_PRIOR_PEERS))
+
+
 def _fit(peers: np.ndarray, kind: str, registered: np.ndarray, values: np.ndarray,
-         fits: dict[tuple[str, bytes], tuple[float, float, float, float] | None],
-         min_peers: int) -> tuple[float, float, float, float] | None:
-    """The robust line (base, per person, spread, median per person) of peers for one kind."""
+         fits: dict[tuple[str, bytes], Fit | None], min_peers: int) -> Fit | None:
+    """The robust line of peers for one kind (cached per kind and peer set)."""
     key = (kind, peers.tobytes())
     if key not in fits:
         x, y = registered[peers], values[peers]
@@ -227,13 +269,13 @@ def _fit(peers: np.ndarray, kind: str, registered: np.ndarray, values: np.ndarra
         expected = np.maximum(base + per_person * x, 1e-9)
         resid = np.log(np.maximum(y, 1e-9) / expected)
         spread = max(MIN_SPREAD, 1.4826 * float(np.median(np.abs(resid - np.median(resid)))))
-        fits[key] = (base, per_person, spread, float(np.median(y / x)))
+        fits[key] = Fit(base, per_person, spread, typical, len(x))
     return fits[key]
 
 
 def _unit_evidence(ref: str, registered: int, consumed: dict[str, float], peers: np.ndarray,
                    peer_registered: np.ndarray, values: dict[str, np.ndarray],
-                   fits: dict[tuple[str, bytes], tuple[float, float, float, float] | None],
+                   fits: dict[tuple[str, bytes], Fit | None], pooled: dict[str, float | None],
                    n: np.ndarray, config: AnalyticsConfig,
                    ) -> tuple[dict[str, object], np.ndarray, dict[str, float]] | None:
     """One unit's utility evidence against its peers."""
@@ -248,7 +290,8 @@ def _unit_evidence(ref: str, registered: int, consumed: dict[str, float], peers:
         fit = _fit(peers, kind, peer_registered, values[kind], fits, config.utility_min_peers)
         if fit is None:
             continue
-        base, per_person, spread, median_per_person = fit
+        base, per_person, _, median_per_person, _ = fit
+        spread = _moderated_spread(fit, pooled[kind])
         if per_person <= 0:
             continue
         one = max(base + per_person, 1e-9)

@@ -350,3 +350,21 @@ def test_each_community_is_judged_against_its_own_peers() -> None:
     for unit in lavish["unit"]:
         np.testing.assert_allclose(together[unit], alone[unit])
 
+
+def test_a_few_close_peers_do_not_make_every_count_an_outlier() -> None:
+    """Five flats agree to the percent; the community's households vary by a CV of 0.5. A
+    flat among the five registered 2 whose meters read like 34 people is likelier to
+    hold 15 than 2: the spread of five peers is pooled with the community's, not trusted
+    down to the floor where every count from 2 to 15 was equally "an outlier"."""
+    rng = np.random.default_rng(5)
+    many = list(rng.integers(1, 5, 40))
+    wide = community("C1", many, np.exp(rng.normal(-0.11, 0.47, 40)), 0.12)
+    few = community("C1", [1, 2, 3, 2, 1, 2], np.ones(6), 0.12, area_m2=120.0,
+                    building_code="B2")
+    crowded = "C1/B2/0005"
+    few.loc[few["unit"] == crowded, ["water", "electricity"]] = [0.12 * 34, 2.0 + 3.0 * 34]
+    config = dataclasses.replace(CONFIG, utility_kinds=("water", "electricity"))
+    _frame, logliks = utility_evidence(*split(pd.concat([wide, few])), config)
+    loglik = logliks[crowded]
+    assert loglik[15] - loglik[2] > 1.0  # was 0: both at the outlier floor
+
