@@ -45,6 +45,11 @@ OUTLIER_WEIGHT = 0.05
 SLOPE_BOUNDS = (0.5, 1.5)
 # A sustained step up this large, after at least this many readings, is a household moving
 # into an empty flat (see ``_since_moved_in``).
+# A kind reading at most this share of one person's use reads "empty". Every kind reading
+# empty is not a frugal habit that water and electricity share (habits vary by a CV of about
+# 0.5): for anyone to live there, each meter would have to fail on its own. Such a unit's
+# kinds are then independent readings and are not discounted as one shared habit.
+VACANT_READING = 0.2
 MOVED_IN_RATIO = 5.0
 MOVED_IN_MIN_READINGS = 3
 MAX_COMMUNITY_PEERS = 60  # community fallback: the peers nearest in area (bounds the fit's cost)
@@ -172,7 +177,8 @@ def utility_evidence(units: pd.DataFrame, consumption: pd.DataFrame,
                 rows.append(result[0])
                 logliks[str(refs[position])] = result[1]
                 residuals[str(refs[position])] = result[2]
-                kinds_used[str(refs[position])] = len(str(result[0]["kinds"]).split(","))
+                if not result[3]:
+                    kinds_used[str(refs[position])] = len(str(result[0]["kinds"]).split(","))
         if config.utility_kinds_shared:
             _share_household(residuals, kinds_used, logliks, kinds)
     return pd.DataFrame(rows, columns=columns), logliks
@@ -277,13 +283,14 @@ def _unit_evidence(ref: str, registered: int, consumed: dict[str, float], peers:
                    peer_registered: np.ndarray, values: dict[str, np.ndarray],
                    fits: dict[tuple[str, bytes], Fit | None], pooled: dict[str, float | None],
                    n: np.ndarray, config: AnalyticsConfig,
-                   ) -> tuple[dict[str, object], np.ndarray, dict[str, float]] | None:
-    """One unit's utility evidence against its peers."""
+                   ) -> tuple[dict[str, object], np.ndarray, dict[str, float], bool] | None:
+    """One unit's utility evidence against its peers, and whether every kind reads empty."""
     total = np.zeros_like(n)
     at_registered: dict[str, float] = {}
     estimates: list[float] = []
     ratios: list[float] = []
     used: list[str] = []
+    reads_empty: list[bool] = []
     for kind, amount in consumed.items():
         if np.isnan(amount):
             continue
@@ -298,6 +305,7 @@ def _unit_evidence(ref: str, registered: int, consumed: dict[str, float], peers:
         expected = np.maximum(base + per_person * n, 1e-9)
         expected[0] = VACANT_SHARE * one
         observed = max(float(amount), VACANT_SHARE * one)
+        reads_empty.append(float(amount) <= VACANT_READING * one)
         z = (math.log(observed) - np.log(expected)) / spread
         total += np.log(np.exp(-0.5 * z * z) + OUTLIER_WEIGHT)
         if 0 < registered < len(z):
@@ -314,4 +322,4 @@ def _unit_evidence(ref: str, registered: int, consumed: dict[str, float], peers:
         "estimated_people": round(float(np.mean(estimates)), 2),
         "kinds": ",".join(used),
     }
-    return record, total, at_registered
+    return record, total, at_registered, len(used) > 1 and all(reads_empty)

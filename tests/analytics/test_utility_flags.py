@@ -368,3 +368,22 @@ def test_a_few_close_peers_do_not_make_every_count_an_outlier() -> None:
     loglik = logliks[crowded]
     assert loglik[15] - loglik[2] > 1.0  # was 0: both at the outlier floor
 
+
+def test_a_flat_whose_every_meter_reads_empty_is_not_discounted_as_one_habit() -> None:
+    """Water and electricity both at a few percent of one person's use: no shared habit does
+    that, each meter would have to fail on its own. The kinds count as two readings against
+    anyone living there, while a frugal household's kinds are discounted as one habit."""
+    rng = np.random.default_rng(3)
+    registered = list(rng.integers(1, 5, 40))
+    frame = community("C1", registered, np.exp(rng.normal(-0.11, 0.47, 40)), 0.12)
+    empty, frugal = "C1/B1/0000", "C1/B1/0001"
+    frame.loc[frame["unit"] == empty, ["water", "electricity"]] = [0.003, 0.1]
+    frame.loc[frame["unit"] == frugal, "registered"] = 3
+    frame.loc[frame["unit"] == frugal, ["water", "electricity"]] = [0.12 * 1.2, 2.0 + 3.0 * 1.2]
+    config = dataclasses.replace(CONFIG, utility_kinds=("water", "electricity"))
+    _frame, shared = utility_evidence(*split(frame), config)
+    _frame, apart = utility_evidence(*split(frame),
+                                     dataclasses.replace(config, utility_kinds_shared=False))
+    np.testing.assert_allclose(shared[empty], apart[empty])
+    assert shared[empty][0] - shared[empty][1] > 5.0  # two readings of ~20-fold each
+    assert np.ptp(shared[frugal]) < 0.8 * np.ptp(apart[frugal])
