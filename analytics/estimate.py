@@ -610,8 +610,12 @@ def unit_results(units: pd.DataFrame, cover: Coverage, wifi: WifiEvidence,
         for row, post in _zone_units(zone_ap, members, unit_info, wifi, meters, prior, cap_of,
                                      config):
             found[str(row["unit"])] = (row, post)
+    # Calibrated apart: posteriors with the meters' evidence are sure of themselves to a
+    # different degree than the Wi-Fi's alone (``config.interval_self_coverage_wifi_only``).
+    with_meters = config.utility_weight > 0 and bool(meters.logliks)
     mass = district_interval_mass((post for _row, post in found.values()),
-                                  config.interval_self_coverage)
+                                  config.interval_self_coverage if with_meters
+                                  else config.interval_self_coverage_wifi_only)
     LOGGER.info("interval: central %.2f of each posterior (%d units)", mass, len(found))
     rows = []
     for ref in units["unit"]:

@@ -399,17 +399,21 @@ def _case(text: str) -> tuple[str, int, int]:
               default=None,
               help="The analytics config file (JSON) to calibrate with and write "
                    "interval_self_coverage into (default: WIFI_CENSUS_ANALYTICS_CONFIG).")
+@click.option("--without-meters", is_flag=True,
+              help="Calibrate interval_self_coverage_wifi_only: the interval of a district "
+                   "analysed on its Wi-Fi alone (no meter readings imported).")
 @click.option("--dry-run", is_flag=True, help="Print the choice; write nothing.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the simulated communities (default: <var_dir>/calibrate).")
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
 def calibrate_command(cases: tuple[str, ...], units: int, days: int, group_rental_share: float,
-                      target: float, config_path: Path | None, dry_run: bool,
-                      out_dir: Path | None, as_json: bool) -> None:
+                      target: float, config_path: Path | None, without_meters: bool,
+                      dry_run: bool, out_dir: Path | None, as_json: bool) -> None:
     """Calibrate the reported interval by conformal calibration, and keep the result.
 
-    Simulates the development communities, analyses each with the combined estimator, picks
-    the smallest ``interval_self_coverage`` (the share of its own posterior mass each
+    Simulates the development communities, analyses each with the combined estimator (or
+    on the Wi-Fi alone, --without-meters), picks the smallest ``interval_self_coverage``
+    (``interval_self_coverage_wifi_only``: the share of its own posterior mass each
     district's intervals must hold) whose intervals cover TARGET of their occupied units,
     prints the coverage per mix and writes it into the analytics config file.
     """
@@ -429,10 +433,11 @@ def calibrate_command(cases: tuple[str, ...], units: int, days: int, group_renta
     result = calibrate_interval(settings, out_dir or settings.var_dir / "calibrate",
                                 cases=chosen, units=units, days=days,
                                 group_rental_share=group_rental_share, target=target,
-                                config=config, progress=progress)
+                                config=config, method="wifi" if without_meters else "combined",
+                                progress=progress)
     if path is not None and not dry_run:
         try:
-            write_self_coverage(path, result.self_coverage)
+            write_self_coverage(path, result.self_coverage, result.parameter)
         except (OSError, ValueError) as error:
             raise click.ClickException(f"{path}: {error}") from None
     if as_json:
@@ -444,7 +449,7 @@ def calibrate_command(cases: tuple[str, ...], units: int, days: int, group_renta
     click.echo("")
     click.echo(result.table())
     click.echo("")
-    click.echo(f"interval_self_coverage = {result.self_coverage:.2f}"
+    click.echo(f"{result.parameter} = {result.self_coverage:.3f}"
                + ("" if dry_run else f", written to {path}"))
 
 

@@ -10,6 +10,7 @@ margin on 8311 and 8329 (docs/analytics.md section 10), not the issue's targets.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -121,6 +122,28 @@ def test_the_estimate_is_the_same_without_the_truth_file(settings: Settings,
     assert len(with_truth) == 40
 
 
+def test_a_district_on_its_wifi_alone_takes_the_wifi_only_interval_calibration(
+        settings: Settings, tmp_path: Path) -> None:
+    """Without the meters' evidence the interval follows interval_self_coverage_wifi_only;
+    with it, interval_self_coverage (the other value then changes nothing)."""
+    folder = tmp_path / "sim"
+    sim = simulate(SimulationConfig(out=folder, units=40, days=8, seed=3,
+                                    group_rental_share=0.5))
+    window = window_for_period(sim.period_start, sim.period_end, settings.timezone)
+
+    def widths(**changes: float) -> int:
+        """Summed interval widths of the estimate under ``changes``."""
+        config = dataclasses.replace(AnalyticsConfig(), **changes)
+        units = estimate_from(folder, window, settings, config)
+        return int((units["high"] - units["low"]).sum())
+
+    assert widths(utility_weight=0.0, interval_self_coverage_wifi_only=0.5) < widths(
+        utility_weight=0.0, interval_self_coverage_wifi_only=0.99)
+    assert widths(interval_self_coverage_wifi_only=0.5) == widths(
+        interval_self_coverage_wifi_only=0.99)
+    assert widths(interval_self_coverage=0.5) < widths(interval_self_coverage=0.99)
+
+
 @pytest.mark.slow
 def test_accuracy_meets_the_issues_bounds_on_a_smaller_community(settings: Settings,
                                                                    tmp_path: Path) -> None:
@@ -230,16 +253,29 @@ def test_calibrate_writes_the_chosen_self_coverage_into_the_config_file(
     found = json.loads(result.output.strip().splitlines()[-1])
     written = json.loads(config_file.read_text(encoding="utf-8"))
     chosen = found["interval_self_coverage"]
+    assert found["parameter"] == "interval_self_coverage"
     assert written == {"flag_confidence": 0.91, "interval_self_coverage": chosen}
     coverage = {float(m): v for m, v in found["coverage"].items()}
     assert set(found["by_mix"]) == {"hard", "habits"} and found["units"] >= 10
     assert coverage[chosen] >= found["needed"] or chosen == CANDIDATE_SELF_COVERAGES[-1]
     assert all(coverage[m] < found["needed"] for m in CANDIDATE_SELF_COVERAGES if m < chosen)
     # A higher self-coverage never narrows a community's interval.
-    masses = [found["masses"][f"{m:.2f}"] for m in CANDIDATE_SELF_COVERAGES]
+    masses = [found["masses"][f"{m:.3f}"] for m in CANDIDATE_SELF_COVERAGES]
     assert all(a <= b for lower, higher in zip(masses, masses[1:], strict=False)
                for a, b in zip(lower, higher, strict=True))
     assert AnalyticsConfig.from_file(config_file).interval_self_coverage == chosen
+    # On the Wi-Fi alone, the other parameter is calibrated, and the first one is kept.
+    result = CliRunner().invoke(main, [
+        "analytics", "calibrate", "--case", "hard:600:101", "--case", "habits:300:102",
+        "--units", "16", "--days", "5", "--group-rental-share", "0.5", "--without-meters",
+        "--config", str(config_file), "--json", "--out", str(tmp_path / "sims")], env=env)
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output.strip().splitlines()[-1])
+    assert found["parameter"] == "interval_self_coverage_wifi_only"
+    written = json.loads(config_file.read_text(encoding="utf-8"))
+    assert written == {"flag_confidence": 0.91, "interval_self_coverage": chosen,
+                       "interval_self_coverage_wifi_only":
+                           found["interval_self_coverage_wifi_only"]}
 
 
 def test_calibrate_refuses_a_case_it_cannot_read(settings: Settings) -> None:
