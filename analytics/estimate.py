@@ -274,6 +274,11 @@ TOGETHER_MIN_BINS = 12  # a count of people present together holds for an hour o
 # Share of an address's time that lies within one resident person's (within five minutes)
 # for the address to be that person's device rather than another sleeper.
 FRAGMENT_CONTAINED = 0.97
+# Containment says something only where the person was away: an address that lies within
+# the time of a person who never leaves (a homebody, a phone left on) lies within it whoever
+# owns it. On a corridor, where one person may take any number of addresses, the person must
+# have been away this many bins a day (six hours), on average over the address's days.
+FRAGMENT_TEST_AWAY_BINS = 72
 SLEEP_BINS = 96  # eight hours in a day: time to have slept there, by night or by day
 # A fragment's first and last days may be cut short by the rotations that bound it.
 FRAGMENT_PARTIAL_DAYS = 2
@@ -350,7 +355,9 @@ def _owned_fragments(frame: pd.DataFrame, bits: np.ndarray,
     so a co-worker's rotating phone is always there while the person is, and was counted as
     the person's own device. A corridor AP's persons are fewer than its people (a reboot
     splits residents' phones into halves too short to be residents), so there every address
-    a person holds stays its own.
+    a person holds stays its own, but only a person who was away for a quarter of those days
+    (``FRAGMENT_TEST_AWAY_BINS``) can hold it: a neighbour heard day and night took every
+    newcomer of a corridor's new group rental, which was counted 6 for 15 people.
     """
     who = frame["who"].copy()
     key = frame["ap"].astype(str) + "\x00" + frame["day"].astype(str)
@@ -377,6 +384,9 @@ def _owned_fragments(frame: pd.DataFrame, bits: np.ndarray,
                              for d in own_days if (person, d) in present)
                 if not total or inside < FRAGMENT_CONTAINED * total:
                     continue
+                if ap not in single_household and _away_bins(present, person, own_days) < (
+                        FRAGMENT_TEST_AWAY_BINS * len(own_days)):
+                    continue
                 if ap in single_household:
                     if any(int((present[(fragment, d)] & taken[(person, d)]).sum())
                            >= TOGETHER_MIN_BINS for d in own_days if (person, d) in taken):
@@ -388,6 +398,13 @@ def _owned_fragments(frame: pd.DataFrame, bits: np.ndarray,
                 who.iloc[rows[labels == fragment]] = person
                 break
     return who
+
+
+def _away_bins(present: Mapping[tuple[str, str], np.ndarray], person: str,
+               days: list[str]) -> int:
+    """Bins of ``days`` in which ``person`` was not there (a day without them: all)."""
+    return sum(int((~present[(person, day)]).sum()) if (person, day) in present
+               else BINS_PER_DAY for day in days)
 
 
 def _held(counts: np.ndarray, days: int) -> int:

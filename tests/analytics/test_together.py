@@ -10,7 +10,7 @@ import pandas as pd
 from analytics.config import AnalyticsConfig, Window
 from analytics.pipeline import analyse_frames
 from analytics.rollup import rollup_events, rollup_heard
-from tests.common import Routine, household, make_events, registry_frames
+from tests.common import Routine, household, make_events, pseudonym, registry_frames
 
 WINDOW = Window(last_night=dt.date(2026, 11, 14), nights=14, timezone="Asia/Shanghai")
 UNIT, OTHER = "C1/B1/0101", "C1/B1/0102"
@@ -116,3 +116,33 @@ def test_a_persons_rotating_second_phone_is_still_that_persons() -> None:
     owner = Routine("owner", "ap-a", home=18.5, leave=7.5, jitter_min=10)
     row, _devices = analyse([owner, rotating_daily("second", owner), *household("ap-b", 1, "b")])
     assert row["people_detected"] == 1
+
+
+def test_a_corridors_new_group_is_not_absorbed_by_a_neighbour_who_never_leaves() -> None:
+    """A corridor AP hears two flats. In one lives a homebody whose phone is there all day but
+    an hour; into the other, beside its registered resident, five people move on day 4 with
+    phones that all take new addresses every second morning. Each of their addresses lies
+    within the homebody's time, as anything does; only a person who was away can own an
+    address by containment, so the five still count, and the corridor's Wi-Fi sees a group
+    rental. (Before, every address was given to the homebody: the corridor counted two.)"""
+    corridor = pd.DataFrame({
+        "ap": ["ap-c"], "coverage": ["floor"], "community": ["C1"], "building": ["B1"],
+        "floor": pd.array([1], dtype="Int64"), "unit": [None]})
+    registry = registry_frames(UNITS.assign(registered=[1, 1], residents=[1, 1]), corridor)
+    arrival = 4
+    group = household("ap-c", 5, "g", days=set(range(arrival, 14)), randomized=True)
+    for routine in group:
+        routine.addresses = [(day, f"{routine.name}-{day}") for day in range(arrival, 14, 2)]
+    homebody = Routine("homebody", "ap-c", home=9.0, leave=8.0, jitter_min=10)
+    routines = [*group, homebody, *household("ap-c", 1, "a")]
+    ticks = np.arange(WINDOW.start.timestamp() + 7, WINDOW.end.timestamp(), 300)
+    rollup = pd.concat([rollup_events(make_events(routines, WINDOW), WINDOW, CONFIG),
+                        rollup_heard(pd.DataFrame({"ts": ticks, "ap": "ap-c"}), WINDOW, CONFIG)],
+                       ignore_index=True)
+    estimates, tiered = analyse_frames(rollup, registry, WINDOW, CONFIG)
+    devices = estimates.devices
+    assert (devices.loc[devices["device"].isin(
+        {pseudonym("homebody")}), "class"] == "resident").all()
+    row = tiered.set_index("unit").loc[UNIT]
+    assert row["zone"] == "ap-c"
+    assert row["zone_wifi_p_group"] >= CONFIG.flag_wifi_support
