@@ -384,9 +384,6 @@ def _owned_fragments(frame: pd.DataFrame, bits: np.ndarray,
                              for d in own_days if (person, d) in present)
                 if not total or inside < FRAGMENT_CONTAINED * total:
                     continue
-                if ap not in single_household and _away_bins(present, person, own_days) < (
-                        FRAGMENT_TEST_AWAY_BINS * len(own_days)):
-                    continue
                 if ap in single_household:
                     if any(int((present[(fragment, d)] & taken[(person, d)]).sum())
                            >= TOGETHER_MIN_BINS for d in own_days if (person, d) in taken):
@@ -395,6 +392,9 @@ def _owned_fragments(frame: pd.DataFrame, bits: np.ndarray,
                         previous = taken.get((person, d))
                         mark = present[(fragment, d)]
                         taken[(person, d)] = mark if previous is None else previous | mark
+                elif (_away_bins(present, person, own_days)
+                      < FRAGMENT_TEST_AWAY_BINS * len(own_days)):
+                    continue
                 who.iloc[rows[labels == fragment]] = person
                 break
     return who

@@ -43,13 +43,13 @@ OUTLIER_WEIGHT = 0.05
 # ~0.6 at two people); noisy households (CV 0.5) and wrong registrations attenuate the fitted
 # slope below that, which made a meter 47% over its peers read as twelve people, not five.
 SLOPE_BOUNDS = (0.5, 1.5)
-# A sustained step up this large, after at least this many readings, is a household moving
-# into an empty flat (see ``_since_moved_in``).
 # A kind reading at most this share of one person's use reads "empty". Every kind reading
 # empty is not a frugal habit that water and electricity share (habits vary by a CV of about
 # 0.5): for anyone to live there, each meter would have to fail on its own. Such a unit's
 # kinds are then independent readings and are not discounted as one shared habit.
 VACANT_READING = 0.2
+# A sustained step up this large, after at least this many readings, is a household moving
+# into an empty flat (see ``_since_moved_in``).
 MOVED_IN_RATIO = 5.0
 MOVED_IN_MIN_READINGS = 3
 MAX_COMMUNITY_PEERS = 60  # community fallback: the peers nearest in area (bounds the fit's cost)
@@ -165,10 +165,11 @@ def utility_evidence(units: pd.DataFrame, consumption: pd.DataFrame,
                              None)
                 if peers is not None:
                     chosen.append((position, peers))
-        community_fits = {kind: [_fit(peers, kind, registered, values[kind], fits,
-                                      config.utility_min_peers) for _, peers in chosen]
-                          for kind in kinds}
-        pooled = {kind: _pooled_spread(found) for kind, found in community_fits.items()}
+        for kind in kinds:
+            for _position, peers in chosen:
+                _fit(peers, kind, registered, values[kind], fits, config.utility_min_peers)
+        pooled = {kind: _pooled_spread([fit for (fitted, _peers), fit in fits.items()
+                                        if fitted == kind]) for kind in kinds}
         for position, peers in chosen:
             result = _unit_evidence(str(refs[position]), int(registered[position]),
                                     {k: values[k][position] for k in kinds},
@@ -236,8 +237,7 @@ class Fit(NamedTuple):
 
 def _pooled_spread(found: list[Fit | None]) -> float | None:
     """The community's spread for one kind: its fits' spreads pooled by degrees of freedom."""
-    distinct = {id(f): f for f in found if f is not None}.values()
-    freedom = [(f.peers - 2, f.spread) for f in distinct if f.peers > 2]
+    freedom = [(f.peers - 2, f.spread) for f in found if f is not None and f.peers > 2]
     total = sum(dof for dof, _ in freedom)
     if total <= 0:
         return None
