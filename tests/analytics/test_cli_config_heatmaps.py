@@ -65,7 +65,9 @@ def test_parameters_are_checked_and_unknown_names_refused(tmp_path: Path) -> Non
                          # A zone's placement may not ask for more than a flat's own flag.
                          ({"zone_flag_confidence": 0.95}, "zone_flag_confidence=0.95"),
                          ({"zone_flag_lead": 0.5}, "zone_flag_lead=0.5: must be at least 1"),
-                         ({"utility_kinds": ["steam"]}, "unknown kind")):
+                         ({"utility_kinds": ["steam"]}, "unknown kind"),
+                         ({"interval_self_coverage_wifi_only": 1.0},
+                          "interval_self_coverage_wifi_only=1.0: must be 0.5..0.99")):
         with pytest.raises(ConfigError, match=message):
             AnalyticsConfig.from_mapping(bad)
 
