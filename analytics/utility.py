@@ -175,11 +175,11 @@ def utility_evidence(units: pd.DataFrame, consumption: pd.DataFrame,
                                     {k: values[k][position] for k in kinds},
                                     peers, registered, values, fits, pooled, n, config)
             if result is not None:
-                rows.append(result[0])
-                logliks[str(refs[position])] = result[1]
-                residuals[str(refs[position])] = result[2]
-                if not result[3]:
-                    kinds_used[str(refs[position])] = len(str(result[0]["kinds"]).split(","))
+                rows.append(result.record)
+                logliks[str(refs[position])] = result.loglik
+                residuals[str(refs[position])] = result.at_registered
+                if not result.reads_empty:
+                    kinds_used[str(refs[position])] = result.kinds
         if config.utility_kinds_shared:
             _share_household(residuals, kinds_used, logliks, kinds)
     return pd.DataFrame(rows, columns=columns), logliks
@@ -279,12 +279,22 @@ def _fit(peers: np.ndarray, kind: str, registered: np.ndarray, values: np.ndarra
     return fits[key]
 
 
+class UnitEvidence(NamedTuple):
+    """One unit's utility evidence (see ``_unit_evidence``)."""
+
+    record: dict[str, object]  # unit, ratio, estimated_people, kinds
+    loglik: np.ndarray  # over N = 0..max_people, summed over the kinds
+    at_registered: dict[str, float]  # kind -> z at the registered count
+    kinds: int  # kinds with evidence
+    reads_empty: bool  # every kind (two or more) reads like an empty flat
+
+
 def _unit_evidence(ref: str, registered: int, consumed: dict[str, float], peers: np.ndarray,
                    peer_registered: np.ndarray, values: dict[str, np.ndarray],
                    fits: dict[tuple[str, bytes], Fit | None], pooled: dict[str, float | None],
                    n: np.ndarray, config: AnalyticsConfig,
-                   ) -> tuple[dict[str, object], np.ndarray, dict[str, float], bool] | None:
-    """One unit's utility evidence against its peers, and whether every kind reads empty."""
+                   ) -> UnitEvidence | None:
+    """One unit's utility evidence against its peers."""
     total = np.zeros_like(n)
     at_registered: dict[str, float] = {}
     estimates: list[float] = []
@@ -298,9 +308,9 @@ def _unit_evidence(ref: str, registered: int, consumed: dict[str, float], peers:
         if fit is None:
             continue
         base, per_person, _, median_per_person, _ = fit
-        spread = _moderated_spread(fit, pooled[kind])
         if per_person <= 0:
             continue
+        spread = _moderated_spread(fit, pooled[kind])
         one = max(base + per_person, 1e-9)
         expected = np.maximum(base + per_person * n, 1e-9)
         expected[0] = VACANT_SHARE * one
@@ -322,4 +332,5 @@ def _unit_evidence(ref: str, registered: int, consumed: dict[str, float], peers:
         "estimated_people": round(float(np.mean(estimates)), 2),
         "kinds": ",".join(used),
     }
-    return record, total, at_registered, len(used) > 1 and all(reads_empty)
+    return UnitEvidence(record, total, at_registered, len(used),
+                        len(used) > 1 and all(reads_empty))
